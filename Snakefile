@@ -1,0 +1,23 @@
+# clipsift: raw videos -> clips -> filters and scores -> selection -> dataset.
+# The stages live in rules/*.smk, the logic in the clipsift package, entry points in scripts/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/ingest.smk"
+include: "rules/split.smk"
+include: "rules/export.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,1 @@
+"""Per-clip filters: flashes (brightness jumps) and on-screen text (OCR)."""

@@ -1,0 +1,73 @@
+"""Flash detection from the mean luma of consecutive frames.
+
+A flash is a run of 1..``max_len`` frames whose luma jumps by at least ``brightness_delta`` away
+from BOTH the frame before the run and the frame after it, all in the same direction, while the
+frames around the run are within ``brightness_delta / 2`` of each other. So:
+- a hard cut to a brighter scene (no return) is not a flash (before and after differ);
+- a slow fade is not a flash (no single step of ``brightness_delta``);
+- a brief drop to black between two similar frames (a dropout) is, like a bright strobe.
+
+No peer pipeline has such a filter (shared notes, peers.md); this is our own definition. Mean
+luma must be recorded on every frame (stride 1) to see one-frame flashes: it costs about 4 us per
+320-px frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def find_flashes(
+    luma: Sequence[float] | np.ndarray, *, brightness_delta: float = 40.0, max_len: int = 3
+) -> list[int]:
+    """Indices into ``luma`` (mean luma 0-255 of consecutive frames) of the frames in flashes."""
+    x = np.asarray(luma, dtype=np.float64)
+    n = len(x)
+    flagged = np.zeros(n, dtype=bool)
+    for run in range(1, max_len + 1):
+        m = n - run - 1  # number of candidate runs starting at 1..m
+        if m <= 0:
+            break
+        before, after = x[:m], x[run + 1 :]
+        window = sliding_window_view(x[1 : n - 1], run)[:m]
+        lo, hi = window.min(axis=1), window.max(axis=1)
+        settled = np.abs(before - after) <= brightness_delta / 2
+        up = lo - np.maximum(before, after) >= brightness_delta
+        down = np.minimum(before, after) - hi >= brightness_delta
+        for start in np.flatnonzero(settled & (up | down)) + 1:
+            flagged[start : start + run] = True
+    return np.flatnonzero(flagged).tolist()
+
+
+def flash_record(
+    luma: Sequence[float] | np.ndarray,
+    frame_indices: Sequence[int],
+    *,
+    brightness_delta: float = 40.0,
+    max_len: int = 3,
+    max_flash_ratio: float = 0.0,
+    record_only: bool = False,
+) -> dict:
+    """Flash verdict for one clip.
+
+    ``frame_indices[i]`` is the source frame number of ``luma[i]``. ``verdict`` is ``"fail"`` when
+    the fraction of flash frames exceeds ``max_flash_ratio`` (default: any flash fails);
+    ``rejects`` says whether the clip is dropped for it (never when ``record_only``).
+    """
+    found = find_flashes(luma, brightness_delta=brightness_delta, max_len=max_len)
+    n = len(luma)
+    ratio = len(found) / n if n else 0.0
+    # a flash event is a maximal run of consecutive flash frames
+    events = sum(1 for i, f in enumerate(found) if i == 0 or f != found[i - 1] + 1)
+    verdict = "fail" if ratio > max_flash_ratio else "pass"
+    return {
+        "flash_frames": [int(frame_indices[i]) for i in found],
+        "n_flash": len(found),
+        "n_events": events,
+        "flash_ratio": ratio,
+        "verdict": verdict,
+        "rejects": verdict == "fail" and not record_only,
+    }

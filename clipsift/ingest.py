@@ -1,0 +1,125 @@
+"""Ingest one shard: fetch archive members if needed, probe and hash every video.
+
+Output: one row per source video in ``source.parquet``. Unreadable videos are rows with an
+``error``; exact duplicates (same content hash) within the shard get ``duplicate_of`` and are
+skipped by later stages (duplicates across shards are resolved by the export, which sees all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .io.decode import probe
+from .sources import SourceError, fetch_archive
+
+log = logging.getLogger(__name__)
+
+SOURCE_COLUMNS = [
+    "video_id", "source", "uri", "path", "caption", "extra", "size", "hash", "duplicate_of",
+    "duration", "fps", "n_frames", "width", "height", "rotation", "codec", "pix_fmt", "bit_rate",
+    "error",
+]  # fmt: skip
+
+
+def content_hash(path: str | os.PathLike, algo: str = "blake2b") -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def extracted_dir(results: str | Path, shard: str) -> Path:
+    """Where an archive shard's members are extracted (not a rule output: removable at any time)."""
+    return Path(results) / "work" / shard / "extracted"
+
+
+def shard_items(
+    plan_items: pd.DataFrame, source_cfg: dict, shard: str, results: str | Path
+) -> pd.DataFrame:
+    """The shard's videos; archive rows are downloaded and expanded into their members."""
+    rows = []
+    for row in plan_items.to_dict("records"):
+        if row["kind"] != "archive":
+            rows.append({**row, "video_id": f"{row['source']}-{row['id']}"})
+            continue
+        try:
+            members = fetch_archive(source_cfg, row["archive"], extracted_dir(results, shard))
+        except SourceError as exc:
+            # the whole archive is unusable: one error row, the run goes on
+            rows.append({**row, "video_id": f"{shard}-archive", "error": str(exc)})
+            continue
+        for it in members:
+            rows.append(
+                {
+                    "source": row["source"],
+                    "video_id": f"{shard}-{it.id}",
+                    "uri": it.uri,
+                    "path": it.path,
+                    "caption": it.caption,
+                    "extra": json.dumps(it.extra, sort_keys=True, default=str),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataFrame:
+    """Probe and hash each video; never raises for a bad video."""
+    out = []
+    seen: dict[str, str] = {}
+    t0 = time.monotonic()
+    for i, row in enumerate(items.to_dict("records")):
+        rec = {c: row.get(c) for c in SOURCE_COLUMNS}
+        rec["rotation"] = 0
+        if not rec.get("error"):
+            path = rec["path"]
+            if not path or not os.path.exists(path):
+                rec["error"] = "missing file"
+            else:
+                rec["size"] = os.path.getsize(path)
+                rec["hash"] = content_hash(path, hash_algo)
+                if rec["hash"] in seen:
+                    rec["duplicate_of"] = seen[rec["hash"]]
+                else:
+                    seen[rec["hash"]] = rec["video_id"]
+                rec.update(probe(path))
+        out.append(rec)
+        if (i + 1) % 50 == 0:
+            log.info("ingest: %d/%d videos (%.1f s)", i + 1, len(items), time.monotonic() - t0)
+    df = pd.DataFrame(out, columns=SOURCE_COLUMNS)
+    n_err = int(df["error"].notna().sum())
+    log.info(
+        "ingest: %d videos, %d errors, %d duplicates",
+        len(df),
+        n_err,
+        int(df["duplicate_of"].notna().sum()),
+    )
+    return df
+
+
+def usable(source: pd.DataFrame) -> pd.DataFrame:
+    """Videos later stages decode: no error, not a duplicate."""
+    return source[source["error"].isna() & source["duplicate_of"].isna()]
+
+
+def localize(
+    source: pd.DataFrame, source_cfg: dict, results: str | Path, shard: str
+) -> pd.DataFrame:
+    """Make sure archive members are on disk again (re-extracted from the Hub cache if removed)."""
+    if source_cfg.get("type") != "hf_archives":
+        return source
+    ok = source["error"].isna()
+    missing = source.loc[ok, "path"].dropna().map(lambda p: not os.path.exists(p))
+    if missing.any():
+        archives = {json.loads(e).get("archive") for e in source.loc[ok, "extra"].dropna()}
+        for archive in sorted(a for a in archives if a):
+            log.info("re-extracting %s (extracted files were removed)", archive)
+            fetch_archive(source_cfg, archive, extracted_dir(results, shard))
+    return source

@@ -1,0 +1,74 @@
+"""Atomic writes: a killed job never leaves a file that looks complete (DESIGN principle 6).
+
+Every writer goes to a temporary name in the destination's folder, then renames it into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it to ``dest`` when the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.name}.", suffix=suffix or dest.suffix, dir=dest.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``dest``; swap it in for ``dest`` when the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(dest: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_parquet(dest: str | os.PathLike, df) -> None:
+    with atomic_path(dest) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_jsonl(dest: str | os.PathLike, records) -> None:
+    with atomic_path(dest) as tmp, open(tmp, "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any):
+    # numpy scalars and arrays, paths
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,156 @@
+"""The shard plan: which source videos go to which shard.
+
+The plan is computed once (listing folders and lists is O(videos)) and written under
+``{results}/plan/``; every later parse of the Snakefile, including the one in each cluster job,
+reads only ``shards.json`` (O(shards)). Existing assignments never change: videos found later go
+to new shards, so adding videos to a source never reshuffles (and never re-runs) existing shards.
+
+Files:
+- ``shards.json``: fingerprint of the sources config, and one entry per shard (name, source, kind,
+  number of items).
+- ``shards/{shard}.parquet``: the items of one shard, the ingest rule's input. Rewritten only when
+  its content changes, so Snakemake's mtime check re-runs only the shards that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .io.atomic import write_json, write_parquet
+from .sources import list_archives, list_items
+from .sources.base import slug_id
+
+log = logging.getLogger(__name__)
+
+ITEM_COLUMNS = ["source", "id", "uri", "path", "caption", "extra", "kind", "archive"]
+
+
+def plan_dir(results: str | Path) -> Path:
+    return Path(results) / "plan"
+
+
+def fingerprint(config: dict) -> str:
+    """What the plan depends on: the sources and the shard size."""
+    key = json.dumps(
+        {"sources": config["sources"], "shard_size": config["shard_size"]}, sort_keys=True
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def load_shards(config: dict, root: str | Path = ".") -> list[dict]:
+    """Shard entries from the plan; (re)plans when there is no plan or the sources changed."""
+    manifest = plan_dir(Path(root) / config["results"]) / "shards.json"
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        if data.get("fingerprint") == fingerprint(config):
+            return data["shards"]
+        log.info("sources changed since the plan was made: updating it")
+    return update_plan(config, root)
+
+
+def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
+    """List every source, keep existing assignments, put new items into new shards."""
+    root = Path(root)
+    pdir = plan_dir(root / config["results"])
+    items_path = pdir / "items.parquet"
+    old = pd.read_parquet(items_path) if items_path.exists() else _empty_items()
+    old["shard"] = old.get("shard", pd.Series(dtype=str))
+
+    frames = [old]
+    for source in config["sources"]:
+        name = source["name"]
+        known = set(old.loc[old["source"] == name, "id"])
+        if source["type"] == "hf_archives":
+            new_rows = [
+                {
+                    "source": name,
+                    "id": archive,
+                    "uri": f"hf://{source.get('repo_type', 'dataset')}s/{source['repo']}@{source.get('revision', 'main')}/{archive}",
+                    "path": None,
+                    "caption": None,
+                    "extra": "{}",
+                    "kind": "archive",
+                    "archive": archive,
+                    "shard": f"{name}-{slug_id(_archive_stem(archive))}",
+                }
+                for archive in list_archives(source, root=root)
+                if archive not in known
+            ]
+        else:
+            fresh = [it for it in list_items(source, root=root) if it.id not in known]
+            start = _next_index(old, name)
+            size = config["shard_size"]
+            new_rows = [
+                {
+                    "source": name,
+                    "id": it.id,
+                    "uri": it.uri,
+                    "path": it.path,
+                    "caption": it.caption,
+                    "extra": json.dumps(it.extra, sort_keys=True, default=str),
+                    "kind": "video",
+                    "archive": None,
+                    "shard": f"{name}-{start + i // size:05d}",
+                }
+                for i, it in enumerate(fresh)
+            ]
+        if new_rows:
+            log.info("source %s: %d new item(s)", name, len(new_rows))
+            frames.append(pd.DataFrame(new_rows))
+    items = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else old
+    )
+    if items.empty:
+        raise SystemExit("clipsift: the sources list no videos; check `sources` in the config")
+
+    shards = []
+    for shard, group in items.groupby("shard", sort=True):
+        group = group[ITEM_COLUMNS].reset_index(drop=True)
+        _write_if_changed(pdir / "shards" / f"{shard}.parquet", group)
+        shards.append(
+            {
+                "name": shard,
+                "source": group["source"].iloc[0],
+                "kind": group["kind"].iloc[0],
+                "items": len(group),
+            }
+        )
+    write_parquet(items_path, items[[*ITEM_COLUMNS, "shard"]])
+    write_json(pdir / "shards.json", {"fingerprint": fingerprint(config), "shards": shards})
+    return shards
+
+
+def _empty_items() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in [*ITEM_COLUMNS, "shard"]})
+
+
+def _next_index(items: pd.DataFrame, source: str) -> int:
+    names = items.loc[items["source"] == source, "shard"]
+    if names.empty:
+        return 0
+    return max(int(n.rsplit("-", 1)[1]) for n in names) + 1
+
+
+def _archive_stem(archive: str) -> str:
+    name = archive
+    for ext in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _write_if_changed(path: Path, df: pd.DataFrame) -> None:
+    if path.exists():
+        try:
+            if pd.read_parquet(path).equals(df):
+                return
+        except Exception:  # unreadable: rewrite it
+            pass
+    write_parquet(path, df)

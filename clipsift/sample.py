@@ -1,0 +1,448 @@
+"""Synthetic videos with known ground truth, for the README demo and for every test.
+
+A video is a list of :class:`Segment` s (scenes). Each scene is a crop window moving rigidly over a
+larger textured canvas, so its motion is known exactly; cuts, fades, flashes, burned-in text and
+black bars are painted in with known frame indices and boxes. :func:`render_video` encodes H.264
+(libx264, yuv420p, mp4) with PyAV and returns the ground truth; :func:`generate_sample` writes a
+small set that exercises every pipeline stage plus ``ground_truth.json``.
+
+CLI: ``python -m clipsift.sample OUT_DIR [--size 1280x720] [--fps 30] [--seed 0]``
+
+Conventions (all frame indices count decoded frames from 0; ranges are ``[start, end)`` unless
+named ``[first, last]``):
+
+- ``pan`` is the IMAGE motion in pixels per frame, what optical flow or phase correlation measures:
+  content at ``(x, y)`` in frame ``t`` is at ``(x + dx, y + dy)`` in frame ``t + 1``. A camera
+  panning right therefore has a negative ``dx``.
+- Pixels are deterministic for a given seed (seeded numpy, deterministic OpenCV and x264 calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from clipsift.io.atomic import atomic_path, write_json
+
+FONT = cv2.FONT_HERSHEY_DUPLEX
+
+
+@dataclass
+class Segment:
+    """One scene; consecutive segments meet at a hard cut unless a fade separates them."""
+
+    frames: int  # length in frames
+    seed: int = 0  # texture seed: other seed = other palette and texture (scene detectors fire)
+    pan: tuple[float, float] = (0, 0)  # image motion (dx, dy) in pixels per frame, exact
+    text: str | None = None  # burned-in subtitle-like line (white, black outline) on every frame
+    flashes: tuple[int, ...] = ()  # offsets in the segment of single white flash frames
+    fade_in: int = 0  # frames fading in from black at the start
+    fade_out: int = 0  # frames fading out to black at the end
+    letterbox: tuple[int, int] = (0, 0)  # black bars: (top/bottom height, left/right width)
+
+
+# ----------------------------------------------------------------------------- texture
+
+
+def _noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
+    """Smooth value noise with features about ``cell`` pixels wide, unit-ish variance."""
+    cell = max(1.0, cell)
+    gh, gw = int(h / cell) + 3, int(w / cell) + 3
+    grid = rng.standard_normal((gh, gw)).astype(np.float32)
+    if cell == 1.0:
+        return grid[:h, :w]
+    up = cv2.resize(grid, (round(gw * cell), round(gh * cell)), interpolation=cv2.INTER_CUBIC)
+    return up[:h, :w]
+
+
+def _palette(seed: int, rng: np.random.Generator) -> np.ndarray:
+    """Six RGB colours around a seed-dependent hue, plus one complementary accent.
+
+    Hues step by the golden ratio, so consecutive seeds are at least ~137 degrees apart and a hard
+    cut between them changes hue, saturation and value at once (ContentDetector's HSV score).
+    Values stay in 0.25..0.88 so scenes are never as dark as black bars nor as bright as a flash.
+    """
+    hue0 = (seed * 0.6180339887) % 1.0
+    cols = []
+    for i in range(7):
+        hue = (hue0 + 0.5) % 1.0 if i == 6 else (hue0 + rng.uniform(-0.08, 0.08)) % 1.0
+        sat, val = rng.uniform(0.3, 0.9), rng.uniform(0.25, 0.88)
+        cols.append(colorsys.hsv_to_rgb(hue, sat, val))
+    return np.asarray(cols, np.float32) * 255
+
+
+def _texture(seed: int, h: int, w: int, scale: float) -> np.ndarray:
+    """``h x w`` RGB uint8 canvas: hard-edged blobs, shapes and multi-scale shading.
+
+    Posterised low-frequency noise gives large regions with curved hard edges (what scene
+    detectors compare), random discs/boxes/lines give corners, and shading at 2-12 px scales gives
+    the fine detail that DIS optical flow and phase correlation lock on to. ``scale`` is the frame
+    height / 360, so other resolutions look the same, only sharper.
+    """
+    rng = np.random.default_rng(seed)
+    pal = _palette(seed, rng)
+    low = _noise(rng, h, w, 90 * scale) + 0.5 * _noise(rng, h, w, 28 * scale)
+    levels = np.quantile(low, [0.2, 0.4, 0.6, 0.8])  # five equal-area regions
+    img = pal[np.searchsorted(levels, low)]  # (h, w, 3) float32
+    for _ in range(int(h * w / (5000 * scale * scale))):
+        col = tuple(float(c) for c in pal[rng.integers(len(pal))] * rng.uniform(0.75, 1.15))
+        x, y = int(rng.integers(w)), int(rng.integers(h))
+        r = int(rng.integers(4, 36) * scale)
+        kind = rng.integers(3)
+        if kind == 0:
+            cv2.circle(img, (x, y), r, col, -1, cv2.LINE_AA)
+        elif kind == 1:
+            x2, y2 = x + int(rng.integers(-2 * r, 2 * r)), y + int(rng.integers(-2 * r, 2 * r))
+            cv2.rectangle(img, (x, y), (x2, y2), col, -1, cv2.LINE_AA)
+        else:
+            x2, y2 = x + int(rng.integers(-4 * r, 4 * r)), y + int(rng.integers(-4 * r, 4 * r))
+            cv2.line(img, (x, y), (x2, y2), col, max(1, int(3 * scale)), cv2.LINE_AA)
+    shade = (
+        0.5 * _noise(rng, h, w, 12 * scale)
+        + 0.35 * _noise(rng, h, w, 4 * scale)
+        + 0.25 * _noise(rng, h, w, 2 * scale)
+    )
+    img *= (1.0 + 0.2 * shade)[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def _text_layout(text: str, w: int, h: int, letterbox: tuple[int, int]) -> dict:
+    """Bottom-centred subtitle inside the picture area; ``box`` includes the outline."""
+    bar_v, bar_h = letterbox
+    inner_w, inner_h = w - 2 * bar_h, h - 2 * bar_v
+    fs = inner_h / 360 * 1.3  # ~30 px cap height at 360 p: large enough for OCR at any size
+    (tw, th), _ = cv2.getTextSize(text, FONT, fs, 1)
+    fs = min(fs, fs * 0.9 * inner_w / tw)  # long lines shrink to fit
+    thick = max(2, round(fs * 2))
+    outline = thick + max(4, round(fs * 4))
+    (tw, th), base = cv2.getTextSize(text, FONT, fs, thick)
+    x = (w - tw) // 2
+    y = h - bar_v - round(0.08 * inner_h) - base  # baseline
+    pad = outline // 2 + 1
+    x0, y0 = max(0, x - pad), max(0, y - th - pad)
+    x1, y1 = min(w, x + tw + pad), min(h, y + base + pad)
+    return {
+        "org": (x, y),
+        "fs": fs,
+        "thick": thick,
+        "outline": outline,
+        "box": [x0, y0, x1 - x0, y1 - y0],
+    }
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def _check(seg: Segment, w: int, h: int) -> None:
+    if seg.frames < 1:
+        raise ValueError("a segment needs at least one frame")
+    if seg.fade_in + seg.fade_out > seg.frames:
+        raise ValueError("fade_in + fade_out longer than the segment")
+    if any(not 0 <= f < seg.frames for f in seg.flashes):
+        raise ValueError(f"flash offsets {seg.flashes} outside 0..{seg.frames - 1}")
+    if 2 * seg.letterbox[0] >= h or 2 * seg.letterbox[1] >= w:
+        raise ValueError(f"letterbox {seg.letterbox} covers the whole {w}x{h} frame")
+
+
+def _segment_frames(seg: Segment, w: int, h: int):
+    """Yield the segment's RGB frames (display orientation)."""
+    n = seg.frames
+    dx, dy = (float(v) for v in seg.pan)
+    m = 3  # margin so cubic interpolation never reads outside the canvas
+    cw = w + 2 * m + math.ceil(abs(dx) * (n - 1))
+    ch = h + 2 * m + math.ceil(abs(dy) * (n - 1))
+    canvas = _texture(seg.seed, ch, cw, h / 360)
+    # content moves by +pan, so the crop window moves by -pan: start where the window ends inside
+    x0, y0 = m + max(dx, 0.0) * (n - 1), m + max(dy, 0.0) * (n - 1)
+    bar_v, bar_h = seg.letterbox
+    layout = _text_layout(seg.text, w, h, seg.letterbox) if seg.text else None
+    flashes = set(seg.flashes)
+    for t in range(n):
+        ox, oy = x0 - t * dx, y0 - t * dy
+        if ox.is_integer() and oy.is_integer():
+            # exact copy: static scenes are bit-identical frames before encoding
+            img = canvas[int(oy) : int(oy) + h, int(ox) : int(ox) + w].copy()
+        else:
+            # sub-pixel shift; WARP_INVERSE_MAP: dst(x, y) = canvas(x + ox, y + oy)
+            mat = np.float32([[1, 0, ox], [0, 1, oy]])
+            img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        if layout:
+            org, fs = layout["org"], layout["fs"]
+            cv2.putText(img, seg.text, org, FONT, fs, (0, 0, 0), layout["outline"], cv2.LINE_AA)
+            cv2.putText(img, seg.text, org, FONT, fs, (255, 255, 255), layout["thick"], cv2.LINE_AA)
+        # fade-in starts at black, fade-out ends at black (two black frames in a dip to black)
+        gain = 1.0
+        if t < seg.fade_in:
+            gain = t / seg.fade_in
+        elif t >= n - seg.fade_out:
+            gain = (n - 1 - t) / seg.fade_out
+        if gain < 1.0:
+            img = cv2.convertScaleAbs(img, alpha=gain)
+        if t in flashes:
+            img[:] = 255  # Y = 235 after the limited-range conversion; bars are repainted below
+        if bar_v:
+            img[:bar_v] = 0
+            img[h - bar_v :] = 0
+        if bar_h:
+            img[:, :bar_h] = 0
+            img[:, w - bar_h :] = 0
+        yield img
+
+
+_TO_CODED = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def render_video(
+    path: str | os.PathLike,
+    segments: list[Segment],
+    *,
+    fps: float | Fraction = 30,
+    size: tuple[int, int] = (640, 360),
+    crf: int = 18,
+    gop: int | None = None,
+    rotation: int = 0,
+    preset: str = "veryfast",
+) -> dict:
+    """Encode ``segments`` to an H.264 mp4 at ``path`` (written atomically); return ground truth.
+
+    ``size`` is the DISPLAY size (width, height), even numbers. ``rotation`` (0/90/180/270,
+    counter-clockwise, as PyAV's ``frame.rotation`` reads it back) stores a display matrix and
+    encodes each frame turned the other way, so a player that applies the rotation shows exactly
+    the rendered scenes. All ground-truth geometry (width, height, text boxes, pans, letterbox) is
+    in display orientation; ``coded_width``/``coded_height`` give the stored frame size. ``gop``
+    caps the keyframe interval (x264 still adds keyframes at cuts). ``fps`` may be a Fraction
+    (e.g. ``Fraction(30000, 1001)``).
+    """
+    w, h = size
+    if w % 2 or h % 2:
+        raise ValueError(f"size {w}x{h}: yuv420p needs even dimensions")
+    rotation %= 360
+    if rotation % 90:
+        raise ValueError("rotation must be a multiple of 90")
+    if not segments:
+        raise ValueError("no segments")
+    for seg in segments:
+        _check(seg, w, h)
+    rate = Fraction(fps).limit_denominator(1001)
+    coded_w, coded_h = (h, w) if rotation in (90, 270) else (w, h)
+
+    with atomic_path(path) as tmp, av.open(os.fspath(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        ctx = stream.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, "yuv420p"
+        ctx.options = {"crf": str(crf), "preset": preset}
+        if gop:
+            ctx.gop_size = gop
+        if rotation:
+            stream.set_display_rotation(rotation)
+        i = 0
+        for seg in segments:
+            for img in _segment_frames(seg, w, h):
+                if rotation:
+                    img = cv2.rotate(img, _TO_CODED[rotation])
+                # OpenCV's I420 conversion is BT.601 limited range like swscale's default, and
+                # ~20x faster than letting PyAV reformat rgb24 inside encode()
+                i420 = cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
+                frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+                frame.pts, frame.time_base = i, 1 / rate
+                container.mux(stream.encode(frame))
+                i += 1
+        container.mux(stream.encode(None))
+
+    return _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h)
+
+
+def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:
+    cuts, fades, flash_frames, texts, segs = [], [], [], [], []
+    start = 0
+    for k, seg in enumerate(segments):
+        end = start + seg.frames
+        if k and not segments[k - 1].fade_out and not seg.fade_in:
+            cuts.append(start)
+        if seg.fade_in:
+            fades.append([start, start + seg.fade_in - 1])
+        if seg.fade_out:
+            fades.append([end - seg.fade_out, end - 1])
+        flash_frames += sorted(start + f for f in seg.flashes)
+        if seg.text:
+            box = _text_layout(seg.text, w, h, seg.letterbox)["box"]
+            texts.append({"start": start, "end": end, "text": seg.text, "box": box})
+        dx, dy = (float(v) for v in seg.pan)
+        segs.append(
+            {
+                "start": start,
+                "end": end,
+                "pan": [dx, dy],
+                "speed_px_per_frame": math.hypot(dx, dy),
+                "seed": seg.seed,
+                "letterbox": list(seg.letterbox),
+                "fade_in": seg.fade_in,
+                "fade_out": seg.fade_out,
+                "text": seg.text,
+            }
+        )
+        start = end
+    return {
+        "path": os.fspath(path),
+        "fps": float(rate),
+        "width": w,
+        "height": h,
+        "coded_width": coded_w,
+        "coded_height": coded_h,
+        "rotation": rotation,
+        "n_frames": start,
+        "duration": float(start / rate),
+        "cuts": cuts,
+        "fades": fades,
+        "flash_frames": flash_frames,
+        "text": texts,
+        "segments": segs,
+        "corrupt": False,
+    }
+
+
+# ----------------------------------------------------------------------------- corrupt input
+
+
+def write_corrupt(path: str | os.PathLike, kind: str = "truncated", source=None) -> dict:
+    """Write an unreadable ``.mp4``.
+
+    - ``truncated``: the first 30 % of the bytes of ``source`` (default: a fresh 2 s render). A
+      PyAV/FFmpeg mp4 keeps its index (moov atom) at the end, so nothing can be opened or decoded.
+    - ``garbage``: 64 KiB of seeded random bytes.
+    - ``empty``: 0 bytes.
+    """
+    if kind == "truncated":
+        if source is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                source = render_video(Path(tmp) / "source.mp4", [Segment(60, seed=99)])["path"]
+                data = Path(source).read_bytes()
+        else:
+            data = Path(source).read_bytes()
+        data = data[: int(len(data) * 0.3)]
+    elif kind == "garbage":
+        data = np.random.default_rng(0).integers(0, 256, 65536, dtype=np.uint8).tobytes()
+    elif kind == "empty":
+        data = b""
+    else:
+        raise ValueError(f"unknown corruption kind {kind!r}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return {"path": os.fspath(path), "corrupt": True, "kind": kind, "bytes": len(data)}
+
+
+# ----------------------------------------------------------------------------- sample set
+
+
+def sample_plan(*, size=(640, 360), fps=30, seed=0) -> dict[str, list[Segment]]:
+    """File name -> segments of the default sample set (~50 s of video in all).
+
+    Lengths are in seconds times ``fps``; pans and bars scale with the frame so every size looks
+    alike (at 640x360: pans 1.5/-0.75/4 px per frame, bars 44 px). Every scene has its own seed.
+    """
+    w, h = size
+
+    def s(sec: float) -> int:
+        return max(1, round(sec * fps))
+
+    def px(v: float) -> float:
+        return round(v * w / 640 * 4) / 4  # quarter pixels: exact in binary, so the GT is exact
+
+    bars = round(44 * h / 360 / 2) * 2
+    base = seed * 1000
+    fade = s(2 / 3)
+    return {
+        "cuts.mp4": [
+            Segment(s(3), seed=base + 1),
+            Segment(s(3), seed=base + 2, pan=(px(1.5), 0)),
+            Segment(s(3), seed=base + 3),
+            Segment(s(3), seed=base + 4, pan=(px(-0.75), px(0.5))),
+        ],
+        "fade.mp4": [
+            Segment(s(4), seed=base + 5, fade_out=fade),
+            Segment(s(4), seed=base + 6, fade_in=fade),
+        ],
+        "flash.mp4": [Segment(s(6), seed=base + 7, flashes=(s(4 / 3), s(3), s(14 / 3)))],
+        "text.mp4": [
+            Segment(s(4), seed=base + 8, text="SALE ENDS FRIDAY"),
+            Segment(s(4), seed=base + 9),
+        ],
+        "motion.mp4": [
+            Segment(s(4), seed=base + 10),
+            Segment(s(4), seed=base + 11, pan=(px(4), 0)),
+        ],
+        "letterbox.mp4": [Segment(s(5), seed=base + 12, pan=(px(1), 0), letterbox=(bars, 0))],
+        "subdir/nested.mp4": [Segment(s(3), seed=base + 13)],
+    }
+
+
+def generate_sample(
+    out_dir: str | os.PathLike, *, size=(640, 360), fps: float = 30, seed: int = 0
+) -> dict:
+    """Write the sample set and ``out_dir/ground_truth.json``; return that mapping.
+
+    Keys and each entry's ``path`` are relative to ``out_dir`` (posix), so the folder can move.
+    ``corrupt.mp4`` is the first 30 % of ``cuts.mp4``.
+    """
+    out = Path(out_dir)
+    truth = {}
+    for name, segments in sample_plan(size=size, fps=fps, seed=seed).items():
+        gt = render_video(out / name, segments, fps=fps, size=size)
+        truth[name] = {**gt, "path": name}
+    truth["corrupt.mp4"] = {
+        **write_corrupt(out / "corrupt.mp4", "truncated", source=out / "cuts.mp4"),
+        "path": "corrupt.mp4",
+    }
+    write_json(out / "ground_truth.json", truth)
+    return truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m clipsift.sample", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("out_dir")
+    ap.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
+    ap.add_argument("--fps", type=float, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    t0 = time.perf_counter()
+    truth = generate_sample(args.out_dir, size=size, fps=args.fps, seed=args.seed)
+    for name, gt in truth.items():
+        if gt.get("corrupt"):
+            print(f"{name:20s} corrupt ({gt['kind']}, {gt['bytes']} bytes)")
+            continue
+        extra = [f"cuts {gt['cuts']}"] if gt["cuts"] else []
+        extra += [f"fades {gt['fades']}"] if gt["fades"] else []
+        extra += [f"flashes {gt['flash_frames']}"] if gt["flash_frames"] else []
+        extra += [f"text {t['text']!r} {t['box']}" for t in gt["text"]]
+        speeds = sorted({s["speed_px_per_frame"] for s in gt["segments"]})
+        extra += [f"speeds {speeds}"] if any(speeds) else []
+        bars = [s["letterbox"] for s in gt["segments"] if any(s["letterbox"])]
+        extra += [f"letterbox {bars[0]}"] if bars else []
+        dims = f"{gt['width']}x{gt['height']}"
+        print(f"{name:20s} {dims} {gt['n_frames']} frames  " + "; ".join(extra))
+    print(
+        f"wrote {len(truth)} files + ground_truth.json to {args.out_dir} in {time.perf_counter() - t0:.1f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

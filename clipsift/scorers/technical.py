@@ -1,0 +1,136 @@
+"""Cheap technical measures on the full-size luma plane: sharpness, exposure, black borders.
+
+Cost at 1920x1080, one thread (this machine): ``frame_technical`` 3.3 ms given a crop, 4.5 ms
+finding the frame's own borders; ``border_profile`` 1.4 ms. At 2 samples/s that is about 10 ms
+per video-second, next to about 200 ms for decoding it. ``np.percentile`` on the same plane costs
+15 ms: every exposure figure is read from a 256-bin histogram instead (0.75 ms), exactly, with
+no pixel subsampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+CLIP_LOW = 16  # limited-range ("video") black and white levels
+CLIP_HIGH = 235
+
+
+def border_profile(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row and per-column maximum luma of a Y plane, to accumulate over a clip's samples.
+
+    Maxima are taken over 8-pixel means along the other axis, so an isolated noisy pixel in a
+    black bar does not make it look like picture, while any real content (even a logo) does.
+    """
+    h, w = luma.shape[:2]
+    rows = cv2.resize(luma, (max(1, w // 8), h), interpolation=cv2.INTER_AREA).max(axis=1)
+    cols = cv2.resize(luma, (w, max(1, h // 8)), interpolation=cv2.INTER_AREA).max(axis=0)
+    return rows, cols
+
+
+def _edge_run(black: np.ndarray) -> tuple[int, int]:
+    """Lengths of the leading and trailing runs of True."""
+    if black.all():
+        return len(black), 0
+    nz = np.flatnonzero(~black)
+    return int(nz[0]), int(len(black) - 1 - nz[-1])
+
+
+def find_borders(
+    row_profiles: Sequence[np.ndarray],
+    col_profiles: Sequence[np.ndarray],
+    *,
+    black_level: int = 24,
+) -> dict:
+    """Letterbox / pillarbox common to all samples: edge rows/columns black in every sample.
+
+    ``crop`` is ``[x, y, w, h]`` of the picture, shrunk to even numbers so that it can be encoded
+    as 4:2:0; a frame black in every sample gets no crop (the full frame) and ``all_black``.
+    """
+    rows = np.max(np.stack(row_profiles), axis=0)
+    cols = np.max(np.stack(col_profiles), axis=0)
+    h, w = len(rows), len(cols)
+    all_black = bool(rows.max() <= black_level)
+    if all_black:
+        top = bottom = left = right = 0
+    else:
+        top, bottom = _edge_run(rows <= black_level)
+        left, right = _edge_run(cols <= black_level)
+    x, y = left + left % 2, top + top % 2
+    cw, ch = (w - right - x) // 2 * 2, (h - bottom - y) // 2 * 2
+    inner = (w - left - right) * (h - top - bottom)
+    return {
+        "border_top": top,
+        "border_bottom": bottom,
+        "border_left": left,
+        "border_right": right,
+        "crop": [x, y, cw, ch],
+        "border_ratio": 1.0 - inner / (w * h),
+        "all_black": all_black,
+    }
+
+
+def frame_technical(
+    luma: np.ndarray, *, crop: Sequence[int] | None = None, black_level: int = 24
+) -> dict:
+    """Sharpness and exposure of one full-size uint8 Y plane (a strided view is fine).
+
+    Measured on the picture area ``crop`` = ``[x, y, w, h]``; when None, this frame's own black
+    borders are found and left out (bars would dilute sharpness and fake clipping). To reuse the
+    profiles that are accumulated anyway: ``crop = find_borders([r], [c])["crop"]`` with
+    ``r, c = border_profile(luma)``.
+
+    - ``sharpness``: variance of the 3x3 Laplacian. Computed in CV_16S, which is exact for uint8
+      input and gives the same value as CV_64F at 0.7x the cost. Depends on resolution and
+      content: compare clips of one source or normalise per resolution.
+    - ``luma_mean``, ``contrast`` (standard deviation), ``luma_min`` / ``luma_max``: robust
+      extremes, the 1st and 99th percentiles (not the true min/max, which one pixel decides).
+    - ``clipped_low`` / ``clipped_high``: fractions of pixels <= 16 and >= 235 (limited-range
+      levels; on full-range video the darkest legitimate shadows count as clipped).
+    """
+    if crop is None:
+        rows, cols = border_profile(luma)
+        crop = find_borders([rows], [cols], black_level=black_level)["crop"]
+    x, y, w, h = crop
+    area = luma[y : y + h, x : x + w]
+    if area.size == 0:
+        area = luma
+    _, std = cv2.meanStdDev(cv2.Laplacian(area, cv2.CV_16S))
+    hist = cv2.calcHist([area], [0], None, [256], [0, 256]).ravel().astype(np.float64)
+    n = hist.sum()
+    levels = np.arange(256, dtype=np.float64)
+    mean = float(hist @ levels / n)
+    cdf = np.cumsum(hist) / n
+    return {
+        "sharpness": float(std[0, 0] ** 2),
+        "luma_mean": mean,
+        "luma_min": int(np.searchsorted(cdf, 0.01)),
+        "luma_max": int(np.searchsorted(cdf, 0.99)),
+        "contrast": float(np.sqrt(max(0.0, hist @ (levels - mean) ** 2 / n))),
+        "clipped_low": float(hist[: CLIP_LOW + 1].sum() / n),
+        "clipped_high": float(hist[CLIP_HIGH:].sum() / n),
+    }
+
+
+def aggregate_technical(samples: Sequence[dict]) -> dict:
+    """Per-clip summary of ``frame_technical`` records: means, plus the worst sample where the
+    worst matters (the blurriest frame, the darkest/brightest percentiles, the most clipping).
+    Values are None for a clip without samples."""
+    reducers = {
+        "sharpness_mean": ("sharpness", np.mean),
+        "sharpness_min": ("sharpness", np.min),
+        "luma_mean": ("luma_mean", np.mean),
+        "luma_min": ("luma_min", np.min),
+        "luma_max": ("luma_max", np.max),
+        "contrast_mean": ("contrast", np.mean),
+        "clipped_low_mean": ("clipped_low", np.mean),
+        "clipped_low_max": ("clipped_low", np.max),
+        "clipped_high_mean": ("clipped_high", np.mean),
+        "clipped_high_max": ("clipped_high", np.max),
+    }
+    out: dict = {"n_samples": len(samples)}
+    for name, (key, reduce) in reducers.items():
+        out[name] = float(reduce([s[key] for s in samples])) if samples else None
+    return out

@@ -1,0 +1,31 @@
+"""Glue for the thin ``script:`` entry points: logging into the rule's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def rule_logging(snakemake):
+    """Send logging and stderr of a script job to its ``log:`` file (the snakemake-workflows way)."""
+    path = snakemake.log[0] if snakemake.log else None
+    fh = open(path, "w") if path else sys.stderr  # noqa: SIM115
+    old_stderr = sys.stderr
+    sys.stderr = fh
+    logging.basicConfig(
+        stream=fh,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    try:
+        yield logging.getLogger(f"clipsift.{snakemake.rule}")
+    except Exception:
+        logging.getLogger(f"clipsift.{snakemake.rule}").exception("job failed")
+        raise
+    finally:
+        sys.stderr = old_stderr
+        if path:
+            fh.close()

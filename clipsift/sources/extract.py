@@ -1,0 +1,136 @@
+"""Safe extraction of downloaded archives (tar, tar.gz/tgz, zip).
+
+Every member is checked before anything is written; one unsafe member refuses the whole archive.
+Extraction goes to a temporary folder next to ``dest`` that replaces ``dest`` only once complete, so a
+refused or interrupted archive leaves nothing that looks extracted.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+from ..io.atomic import atomic_dir
+from .base import SourceError
+
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+_CHUNK = 1 << 20
+
+
+class UnsafeArchiveError(SourceError):
+    """An archive member could write outside the destination, is a link or device, or is too large."""
+
+
+def _clean(name: str, archive: Path) -> str:
+    """The member's relative path with ``/`` separators; refuses absolute paths and ``..``."""
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        raise UnsafeArchiveError(f"{archive.name}: member {name!r} has an absolute path")
+    parts = re.split(r"[/\\]", name)  # backslash too: zips written on Windows use it
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{archive.name}: member {name!r} has a '..' component")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def _too_big(archive: Path, name: str, size: int, limit: int) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"{archive.name}: member {name!r} is {size} bytes, over the limit of {limit} bytes (max_member_mb)"
+    )
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(_TAR_SUFFIXES):
+        return "tar"
+    # no telling suffix: look at the content
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if tarfile.is_tarfile(path):
+        return "tar"
+    raise SourceError(f"{path.name}: not a tar, tar.gz/tgz or zip archive")
+
+
+def _check_tar(tf: tarfile.TarFile, archive: Path, limit: int) -> list[tuple[str, tarfile.TarInfo]]:
+    checked = []
+    for m in tf.getmembers():
+        rel = _clean(m.name, archive)
+        if m.issym() or m.islnk():
+            kind = "symlink" if m.issym() else "hardlink"
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {m.name!r} is a {kind} (to {m.linkname!r})"
+            )
+        if m.ischr() or m.isblk() or m.isfifo():
+            raise UnsafeArchiveError(f"{archive.name}: member {m.name!r} is a device or fifo")
+        if not (m.isfile() or m.isdir()):
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {m.name!r} has unsupported type {m.type!r}"
+            )
+        if m.isfile() and m.size > limit:
+            raise _too_big(archive, m.name, m.size, limit)
+        if rel:
+            checked.append((rel, m))
+    return checked
+
+
+def _check_zip(zf: zipfile.ZipFile, archive: Path, limit: int) -> list[tuple[str, zipfile.ZipInfo]]:
+    checked = []
+    for info in zf.infolist():
+        rel = _clean(info.filename, archive)
+        mode = info.external_attr >> 16  # unix mode, when the zip was written on unix
+        if stat.S_ISLNK(mode):
+            raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is a symlink")
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {info.filename!r} is a device, fifo or socket"
+            )
+        if info.flag_bits & 0x1:
+            raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is encrypted")
+        if not info.is_dir() and info.file_size > limit:
+            raise _too_big(archive, info.filename, info.file_size, limit)
+        if rel:
+            checked.append((rel, info))
+    return checked
+
+
+def _copy(src, dst: Path, archive: Path, name: str, limit: int) -> None:
+    # the declared size may lie (zip bombs): stop at the limit while writing
+    written = 0
+    with open(dst, "wb") as out:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise _too_big(archive, name, written, limit)
+            out.write(chunk)
+
+
+def safe_extract(archive_path: str | Path, dest: str | Path, *, max_member_bytes: int) -> list[str]:
+    """Extract ``archive_path`` into ``dest`` (replaced if present); return the extracted files' relative paths."""
+    archive = Path(archive_path)
+    kind = _kind(archive)
+    files: set[str] = set()
+    try:
+        with tarfile.open(archive, "r:*") if kind == "tar" else zipfile.ZipFile(archive) as ar:
+            if kind == "tar":
+                members = _check_tar(ar, archive, max_member_bytes)
+            else:
+                members = _check_zip(ar, archive, max_member_bytes)
+            with atomic_dir(dest) as tmp:
+                for rel, m in members:
+                    target = tmp / rel
+                    if m.isdir() if kind == "tar" else m.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with ar.extractfile(m) if kind == "tar" else ar.open(m) as src:
+                        _copy(src, target, archive, rel, max_member_bytes)
+                    files.add(rel)
+    except SourceError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise SourceError(f"{archive.name}: cannot extract: {e}") from e
+    return sorted(files)

@@ -1,0 +1,71 @@
+"""Folder source: every video file under a folder, by extension; plus path helpers the list readers share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .base import VIDEO_EXTENSIONS, Item, SourceError, slug_id
+
+
+def resolve(path: str | os.PathLike, base: str | os.PathLike) -> Path:
+    """``path`` made absolute against ``base`` when relative; normalised but symlinks are kept."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    return Path(os.path.abspath(p if p.is_absolute() else Path(base) / p))
+
+
+def extensions(source: dict) -> set[str]:
+    """Configured extensions, lower case without the dot (".MP4" and "mp4" both work)."""
+    exts = source.get("extensions") or VIDEO_EXTENSIONS
+    return {str(e).lower().lstrip(".") for e in exts}
+
+
+def has_ext(name: str, exts: set[str]) -> bool:
+    _, dot, ext = name.rpartition(".")
+    return bool(dot) and ext.lower() in exts
+
+
+def strip_ext(relpath: str) -> str:
+    """``a/b.mp4`` -> ``a/b`` (only the last suffix of the file name)."""
+    head, sep, name = relpath.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return head + sep + stem
+
+
+def path_id(video: Path, base: Path) -> tuple[str, str]:
+    """(id, relpath): the id derives from the path relative to ``base`` without its extension.
+
+    A path outside ``base`` uses its absolute path (without the leading slash) instead.
+    """
+    rel = os.path.relpath(video, base)
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        rel = os.fspath(video).lstrip(os.sep)
+    rel = rel.replace(os.sep, "/")
+    return slug_id(strip_ext(rel)), rel
+
+
+def source_path(source: dict, root: Path, *, kind: str) -> Path:
+    if not source.get("path"):
+        raise SourceError(f"source {source.get('name')!r}: set `path` (the {kind})")
+    return resolve(source["path"], root)
+
+
+def list_folder(source: dict, root: Path) -> list[Item]:
+    folder = source_path(source, root, kind="folder of videos")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise SourceError(f"source {source.get('name')!r}: {folder} {what}; fix `path`")
+    exts = extensions(source)
+    items = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        # hidden entries (.git, macOS "._x.mp4" resource forks) are never videos
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not source.get("recursive", True):
+            dirnames[:] = []
+        for name in sorted(filenames):
+            if name.startswith(".") or not has_ext(name, exts):
+                continue
+            path = Path(dirpath) / name
+            vid, rel = path_id(path, folder)
+            items.append(Item(id=vid, uri=str(path), path=str(path), extra={"relpath": rel}))
+    return items

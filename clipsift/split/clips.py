@@ -1,0 +1,176 @@
+"""Scenes into clips: length bounds, trimming next to cuts, and optional materialisation.
+
+Every clip is a row of ``clips.parquet``; clips that fail a bound stay in the table with a
+``split_reason`` so that the export can say why they are missing. A video that could not be
+scanned gets one row with its error, so it appears in every table downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import av
+import pandas as pd
+
+from ..io.atomic import atomic_path
+from ..io.decode import VideoError, iter_frames, open_video
+
+log = logging.getLogger(__name__)
+
+CLIP_COLUMNS = [
+    "clip_id", "video_id", "scene", "window", "start_frame", "end_frame", "start_time", "end_time",
+    "duration", "n_frames", "fps", "width", "height", "source_path", "path", "split_reason", "error",
+]  # fmt: skip
+
+
+def clip_id(video_id: str, k: int) -> str:
+    return f"{video_id}_{k:04d}"
+
+
+def scenes_to_clips(scenes: pd.DataFrame, source: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """Clip rows (not yet materialised) for every scene of every video."""
+    by_video = dict(tuple(scenes.groupby("video_id", sort=False)))
+    rows = []
+    for info in source.to_dict("records"):
+        video_id = info["video_id"]
+        if isinstance(info["duplicate_of"], str):
+            continue  # recorded in source.parquet, kept once
+        base = {
+            "video_id": video_id, "fps": info["fps"], "width": info["width"], "height": info["height"],
+            "source_path": info["path"], "path": info["path"],
+        }  # fmt: skip
+        group = by_video.get(video_id)
+        error = info["error"] if isinstance(info["error"], str) else None
+        if error is None and group is not None and group["error"].notna().any():
+            error = group["error"].dropna().iloc[0]
+        if error is None and group is None:
+            error = "not scanned"
+        if error is not None:
+            # failures are data: one row per failed video, in this table and every later one
+            rows.append(base | {"clip_id": clip_id(video_id, 0), "error": error})
+            continue
+        rows += _video_clips(video_id, group.sort_values("scene"), base, cfg)
+    return pd.DataFrame(rows, columns=CLIP_COLUMNS)
+
+
+def _video_clips(video_id: str, scenes: pd.DataFrame, base: dict, cfg: dict) -> list[dict]:
+    fps = float(base["fps"])
+    n_total = int(scenes["n_frames"].iloc[0])
+    trim = cfg["trim_frames"]
+    out, k = [], 0
+    for sc in scenes.to_dict("records"):
+        a, b = int(sc["start_frame"]), int(sc["end_frame"])
+        # trim only the sides that border a cut, not the start or end of the video
+        if a > 0:
+            a += trim
+        if b < n_total:
+            b -= trim
+        length = (b - a) / fps
+        if b <= a or length < cfg["min_seconds"]:
+            out.append(_row(base, video_id, k, sc["scene"], 0, a, max(a, b), fps, "too_short"))
+            k += 1
+            continue
+        n_win = max(1, math.ceil(length / cfg["max_seconds"] - 1e-9))
+        edges = [a + round(i * (b - a) / n_win) for i in range(n_win + 1)]
+        for w, (wa, wb) in enumerate(zip(edges, edges[1:], strict=False)):
+            out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, fps, None))
+            k += 1
+    return out
+
+
+def _row(base, video_id, k, scene, window, a, b, fps, reason) -> dict:
+    return base | {
+        "clip_id": clip_id(video_id, k), "scene": scene, "window": window,
+        "start_frame": a, "end_frame": b, "start_time": a / fps, "end_time": b / fps,
+        "duration": (b - a) / fps, "n_frames": b - a, "split_reason": reason, "error": None,
+    }  # fmt: skip
+
+
+def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
+    """Write clip files for ``copy`` or ``reencode``; ``virtual`` leaves clips as time ranges."""
+    mode = cfg["materialize"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if mode == "virtual":
+        return clips
+    clips = clips.copy()
+    todo = clips["error"].isna() & clips["split_reason"].isna()
+    for i in clips.index[todo]:
+        row = clips.loc[i]
+        dest = out_dir / f"{row['clip_id']}.mp4"
+        try:
+            if mode == "copy":
+                stream_copy(row["source_path"], dest, row["start_time"], row["end_time"])
+            else:
+                reencode(
+                    row["source_path"],
+                    dest,
+                    row["start_time"],
+                    row["end_time"],
+                    crf=cfg["crf"],
+                    preset=cfg["preset"],
+                )
+            clips.loc[i, "path"] = os.fspath(dest.resolve())
+        except (VideoError, av.FFmpegError) as exc:
+            clips.loc[i, "error"] = f"{mode} failed: {exc}"
+    return clips
+
+
+def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
+    """Remux packets from the keyframe at or before ``start`` up to ``end`` (keyframe-accurate)."""
+    with open_video(src) as (container, stream), atomic_path(dest) as tmp:
+        with av.open(os.fspath(tmp), "w", format="mp4") as out:
+            ostream = out.add_stream_from_template(stream)
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            offset = None
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                t = float(packet.pts * stream.time_base) if packet.pts is not None else None
+                if offset is None:
+                    if not packet.is_keyframe:
+                        continue
+                    offset = packet.dts
+                if t is not None and t >= end:
+                    break
+                packet.dts -= offset
+                if packet.pts is not None:
+                    packet.pts -= offset
+                packet.stream = ostream
+                out.mux(packet)
+
+
+def reencode(
+    src: str, dest: Path, start: float, end: float, *, crf: int = 18, preset: str = "veryfast"
+) -> None:
+    """Frame-accurate clip: decode from ``start`` to ``end`` and encode with libx264."""
+    with atomic_path(dest) as tmp:
+        with av.open(os.fspath(tmp), "w", format="mp4") as out:
+            ostream = None
+            for i, fr in enumerate(iter_frames(src, start=start, end=end)):
+                img = fr.av_frame
+                if ostream is None:
+                    with open_video(src) as (_, s):
+                        rate = s.average_rate
+                    ostream = out.add_stream("libx264", rate=rate)
+                    rgb = fr.rgb()
+                    ostream.height, ostream.width = rgb.shape[:2]
+                    ostream.pix_fmt = "yuv420p"
+                    ostream.options = {"crf": str(crf), "preset": preset}
+                frame = (
+                    av.VideoFrame.from_ndarray(fr.rgb(), format="rgb24")
+                    if fr.rotation
+                    else img.reformat(format="yuv420p")
+                )
+                frame.pts = i
+                frame.time_base = (
+                    ostream.codec_context.time_base if ostream.codec_context.time_base else None
+                )
+                for packet in ostream.encode(frame):
+                    out.mux(packet)
+            if ostream is None:
+                raise VideoError("no frames in range")
+            for packet in ostream.encode():
+                out.mux(packet)

@@ -1,0 +1,141 @@
+"""The scan: one full decode per source video, feeding every CPU analysis that needs all frames.
+
+Decoding is the CPU bottleneck (shared notes, video-io.md), so each video is decoded once here and
+everything that needs a dense look at it is taken from the same frames:
+- small frames (``analysis_width``) for the scene detector;
+- the mean luma of every ``luma_stride``-th frame (the flash filter's input);
+- at ``sample_fps``: optical flow between the sample frame and the next one (motion score), and
+  technical measures on the full-size luma plane (sharpness, exposure, black borders).
+
+Per-clip scores are aggregated later from these per-frame and per-sample rows, so changing the
+clip bounds (``split``) or any threshold never decodes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from ..io.decode import VideoError, iter_frames
+from ..scorers.motion import FlowMeter
+from ..scorers.technical import border_profile, find_borders, frame_technical
+from .detectors import make_detector
+
+log = logging.getLogger(__name__)
+
+SCENE_COLUMNS = [
+    "video_id",
+    "scene",
+    "start_frame",
+    "end_frame",
+    "start_time",
+    "end_time",
+    "n_frames",
+    "error",
+]
+FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
+
+
+def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, list, list]:
+    """Scenes, per-frame luma rows and per-sample rows of one video. Raises VideoError."""
+    width = cfg["analysis_width"]
+    detector = make_detector(cfg, fps)
+    meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
+    every = max(1, round(fps / cfg["sample_fps"]))
+    stride = cfg["luma_stride"]
+
+    frames, samples, times = [], [], []
+    prev_gray, pending = None, None
+    n = 0
+    for fr in iter_frames(path):
+        gray, bgr = fr.analysis(width)
+        detector.push(fr.index, bgr)
+        times.append(fr.time)
+        if fr.index % stride == 0:
+            frames.append((video_id, fr.index, fr.time, float(gray.mean())))
+        if pending is not None:
+            # flow between the sample frame and the very next one: small, accurate displacements
+            pending.update(meter.measure(prev_gray, gray))
+            pending = None
+        if fr.index % every == 0:
+            luma = fr.luma()
+            rec = {
+                "video_id": video_id,
+                "frame": fr.index,
+                "time": fr.time,
+                "scale": luma.shape[1] / gray.shape[1],
+            }
+            rec.update(frame_technical(luma))
+            # black-bar extents of this sample; a clip's bars are those black in all its samples
+            rows, cols = border_profile(luma)
+            bars = find_borders([rows], [cols])
+            rec.update(
+                {k: bars[k] for k in ("border_top", "border_bottom", "border_left", "border_right")}
+            )
+            samples.append(rec)
+            pending = rec
+        prev_gray = gray
+        n += 1
+    if n == 0:
+        raise VideoError("no decodable frame")
+    bounds = detector.finish(n)
+    end_time = times[-1] + (1.0 / fps if fps else 0.0)
+    scenes = [
+        {
+            "video_id": video_id,
+            "scene": k,
+            "start_frame": a,
+            "end_frame": b,
+            "start_time": times[a],
+            "end_time": times[b] if b < n else end_time,
+            "n_frames": n,
+            "error": None,
+        }
+        for k, (a, b) in enumerate(bounds)
+    ]
+    return scenes, frames, samples
+
+
+def scan_shard(source: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Scan every usable video of a shard; a video that fails mid-decode becomes an error row."""
+    all_scenes, all_frames, all_samples = [], [], []
+    t0 = time.monotonic()
+    total_s = 0.0
+    for i, row in enumerate(source.to_dict("records")):
+        try:
+            scenes, frames, samples = scan_video(row["path"], row["video_id"], row["fps"], cfg)
+        except VideoError as exc:
+            all_scenes.append(
+                {c: None for c in SCENE_COLUMNS} | {"video_id": row["video_id"], "error": str(exc)}
+            )
+            continue
+        all_scenes += scenes
+        all_frames += frames
+        all_samples += samples
+        total_s += row["duration"] or 0.0
+        el = time.monotonic() - t0
+        log.info(
+            "scan %d/%d %s: %d scene(s); %.1f video-s in %.1f s (%.2f x real time)",
+            i + 1, len(source), row["video_id"], len(scenes), total_s, el, total_s / max(el, 1e-9),
+        )  # fmt: skip
+    scenes = pd.DataFrame(all_scenes, columns=SCENE_COLUMNS)
+    frames = pd.DataFrame(all_frames, columns=FRAME_COLUMNS)
+    samples = pd.DataFrame(all_samples)
+    if samples.empty:
+        samples = pd.DataFrame(columns=["video_id", "frame", "time"])
+    for col in ("frame", "start_frame", "end_frame", "scene", "n_frames"):
+        for df in (scenes, frames, samples):
+            if col in df:
+                df[col] = df[col].astype("Int64")
+    return scenes, frames, samples
+
+
+def as_float32(df: pd.DataFrame) -> pd.DataFrame:
+    """Halve the size of the per-frame tables; these are measurements, not identifiers."""
+    for col in df.columns:
+        if df[col].dtype == np.float64 and col not in ("time",):
+            df[col] = df[col].astype(np.float32)
+    return df

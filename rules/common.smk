@@ -1,0 +1,28 @@
+# Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
+# read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
+from clipsift.plan import load_shards
+
+R = config["results"]
+SHARDS = {s["name"]: s for s in load_shards(config)}
+SOURCES = {s["name"]: s for s in config["sources"]}
+
+
+wildcard_constraints:
+    shard="[A-Za-z0-9_.-]+",
+
+
+def shard_path(name):
+    """Path template of a per-shard output, e.g. shard_path('clips.parquet')."""
+    return f"{R}/shards/{{shard}}/{name}"
+
+
+def all_shards(name):
+    return expand(f"{R}/shards/{{shard}}/{name}", shard=sorted(SHARDS))
+
+
+def source_of(wildcards):
+    return SOURCES[SHARDS[wildcards.shard]["source"]]
+
+
+def all_targets():
+    return [f"{R}/dataset/metadata.parquet"]

@@ -1,0 +1,286 @@
+"""Unit tests of the measurement functions: flashes, technical measures, motion, OCR."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from clipsift.filters.flash import find_flashes, flash_record
+from clipsift.filters.ocr import OcrReader, ocr_record, stable_text, text_area_ratio
+from clipsift.scorers.motion import FlowMeter, aggregate_motion, motion_vectors
+from clipsift.scorers.technical import (
+    aggregate_technical,
+    border_profile,
+    find_borders,
+    frame_technical,
+)
+
+
+def texture(h: int, w: int, seed: int = 0, lo: int = 40, hi: int = 220) -> np.ndarray:
+    """Multi-scale noise: trackable at every scale, like natural images."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w), np.float32)
+    for s in (2, 4, 8, 16):
+        n = rng.random((h // s + 2, w // s + 2)).astype(np.float32)
+        img += cv2.resize(n, (w + 2 * s, h + 2 * s), interpolation=cv2.INTER_CUBIC)[:h, :w] * s**0.5
+    return cv2.normalize(img, None, lo, hi, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+def shifted(img: np.ndarray, dx: float, dy: float, size: tuple[int, int]) -> np.ndarray:
+    """Window of ``size`` (w, h) at offset (100 + dx, 100 + dy): content moves by (-dx, -dy)."""
+    m = np.float32([[1, 0, 100 + dx], [0, 1, 100 + dy]])
+    return cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+
+
+# ----------------------------------------------------------------------------- flash
+
+
+def test_single_and_double_frame_flashes_found():
+    luma = [80.0] * 20
+    luma[5] = 200.0  # one frame
+    luma[12] = luma[13] = 190.0  # two frames
+    assert find_flashes(luma) == [5, 12, 13]
+
+
+def test_dark_dropout_is_a_flash_but_not_longer_than_max_len():
+    luma = [150.0] * 12
+    luma[3] = 20.0
+    luma[7:11] = [250.0] * 4  # four bright frames, max_len 3
+    assert find_flashes(luma, max_len=3) == [3]
+
+
+def test_hard_cut_and_slow_fade_are_not_flashes():
+    cut = [60.0] * 10 + [200.0] * 10
+    assert find_flashes(cut) == []
+    fade = list(np.linspace(30, 230, 40))  # 5 per frame
+    assert find_flashes(fade) == []
+    # cut up, then back down 2 frames later to a slightly different level: still a flash
+    luma = [100.0] * 5 + [210.0, 205.0] + [110.0] * 5
+    assert find_flashes(luma) == [5, 6]
+
+
+def test_flash_record_verdicts():
+    luma = [80.0] * 10
+    luma[4] = 200.0
+    frames = list(range(100, 110))
+    rec = flash_record(luma, frames)
+    assert rec["flash_frames"] == [104] and rec["n_flash"] == 1 and rec["n_events"] == 1
+    assert rec["flash_ratio"] == pytest.approx(0.1)
+    assert rec["verdict"] == "fail" and rec["rejects"] is True
+    only = flash_record(luma, frames, record_only=True)
+    assert only["verdict"] == "fail" and only["rejects"] is False
+    assert flash_record(luma, frames, max_flash_ratio=0.2)["verdict"] == "pass"
+    assert flash_record([80.0] * 10, frames)["verdict"] == "pass"
+
+
+# ----------------------------------------------------------------------------- technical
+
+
+def test_blur_lowers_sharpness_and_view_input_works():
+    img = texture(360, 640)
+    padded = np.zeros((360, 704), np.uint8)  # a decoded plane with line padding
+    padded[:, :640] = img
+    sharp = frame_technical(padded[:, :640])
+    blurred = frame_technical(cv2.GaussianBlur(img, (0, 0), 2))
+    assert sharp["sharpness"] > 3 * blurred["sharpness"] > 0
+    assert sharp["sharpness"] == pytest.approx(cv2.Laplacian(img, cv2.CV_64F).var())
+
+
+def test_exposure_and_clipping():
+    img = np.full((100, 200), 128, np.uint8)
+    img[:, :50] = 10  # 25 % crushed
+    img[:, 50:60] = 250  # 5 % blown
+    t = frame_technical(img, crop=[0, 0, 200, 100])
+    assert t["clipped_low"] == pytest.approx(0.25)
+    assert t["clipped_high"] == pytest.approx(0.05)
+    assert t["luma_mean"] == pytest.approx(img.mean())
+    assert t["contrast"] == pytest.approx(img.std())
+    assert (t["luma_min"], t["luma_max"]) == (10, 250)
+
+
+def _boxed(top: int = 0, side: int = 0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frame = (16 + rng.integers(-3, 4, (360, 640))).astype(np.uint8)  # noisy video black
+    frame[top : 360 - top, side : 640 - side] = texture(360 - 2 * top, 640 - 2 * side, seed)
+    frame[frame.shape[0] // 2, side + 3] = 255  # a bright pixel next to the bars changes nothing
+    return frame
+
+
+def test_letterbox_and_pillarbox_crops():
+    frames = [_boxed(top=44, seed=s) for s in range(3)]
+    profiles = [border_profile(f) for f in frames]
+    b = find_borders([r for r, _ in profiles], [c for _, c in profiles])
+    assert b["crop"] == [0, 44, 640, 272]
+    assert (b["border_top"], b["border_bottom"], b["border_left"], b["border_right"]) == (
+        44,
+        44,
+        0,
+        0,
+    )
+    assert b["border_ratio"] == pytest.approx(88 / 360)
+    assert not b["all_black"]
+
+    r, c = border_profile(_boxed(side=80))
+    assert find_borders([r], [c])["crop"] == [80, 0, 480, 360]
+
+    # bars are measured out: no crushed blacks reported for a letterboxed mid-grey picture
+    assert frame_technical(frames[0])["clipped_low"] == 0.0
+
+
+def test_borders_need_black_in_every_sample_and_all_black_is_flagged():
+    dark = _boxed(top=44)
+    full = texture(360, 640)
+    rows, cols = zip(*(border_profile(f) for f in (dark, full)), strict=True)
+    assert find_borders(rows, cols)["crop"] == [0, 0, 640, 360]
+    black = np.full((360, 640), 16, np.uint8)
+    b = find_borders(*([p] for p in border_profile(black)))
+    assert b["all_black"] and b["crop"] == [0, 0, 640, 360] and b["border_ratio"] == 0.0
+
+
+def test_aggregate_technical():
+    samples = [frame_technical(texture(90, 160, s)) for s in range(3)]
+    agg = aggregate_technical(samples)
+    assert agg["n_samples"] == 3
+    assert agg["sharpness_min"] == min(s["sharpness"] for s in samples)
+    assert agg["sharpness_mean"] == pytest.approx(np.mean([s["sharpness"] for s in samples]))
+    assert aggregate_technical([])["sharpness_mean"] is None
+
+
+# ----------------------------------------------------------------------------- motion
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_flow_magnitude_of_a_known_shift(method):
+    big = texture(600, 800)
+    dx, dy = 5.0, -3.0
+    a, b = shifted(big, 0, 0, (320, 180)), shifted(big, dx, dy, (320, 180))
+    m = FlowMeter(method).measure(a, b)
+    assert m["mag"] == pytest.approx(np.hypot(dx, dy), rel=0.1)
+    assert m["dx"] == pytest.approx(-dx, rel=0.1) and m["dy"] == pytest.approx(-dy, rel=0.1)
+    assert len(m["grid"]) == 16 and min(m["grid"]) > 0.5 * m["mag"]
+    assert FlowMeter(method).measure(a, a.copy())["mag"] < 0.05
+
+
+def test_aggregate_motion_scales_to_source_pixels():
+    samples = [{"mag": 2.0, "grid": [1.0, 3.0]}, {"mag": 4.0, "grid": [2.0, 3.0]}]
+    agg = aggregate_motion(samples, scale=6.0, diagonal=2203.0, fps=25.0)
+    assert agg["motion_px"] == pytest.approx(18.0)
+    assert agg["motion_px_per_s"] == pytest.approx(450.0)
+    assert agg["motion_rel"] == pytest.approx(18.0 / 2203.0)
+    assert agg["motion_min_region"] == pytest.approx(9.0)
+    assert agg["n_pairs"] == 2
+    assert aggregate_motion([], scale=1, diagonal=1, fps=1)["motion_px"] is None
+
+
+def _encode(path, dx: float, dy: float, n: int = 48, fps: int = 24) -> None:
+    big = texture(700, 900)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"crf": "20"}  # x264 defaults otherwise: B-frames, B-pyramid
+        for i in range(n):
+            gray = shifted(big, dx * i, dy * i, (320, 240))
+            frame = av.VideoFrame.from_ndarray(
+                cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), format="bgr24"
+            )
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+def test_motion_vectors_of_a_pan_and_a_still(tmp_path):
+    _encode(tmp_path / "pan.mp4", 4, 2)
+    _encode(tmp_path / "still.mp4", 0, 0)
+    pan = motion_vectors(tmp_path / "pan.mp4", 0.0, 2.0)
+    assert pan["n_frames"] >= 3
+    assert pan["mv_px"] == pytest.approx(np.hypot(4, 2), rel=0.25)
+    assert pan["mv_rel"] == pytest.approx(pan["mv_px"] / 560)
+    assert pan["mv_min_region"] == pytest.approx(np.hypot(4, 2), rel=0.25)
+    assert motion_vectors(tmp_path / "pan.mp4", 1.0, 2.0)["mv_px"] == pytest.approx(
+        np.hypot(4, 2), rel=0.25
+    )
+    still = motion_vectors(tmp_path / "still.mp4", 0.0, 2.0)
+    assert still["n_frames"] >= 3 and still["mv_px"] < 0.05
+
+
+# ----------------------------------------------------------------------------- OCR
+
+
+def test_text_area_ratio_counts_overlaps_once():
+    boxes = [{"box": [0, 0, 10, 10]}, {"box": [5, 0, 10, 10]}, {"box": [95, 95, 10, 10]}]
+    assert text_area_ratio(boxes, 100, 100) == pytest.approx((150 + 25) / 10000)
+    assert text_area_ratio([], 100, 100) == 0.0
+
+
+def test_stable_text_tracks():
+    sub = {"box": [100, 300, 400, 40], "text": "a subtitle"}
+    moved = {"box": [101, 301, 400, 40], "text": "a subtitle"}
+    sign = {"box": [10, 10, 50, 20], "text": "EXIT"}
+    far = {"box": [200, 10, 50, 20], "text": "EXIT"}
+    tracks = stable_text([[sub, sign], [moved, far], [], [sub], [sub]])
+    assert [(t["box"], t["frames"]) for t in tracks] == [
+        ([100, 300, 400, 40], [0, 1]),
+        ([100, 300, 400, 40], [3, 4]),
+    ]
+    assert tracks[0]["text"] == "a subtitle"
+
+
+def test_ocr_gpu_request_falls_back_to_cpu_with_a_warning():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("CUDA provider installed")
+    with pytest.warns(UserWarning, match="CPU"):
+        OcrReader(use_gpu=True)
+    with pytest.raises(ValueError):
+        OcrReader(lang="fr")
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return OcrReader()
+
+
+def _text_frame(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    bg = cv2.cvtColor(texture(360, 640, seed, lo=0, hi=70), cv2.COLOR_GRAY2BGR)
+    img = bg.copy()  # text about 40 px high
+    cv2.putText(
+        img,
+        "HELLO WORLD",
+        (120, 200),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        1.6,
+        (255, 255, 255),
+        3,
+        cv2.LINE_AA,
+    )
+    return img, bg
+
+
+def test_ocr_reads_rendered_text_and_ignores_texture(reader):
+    img, bg = _text_frame(0)
+    boxes = reader.read(img)
+    assert any("HELLO" in b["text"].upper() for b in boxes)
+    x, y, w, h = boxes[0]["box"]
+    assert 100 <= x <= 130 and 150 <= y <= 175 and 290 <= w <= 340 and 30 <= h <= 60
+    assert boxes[0]["conf"] >= 0.5
+    assert text_area_ratio(boxes, 640, 360) > 0
+    assert reader.read(bg) == []
+    # a larger frame is read at max_side and boxes come back in its own pixels
+    big = reader.read(cv2.resize(img, (1280, 720)))
+    assert big and big[0]["box"][0] == pytest.approx(2 * x, abs=12)
+
+
+def test_ocr_record_finds_stable_text(reader):
+    frames = [_text_frame(s)[0] for s in (1, 2)]
+    # the same text over a different background: the detector's box moves by a few pixels
+    # (measured IoU 0.87 here), so the peers' 0.9 would split the track
+    rec = ocr_record(frames, [10, 40], reader, max_text_area=0.02, stable_iou=0.8)
+    assert rec["has_stable_text"] and rec["stable_text"][0]["frames"] == [10, 40]
+    assert "HELLO" in rec["stable_text"][0]["text"].upper()
+    assert rec["text_area_mean"] > 0.02 and rec["verdict"] == "fail" and rec["rejects"]
+    assert [f["frame"] for f in rec["frames"]] == [10, 40]
+    assert (
+        ocr_record(frames, [10, 40], reader, max_text_area=0.5, stable_iou=0.8)["verdict"] == "pass"
+    )
