@@ -14,6 +14,9 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/ingest.smk"
 include: "rules/split.smk"
+include: "rules/filters.smk"
+include: "rules/score.smk"
+include: "rules/select.smk"
 include: "rules/export.smk"
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import functools
 import math
 import os
 import sys
@@ -99,7 +100,7 @@ def _texture(seed: int, h: int, w: int, scale: float) -> np.ndarray:
     for _ in range(int(h * w / (5000 * scale * scale))):
         col = tuple(float(c) for c in pal[rng.integers(len(pal))] * rng.uniform(0.75, 1.15))
         x, y = int(rng.integers(w)), int(rng.integers(h))
-        r = int(rng.integers(4, 36) * scale)
+        r = max(2, int(rng.integers(4, 36) * scale))
         kind = rng.integers(3)
         if kind == 0:
             cv2.circle(img, (x, y), r, col, -1, cv2.LINE_AA)
@@ -121,28 +122,44 @@ def _texture(seed: int, h: int, w: int, scale: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- text
 
 
+@functools.lru_cache(maxsize=16)
 def _text_layout(text: str, w: int, h: int, letterbox: tuple[int, int]) -> dict:
-    """Bottom-centred subtitle inside the picture area; ``box`` includes the outline."""
+    """Bottom-centred subtitle inside the picture area, as alpha masks over its box.
+
+    The black outline is a dilation of the text mask: OpenCV 5 draws the Hershey font names with a
+    built-in TrueType face whose stroke barely grows with ``thickness``, so drawing the text twice
+    (thick black, thin white) leaves no outline there. ``box`` (x, y, w, h) is the exact extent of
+    the outlined text.
+    """
     bar_v, bar_h = letterbox
     inner_w, inner_h = w - 2 * bar_h, h - 2 * bar_v
-    fs = inner_h / 360 * 1.3  # ~30 px cap height at 360 p: large enough for OCR at any size
-    (tw, th), _ = cv2.getTextSize(text, FONT, fs, 1)
-    fs = min(fs, fs * 0.9 * inner_w / tw)  # long lines shrink to fit
+    fs = inner_h / 360 * 1.3  # ~25 px cap height at 360 p: large, easy for OCR
+    (tw, _), _ = cv2.getTextSize(text, FONT, fs, 1)
+    fs = min(fs, fs * 0.85 * inner_w / tw)  # long lines shrink to fit
     thick = max(2, round(fs * 2))
-    outline = thick + max(4, round(fs * 4))
-    (tw, th), base = cv2.getTextSize(text, FONT, fs, thick)
-    x = (w - tw) // 2
-    y = h - bar_v - round(0.08 * inner_h) - base  # baseline
-    pad = outline // 2 + 1
-    x0, y0 = max(0, x - pad), max(0, y - th - pad)
-    x1, y1 = min(w, x + tw + pad), min(h, y + base + pad)
+    (tw, _), base = cv2.getTextSize(text, FONT, fs, thick)
+    org = ((w - tw) // 2, h - bar_v - round(0.08 * inner_h) - base)  # baseline, left
+    mask = np.zeros((h, w), np.uint8)
+    cv2.putText(mask, text, org, FONT, fs, 255, thick, cv2.LINE_AA)
+    r = max(2, round(fs * 2))
+    ring = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    ring = cv2.GaussianBlur(ring, (3, 3), 0)  # anti-aliased outer edge
+    ys, xs = np.nonzero(ring)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    crop = (slice(y0, y1), slice(x0, x1))
     return {
-        "org": (x, y),
-        "fs": fs,
-        "thick": thick,
-        "outline": outline,
         "box": [x0, y0, x1 - x0, y1 - y0],
+        "crop": crop,
+        "text_a": (mask[crop].astype(np.float32) / 255)[..., None],
+        "ring_a": (ring[crop].astype(np.float32) / 255)[..., None],
     }
+
+
+def _burn_text(img: np.ndarray, layout: dict) -> None:
+    """Black outline, then white text, alpha-blended in place over the text box."""
+    crop = layout["crop"]
+    part = img[crop].astype(np.float32) * (1 - layout["ring_a"])
+    img[crop] = part * (1 - layout["text_a"]) + 255 * layout["text_a"] + 0.5
 
 
 # ----------------------------------------------------------------------------- frames
@@ -170,7 +187,7 @@ def _segment_frames(seg: Segment, w: int, h: int):
     # content moves by +pan, so the crop window moves by -pan: start where the window ends inside
     x0, y0 = m + max(dx, 0.0) * (n - 1), m + max(dy, 0.0) * (n - 1)
     bar_v, bar_h = seg.letterbox
-    layout = _text_layout(seg.text, w, h, seg.letterbox) if seg.text else None
+    layout = _text_layout(seg.text, w, h, tuple(seg.letterbox)) if seg.text else None
     flashes = set(seg.flashes)
     for t in range(n):
         ox, oy = x0 - t * dx, y0 - t * dy
@@ -182,9 +199,7 @@ def _segment_frames(seg: Segment, w: int, h: int):
             mat = np.float32([[1, 0, ox], [0, 1, oy]])
             img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
         if layout:
-            org, fs = layout["org"], layout["fs"]
-            cv2.putText(img, seg.text, org, FONT, fs, (0, 0, 0), layout["outline"], cv2.LINE_AA)
-            cv2.putText(img, seg.text, org, FONT, fs, (255, 255, 255), layout["thick"], cv2.LINE_AA)
+            _burn_text(img, layout)
         # fade-in starts at black, fade-out ends at black (two black frames in a dip to black)
         gain = 1.0
         if t < seg.fade_in:
@@ -280,7 +295,7 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
             fades.append([end - seg.fade_out, end - 1])
         flash_frames += sorted(start + f for f in seg.flashes)
         if seg.text:
-            box = _text_layout(seg.text, w, h, seg.letterbox)["box"]
+            box = _text_layout(seg.text, w, h, tuple(seg.letterbox))["box"]
             texts.append({"start": start, "end": end, "text": seg.text, "box": box})
         dx, dy = (float(v) for v in seg.pan)
         segs.append(

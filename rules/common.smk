@@ -1,6 +1,7 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
 from clipsift.plan import load_shards
+from clipsift.scorers import REGISTRY
 
 R = config["results"]
 SHARDS = {s["name"]: s for s in load_shards(config)}
@@ -24,5 +25,23 @@ def source_of(wildcards):
     return SOURCES[SHARDS[wildcards.shard]["source"]]
 
 
+def enabled_scorers():
+    return sorted(n for n, c in config["scorers"].items() if c.get("enabled"))
+
+
+def scorers_on(device):
+    """Enabled scorers that run on ``device`` (cpu or gpu), for the rules' wildcard constraints."""
+    return [n for n in enabled_scorers() if REGISTRY[n].device == device]
+
+
+def filter_output(name):
+    """A filter's per-shard output, or nothing when the filter is disabled."""
+    return shard_path(f"{name}.json") if config["filters"][name]["enabled"] else []
+
+
+def all_filter_outputs(name):
+    return all_shards(f"{name}.json") if config["filters"][name]["enabled"] else []
+
+
 def all_targets():
-    return [f"{R}/dataset/metadata.parquet"]
+    return [f"{R}/dataset/metadata.parquet", f"{R}/report/calibration"]

@@ -71,3 +71,41 @@ def flash_record(
         "verdict": verdict,
         "rejects": verdict == "fail" and not record_only,
     }
+
+
+def flash_shard(clips, frames, cfg: dict) -> dict:
+    """``flash.json`` content: per clip, the flash frames and ratio from the scan's luma rows.
+
+    Measurements only: the verdict against ``select.flash.max_flash_ratio`` is made by the
+    selection, so changing that threshold never re-runs this stage.
+    """
+    by_video = dict(tuple(frames.groupby("video_id"))) if len(frames) else {}
+    out = {}
+    for clip in clips.itertuples():
+        if isinstance(clip.error, str) or isinstance(clip.split_reason, str):
+            out[clip.clip_id] = {
+                "error": clip.error
+                if isinstance(clip.error, str)
+                else f"not analysed: {clip.split_reason}"
+            }
+            continue
+        f = by_video.get(clip.video_id)
+        f = (
+            f[(f["frame"] >= clip.start_frame) & (f["frame"] < clip.end_frame)]
+            if f is not None
+            else None
+        )
+        if f is None or f.empty:
+            out[clip.clip_id] = {"error": "no luma rows from the scan"}
+            continue
+        luma = f["luma"].to_numpy(dtype=np.float64)
+        idx = f["frame"].to_numpy()
+        hits = find_flashes(luma, brightness_delta=cfg["brightness_delta"], max_len=cfg["max_len"])
+        out[clip.clip_id] = {
+            "flash_frames": [int(idx[i]) for i in hits],
+            "n_flash": len(hits),
+            "frames_analysed": len(luma),
+            "flash_ratio": len(hits) / len(luma),
+            "error": None,
+        }
+    return out

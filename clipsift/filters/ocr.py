@@ -198,3 +198,75 @@ def ocr_record(
         "verdict": "fail" if fail else "pass",
         "rejects": fail and not record_only,
     }
+
+
+def clip_frame_times(clip, cfg: dict) -> list[float]:
+    """Times (s) of the frames OCR reads in a clip: first, middle, last; or one every N seconds."""
+    half = 0.5 / float(clip.fps)
+    a, b = float(clip.start_time) + half, float(clip.end_time) - half
+    if cfg["frames"] == "first_middle_last":
+        return [a, (a + b) / 2, b]
+    n = max(2, min(cfg["max_frames"], int((b - a) / cfg["every_seconds"]) + 1))
+    return list(np.linspace(a, b, n))
+
+
+def ocr_shard(clips, cfg: dict) -> dict:
+    """``ocr.json`` content: per clip, boxes and text per analysed frame, text-area ratios and
+    stable text. Measurements only: the verdict against ``select.ocr.max_text_area`` is made by
+    the selection. Frames of one video are read in one pass over ascending times."""
+    import logging
+    import time
+
+    from ..io.decode import VideoError, read_frames_at
+
+    log = logging.getLogger(__name__)
+    reader = OcrReader(
+        threshold=cfg["threshold"], lang=cfg["lang"], max_side=cfg["max_side"], use_gpu=cfg["gpu"]
+    )
+    out: dict = {}
+    t0, done = time.monotonic(), 0
+    for video_id, group in clips.groupby("video_id", sort=False):
+        todo = []
+        for clip in group.itertuples():
+            if isinstance(clip.error, str) or isinstance(clip.split_reason, str):
+                out[clip.clip_id] = {
+                    "error": clip.error
+                    if isinstance(clip.error, str)
+                    else f"not analysed: {clip.split_reason}"
+                }
+            else:
+                todo.append(clip)
+        if not todo:
+            continue
+        times = [clip_frame_times(c, cfg) for c in todo]
+        try:
+            flat = read_frames_at(
+                todo[0].source_path,
+                [t for ts in times for t in ts],
+                size=_capped(todo[0], cfg["max_side"]),
+                fmt="bgr",
+            )
+        except VideoError as exc:
+            for c in todo:
+                out[c.clip_id] = {"error": str(exc)}
+            continue
+        k = 0
+        for clip, ts in zip(todo, times, strict=True):
+            imgs = flat[k : k + len(ts)]
+            k += len(ts)
+            numbers = [int(round(t * float(clip.fps))) for t in ts]
+            rec = ocr_record(imgs, numbers, reader, stable_iou=cfg["stable_iou"])
+            rec.pop("verdict", None)
+            rec.pop("rejects", None)
+            out[clip.clip_id] = rec | {"error": None}
+            done += 1
+        log.info("ocr: %s, %d clips done (%.1f s)", video_id, done, time.monotonic() - t0)
+    return out
+
+
+def _capped(clip, max_side: int) -> tuple[int, int] | None:
+    w, h = int(clip.width), int(clip.height)
+    s = max_side / max(w, h)
+    if s >= 1:
+        return None
+    return max(2, round(w * s)), max(2, round(h * s))

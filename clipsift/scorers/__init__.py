@@ -1,1 +1,89 @@
-"""Scorers: one module per scorer, registered under the name used in the config."""
+"""Scorers: one module per family, each scorer registered here under its config name.
+
+A scorer turns the usable clips of a shard into one row per clip (``clip_id`` plus measured
+columns, no thresholds). ``scores/{name}.parquet`` holds them; ``merge`` prefixes the columns
+with ``{name}.`` into ``scores.parquet``. Adding a scorer is a function in a module, a line
+in ``REGISTRY`` and a config entry under ``scorers:``; the rules pick it up by name. The
+registry names the module by string so that parsing the Snakefile imports no model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Spec:
+    target: str  # "module:function"
+    device: str  # "cpu" or "gpu": GPU scorers get resources gpu=1
+
+
+REGISTRY: dict[str, Spec] = {
+    "motion": Spec("clipsift.scorers.motion:score_motion", "cpu"),
+    "motion_vectors": Spec("clipsift.scorers.motion:score_motion_vectors", "cpu"),
+    "technical": Spec("clipsift.scorers.technical:score_technical", "cpu"),
+}
+
+
+@dataclass
+class ShardInputs:
+    """What a scorer may read: the clips table, the source table, the scan's samples."""
+
+    clips: pd.DataFrame
+    source: pd.DataFrame
+    samples_path: Path | None = None
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        return pd.read_parquet(self.samples_path)
+
+
+def usable_clips(clips: pd.DataFrame) -> pd.DataFrame:
+    return clips[clips["error"].isna() & clips["split_reason"].isna()]
+
+
+def run_scorer(name: str, inputs: ShardInputs, cfg: dict) -> pd.DataFrame:
+    """Score the usable clips; every other clip gets a row whose ``error`` says why it has no score."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    module, func = REGISTRY[name].target.split(":")
+    fn = getattr(importlib.import_module(module), func)
+    ok = usable_clips(inputs.clips)
+    scored = fn(ok, inputs, cfg) if len(ok) else pd.DataFrame({"clip_id": []})
+    if "error" not in scored:
+        scored["error"] = None
+    rest = inputs.clips.loc[
+        ~inputs.clips.index.isin(ok.index), ["clip_id", "error", "split_reason"]
+    ]
+    rest = pd.DataFrame(
+        {
+            "clip_id": rest["clip_id"],
+            "error": rest["error"].fillna(rest["split_reason"]).map(lambda r: f"not scored: {r}"),
+        }
+    )
+    out = pd.concat([scored, rest], ignore_index=True) if len(rest) else scored
+    log.info("%s: %d clips scored, %d not scored", name, len(scored), len(rest))
+    return out
+
+
+def merge_scores(paths: dict[str, str | Path]) -> pd.DataFrame:
+    """One row per clip, columns ``{scorer}.{column}`` (errors per scorer kept as ``{scorer}.error``)."""
+    merged = None
+    for name, path in sorted(paths.items()):
+        df = pd.read_parquet(path).set_index("clip_id").add_prefix(f"{name}.")
+        merged = df if merged is None else merged.join(df, how="outer")
+    return merged.reset_index() if merged is not None else pd.DataFrame({"clip_id": []})
+
+
+def clip_samples(samples: pd.DataFrame, clip) -> pd.DataFrame:
+    """The scan samples of one clip (``clip`` is a row with video_id, start_frame, end_frame)."""
+    s = samples[samples["video_id"] == clip.video_id]
+    return s[(s["frame"] >= clip.start_frame) & (s["frame"] < clip.end_frame)]

@@ -194,3 +194,55 @@ def _frame_vectors(mv: np.ndarray, dist: float, patch: int, nx: int, ny: int):
     with np.errstate(invalid="ignore", divide="ignore"):
         cells = msum / wsum
     return float(msum.sum() / wsum.sum()), cells
+
+
+# --------------------------------------------------------------------------- registered scorers
+
+
+def score_motion(clips, inputs, cfg: dict):
+    """Optical-flow motion per clip from the scan's samples (no decoding here)."""
+    import pandas as pd
+
+    from . import clip_samples
+
+    samples = inputs.samples
+    by_video = dict(tuple(samples.groupby("video_id"))) if len(samples) else {}
+    rows = []
+    for clip in clips.itertuples():
+        s = clip_samples(by_video.get(clip.video_id, samples.iloc[:0]), clip)
+        # the pair (f, f+1) must lie inside the clip, and the sample must have a flow measurement
+        s = s[(s["frame"] + 1 < clip.end_frame) & s["mag"].notna()] if "mag" in s else s.iloc[:0]
+        recs = [{"mag": m, "grid": list(g)} for m, g in zip(s["mag"], s["grid"], strict=True)]
+        scale = float(s["scale"].iloc[0]) if len(s) else 1.0
+        diag = float(np.hypot(clip.width, clip.height))
+        rec = aggregate_motion(recs, scale=scale, diagonal=diag, fps=float(clip.fps))
+        # merged as motion.{px, px_per_s, rel, min_region, n_pairs}
+        rows.append(
+            {"clip_id": clip.clip_id, **{k.removeprefix("motion_"): v for k, v in rec.items()}}
+        )
+    return pd.DataFrame(rows)
+
+
+def score_motion_vectors(clips, inputs, cfg: dict):
+    """Codec motion vectors per clip (the fast option: no optical flow, no pixel conversion)."""
+    import pandas as pd
+
+    rows = []
+    for clip in clips.itertuples():
+        try:
+            rec = motion_vectors(
+                clip.source_path,
+                clip.start_time,
+                clip.end_time,
+                sample_fps=cfg.get("sample_fps", 2.0),
+            )
+            rows.append(
+                {
+                    "clip_id": clip.clip_id,
+                    **{k.removeprefix("mv_"): v for k, v in rec.items()},
+                    "error": None,
+                }
+            )
+        except VideoError as exc:
+            rows.append({"clip_id": clip.clip_id, "error": str(exc)})
+    return pd.DataFrame(rows)

@@ -134,3 +134,44 @@ def aggregate_technical(samples: Sequence[dict]) -> dict:
     for name, (key, reduce) in reducers.items():
         out[name] = float(reduce([s[key] for s in samples])) if samples else None
     return out
+
+
+# --------------------------------------------------------------------------- registered scorer
+
+BORDER_SIDES = ("border_top", "border_bottom", "border_left", "border_right")
+
+
+def score_technical(clips, inputs, cfg: dict):
+    """Sharpness, exposure, contrast and black borders per clip, from the scan's samples."""
+    import pandas as pd
+
+    from . import clip_samples
+
+    samples = inputs.samples
+    by_video = dict(tuple(samples.groupby("video_id"))) if len(samples) else {}
+    keys = [
+        "sharpness",
+        "luma_mean",
+        "luma_min",
+        "luma_max",
+        "contrast",
+        "clipped_low",
+        "clipped_high",
+    ]
+    rows = []
+    for clip in clips.itertuples():
+        s = clip_samples(by_video.get(clip.video_id, samples.iloc[:0]), clip)
+        rec = {
+            "clip_id": clip.clip_id,
+            **aggregate_technical(s[keys].to_dict("records") if len(s) else []),
+        }
+        # a bar is a bar only if it is black in every sample of the clip
+        w, h = int(clip.width), int(clip.height)
+        bars = {k: int(s[k].min()) if len(s) else 0 for k in BORDER_SIDES}
+        x, y = bars["border_left"], bars["border_top"]
+        cw, ch = w - x - bars["border_right"], h - y - bars["border_bottom"]
+        rec.update(bars)
+        rec["crop"] = [x, y, cw, ch] if cw > 0 and ch > 0 else [0, 0, w, h]
+        rec["border_ratio"] = 1.0 - (cw * ch) / (w * h) if cw > 0 and ch > 0 else 0.0
+        rows.append(rec)
+    return pd.DataFrame(rows)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pandas as pd
 
 from ..io.atomic import atomic_path
@@ -120,57 +122,54 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
 
 def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
     """Remux packets from the keyframe at or before ``start`` up to ``end`` (keyframe-accurate)."""
-    with open_video(src) as (container, stream), atomic_path(dest) as tmp:
-        with av.open(os.fspath(tmp), "w", format="mp4") as out:
-            ostream = out.add_stream_from_template(stream)
-            container.seek(int(start / stream.time_base), stream=stream, backward=True)
-            offset = None
-            for packet in container.demux(stream):
-                if packet.dts is None:
+    with (
+        open_video(src) as (container, stream),
+        atomic_path(dest) as tmp,
+        av.open(os.fspath(tmp), "w", format="mp4") as out,
+    ):
+        ostream = out.add_stream_from_template(stream)
+        container.seek(int(start / stream.time_base), stream=stream, backward=True)
+        offset = None
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            if offset is None:
+                if not packet.is_keyframe:
                     continue
-                t = float(packet.pts * stream.time_base) if packet.pts is not None else None
-                if offset is None:
-                    if not packet.is_keyframe:
-                        continue
-                    offset = packet.dts
-                if t is not None and t >= end:
-                    break
-                packet.dts -= offset
-                if packet.pts is not None:
-                    packet.pts -= offset
-                packet.stream = ostream
-                out.mux(packet)
+                offset = packet.dts
+            if packet.pts is not None and float(packet.pts * stream.time_base) >= end:
+                break
+            packet.dts -= offset
+            if packet.pts is not None:
+                packet.pts -= offset
+            packet.stream = ostream
+            out.mux(packet)
+        if offset is None:
+            raise VideoError("no keyframe in range")
 
 
 def reencode(
     src: str, dest: Path, start: float, end: float, *, crf: int = 18, preset: str = "veryfast"
 ) -> None:
-    """Frame-accurate clip: decode from ``start`` to ``end`` and encode with libx264."""
-    with atomic_path(dest) as tmp:
-        with av.open(os.fspath(tmp), "w", format="mp4") as out:
-            ostream = None
-            for i, fr in enumerate(iter_frames(src, start=start, end=end)):
-                img = fr.av_frame
-                if ostream is None:
-                    with open_video(src) as (_, s):
-                        rate = s.average_rate
-                    ostream = out.add_stream("libx264", rate=rate)
-                    rgb = fr.rgb()
-                    ostream.height, ostream.width = rgb.shape[:2]
-                    ostream.pix_fmt = "yuv420p"
-                    ostream.options = {"crf": str(crf), "preset": preset}
-                frame = (
-                    av.VideoFrame.from_ndarray(fr.rgb(), format="rgb24")
-                    if fr.rotation
-                    else img.reformat(format="yuv420p")
-                )
-                frame.pts = i
-                frame.time_base = (
-                    ostream.codec_context.time_base if ostream.codec_context.time_base else None
-                )
-                for packet in ostream.encode(frame):
-                    out.mux(packet)
-            if ostream is None:
-                raise VideoError("no frames in range")
-            for packet in ostream.encode():
+    """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied)."""
+    with open_video(src) as (_, s):
+        rate = s.average_rate or Fraction(30)
+    with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
+        ostream = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+        ostream.pix_fmt = "yuv420p"
+        n = 0
+        for fr in iter_frames(src, start=start, end=end):
+            img = fr.rgb()
+            if n == 0:
+                ostream.height, ostream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(img[: ostream.height, : ostream.width]), format="rgb24"
+            )
+            frame.pts, frame.time_base = n, 1 / Fraction(rate)
+            n += 1
+            for packet in ostream.encode(frame):
                 out.mux(packet)
+        if n == 0:
+            raise VideoError("no frames in range")
+        for packet in ostream.encode():
+            out.mux(packet)

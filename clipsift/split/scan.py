@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..filters.flash import find_flashes
 from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
@@ -47,15 +48,16 @@ def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, l
     every = max(1, round(fps / cfg["sample_fps"]))
     stride = cfg["luma_stride"]
 
-    frames, samples, times = [], [], []
+    frames, samples, times, lumas = [], [], [], []
     prev_gray, pending = None, None
     n = 0
     for fr in iter_frames(path):
         gray, bgr = fr.analysis(width)
         detector.push(fr.index, bgr)
         times.append(fr.time)
+        lumas.append(float(gray.mean()))
         if fr.index % stride == 0:
-            frames.append((video_id, fr.index, fr.time, float(gray.mean())))
+            frames.append((video_id, fr.index, fr.time, lumas[-1]))
         if pending is not None:
             # flow between the sample frame and the very next one: small, accurate displacements
             pending.update(meter.measure(prev_gray, gray))
@@ -82,6 +84,8 @@ def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, l
     if n == 0:
         raise VideoError("no decodable frame")
     bounds = detector.finish(n)
+    if cfg["merge_flash_cuts"]:
+        bounds = merge_flash_cuts(bounds, np.asarray(lumas), cfg["flash_delta"])
     end_time = times[-1] + (1.0 / fps if fps else 0.0)
     scenes = [
         {
@@ -97,6 +101,24 @@ def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, l
         for k, (a, b) in enumerate(bounds)
     ]
     return scenes, frames, samples
+
+
+def merge_flash_cuts(
+    bounds: list[tuple[int, int]], luma: np.ndarray, delta: float
+) -> list[tuple[int, int]]:
+    """Undo cuts that a flash caused: content detectors see a flash frame as two scene changes.
+
+    A boundary is dropped when the frame on either side of it belongs to a flash (a jump in luma
+    that comes back within a few frames), so the flash filter sees the flash inside one clip.
+    """
+    flash = set(find_flashes(luma, brightness_delta=delta))
+    merged: list[tuple[int, int]] = []
+    for a, b in bounds:
+        if merged and merged[-1][1] == a and (a in flash or a - 1 in flash):
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def scan_shard(source: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

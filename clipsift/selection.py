@@ -1,0 +1,103 @@
+"""Selection: every clip gets ``keep`` and the list of every reason it fails.
+
+Thresholds come only from the ``select`` config (the select rule's params), never from the
+stages that measure, so changing one re-runs selection and what follows, not a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, flash: dict, ocr: dict) -> pd.DataFrame:
+    """One row per clip: clip fields, flash and OCR summaries, every score column."""
+    t = clips[["clip_id", "video_id", "duration", "error", "split_reason"]].copy()
+    t["flash.ratio"] = t["clip_id"].map(lambda c: flash.get(c, {}).get("flash_ratio"))
+    t["flash.n"] = t["clip_id"].map(lambda c: flash.get(c, {}).get("n_flash"))
+    t["ocr.text_area_mean"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("text_area_mean"))
+    t["ocr.text_area_max"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("text_area_max"))
+    t["ocr.stable_text"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("has_stable_text"))
+    for col in ("flash.ratio", "ocr.text_area_mean", "ocr.text_area_max"):
+        t[col] = pd.to_numeric(t[col], errors="coerce")
+    if len(scores):
+        keep_cols = [c for c in scores.columns if c == "clip_id" or not c.endswith(".error")]
+        t = t.merge(scores[keep_cols], on="clip_id", how="left")
+    return t
+
+
+def rules(cfg: dict) -> list[tuple[str, str, str, float, bool]]:
+    """The configured tests as (name, column, op, bound, record_only), in cascade order."""
+    out = []
+    f, o = cfg["flash"], cfg["ocr"]
+    out.append(("flash", "flash.ratio", "<=", f["max_flash_ratio"], f["record_only"]))
+    out.append(("text", "ocr.text_area_mean", "<=", o["max_text_area"], o["record_only"]))
+    if o["reject_stable_text"]:
+        out.append(("stable_text", "ocr.stable_text", "==", False, o["record_only"]))
+    for col, bounds in cfg["thresholds"].items():
+        rec = bool(bounds.get("record_only", False))
+        if bounds.get("min") is not None:
+            out.append((f"{col}>=", col, ">=", bounds["min"], rec))
+        if bounds.get("max") is not None:
+            out.append((f"{col}<=", col, "<=", bounds["max"], rec))
+    return out
+
+
+def passes(values: pd.Series, op: str, bound) -> pd.Series:
+    """True where the test passes; missing values fail (a clip without a score cannot be judged)."""
+    if op == "==":
+        return values.fillna(not bound).astype(bool) == bound
+    v = pd.to_numeric(values, errors="coerce")
+    ok = v >= bound if op == ">=" else v <= bound
+    return ok & v.notna()
+
+
+def select(table: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """``keep`` and ``reasons`` per clip, plus ``flash_verdict`` and ``ocr_verdict``."""
+    reasons: list[list[str]] = [[] for _ in range(len(table))]
+    for i, (err, split) in enumerate(zip(table["error"], table["split_reason"], strict=True)):
+        if isinstance(err, str):
+            reasons[i].append(f"error: {err}")
+        elif isinstance(split, str):
+            reasons[i].append(split)
+    measurable = table["error"].isna() & table["split_reason"].isna()
+    verdicts = {}
+    for name, col, op, bound, record_only in rules(cfg):
+        values = table[col] if col in table else pd.Series(np.nan, index=table.index)
+        ok = passes(values, op, bound)
+        if name in ("flash", "text"):
+            verdicts[name] = np.where(measurable, np.where(ok, "pass", "fail"), None)
+        if record_only:
+            continue
+        for i in np.flatnonzero(measurable.to_numpy() & ~ok.to_numpy()):
+            v = values.iloc[i]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                reasons[i].append(f"{col} missing")
+            else:
+                reasons[i].append(
+                    f"{col}={_fmt(v)} {'<' if op == '>=' else '>'} {_fmt(bound)}"
+                    if op != "=="
+                    else name
+                )
+    out = pd.DataFrame(
+        {
+            "clip_id": table["clip_id"],
+            "keep": [not r for r in reasons],
+            "reasons": reasons,
+            "flash_verdict": verdicts.get("flash"),
+            "ocr_verdict": verdicts.get("text"),
+        }
+    )
+    return out
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def load_json(path) -> dict:
+    with open(path) as fh:
+        return json.load(fh)

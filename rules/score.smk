@@ -1,0 +1,29 @@
+# One job per (shard, scorer); a scorer is named by its config key (clipsift/scorers REGISTRY).
+rule score_cpu:
+    input:
+        clips=shard_path("clips.parquet"),
+        source=shard_path("source.parquet"),
+        samples=shard_path("scan/samples.parquet"),
+    output:
+        shard_path("scores/{scorer}.parquet"),
+    wildcard_constraints:
+        scorer="|".join(scorers_on("cpu")) or "no_cpu_scorer",
+    params:
+        cfg=lambda w: config["scorers"][w.scorer],
+        source=source_of,
+        results=R,
+    log:
+        f"{R}/logs/score/{{scorer}}/{{shard}}.log",
+    script:
+        "../scripts/score.py"
+
+
+rule merge_scores:
+    input:
+        lambda w: expand(shard_path("scores/{scorer}.parquet"), shard=w.shard, scorer=enabled_scorers()),
+    output:
+        shard_path("scores.parquet"),
+    log:
+        f"{R}/logs/merge_scores/{{shard}}.log",
+    script:
+        "../scripts/merge_scores.py"

@@ -1,0 +1,37 @@
+# Selection reads stored measurements; all thresholds are its params. Calibration reads them too.
+rule select:
+    input:
+        clips=shard_path("clips.parquet"),
+        scores=shard_path("scores.parquet"),
+        flash=filter_output("flash"),
+        ocr=filter_output("ocr"),
+    output:
+        shard_path("selection.parquet"),
+    params:
+        select=config["select"],
+    log:
+        f"{R}/logs/select/{{shard}}.log",
+    script:
+        "../scripts/select.py"
+
+
+rule calibrate:
+    input:
+        clips=all_shards("clips.parquet"),
+        scores=all_shards("scores.parquet"),
+        flash=all_filter_outputs("flash"),
+        ocr=all_filter_outputs("ocr"),
+    output:
+        report(
+            directory(f"{R}/report/calibration"),
+            patterns=["{name}.png", "{name}.html"],
+            caption="../report/calibration.rst",
+            category="Calibration",
+        ),
+    params:
+        select=config["select"],
+        quantiles=config["calibrate"]["quantiles"],
+    log:
+        f"{R}/logs/calibrate.log",
+    script:
+        "../scripts/calibrate.py"

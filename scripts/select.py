@@ -1,0 +1,18 @@
+"""Snakemake entry point: thresholds over stored measurements -> selection.parquet."""
+
+import pandas as pd
+
+from clipsift.io.atomic import write_parquet
+from clipsift.selection import clip_table, load_json, select
+from clipsift.smk import rule_logging
+
+with rule_logging(snakemake) as log:  # noqa: F821
+    sm = snakemake  # noqa: F821
+    flash = load_json(sm.input.flash) if sm.input.get("flash") else {}
+    ocr = load_json(sm.input.ocr) if sm.input.get("ocr") else {}
+    table = clip_table(
+        pd.read_parquet(sm.input.clips), pd.read_parquet(sm.input.scores), flash, ocr
+    )
+    sel = select(table, sm.params.select)
+    log.info("%d clips, %d kept", len(sel), int(sel["keep"].sum()))
+    write_parquet(sm.output[0], sel)
