@@ -29,3 +29,15 @@ def rule_logging(snakemake):
         sys.stderr = old_stderr
         if path:
             fh.close()
+
+
+def results_dir(snakemake):
+    """The results folder, derived from the job's shard paths (``{results}/shards/{shard}/...``)."""
+    from pathlib import Path
+
+    files = [*snakemake.output, *snakemake.input]
+    for f in files:
+        parts = Path(f).parts
+        if "shards" in parts:
+            return Path(*parts[: parts.index("shards")])
+    raise ValueError("no shard path among the job's files")

@@ -9,9 +9,11 @@ rule export:
     output:
         parquet=f"{R}/dataset/metadata.parquet",
         jsonl=f"{R}/dataset/metadata.jsonl",
-    params:
-        export=config["export"],
     log:
         f"{R}/logs/export.log",
+    conda:
+        "../envs/clipsift.yaml"
+    params:
+        export=config["export"],
     script:
         "../scripts/export.py"

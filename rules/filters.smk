@@ -5,10 +5,12 @@ rule flash:
         frames=shard_path("scan/frames.parquet"),
     output:
         shard_path("flash.json"),
-    params:
-        flash=config["filters"]["flash"],
     log:
         f"{R}/logs/flash/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
+    params:
+        flash=config["filters"]["flash"],
     script:
         "../scripts/flash.py"
 
@@ -19,13 +21,14 @@ rule ocr:
         source=shard_path("source.parquet"),
     output:
         shard_path("ocr.json"),
+    log:
+        f"{R}/logs/ocr/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
+    resources:
+        gpu=1 if config["filters"]["ocr"]["gpu"] else 0,
     params:
         ocr=config["filters"]["ocr"],
         source=source_of,
-        results=R,
-    resources:
-        gpu=1 if config["filters"]["ocr"]["gpu"] else 0,
-    log:
-        f"{R}/logs/ocr/{{shard}}.log",
     script:
         "../scripts/ocr.py"

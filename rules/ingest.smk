@@ -3,11 +3,12 @@ rule ingest:
         plan=f"{R}/plan/shards/{{shard}}.parquet",
     output:
         shard_path("source.parquet"),
+    log:
+        f"{R}/logs/ingest/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
     params:
         source=source_of,
         hash=config["ingest"]["hash"],
-        results=R,
-    log:
-        f"{R}/logs/ingest/{{shard}}.log",
     script:
         "../scripts/ingest.py"

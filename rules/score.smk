@@ -6,24 +6,31 @@ rule score_cpu:
         samples=shard_path("scan/samples.parquet"),
     output:
         shard_path("scores/{scorer}.parquet"),
+    log:
+        f"{R}/logs/score/{{scorer}}/{{shard}}.log",
     wildcard_constraints:
         scorer="|".join(scorers_on("cpu")) or "no_cpu_scorer",
+    conda:
+        "../envs/clipsift.yaml"
     params:
         cfg=lambda w: config["scorers"][w.scorer],
         source=source_of,
-        results=R,
-    log:
-        f"{R}/logs/score/{{scorer}}/{{shard}}.log",
     script:
         "../scripts/score.py"
 
 
 rule merge_scores:
     input:
-        lambda w: expand(shard_path("scores/{scorer}.parquet"), shard=w.shard, scorer=enabled_scorers()),
+        lambda w: expand(
+            shard_path("scores/{scorer}.parquet"),
+            shard=w.shard,
+            scorer=enabled_scorers(),
+        ),
     output:
         shard_path("scores.parquet"),
     log:
         f"{R}/logs/merge_scores/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
     script:
         "../scripts/merge_scores.py"

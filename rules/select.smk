@@ -7,10 +7,12 @@ rule select:
         ocr=filter_output("ocr"),
     output:
         shard_path("selection.parquet"),
-    params:
-        select=config["select"],
     log:
         f"{R}/logs/select/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
+    params:
+        select=config["select"],
     script:
         "../scripts/select.py"
 
@@ -28,10 +30,12 @@ rule calibrate:
             caption="../report/calibration.rst",
             category="Calibration",
         ),
+    log:
+        f"{R}/logs/calibrate.log",
+    conda:
+        "../envs/clipsift.yaml"
     params:
         select=config["select"],
         quantiles=config["calibrate"]["quantiles"],
-    log:
-        f"{R}/logs/calibrate.log",
     script:
         "../scripts/calibrate.py"

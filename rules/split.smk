@@ -7,12 +7,13 @@ rule scan:
         scenes=shard_path("scan/scenes.parquet"),
         frames=shard_path("scan/frames.parquet"),
         samples=shard_path("scan/samples.parquet"),
+    log:
+        f"{R}/logs/scan/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
     params:
         scan=config["scan"],
         source=source_of,
-        results=R,
-    log:
-        f"{R}/logs/scan/{{shard}}.log",
     script:
         "../scripts/scan.py"
 
@@ -24,11 +25,12 @@ rule split:
     output:
         clips=shard_path("clips.parquet"),
         dir=directory(shard_path("clips")),
+    log:
+        f"{R}/logs/split/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
     params:
         split=config["split"],
         source=source_of,
-        results=R,
-    log:
-        f"{R}/logs/split/{{shard}}.log",
     script:
         "../scripts/split.py"

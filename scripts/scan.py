@@ -4,13 +4,13 @@ import pandas as pd
 
 from clipsift.ingest import localize, usable
 from clipsift.io.atomic import write_parquet
-from clipsift.smk import rule_logging
+from clipsift.smk import results_dir, rule_logging
 from clipsift.split.scan import as_float32, scan_shard
 
 with rule_logging(snakemake) as log:  # noqa: F821
     sm = snakemake  # noqa: F821
     source = localize(
-        pd.read_parquet(sm.input.source), sm.params.source, sm.params.results, sm.wildcards.shard
+        pd.read_parquet(sm.input.source), sm.params.source, results_dir(sm), sm.wildcards.shard
     )
     scenes, frames, samples = scan_shard(usable(source), sm.params.scan)
     write_parquet(sm.output.scenes, scenes)

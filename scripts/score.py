@@ -5,12 +5,12 @@ import pandas as pd
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_parquet
 from clipsift.scorers import ShardInputs, run_scorer
-from clipsift.smk import rule_logging
+from clipsift.smk import results_dir, rule_logging
 
 with rule_logging(snakemake) as log:  # noqa: F821
     sm = snakemake  # noqa: F821
     source = localize(
-        pd.read_parquet(sm.input.source), sm.params.source, sm.params.results, sm.wildcards.shard
+        pd.read_parquet(sm.input.source), sm.params.source, results_dir(sm), sm.wildcards.shard
     )
     inputs = ShardInputs(pd.read_parquet(sm.input.clips), source, sm.input.samples)
     write_parquet(sm.output[0], run_scorer(sm.wildcards.scorer, inputs, sm.params.cfg))

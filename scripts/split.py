@@ -6,7 +6,7 @@ import pandas as pd
 
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_parquet
-from clipsift.smk import rule_logging
+from clipsift.smk import results_dir, rule_logging
 from clipsift.split.clips import materialize, scenes_to_clips
 
 with rule_logging(snakemake) as log:  # noqa: F821
@@ -14,7 +14,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
     source = pd.read_parquet(sm.input.source)
     clips = scenes_to_clips(pd.read_parquet(sm.input.scenes), source, sm.params.split)
     if sm.params.split["materialize"] != "virtual":
-        localize(source, sm.params.source, sm.params.results, sm.wildcards.shard)
+        localize(source, sm.params.source, results_dir(sm), sm.wildcards.shard)
     clips = materialize(clips, Path(sm.output.dir), sm.params.split)
     n_ok = int((clips["error"].isna() & clips["split_reason"].isna()).sum())
     log.info("%d clip rows, %d usable", len(clips), n_ok)
