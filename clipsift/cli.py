@@ -40,9 +40,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_config_doc(args) -> int:
-    from .config import schema_markdown
+    from .config import schema_markdown, update_readme
 
-    print(schema_markdown())
+    if args.write:
+        print(f"{args.write}: {'updated' if update_readme(args.write) else 'up to date'}")
+    else:
+        print(schema_markdown())
     return 0
 
 
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--results", default=None)
     sp.set_defaults(func=cmd_status)
     sp = sub.add_parser("config-doc", help="print the config reference (markdown) from the schema")
+    sp.add_argument("--write", metavar="README", help="update the reference between the markers in this file")
     sp.set_defaults(func=cmd_config_doc)
     args = p.parse_args(argv)
     return args.func(args)

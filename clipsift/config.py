@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -35,8 +36,7 @@ def schema_markdown(schema: dict | None = None) -> str:
                 rows.append(f"| `{name}` | | {_one_line(sub.get('description', ''))} |")
                 walk(sub["items"], name + "[].")
                 continue
-            default = sub.get("default", "")
-            default = f"`{default}`" if default != "" else ""
+            default = f"`{json.dumps(sub['default'])}`" if "default" in sub else ""
             rows.append(f"| `{name}` | {default} | {_one_line(sub.get('description', ''))} |")
 
     walk(schema, "")
@@ -45,3 +45,18 @@ def schema_markdown(schema: dict | None = None) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def update_readme(path: str | Path) -> bool:
+    """Replace the config reference between the markers in ``path``; True when it changed."""
+    path = Path(path)
+    text = path.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{schema_markdown()}\n{END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text

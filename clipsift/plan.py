@@ -59,7 +59,7 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     pdir = plan_dir(root / config["results"])
     items_path = pdir / "items.parquet"
     old = pd.read_parquet(items_path) if items_path.exists() else _empty_items()
-    old["shard"] = old.get("shard", pd.Series(dtype=str))
+    sample = config.get("calibrate", {}).get("sample_size", 0)
 
     frames = [old]
     for source in config["sources"]:
@@ -78,11 +78,12 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
                     "archive": archive,
                     "shard": f"{name}-{slug_id(_archive_stem(archive))}",
                 }
-                for archive in list_archives(source, root=root)
+                for archive in _sampled(list_archives(source, root=root), name, sample, key=str)
                 if archive not in known
             ]
         else:
-            fresh = [it for it in list_items(source, root=root) if it.id not in known]
+            items_ = _sampled(list_items(source, root=root), name, sample, key=lambda it: it.id)
+            fresh = [it for it in items_ if it.id not in known]
             start = _next_index(old, name)
             size = config["shard_size"]
             new_rows = [
@@ -125,6 +126,16 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     write_parquet(items_path, items[[*ITEM_COLUMNS, "shard"]])
     write_json(pdir / "shards.json", {"fingerprint": fingerprint(config), "shards": shards})
     return shards
+
+
+def _sampled(items: list, source: str, n: int, key) -> list:
+    """Calibration mode: a stable choice of ``n`` items (smallest hashes of source and id), in
+    their original order; the same videos stay chosen as the source grows. ``n`` 0 keeps all."""
+    if not n or len(items) <= n:
+        return items
+    rank = sorted(items, key=lambda it: hashlib.sha1(f"{source}:{key(it)}".encode()).hexdigest())
+    chosen = {key(it) for it in rank[:n]}
+    return [it for it in items if key(it) in chosen]
 
 
 def _empty_items() -> pd.DataFrame:

@@ -1,0 +1,226 @@
+"""Test helpers: run the real workflow through Snakemake's Python API, tiny videos, table readers.
+
+``run_snakemake`` touches these Snakemake (9.x) internals, all read-only and after the run:
+``DAGApi.workflow_api._workflow`` (the ``Workflow`` built by the API) and its ``dag`` property,
+``DAG.needrun_jobs(exclude_finished=False)`` (the jobs Snakemake decided to run; the set is not
+emptied as jobs finish, so it is the same list for a dry run and a real run), ``DAG.reason(job)``,
+and per job ``job.rule.name``, ``job.wildcards`` and ``job.output``. Everything else is the public API
+(``SnakemakeApi``, ``OutputSettings``, ``ResourceSettings``, ``ConfigSettings``, ``DAGSettings``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    rule: str
+    wildcards: dict
+    output: tuple[str, ...]
+    reason: str = ""
+
+    @property
+    def shard(self) -> str | None:
+        return self.wildcards.get("shard")
+
+
+@dataclass
+class RunResult:
+    """What one ``run_snakemake`` call ran (or, for a dry run, would run)."""
+
+    workdir: Path
+    dryrun: bool
+    jobs: list[JobInfo] = field(default_factory=list)
+
+    @property
+    def rules(self) -> Counter:
+        """Rule name -> number of jobs."""
+        return Counter(j.rule for j in self.jobs)
+
+    def shards(self, rule: str) -> set[str]:
+        """Shards (wildcard values) of the jobs of ``rule``."""
+        return {j.shard for j in self.jobs if j.rule == rule}
+
+    @property
+    def outputs(self) -> set[str]:
+        return {o for j in self.jobs for o in j.output}
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    """``workdir/config/config.yaml`` (the path the Snakefile's ``configfile:`` reads)."""
+    path = Path(workdir) / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(
+    workdir: Path,
+    config: dict,
+    targets=None,
+    dryrun: bool = False,
+    forcerun=(),
+    cores: int = 2,
+) -> RunResult:
+    """Run the real Snakefile in ``workdir`` with ``config``; raise if a job fails.
+
+    The config is written to ``workdir/config/config.yaml`` and passed as the config file too.
+    ``targets`` are files or rule names (default: the default target); ``forcerun`` rule names.
+    The current directory is restored afterwards, whatever happens.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        ResourceSettings,
+    )
+
+    workdir = Path(workdir).resolve()
+    configfile = write_config(workdir, config)
+    cwd = os.getcwd()
+    result = RunResult(workdir=workdir, dryrun=dryrun)
+    try:
+        output = OutputSettings(
+            dryrun=dryrun,
+            show_failed_logs=True,
+            quiet={Quietness.PROGRESS, Quietness.HOST} if not dryrun else {Quietness.ALL},
+        )
+        with SnakemakeApi(output) as api:
+            wf = api.workflow(
+                resource_settings=ResourceSettings(cores=cores),
+                config_settings=ConfigSettings(configfiles=[configfile]),
+                snakefile=SNAKEFILE,
+                workdir=workdir,
+            )
+            dag_api = wf.dag(
+                DAGSettings(targets=frozenset(targets or ()), forcerun=frozenset(forcerun))
+            )
+            try:
+                dag_api.execute_workflow(executor="dryrun" if dryrun else "local")
+            finally:
+                dag = dag_api.workflow_api._workflow.dag
+                if dag is not None:
+                    result.jobs = sorted(
+                        (
+                            JobInfo(
+                                j.rule.name,
+                                dict(j.wildcards.items()),
+                                tuple(j.output),
+                                str(dag.reason(j)),
+                            )
+                            for j in dag.needrun_jobs(exclude_finished=False)
+                        ),
+                        key=lambda j: (j.rule, j.shard or ""),
+                    )
+    finally:
+        os.chdir(cwd)
+    return result
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def base_config(sources: list[dict], **over) -> dict:
+    """A small config: the given sources, shard_size 4, fast scan settings, virtual clips."""
+    cfg = {
+        "results": "results",
+        "shard_size": 4,
+        "sources": sources,
+        "scan": {"detector": "adaptive"},
+        "split": {"min_seconds": 2.0, "max_seconds": 10.0, "materialize": "virtual"},
+    }
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def shard_table(workdir: Path, shard: str, name: str) -> pd.DataFrame:
+    return pd.read_parquet(Path(workdir) / "results" / "shards" / shard / name)
+
+
+def all_shards_table(workdir: Path, name: str) -> pd.DataFrame:
+    """``name`` (e.g. source.parquet) of every shard, with a ``shard`` column."""
+    frames = []
+    for path in sorted((Path(workdir) / "results" / "shards").glob(f"*/{name}")):
+        df = pd.read_parquet(path)
+        df.insert(0, "shard", path.parent.name)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def metadata(workdir: Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(workdir) / "results" / "dataset" / "metadata.parquet")
+
+
+def plan_shards(workdir: Path) -> dict[str, dict]:
+    data = json.loads((Path(workdir) / "results" / "plan" / "shards.json").read_text())
+    return {s["name"]: s for s in data["shards"]}
+
+
+# ----------------------------------------------------------------------------- videos
+
+
+def render_lumas(path: Path, lumas, *, fps: int = 25, size=(64, 48), gop: int = 10) -> Path:
+    """An H.264 mp4 whose frame i is flat with luma ``lumas[i]`` (full frame, Y plane)."""
+    w, h = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(os.fspath(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.options = {"crf": "10", "preset": "veryfast"}
+        for i, y in enumerate(lumas):
+            i420 = np.full((h * 3 // 2, w), 128, np.uint8)
+            i420[:h] = int(y)
+            frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def decoded_lumas(path: Path) -> np.ndarray:
+    """Mean luma of every decoded frame (display order), straight from PyAV."""
+    with av.open(os.fspath(path)) as c:
+        return np.array([f.to_ndarray(format="gray").mean() for f in c.decode(video=0)])
+
+
+def keyframe_times(path: Path) -> list[float]:
+    with av.open(os.fspath(path)) as c:
+        s = c.streams.video[0]
+        start = s.start_time or 0
+        return sorted(
+            float((p.pts - start) * s.time_base)
+            for p in c.demux(s)
+            if p.is_keyframe and p.pts is not None
+        )
+
+
+def count_frames(path: Path) -> int:
+    with av.open(os.fspath(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
