@@ -17,6 +17,9 @@ include: "rules/split.smk"
 include: "rules/filters.smk"
 include: "rules/score.smk"
 include: "rules/select.smk"
+include: "rules/dedup.smk"
+include: "rules/caption.smk"
+include: "rules/encode.smk"
 include: "rules/export.smk"
 
 

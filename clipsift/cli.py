@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--results", default=None)
     sp.set_defaults(func=cmd_status)
     sp = sub.add_parser("config-doc", help="print the config reference (markdown) from the schema")
-    sp.add_argument("--write", metavar="README", help="update the reference between the markers in this file")
+    sp.add_argument(
+        "--write", metavar="README", help="update the reference between the markers in this file"
+    )
     sp.set_defaults(func=cmd_config_doc)
     args = p.parse_args(argv)
     return args.func(args)

@@ -55,8 +55,13 @@ def passes(values: pd.Series, op: str, bound) -> pd.Series:
     return ok & v.notna()
 
 
-def select(table: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """``keep`` and ``reasons`` per clip, plus ``flash_verdict`` and ``ocr_verdict``."""
+def select(
+    table: pd.DataFrame, cfg: dict, near_duplicates: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``keep`` and ``reasons`` per clip, plus ``flash_verdict`` and ``ocr_verdict``.
+
+    ``near_duplicates`` (clip_id, duplicate_of) comes from the cross-shard near-duplicate stage.
+    """
     reasons: list[list[str]] = [[] for _ in range(len(table))]
     for i, (err, split) in enumerate(zip(table["error"], table["split_reason"], strict=True)):
         if isinstance(err, str):
@@ -82,6 +87,11 @@ def select(table: pd.DataFrame, cfg: dict) -> pd.DataFrame:
                     if op != "=="
                     else name
                 )
+    if near_duplicates is not None and len(near_duplicates):
+        dup_of = dict(zip(near_duplicates["clip_id"], near_duplicates["duplicate_of"], strict=True))
+        for i, cid in enumerate(table["clip_id"]):
+            if cid in dup_of:
+                reasons[i].append(f"duplicate_of={dup_of[cid]}")
     out = pd.DataFrame(
         {
             "clip_id": table["clip_id"],

@@ -24,10 +24,19 @@ def status_table(results: Path) -> str:
     if not manifest.exists():
         return f"no shard plan under {results}/plan yet (run snakemake first)"
     shards = [s["name"] for s in json.loads(manifest.read_text())["shards"]]
-    lines = [f"{len(shards)} shard(s) planned", "", "| stage | shards done | rows | errors | first done | last done |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"{len(shards)} shard(s) planned",
+        "",
+        "| stage | shards done | rows | errors | first done | last done |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     reasons: Counter = Counter()
     for stage, name in STAGES:
-        done = [results / "shards" / s / name for s in shards if (results / "shards" / s / name).exists()]
+        done = [
+            results / "shards" / s / name
+            for s in shards
+            if (results / "shards" / s / name).exists()
+        ]
         rows = errors = 0
         for path in done:
             if path.suffix == ".parquet" and stage in ("ingest", "split", "select"):
@@ -41,7 +50,9 @@ def status_table(results: Path) -> str:
         times = sorted(p.stat().st_mtime for p in done)
         first = _ts(times[0]) if times else ""
         last = _ts(times[-1]) if times else ""
-        lines.append(f"| {stage} | {len(done)}/{len(shards)} | {rows or ''} | {errors or ''} | {first} | {last} |")
+        lines.append(
+            f"| {stage} | {len(done)}/{len(shards)} | {rows or ''} | {errors or ''} | {first} | {last} |"
+        )
     sel = [results / "shards" / s / "selection.parquet" for s in shards]
     sel = [pd.read_parquet(p) for p in sel if p.exists()]
     if sel:

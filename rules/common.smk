@@ -43,5 +43,20 @@ def all_filter_outputs(name):
     return all_shards(f"{name}.json") if config["filters"][name]["enabled"] else []
 
 
+def stage_on(name):
+    """Whether an optional stage (a top-level config section with ``enabled``) is on."""
+    return bool(config.get(name, {}).get("enabled"))
+
+
+def dedup_output():
+    """The cross-shard near-duplicate table, when that stage is on (select reads it)."""
+    return f"{R}/dedup/near_duplicates.parquet" if stage_on("near_duplicates") else []
+
+
 def all_targets():
-    return [f"{R}/dataset/metadata.parquet", f"{R}/report/calibration"]
+    targets = [f"{R}/dataset/metadata.parquet", f"{R}/report/calibration"]
+    if stage_on("caption"):
+        targets += all_shards("caption.json")
+    if stage_on("encode"):
+        targets += all_shards("latents.parquet")
+    return targets

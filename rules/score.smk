@@ -34,3 +34,25 @@ rule merge_scores:
         "../envs/clipsift.yaml"
     script:
         "../scripts/merge_scores.py"
+
+
+rule score_gpu:
+    input:
+        clips=shard_path("clips.parquet"),
+        source=shard_path("source.parquet"),
+    output:
+        scores=shard_path("scores/{scorer}.parquet"),
+    log:
+        f"{R}/logs/score/{{scorer}}/{{shard}}.log",
+    wildcard_constraints:
+        scorer="|".join(scorers_on("gpu")) or "no_gpu_scorer",
+    conda:
+        "../envs/clipsift.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        cfg=lambda w: config["scorers"][w.scorer],
+        source=source_of,
+    script:
+        "../scripts/score.py"

@@ -5,6 +5,7 @@ rule select:
         scores=shard_path("scores.parquet"),
         flash=filter_output("flash"),
         ocr=filter_output("ocr"),
+        dups=dedup_output(),
     output:
         shard_path("selection.parquet"),
     log:

@@ -12,5 +12,11 @@ with rule_logging(snakemake) as log:  # noqa: F821
     source = localize(
         pd.read_parquet(sm.input.source), sm.params.source, results_dir(sm), sm.wildcards.shard
     )
-    inputs = ShardInputs(pd.read_parquet(sm.input.clips), source, sm.input.samples)
+    inputs = ShardInputs(
+        pd.read_parquet(sm.input.clips),
+        source,
+        sm.input.get("samples"),
+        lock_dir=results_dir(sm) / ".gpu_locks",
+        outputs=dict(sm.output.items()),
+    )
     write_parquet(sm.output[0], run_scorer(sm.wildcards.scorer, inputs, sm.params.cfg))

@@ -13,6 +13,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
     table = clip_table(
         pd.read_parquet(sm.input.clips), pd.read_parquet(sm.input.scores), flash, ocr
     )
-    sel = select(table, sm.params.select)
+    dups = pd.read_parquet(sm.input.dups) if sm.input.get("dups") else None
+    sel = select(table, sm.params.select, near_duplicates=dups)
     log.info("%d clips, %d kept", len(sel), int(sel["keep"].sum()))
     write_parquet(sm.output[0], sel)

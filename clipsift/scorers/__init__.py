@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -40,6 +40,10 @@ class ShardInputs:
     clips: pd.DataFrame
     source: pd.DataFrame
     samples_path: Path | None = None
+    lock_dir: Path | None = None  # where GPU jobs lock a device (clipsift.models.device)
+    outputs: dict = field(
+        default_factory=dict
+    )  # the rule's named outputs (extra files a scorer writes)
 
     @cached_property
     def samples(self) -> pd.DataFrame:
