@@ -14,7 +14,8 @@ named ``[first, last]``):
 - ``pan`` is the IMAGE motion in pixels per frame, what optical flow or phase correlation measures:
   content at ``(x, y)`` in frame ``t`` is at ``(x + dx, y + dy)`` in frame ``t + 1``. A camera
   panning right therefore has a negative ``dx``.
-- Pixels are deterministic for a given seed (seeded numpy, deterministic OpenCV and x264 calls).
+- Decoded pixels are deterministic for given arguments (seeded numpy, deterministic OpenCV calls,
+  x264 capped at AVX2, see :func:`_x264_determinism`); the bytes need not be.
 """
 
 from __future__ import annotations

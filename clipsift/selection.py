@@ -29,13 +29,23 @@ def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, flash: dict, ocr: dict
     return t
 
 
+def with_filters(select_cfg: dict, filters_cfg: dict) -> dict:
+    """The select config with each filter's on/off switch, so a disabled filter judges nothing."""
+    out = dict(select_cfg)
+    for name in ("flash", "ocr"):
+        out[name] = {**select_cfg[name], "enabled": filters_cfg[name]["enabled"]}
+    return out
+
+
 def rules(cfg: dict) -> list[tuple[str, str, str, float, bool]]:
     """The configured tests as (name, column, op, bound, record_only), in cascade order."""
     out = []
     f, o = cfg["flash"], cfg["ocr"]
-    out.append(("flash", "flash.ratio", "<=", f["max_flash_ratio"], f["record_only"]))
-    out.append(("text", "ocr.text_area_mean", "<=", o["max_text_area"], o["record_only"]))
-    if o["reject_stable_text"]:
+    if f.get("enabled", True):
+        out.append(("flash", "flash.ratio", "<=", f["max_flash_ratio"], f["record_only"]))
+    if o.get("enabled", True):
+        out.append(("text", "ocr.text_area_mean", "<=", o["max_text_area"], o["record_only"]))
+    if o.get("enabled", True) and o["reject_stable_text"]:
         out.append(("stable_text", "ocr.stable_text", "==", False, o["record_only"]))
     for col, bounds in cfg["thresholds"].items():
         rec = bool(bounds.get("record_only", False))

@@ -2,6 +2,7 @@
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
 from clipsift.plan import load_shards
 from clipsift.scorers import REGISTRY
+from clipsift.selection import with_filters
 
 R = config["results"]
 SHARDS = {s["name"]: s for s in load_shards(config)}

@@ -13,7 +13,7 @@ rule select:
     conda:
         "../envs/clipsift.yaml"
     params:
-        select=config["select"],
+        select=with_filters(config["select"], config["filters"]),
     script:
         "../scripts/select.py"
 
@@ -36,7 +36,7 @@ rule calibrate:
     conda:
         "../envs/clipsift.yaml"
     params:
-        select=config["select"],
+        select=with_filters(config["select"], config["filters"]),
         quantiles=config["calibrate"]["quantiles"],
     script:
         "../scripts/calibrate.py"
