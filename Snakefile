@@ -12,6 +12,7 @@ validate(config, "config/schema.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/generate.smk"
 include: "rules/ingest.smk"
 include: "rules/split.smk"
 include: "rules/filters.smk"

@@ -94,7 +94,8 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
                     "path": it.path,
                     "caption": it.caption,
                     "extra": json.dumps(it.extra, sort_keys=True, default=str),
-                    "kind": "video",
+                    # prompts of a generate source become videos in that shard's generate rule
+                    "kind": "prompt" if source["type"] == "generate" else "video",
                     "archive": None,
                     "shard": f"{name}-{start + i // size:05d}",
                 }

@@ -22,6 +22,13 @@ def all_shards(name):
     return expand(f"{R}/shards/{{shard}}/{name}", shard=sorted(SHARDS))
 
 
+def ingest_input(wildcards):
+    """What ingest reads: the shard's plan file, or for a generate source the generated videos."""
+    if SHARDS[wildcards.shard]["kind"] == "prompt":
+        return f"{R}/shards/{wildcards.shard}/generated.parquet"
+    return f"{R}/plan/shards/{wildcards.shard}.parquet"
+
+
 def source_of(wildcards):
     return SOURCES[SHARDS[wildcards.shard]["source"]]
 
@@ -33,6 +40,23 @@ def enabled_scorers():
 def scorers_on(device):
     """Enabled scorers that run on ``device`` (cpu or gpu), for the rules' wildcard constraints."""
     return [n for n in enabled_scorers() if REGISTRY[n].device == device]
+
+
+def scan_ocr():
+    """The OCR options when OCR runs inside the scan (filters.ocr.frames: scan), else None."""
+    ocr = config["filters"]["ocr"]
+    return ocr if ocr["enabled"] and ocr["frames"] == "scan" else None
+
+
+def ocr_inputs(wildcards):
+    """OCR aggregates the scan's OCR rows (scan mode) or reads frames from the sources."""
+    inputs = {
+        "clips": shard_path("clips.parquet"),
+        "source": shard_path("source.parquet"),
+    }
+    if scan_ocr():
+        inputs["scan_ocr"] = shard_path("scan/ocr.parquet")
+    return {k: v.format(shard=wildcards.shard) for k, v in inputs.items()}
 
 
 def filter_output(name):

@@ -17,8 +17,7 @@ rule flash:
 
 rule ocr:
     input:
-        clips=shard_path("clips.parquet"),
-        source=shard_path("source.parquet"),
+        unpack(ocr_inputs),
     output:
         shard_path("ocr.json"),
     log:
@@ -26,7 +25,8 @@ rule ocr:
     conda:
         "../envs/clipsift.yaml"
     resources:
-        gpu=1 if config["filters"]["ocr"]["gpu"] else 0,
+        # only the seek modes read frames here; in scan mode this job just aggregates
+        gpu=1 if config["filters"]["ocr"]["gpu"] and not scan_ocr() else 0,
     params:
         ocr=config["filters"]["ocr"],
         source=source_of,

@@ -1,6 +1,6 @@
 rule ingest:
     input:
-        plan=f"{R}/plan/shards/{{shard}}.parquet",
+        plan=ingest_input,
     output:
         shard_path("source.parquet"),
     log:

@@ -1,5 +1,6 @@
 # One decode pass per video (scan), then scenes -> clips (split). Split parameters live only in
-# the split rule, so changing a clip bound never decodes again.
+# the split rule, so changing a clip bound never decodes again. OCR on a time grid runs in the
+# scan by default (filters.ocr.frames: scan), so its options are scan params too.
 rule scan:
     input:
         source=shard_path("source.parquet"),
@@ -7,12 +8,17 @@ rule scan:
         scenes=shard_path("scan/scenes.parquet"),
         frames=shard_path("scan/frames.parquet"),
         samples=shard_path("scan/samples.parquet"),
+        ocr=shard_path("scan/ocr.parquet"),
     log:
         f"{R}/logs/scan/{{shard}}.log",
     conda:
         "../envs/clipsift.yaml"
+    resources:
+        # OCR in the scan pass may use the GPU (filters.ocr.gpu)
+        gpu=1 if scan_ocr() and scan_ocr()["gpu"] else 0,
     params:
         scan=config["scan"],
+        ocr=scan_ocr(),
         source=source_of,
     script:
         "../scripts/scan.py"

@@ -1,15 +1,20 @@
-"""Snakemake entry point: RapidOCR on a few frames per clip -> ocr.json."""
+"""Snakemake entry point: per-clip OCR records -> ocr.json (from the scan's OCR rows, or by
+reading the configured frames of each clip)."""
 
 import pandas as pd
 
-from clipsift.filters.ocr import ocr_shard
+from clipsift.filters.ocr import ocr_from_scan, ocr_shard
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_json
 from clipsift.smk import results_dir, rule_logging
 
 with rule_logging(snakemake) as log:  # noqa: F821
     sm = snakemake  # noqa: F821
-    localize(
-        pd.read_parquet(sm.input.source), sm.params.source, results_dir(sm), sm.wildcards.shard
-    )
-    write_json(sm.output[0], ocr_shard(pd.read_parquet(sm.input.clips), sm.params.ocr))
+    clips = pd.read_parquet(sm.input.clips)
+    if sm.input.get("scan_ocr"):
+        records = ocr_from_scan(clips, pd.read_parquet(sm.input.scan_ocr), sm.params.ocr)
+    else:
+        source = pd.read_parquet(sm.input.source)
+        localize(source, sm.params.source, results_dir(sm), sm.wildcards.shard)
+        records = ocr_shard(clips, sm.params.ocr)
+    write_json(sm.output[0], records)

@@ -1,4 +1,4 @@
-"""Snakemake entry point: one decode pass per video -> scenes, per-frame luma, per-sample measures."""
+"""Snakemake entry point: one decode pass per video -> scenes, luma, samples, OCR on a time grid."""
 
 import pandas as pd
 
@@ -12,7 +12,8 @@ with rule_logging(snakemake) as log:  # noqa: F821
     source = localize(
         pd.read_parquet(sm.input.source), sm.params.source, results_dir(sm), sm.wildcards.shard
     )
-    scenes, frames, samples = scan_shard(usable(source), sm.params.scan)
+    scenes, frames, samples, texts = scan_shard(usable(source), sm.params.scan, sm.params.ocr)
     write_parquet(sm.output.scenes, scenes)
     write_parquet(sm.output.frames, as_float32(frames))
     write_parquet(sm.output.samples, as_float32(samples))
+    write_parquet(sm.output.ocr, texts)

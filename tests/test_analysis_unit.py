@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clipsift.filters.flash import find_flashes, flash_record
+from clipsift.filters.flash import find_flashes
 from clipsift.filters.ocr import OcrReader, ocr_record, stable_text, text_area_ratio
 from clipsift.scorers.motion import FlowMeter, aggregate_motion, motion_vectors
 from clipsift.scorers.technical import (
@@ -59,20 +59,6 @@ def test_hard_cut_and_slow_fade_are_not_flashes():
     # cut up, then back down 2 frames later to a slightly different level: still a flash
     luma = [100.0] * 5 + [210.0, 205.0] + [110.0] * 5
     assert find_flashes(luma) == [5, 6]
-
-
-def test_flash_record_verdicts():
-    luma = [80.0] * 10
-    luma[4] = 200.0
-    frames = list(range(100, 110))
-    rec = flash_record(luma, frames)
-    assert rec["flash_frames"] == [104] and rec["n_flash"] == 1 and rec["n_events"] == 1
-    assert rec["flash_ratio"] == pytest.approx(0.1)
-    assert rec["verdict"] == "fail" and rec["rejects"] is True
-    only = flash_record(luma, frames, record_only=True)
-    assert only["verdict"] == "fail" and only["rejects"] is False
-    assert flash_record(luma, frames, max_flash_ratio=0.2)["verdict"] == "pass"
-    assert flash_record([80.0] * 10, frames)["verdict"] == "pass"
 
 
 # ----------------------------------------------------------------------------- technical
@@ -276,11 +262,8 @@ def test_ocr_record_finds_stable_text(reader):
     frames = [_text_frame(s)[0] for s in (1, 2)]
     # the same text over a different background: the detector's box moves by a few pixels
     # (measured IoU 0.87 here), so the peers' 0.9 would split the track
-    rec = ocr_record(frames, [10, 40], reader, max_text_area=0.02, stable_iou=0.8)
+    rec = ocr_record(frames, [10, 40], reader, stable_iou=0.8)
     assert rec["has_stable_text"] and rec["stable_text"][0]["frames"] == [10, 40]
     assert "HELLO" in rec["stable_text"][0]["text"].upper()
-    assert rec["text_area_mean"] > 0.02 and rec["verdict"] == "fail" and rec["rejects"]
+    assert rec["text_area_mean"] > 0.02 and rec["text_area_max"] >= rec["text_area_mean"]
     assert [f["frame"] for f in rec["frames"]] == [10, 40]
-    assert (
-        ocr_record(frames, [10, 40], reader, max_text_area=0.5, stable_iou=0.8)["verdict"] == "pass"
-    )

@@ -42,37 +42,6 @@ def find_flashes(
     return np.flatnonzero(flagged).tolist()
 
 
-def flash_record(
-    luma: Sequence[float] | np.ndarray,
-    frame_indices: Sequence[int],
-    *,
-    brightness_delta: float = 40.0,
-    max_len: int = 3,
-    max_flash_ratio: float = 0.0,
-    record_only: bool = False,
-) -> dict:
-    """Flash verdict for one clip.
-
-    ``frame_indices[i]`` is the source frame number of ``luma[i]``. ``verdict`` is ``"fail"`` when
-    the fraction of flash frames exceeds ``max_flash_ratio`` (default: any flash fails);
-    ``rejects`` says whether the clip is dropped for it (never when ``record_only``).
-    """
-    found = find_flashes(luma, brightness_delta=brightness_delta, max_len=max_len)
-    n = len(luma)
-    ratio = len(found) / n if n else 0.0
-    # a flash event is a maximal run of consecutive flash frames
-    events = sum(1 for i, f in enumerate(found) if i == 0 or f != found[i - 1] + 1)
-    verdict = "fail" if ratio > max_flash_ratio else "pass"
-    return {
-        "flash_frames": [int(frame_indices[i]) for i in found],
-        "n_flash": len(found),
-        "n_events": events,
-        "flash_ratio": ratio,
-        "verdict": verdict,
-        "rejects": verdict == "fail" and not record_only,
-    }
-
-
 def flash_shard(clips, frames, cfg: dict) -> dict:
     """``flash.json`` content: per clip, the flash frames and ratio from the scan's luma rows.
 

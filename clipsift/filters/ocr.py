@@ -168,36 +168,69 @@ def ocr_record(
     frame_numbers: Sequence[int],
     reader: OcrReader,
     *,
-    max_text_area: float = 0.02,
-    record_only: bool = False,
     stable_iou: float = 0.9,
-    reject_stable: bool = False,
 ) -> dict:
-    """OCR verdict for one clip from a few BGR frames (``frame_numbers``: their source frames).
+    """OCR record of one clip from a few BGR frames (``frame_numbers``: their source frames)."""
+    per_frame = [
+        {"frame": int(n), "boxes": reader.read(img), "width": img.shape[1], "height": img.shape[0]}
+        for img, n in zip(frames, frame_numbers, strict=True)
+    ]
+    return summarise(per_frame, stable_iou=stable_iou)
 
-    ``verdict`` is ``"fail"`` when the mean text area ratio exceeds ``max_text_area`` (0.02 as in
-    EasyAnimate) or, with ``reject_stable``, when stable text (a subtitle or overlay) is found;
-    ``rejects`` says whether the clip is dropped for it (never when ``record_only``).
-    """
-    per_frame, areas = [], []
-    for img, n in zip(frames, frame_numbers, strict=True):
-        boxes = reader.read(img)
-        per_frame.append({"frame": int(n), "boxes": boxes})
-        areas.append(text_area_ratio(boxes, img.shape[1], img.shape[0]))
+
+def summarise(per_frame: list[dict], *, stable_iou: float = 0.9) -> dict:
+    """Per-clip OCR record from per-frame ``{frame, boxes, width, height}``: the text-area ratio
+    (mean and max over frames) and stable text (boxes repeated in consecutive analysed frames).
+    Measurements only: verdicts against thresholds are the selection's."""
+    areas = [text_area_ratio(f["boxes"], f["width"], f["height"]) for f in per_frame]
     tracks = stable_text([f["boxes"] for f in per_frame], iou=stable_iou)
     for t in tracks:  # indices into the analysed frames -> source frame numbers
         t["frames"] = [per_frame[i]["frame"] for i in t["frames"]]
-    mean = float(np.mean(areas)) if areas else 0.0
-    fail = mean > max_text_area or (reject_stable and bool(tracks))
     return {
-        "frames": per_frame,
-        "text_area_mean": mean,
-        "text_area_max": float(max(areas, default=0.0)),
+        "frames": [{"frame": f["frame"], "boxes": f["boxes"]} for f in per_frame],
+        "text_area_mean": float(np.mean(areas)) if areas else None,
+        "text_area_max": float(max(areas)) if areas else None,
         "stable_text": tracks,
         "has_stable_text": bool(tracks),
-        "verdict": "fail" if fail else "pass",
-        "rejects": fail and not record_only,
     }
+
+
+def ocr_from_scan(clips, rows, cfg: dict) -> dict:
+    """``ocr.json`` from the OCR rows the scan wrote (frames on a time grid): no decoding here."""
+    import json
+
+    by_video = dict(tuple(rows.groupby("video_id"))) if len(rows) else {}
+    out: dict = {}
+    for clip in clips.itertuples():
+        if isinstance(clip.error, str) or isinstance(clip.split_reason, str):
+            out[clip.clip_id] = {
+                "error": clip.error
+                if isinstance(clip.error, str)
+                else f"not analysed: {clip.split_reason}"
+            }
+            continue
+        r = by_video.get(clip.video_id)
+        r = (
+            r[(r["frame"] >= clip.start_frame) & (r["frame"] < clip.end_frame)]
+            if r is not None
+            else []
+        )
+        if not len(r):
+            out[clip.clip_id] = {
+                "error": f"no OCR frame inside the clip (filters.ocr.every_seconds {cfg['every_seconds']} s is longer than the clip)"
+            }
+            continue
+        per_frame = [
+            {
+                "frame": int(x.frame),
+                "boxes": json.loads(x.boxes),
+                "width": int(x.width),
+                "height": int(x.height),
+            }
+            for x in r.itertuples()
+        ]
+        out[clip.clip_id] = summarise(per_frame, stable_iou=cfg["stable_iou"]) | {"error": None}
+    return out
 
 
 def clip_frame_times(clip, cfg: dict) -> list[float]:
@@ -256,8 +289,6 @@ def ocr_shard(clips, cfg: dict) -> dict:
             k += len(ts)
             numbers = [int(round(t * float(clip.fps))) for t in ts]
             rec = ocr_record(imgs, numbers, reader, stable_iou=cfg["stable_iou"])
-            rec.pop("verdict", None)
-            rec.pop("rejects", None)
             out[clip.clip_id] = rec | {"error": None}
             done += 1
         log.info("ocr: %s, %d clips done (%.1f s)", video_id, done, time.monotonic() - t0)

@@ -5,7 +5,9 @@ everything that needs a dense look at it is taken from the same frames:
 - small frames (``analysis_width``) for the scene detector;
 - the mean luma of every ``luma_stride``-th frame (the flash filter's input);
 - at ``sample_fps``: optical flow between the sample frame and the next one (motion score), and
-  technical measures on the full-size luma plane (sharpness, exposure, black borders).
+  technical measures on the full-size luma plane (sharpness, exposure, black borders);
+- with ``filters.ocr.frames: scan`` (the default), OCR on one frame every ``every_seconds`` at a
+  capped size: reading OCR frames afterwards by seeking cost as much as decoding the video again.
 
 Per-clip scores are aggregated later from these per-frame and per-sample rows, so changing the
 clip bounds (``split``) or any threshold never decodes again.
@@ -13,9 +15,11 @@ clip bounds (``split``) or any threshold never decodes again.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -38,24 +42,30 @@ SCENE_COLUMNS = [
     "error",
 ]
 FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
+OCR_COLUMNS = ["video_id", "frame", "time", "width", "height", "boxes"]
 
 
-def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, list, list]:
-    """Scenes, per-frame luma rows and per-sample rows of one video. Raises VideoError."""
+def scan_video(
+    path: str, video_id: str, fps: float, cfg: dict, ocr=None
+) -> tuple[list, list, list, list]:
+    """Scenes, per-frame luma rows, per-sample rows and OCR rows of one video. Raises VideoError.
+
+    ``ocr`` is ``(OcrReader, every_seconds, max_side)`` when OCR runs in this pass.
+    """
     width = cfg["analysis_width"]
     detector = make_detector(cfg, fps)
     meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
     every = max(1, round(fps / cfg["sample_fps"]))
     stride = cfg["luma_stride"]
 
-    frames, samples, times, lumas = [], [], [], []
-    prev_gray, pending = None, None
+    frames, samples, times, lumas, texts = [], [], [], [], []
+    prev_gray, pending, next_ocr = None, None, 0.0
     n = 0
     for fr in iter_frames(path):
         gray, bgr = fr.analysis(width)
         detector.push(fr.index, bgr)
         times.append(fr.time)
-        lumas.append(float(gray.mean()))
+        lumas.append(cv2.mean(gray)[0])
         if fr.index % stride == 0:
             frames.append((video_id, fr.index, fr.time, lumas[-1]))
         if pending is not None:
@@ -70,15 +80,24 @@ def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, l
                 "time": fr.time,
                 "scale": luma.shape[1] / gray.shape[1],
             }
-            rec.update(frame_technical(luma))
-            # black-bar extents of this sample; a clip's bars are those black in all its samples
+            # black-bar extents of this sample (a clip's bars are those black in all its samples);
+            # the technical measures then leave the bars out
             rows, cols = border_profile(luma)
             bars = find_borders([rows], [cols])
+            rec.update(frame_technical(luma, crop=bars["crop"]))
             rec.update(
                 {k: bars[k] for k in ("border_top", "border_bottom", "border_left", "border_right")}
             )
             samples.append(rec)
             pending = rec
+        if ocr is not None and fr.time >= next_ocr - 1e-6:
+            reader, ocr_every, max_side = ocr
+            img = fr.bgr(_ocr_width(fr.av_frame, fr.rotation, max_side))
+            texts.append(
+                {"video_id": video_id, "frame": fr.index, "time": fr.time, "width": img.shape[1],
+                 "height": img.shape[0], "boxes": json.dumps(reader.read(img))}
+            )  # fmt: skip
+            next_ocr = fr.time + ocr_every
         prev_gray = gray
         n += 1
     if n == 0:
@@ -100,7 +119,17 @@ def scan_video(path: str, video_id: str, fps: float, cfg: dict) -> tuple[list, l
         }
         for k, (a, b) in enumerate(bounds)
     ]
-    return scenes, frames, samples
+    return scenes, frames, samples, texts
+
+
+def _ocr_width(av_frame, rotation: int, max_side: int) -> int | None:
+    """Display width that caps the longest side at ``max_side`` (None: keep the size)."""
+    w, h = (
+        (av_frame.height, av_frame.width)
+        if rotation in (90, 270)
+        else (av_frame.width, av_frame.height)
+    )
+    return None if max(w, h) <= max_side else max(2, round(w * max_side / max(w, h)))
 
 
 def merge_flash_cuts(
@@ -121,14 +150,31 @@ def merge_flash_cuts(
     return merged
 
 
-def scan_shard(source: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Scan every usable video of a shard; a video that fails mid-decode becomes an error row."""
-    all_scenes, all_frames, all_samples = [], [], []
+def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
+    """Scan every usable video of a shard; a video that fails mid-decode becomes an error row.
+
+    Returns the scenes, frames (luma), samples and OCR tables; ``ocr_cfg`` (the ``filters.ocr``
+    section) turns on OCR in this pass.
+    """
+    ocr = None
+    if ocr_cfg:
+        from ..filters.ocr import OcrReader
+
+        reader = OcrReader(
+            threshold=ocr_cfg["threshold"],
+            lang=ocr_cfg["lang"],
+            max_side=ocr_cfg["max_side"],
+            use_gpu=ocr_cfg["gpu"],
+        )
+        ocr = (reader, ocr_cfg["every_seconds"], ocr_cfg["max_side"])
+    all_scenes, all_frames, all_samples, all_texts = [], [], [], []
     t0 = time.monotonic()
     total_s = 0.0
     for i, row in enumerate(source.to_dict("records")):
         try:
-            scenes, frames, samples = scan_video(row["path"], row["video_id"], row["fps"], cfg)
+            scenes, frames, samples, texts = scan_video(
+                row["path"], row["video_id"], row["fps"], cfg, ocr
+            )
         except VideoError as exc:
             all_scenes.append(
                 {c: None for c in SCENE_COLUMNS} | {"video_id": row["video_id"], "error": str(exc)}
@@ -137,6 +183,7 @@ def scan_shard(source: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFr
         all_scenes += scenes
         all_frames += frames
         all_samples += samples
+        all_texts += texts
         total_s += row["duration"] or 0.0
         el = time.monotonic() - t0
         log.info(
@@ -148,11 +195,12 @@ def scan_shard(source: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFr
     samples = pd.DataFrame(all_samples)
     if samples.empty:
         samples = pd.DataFrame(columns=["video_id", "frame", "time"])
+    texts = pd.DataFrame(all_texts, columns=OCR_COLUMNS)
     for col in ("frame", "start_frame", "end_frame", "scene", "n_frames"):
-        for df in (scenes, frames, samples):
+        for df in (scenes, frames, samples, texts):
             if col in df:
                 df[col] = df[col].astype("Int64")
-    return scenes, frames, samples
+    return scenes, frames, samples, texts
 
 
 def as_float32(df: pd.DataFrame) -> pd.DataFrame:
