@@ -78,7 +78,8 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
     for i, row in enumerate(items.to_dict("records")):
         rec = {c: row.get(c) for c in SOURCE_COLUMNS}
         rec["rotation"] = 0
-        if not rec.get("error"):
+        if not isinstance(rec.get("error"), str):  # pandas reads a missing error back as NaN
+            rec["error"] = None
             path = rec["path"]
             if not path or not os.path.exists(path):
                 rec["error"] = "missing file"

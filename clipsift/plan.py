@@ -35,9 +35,13 @@ def plan_dir(results: str | Path) -> Path:
 
 
 def fingerprint(config: dict) -> str:
-    """What the plan depends on: the sources and the shard size."""
+    """What the plan depends on: the sources, the shard size and the calibration sample size,
+    with the schema's defaults filled in (so a raw and a validated config agree)."""
+    config = _validated(config)
+    sample = config.get("calibrate", {}).get("sample_size", 0)
     key = json.dumps(
-        {"sources": config["sources"], "shard_size": config["shard_size"]}, sort_keys=True
+        {"sources": config["sources"], "shard_size": config["shard_size"], "sample": sample},
+        sort_keys=True,
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -76,10 +80,14 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
                     "extra": "{}",
                     "kind": "archive",
                     "archive": archive,
-                    "shard": f"{name}-{slug_id(_archive_stem(archive))}",
+                    "shard": shard,
                 }
-                for archive in _sampled(list_archives(source, root=root), name, sample, key=str)
-                if archive not in known
+                for archive, shard in _archive_shards(
+                    _sampled(list_archives(source, root=root), name, sample, key=str),
+                    name,
+                    known,
+                    set(old["shard"]),
+                )
             ]
         else:
             items_ = _sampled(list_items(source, root=root), name, sample, key=lambda it: it.id)
@@ -129,6 +137,18 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     return shards
 
 
+def _validated(config: dict) -> dict:
+    from copy import deepcopy
+
+    from snakemake.utils import validate
+
+    from .config import SCHEMA
+
+    config = deepcopy(config)
+    validate(config, str(SCHEMA))
+    return config
+
+
 def _sampled(items: list, source: str, n: int, key) -> list:
     """Calibration mode: a stable choice of ``n`` items (smallest hashes of source and id), in
     their original order; the same videos stay chosen as the source grows. ``n`` 0 keeps all."""
@@ -148,6 +168,24 @@ def _next_index(items: pd.DataFrame, source: str) -> int:
     if names.empty:
         return 0
     return max(int(n.rsplit("-", 1)[1]) for n in names) + 1
+
+
+def _archive_shards(
+    archives: list[str], source: str, known: set, taken: set
+) -> list[tuple[str, str]]:
+    """New archives and their shard names: ``{source}-{stem}``, or the whole file name when that
+    stem is already taken (``000.tar`` beside ``000.zip``), so two archives never share a shard."""
+    out = []
+    taken = set(taken)
+    for archive in archives:
+        if archive in known:
+            continue
+        shard = f"{source}-{slug_id(_archive_stem(archive))}"
+        if shard in taken:
+            shard = f"{source}-{slug_id(archive)}"
+        taken.add(shard)
+        out.append((archive, shard))
+    return out
 
 
 def _archive_stem(archive: str) -> str:

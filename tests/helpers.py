@@ -5,7 +5,8 @@
 ``DAG.needrun_jobs(exclude_finished=False)`` (the jobs Snakemake decided to run; the set is not
 emptied as jobs finish, so it is the same list for a dry run and a real run), ``DAG.reason(job)``,
 and per job ``job.rule.name``, ``job.wildcards`` and ``job.output``. Everything else is the public API
-(``SnakemakeApi``, ``OutputSettings``, ``ResourceSettings``, ``ConfigSettings``, ``DAGSettings``).
+(``SnakemakeApi``, ``OutputSettings``, ``ResourceSettings``, ``ConfigSettings``, ``DAGSettings``,
+``SchedulingSettings``).
 """
 
 from __future__ import annotations
@@ -82,12 +83,14 @@ def run_snakemake(
     The current directory is restored afterwards, whatever happens.
     """
     from snakemake.api import SnakemakeApi
+    from snakemake.scheduling.greedy import SchedulerSettings as GreedySettings
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
         ConfigSettings,
         DAGSettings,
         OutputSettings,
         ResourceSettings,
+        SchedulingSettings,
     )
 
     workdir = Path(workdir).resolve()
@@ -111,7 +114,13 @@ def run_snakemake(
                 DAGSettings(targets=frozenset(targets or ()), forcerun=frozenset(forcerun))
             )
             try:
-                dag_api.execute_workflow(executor="dryrun" if dryrun else "local")
+                dag_api.execute_workflow(
+                    executor="dryrun" if dryrun else "local",
+                    # greedy: the default ILP scheduler runs a solver process at every step
+                    # (its settings must be given too: Snakemake 9.27 passes None otherwise)
+                    scheduling_settings=SchedulingSettings(scheduler="greedy"),
+                    scheduler_settings=GreedySettings(),
+                )
             finally:
                 dag = dag_api.workflow_api._workflow.dag
                 if dag is not None:
@@ -135,14 +144,24 @@ def run_snakemake(
 # ----------------------------------------------------------------------------- configs
 
 
-def base_config(sources: list[dict], **over) -> dict:
-    """A small config: the given sources, shard_size 4, fast scan settings, virtual clips."""
+# Measurements that tests of ingest/scan/split/export do not need: fewer jobs per shard.
+LEAN = {
+    "filters": {"ocr": {"enabled": False}, "flash": {"enabled": False}},
+    "scorers": {"technical": {"enabled": False}},
+}
+
+
+def base_config(sources: list[dict], *, lean: bool = False, **over) -> dict:
+    """A small config: the given sources, shard_size 4, virtual clips; ``over`` updates top-level
+    sections (dicts are merged one level deep). ``lean`` turns off the OCR and flash filters and
+    the technical scorer (see LEAN): about a third fewer jobs."""
     cfg = {
         "results": "results",
         "shard_size": 4,
         "sources": sources,
         "scan": {"detector": "adaptive"},
         "split": {"min_seconds": 2.0, "max_seconds": 10.0, "materialize": "virtual"},
+        **(json.loads(json.dumps(LEAN)) if lean else {}),
     }
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
@@ -189,7 +208,7 @@ def render_lumas(path: Path, lumas, *, fps: int = 25, size=(64, 48), gop: int = 
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.codec_context.gop_size = gop
-        stream.codec_context.options = {"crf": "10", "preset": "veryfast"}
+        stream.codec_context.options = {"qp": "0", "preset": "veryfast"}
         for i, y in enumerate(lumas):
             i420 = np.full((h * 3 // 2, w), 128, np.uint8)
             i420[:h] = int(y)
@@ -201,9 +220,9 @@ def render_lumas(path: Path, lumas, *, fps: int = 25, size=(64, 48), gop: int = 
 
 
 def decoded_lumas(path: Path) -> np.ndarray:
-    """Mean luma of every decoded frame (display order), straight from PyAV."""
+    """Mean raw Y value (limited range, as encoded) of every decoded frame, straight from PyAV."""
     with av.open(os.fspath(path)) as c:
-        return np.array([f.to_ndarray(format="gray").mean() for f in c.decode(video=0)])
+        return np.array([f.to_ndarray()[: f.height].mean() for f in c.decode(video=0)])
 
 
 def keyframe_times(path: Path) -> list[float]:
@@ -224,3 +243,65 @@ def count_frames(path: Path) -> int:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def frame_times(path: Path) -> list[float]:
+    """Display times (s, from the stream start) of every decoded frame."""
+    with av.open(os.fspath(path)) as c:
+        s = c.streams.video[0]
+        start = s.start_time or 0
+        return [float((f.pts - start) * s.time_base) for f in c.decode(s)]
+
+
+def gray_frames(path: Path, width: int = 80) -> np.ndarray:
+    """Every decoded frame as a small float gray image (display orientation ignored)."""
+    import cv2
+
+    out = []
+    with av.open(os.fspath(path)) as c:
+        for f in c.decode(video=0):
+            y = f.to_ndarray(format="gray")
+            h = round(y.shape[0] * width / y.shape[1])
+            out.append(cv2.resize(y, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32))
+    return np.stack(out)
+
+
+# ----------------------------------------------------------------------------- Hub cache
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_hub_cache(cache: Path, repo: str, files: dict[str, Path]) -> Path:
+    """A huggingface_hub cache holding dataset ``repo`` at HUB_COMMIT (= main) with ``files``
+    (repo path -> local file). Use with HF_HUB_OFFLINE=1 and the source's ``cache_dir``."""
+    import shutil
+
+    root = Path(cache) / f"datasets--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(HUB_COMMIT)
+    for name, src in files.items():
+        dest = root / "snapshots" / HUB_COMMIT / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+    return Path(cache)
+
+
+def make_tar(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path

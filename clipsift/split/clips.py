@@ -121,31 +121,38 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
 
 
 def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
-    """Remux packets from the keyframe at or before ``start`` up to ``end`` (keyframe-accurate)."""
-    with (
-        open_video(src) as (container, stream),
-        atomic_path(dest) as tmp,
-        av.open(os.fspath(tmp), "w", format="mp4") as out,
-    ):
-        ostream = out.add_stream_from_template(stream)
-        container.seek(int(start / stream.time_base), stream=stream, backward=True)
-        offset = None
+    """Remux packets from the keyframe at or before ``start`` up to ``end`` (keyframe-accurate).
+
+    In decode order a B-frame shown before ``end`` can follow a frame shown after it, so packets
+    are taken while their decode time is before ``end``; the ones after the last packet shown
+    before ``end`` are dropped, and the ones before it are kept as references (a clip may show a
+    frame or two past ``end``).
+    """
+    with open_video(src) as (container, stream):
+        tb = stream.time_base
+        container.seek(int(start / tb), stream=stream, backward=True)
+        packets = []
         for packet in container.demux(stream):
             if packet.dts is None:
                 continue
-            if offset is None:
-                if not packet.is_keyframe:
-                    continue
-                offset = packet.dts
-            if packet.pts is not None and float(packet.pts * stream.time_base) >= end:
+            if not packets and not packet.is_keyframe:
+                continue
+            if float(packet.dts * tb) >= end:
                 break
-            packet.dts -= offset
-            if packet.pts is not None:
-                packet.pts -= offset
-            packet.stream = ostream
-            out.mux(packet)
-        if offset is None:
+            packets.append(packet)
+        if not packets:
             raise VideoError("no keyframe in range")
+        shown = [i for i, p in enumerate(packets) if p.pts is not None and float(p.pts * tb) < end]
+        packets = packets[: shown[-1] + 1] if shown else packets[:1]
+        offset = packets[0].dts
+        with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
+            ostream = out.add_stream_from_template(stream)
+            for packet in packets:
+                packet.dts -= offset
+                if packet.pts is not None:
+                    packet.pts -= offset
+                packet.stream = ostream
+                out.mux(packet)
 
 
 def reencode(

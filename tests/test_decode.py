@@ -1,0 +1,257 @@
+"""clipsift.io.decode against videos whose every frame is known."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+from helpers import decoded_lumas, keyframe_times, open_fds, render_lumas
+
+from clipsift.io.decode import (
+    VideoError,
+    iter_frames,
+    open_video,
+    probe,
+    read_frames_at,
+)
+from clipsift.sample import Segment, render_video, write_corrupt
+
+FPS = 25
+N = 150  # 6 s
+# frame i is flat with Y = LUMA[i]; neighbours differ by 67 (mod 211), all values distinct
+LUMA = np.array([16 + (i * 67) % 211 for i in range(N)], dtype=float)
+
+
+@pytest.fixture(scope="module")
+def luma_video(tmp_path_factory):
+    """Lossless H.264 (B-frames, keyframe at least every 10 frames), 64x48, 25 fps, 150 frames."""
+    path = render_lumas(tmp_path_factory.mktemp("decode") / "luma.mp4", LUMA, fps=FPS, gop=10)
+    assert np.array_equal(decoded_lumas(path), LUMA)  # the reference decode itself is exact
+    return path
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory):
+    """The same two scenes rendered upright and with a 90 degree display rotation."""
+    out = tmp_path_factory.mktemp("rot")
+    segs = [Segment(6, seed=3, pan=(2.0, 0)), Segment(6, seed=4)]
+    kw = {"fps": 10, "size": (320, 180)}
+    upright = render_video(out / "upright.mp4", segs, **kw)
+    turned = render_video(out / "rot90.mp4", segs, rotation=90, **kw)
+    return out / "upright.mp4", out / "rot90.mp4", upright, turned
+
+
+def nearest_index(t: float) -> int:
+    return int(np.clip(round(t * FPS), 0, N - 1))
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+def test_probe_fields(luma_video, tiny_videos):
+    p = probe(luma_video)
+    assert p["error"] is None
+    assert p["fps"] == pytest.approx(FPS)
+    assert p["n_frames"] == N
+    assert p["duration"] == pytest.approx(N / FPS, abs=1 / FPS)
+    assert (p["width"], p["height"], p["rotation"]) == (64, 48, 0)
+    assert p["codec"] == "h264" and p["pix_fmt"] == "yuv420p"
+    assert p["bit_rate"] and p["bit_rate"] > 0
+
+    q = probe(tiny_videos["a"])  # render_video: 320x180, 10 fps, 40 frames
+    assert q["error"] is None
+    assert (q["width"], q["height"], q["n_frames"]) == (320, 180, 40)
+    assert q["fps"] == pytest.approx(10) and q["duration"] == pytest.approx(4.0, abs=0.1)
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "truncated", "missing", "text", "folder"])
+def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kind):
+    path = tmp_path / "bad.mp4"
+    if kind in ("empty", "garbage"):
+        write_corrupt(path, kind)
+    elif kind == "truncated":
+        write_corrupt(path, "truncated", source=tiny_videos["a"])
+    elif kind == "text":
+        path.write_text("this is not a video\n" * 100)
+    elif kind == "folder":
+        path.mkdir()
+    p = probe(path)
+    assert isinstance(p["error"], str) and p["error"]
+    assert p["duration"] is None and p["width"] is None and p["n_frames"] is None
+    if kind == "empty":
+        assert p["error"] == "empty file"
+
+
+def test_probe_audio_only_is_no_video_stream(tmp_path):
+    path = tmp_path / "audio.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000)
+        stream.layout = "mono"
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    assert probe(path)["error"] == "no video stream"
+    with pytest.raises(VideoError, match="no video stream"):
+        list(iter_frames(path))
+
+
+def test_unreadable_video_raises_video_error(tmp_path):
+    write_corrupt(tmp_path / "g.mp4", "garbage")
+    with pytest.raises(VideoError, match="cannot open"):
+        list(iter_frames(tmp_path / "g.mp4"))
+    with pytest.raises(VideoError):
+        read_frames_at(tmp_path / "g.mp4", [0.0])
+    assert read_frames_at(tmp_path / "g.mp4", []) == []  # nothing asked, nothing opened
+
+
+# ----------------------------------------------------------------------------- iter_frames
+
+
+def test_iter_frames_count_index_time_and_content(luma_video):
+    frames = list(iter_frames(luma_video))
+    assert [f.index for f in frames] == list(range(N))
+    assert np.allclose([f.time for f in frames], np.arange(N) / FPS)
+    assert np.array_equal([f.luma().mean() for f in frames], LUMA)
+    # gray() is the Y plane (limited range), at full size or resized
+    assert frames[7].gray().shape == (48, 64) and frames[7].gray(32).shape == (24, 32)
+    assert frames[7].gray(32).mean() == pytest.approx(LUMA[7], abs=0.5)
+
+
+@pytest.mark.parametrize("start,end", [(1.0, 1.4), (2.02, 3.0), (0.0, 0.2), (5.5, None)])
+def test_iter_frames_range(luma_video, start, end):
+    frames = list(iter_frames(luma_video, start=start, end=end))
+    first = int(np.ceil(start * FPS - 0.5))  # frames within half a frame before start count
+    last = N if end is None else int(np.ceil(end * FPS - 1e-6))
+    assert [f.index for f in frames] == list(range(first, last))
+    assert np.allclose([f.time for f in frames], np.arange(first, last) / FPS)
+    assert np.array_equal([f.luma().mean() for f in frames], LUMA[first:last])
+
+
+# ----------------------------------------------------------------------------- read_frames_at
+
+
+def test_read_frames_at_nearest_frames_in_request_order(luma_video):
+    assert len(keyframe_times(luma_video)) > 10  # seeks land on many different keyframes
+    d = 1 / FPS
+    times = [
+        3.0,
+        0.0,
+        5.96,  # last frame
+        0.4 + 0.3 * d,  # nearer frame 10
+        0.4 - 0.3 * d,  # nearer frame 10, from below
+        2.9,  # backwards, less than 2 s
+        0.04,
+        4.4 + 0.45 * d,
+        1.0,
+        1.0,  # the same time twice
+        6.5,  # past the end: the last frame
+    ]
+    got = read_frames_at(luma_video, times, fmt="gray")
+    assert len(got) == len(times)
+    assert [float(g.mean()) for g in got] == [LUMA[nearest_index(t)] for t in times]
+    assert all(g.shape == (48, 64) and g.flags.c_contiguous for g in got)
+
+
+def test_read_frames_at_repeated_calls_and_seeks_backwards(luma_video):
+    # many separate calls, each going back in the file, and one call that jumps around
+    for t in [5.0, 4.0, 2.5, 0.52, 0.08, 5.2, 1.6]:
+        (img,) = read_frames_at(luma_video, [t], fmt="gray")
+        assert img.mean() == LUMA[nearest_index(t)]
+    times = list(np.linspace(5.9, 0.0, 40))  # descending, spans seeks (> 2 s) and decoding on
+    got = read_frames_at(luma_video, times, fmt="gray")
+    assert [g.mean() for g in got] == [LUMA[nearest_index(t)] for t in times]
+
+
+def test_read_frames_at_formats_and_sizes(luma_video):
+    rgb, bgr, small, fixed = (
+        read_frames_at(luma_video, [1.2], fmt="rgb")[0],
+        read_frames_at(luma_video, [1.2], fmt="bgr")[0],
+        read_frames_at(luma_video, [1.2], fmt="gray", size=32)[0],
+        read_frames_at(luma_video, [1.2], fmt="rgb", size=(20, 10))[0],
+    )
+    assert rgb.shape == bgr.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    assert small.shape == (24, 32) and fixed.shape == (10, 20, 3)
+    # flat grey frame (U = V = 128): R = G = B = full-range value of the Y level
+    y = LUMA[30]
+    expected = np.clip((y - 16) * 255 / 219, 0, 255)
+    assert np.abs(rgb.astype(float) - expected).max() <= 2
+
+
+# ----------------------------------------------------------------------------- rotation
+
+
+def test_rotation_probe_and_arrays(rotated):
+    upright_path, rot_path, gt_up, gt_rot = rotated
+    assert (gt_rot["coded_width"], gt_rot["coded_height"]) == (180, 320)
+    p = probe(rot_path)
+    assert p["error"] is None and p["rotation"] == 90
+    assert (p["width"], p["height"]) == (320, 180)  # display size
+    with open_video(rot_path) as (_, stream):
+        assert (stream.codec_context.width, stream.codec_context.height) == (180, 320)
+
+    up = list(iter_frames(upright_path))
+    rot = list(iter_frames(rot_path))
+    assert len(rot) == len(up) == gt_up["n_frames"]
+    for a, b in zip(up, rot, strict=True):
+        assert b.rotation == 90
+        assert b.luma().shape == b.gray().shape == (180, 320)
+        assert b.bgr().shape == b.rgb().shape == (180, 320, 3)
+        # the same picture as the upright render (both lossy, chroma subsampled the other way
+        # round: compare loosely, and against the picture turned upside down)
+        ga, gb = a.gray().astype(int), b.gray().astype(int)
+        assert np.abs(ga - gb).mean() < 3 < np.abs(ga - gb[::-1, ::-1]).mean()
+        assert np.abs(a.rgb().astype(int) - b.rgb().astype(int)).mean() < 8
+
+    g, c = rot[3].analysis(160)
+    assert g.shape == (90, 160) and c.shape == (90, 160, 3)
+    g0, c0 = up[3].analysis(160)
+    assert np.abs(g.astype(int) - g0.astype(int)).mean() < 3
+    assert np.abs(c.astype(int) - c0.astype(int)).mean() < 8
+
+    (img,) = read_frames_at(rot_path, [0.3], fmt="rgb")
+    assert img.shape == (180, 320, 3)
+    assert rot[0].bgr(160).shape == (90, 160, 3)
+
+
+def test_analysis_frames_small_gray_and_bgr(tiny_videos):
+    fr = next(iter(iter_frames(tiny_videos["b"])))
+    gray, bgr = fr.analysis(160)
+    assert gray.shape == (90, 160) and gray.dtype == np.uint8
+    assert bgr.shape == (90, 160, 3) and bgr.dtype == np.uint8
+    # gray is the resized luma plane; bgr is the same picture in colour
+    ref = cv2.resize(fr.luma(), (160, 90), interpolation=cv2.INTER_AREA)
+    assert np.abs(gray.astype(int) - ref.astype(int)).max() <= 1
+    # (resizing 4:2:0 planes before the colour conversion blurs chroma a little differently)
+    full = cv2.resize(fr.bgr(), (160, 90), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(bgr.astype(int) - full).mean() < 8 < np.abs(bgr[..., ::-1] - full).mean()
+    same_size = fr.analysis(320)[1].astype(int)
+    assert np.abs(same_size - fr.bgr().astype(int)).mean() < 2
+    # an odd requested width still gives even 4:2:0-friendly sizes
+    g, c = fr.analysis(101)
+    assert g.shape[1] % 2 == 0 and g.shape[0] % 2 == 0 and c.shape[:2] == g.shape
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+def test_containers_are_closed(luma_video, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    write_corrupt(bad, "garbage")
+    # warm up (lazy imports, codec tables), then count open file descriptors
+    probe(luma_video)
+    list(iter_frames(luma_video, end=0.1))
+    before = open_fds()
+    for i in range(200):
+        assert probe(luma_video)["error"] is None
+        assert probe(bad)["error"]
+        if i % 4 == 0:
+            next(iter(iter_frames(luma_video)))  # abandoned generator: closed when dropped
+            read_frames_at(luma_video, [0.1, 2.0], fmt="gray")
+            with pytest.raises(VideoError), open_video(bad):
+                pass
+    assert open_fds() - before <= 2

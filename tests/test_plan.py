@@ -1,0 +1,240 @@
+"""The shard plan (clipsift.plan): fingerprint, stable assignment, archive shards, hidden files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clipsift import plan
+from clipsift.plan import fingerprint, load_shards, update_plan
+from clipsift.sources.base import slug_id
+
+SHARD_RE = re.compile(r"[A-Za-z0-9_.-]+")  # the Snakefile's wildcard constraint
+
+
+def touch(path: Path, data: bytes = b"v") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def folder_config(path="videos", shard_size=2, **kw) -> dict:
+    return {
+        "results": "results",
+        "shard_size": shard_size,
+        "sources": [{"name": "f", "type": "folder", "path": path}],
+        **kw,
+    }
+
+
+def snapshot(pdir: Path) -> dict[str, tuple[bytes, int]]:
+    """Content and mtime (ns) of every shard file of the plan."""
+    return {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (pdir / "shards").glob("*.parquet")
+    }
+
+
+def shard_ids(root: Path, shard: str) -> list[str]:
+    return list(pd.read_parquet(root / "results/plan/shards" / f"{shard}.parquet")["id"])
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+
+def test_fingerprint_depends_on_sources_and_shard_size_only():
+    cfg = folder_config()
+    fp = fingerprint(cfg)
+    assert re.fullmatch(r"[0-9a-f]{16}", fp)
+    # other settings and key order do not matter
+    assert fingerprint({**cfg, "scan": {"detector": "content"}, "split": {"max_seconds": 3}}) == fp
+    reordered = {"sources": [dict(reversed(cfg["sources"][0].items()))], "shard_size": 2}
+    assert fingerprint(reordered) == fp
+    # the sources and the shard size do
+    assert fingerprint({**cfg, "shard_size": 3}) != fp
+    other = {**cfg, "sources": [{**cfg["sources"][0], "path": "elsewhere"}]}
+    assert fingerprint(other) != fp
+    two = {**cfg, "sources": [*cfg["sources"], {"name": "g", "type": "folder", "path": "x"}]}
+    assert fingerprint(two) != fp
+
+
+def test_calibration_sample_size_is_part_of_the_fingerprint(tmp_path):
+    for name in "abcd":
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    cfg = folder_config(shard_size=1, calibrate={"sample_size": 2})
+    assert len(load_shards(cfg, tmp_path)) == 2
+    assert len(load_shards({**cfg, "calibrate": {"sample_size": 0}}, tmp_path)) == 4
+
+
+# ----------------------------------------------------------------------------- folder plans
+
+
+def test_plan_groups_items_by_shard_size(tmp_path):
+    for name in ["a", "b", "c", "d", "e"]:
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    shards = update_plan(folder_config(), tmp_path)
+    assert [(s["name"], s["items"], s["source"], s["kind"]) for s in shards] == [
+        ("f-00000", 2, "f", "video"),
+        ("f-00001", 2, "f", "video"),
+        ("f-00002", 1, "f", "video"),
+    ]
+    assert [shard_ids(tmp_path, s["name"]) for s in shards] == [["a", "b"], ["c", "d"], ["e"]]
+    pdir = tmp_path / "results/plan"
+    manifest = json.loads((pdir / "shards.json").read_text())
+    assert manifest == {"fingerprint": fingerprint(folder_config()), "shards": shards}
+    items = pd.read_parquet(pdir / "items.parquet")
+    assert list(items["shard"]) == ["f-00000", "f-00000", "f-00001", "f-00001", "f-00002"]
+    row = pd.read_parquet(pdir / "shards/f-00000.parquet").iloc[0]
+    assert row["path"] == str(tmp_path / "videos/a.mp4") and row["uri"] == row["path"]
+    assert json.loads(row["extra"]) == {"relpath": "a.mp4"} and row["archive"] is None
+
+
+def test_new_items_go_to_new_shards_and_old_shards_stay_untouched(tmp_path):
+    for name in ["b", "d", "f"]:
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    cfg = folder_config()
+    update_plan(cfg, tmp_path)
+    pdir = tmp_path / "results/plan"
+    before = snapshot(pdir)
+    assert set(before) == {"f-00000.parquet", "f-00001.parquet"}
+
+    # new videos that sort before, between and after the old ones; one old video deleted
+    for name in ["a", "c", "g"]:
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    (tmp_path / "videos/d.mp4").unlink()
+    shards = update_plan(cfg, tmp_path)
+    assert [(s["name"], s["items"]) for s in shards] == [
+        ("f-00000", 2),
+        ("f-00001", 1),
+        ("f-00002", 2),
+        ("f-00003", 1),
+    ]
+    after = snapshot(pdir)
+    for name, (data, mtime) in before.items():
+        assert after[name] == (data, mtime), f"{name} was rewritten"
+    assert shard_ids(tmp_path, "f-00000") == ["b", "d"]  # d stays planned (ingest reports it)
+    assert shard_ids(tmp_path, "f-00002") == ["a", "c"]
+    assert shard_ids(tmp_path, "f-00003") == ["g"]
+
+    # nothing new: nothing changes, not even mtimes
+    snap = snapshot(pdir)
+    assert update_plan(cfg, tmp_path) == shards
+    assert snapshot(pdir) == snap
+
+
+def test_load_shards_reads_the_plan_without_listing(tmp_path, monkeypatch):
+    touch(tmp_path / "videos/a.mp4")
+    cfg = folder_config()
+    first = load_shards(cfg, tmp_path)  # no plan yet: plans
+    assert [s["name"] for s in first] == ["f-00000"]
+    touch(tmp_path / "videos/b.mp4")
+
+    def boom(*a, **k):
+        raise AssertionError("the sources were listed")
+
+    with monkeypatch.context() as m:
+        m.setattr(plan, "list_items", boom)
+        assert load_shards(cfg, tmp_path) == first  # b is not seen: the plan is not redone
+
+    # a changed fingerprint (here the shard size) replans, keeping the old assignment
+    shards = load_shards({**cfg, "shard_size": 5}, tmp_path)
+    assert [(s["name"], s["items"]) for s in shards] == [("f-00000", 1), ("f-00001", 1)]
+    manifest = json.loads((tmp_path / "results/plan/shards.json").read_text())
+    assert manifest["fingerprint"] == fingerprint({**cfg, "shard_size": 5})
+
+
+def test_several_sources_have_their_own_shards(tmp_path):
+    for name in ["a", "b", "c"]:
+        touch(tmp_path / "one" / f"{name}.mp4")
+        touch(tmp_path / "two" / f"{name}.mkv")
+    cfg = {
+        "results": "out",
+        "shard_size": 2,
+        "sources": [
+            {"name": "one", "type": "folder", "path": "one"},
+            {"name": "two-x", "type": "folder", "path": str(tmp_path / "two")},
+        ],
+    }
+    shards = update_plan(cfg, tmp_path)
+    assert [(s["name"], s["source"], s["items"]) for s in shards] == [
+        ("one-00000", "one", 2),
+        ("one-00001", "one", 1),
+        ("two-x-00000", "two-x", 2),
+        ("two-x-00001", "two-x", 1),
+    ]
+    assert (tmp_path / "out/plan/shards.json").exists()
+    # adding to one source starts a new shard of that source only
+    touch(tmp_path / "two/d.mkv")
+    names = [s["name"] for s in update_plan(cfg, tmp_path)]
+    assert names[-1] == "two-x-00002" and "one-00002" not in names
+
+
+def test_hidden_files_and_folders_are_not_planned(tmp_path):
+    for rel in [
+        "a.mp4",
+        "sub/b.mp4",
+        ".hidden.mp4",
+        "._a.mp4",  # macOS resource fork
+        ".git/c.mp4",
+        "sub/.cache/d.mp4",
+        "sub/.e.mp4",
+        "notes.txt",
+        "sub/f.MOV",
+    ]:
+        touch(tmp_path / "videos" / rel)
+    update_plan(folder_config(shard_size=10), tmp_path)
+    items = pd.read_parquet(tmp_path / "results/plan/items.parquet")
+    rels = sorted(json.loads(e)["relpath"] for e in items["extra"])
+    assert rels == ["a.mp4", "sub/b.mp4", "sub/f.MOV"]
+
+
+def test_empty_sources_stop_with_a_clear_message(tmp_path):
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(SystemExit, match="list no videos"):
+        update_plan(folder_config(), tmp_path)
+    assert not (tmp_path / "results/plan/shards.json").exists()
+
+
+# ----------------------------------------------------------------------------- archives
+
+
+def hf_config(shards: list[str], **kw) -> dict:
+    source = {"name": "hf", "type": "hf_archives", "repo": "org/data", "shards": shards, **kw}
+    return {"results": "results", "shard_size": 2, "sources": [source]}
+
+
+def test_archives_are_one_shard_each_named_by_stem(tmp_path):
+    archives = ["000.tar", "train/001.tar.gz", "x/y z+2.zip", "p.tgz", "noext"]
+    shards = update_plan(hf_config(archives, revision="v1"), tmp_path)
+    expected = {
+        "hf-000": "000.tar",
+        f"hf-{slug_id('train/001')}": "train/001.tar.gz",
+        f"hf-{slug_id('x/y z+2')}": "x/y z+2.zip",
+        "hf-p": "p.tgz",
+        "hf-noext": "noext",
+    }
+    assert {s["name"] for s in shards} == set(expected)
+    assert all(SHARD_RE.fullmatch(s["name"]) for s in shards)
+    for s in shards:
+        assert (s["kind"], s["items"], s["source"]) == ("archive", 1, "hf")
+        row = pd.read_parquet(tmp_path / "results/plan/shards" / f"{s['name']}.parquet").iloc[0]
+        archive = expected[s["name"]]
+        assert row["archive"] == row["id"] == archive and row["kind"] == "archive"
+        assert row["uri"] == f"hf://datasets/org/data@v1/{archive}"
+        assert row["path"] is None
+
+    # a new archive in the list: one new shard, the others untouched
+    pdir = tmp_path / "results/plan"
+    before = snapshot(pdir)
+    shards = update_plan(hf_config([*archives, "001.zip"], revision="v1"), tmp_path)
+    assert {s["name"] for s in shards} == {*expected, "hf-001"}
+    after = snapshot(pdir)
+    assert all(after[k] == v for k, v in before.items())
+
+
+def test_archives_with_the_same_stem_are_separate_shards(tmp_path):
+    shards = update_plan(hf_config(["000.tar", "000.zip"]), tmp_path)
+    assert len(shards) == 2 and all(s["items"] == 1 for s in shards)
