@@ -5,12 +5,15 @@ and one burned-in subtitle) at 1280x720 and 1920x1080, 30 fps, and measures in o
 
 - decode only: every frame through ``clipsift.io.decode.iter_frames``, touching nothing;
 - ingest: probe + content hash (``clipsift.ingest.ingest_shard``);
-- ingest + scan: ``clipsift.split.scan.scan_shard`` with the schema's default ``scan`` config;
-- ingest + split: the above plus ``scenes_to_clips`` (what the split rule does);
-- whole CPU analysis: ingest + split + flash per clip (from the scan's luma) + OCR on the first,
-  middle and last frame of each clip (``read_frames_at`` at max side 640, ``OcrReader`` defaults)
-  + per-clip motion and technical aggregation from the scan's samples;
-- motion vectors: ``clipsift.scorers.motion.motion_vectors`` over each clip (the fast path), alone.
+- ingest + scan: ``clipsift.split.scan.scan_shard`` with the schema's ``scan`` defaults, without
+  and with OCR in the pass (``filters.ocr.frames: scan``, the default);
+- ingest + split: the scan with OCR plus ``scenes_to_clips`` (what the split rule does);
+- whole CPU analysis, the pipeline's default path: ingest, the scan with OCR, split, then the
+  stage functions with the schema defaults: ``ocr_from_scan`` (no decoding), ``flash_shard`` (the
+  scan's luma), ``run_scorer("motion")`` and ``run_scorer("technical")`` (the scan's samples);
+- the same with ``filters.ocr.frames: first_middle_last``: the scan without OCR, and ``ocr_shard``
+  reading each clip's first, middle and last frame by seeking (``read_frames_at``);
+- motion vectors: ``run_scorer("motion_vectors")`` over each clip (the fast path), alone.
 
 Everything runs single process, single thread: PyAV decodes with one thread (the reader's
 default), ``cv2.setNumThreads(1)``, ONNX Runtime with one intra-op and one inter-op thread
@@ -18,11 +21,15 @@ default), ``cv2.setNumThreads(1)``, ONNX Runtime with one intra-op and one inter
 numpy is imported. CPU seconds are ``time.process_time()`` of this process (all its threads).
 
 The scan breakdown re-runs the scan's per-frame loop for one resolution with a timer around each
-component call (same functions, same order as ``scan_video``); the package is not modified.
+component call (same functions, same order as ``scan_video``, OCR included); ``--what-if``
+measures cheaper alternatives not (yet) in the package. The package is never modified: where a
+stage's inner calls are timed (``read_frames_at``, ``OcrReader``), module attributes are wrapped
+while the bench runs.
 
     python bench/throughput.py --out bench/results/cpu-2core.md
 """
 
+# ruff: noqa: E402  (thread variables are set before numpy and OpenCV are imported)
 from __future__ import annotations
 
 import os
@@ -30,45 +37,44 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from contextlib import redirect_stderr  # noqa: E402
-from io import StringIO  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import datetime as dt
+import logging
+import math
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import contextmanager, redirect_stderr
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
 
-import av  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import av
+import cv2
+import numpy as np
+import pandas as pd
 
-from clipsift.config import SCHEMA  # noqa: E402
-from clipsift.filters.flash import flash_record  # noqa: E402
-from clipsift.filters.ocr import OcrReader, ocr_record  # noqa: E402
-from clipsift.ingest import ingest_shard, usable  # noqa: E402
-from clipsift.io.decode import iter_frames, probe, read_frames_at  # noqa: E402
-from clipsift.sample import Segment, render_video  # noqa: E402
-from clipsift.scorers.motion import FlowMeter, aggregate_motion, motion_vectors  # noqa: E402
-from clipsift.scorers.technical import (  # noqa: E402
-    aggregate_technical,
-    border_profile,
-    find_borders,
-    frame_technical,
-)
-from clipsift.split.clips import scenes_to_clips  # noqa: E402
-from clipsift.split.detectors import make_detector  # noqa: E402
-from clipsift.split.scan import merge_flash_cuts, scan_shard  # noqa: E402
+from clipsift.config import SCHEMA
+from clipsift.filters.flash import flash_shard
+from clipsift.filters.ocr import OcrReader, ocr_from_scan, ocr_shard
+from clipsift.ingest import ingest_shard, usable
+from clipsift.io.decode import iter_frames, probe, shrink
+from clipsift.sample import Segment, render_video
+from clipsift.scorers import ShardInputs, run_scorer, usable_clips
+from clipsift.scorers.motion import FlowMeter, motion_vectors
+from clipsift.scorers.technical import border_profile, find_borders, frame_technical
+from clipsift.split.clips import scenes_to_clips
+from clipsift.split.detectors import make_detector
+from clipsift.split.scan import _ocr_width, merge_flash_cuts, scan_shard
 
 cv2.setNumThreads(1)
 
 VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-OCR_MAX_SIDE = 640
+WHOLE = "**whole CPU analysis (default: OCR in the scan)**"
+WHOLE_FML = "whole CPU analysis, OCR first_middle_last (seeking)"
 
 
 # ----------------------------------------------------------------------------- config, videos
@@ -146,37 +152,119 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------------------- timing
 
 
+@dataclass
 class Cost:
-    """CPU and wall seconds, addable."""
+    """CPU and wall seconds."""
 
-    def __init__(self, cpu: float = 0.0, wall: float = 0.0):
-        self.cpu, self.wall = cpu, wall
+    cpu: float = 0.0
+    wall: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.cpu + other.cpu, self.wall + other.wall)
 
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(self.cpu - other.cpu, self.wall - other.wall)
 
-def timed(fn: Callable, repeat: int = 1):
-    """``(result, Cost)`` of the run with the least CPU time among ``repeat`` runs."""
-    best, result = None, None
+
+def timed(fn: Callable):
+    """``(fn(), Cost)``."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    result = fn()
+    return result, Cost(time.process_time() - c0, time.perf_counter() - w0)
+
+
+class Inner:
+    """What the wrapped inner calls of one run cost: ``cost["read"]`` (``read_frames_at``),
+    ``cost["infer"]`` (``OcrReader.read``), ``cost["load"]`` (OCR model load plus the first
+    call's excess over the median of the next four: ONNX Runtime's warm-up); ``decoded``: the
+    frames ``read_frames_at`` decoded."""
+
+    def __init__(self):
+        self.cost: defaultdict[str, Cost] = defaultdict(Cost)
+        self.decoded = 0
+
+
+def stage(fn: Callable, repeat: int):
+    """``(result, Cost, Inner)`` of the run with the least CPU among ``repeat`` runs, the OCR
+    model load and warm-up taken out (``ocr_shard`` and ``scan_shard`` load it once per shard
+    job; a real shard holds hundreds of videos)."""
+    best = None
     for _ in range(repeat):
-        c0, w0 = time.process_time(), time.perf_counter()
-        result = fn()
-        cost = Cost(time.process_time() - c0, time.perf_counter() - w0)
-        if best is None or cost.cpu < best.cpu:
-            best = cost
-    return result, best
+        inner = Inner()
+        with instrumented(inner):
+            res, cost = timed(fn)
+        cost -= inner.cost["load"]
+        if best is None or cost.cpu < best[1].cpu:
+            best = (res, cost, inner)
+    return best
+
+
+@contextmanager
+def instrumented(inner: Inner):
+    """Time ``read_frames_at`` and ``OcrReader`` wherever the stages call them, and count the
+    frames ``read_frames_at`` decodes, by wrapping module attributes while the block runs."""
+    import clipsift.filters.ocr as ocr_mod
+    import clipsift.io.decode as decode_mod
+
+    read0, reader0, open0 = decode_mod.read_frames_at, ocr_mod.OcrReader, decode_mod.open_video
+
+    class Counted:
+        """A container whose ``decode`` counts the frames it yields."""
+
+        def __init__(self, container):
+            self._container = container
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def decode(self, *args, **kwargs):
+            for frame in self._container.decode(*args, **kwargs):
+                inner.decoded += 1
+                yield frame
+
+    @contextmanager
+    def counting_open(*args, **kwargs):
+        with open0(*args, **kwargs) as (container, stream):
+            yield Counted(container), stream
+
+    def read(*args, **kwargs):
+        decode_mod.open_video = counting_open
+        try:
+            res, cost = timed(lambda: read0(*args, **kwargs))
+        finally:
+            decode_mod.open_video = open0
+        inner.cost["read"] += cost
+        return res
+
+    class Reader(reader0):
+        def __init__(self, *args, **kwargs):
+            _, cost = timed(lambda: super(Reader, self).__init__(*args, **kwargs))
+            inner.cost["load"] += cost
+            self.calls: list[float] = []
+
+        def read(self, image_bgr):
+            res, cost = timed(lambda: super(Reader, self).read(image_bgr))
+            inner.cost["infer"] += cost
+            self.calls.append(cost.cpu)
+            if len(self.calls) == 5:
+                x = max(0.0, self.calls[0] - float(np.median(self.calls[1:])))
+                extra = Cost(x, x)
+                inner.cost["load"] += extra
+                inner.cost["infer"] -= extra
+            return res
+
+    decode_mod.read_frames_at, ocr_mod.OcrReader = read, Reader
+    try:
+        yield
+    finally:
+        decode_mod.read_frames_at, ocr_mod.OcrReader = read0, reader0
 
 
 # ----------------------------------------------------------------------------- stages
 
 
-def decode_only(paths: list[str]) -> int:
-    n = 0
-    for path in paths:
-        for _ in iter_frames(path):
-            n += 1
-    return n
+def decode_only(paths: list[str], **kwargs) -> int:
+    return sum(1 for path in paths for _ in iter_frames(path, **kwargs))
 
 
 def items_of(paths: list[str]) -> pd.DataFrame:
@@ -188,107 +276,139 @@ def items_of(paths: list[str]) -> pd.DataFrame:
     )
 
 
-def ocr_width(width: int, height: int) -> int:
-    """Decoded width that gives a longest side of ``OCR_MAX_SIDE`` (even, never upscaled)."""
-    if max(width, height) <= OCR_MAX_SIDE:
-        return width
-    return max(2, round(OCR_MAX_SIDE * width / max(width, height)) // 2 * 2)
+def analyse(source: pd.DataFrame, scan: tuple, cfg: dict, mode: str) -> tuple[dict, dict]:
+    """The pipeline's stages after the scan with the schema defaults and ``filters.ocr.frames:
+    mode``: split (virtual clips), OCR records (``ocr_from_scan`` for ``scan``, else
+    ``ocr_shard``), flash, the motion and technical scorers. Returns outputs and Costs."""
+    scenes, frames, samples, ocr_rows = scan
+    ocr_cfg = cfg["filters"]["ocr"] | {"frames": mode}
+    costs: dict[str, Cost] = {}
 
-
-def analyse(
-    source: pd.DataFrame,
-    scenes: pd.DataFrame,
-    frames: pd.DataFrame,
-    samples: pd.DataFrame,
-    cfg: dict,
-    reader: OcrReader,
-) -> tuple[pd.DataFrame, dict[str, Cost]]:
-    """Everything after the scan, per clip; returns the clip records and the cost of each part."""
-    costs = {k: Cost() for k in ("split", "flash", "ocr_read", "ocr", "aggregate")}
-
-    def run(part: str, fn: Callable):
-        res, cost = timed(fn)
-        costs[part] += cost
+    def run(name: str, fn: Callable):
+        res, costs[name] = timed(fn)
         return res
 
     clips = run("split", lambda: scenes_to_clips(scenes, source, cfg["split"]))
-    good = clips[clips["error"].isna() & clips["split_reason"].isna()]
-    records = []
-    for video_id, vclips in good.groupby("video_id", sort=False):
-        info = source.set_index("video_id").loc[video_id]
-        fps, w, h = float(info["fps"]), int(info["width"]), int(info["height"])
-        vframes = frames[frames["video_id"] == video_id]
-        vsamples = samples[samples["video_id"] == video_id]
-        luma = vframes["luma"].to_numpy(np.float64)
-        index = vframes["frame"].to_numpy(np.int64)
-        sample_frame = vsamples["frame"].to_numpy(np.int64)
-
-        # OCR frames of every clip of this video in one ascending pass (read_frames_at sorts)
-        bounds = list(zip(vclips["start_frame"].astype(int), vclips["end_frame"].astype(int)))
-        numbers = [[a, a + (b - a) // 2, b - 1] for a, b in bounds]
-        times = [k / fps for ks in numbers for k in ks]
-        width = ocr_width(w, h)
-        images = run(
-            "ocr_read", lambda t=times, wd=width, p=info["path"]: read_frames_at(p, t, size=wd, fmt="bgr")
-        )
-        for j, (clip, (a, b)) in enumerate(zip(vclips.to_dict("records"), bounds, strict=True)):
-            rec = {"clip_id": clip["clip_id"]}
-
-            def flash(a=a, b=b):
-                sel = (index >= a) & (index < b)
-                return flash_record(luma[sel], index[sel])
-
-            rec["flash"] = run("flash", flash)["verdict"]
-            ocr = run(
-                "ocr",
-                lambda j=j: ocr_record(images[3 * j : 3 * j + 3], numbers[j], reader),
-            )
-            rec["ocr"] = ocr["verdict"]
-            rec["text_area"] = ocr["text_area_mean"]
-
-            def aggregate(a=a, b=b):
-                sel = vsamples[(sample_frame >= a) & (sample_frame < b)]
-                pairs = sel[(sel["frame"] + 1 < b) & sel["mag"].notna()]
-                scale = float(sel["scale"].iloc[0]) if len(sel) else 1.0
-                motion = aggregate_motion(
-                    pairs[["mag", "grid"]].to_dict("records"),
-                    scale=scale,
-                    diagonal=math.hypot(w, h),
-                    fps=fps,
-                )
-                tech = aggregate_technical(sel.to_dict("records"))
-                borders = {c: int(sel[c].min()) for c in ("border_top", "border_bottom")}
-                return motion | tech | borders
-
-            rec |= run("aggregate", aggregate)
-            records.append(rec)
-    return pd.DataFrame(records), costs
+    out = {"clips": clips}
+    if mode == "scan":
+        out["ocr"] = run("ocr", lambda: ocr_from_scan(clips, ocr_rows, ocr_cfg))
+    else:
+        out["ocr"] = run("ocr", lambda: ocr_shard(clips, ocr_cfg))
+    out["flash"] = run("flash", lambda: flash_shard(clips, frames, cfg["filters"]["flash"]))
+    inputs = scorer_inputs(clips, source, samples)
+    for name in ("motion", "technical"):
+        out[name] = run(name, lambda n=name: run_scorer(n, inputs, cfg["scorers"][n]))
+    return out, costs
 
 
-def mv_pass(clips: pd.DataFrame) -> list[dict]:
-    good = clips[clips["error"].isna() & clips["split_reason"].isna()]
-    return [
-        motion_vectors(c["source_path"], c["start_time"], c["end_time"])
-        for c in good.to_dict("records")
+def scorer_inputs(clips: pd.DataFrame, source: pd.DataFrame, samples: pd.DataFrame) -> ShardInputs:
+    """``ShardInputs`` holding the scan's samples in memory (the rule reads them from parquet)."""
+    inputs = ShardInputs(clips, source, None)
+    inputs.__dict__["samples"] = samples  # fills the cached property
+    return inputs
+
+
+def mv_pass(clips: pd.DataFrame, source: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The ``motion_vectors`` scorer over every usable clip."""
+    inputs = scorer_inputs(clips, source, pd.DataFrame())
+    return run_scorer("motion_vectors", inputs, cfg["scorers"]["motion_vectors"])
+
+
+def ocr_reader(ocr_cfg: dict, max_side: int | None = None) -> OcrReader:
+    """A reader as ``scan_shard`` builds it, warmed up."""
+    reader = OcrReader(
+        threshold=ocr_cfg["threshold"],
+        lang=ocr_cfg["lang"],
+        max_side=max_side or ocr_cfg["max_side"],
+        use_gpu=ocr_cfg["gpu"],
+    )
+    reader.read(np.zeros((270, 480, 3), np.uint8))
+    return reader
+
+
+def measure(paths: list[str], cfg: dict, r: int) -> tuple[list, dict, dict]:
+    """Throughput rows ``(stage, video-s, Cost, decode-only Cost)``, the parts of the whole
+    analysis (default and first_middle_last) and facts for one resolution's videos."""
+    ocr_cfg = cfg["filters"]["ocr"]
+    n_frames, dec, _ = stage(lambda: decode_only(paths), r)
+    source, ing, _ = stage(lambda: ingest_shard(items_of(paths)), r)
+    ok = usable(source)
+    video_s = float(ok["duration"].sum())
+    scan0, plain, _ = stage(lambda: scan_shard(ok, cfg["scan"]), r)
+    scan1, with_ocr, in_scan = stage(lambda: scan_shard(ok, cfg["scan"], ocr_cfg), r)
+    (out1, post1), whole1, _ = stage(lambda: analyse(source, scan1, cfg, "scan"), r)
+    (out0, post0), whole0, read = stage(lambda: analyse(source, scan0, cfg, "first_middle_last"), r)
+    clips = out1["clips"]
+    mvs, mv, _ = stage(lambda: mv_pass(clips, source, cfg), r)
+    rows = [
+        (name, video_s, cost, dec)
+        for name, cost in [
+            ("decode only", dec),
+            ("ingest (probe + hash)", ing),
+            ("ingest + scan, no OCR", ing + plain),
+            ("ingest + scan with OCR (default)", ing + with_ocr),
+            ("ingest + split (scan with OCR + clips)", ing + with_ocr + post1["split"]),
+            (WHOLE, ing + with_ocr + whole1),
+            (WHOLE_FML, ing + plain + whole0),
+            ("motion_vectors scorer, all clips (alone)", mv),
+        ]
     ]
+    ocr_rest = post0["ocr"] - read.cost["load"] - read.cost["read"] - read.cost["infer"]
+    parts = {
+        "ingest": (ing, ing),
+        "scan: decode, small frames, detector, luma, flow, technical (default: + OCR frames "
+        f"at {ocr_cfg['max_side']} px)": (with_ocr - in_scan.cost["infer"], plain),
+        "OCR inference (OcrReader.read)": (in_scan.cost["infer"], read.cost["infer"]),
+        "OCR frame reading (read_frames_at)": (Cost(), read.cost["read"]),
+        "OCR records (ocr_from_scan / rest of ocr_shard)": (post1["ocr"], ocr_rest),
+        "split, flash, motion and technical scorers": tuple(
+            sum((p[k] for k in ("split", "flash", "motion", "technical")), Cost())
+            for p in (post1, post0)
+        ),
+        "(OCR model load and warm-up, once per shard job: not in the rows)": (
+            in_scan.cost["load"],
+            read.cost["load"],
+        ),
+    }
+    ok_ocr = [v for v in out1["ocr"].values() if not v.get("error")]
+    facts = {
+        "videos": len(paths),
+        "frames": n_frames,
+        "decode_fps": n_frames / max(dec.cpu, 1e-9),
+        "seconds": video_s,
+        "scenes": int(scan1[0]["scene"].notna().sum()),
+        "clips": len(usable_clips(clips)),
+        "ocr_scan": len(scan1[3]),
+        "ocr_fml": sum(len(v["frames"]) for v in out0["ocr"].values() if not v.get("error")),
+        "decoded_fml": read.decoded,
+        "ocr_text": sum(1 for v in ok_ocr if v["text_area_mean"] > 0),
+        "mv_frames": int(mvs["n_frames"].fillna(0).sum()) if "n_frames" in mvs else 0,
+    }
+    return rows, parts, facts
 
 
 # ----------------------------------------------------------------------------- scan breakdown
 
 
-def scan_breakdown(path: str, fps: float, cfg: dict) -> tuple[dict[str, float], dict[str, int]]:
-    """CPU seconds of each component of ``scan_video``'s loop, called in the same order."""
+def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
+    """CPU seconds of each component of ``scan_video``'s loop (OCR in the pass), called in the
+    same order; returns the times and counts of frames, samples, flow pairs, OCR frames."""
     clock = time.process_time
+    scan_cfg, ocr_cfg = cfg["scan"], cfg["filters"]["ocr"]
     t = dict.fromkeys(
-        ("decode", "analysis", "detector", "luma", "flow", "technical", "finish", "loop"), 0.0
-    )
-    counts = {"frames": 0, "samples": 0, "pairs": 0}
+        (
+            "decode", "analysis", "detector", "luma", "flow", "technical", "ocr_frame", "ocr",
+            "finish", "loop",
+        ),
+        0.0,
+    )  # fmt: skip
+    counts = {"frames": 0, "samples": 0, "pairs": 0, "ocr": 0}
     start = clock()
-    width = cfg["analysis_width"]
-    detector = make_detector(cfg, fps)
-    meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
-    every = max(1, round(fps / cfg["sample_fps"]))
-    lumas, pending, prev_gray = [], None, None
+    width = scan_cfg["analysis_width"]
+    detector = make_detector(scan_cfg, fps)
+    meter = FlowMeter(method=scan_cfg["flow"], preset=scan_cfg["flow_preset"])
+    every = max(1, round(fps / scan_cfg["sample_fps"]))
+    lumas, pending, prev_gray, next_ocr = [], None, None, 0.0
     it = iter_frames(path)
     while True:
         c0 = clock()
@@ -301,7 +421,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict) -> tuple[dict[str, float], 
         c2 = clock()
         detector.push(fr.index, bgr)
         c3 = clock()
-        lumas.append(float(gray.mean()))
+        lumas.append(cv2.mean(gray)[0])
         c4 = clock()
         t["analysis"] += c2 - c1
         t["detector"] += c3 - c2
@@ -314,40 +434,98 @@ def scan_breakdown(path: str, fps: float, cfg: dict) -> tuple[dict[str, float], 
         t["flow"] += c5 - c4
         if fr.index % every == 0:
             luma = fr.luma()
-            rec = frame_technical(luma)
             rows, cols = border_profile(luma)
-            rec.update(find_borders([rows], [cols]))
-            pending = rec
+            bars = find_borders([rows], [cols])
+            pending = frame_technical(luma, crop=bars["crop"])
             counts["samples"] += 1
-        t["technical"] += clock() - c5
+        c6 = clock()
+        t["technical"] += c6 - c5
+        if fr.time >= next_ocr - 1e-6:
+            img = fr.bgr(_ocr_width(fr.av_frame, fr.rotation, ocr_cfg["max_side"]))
+            c7 = clock()
+            reader.read(img)
+            t["ocr_frame"] += c7 - c6
+            t["ocr"] += clock() - c7
+            next_ocr = fr.time + ocr_cfg["every_seconds"]
+            counts["ocr"] += 1
         prev_gray = gray
         counts["frames"] += 1
     c0 = clock()
     bounds = detector.finish(counts["frames"])
-    if cfg["merge_flash_cuts"]:
-        merge_flash_cuts(bounds, np.asarray(lumas), cfg["flash_delta"])
+    if scan_cfg["merge_flash_cuts"]:
+        merge_flash_cuts(bounds, np.asarray(lumas), scan_cfg["flash_delta"])
     t["finish"] = clock() - c0
     t["loop"] = clock() - start - sum(t.values())
     return t, counts
 
 
-def technical_split(path: str, fps: float, cfg: dict) -> dict[str, float]:
-    """CPU seconds of the technical sample's parts (full-size luma), on the scan's sample frames."""
-    every = max(1, round(fps / cfg["sample_fps"]))
-    t = dict.fromkeys(("frame_technical", "border_profile + find_borders"), 0.0)
-    for fr in iter_frames(path):
-        if fr.index % every:
-            continue
-        luma = fr.luma()
-        c0 = time.process_time()
-        frame_technical(luma)
-        c1 = time.process_time()
-        rows, cols = border_profile(luma)
-        find_borders([rows], [cols])
-        c2 = time.process_time()
-        t["frame_technical"] += c1 - c0
-        t["border_profile + find_borders"] += c2 - c1
-    return t
+# ----------------------------------------------------------------------------- what-if
+
+
+def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
+    """Rows ``(part, now, now CPU-s, alternative, alternative CPU-s, note)`` for cheaper ways to
+    do what the scan does, measured on the same videos (package functions unchanged)."""
+    scan_cfg, ocr_cfg = cfg["scan"], cfg["filters"]["ocr"]
+    width, side0 = scan_cfg["analysis_width"], ocr_cfg["max_side"]
+    sides = (side0, 320)
+    readers = {s: ocr_reader(ocr_cfg, s) for s in sides}
+    clock = time.process_time
+    t: defaultdict[str, float] = defaultdict(float)
+    cuts: dict[str, list] = {"det": [], "small": []}
+    texts: dict[int, set] = {s: set() for s in sides}
+    n_ocr = 0
+    for path in paths:
+        fps = probe(path)["fps"] or 30.0
+        det, small = make_detector(scan_cfg, fps), make_detector(scan_cfg, fps)
+        n, next_ocr = 0, 0.0
+        for fr in iter_frames(path):
+            _, bgr = fr.analysis(width)
+            c0 = clock()
+            det.push(fr.index, bgr)
+            c1 = clock()
+            small.push(fr.index, shrink(bgr, (bgr.shape[1] // 2, bgr.shape[0] // 2)))
+            t["det"] += c1 - c0
+            t["small"] += clock() - c1
+            if fr.time >= next_ocr - 1e-6:  # the scan's OCR frames, at each max_side
+                for s in sides:
+                    c0 = clock()
+                    boxes = readers[s].read(fr.bgr(_ocr_width(fr.av_frame, fr.rotation, s)))
+                    t[s] += clock() - c0
+                    texts[s] |= {b["text"] for b in boxes}
+                next_ocr = fr.time + ocr_cfg["every_seconds"]
+                n_ocr += 1
+            n += 1
+        cuts["det"].append(det.finish(n))
+        cuts["small"].append(small.finish(n))
+    _, dec, _ = stage(lambda: decode_only(paths), repeat)
+    _, slf, _ = stage(lambda: decode_only(paths, skip_loop_filter=True), repeat)
+    same = "same" if cuts["det"] == cuts["small"] else "DIFFERENT"
+    return [
+        (
+            "scene detector push",
+            f"{width} px BGR",
+            t["det"],
+            f"{width // 2} px BGR (shrink of the {width} px frame included)",
+            t["small"],
+            f"cuts {same} on these videos; check on real footage",
+        ),
+        (
+            "scan decode",
+            "iter_frames",
+            dec.cpu,
+            "iter_frames(skip_loop_filter=True)",
+            slf.cpu,
+            "blockier pixels: biases sharpness, not cuts or luma",
+        ),
+        (
+            "OCR in the scan",
+            f"max_side {side0}, {n_ocr} frames: {sorted(texts[side0])}",
+            t[side0],
+            f"max_side 320: {sorted(texts[320])}",
+            t[320],
+            "Frame.bgr + OcrReader.read timed; texts found in brackets",
+        ),
+    ]
 
 
 # ----------------------------------------------------------------------------- report
@@ -402,9 +580,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--videos", type=Path, help="use the videos in DIR (grouped by resolution)")
     ap.add_argument("--keep", type=Path, help="generate into DIR (reused when present)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per row; the least CPU counts")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of each stage; the least CPU counts"
+    )
     ap.add_argument(
         "--breakdown", default="largest", help="resolution of the scan breakdown (WxH/largest/none)"
+    )
+    ap.add_argument(
+        "--what-if",
+        action="store_true",
+        help="also measure cheaper alternatives to parts of the scan (about a minute more)",
     )
     ap.add_argument("--out", type=Path, help="also write the markdown report here")
     args = ap.parse_args(argv)
@@ -412,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
 
     cfg = default_config()
+    ocr_cfg = cfg["filters"]["ocr"]
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
     tmp = None
     if args.videos:
@@ -427,10 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     # one-off costs, outside every row: model load, first inference, detector import
-    _, load = timed(lambda: OcrReader())
-    reader = _
-    first_img = np.zeros((360, 640, 3), np.uint8)
-    _, first = timed(lambda: reader.read(first_img))
+    reader, load = timed(lambda: OcrReader(max_side=ocr_cfg["max_side"]))
+    _, first = timed(lambda: reader.read(np.zeros((270, 480, 3), np.uint8)))
     make_detector(cfg["scan"], 30.0)
     for paths in videos.values():  # page cache and lazy imports
         for p in paths:
@@ -441,62 +625,34 @@ def main(argv: list[str] | None = None) -> int:
     rows, parts, facts = [], {}, {}
     for key, paths in videos.items():
         log(f"{key}: {len(paths)} video(s)")
-        n_frames, dec = timed(lambda p=paths: decode_only(p), args.repeat)
-        source, ing = timed(lambda p=paths: ingest_shard(items_of(p)), args.repeat)
-        video_s = float(usable(source)["duration"].sum())
-        (scenes, frames, samples), scan = timed(
-            lambda s=source: scan_shard(usable(s), cfg["scan"]), args.repeat
-        )
-        records, post = analyse(source, scenes, frames, samples, cfg, reader)
-        clips = scenes_to_clips(scenes, source, cfg["split"])
-        mvs, mv = timed(lambda c=clips: mv_pass(c), args.repeat)
-        split = post["split"]
-        whole = ing + scan + Cost(
-            sum(c.cpu for c in post.values()), sum(c.wall for c in post.values())
-        )
-        stages = [
-            ("decode only", dec),
-            ("ingest (probe + hash)", ing),
-            ("ingest + scan", ing + scan),
-            ("ingest + split (scan + clips)", ing + scan + split),
-            ("whole CPU analysis", whole),
-            ("motion vectors, all clips (alone)", mv),
-        ]
-        for name, cost in stages:
-            rows.append((key, name, video_s, cost, dec))
-        parts[key] = (post, whole)
-        n_ok = len(records)
-        facts[key] = {
-            "videos": len(paths),
-            "frames": n_frames,
-            "seconds": video_s,
-            "scenes": int(scenes["scene"].notna().sum()),
-            "clips": n_ok,
-            "ocr_frames": 3 * n_ok,
-            "ocr_fail": int((records["ocr"] == "fail").sum()) if n_ok else 0,
-            "mv_frames": sum(m["n_frames"] for m in mvs),
-        }
+        key_rows, parts[key], facts[key] = measure(paths, cfg, args.repeat)
+        rows += [(key, *row) for row in key_rows]
 
     breakdown = None
-    if args.breakdown != "none" and videos:
+    if args.breakdown != "none":
         key = max(videos, key=lambda k: math.prod(map(int, k.split("x"))))
         key = key if args.breakdown == "largest" else args.breakdown
         if key in videos:
-            total: dict[str, float] = {}
-            counts: dict[str, int] = {}
-            tech: dict[str, float] = {}
+            total: defaultdict[str, float] = defaultdict(float)
+            counts: defaultdict[str, int] = defaultdict(int)
+            reader = ocr_reader(ocr_cfg)
             for p in videos[key]:
-                fps = probe(p)["fps"]
-                t, c = scan_breakdown(p, fps, cfg["scan"])
+                t, c = scan_breakdown(p, probe(p)["fps"] or 30.0, cfg, reader)
                 for k, v in t.items():
-                    total[k] = total.get(k, 0.0) + v
+                    total[k] += v
                 for k, v in c.items():
-                    counts[k] = counts.get(k, 0) + v
-                for k, v in technical_split(p, fps, cfg["scan"]).items():
-                    tech[k] = tech.get(k, 0.0) + v
-            breakdown = (key, total, counts, tech)
+                    counts[k] += v
+            breakdown = (key, total, counts)
 
-    report = render(rows, parts, facts, breakdown, cfg, load, first, args, time.perf_counter() - t_start)
+    what = {}
+    if args.what_if:
+        for key, paths in videos.items():
+            log(f"{key}: what-if")
+            what[key] = what_if(paths, cfg, args.repeat)
+
+    report = render(
+        rows, parts, facts, breakdown, what, cfg, load, first, args, time.perf_counter() - t_start
+    )
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -507,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(rows, parts, facts, breakdown, cfg, load, first, args, elapsed) -> str:
+def render(rows, parts, facts, breakdown, what, cfg, load, first, args, elapsed) -> str:
+    scan, ocr = cfg["scan"], cfg["filters"]["ocr"]
     out = [
         "# clipsift CPU throughput",
         "",
@@ -516,25 +673,38 @@ def render(rows, parts, facts, breakdown, cfg, load, first, args, elapsed) -> st
         f"- software: {versions()}",
         "- one process, one thread: PyAV decoding thread_count 1, cv2.setNumThreads(1), ONNX "
         "Runtime 1 intra-op + 1 inter-op thread, OMP/BLAS threads 1",
-        f"- scan config: schema defaults (detector {cfg['scan']['detector']}, analysis width "
-        f"{cfg['scan']['analysis_width']}, flow {cfg['scan']['flow']} {cfg['scan']['flow_preset']} "
-        f"at {cfg['scan']['sample_fps']} samples/s, luma every {cfg['scan']['luma_stride']} frame); "
-        f"split min {cfg['split']['min_seconds']} s / max {cfg['split']['max_seconds']} s",
-        f"- OCR: OcrReader defaults, first/middle/last frame of each clip at max side {OCR_MAX_SIDE}; "
-        f"one-off model load {fmt(load.cpu)} CPU-s and first call {fmt(first.cpu)} CPU-s, "
-        "outside every row",
+        f"- scan config: schema defaults (detector {scan['detector']}, analysis width "
+        f"{scan['analysis_width']}, flow {scan['flow']} {scan['flow_preset']} at "
+        f"{scan['sample_fps']} samples/s, luma every {scan['luma_stride']} frame); split min "
+        f"{cfg['split']['min_seconds']} s / max {cfg['split']['max_seconds']} s",
+        f"- OCR: schema defaults (frames {ocr['frames']}: one frame every {ocr['every_seconds']} s "
+        f"inside the scan, max side {ocr['max_side']}, RapidOCR); the first_middle_last rows read "
+        "each clip's first, middle and last frame with read_frames_at, same max side",
+        "- stages after the scan are the pipeline's own functions: scenes_to_clips, "
+        "ocr_from_scan (or ocr_shard), flash_shard, run_scorer('motion'), "
+        "run_scorer('technical'); the motion_vectors scorer runs alone",
+        f"- OCR model: load {fmt(load.cpu)} CPU-s and first call {fmt(first.cpu)} CPU-s in a "
+        "warm-up; scan_shard and ocr_shard build their reader once per shard job: that load and "
+        "the first call's warm-up are left out of the rows (a real shard holds hundreds of videos)",
         f"- runs per row: {args.repeat} (least CPU counts); bench wall time {elapsed:.0f} s",
         "",
-        "Videos (libx264 veryfast, crf 18, 30 fps, scenes with pans and hard cuts, one burned-in "
-        "subtitle):",
+        (
+            f"Videos (from {args.videos}):"
+            if args.videos
+            else "Videos (rendered: libx264 veryfast, crf 18, 30 fps, scenes with pans and hard "
+            "cuts, one burned-in subtitle):"
+        ),
         "",
-        "| resolution | videos | frames | video-s | scenes | clips | OCR frames (fail) | MV frames |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| resolution | videos | frames | video-s | decoded frames per CPU-s | scenes | clips | "
+        "OCR frames (scan) | OCR frames (first_middle_last): decoded | clips with text | "
+        "MV frames |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, f in facts.items():
         out.append(
-            f"| {key} | {f['videos']} | {f['frames']} | {fmt(f['seconds'], 1)} | {f['scenes']} | "
-            f"{f['clips']} | {f['ocr_frames']} ({f['ocr_fail']} clips fail) | {f['mv_frames']} |"
+            f"| {key} | {f['videos']} | {f['frames']} | {fmt(f['seconds'], 1)} | "
+            f"{fmt(f['decode_fps'], 0)} | {f['scenes']} | {f['clips']} | {f['ocr_scan']} | "
+            f"{f['ocr_fml']}: {f['decoded_fml']} | {f['ocr_text']} | {f['mv_frames']} |"
         )
     out += [
         "",
@@ -544,88 +714,95 @@ def render(rows, parts, facts, breakdown, cfg, load, first, args, elapsed) -> st
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, name, video_s, cost, dec in rows:
-        speed = video_s / max(cost.cpu, 1e-9)
-        ratio = dec.cpu / max(cost.cpu, 1e-9)
         out.append(
             f"| {key} | {name} | {fmt(video_s, 1)} | {fmt(cost.cpu)} | {fmt(cost.wall)} | "
-            f"{fmt(speed)} | {fmt(ratio)} |"
+            f"{fmt(video_s / max(cost.cpu, 1e-9))} | {fmt(dec.cpu / max(cost.cpu, 1e-9))} |"
         )
     out += [
         "",
-        "\"vs decode only\" is (decode-only CPU-s) / (this row's CPU-s): the fraction of decode-only "
-        "speed this stage reaches. Each row is cumulative except ingest alone and motion vectors.",
+        '"vs decode only" is (decode-only CPU-s) / (this row\'s CPU-s): the fraction of decode-only '
+        "speed this stage reaches. Rows are cumulative except ingest alone and motion vectors.",
         "",
         "## Targets",
         "",
     ]
     by = {(k, n): (c, d) for k, n, _, c, d in rows}
     for key in facts:
-        split_c, dec = by[(key, "ingest + split (scan + clips)")]
-        whole_c, _ = by[(key, "whole CPU analysis")]
-        r_split, r_whole = dec.cpu / split_c.cpu, dec.cpu / whole_c.cpu
-        verdict = "met" if r_whole >= 0.5 else "NOT met"
+        dec = by[(key, "decode only")][0].cpu
+        r = {n: dec / c.cpu for (k, n), (c, _) in by.items() if k == key}
+        whole = r[WHOLE]
         out.append(
-            f"- {key}: ingest + split at {r_split:.2f} of decode-only speed; whole CPU analysis at "
-            f"{r_whole:.2f} (target >= 0.5: {verdict})"
+            f"- {key}: whole CPU analysis (default) at {whole:.2f} of decode-only speed (target "
+            f">= 0.5: {'met' if whole >= 0.5 else 'NOT met'}); ingest + split at "
+            f"{r['ingest + split (scan with OCR + clips)']:.2f}; with first_middle_last OCR "
+            f"{r[WHOLE_FML]:.2f}"
         )
     out += [
         "",
         "## Where the whole CPU analysis goes",
         "",
-        "| resolution | part | CPU-s | share of whole |",
-        "| --- | --- | ---: | ---: |",
+        "| resolution | part | default (OCR in the scan): CPU-s | share | first_middle_last: "
+        "CPU-s | share |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for key in facts:
-        post, whole = parts[key]
-        ing, _ = by[(key, "ingest (probe + hash)")]
-        scan_c, _ = by[(key, "ingest + scan")]
-        items = [
-            ("ingest", ing.cpu),
-            ("scan", scan_c.cpu - ing.cpu),
-            ("split to clips", post["split"].cpu),
-            ("flash per clip", post["flash"].cpu),
-            ("OCR frame reading (read_frames_at)", post["ocr_read"].cpu),
-            ("OCR inference (ocr_record)", post["ocr"].cpu),
-            ("motion + technical aggregation", post["aggregate"].cpu),
-        ]
-        for name, cpu in items:
-            out.append(f"| {key} | {name} | {fmt(cpu)} | {cpu / whole.cpu:.1%} |")
+        totals = [by[(key, n)][0].cpu for n in (WHOLE, WHOLE_FML)]
+        for name, costs in parts[key].items():
+            cells = [
+                f"{fmt(c.cpu)} | {'' if name.startswith('(') else f'{c.cpu / tot:.1%}'}"
+                for c, tot in zip(costs, totals, strict=True)
+            ]
+            out.append(f"| {key} | {name} | {' | '.join(cells)} |")
     if breakdown:
-        key, t, counts, tech = breakdown
+        key, t, counts = breakdown
         total = sum(t.values())
         names = {
             "decode": "decode (iter_frames)",
-            "analysis": f"small frames (Frame.analysis, {cfg['scan']['analysis_width']} px gray + BGR)",
-            "detector": f"scene detector ({cfg['scan']['detector']}) push",
-            "luma": "mean luma",
-            "flow": f"optical flow ({cfg['scan']['flow']} {cfg['scan']['flow_preset']})",
-            "technical": "technical (full-size luma: frame_technical + border_profile + find_borders)",
+            "analysis": f"small frames (Frame.analysis, {scan['analysis_width']} px gray + BGR)",
+            "detector": f"scene detector ({scan['detector']}) push",
+            "luma": "mean luma (cv2.mean)",
+            "flow": f"optical flow ({scan['flow']} {scan['flow_preset']})",
+            "technical": "technical (full-size luma: border_profile once, frame_technical)",
+            "ocr_frame": f"OCR frame (Frame.bgr at max side {ocr['max_side']})",
+            "ocr": f"OCR inference (OcrReader.read, max side {ocr['max_side']})",
             "finish": "detector finish + merge_flash_cuts",
             "loop": "loop and bookkeeping",
         }
-        per = {"flow": counts["pairs"], "technical": counts["samples"]}
+        per = {
+            "flow": counts["pairs"],
+            "technical": counts["samples"],
+            "ocr_frame": counts["ocr"],
+            "ocr": counts["ocr"],
+            "finish": 0,
+            "loop": 0,
+        }
         out += [
             "",
             f"## Scan breakdown, {key} ({counts['frames']} frames, {counts['samples']} samples, "
-            f"{counts['pairs']} flow pairs)",
+            f"{counts['pairs']} flow pairs, {counts['ocr']} OCR frames)",
             "",
             "| component | CPU-s | share | ms per call | calls |",
             "| --- | ---: | ---: | ---: | ---: |",
         ]
         for k, v in t.items():
-            n = per.get(k, counts["frames"] if k not in ("finish", "loop") else 0)
+            n = per.get(k, counts["frames"])
             per_call = fmt(1000 * v / n, 3) if n else ""
             out.append(f"| {names[k]} | {fmt(v)} | {v / total:.1%} | {per_call} | {n or ''} |")
         out.append(f"| total | {fmt(total)} | 100% | | |")
+    if what:
         out += [
             "",
-            "Technical sample, split (same sample frames, timed separately):",
+            "## What if (cheaper alternatives, same videos, package unchanged)",
             "",
-            "| part | CPU-s | ms per sample |",
-            "| --- | ---: | ---: |",
+            "| resolution | part | now | CPU-s | alternative | CPU-s | saved | note |",
+            "| --- | --- | --- | ---: | --- | ---: | ---: | --- |",
         ]
-        for k, v in tech.items():
-            out.append(f"| {k} | {fmt(v, 3)} | {fmt(1000 * v / max(counts['samples'], 1), 3)} |")
+        for key, items in what.items():
+            for part, now, c_now, alt, c_alt, note in items:
+                out.append(
+                    f"| {key} | {part} | {now} | {fmt(c_now)} | {alt} | {fmt(c_alt)} | "
+                    f"{fmt(c_now - c_alt)} | {note} |"
+                )
     return "\n".join(out) + "\n"
 
 

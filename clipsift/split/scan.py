@@ -57,13 +57,21 @@ def scan_video(
     meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
     every = max(1, round(fps / cfg["sample_fps"]))
     stride = cfg["luma_stride"]
+    det_size = None
 
     frames, samples, times, lumas, texts = [], [], [], [], []
     prev_gray, pending, next_ocr = None, None, 0.0
     n = 0
     for fr in iter_frames(path):
         gray, bgr = fr.analysis(width)
-        detector.push(fr.index, bgr)
+        if det_size is None and cfg["detector_width"] < width:
+            h, w = bgr.shape[:2]
+            det_size = (cfg["detector_width"], max(2, round(h * cfg["detector_width"] / w)))
+        # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
+        detector.push(
+            fr.index,
+            bgr if det_size is None else cv2.resize(bgr, det_size, interpolation=cv2.INTER_AREA),
+        )
         times.append(fr.time)
         lumas.append(cv2.mean(gray)[0])
         if fr.index % stride == 0:
