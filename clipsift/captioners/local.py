@@ -1,0 +1,438 @@
+"""Local vision-language models through transformers: loading, prompts, batched generation.
+
+Each family (one file beside this one) says which model class it is, how big its frames must be,
+and how its video inputs are built. There are two ways to build them, chosen by
+``caption.video_inputs``:
+
+- ``processor``: the official processor (``AutoProcessor``) with its video processor. Every
+  transformers video processor needs torchvision, which GPU machines have.
+- ``images``: the same tensors and the same expanded prompt, built from the model's image
+  processor (or, where the image path differs from the video path, from the video processor's
+  config values) without torchvision, so that CPU-only machines can caption too.
+- ``auto`` (default): ``processor`` where torchvision imports, else ``images``.
+
+Frames are decoded straight to the size the model's own resize rule gives for the clip (capped
+by ``max_side`` for dynamic-resolution models), so neither path resizes again; a test checks that
+both paths give the same model inputs wherever torchvision is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..io.decode import reason
+from ..models.batching import Batcher, is_oom
+from ..models.frames import clip_frames, prefetch
+from ..models.hub import load, resolved_revision
+from .base import ClipJob, FramePlan, Result, Timer, format_prompt, prompt_hash, sample_frames
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+HALF = [0.5, 0.5, 0.5]
+
+
+def torchvision_available() -> bool:
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        from transformers.utils import is_torchvision_v2_available
+
+        return bool(is_torchvision_v2_available())
+    except ImportError:
+        return False
+
+
+@dataclass
+class Video:
+    """Decoded frames of one clip, with the metadata a transformers video processor reads."""
+
+    frames: np.ndarray  # (F, H, W, 3) uint8 RGB
+    metadata: dict  # total_num_frames, fps, duration, frames_indices, width, height
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [i / self.metadata["fps"] for i in self.metadata["frames_indices"]]
+
+
+class LocalVLM:
+    """A local VLM family. Subclasses set the class attributes and the ``images`` path hooks."""
+
+    name = ""  # registry key (caption.model)
+    model_class = ""  # transformers class name
+    video_token = "<video>"
+    # the official video processor's class defaults (mirrored: the class cannot be imported
+    # without torchvision); the model's stored video processor config overrides them
+    video_defaults: dict = {}
+    temporal_multiple = 1  # frames per temporal patch (the frame count is a multiple of it)
+
+    def __init__(self, cfg: dict, *, device: str = "cpu"):
+        self.cfg = cfg
+        self.device = device
+        self.model_id = str(cfg["model_id"])
+        self.revision = cfg.get("revision") or None
+        self.system = cfg["prompts"]["system"]
+        self.user = cfg["prompts"]["user"]
+        self.model = None
+        self.processor = None
+        self.image_processor = None
+        self.inputs_path = None
+        self.video_cfg = dict(self.video_defaults)
+        self._resolved = None
+
+    # ------------------------------------------------------------------ identity and loading
+
+    def identity(self) -> dict:
+        """What the records and the resume cache name (known before the weights load)."""
+        if self._resolved is None:
+            rev = resolved_revision(self.model_id, self.revision)
+        else:
+            rev = self._resolved
+        return {
+            "provider": "local",
+            "model": self.name,
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "resolved_revision": rev,
+        }
+
+    def load(self) -> None:
+        import torch
+        import transformers
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+        from ..models.device import pick_dtype
+
+        trc = bool(self.cfg.get("trust_remote_code", False))
+        dtype = pick_dtype(self.device, self.cfg.get("dtype", "auto"))
+        kwargs = {"dtype": dtype}
+        if self.cfg.get("attn_implementation"):
+            kwargs["attn_implementation"] = self.cfg["attn_implementation"]
+        cls = getattr(transformers, self.model_class)
+        self.model, record = load(
+            cls, self.model_id, revision=self.revision, trust_remote_code=trc, **kwargs
+        )
+        self._resolved = record["resolved_revision"]
+        self.model.to(self.device).eval()
+        self.dtype = dtype
+        self.tokenizer, _ = load(
+            AutoTokenizer, self.model_id, revision=self.revision, trust_remote_code=trc
+        )
+        self.tokenizer.padding_side = "left"
+        want = self.cfg.get("video_inputs", "auto")
+        has_tv = torchvision_available()
+        if want == "processor" and not has_tv:
+            raise RuntimeError(
+                "caption.video_inputs is 'processor', but torchvision is not installed (every "
+                "transformers video processor needs it); use 'images' or 'auto' on this machine"
+            )
+        self.video_cfg = {**self.video_defaults, **self._stored_video_config()}
+        if want == "processor" or (want == "auto" and has_tv):
+            self.processor, _ = load(
+                AutoProcessor, self.model_id, revision=self.revision, trust_remote_code=trc
+            )
+            self.processor.tokenizer.padding_side = "left"
+            self.inputs_path = "processor"
+        else:
+            self.image_processor, _ = load(
+                AutoImageProcessor, self.model_id, revision=self.revision, trust_remote_code=trc
+            )
+            self.inputs_path = "images"
+        self.chat_template = self._stored_chat_template()
+        self.torch = torch
+        log.info(
+            "%s: %s (revision %s) on %s, %s, inputs via %s",
+            self.name,
+            self.model_id,
+            self._resolved,
+            self.device,
+            str(dtype).replace("torch.", ""),
+            self.inputs_path,
+        )
+
+    def _file(self, name: str) -> str | None:
+        from transformers.utils import cached_file
+
+        try:
+            return cached_file(
+                self.model_id,
+                name,
+                revision=self.revision,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
+        except OSError:
+            return None
+
+    def _stored_video_config(self) -> dict:
+        """The video processor's stored config, found the way transformers finds it."""
+        from transformers.video_processing_utils import BaseVideoProcessor
+
+        try:
+            data, _ = BaseVideoProcessor.get_video_processor_dict(
+                self.model_id, revision=self.revision
+            )
+        except OSError:
+            return {}
+        data = dict(data)
+        # legacy keys (Qwen): min_pixels / max_pixels stand for size.shortest/longest_edge
+        size = dict(data.get("size") or self.video_defaults.get("size") or {})
+        if data.get("min_pixels") is not None:
+            size["shortest_edge"] = data.pop("min_pixels")
+        if data.get("max_pixels") is not None:
+            size["longest_edge"] = data.pop("max_pixels")
+        if size:
+            data["size"] = size
+        return data
+
+    def _stored_chat_template(self) -> str | None:
+        """The processor's chat template (chat_template.jinja/.json, processor config), else the
+        tokenizer's."""
+        path = self._file("chat_template.jinja")
+        if path:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+        for name in ("chat_template.json", "processor_config.json"):
+            path = self._file(name)
+            if path:
+                with open(path, encoding="utf-8") as fh:
+                    template = json.load(fh).get("chat_template")
+                if template:
+                    return template
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def processor_config(self) -> dict:
+        path = self._file("processor_config.json")
+        if not path:
+            return {}
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data.get("processor", data) if isinstance(data, dict) else {}
+
+    # ------------------------------------------------------------------ frames and prompts
+
+    def plan(self, job: ClipJob) -> FramePlan:
+        base = sample_frames(
+            job, self.cfg["fps"], self.cfg["max_frames"], multiple=self.temporal_multiple
+        )
+        return FramePlan(base.times, base.indices, self.frame_size(job, len(base.times)))
+
+    def frame_size(self, job: ClipJob, n_frames: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def messages(self, job: ClipJob) -> list[dict]:
+        msgs = []
+        if self.system:
+            msgs.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
+        msgs.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video"},
+                    {"type": "text", "text": format_prompt(self.user, job)},
+                ],
+            }
+        )
+        return msgs
+
+    def template_for_images_path(self) -> str | None:
+        return self.chat_template
+
+    def render(self, job: ClipJob) -> str:
+        if self.inputs_path == "processor":
+            return self.processor.apply_chat_template(
+                self.messages(job), tokenize=False, add_generation_prompt=True
+            )
+        return self.tokenizer.apply_chat_template(
+            self.messages(job),
+            chat_template=self.template_for_images_path(),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+
+    def decode(self, job: ClipJob, plan: FramePlan) -> Video:
+        frames = clip_frames(job, plan.times, size=plan.size)
+        return Video(
+            np.stack(frames),
+            {
+                "total_num_frames": int(job.n_frames),
+                "fps": float(job.fps),
+                "duration": float(job.duration),
+                "frames_indices": list(plan.indices),
+                "width": plan.size[0],
+                "height": plan.size[1],
+            },
+        )
+
+    # ------------------------------------------------------------------ model inputs
+
+    def build_inputs(self, texts: list[str], videos: list[Video]) -> dict:
+        """Model inputs for a batch (left-padded), by the chosen path."""
+        if self.inputs_path == "processor":
+            return dict(self.inputs_from_processor(texts, videos))
+        return self.inputs_from_images(texts, videos)
+
+    def processor_call_kwargs(self) -> dict:
+        return {}
+
+    def inputs_from_processor(self, texts: list[str], videos: list[Video]):
+        from transformers.video_utils import VideoMetadata
+
+        return self.processor(
+            text=texts,
+            videos=[v.frames for v in videos],
+            video_metadata=[VideoMetadata(**v.metadata) for v in videos],
+            do_sample_frames=False,
+            padding=True,
+            return_tensors="pt",
+            **self.processor_call_kwargs(),
+        )
+
+    def inputs_from_images(self, texts: list[str], videos: list[Video]) -> dict:
+        tensors, replacements = self.video_tensors(videos)
+        expanded = []
+        for text, rep in zip(texts, replacements, strict=True):
+            if self.video_token not in text:
+                raise ValueError(f"the chat template did not place {self.video_token!r}")
+            expanded.append(text.replace(self.video_token, rep, 1))
+        enc = self.tokenizer(
+            expanded, padding=True, return_tensors="pt", return_token_type_ids=False
+        )
+        out = dict(enc)
+        out.update(tensors)
+        return out
+
+    def video_tensors(self, videos: list[Video]) -> tuple[dict, list[str]]:
+        """The ``images`` path: tensors for the batch and each video's placeholder text."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ generation
+
+    def generation_kwargs(self) -> dict:
+        gen = {"max_new_tokens": int(self.cfg["max_new_tokens"])}
+        temperature = float(self.cfg.get("temperature") or 0.0)
+        if temperature > 0:
+            gen.update(do_sample=True, temperature=temperature, top_p=float(self.cfg["top_p"]))
+        else:
+            gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.cfg.get("repetition_penalty", 1.0) != 1.0:
+            gen["repetition_penalty"] = float(self.cfg["repetition_penalty"])
+        return gen
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+    def generate(self, items: list[tuple[ClipJob, FramePlan, Video]]) -> list[Result]:
+        """One batched ``generate`` call; raises on failure (the caller retries clip by clip)."""
+        torch = self.torch
+        texts = [self.render(job) for job, _, _ in items]
+        with Timer() as t:
+            inputs = self.build_inputs(texts, [v for _, _, v in items])
+            # pixels in the model's dtype; other floats (second_per_grid_ts) keep their precision
+            inputs = {
+                k: (
+                    v.to(self.device, dtype=self.dtype)
+                    if k.startswith("pixel_values") and v.is_floating_point()
+                    else v.to(self.device)
+                )
+                for k, v in inputs.items()
+                if hasattr(v, "to")
+            }
+            torch.manual_seed(int(self.cfg.get("seed", 0)))
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **self.generation_kwargs())
+        n_in = inputs["input_ids"].shape[1]
+        eos = self._eos_ids()
+        pad = self.tokenizer.pad_token_id
+        results = []
+        for i, (job, plan, _) in enumerate(items):
+            ids = out[i, n_in:].tolist()
+            kept, n_out = [], 0
+            for tok in ids:
+                n_out += 1
+                if tok in eos:
+                    break
+                kept.append(tok)
+            while kept and kept[-1] == pad:  # padding of a row that stopped early
+                kept.pop()
+                n_out -= 1
+            text = self.tokenizer.decode(kept, skip_special_tokens=True)
+            results.append(
+                Result(
+                    caption=text,
+                    frames=plan.record(job),
+                    tokens={
+                        "prompt": int(inputs["attention_mask"][i].sum()),
+                        "output": n_out,
+                    },
+                    latency=round(t.seconds / len(items), 4),
+                )
+            )
+        return results
+
+    def batch_key(self, plan: FramePlan):
+        """Clips that may share a batch (LLaVA-OneVision stacks frames: equal counts only)."""
+        return None
+
+    def caption(self, jobs: list[ClipJob], on_result) -> None:
+        """Caption ``jobs`` in batches; frames are decoded ahead in threads."""
+        batcher = Batcher(int(self.cfg.get("batch_size", 1)))
+        plans = {job.clip_id: self.plan(job) for job in jobs}
+        pending: dict = {}
+
+        def run(key):
+            items = pending.pop(key)
+            self._run_batch(items, batcher, on_result)
+
+        def decode(job):
+            return self.decode(job, plans[job.clip_id])
+
+        workers = int(self.cfg.get("decode_workers", 2))
+        for job, video in prefetch(decode, jobs, workers=workers, ahead=2 * batcher.batch_size):
+            plan = plans[job.clip_id]
+            if isinstance(video, Exception):
+                on_result(job, Result(frames=plan.record(job), error=f"decode: {reason(video)}"))
+                continue
+            key = self.batch_key(plan)
+            pending.setdefault(key, []).append((job, plan, video))
+            if len(pending[key]) >= batcher.batch_size:
+                run(key)
+        for key in list(pending):
+            run(key)
+
+    def _run_batch(self, items, batcher: Batcher, on_result) -> None:
+        def call(chunk):
+            try:
+                return list(zip(chunk, self.generate(list(chunk)), strict=True))
+            except Exception as exc:
+                if is_oom(exc) and len(chunk) > 1:
+                    raise  # the Batcher halves the batch and retries
+                if len(chunk) > 1:
+                    log.warning(
+                        "batch of %d failed (%s); one clip at a time", len(chunk), reason(exc)
+                    )
+                    return [pair for item in chunk for pair in call([item])]
+                job, plan, _ = chunk[0]
+                log.warning("%s: generation failed: %s", job.clip_id, reason(exc))
+                return [(chunk[0], Result(frames=plan.record(job), error=reason(exc)))]
+
+        for (job, _, _), result in batcher.map(call, items):
+            on_result(job, result)
+
+    def settings(self) -> dict:
+        """Everything besides model and prompt that changes the answer (part of the cache key)."""
+        keys = ("fps", "max_frames", "max_side", "max_new_tokens", "temperature", "top_p", "seed",
+                "repetition_penalty")  # fmt: skip
+        return {k: self.cfg.get(k) for k in keys}
+
+    def prompt_hash(self) -> str:
+        return prompt_hash(self.system, self.user)

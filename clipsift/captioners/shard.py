@@ -1,0 +1,360 @@
+"""Caption one shard: the kept clips of ``selection.parquet`` -> the records of ``caption.json``.
+
+Steps, each resumable through the cache (``cache.py``):
+1. captions from the configured captioner (local VLM, chat-completions API or upload API);
+2. clean-up of the raw text (boilerplate openings, unfinished last sentence);
+3. optional LLM rewrite;
+4. optional CLIP alignment score.
+
+Captions the source gave (``source.parquet`` ``caption``) are kept beside the generated ones.
+Failures of single clips are data (``error`` in the record, the shard finishes); a refused API
+key or a model that cannot be loaded stops the job.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable
+
+import pandas as pd
+
+from . import make_captioner
+from .base import ClipJob, stable_hash
+from .cache import CaptionCache, cache_key
+from .cleanup import clean_caption
+
+log = logging.getLogger(__name__)
+
+IDENTITY_KEYS = ("provider", "model", "model_id", "base_url", "resolved_revision")
+
+
+def _str(value) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def kept_jobs(clips: pd.DataFrame, source: pd.DataFrame, selection: pd.DataFrame) -> list[ClipJob]:
+    """The clips ``select`` kept, in ``clips.parquet`` order, with the source's caption."""
+    keep = set(selection.loc[selection["keep"].fillna(False).astype(bool), "clip_id"])
+    given = dict(zip(source["video_id"], source["caption"], strict=True))
+    jobs = []
+    for row in clips.to_dict("records"):
+        if row["clip_id"] not in keep:
+            continue
+        jobs.append(
+            ClipJob(
+                clip_id=row["clip_id"],
+                video_id=row["video_id"],
+                source_path=row["source_path"],
+                start=float(row["start_time"]),
+                end=float(row["end_time"]),
+                fps=float(row["fps"]),
+                n_frames=int(row["n_frames"]),
+                width=int(row["width"]),
+                height=int(row["height"]),
+                path=_str(row.get("path")),
+                source_caption=_str(given.get(row["video_id"])),
+            )
+        )
+    return jobs
+
+
+class Progress:
+    def __init__(self, what: str, total: int, every: float = 30.0):
+        self.what, self.total, self.every = what, total, every
+        self.done = self.errors = 0
+        self.t0 = self.last = time.monotonic()
+
+    def tick(self, error: bool) -> None:
+        self.done += 1
+        self.errors += bool(error)
+        now = time.monotonic()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            log.info(
+                "%s: %d/%d clips (%d errors), %.2f clips/s",
+                self.what,
+                self.done,
+                self.total,
+                self.errors,
+                rate,
+            )
+
+
+def _free(obj) -> None:
+    for attr in ("model", "processor", "image_processor", "tokenizer"):
+        if hasattr(obj, attr):
+            setattr(obj, attr, None)
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def caption_shard(
+    clips: pd.DataFrame,
+    source: pd.DataFrame,
+    selection: pd.DataFrame,
+    cfg: dict,
+    *,
+    cache_path=None,
+    shard: str | None = None,
+    device: str = "cpu",
+    device_for: Callable[[str], str] | None = None,
+) -> dict:
+    """``caption.json`` for one shard (``{"meta": ..., "clips": {clip_id: record}}``).
+
+    ``device`` is the captioner's device; ``device_for(pref)`` resolves the rewrite and alignment
+    models' ``device`` settings (default: the captioner's device).
+    """
+    device_for = device_for or (lambda pref: device if pref in ("auto", "", None) else pref)
+    jobs = kept_jobs(clips, source, selection)
+    by_id = {j.clip_id: j for j in jobs}
+    captioner = make_captioner(cfg, device=device)
+    ph = captioner.prompt_hash()
+    sh = stable_hash(captioner.settings())
+    counts = {"kept": len(jobs), "captioned": 0, "cached": 0, "errors": 0}
+    results: dict[str, dict] = {}
+
+    with CaptionCache(cache_path) as cache:
+
+        def key_of(job: ClipJob, ident: dict) -> str:
+            parts = {k: ident.get(k) for k in IDENTITY_KEYS}
+            return cache_key("caption", job.clip_id, model=parts, prompt=ph, settings=sh)
+
+        def from_cache(pending: list[ClipJob], ident: dict) -> list[ClipJob]:
+            todo = []
+            for job in pending:
+                hit = cache.get(key_of(job, ident))
+                if hit is None:
+                    todo.append(job)
+                else:
+                    results[job.clip_id] = {**hit, "cached": True}
+            return todo
+
+        ident = captioner.identity()
+        todo = from_cache(jobs, ident)
+        counts["cached"] = len(jobs) - len(todo)
+        log.info(
+            "caption: %d kept clips, %d from the cache, %d to caption with %s",
+            len(jobs),
+            counts["cached"],
+            len(todo),
+            ident["model_id"] if "model_id" in ident else ident["model"],
+        )
+        inputs_path = None
+        if todo:
+            captioner.load()
+            inputs_path = captioner.inputs_path
+            new_ident = captioner.identity()
+            if new_ident != ident:  # the revision resolved to a commit only once loaded
+                ident = new_ident
+                todo = from_cache(todo, ident)
+                counts["cached"] = len(jobs) - len(todo)
+            progress = Progress("caption", len(todo))
+
+            def on_result(job: ClipJob, result) -> None:
+                rec = result.to_dict()
+                if result.error is None:
+                    cache.put(key_of(job, ident), "caption", job.clip_id, rec)
+                results[job.clip_id] = {**rec, "cached": False}
+                progress.tick(result.error is not None)
+
+            captioner.caption(todo, on_result)
+            counts["captioned"] = len(todo)
+            _free(captioner)
+
+        records = _records(jobs, results, ident, ph, sh, cfg.get("cleanup") or {})
+        counts["errors"] = sum(1 for r in records.values() if r["error"])
+        if counts["errors"]:
+            log.warning("caption: %d of %d clips have no caption", counts["errors"], len(jobs))
+
+        rewrite_meta = None
+        if (cfg.get("rewrite") or {}).get("enabled"):
+            rewrite_meta = _rewrite(records, cfg, cache, device_for)
+        align_meta = None
+        if (cfg.get("alignment") or {}).get("enabled"):
+            align_meta = _align(records, by_id, cfg, cache, device_for)
+
+    meta = {
+        "stage": "caption",
+        "shard": shard,
+        **{k: v for k, v in ident.items()},
+        "prompt_hash": ph,
+        "settings_hash": sh,
+        "prompts": {"system": captioner.system, "user": captioner.user},
+        "settings": captioner.settings(),
+        "inputs_path": inputs_path,
+        "cleanup": cfg.get("cleanup") or {},
+        "rewrite": rewrite_meta,
+        "alignment": align_meta,
+        "counts": counts,
+    }
+    return {"meta": meta, "clips": records}
+
+
+def _records(jobs, results, ident, ph, sh, cleanup: dict) -> dict[str, dict]:
+    on = cleanup.get("enabled", True)
+    out = {}
+    for job in jobs:
+        res = results.get(job.clip_id) or {"error": "not captioned"}
+        raw = res.get("caption")
+        text = (
+            clean_caption(
+                raw,
+                strip_boilerplate=cleanup.get("strip_boilerplate", True),
+                drop_unfinished=cleanup.get("drop_unfinished", True),
+            )
+            if on
+            else raw
+        )
+        error = res.get("error")
+        if error is None and not text:
+            error = "empty caption"
+        captions = {}
+        if text and not error:
+            captions["generated"] = text
+        if job.source_caption:
+            captions["source"] = job.source_caption
+        out[job.clip_id] = {
+            "clip_id": job.clip_id,
+            "video_id": job.video_id,
+            "caption": text if not error else None,
+            "captions": captions,
+            "raw": raw,
+            "model": ident.get("model"),
+            "model_id": ident.get("model_id"),
+            "revision": res.get("revision") or ident.get("resolved_revision"),
+            "prompt_hash": ph,
+            "settings_hash": sh,
+            "frames": res.get("frames") or {},
+            "tokens": res.get("tokens") or {},
+            "latency": res.get("latency"),
+            "error": error,
+            "cached": bool(res.get("cached")),
+        }
+    return out
+
+
+def _rewrite(records: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
+    from .rewrite import make_rewriter
+
+    rcfg = cfg["rewrite"]
+    rewriter = make_rewriter(cfg, device=device_for(rcfg.get("device", "auto")))
+    ph, sh = rewriter.prompt_hash(), stable_hash(rewriter.settings())
+    ident = rewriter.identity()
+
+    def key(clip_id, text, ident):
+        parts = {k: ident.get(k) for k in IDENTITY_KEYS}
+        return cache_key(
+            "rewrite", clip_id, model=parts, prompt=ph, settings=sh, text=stable_hash(text)
+        )
+
+    items = [(cid, r["captions"]["generated"]) for cid, r in records.items() if r["caption"]]
+    done: dict[str, dict] = {}
+    todo = []
+    for cid, text in items:
+        hit = cache.get(key(cid, text, ident))
+        if hit is None:
+            todo.append((cid, text))
+        else:
+            done[cid] = {**hit, "cached": True}
+    if todo:
+        rewriter.load()
+        ident = rewriter.identity()
+        texts = dict(todo)
+        progress = Progress("rewrite", len(todo))
+
+        def on_result(clip_id, result):
+            rec = result.to_dict()
+            if result.error is None:
+                cache.put(key(clip_id, texts[clip_id], ident), "rewrite", clip_id, rec)
+            done[clip_id] = {**rec, "cached": False}
+            progress.tick(result.error is not None)
+
+        rewriter.rewrite(todo, on_result)
+        _free(rewriter)
+    cleanup = cfg.get("cleanup") or {}
+    for cid, res in done.items():
+        text = clean_caption(
+            res.get("caption"),
+            strip_boilerplate=cleanup.get("enabled", True)
+            and cleanup.get("strip_boilerplate", True),
+            drop_unfinished=cleanup.get("enabled", True) and cleanup.get("drop_unfinished", True),
+        )
+        error = res.get("error") or (None if text else "empty rewrite")
+        rec = records[cid]
+        rec["rewrite"] = {
+            "caption": text if not error else None,
+            "model": ident.get("model"),
+            "revision": res.get("revision") or ident.get("resolved_revision"),
+            "prompt_hash": ph,
+            "tokens": res.get("tokens") or {},
+            "latency": res.get("latency"),
+            "error": error,
+            "cached": bool(res.get("cached")),
+        }
+        if not error:
+            rec["captions"]["rewrite"] = text
+            rec["caption"] = text
+    return {**{k: ident.get(k) for k in IDENTITY_KEYS if ident.get(k)}, "prompt_hash": ph}
+
+
+def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
+    from .alignment import ClipAligner, passes
+
+    acfg = cfg["alignment"]
+    aligner = ClipAligner(acfg, device=device_for(acfg.get("device", "auto")))
+    sh = stable_hash(aligner.settings())
+    ident = aligner.identity()
+    threshold = acfg.get("threshold")
+
+    def key(clip_id, text, ident):
+        return cache_key(
+            "alignment", clip_id, model=ident["model"], revision=ident["resolved_revision"],
+            settings=sh, text=stable_hash(text),
+        )  # fmt: skip
+
+    todo, scores = [], {}
+    for cid, rec in records.items():
+        if not rec["caption"]:
+            rec["alignment"] = rec["alignment_pass"] = None
+            continue
+        hit = cache.get(key(cid, rec["caption"], ident))
+        if hit is None:
+            todo.append((by_id[cid], rec["caption"]))
+        else:
+            scores[cid] = (hit["score"], None)
+    if todo:
+        aligner.load()
+        ident = aligner.identity()
+        texts = {job.clip_id: text for job, text in todo}
+        progress = Progress("alignment", len(todo))
+
+        def on_result(clip_id, score, error):
+            if error is None:
+                cache.put(
+                    key(clip_id, texts[clip_id], ident), "alignment", clip_id, {"score": score}
+                )
+            scores[clip_id] = (score, error)
+            progress.tick(error is not None)
+
+        aligner.score_all(todo, on_result)
+        _free(aligner)
+    for cid, (score, error) in scores.items():
+        records[cid]["alignment"] = score
+        records[cid]["alignment_pass"] = passes(score, threshold)
+        if error:
+            records[cid]["alignment_error"] = error
+    return {
+        "model": ident["model"],
+        "revision": ident["resolved_revision"],
+        "frames": int(acfg.get("frames", 4)),
+        "threshold": threshold,
+    }

@@ -1,0 +1,510 @@
+"""Local captioners: tiny random VLMs of four families, saved and loaded like Hub checkpoints.
+
+The models are built from tiny configs and saved with ``save_pretrained`` (model, byte-level BPE
+tokenizer, image processor, video processor config, chat template); the tests then run the real
+loading, input building and ``generate`` code on generated 160x90 clips. Random weights write
+random text: the tests check plumbing, shapes, records and determinism, never caption quality.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes.clips import caption_config, render_caption_videos, tables
+from fakes.tiny_vlm import BUILDERS, tiny_causal_lm, tiny_clip
+from helpers import plan_shards, run_snakemake
+
+from clipsift.captioners import REGISTRY, family
+from clipsift.captioners.base import ClipJob, sample_frames
+from clipsift.captioners.cache import CaptionCache
+from clipsift.captioners.cleanup import clean_caption
+from clipsift.captioners.local import torchvision_available
+from clipsift.captioners.shard import caption_shard, kept_jobs
+
+FAMILIES = sorted(REGISTRY)
+NO_TORCHVISION = (
+    "torchvision is not installed: transformers' video processors (the official path) cannot be "
+    "built here, so there is nothing to compare the images path with; it runs wherever "
+    "torchvision imports (GPU machines)"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_models")
+    out = {name: build(root / name) for name, build in BUILDERS.items()}
+    out["lm"] = tiny_causal_lm(root / "lm")
+    out["clip"] = tiny_clip(root / "clip")
+    return out
+
+
+@pytest.fixture(scope="session")
+def clip_videos(tmp_path_factory) -> dict[str, Path]:
+    return render_caption_videos(tmp_path_factory.mktemp("caption_videos"))
+
+
+def local_config(tiny_models, name: str, **over) -> dict:
+    base = {
+        "enabled": True, "provider": "local", "model": name, "model_id": str(tiny_models[name]),
+        "revision": None, "device": "cpu", "max_new_tokens": 8, "batch_size": 2, "max_side": 160,
+        "max_frames": 6,
+    }  # fmt: skip
+    return caption_config(**{**base, **over})
+
+
+def items_for(cap, videos, which=("a_0000", "a_0001")):
+    clips, source, selection = tables(videos)
+    jobs = {j.clip_id: j for j in kept_jobs(clips, source, selection)}
+    out = []
+    for cid in which:
+        plan = cap.plan(jobs[cid])
+        out.append((jobs[cid], plan, cap.decode(jobs[cid], plan)))
+    return out
+
+
+# ----------------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("The video shows a dog running on a beach.", "A dog running on a beach."),
+        ("In this video, a man walks.", "A man walks."),
+        ("In the video we see two cars.", "Two cars."),
+        ("This clip depicts a sunset over the sea.", "A sunset over the sea."),
+        ("The footage captures a busy street at night.", "A busy street at night."),
+        ("This clip is a timelapse of clouds.", "A timelapse of clouds."),
+        ("Sure! Here is a detailed caption: The video shows a cat.", "A cat."),
+        ("  A red ball   bounces.\n", "A red ball bounces."),
+        ("A video game character jumps.", "A video game character jumps."),
+        ("A dog runs across a wide green field. It jumps", "A dog runs across a wide green field."),
+        (
+            "A dog runs. It jumps over a fence and then it",
+            "A dog runs. It jumps over a fence and then it",
+        ),
+    ],
+)
+def test_cleanup(raw, clean):
+    assert clean_caption(raw) == clean
+
+
+def test_cleanup_keeps_raw_when_off():
+    assert clean_caption("The video shows x", strip_boilerplate=False) == "The video shows x"
+    assert clean_caption(None) is None
+
+
+def test_sample_frames_counts_and_indices():
+    job = ClipJob("c", "v", "x.mp4", 1.0, 4.0, 10.0, 30, 160, 90)
+    plan = sample_frames(job, rate=2.0, max_frames=16)
+    assert len(plan.indices) == 6 and plan.indices[0] == 0 and plan.indices[-1] == 29
+    # times point into the indexed frame (a quarter frame in)
+    assert all(
+        abs(t - (1.0 + (i + 0.25) / 10)) < 1e-9
+        for t, i in zip(plan.times, plan.indices, strict=True)
+    )
+    assert len(sample_frames(job, 2.0, 5, multiple=2).indices) == 4  # even, within max_frames
+    short = ClipJob("c", "v", "x.mp4", 0.0, 0.3, 10.0, 3, 160, 90)
+    assert len(sample_frames(short, 2.0, 16, multiple=2).indices) == 2  # at least one pair
+
+
+def test_size_rules_match_transformers():
+    """Our copies of the Qwen resize rules give what transformers' own functions give."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as ref2
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as ref3
+
+    from clipsift.captioners.qwen2_5_vl import smart_resize
+    from clipsift.captioners.qwen3_vl import smart_resize_video
+
+    rng = np.random.default_rng(0)
+    for h, w in rng.integers(20, 2000, size=(200, 2)):
+        assert smart_resize(h, w, 28, 3136, 200704) == ref2(h, w, 28, 3136, 200704)
+        n = int(rng.integers(2, 40))
+        got = smart_resize_video(n, h, w, 2, 32, 4096, 32 * 32 * 768)
+        assert got == ref3(n, h, w, 2, 32, 4096, 32 * 32 * 768)
+
+
+def test_number_words():
+    from clipsift.captioners.smolvlm2 import number_words
+
+    expected = {1: "one", 8: "eight", 16: "sixteen", 21: "twenty-one", 64: "sixty-four"}
+    assert {n: number_words(n) for n in expected} == expected
+
+
+def test_cache_skips_a_line_cut_short(tmp_path):
+    path = tmp_path / "c.jsonl"
+    with CaptionCache(path) as cache:
+        cache.put("k1", "caption", "a", {"caption": "one"})
+    with open(path, "a") as fh:
+        fh.write('{"key": "k2", "kind": "caption", "record": {"capt')  # killed mid-write
+    with CaptionCache(path) as cache:
+        assert cache.get("k1") == {"caption": "one"} and cache.get("k2") is None
+        cache.put("k3", "caption", "b", {"caption": "three"})
+    assert CaptionCache(path).get("k3") == {"caption": "three"}
+
+
+def test_gpu_resource():
+    from clipsift.captioners import gpus_needed
+
+    assert gpus_needed({"provider": "local", "device": "auto"}) == 1
+    assert gpus_needed({"provider": "local", "device": "cpu"}) == 0
+    assert gpus_needed({"provider": "api", "device": "auto"}) == 0
+    api_align = {"provider": "api", "alignment": {"enabled": True, "device": "auto"}}
+    assert gpus_needed(api_align) == 1
+    assert gpus_needed({**api_align, "alignment": {"enabled": True, "device": "cpu"}}) == 0
+
+
+def test_no_kept_clips_loads_nothing(clip_videos):
+    clips, source, selection = tables(clip_videos)
+    selection["keep"] = False
+    cfg = caption_config(enabled=True, model_id="/nonexistent/model", revision=None)
+    out = caption_shard(clips, source, selection, cfg)
+    assert out["clips"] == {} and out["meta"]["inputs_path"] is None
+    assert out["meta"]["counts"] == {"kept": 0, "captioned": 0, "cached": 0, "errors": 0}
+
+
+# ----------------------------------------------------------------------------- model inputs
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_images_path_builds_what_the_model_expects(name, tiny_models, clip_videos):
+    """The torchvision-free path: token counts and grid shapes agree with the image processor's
+    image path and the model's config, and the model accepts the inputs."""
+    import torch
+
+    # LLaVA-OneVision and SmolVLM2 batch clips of one frame count (see their batch_key)
+    max_frames = 4 if name in ("llava_onevision", "smolvlm2") else 6
+    cap = family(name)(
+        local_config(tiny_models, name, video_inputs="images", max_frames=max_frames)
+    )
+    cap.load()
+    assert cap.inputs_path == "images"
+    items = items_for(cap, clip_videos)
+    texts = [cap.render(job) for job, _, _ in items]
+    inputs = cap.build_inputs(texts, [v for _, _, v in items])
+    ids = inputs["input_ids"]
+    cfg = cap.model.config
+    ip = cap.image_processor
+
+    if name in ("qwen2_5_vl", "qwen3_vl"):
+        P, T, M = cap.patch, cap.temporal, cap.merge
+        rows = 0
+        for i, (_, plan, video) in enumerate(items):
+            n = len(video.frames)
+            assert n % T == 0 and tuple(video.frames.shape[1:3][::-1]) == plan.size
+            # the image path of one frame gives the spatial grid
+            img = ip(
+                images=[video.frames[0]], do_resize=False, patch_size=P, merge_size=M,
+                temporal_patch_size=T, image_mean=cap.video_cfg["image_mean"],
+                image_std=cap.video_cfg["image_std"], return_tensors="np",
+            )  # fmt: skip
+            _, gh, gw = (int(x) for x in img["image_grid_thw"][0])
+            grid = inputs["video_grid_thw"][i].tolist()
+            assert grid == [math.ceil(n / T), gh, gw]
+            assert int((ids[i] == cfg.video_token_id).sum()) == grid[0] * gh * gw // M**2
+            # first temporal patch: its first frame slot holds frame 0 as the image path has it
+            first = inputs["pixel_values_videos"][rows : rows + gh * gw].numpy()
+            first = first.reshape(gh * gw, 3, T, P, P)
+            frame0 = img["pixel_values"].reshape(gh * gw, 3, T, P, P)[:, :, 0]
+            np.testing.assert_allclose(first[:, :, 0], frame0, atol=1e-5)
+            rows += grid[0] * gh * gw
+            if name == "qwen3_vl":
+                text = cap.tokenizer.decode(ids[i])
+                assert text.count(" seconds>") == grid[0]
+            else:
+                ts = inputs["second_per_grid_ts"][i].item()
+                assert ts == pytest.approx(T / (n / video.metadata["total_num_frames"] * 10.0))
+        assert inputs["pixel_values_videos"].shape == (rows, 3 * T * P * P)
+        assert (inputs["mm_token_type_ids"] == 2).sum() == (ids == cfg.video_token_id).sum()
+    elif name == "smolvlm2":
+        seq = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
+        seq //= cfg.scale_factor**2
+        assert cap.image_seq_len == seq
+        for i, (_, _, video) in enumerate(items):
+            n = len(video.frames)
+            assert int((ids[i] == cfg.image_token_id).sum()) == n * seq
+            assert cap.tokenizer.decode(ids[i]).count("Frame from ") == n
+            for j in (0, n - 1):
+                single = ip(images=[[video.frames[j]]], do_image_splitting=False,
+                            return_tensors="pt")["pixel_values"][0, 0]  # fmt: skip
+                torch.testing.assert_close(inputs["pixel_values"][i, j], single)
+            assert inputs["pixel_attention_mask"][i].all()  # one frame count: no padding
+    else:  # llava_onevision
+        side = cfg.vision_config.image_size // cfg.vision_config.patch_size
+        per_frame = math.ceil(side / 2) ** 2
+        for i, (_, _, video) in enumerate(items):
+            n = len(video.frames)
+            assert int((ids[i] == cfg.video_token_index).sum()) == n * per_frame + 1
+        assert inputs["pixel_values_videos"].shape[:2] == (len(items), len(items[0][2].frames))
+
+    with torch.inference_mode():  # the model checks that features and placeholders agree
+        out = cap.model(**inputs)
+    assert out.logits.shape[:2] == ids.shape
+
+
+@pytest.mark.skipif(not torchvision_available(), reason=NO_TORCHVISION)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_processor_and_images_paths_build_the_same_inputs(name, tiny_models, clip_videos):
+    import torch
+
+    got = {}
+    for path in ("processor", "images"):
+        max_frames = 4 if name in ("llava_onevision", "smolvlm2") else 6
+        cap = family(name)(
+            local_config(tiny_models, name, video_inputs=path, max_frames=max_frames)
+        )
+        cap.load()
+        assert cap.inputs_path == path
+        items = items_for(cap, clip_videos)
+        texts = [cap.render(job) for job, _, _ in items]
+        got[path] = cap.build_inputs(texts, [v for _, _, v in items])
+    a, b = got["processor"], got["images"]
+    assert set(a) == set(b)
+    for key in a:
+        if a[key].is_floating_point():
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.skipif(not torchvision_available(), reason=NO_TORCHVISION)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_video_defaults_mirror_the_video_processor_classes(name):
+    """Our copies of each video processor's class defaults are still transformers' values."""
+    import transformers
+
+    cls = {
+        "qwen2_5_vl": "Qwen2VLVideoProcessor", "qwen3_vl": "Qwen3VLVideoProcessor",
+        "llava_onevision": "LlavaOnevisionVideoProcessor", "smolvlm2": "SmolVLMVideoProcessor",
+    }[name]  # fmt: skip
+    vp = getattr(transformers, cls)
+    for key, value in family(name).video_defaults.items():
+        if key == "rescale_factor":
+            continue
+        ref = getattr(vp, key)
+        if isinstance(ref, (list, tuple)):
+            ref = list(ref)
+        assert ref == value, key
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "smolvlm2"])
+def test_caption_shard_records_and_rerun(name, tiny_models, clip_videos, tmp_path):
+    clips, source, selection = tables(clip_videos)
+    cfg = local_config(tiny_models, name)
+    cache = tmp_path / "cache" / "s.jsonl"
+    out = caption_shard(clips, source, selection, cfg, cache_path=cache, shard="s")
+    meta, recs = out["meta"], out["clips"]
+    assert set(recs) == {"a_0000", "a_0001", "b_0000", "bad_0000"}  # kept clips only
+    assert meta["counts"] == {"kept": 4, "captioned": 4, "cached": 0, "errors": 1}
+    assert meta["inputs_path"] == ("processor" if torchvision_available() else "images")
+    assert meta["model"] == name
+    assert meta["resolved_revision"].startswith("local:")
+    bad = recs["bad_0000"]
+    assert bad["caption"] is None and bad["error"].startswith("decode")
+    for cid in ("a_0000", "a_0001", "b_0000"):
+        r = recs[cid]
+        assert r["error"] is None and r["caption"] and r["captions"]["generated"] == r["caption"]
+        assert r["model"] == name and r["model_id"] == str(tiny_models[name])
+        assert r["revision"] == meta["resolved_revision"]
+        assert r["prompt_hash"] == meta["prompt_hash"] and len(r["prompt_hash"]) == 16
+        assert r["frames"]["n"] == len(r["frames"]["times"]) >= 2
+        assert 0 < r["tokens"]["output"] <= 8 and r["tokens"]["prompt"] > 20
+        assert r["latency"] > 0 and r["cached"] is False
+    assert recs["a_0000"]["captions"]["source"] == "A given caption."
+    assert "source" not in recs["b_0000"]["captions"]
+    n_frames = {cid: recs[cid]["frames"]["n"] for cid in ("a_0000", "a_0001", "b_0000")}
+    if name == "qwen2_5_vl":  # 2 fps, even counts
+        assert n_frames == {"a_0000": 4, "a_0001": 6, "b_0000": 6}
+    else:
+        assert n_frames == {"a_0000": 4, "a_0001": 6, "b_0000": 5}
+    assert len(cache.read_text().splitlines()) == 3  # the failed clip is not cached
+
+    # greedy decoding: the same captions again, now from the cache; only the failure is retried
+    again = caption_shard(clips, source, selection, cfg, cache_path=cache, shard="s")
+    assert again["meta"]["counts"] == {"kept": 4, "captioned": 1, "cached": 3, "errors": 1}
+    for cid in ("a_0000", "a_0001", "b_0000"):
+        assert again["clips"][cid]["cached"] is True
+        assert again["clips"][cid]["caption"] == recs[cid]["caption"]
+
+    # a new prompt is a new key: everything is captioned again
+    cfg2 = local_config(tiny_models, name, prompts={"user": "Describe the clip briefly."})
+    third = caption_shard(clips, source, selection, cfg2, cache_path=cache, shard="s")
+    assert third["meta"]["counts"]["cached"] == 0
+    assert third["meta"]["prompt_hash"] != meta["prompt_hash"]
+
+
+def test_batch_and_single_generation_agree(tiny_models, clip_videos):
+    """Left padding: a clip's greedy caption does not depend on its batch."""
+    cap = family("qwen2_5_vl")(local_config(tiny_models, "qwen2_5_vl"))
+    cap.load()
+    items = items_for(cap, clip_videos, ("a_0000", "a_0001"))
+    together = [r.caption for r in cap.generate(items)]
+    alone = [cap.generate([it])[0].caption for it in items]
+    assert together == alone
+
+
+def test_rewrite_and_alignment(tiny_models, clip_videos, tmp_path):
+    clips, source, selection = tables(clip_videos)
+    cfg = local_config(
+        tiny_models,
+        "smolvlm2",
+        rewrite={"enabled": True, "model_id": str(tiny_models["lm"]), "revision": None,
+                 "device": "cpu", "max_new_tokens": 6},
+        alignment={"enabled": True, "model_id": str(tiny_models["clip"]), "revision": None,
+                   "device": "cpu", "frames": 2, "threshold": -1.0},
+    )  # fmt: skip
+    cache = tmp_path / "c.jsonl"
+    out = caption_shard(clips, source, selection, cfg, cache_path=cache)
+    assert out["meta"]["rewrite"]["model"] == str(tiny_models["lm"])
+    assert out["meta"]["alignment"]["threshold"] == -1.0
+    for cid in ("a_0000", "a_0001", "b_0000"):
+        r = out["clips"][cid]
+        rw = r["rewrite"]
+        assert rw["error"] is None or rw["error"] == "empty rewrite"
+        if rw["error"] is None:
+            assert r["caption"] == rw["caption"] == r["captions"]["rewrite"]
+        assert r["captions"]["generated"]
+        assert isinstance(r["alignment"], float) and -1.0 <= r["alignment"] <= 1.0
+        assert r["alignment_pass"] is True
+    assert out["clips"]["bad_0000"]["alignment"] is None
+    again = caption_shard(clips, source, selection, cfg, cache_path=cache)
+    for cid in ("a_0000", "a_0001", "b_0000"):
+        assert again["clips"][cid]["rewrite"]["cached"] is True
+        assert again["clips"][cid]["alignment"] == out["clips"][cid]["alignment"]
+
+
+# ----------------------------------------------------------------------------- interrupted shard
+
+WORKER = """
+import json, sys, time
+import pandas as pd
+from clipsift.captioners.local import LocalVLM
+from clipsift.captioners.shard import caption_shard
+
+slow = LocalVLM.generate
+def generate(self, items):  # slow enough for the test to kill the job halfway
+    time.sleep(0.4)
+    return slow(self, items)
+LocalVLM.generate = generate
+
+args = json.loads(sys.argv[1])
+clips, source, selection = (pd.read_json(args[k], orient="records") for k in ("clips", "source", "selection"))
+caption_shard(clips, source, selection, args["cfg"], cache_path=args["cache"])
+print("finished")
+"""
+
+
+def test_killed_shard_resumes_with_only_the_missing_clips(tiny_models, clip_videos, tmp_path):
+    """The job is killed after two clips are cached; the rerun captions only the others."""
+    clips, source, selection = tables(clip_videos)
+    clips = pd.concat(
+        [clips.iloc[:3].assign(clip_id=lambda d, k=k: d["clip_id"] + f"_{k}") for k in range(3)],
+        ignore_index=True,
+    )  # 9 decodable kept clips
+    selection = pd.DataFrame({"clip_id": clips["clip_id"], "keep": True})
+    paths = {}
+    for k, df in {"clips": clips, "source": source, "selection": selection}.items():
+        paths[k] = str(tmp_path / f"{k}.json")
+        df.to_json(paths[k], orient="records")
+    cache = tmp_path / "cache.jsonl"
+    cfg = local_config(tiny_models, "qwen2_5_vl", batch_size=1)
+    args = json.dumps({**paths, "cfg": cfg, "cache": str(cache)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if cache.exists() and len(cache.read_text().splitlines()) >= 2:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert b"finished" not in proc.stdout.read()
+    done = {json.loads(line)["clip_id"] for line in cache.read_text().splitlines() if line}
+    assert 2 <= len(done) < 9
+
+    calls = []
+    from clipsift.captioners.local import LocalVLM
+
+    real = LocalVLM.generate
+
+    def counting(self, items):
+        calls.extend(job.clip_id for job, _, _ in items)
+        return real(self, items)
+
+    LocalVLM.generate = counting
+    try:
+        out = caption_shard(clips, source, selection, cfg, cache_path=cache)
+    finally:
+        LocalVLM.generate = real
+    assert sorted(calls) == sorted(set(clips["clip_id"]) - done)
+    assert out["meta"]["counts"] == {
+        "kept": 9, "captioned": 9 - len(done), "cached": len(done), "errors": 0
+    }  # fmt: skip
+    assert {cid for cid, r in out["clips"].items() if r["cached"]} == done
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+@pytest.mark.slow
+def test_caption_rule(tmp_path, tiny_models, clip_videos):
+    """The real Snakemake rule on a metalist with a given caption: caption.json for the kept
+    clips, the log, the cache outside the outputs; a forced rerun reuses every caption."""
+    wd = tmp_path / "wd"
+    (wd / "lists").mkdir(parents=True)
+    (wd / "lists" / "videos.jsonl").write_text(
+        json.dumps({"video": str(clip_videos["a"]), "caption": "Two scenes."})
+        + "\n"
+        + json.dumps({"video": str(clip_videos["b"])})
+        + "\n"
+    )
+    cfg = {
+        "results": "results",
+        "shard_size": 4,
+        "sources": [{"name": "m", "type": "metalist", "path": "lists/videos.jsonl"}],
+        "split": {"min_seconds": 1.0, "max_seconds": 10.0},
+        "filters": {"ocr": {"enabled": False}},
+        "select": {"thresholds": {}, "flash": {"record_only": True}},
+        "caption": local_config(tiny_models, "smolvlm2"),
+    }
+    run_snakemake(wd, cfg, dryrun=True)
+    (shard,) = plan_shards(wd)
+    target = f"results/shards/{shard}/caption.json"
+    run = run_snakemake(wd, cfg, targets=[target])
+    assert run.rules["caption"] == 1
+    data = json.loads((wd / target).read_text())
+    sel = pd.read_parquet(wd / f"results/shards/{shard}/selection.parquet")
+    assert set(data["clips"]) == set(sel.loc[sel["keep"], "clip_id"]) != set()
+    assert data["meta"]["counts"]["cached"] == 0
+    src = pd.read_parquet(wd / f"results/shards/{shard}/source.parquet")
+    (vid_a,) = src.loc[src["caption"] == "Two scenes.", "video_id"]
+    given = [r for r in data["clips"].values() if r["video_id"] == vid_a]
+    assert given and all(r["captions"]["source"] == "Two scenes." for r in given)
+    assert all("source" not in r["captions"] for r in data["clips"].values() if r not in given)
+    assert all(r["error"] is None and r["caption"] for r in data["clips"].values())
+    log = (wd / f"results/logs/caption/{shard}.log").read_text()
+    assert "kept clips" in log
+    assert (wd / f"results/cache/captions/{shard}.jsonl").exists()
+
+    assert run_snakemake(wd, cfg, targets=[target], dryrun=True).jobs == []
+    run_snakemake(wd, cfg, targets=[target], forcerun=["caption"])
+    again = json.loads((wd / target).read_text())
+    assert again["meta"]["counts"]["cached"] == len(data["clips"])
+    assert {k: r["caption"] for k, r in again["clips"].items()} == {
+        k: r["caption"] for k, r in data["clips"].items()
+    }
