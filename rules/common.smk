@@ -18,8 +18,22 @@ def shard_path(name):
     return f"{R}/shards/{{shard}}/{name}"
 
 
+SHARD_NAMES = sorted(SHARDS)
+
+
+def shard_files(name):
+    """``name`` (e.g. clips.parquet) of every shard, as a list."""
+    return [f"{R}/shards/{s}/{name}" for s in SHARD_NAMES]
+
+
 def all_shards(name):
-    return expand(f"{R}/shards/{{shard}}/{name}", shard=sorted(SHARDS))
+    """``name`` of every shard, as an input function of the rules that read every shard.
+
+    Evaluated when Snakemake builds such a job, not at every parse: each cluster job re-parses
+    the Snakefile, and building these lists (2,000 files each at a million videos) at parse time
+    made a job's parse time grow with the number of shards (bench/results/scale.md).
+    """
+    return lambda wildcards: shard_files(name)
 
 
 def ingest_input(wildcards):
@@ -80,8 +94,11 @@ def dedup_output():
 
 def all_targets():
     targets = [f"{R}/dataset/metadata.parquet", f"{R}/report/calibration"]
+    targets += [f"{R}/dataset/{f}" for f in ("provenance.json", "README.md")]
+    targets.append(f"{R}/report/index.html")
     if stage_on("caption"):
-        targets += all_shards("caption.json")
+        targets += shard_files("caption.json")
     if stage_on("encode"):
-        targets += all_shards("latents.parquet")
+        targets += shard_files("latents.parquet")
+        targets.append(f"{R}/dataset/manifests")
     return targets

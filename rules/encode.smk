@@ -1,1 +1,75 @@
-# encode stage (see the README).
+# encode: VAE latents and text embeddings of every kept clip (one job per shard), then the trainer
+# manifests over all shards. Only what changes the latents is in the encode rule's params, so a
+# manifests option never re-encodes.
+
+
+rule encode:
+    input:
+        clips=shard_path("clips.parquet"),
+        source=shard_path("source.parquet"),
+        selection=shard_path("selection.parquet"),
+        scores=shard_path("scores.parquet"),
+        # the caption stage's captions when that stage is on (encode then uses them)
+        captions=lambda w: (
+            shard_path("caption.json").format(shard=w.shard)
+            if config.get("caption", {}).get("enabled")
+            else []
+        ),
+    output:
+        table=shard_path("latents.parquet"),
+        dir=directory(shard_path("latents")),
+    log:
+        f"{R}/logs/encode/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
+    threads: 2
+    resources:
+        gpu=0 if config["encode"]["device"] == "cpu" else 1,
+    params:
+        # what changes the latents: everything but the manifests options
+        encode={
+            k: v
+            for k, v in config["encode"].items()
+            if k not in ("manifests", "enabled")
+        },
+        source=source_of,
+    script:
+        "../scripts/encode.py"
+
+
+# The kept, encoded clips as video files for the manifests (clips are time ranges over the
+# source by default): frame-accurate re-encodes, or links to clip files the split materialised.
+rule dataset_clips:
+    input:
+        clips=shard_path("clips.parquet"),
+        source=shard_path("source.parquet"),
+        latents=shard_path("latents.parquet"),
+    output:
+        table=f"{R}/dataset/clips/{{shard}}.parquet",
+        dir=directory(f"{R}/dataset/clips/{{shard}}"),
+    log:
+        f"{R}/logs/dataset_clips/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
+    params:
+        reencode={k: config["split"][k] for k in ("crf", "preset")},
+        link=config["encode"]["manifests"]["link"],
+        source=source_of,
+    script:
+        "../scripts/manifests.py"
+
+
+rule manifests:
+    input:
+        latents=all_shards("latents.parquet"),
+        clips=expand(f"{R}/dataset/clips/{{shard}}.parquet", shard=sorted(SHARDS)),
+    output:
+        directory(f"{R}/dataset/manifests"),
+    log:
+        f"{R}/logs/manifests.log",
+    conda:
+        "../envs/clipsift.yaml"
+    params:
+        manifests=config["encode"]["manifests"],
+    script:
+        "../scripts/manifests.py"

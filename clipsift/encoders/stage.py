@@ -1,0 +1,409 @@
+"""The encode job of one shard: VAE latents and text embeddings of every kept clip.
+
+For each clip with ``keep == True`` in ``selection.parquet``:
+
+1. the prompt: the caption stage's caption (``caption.json``, when that stage is on and has
+   one), else the source's given caption, else the empty prompt; ``prompt_source`` says which
+   (and ``caption_model`` / ``caption_revision`` which captioner);
+2. the frames (:mod:`.sampling`) and the size (:mod:`.buckets`, after the black-border crop of
+   ``technical.crop`` in ``scores.parquet``);
+3. decoding and resizing in threads ahead of the VAE (:func:`clipsift.models.frames.prefetch`),
+   batches of clips of one shape through the VAE (the batch halves on out-of-memory);
+4. the text encoder(s) over the prompts of the encoded clips, after the VAE is released.
+
+Writes into ``out_dir`` (the rule's ``latents/`` folder, swapped in atomically by the caller):
+``{clip_id}.npy`` (latents ``[C, F', H', W']``), ``{clip_id}.text.npy`` + ``{clip_id}.text_mask.npy``
+(+ ``.text_pooled.npy``, and ``.text_2*`` for a second text encoder), and ``{clip_id}.json``
+describing all of it. Returns the ``latents.parquet`` table: one row per kept clip, with
+``status`` ok, dropped (``reason`` too_short) or error (``reason`` decode_failed / encode_failed
+and the ``error`` message). Failures are data: the shard finishes.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io.decode import VideoError
+from ..models.batching import Batcher, is_oom
+from ..models.device import pick_dtype, resolve_device
+from ..models.frames import prefetch
+from . import text_encoder_class, vae_class
+from .base import to_model_input
+from .buckets import clip_geometry, make_buckets
+from .sampling import plan_frames
+from .video import read_clip
+
+log = logging.getLogger(__name__)
+
+TEXT_KEYS = {"text_encoder": "text", "text_encoder_2": "text_2"}
+
+COLUMNS = [
+    "clip_id", "video_id", "status", "reason", "error", "latent_path", "json_path",
+    "text_path", "text_mask_path", "text_pooled_path",
+    "text_2_path", "text_2_mask_path", "text_2_pooled_path",
+    "latent_shape", "latent_dtype", "frames", "frames_requested", "fps", "sample_fps", "stride", "skip_start",
+    "first_frame", "last_frame", "bucket", "bucket_ratio", "width", "height", "border_crop",
+    "crop", "prompt", "prompt_source", "caption_model", "caption_revision", "n_tokens", "truncated", "vae", "vae_family",
+    "vae_revision", "vae_resolved_revision", "sample", "normalization", "text_encoder",
+    "text_encoder_revision", "source_path", "start_time", "end_time",
+]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def _text(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def resolve_prompt(clip_id: str, video_id: str, captions: dict | None, source_caps: dict):
+    """``(prompt, source)``: the caption stage's, else the source's, else ``("", "empty")``."""
+    if captions is not None:
+        entry = captions.get(clip_id)
+        cap = _text(entry.get("caption")) if isinstance(entry, dict) else _text(entry)
+        if cap is not None:
+            return cap, "caption"
+    cap = _text(source_caps.get(video_id))
+    if cap is not None:
+        return cap, "source"
+    return "", "empty"
+
+
+def caption_model(captions: dict | None, clip_id: str, prompt_source: str) -> dict:
+    """The captioning model and revision of a caption-stage prompt (None otherwise)."""
+    entry = (captions or {}).get(clip_id) if prompt_source == "caption" else None
+    entry = entry if isinstance(entry, dict) else {}
+    return {"caption_model": entry.get("model"), "caption_revision": entry.get("revision")}
+
+
+def border_crops(scores: pd.DataFrame | None) -> dict:
+    """clip_id -> ``[x, y, w, h]`` from the technical scorer (absent when it did not run)."""
+    if scores is None or "technical.crop" not in scores:
+        return {}
+    return {
+        cid: list(c)
+        for cid, c in zip(scores["clip_id"], scores["technical.crop"], strict=True)
+        if c is not None and not (isinstance(c, float) and np.isnan(c))
+    }
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def _store(arr: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
+    """Cast to the storage dtype; float16 that would overflow stays float32 (and says so)."""
+    if dtype == "float16":
+        if np.isfinite(arr).all() and np.abs(arr).max(initial=0) < 65000:
+            return arr.astype(np.float16), "float16"
+        return arr.astype(np.float32), "float32"
+    return arr.astype(np.float32), "float32"
+
+
+def _free() -> None:
+    """Give memory back after a model is dropped (the caller deletes its references first)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_encode(
+    clips: pd.DataFrame,
+    source: pd.DataFrame,
+    selection: pd.DataFrame,
+    scores: pd.DataFrame | None,
+    captions: dict | None,
+    cfg: dict,
+    out_dir: str | os.PathLike,
+    *,
+    final_dir: str | os.PathLike | None = None,
+    lock_dir: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Encode the kept clips of a shard (see the module docstring); ``cfg`` is the ``encode``
+    section. Files go to ``out_dir``; paths recorded point into ``final_dir`` (where the caller
+    renames ``out_dir`` to; default ``out_dir``)."""
+    out_dir = Path(out_dir)
+    final_dir = Path(final_dir or out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(captions, dict) and isinstance(captions.get("clips"), dict):
+        captions = captions["clips"]  # caption.json: {"meta": ..., "clips": {clip_id: record}}
+    kept = set(selection.loc[selection["keep"].astype(bool), "clip_id"])
+    todo = clips[clips["clip_id"].isin(kept)].sort_values("clip_id").reset_index(drop=True)
+    source_caps = (
+        dict(zip(source["video_id"], source["caption"], strict=True)) if "caption" in source else {}
+    )
+    crops = border_crops(scores)
+    log.info("%d kept clips to encode", len(todo))
+    if not len(todo):
+        return pd.DataFrame(columns=COLUMNS)
+
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.get("device", "auto"), lock_dir=lock_dir)
+    vcfg = cfg["vae"]
+    vae = vae_class(vcfg["name"]).load(vcfg, device, pick_dtype(device, vcfg.get("dtype", "auto")))
+    timing["vae_load_s"] = time.perf_counter() - t0
+    vinfo = vae.describe()
+    log.info(
+        "VAE %s (%s, revision %s) on %s: x%d spatial, x%d temporal, %d channels",
+        vinfo["id"], vinfo["class"], vinfo["resolved_revision"], device,
+        vae.spatial, vae.temporal, vae.channels,
+    )  # fmt: skip
+    rcfg = cfg["resolution"]
+    multiple = vae.multiple(rcfg.get("multiple"))
+    buckets = make_buckets(rcfg, multiple)
+    log.info("buckets (multiple of %d): %s", multiple, ", ".join(b.label for b in buckets))
+
+    rows: dict[str, dict] = {}
+    jobs = []
+    for clip in todo.itertuples(index=False):
+        prompt, psrc = resolve_prompt(clip.clip_id, clip.video_id, captions, source_caps)
+        fps = float(clip.fps)
+        plan = plan_frames(clip.start_frame, clip.end_frame, fps, cfg["frames"], vae.temporal)
+        geo = clip_geometry(
+            int(clip.width),
+            int(clip.height),
+            crops.get(clip.clip_id),
+            buckets,
+            use_crop=rcfg.get("use_border_crop", True),
+        )
+        row = {
+            "clip_id": clip.clip_id, "video_id": clip.video_id, "status": "ok", "reason": None,
+            "error": None, "frames": plan.count or None, "frames_requested": plan.requested,
+            "fps": fps, "sample_fps": plan.fps, "stride": plan.step,
+            "skip_start": int(cfg["frames"].get("skip_start", 0)),
+            "first_frame": plan.indices[0] if plan.indices else None,
+            "last_frame": plan.indices[-1] if plan.indices else None,
+            "bucket": geo.bucket.label, "bucket_ratio": geo.bucket.name,
+            "width": geo.bucket.width, "height": geo.bucket.height,
+            "border_crop": geo.border_crop, "crop": list(geo.rect), "prompt": prompt,
+            "prompt_source": psrc, **caption_model(captions, clip.clip_id, psrc),
+            "vae": vinfo["id"], "vae_family": vinfo["family"],
+            "vae_revision": vinfo["revision"], "vae_resolved_revision": vinfo["resolved_revision"],
+            "sample": vinfo["sample"], "normalization": json.dumps(vinfo["normalization"]),
+            "source_path": clip.source_path, "start_time": float(clip.start_time),
+            "end_time": float(clip.end_time),
+        }  # fmt: skip
+        rows[clip.clip_id] = row
+        if not plan.ok:
+            row |= {"status": "dropped", "reason": "too_short", "error": plan.reason}
+            continue
+        jobs.append((clip, plan, geo))
+
+    timing |= _encode_latents(vae, jobs, rows, cfg, out_dir, final_dir)
+    del vae
+    _free()
+
+    ok = [cid for cid, r in rows.items() if r["status"] == "ok"]
+    t0 = time.perf_counter()
+    text_info = {}
+    for key, tkey in TEXT_KEYS.items():
+        tcfg = cfg.get(key) or {}
+        if ok and tcfg.get("enabled", key == "text_encoder"):
+            text_info[tkey] = _encode_text(tcfg, tkey, device, ok, rows, out_dir, final_dir)
+    geometry = {clip.clip_id: (plan, geo) for clip, plan, geo in jobs}
+    for cid in ok:
+        _write_json(rows[cid], vinfo, text_info, geometry[cid], out_dir, final_dir)
+    timing["text_s"] = time.perf_counter() - t0
+    table = pd.DataFrame([rows[c] for c in sorted(rows)], columns=COLUMNS)
+    table.attrs["timing"] = timing  # for benchmarks; not part of the stored table
+    counts = table["status"].value_counts().to_dict()
+    log.info("done: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return table
+
+
+def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path) -> dict:
+    """Decode ahead in threads, batch clips of one shape, encode, write ``{clip_id}.npy``.
+    Returns timings: the whole loop, the VAE's share, and the time spent waiting for frames."""
+    store = cfg["vae"].get("store_dtype", "float32")
+    batcher = Batcher(cfg.get("batch_size", 1))
+    pending: dict[tuple, list] = defaultdict(list)
+    stats = {"wait": 0.0, "model": 0.0, "clips": 0}
+
+    def decode(job):
+        clip, plan, geo = job
+        try:
+            return read_clip(
+                clip.source_path,
+                plan.indices,
+                float(clip.fps),
+                geo.rect,
+                (geo.bucket.width, geo.bucket.height),
+            )
+        except VideoError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to read a clip is the clip's
+            raise VideoError(f"decode failed: {type(exc).__name__}: {exc}") from exc
+
+    def run(batch):
+        import torch
+
+        t0 = time.perf_counter()
+        x = torch.stack([to_model_input(frames) for _, frames in batch])
+        z = vae.encode(x, [job[0].clip_id for job, _ in batch])
+        vae.check_shape(z, *x.shape[2:])
+        stats["model"] += time.perf_counter() - t0
+        return list(z)
+
+    def flush(key):
+        batch = pending.pop(key)
+        try:
+            latents = batcher.map(run, batch)
+        except Exception as exc:
+            if is_oom(exc) or "CUDA error" in str(exc):
+                raise  # the machine's problem, not the clips'
+            log.warning("encode failed for %d clips: %s", len(batch), exc)
+            for (clip, _, _), _ in batch:
+                rows[clip.clip_id] |= {
+                    "status": "error",
+                    "reason": "encode_failed",
+                    "error": f"encode failed: {type(exc).__name__}: {exc}",
+                }
+            return
+        for ((clip, _, _), _), z in zip(batch, latents, strict=True):
+            arr, dtype = _store(z, store)
+            np.save(out_dir / f"{clip.clip_id}.npy", arr)
+            rows[clip.clip_id] |= {
+                "latent_shape": list(arr.shape),
+                "latent_path": os.fspath(final_dir / f"{clip.clip_id}.npy"),
+                "latent_dtype": dtype,
+            }
+            stats["clips"] += 1
+
+    t_start = time.perf_counter()
+    t_wait = time.perf_counter()
+    for job, frames in prefetch(
+        decode, jobs, workers=int(cfg.get("decode_workers", 2)), ahead=int(cfg.get("prefetch", 4))
+    ):
+        stats["wait"] += time.perf_counter() - t_wait
+        clip = job[0]
+        if isinstance(frames, Exception):
+            log.warning("%s: %s", clip.clip_id, frames)
+            rows[clip.clip_id] |= {
+                "status": "error",
+                "reason": "decode_failed",
+                "error": str(frames),
+            }
+        else:
+            key = (frames.shape,)
+            pending[key].append((job, frames))
+            if len(pending[key]) >= batcher.batch_size:
+                flush(key)
+        t_wait = time.perf_counter()
+    for key in list(pending):
+        flush(key)
+    total = time.perf_counter() - t_start
+    if stats["clips"]:
+        log.info(
+            "VAE: %d clips in %.1f s (%.2f clips/s); model %.1f s, waiting for frames %.1f s",
+            stats["clips"], total, stats["clips"] / total, stats["model"], stats["wait"],
+        )  # fmt: skip
+    return {"vae_loop_s": total, "vae_model_s": stats["model"], "frame_wait_s": stats["wait"]}
+
+
+def _encode_text(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path) -> dict:
+    """Embed the prompts of the encoded clips (each distinct prompt once) and write them."""
+    enc = text_encoder_class(tcfg["name"]).load(
+        tcfg, device, pick_dtype(device, tcfg.get("dtype", "auto"))
+    )
+    info = enc.describe()
+    prompts = sorted({rows[c]["prompt"] for c in ok})
+    batcher = Batcher(tcfg.get("batch_size", 8))
+    t0 = time.perf_counter()
+    results = batcher.map(enc.encode, prompts)
+    by_prompt = dict(zip(prompts, results, strict=True))
+    log.info(
+        "text encoder %s (%s): %d prompts in %.1f s",
+        info["id"], info["class"], len(prompts), time.perf_counter() - t0,
+    )  # fmt: skip
+    store = tcfg.get("store_dtype", "float16")
+    for cid in ok:
+        res = by_prompt[rows[cid]["prompt"]]
+        emb, dtype = _store(res["embeds"], store)
+        np.save(out_dir / f"{cid}.{tkey}.npy", emb)
+        np.save(out_dir / f"{cid}.{tkey}_mask.npy", res["mask"])
+        row = rows[cid]
+        row[f"{tkey}_path"] = os.fspath(final_dir / f"{cid}.{tkey}.npy")
+        row[f"{tkey}_mask_path"] = os.fspath(final_dir / f"{cid}.{tkey}_mask.npy")
+        if "pooled" in res:
+            pooled, _ = _store(res["pooled"], store)
+            np.save(out_dir / f"{cid}.{tkey}_pooled.npy", pooled)
+            row[f"{tkey}_pooled_path"] = os.fspath(final_dir / f"{cid}.{tkey}_pooled.npy")
+        row.setdefault("_text", {})[tkey] = {
+            "shape": list(emb.shape),
+            "dtype": dtype,
+            "n_tokens": res["n_tokens"],
+            "truncated": res["truncated"],
+        }
+        if tkey == "text":
+            row |= {
+                "n_tokens": res["n_tokens"],
+                "truncated": res["truncated"],
+                "text_encoder": info["id"],
+                "text_encoder_revision": info["resolved_revision"],
+            }
+    del enc
+    _free()
+    return info
+
+
+def _write_json(row, vinfo, text_info, plan_geo, out_dir: Path, final_dir: Path) -> None:
+    """``{clip_id}.json``: everything a trainer or an auditor needs about one encoded clip."""
+    plan, geo = plan_geo
+    cid = row["clip_id"]
+    text = {}
+    for tkey, info in text_info.items():
+        text[tkey] = {
+            "path": row.get(f"{tkey}_path"),
+            "mask_path": row.get(f"{tkey}_mask_path"),
+            "pooled_path": row.get(f"{tkey}_pooled_path"),
+            **row.get("_text", {}).get(tkey, {}),
+            "encoder": info,
+        }
+    doc = {
+        "clip_id": cid,
+        "video_id": row["video_id"],
+        "latent_shape": row["latent_shape"],
+        "latent_dtype": row.get("latent_dtype"),
+        "npy_path": row["latent_path"],
+        "video_path": row["source_path"],
+        "start_time": row["start_time"],
+        "end_time": row["end_time"],
+        "prompt": row["prompt"],
+        "prompt_source": row["prompt_source"],
+        "caption_model": row.get("caption_model"),
+        "caption_revision": row.get("caption_revision"),
+        "frames": {
+            "count": row["frames"],
+            "requested": row["frames_requested"],
+            "indices": plan.indices,
+            "source_fps": row["fps"],
+            "fps": row["sample_fps"],
+            "stride": row["stride"],
+            "skip_start": row["skip_start"],
+        },
+        "bucket": {
+            "width": row["width"],
+            "height": row["height"],
+            "ratio": row["bucket_ratio"],
+            "source_rect": list(geo.rect),
+            "border_crop": row["border_crop"],
+            "picture": list(geo.picture),
+            "scale": geo.scale,
+        },
+        "vae": vinfo,
+        "text": text,
+    }
+    row["json_path"] = os.fspath(final_dir / f"{cid}.json")
+    (out_dir / f"{cid}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    row.pop("_text", None)

@@ -1,0 +1,35 @@
+"""Snakemake entry point: the kept clips of one shard -> latents/ (VAE latents, text embeddings,
+one JSON per clip) + latents.parquet."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from clipsift.encoders.stage import run_encode
+from clipsift.ingest import localize
+from clipsift.io.atomic import atomic_dir, write_parquet
+from clipsift.smk import results_dir, rule_logging
+
+with rule_logging(snakemake) as log:  # noqa: F821
+    sm = snakemake  # noqa: F821
+    source = localize(
+        pd.read_parquet(sm.input.source), sm.params.source, results_dir(sm), sm.wildcards.shard
+    )
+    captions = None
+    if sm.input.get("captions"):
+        captions = json.loads(Path(sm.input.captions).read_text())
+    with atomic_dir(sm.output.dir) as tmp:
+        table = run_encode(
+            pd.read_parquet(sm.input.clips),
+            source,
+            pd.read_parquet(sm.input.selection),
+            pd.read_parquet(sm.input.scores),
+            captions,
+            sm.params.encode,
+            tmp,
+            final_dir=Path(sm.output.dir),
+            lock_dir=results_dir(sm) / ".gpu_locks",
+        )
+    log.info("timing: %s", {k: round(v, 2) for k, v in table.attrs.pop("timing", {}).items()})
+    write_parquet(sm.output.table, table)
