@@ -93,7 +93,7 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
             items_ = _sampled(list_items(source, root=root), name, sample, key=lambda it: it.id)
             fresh = [it for it in items_ if it.id not in known]
             start = _next_index(old, name)
-            size = config["shard_size"]
+            size = source.get("shard_size") or config["shard_size"]
             new_rows = [
                 {
                     "source": name,

@@ -2,11 +2,7 @@
 # (clipsift/generators). Only prompt shards have this job; their ingest reads generated.parquet
 # instead of the plan file (ingest_input in common.smk). Finished videos are also kept in
 # {results}/cache/generate/{shard}/, outside the outputs, so a rerun generates only what is new.
-
-
-def generate_gpus(wildcards):
-    """1 unless the source runs its generator on the CPU."""
-    return int(source_of(wildcards).get("device") != "cpu")
+from clipsift.generators import gpus_needed
 
 
 rule generate:
@@ -21,7 +17,7 @@ rule generate:
         "../envs/clipsift.yaml"
     threads: 4
     resources:
-        gpu=generate_gpus,
+        gpu=lambda wildcards: gpus_needed(source_of(wildcards)),
     params:
         source=source_of,
     script:

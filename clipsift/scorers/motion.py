@@ -212,7 +212,12 @@ def score_motion(clips, inputs, cfg: dict):
         s = clip_samples(by_video.get(clip.video_id, samples.iloc[:0]), clip)
         # the pair (f, f+1) must lie inside the clip, and the sample must have a flow measurement
         s = s[(s["frame"] + 1 < clip.end_frame) & s["mag"].notna()] if "mag" in s else s.iloc[:0]
-        recs = [{"mag": m, "grid": list(g)} for m, g in zip(s["mag"], s["grid"], strict=True)]
+        # a video of one frame has no flow pair at all, so no "mag" column
+        recs = (
+            [{"mag": m, "grid": list(g)} for m, g in zip(s["mag"], s["grid"], strict=True)]
+            if len(s)
+            else []
+        )
         scale = float(s["scale"].iloc[0]) if len(s) else 1.0
         diag = float(np.hypot(clip.width, clip.height))
         rec = aggregate_motion(recs, scale=scale, diagonal=diag, fps=float(clip.fps))

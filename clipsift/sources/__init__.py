@@ -15,6 +15,7 @@ from .extract import UnsafeArchiveError, safe_extract
 from .folder import list_folder
 from .hf_archive import fetch_archive, list_archives, with_retries
 from .metalist import list_conversation, list_hunyuan, list_metalist
+from .prompts import list_prompts
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -34,6 +35,7 @@ _READERS = {
     "metalist": list_metalist,
     "hunyuan": list_hunyuan,
     "conversation": list_conversation,
+    "generate": list_prompts,
 }
 
 

@@ -158,11 +158,18 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
 def reencode(
     src: str, dest: Path, start: float, end: float, *, crf: int = 18, preset: str = "veryfast"
 ) -> None:
-    """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied)."""
+    """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied).
+
+    x264's macroblock-tree rate control made repeated encodes of the same frames differ; it is off
+    so that the same config gives the same files (DESIGN principle 9)."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
-        ostream = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+        ostream = out.add_stream(
+            "libx264",
+            rate=rate,
+            options={"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"},
+        )
         ostream.pix_fmt = "yuv420p"
         n = 0
         for fr in iter_frames(src, start=start, end=end):
