@@ -1,7 +1,11 @@
 """CPU throughput of the clipsift analysis, relative to decoding alone, on the same videos.
 
 Generates H.264 test videos (``clipsift.sample.render_video``: textured scenes with pans, hard cuts
-and one burned-in subtitle) at 1280x720 and 1920x1080, 30 fps, and measures in one process:
+and one burned-in subtitle) at 1280x720 and 1920x1080, 30 fps. The rendered scenes are smooth and
+compress to few bits, so they decode about 2.5 times faster than camera footage; ``--grain SIGMA``
+(default 1.8 luma levels, 0 = off) therefore re-encodes every video with temporally varying Gaussian
+grain (seeded), which brings the decoding cost to that of real footage. It then measures, in one
+process:
 
 - decode only: every frame through ``clipsift.io.decode.iter_frames``, touching nothing;
 - ingest: probe + content hash (``clipsift.ingest.ingest_shard``);
@@ -14,6 +18,9 @@ and one burned-in subtitle) at 1280x720 and 1920x1080, 30 fps, and measures in o
 - the same with ``filters.ocr.frames: first_middle_last``: the scan without OCR, and ``ocr_shard``
   reading each clip's first, middle and last frame by seeking (``read_frames_at``);
 - motion vectors: ``run_scorer("motion_vectors")`` over each clip (the fast path), alone.
+
+It also counts the cuts the scan found in each video against the rendered cuts (the grain must not
+make the scene detector fire).
 
 Everything runs single process, single thread: PyAV decodes with one thread (the reader's
 default), ``cv2.setNumThreads(1)``, ONNX Runtime with one intra-op and one inter-op thread
@@ -61,8 +68,9 @@ from clipsift.config import SCHEMA
 from clipsift.filters.flash import flash_shard
 from clipsift.filters.ocr import OcrReader, ocr_from_scan, ocr_shard
 from clipsift.ingest import ingest_shard, usable
-from clipsift.io.decode import iter_frames, probe, shrink
-from clipsift.sample import Segment, render_video
+from clipsift.io.atomic import atomic_path
+from clipsift.io.decode import iter_frames, probe
+from clipsift.sample import Segment, _x264_determinism, render_video
 from clipsift.scorers import ShardInputs, run_scorer, usable_clips
 from clipsift.scorers.motion import FlowMeter, motion_vectors
 from clipsift.scorers.technical import border_profile, find_borders, frame_technical
@@ -75,6 +83,12 @@ cv2.setNumThreads(1)
 VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 WHOLE = "**whole CPU analysis (default: OCR in the scan)**"
 WHOLE_FML = "whole CPU analysis, OCR first_middle_last (seeking)"
+CRF = 18  # libx264 veryfast, as render_video
+# grain (luma levels) at which the generated videos decode at about the speed of the camera footage
+# in the shared notes (video-io.md: ~430 frames/CPU-s at 720p, 140-165 at 1080p); measured on
+# 8-s videos, 2 loaded cores: 1.75 -> 493 / 178, 1.8 -> 429 / 157, 1.9 -> 374 / 150, 2.0 -> 360 / 141
+GRAIN = 1.8
+CUT_TOLERANCE = 2  # frames between a found cut and a rendered one that still match
 
 
 # ----------------------------------------------------------------------------- config, videos
@@ -116,21 +130,72 @@ def plan(seconds: float, size: tuple[int, int], fps: int = 30) -> dict[str, list
     }
 
 
-def generate(folder: Path, sizes: list[tuple[int, int]], seconds: float) -> dict[str, list[str]]:
+def truth_cuts(segments: list[Segment]) -> list[int]:
+    """The frames where the rendered hard cuts start a scene (the plans have no fades)."""
+    return [int(v) for v in np.cumsum([s.frames for s in segments])[:-1]]
+
+
+def generate(
+    folder: Path, sizes: list[tuple[int, int]], seconds: float, grain: float = 0.0, seed: int = 0
+) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """Render the plan at each size (with grain when ``grain`` > 0) into ``folder``, reusing the
+    files already there; returns the paths by resolution and the rendered cuts by path."""
     out: dict[str, list[str]] = {}
+    cuts: dict[str, list[int]] = {}
     for size in sizes:
         key = f"{size[0]}x{size[1]}"
+        sub = folder / (f"{key}-grain{grain:g}-seed{seed}" if grain > 0 else key)
         paths = []
-        for name, segments in plan(seconds, size).items():
-            path = folder / key / name
+        for k, (name, segments) in enumerate(plan(seconds, size).items()):
+            path = sub / name
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 t0 = time.perf_counter()
-                render_video(path, segments, fps=30, size=size)
+                if grain > 0:
+                    clean = folder / key / name
+                    if not clean.exists():
+                        render_video(clean, segments, fps=30, size=size, crf=CRF)
+                    add_grain(clean, path, grain, seed=seed * 1000 + k)
+                else:
+                    render_video(path, segments, fps=30, size=size, crf=CRF)
                 log(f"rendered {path} in {time.perf_counter() - t0:.1f} s")
             paths.append(str(path))
+            cuts[str(path)] = truth_cuts(segments)
         out[key] = paths
-    return out
+    return out, cuts
+
+
+def add_grain(src: Path, dst: Path, sigma: float, seed: int = 0, crf: int = CRF) -> None:
+    """Re-encode ``src`` to ``dst`` with film grain: Gaussian noise of ``sigma`` luma levels, new
+    on every frame (seeded: the same arguments give the same pixels), added to the Y plane of the
+    decoded yuv420p frame; libx264 veryfast at ``crf``, yuv420p, same frame rate and timestamps.
+
+    Camera footage carries sensor noise and grain that costs bits and therefore decoding time; the
+    rendered scenes have none, so they decode about 2.5 times faster than real footage."""
+    rng = np.random.default_rng(seed)
+    with (
+        av.open(os.fspath(src)) as inp,
+        atomic_path(dst) as tmp,
+        av.open(os.fspath(tmp), "w") as out,
+    ):
+        ist = inp.streams.video[0]
+        w, h = ist.codec_context.width, ist.codec_context.height
+        ost = out.add_stream("libx264", rate=ist.average_rate)
+        ctx = ost.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
+        ctx.options = {"crf": str(crf), "preset": "veryfast", **_x264_determinism()}
+        noise = np.empty((h, w), np.float32)
+        for i, frame in enumerate(inp.decode(ist)):
+            yuv = frame.to_ndarray(format="yuv420p")  # Y rows, then U and V
+            rng.standard_normal(out=noise, dtype=np.float32)
+            noise *= sigma
+            noise += yuv[:h]
+            np.rint(noise, out=noise)
+            yuv[:h] = np.clip(noise, 0, 255)
+            grainy = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            grainy.pts, grainy.time_base = i, 1 / ist.average_rate
+            out.mux(ost.encode(grainy))
+        out.mux(ost.encode(None))
 
 
 def existing(folder: Path) -> dict[str, list[str]]:
@@ -371,6 +436,16 @@ def measure(paths: list[str], cfg: dict, r: int) -> tuple[list, dict, dict]:
         ),
     }
     ok_ocr = [v for v in out1["ocr"].values() if not v.get("error")]
+    scenes = scan1[0]
+    found = {
+        p: sorted(
+            int(f)
+            for f in scenes.loc[
+                (scenes["video_id"] == f"v{i}") & (scenes["scene"] > 0), "start_frame"
+            ]
+        )
+        for i, p in enumerate(paths)
+    }
     facts = {
         "videos": len(paths),
         "frames": n_frames,
@@ -383,6 +458,7 @@ def measure(paths: list[str], cfg: dict, r: int) -> tuple[list, dict, dict]:
         "decoded_fml": read.decoded,
         "ocr_text": sum(1 for v in ok_ocr if v["text_area_mean"] > 0),
         "mv_frames": int(mvs["n_frames"].fillna(0).sum()) if "n_frames" in mvs else 0,
+        "cuts": found,
     }
     return rows, parts, facts
 
@@ -397,8 +473,8 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     scan_cfg, ocr_cfg = cfg["scan"], cfg["filters"]["ocr"]
     t = dict.fromkeys(
         (
-            "decode", "analysis", "detector", "luma", "flow", "technical", "ocr_frame", "ocr",
-            "finish", "loop",
+            "decode", "analysis", "det_input", "detector", "luma", "flow", "technical",
+            "ocr_frame", "ocr", "finish", "loop",
         ),
         0.0,
     )  # fmt: skip
@@ -409,6 +485,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     meter = FlowMeter(method=scan_cfg["flow"], preset=scan_cfg["flow_preset"])
     every = max(1, round(fps / scan_cfg["sample_fps"]))
     lumas, pending, prev_gray, next_ocr = [], None, None, 0.0
+    det_size = None
     it = iter_frames(path)
     while True:
         c0 = clock()
@@ -419,12 +496,19 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
             break
         gray, bgr = fr.analysis(width)
         c2 = clock()
-        detector.push(fr.index, bgr)
+        if det_size is None and scan_cfg["detector_width"] < width:
+            h, w = bgr.shape[:2]
+            dw = scan_cfg["detector_width"]
+            det_size = (dw, max(2, round(h * dw / w)))
+        small = bgr if det_size is None else cv2.resize(bgr, det_size, interpolation=cv2.INTER_AREA)
+        c2b = clock()
+        detector.push(fr.index, small)
         c3 = clock()
         lumas.append(cv2.mean(gray)[0])
         c4 = clock()
         t["analysis"] += c2 - c1
-        t["detector"] += c3 - c2
+        t["det_input"] += c2b - c2
+        t["detector"] += c3 - c2b
         t["luma"] += c4 - c3
         if pending is not None:
             pending.update(meter.measure(prev_gray, gray))
@@ -467,6 +551,7 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     do what the scan does, measured on the same videos (package functions unchanged)."""
     scan_cfg, ocr_cfg = cfg["scan"], cfg["filters"]["ocr"]
     width, side0 = scan_cfg["analysis_width"], ocr_cfg["max_side"]
+    dw = min(scan_cfg["detector_width"], width)
     sides = (side0, 320)
     readers = {s: ocr_reader(ocr_cfg, s) for s in sides}
     clock = time.process_time
@@ -480,12 +565,15 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
         n, next_ocr = 0, 0.0
         for fr in iter_frames(path):
             _, bgr = fr.analysis(width)
-            c0 = clock()
-            det.push(fr.index, bgr)
-            c1 = clock()
-            small.push(fr.index, shrink(bgr, (bgr.shape[1] // 2, bgr.shape[0] // 2)))
-            t["det"] += c1 - c0
-            t["small"] += clock() - c1
+            size = (dw, max(2, round(bgr.shape[0] * dw / bgr.shape[1])))
+            # the first call after the decode costs more (cold caches): alternate the order
+            for which in ("small", "det") if n % 2 else ("det", "small"):
+                c0 = clock()
+                if which == "small":
+                    small.push(fr.index, cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
+                else:
+                    det.push(fr.index, bgr)
+                t[which] += clock() - c0
             if fr.time >= next_ocr - 1e-6:  # the scan's OCR frames, at each max_side
                 for s in sides:
                     c0 = clock()
@@ -502,12 +590,12 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     same = "same" if cuts["det"] == cuts["small"] else "DIFFERENT"
     return [
         (
-            "scene detector push",
-            f"{width} px BGR",
-            t["det"],
-            f"{width // 2} px BGR (shrink of the {width} px frame included)",
+            "scene detector input",
+            f"{dw} px BGR (detector_width; resize of the {width} px frame included)",
             t["small"],
-            f"cuts {same} on these videos; check on real footage",
+            f"{width} px BGR (the analysis frame, as before detector_width)",
+            t["det"],
+            f"cuts {same}; a negative saving: the alternative costs more",
         ),
         (
             "scan decode",
@@ -581,6 +669,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", type=Path, help="use the videos in DIR (grouped by resolution)")
     ap.add_argument("--keep", type=Path, help="generate into DIR (reused when present)")
     ap.add_argument(
+        "--grain",
+        type=float,
+        default=GRAIN,
+        metavar="SIGMA",
+        help="film grain on the generated videos: Gaussian noise of SIGMA luma levels, new on "
+        f"every frame, re-encoded at crf {CRF}; {GRAIN:g} decodes about as fast as real footage, "
+        "0 = off (never added to --videos)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the grain")
+    ap.add_argument(
         "--repeat", type=int, default=3, help="runs of each stage; the least CPU counts"
     )
     ap.add_argument(
@@ -600,14 +698,16 @@ def main(argv: list[str] | None = None) -> int:
     ocr_cfg = cfg["filters"]["ocr"]
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
     tmp = None
+    truth: dict[str, list[int]] = {}
     if args.videos:
         videos = existing(args.videos)
+        args.grain = 0.0  # your own videos are measured as they are
     else:
         folder = args.keep
         if folder is None:
             tmp = tempfile.TemporaryDirectory(prefix="clipsift-bench-")
             folder = Path(tmp.name)
-        videos = generate(folder, sizes, args.seconds)
+        videos, truth = generate(folder, sizes, args.seconds, args.grain, args.seed)
     if not videos:
         log("no videos")
         return 1
@@ -651,7 +751,17 @@ def main(argv: list[str] | None = None) -> int:
             what[key] = what_if(paths, cfg, args.repeat)
 
     report = render(
-        rows, parts, facts, breakdown, what, cfg, load, first, args, time.perf_counter() - t_start
+        rows,
+        parts,
+        facts,
+        truth,
+        breakdown,
+        what,
+        cfg,
+        load,
+        first,
+        args,
+        time.perf_counter() - t_start,
     )
     print(report)
     if args.out:
@@ -663,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(rows, parts, facts, breakdown, what, cfg, load, first, args, elapsed) -> str:
+def render(rows, parts, facts, truth, breakdown, what, cfg, load, first, args, elapsed) -> str:
     scan, ocr = cfg["scan"], cfg["filters"]["ocr"]
     out = [
         "# clipsift CPU throughput",
@@ -673,8 +783,8 @@ def render(rows, parts, facts, breakdown, what, cfg, load, first, args, elapsed)
         f"- software: {versions()}",
         "- one process, one thread: PyAV decoding thread_count 1, cv2.setNumThreads(1), ONNX "
         "Runtime 1 intra-op + 1 inter-op thread, OMP/BLAS threads 1",
-        f"- scan config: schema defaults (detector {scan['detector']}, analysis width "
-        f"{scan['analysis_width']}, flow {scan['flow']} {scan['flow_preset']} at "
+        f"- scan config: schema defaults (detector {scan['detector']} at "
+        f"{scan['detector_width']} px, analysis width {scan['analysis_width']}, flow {scan['flow']} {scan['flow_preset']} at "
         f"{scan['sample_fps']} samples/s, luma every {scan['luma_stride']} frame); split min "
         f"{cfg['split']['min_seconds']} s / max {cfg['split']['max_seconds']} s",
         f"- OCR: schema defaults (frames {ocr['frames']}: one frame every {ocr['every_seconds']} s "
@@ -691,8 +801,15 @@ def render(rows, parts, facts, breakdown, what, cfg, load, first, args, elapsed)
         (
             f"Videos (from {args.videos}):"
             if args.videos
-            else "Videos (rendered: libx264 veryfast, crf 18, 30 fps, scenes with pans and hard "
-            "cuts, one burned-in subtitle):"
+            else f"Videos (rendered: libx264 veryfast, crf {CRF}, 30 fps, scenes with pans and hard "
+            "cuts, one burned-in subtitle; "
+            + (
+                f"film grain sigma {args.grain:g} luma levels, new on every frame, seed "
+                f"{args.seed}, re-encoded at crf {CRF} veryfast"
+                if args.grain > 0
+                else "no grain: these decode about 2.5 times faster than real footage"
+            )
+            + "):"
         ),
         "",
         "| resolution | videos | frames | video-s | decoded frames per CPU-s | scenes | clips | "
@@ -706,6 +823,31 @@ def render(rows, parts, facts, breakdown, what, cfg, load, first, args, elapsed)
             f"{fmt(f['decode_fps'], 0)} | {f['scenes']} | {f['clips']} | {f['ocr_scan']} | "
             f"{f['ocr_fml']}: {f['decoded_fml']} | {f['ocr_text']} | {f['mv_frames']} |"
         )
+    out += [
+        "",
+        "## Cuts found by the scan (with OCR, default config)"
+        + (f" vs rendered, match within {CUT_TOLERANCE} frames" if truth else ""),
+        "",
+        "| resolution | video | rendered cuts | found | matched | false | missed | found at frames |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for key, f in facts.items():
+        for path, found in f["cuts"].items():
+            cells = ["", "", "", ""]
+            if path in truth:
+                true = truth[path]
+                hit = [c for c in found if any(abs(c - t) <= CUT_TOLERANCE for t in true)]
+                missed = [t for t in true if all(abs(c - t) > CUT_TOLERANCE for c in found)]
+                cells = [
+                    str(len(true)),
+                    str(len(hit)),
+                    str(len(found) - len(hit)),
+                    str(len(missed)),
+                ]
+            out.append(
+                f"| {key} | {Path(path).name} | {cells[0]} | {len(found)} | {cells[1]} | "
+                f"{cells[2]} | {cells[3]} | {', '.join(map(str, found))} |"
+            )
     out += [
         "",
         "## Throughput",
@@ -759,6 +901,7 @@ def render(rows, parts, facts, breakdown, what, cfg, load, first, args, elapsed)
         names = {
             "decode": "decode (iter_frames)",
             "analysis": f"small frames (Frame.analysis, {scan['analysis_width']} px gray + BGR)",
+            "det_input": f"detector input (cv2.resize to {scan['detector_width']} px)",
             "detector": f"scene detector ({scan['detector']}) push",
             "luma": "mean luma (cv2.mean)",
             "flow": f"optical flow ({scan['flow']} {scan['flow_preset']})",
