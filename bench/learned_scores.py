@@ -244,6 +244,7 @@ def main(argv=None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         clips = render_clips(root / "videos", max(args.tiny_clips, args.real_clips))
@@ -261,7 +262,9 @@ def main(argv=None) -> int:
             f"{torch.__version__} ({torch.get_num_threads()} threads), no GPU. Clips: 640x360 "
             "H.264, 2 s at 30 fps; `frames/clip` frames each (uniform). Times include decoding, "
             "preprocessing, the forward passes and the heads (`score_clips`), not model loading "
-            "(`load` column, tiny models only).",
+            "(`load` column, tiny models only). Load average (1 min) at the start "
+            f"{load_before:.1f}, at the end {os.getloadavg()[0]:.1f}: other processes shared "
+            "the CPUs, so these are upper bounds on the time.",
             "",
             table,
             "",

@@ -42,6 +42,7 @@ rule score_gpu:
         source=shard_path("source.parquet"),
     output:
         scores=shard_path("scores/{scorer}.parquet"),
+        embeddings=shard_path("embeddings/{scorer}.npy"),
     log:
         f"{R}/logs/score/{{scorer}}/{{shard}}.log",
     wildcard_constraints:

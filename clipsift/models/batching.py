@@ -18,21 +18,31 @@ def is_oom(exc: BaseException) -> bool:
 
 class Batcher:
     """Calls ``fn(items[i:j])`` over ``items``; on OOM halves the batch size (down to 1) and
-    retries the same items. The smaller size sticks for the rest of the job."""
+    retries the same items. The smaller size sticks for the rest of the job.
+
+    The cache is emptied after the ``except`` block has ended: while it runs, the exception's
+    traceback still references the failed call's frames and so its tensors, and
+    ``torch.cuda.empty_cache()`` could not give their memory back.
+    """
 
     def __init__(self, batch_size: int):
         self.batch_size = max(1, int(batch_size))
+        self.n_oom = 0  # out-of-memory errors recovered from (recorded in the job's log)
 
     def map(self, fn: Callable[[Sequence], list], items: Sequence) -> list:
         out: list = []
         i = 0
         while i < len(items):
             chunk = items[i : i + self.batch_size]
+            oom = False
             try:
                 out.extend(fn(chunk))
             except Exception as exc:
                 if not is_oom(exc) or self.batch_size == 1:
                     raise
+                oom = True
+            if oom:
+                self.n_oom += 1
                 self.batch_size = max(1, self.batch_size // 2)
                 log.warning("out of memory: batch size now %d", self.batch_size)
                 _empty_cache()
@@ -42,7 +52,10 @@ class Batcher:
 
 
 def _empty_cache() -> None:
+    import gc
+
     import torch
 
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -74,6 +74,9 @@ def resolve_device(pref: str = "auto", *, lock_dir: str | os.PathLike | None = N
         return "cuda:0"
     idx = acquire_gpu(n, lock_dir)
     log.info("took GPU %d of %d (lock in %s)", idx, n, lock_dir)
+    # make it the current device too, so that code which allocates on "cuda" (no index) lands on
+    # the locked device and not on GPU 0, where another job runs
+    torch.cuda.set_device(idx)
     return f"cuda:{idx}"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import av
 import numpy as np
 
 from ..io.decode import VideoError, read_frames_at
@@ -37,6 +38,26 @@ def clip_frames(clip, times: list[float], size=None) -> list[np.ndarray]:
     return read_frames_at(clip.source_path, times, size=size, fmt="rgb")
 
 
+def decode_width(width, height, short_side: int | None) -> int | None:
+    """Width to decode at so that the shorter side is at least ``short_side`` (aspect kept).
+
+    Model inputs are small (224-448 px). Resizing the decoded 4:2:0 planes with OpenCV, then
+    letting the image processor only crop or squash, measured 1.09 s for four 1080p frames
+    against 1.55 s for full-size RGB frames resized by CLIP's processor (PIL): the processor's
+    share fell from 0.41 s to 0.03 s; the rest is seeking and decoding. ``None`` (keep the
+    decoded size) when the size is unknown or the frame is already that small (never upscale).
+    """
+    try:
+        w, h = int(width), int(height)
+    except (TypeError, ValueError):
+        return None
+    if not short_side or w <= 0 or h <= 0 or min(w, h) <= short_side:
+        return None
+    target = int(np.ceil(short_side * w / h)) if h < w else int(short_side)
+    target += target % 2  # even, for the 4:2:0 planes
+    return target if target < w else None
+
+
 def prefetch(
     fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, ahead: int = 8
 ) -> Iterator[tuple[T, R | Exception]]:
@@ -46,7 +67,7 @@ def prefetch(
     def safe(item):
         try:
             return fn(item)
-        except (VideoError, OSError, ValueError) as exc:
+        except (VideoError, OSError, ValueError, av.FFmpegError) as exc:
             return exc
 
     items = list(items)
