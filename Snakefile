@@ -22,6 +22,7 @@ include: "rules/dedup.smk"
 include: "rules/caption.smk"
 include: "rules/encode.smk"
 include: "rules/export.smk"
+include: "rules/publish.smk"
 
 
 rule all:

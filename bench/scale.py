@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+NOTES = "<!-- notes: kept when the bench rewrites this file -->"
 SNAKEFILE = REPO / "Snakefile"
 
 
@@ -215,8 +216,13 @@ def main(argv=None) -> int:
     if args.out == "-":
         print(text)
     else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # hand-written notes below the marker survive a new run of the bench
+        notes = (
+            out.read_text().split(NOTES, 1)[1] if out.exists() and NOTES in out.read_text() else ""
+        )
+        out.write_text(text + (f"\n{NOTES}{notes}" if notes else ""))
         print(text)
     return 0
 

@@ -1,17 +1,350 @@
-"""The dataset metadata: one row per clip with its source fields, every filter and score column,
-``keep`` and ``reasons``."""
+"""The dataset: the kept clips as video files, the metadata of every clip, WebDataset shards.
+
+Two steps, two rules (``rules/export.smk``):
+
+1. :func:`export_shard_clips` (rule ``export_clips``, one job per shard): every clip that
+   ``select`` kept (less the videos that are exact duplicates of a video in an earlier shard)
+   becomes ``results/dataset/clips/{shard}/{clip_id}.mp4``, plus a small per-shard index
+   ``results/dataset/clips/{shard}.parquet`` (:data:`CLIP_INDEX_COLUMNS`; the trainer manifests
+   read it too). Clips are written once, frame-accurately, in the cheapest way that gives the
+   same frames:
+
+   - a clip file the split already made with ``materialize: reencode`` (frame-accurate) and
+     that fits ``max_height`` is hard-linked (or copied);
+   - a clip that is a whole source video, already an H.264 yuv420p mp4 that fits, unrotated,
+     with no other stream and no metadata beyond the encoder's, is hard-linked (or copied);
+   - anything else is decoded over ``[start, end)`` and encoded with libx264 (the method of
+     :func:`clipsift.split.clips.reencode`, plus the downscale to ``max_height`` and the x264
+     determinism cap of :mod:`clipsift.sample`), into ``results/cache/export/{shard}/`` first and
+     linked from there. Snakemake deletes a job's outputs before it runs again, so the cache is
+     what makes a changed threshold cheap: the re-run re-links the clips already encoded and
+     encodes only the newly kept ones. The cache may be deleted at any time.
+
+2. :func:`build_metadata` and :func:`write_dataset` (rule ``export``, once): one row per clip
+   with its source fields, every filter and score column, ``keep`` and ``reasons``, the caption
+   (caption stage, else the source's), the latents (encode stage) and ``file``, the exported
+   clip's path relative to the dataset folder. ``metadata.parquet``/``.jsonl`` hold every clip,
+   ``kept.parquet`` the kept ones (the dataset card's default config), ``rejected.parquet`` the
+   rejected ones with their reasons. Optional :func:`write_webdataset`: tar shards of the kept
+   clips grouped by resolution bucket and frame count.
+
+Paths in the metadata written by the export (``file``, ``latents.*_path``) are relative to the
+dataset folder, so it can move or be published; ``source_path`` and ``path`` stay where the
+sources are.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import logging
+import os
+import shutil
+import tarfile
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pandas as pd
 
-from .io.atomic import write_jsonl, write_parquet
+from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
+from .io.decode import VideoError, iter_frames, open_video
 from .selection import clip_table, load_json
+from .split.clips import x264_options
+
+log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = ["video_id", "source", "uri", "caption", "hash", "codec", "rotation"]
+
+CLIP_INDEX_COLUMNS = [
+    "clip_id", "video_id", "video_path", "file", "how", "width", "height", "n_frames", "fps",
+    "bytes", "sha256", "error",
+]  # fmt: skip
+
+# columns of the latents table that the metadata already has from clips.parquet
+_LATENT_SKIP = {"clip_id", "video_id", "source_path", "start_time", "end_time", "fps"}
+# caption record fields that are not facts about the caption (timings, cache hits, raw text)
+_CAPTION_SKIP = {"clip_id", "video_id", "caption", "captions", "raw", "frames", "tokens",
+                 "latency", "cached", "rewrite"}  # fmt: skip
+# container/stream metadata an encoder writes by itself; anything else (titles, locations,
+# device names) stops a source file from being republished as it is
+_PLAIN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder",
+                   "creation_time", "handler_name", "vendor_id", "language", "duration"}  # fmt: skip
+INT_COLUMNS = ["scene", "window", "start_frame", "end_frame", "n_frames", "width", "height"]
+REJECTED_COLUMNS = [
+    "shard", "clip_id", "video_id", "source", "uri", "start_time", "end_time", "duration",
+    "reasons", "error", "split_reason", "duplicate_of",
+]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+
+def cross_shard_duplicates(sources: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Videos whose exact bytes (content hash) appeared in an earlier shard (shards in sorted
+    order, the order of every all-shard input): ``video_id, shard, duplicate_of, owner_shard``.
+
+    Duplicates inside a shard are already marked by ingest (``duplicate_of``) and not split."""
+    first: dict[str, tuple[str, str]] = {}
+    rows = []
+    for shard in sorted(sources):
+        src = sources[shard]
+        for vid, h, dup in zip(src["video_id"], src["hash"], src["duplicate_of"], strict=True):
+            if not isinstance(h, str) or isinstance(dup, str):
+                continue
+            if h in first and first[h][1] != shard:
+                rows.append({"video_id": vid, "shard": shard, "duplicate_of": first[h][0],
+                             "owner_shard": first[h][1]})  # fmt: skip
+            else:
+                first.setdefault(h, (vid, shard))
+    return pd.DataFrame(rows, columns=["video_id", "shard", "duplicate_of", "owner_shard"])
+
+
+# ----------------------------------------------------------------------------- clip files
+
+
+def target_width(width: int, height: int, max_height: int | None) -> int | None:
+    """Display width after the downscale that makes the shorter side at most ``max_height``
+    (None: no downscale). The shorter side: 720 gives 1280x720 landscape and 720x1280 portrait."""
+    if not max_height or min(width, height) <= max_height:
+        return None
+    return max(2, int(round(width * max_height / min(width, height))) // 2 * 2)
+
+
+def encode_clip(
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    start: float,
+    end: float,
+    *,
+    crf: int = 18,
+    preset: str = "veryfast",
+    max_height: int | None = None,
+    threads: int = 1,
+) -> dict:
+    """Frame-accurate H.264 clip of ``[start, end)`` (rotation applied), the shorter side at most
+    ``max_height``; written atomically. Returns ``{width, height, n_frames, fps}``."""
+    with open_video(src) as (_, s):
+        rate = s.average_rate or Fraction(30)
+    with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
+        ostream = out.add_stream("libx264", rate=rate, options=x264_options(crf, preset))
+        ostream.pix_fmt = "yuv420p"
+        ostream.codec_context.thread_count = max(1, int(threads))
+        n, width = 0, None
+        for fr in iter_frames(src, start=start, end=end):
+            if n == 0:
+                h0, w0 = fr.luma().shape
+                width = target_width(w0, h0, max_height)
+            img = fr.rgb(width) if width else fr.rgb()
+            if n == 0:
+                ostream.height, ostream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(img[: ostream.height, : ostream.width]), format="rgb24"
+            )
+            frame.pts, frame.time_base = n, 1 / Fraction(rate)
+            n += 1
+            for packet in ostream.encode(frame):
+                out.mux(packet)
+        if n == 0:
+            raise VideoError("no frames in range")
+        for packet in ostream.encode():
+            out.mux(packet)
+        size = {"width": ostream.width, "height": ostream.height}
+    return size | {"n_frames": n, "fps": float(rate)}
+
+
+def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "hardlink") -> str:
+    """Put ``src`` at ``dest`` as a hard link (a copy where the file system refuses one) or a
+    copy; returns what was done."""
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        dest.unlink()
+    if link == "hardlink":
+        try:
+            os.link(src, dest)
+            return "hardlink"
+        except OSError:
+            pass
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return "copy"
+
+
+def _int(v) -> int | None:
+    try:
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
+    """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
+    mp4 with even sides that fit ``max_height``, no rotation, only the video stream, and no
+    container or stream metadata beyond what an encoder writes."""
+    n_src, w, h = _int(src.get("n_frames")), _int(clip.get("width")), _int(clip.get("height"))
+    path = src.get("path")
+    if not (isinstance(path, str) and Path(path).suffix.lower() in (".mp4", ".m4v")):
+        return False
+    if n_src is None or w is None or h is None or _int(clip.get("start_frame")) != 0:
+        return False
+    if (_int(clip.get("end_frame")) or 0) < n_src or w % 2 or h % 2:
+        return False
+    if src.get("codec") != "h264" or src.get("pix_fmt") != "yuv420p":
+        return False
+    if _int(src.get("rotation")) or target_width(w, h, max_height) is not None:
+        return False
+    try:
+        with open_video(path) as (container, stream):
+            if len(container.streams) != 1:
+                return False
+            keys = set(container.metadata) | set(stream.metadata)
+    except (VideoError, av.FFmpegError, OSError):
+        return False
+    return keys <= _PLAIN_METADATA
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def encode_settings(cfg: dict) -> dict:
+    """What the bytes of an encoded clip depend on (besides the clip)."""
+    return {"max_height": cfg.get("max_height"), "crf": cfg.get("crf", 18),
+            "preset": cfg.get("preset", "veryfast"), "method": 2}  # fmt: skip
+
+
+def kept_clips(
+    clips: pd.DataFrame, selection: pd.DataFrame, duplicates: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The clips ``select`` kept, less those of cross-shard duplicate videos, by clip id."""
+    keep = set(selection.loc[selection["keep"].fillna(False).astype(bool), "clip_id"])
+    out = clips[clips["clip_id"].isin(keep)]
+    if duplicates is not None and len(duplicates):
+        out = out[~out["video_id"].isin(set(duplicates["video_id"]))]
+    return out.sort_values("clip_id")
+
+
+def export_shard_clips(
+    clips: pd.DataFrame,
+    source: pd.DataFrame,
+    selection: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    final_dir: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    cfg: dict,
+    materialize: str = "virtual",
+    cache_dir: str | os.PathLike | None = None,
+    duplicates: pd.DataFrame | None = None,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """The kept clips of one shard as files in ``out_dir`` (the caller swaps it into
+    ``final_dir``); ``cfg`` is the ``export`` section. Returns the index
+    (:data:`CLIP_INDEX_COLUMNS`): ``video_path`` is the file under ``final_dir`` (as given),
+    ``file`` the same relative to ``dataset_dir``; a clip that cannot be written has an ``error``
+    and no file (failures are data)."""
+    out_dir, final_dir = Path(out_dir), Path(final_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    link = cfg.get("link", "hardlink")
+    max_height = cfg.get("max_height")
+    settings = encode_settings(cfg)
+    skey = _key(settings)[:8]
+    cache = Path(cache_dir) if cache_dir else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        for stale in cache.glob("*.mp4"):  # other settings: never used again
+            if stale.name.split(".")[-3:-2] != [skey]:
+                stale.unlink()
+    sources = source.set_index("video_id").to_dict("index")
+    rows, counts = [], {}
+    for clip in kept_clips(clips, selection, duplicates).to_dict("records"):
+        name = f"{clip['clip_id']}.mp4"
+        dest = out_dir / name
+        src = sources.get(clip["video_id"], {}) | {"path": clip["source_path"]}
+        row = {"clip_id": clip["clip_id"], "video_id": clip["video_id"], "fps": clip["fps"],
+               "width": _int(clip["width"]), "height": _int(clip["height"]),
+               "n_frames": _int(clip["n_frames"])}  # fmt: skip
+        try:
+            mat = clip.get("path")
+            if (
+                materialize == "reencode"
+                and isinstance(mat, str)
+                and mat != clip["source_path"]
+                and os.path.exists(mat)
+                and target_width(row["width"], row["height"], max_height) is None
+            ):
+                # the split's frame-accurate clip file (even sides, as reencode writes them)
+                how = place(mat, dest, link)
+                row |= {"how": f"split-{how}", "width": row["width"] // 2 * 2,
+                        "height": row["height"] // 2 * 2}  # fmt: skip
+            elif source_fits(clip, src, max_height):
+                how = place(clip["source_path"], dest, link)
+                row["how"] = f"source-{how}"
+            else:
+                ckey = _key({"source": src.get("hash") or _file_identity(clip["source_path"]),
+                             **{k: clip[k] for k in ("start_frame", "end_frame", "start_time",
+                                                     "end_time")}})[:12]  # fmt: skip
+                cached = (cache or out_dir) / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
+                info_path = cached.with_suffix(".json")
+                if cache is not None and cached.exists() and info_path.exists():
+                    info = json.loads(info_path.read_text())
+                    row["how"] = "cached"
+                else:
+                    info = encode_clip(
+                        clip["source_path"], cached, float(clip["start_time"]),
+                        float(clip["end_time"]), crf=settings["crf"], preset=settings["preset"],
+                        max_height=max_height, threads=threads,
+                    )  # fmt: skip
+                    info["sha256"] = file_sha256(cached)
+                    if cache is not None:
+                        write_json(info_path, info)
+                    row["how"] = "encoded"
+                row |= {k: info.get(k) for k in ("width", "height", "n_frames", "sha256")}
+                if cache is None:
+                    os.replace(cached, dest)
+                else:
+                    place(cached, dest, "hardlink" if link == "hardlink" else "copy")
+            row |= {
+                "video_path": os.fspath(final_dir / name),
+                "file": Path(os.path.relpath(final_dir / name, dataset_dir)).as_posix(),
+                "bytes": dest.stat().st_size,
+                "sha256": row.get("sha256") or file_sha256(dest),  # an encoded clip's is known
+                "error": None,
+            }
+        except (VideoError, av.FFmpegError, OSError, ValueError) as exc:
+            log.warning("%s: %s", clip["clip_id"], exc)
+            dest.unlink(missing_ok=True)
+            row |= {"how": None, "video_path": None, "file": None, "error": f"export failed: {exc}"}
+        counts[row["how"]] = counts.get(row["how"], 0) + 1
+        rows.append(row)
+    if cache is not None:  # json sidecars of clips that left the cache
+        for info in cache.glob("*.json"):
+            if not info.with_suffix(".mp4").exists():
+                info.unlink()
+    log.info("%d clip files: %s", len(rows), counts)
+    return pd.DataFrame(rows, columns=CLIP_INDEX_COLUMNS)
+
+
+def _file_identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return path
+
+
+# ----------------------------------------------------------------------------- metadata
 
 
 def shard_metadata(source, clips, scores, selection, flash: dict, ocr: dict) -> pd.DataFrame:
@@ -28,35 +361,228 @@ def shard_metadata(source, clips, scores, selection, flash: dict, ocr: dict) -> 
     return meta
 
 
-def build_metadata(inputs, cfg: dict) -> pd.DataFrame:
-    """Every shard's clips joined with their source rows and measurements; duplicates across shards."""
+def _named(inputs, name: str) -> list:
+    return list(getattr(inputs, name, None) or [])
+
+
+def _by_shard(paths: list, *, stem: bool = False) -> dict[str, str]:
+    """Per-shard files keyed by shard: ``shards/{shard}/x`` or, with ``stem``, ``{shard}.parquet``."""
+    return {(Path(p).stem if stem else Path(p).parent.name): p for p in paths}
+
+
+def caption_columns(doc: dict, clip_ids) -> pd.DataFrame:
+    """The caption stage's records (caption.json) as ``caption.*`` columns, one row per clip."""
+    recs = (doc or {}).get("clips", {})
+    rows = []
+    for cid in clip_ids:
+        rec = recs.get(cid)
+        row = {"clip_id": cid}
+        if isinstance(rec, dict):
+            row["caption.text"] = rec.get("caption")
+            for k, v in rec.items():
+                if k not in _CAPTION_SKIP and (v is None or isinstance(v, (str, int, float))):
+                    row[f"caption.{k}"] = v
+            for k, v in (rec.get("captions") or {}).items():
+                if k != "source":  # the source's caption is source_caption
+                    row[f"caption.{k}"] = v
+            rw = rec.get("rewrite")
+            if isinstance(rw, dict):
+                row |= {f"caption.rewrite_{k}": rw.get(k) for k in ("model", "revision", "error")}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def latent_columns(lat: pd.DataFrame, dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """latents.parquet as ``latents.*`` columns; file paths relative to ``dataset_dir``."""
+    base = os.path.abspath(dataset_dir)
+    out = lat[[c for c in lat.columns if c not in _LATENT_SKIP or c == "clip_id"]].copy()
+    for col in out.columns:
+        if col.endswith("_path"):
+            out[col] = out[col].map(
+                lambda p: (
+                    Path(os.path.relpath(os.path.abspath(p), base)).as_posix()
+                    if isinstance(p, str) and p
+                    else None
+                )
+            )
+    return out.rename(columns={c: f"latents.{c}" for c in out.columns if c != "clip_id"})
+
+
+def build_metadata(inputs, cfg: dict, dataset_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every shard's clips joined with their source rows and measurements; duplicates across
+    shards; with the optional inputs ``captions`` (caption.json), ``latents`` (latents.parquet)
+    and ``clip_files`` (the export_clips indexes), also the captions, latents and ``file``."""
+    dataset_dir = Path(dataset_dir or "results/dataset")
     n = len(inputs.clips)
     flash = list(inputs.flash) or [None] * n
     ocr = list(inputs.ocr) or [None] * n
-    frames = []
+    captions = _by_shard(_named(inputs, "captions"))
+    latents = _by_shard(_named(inputs, "latents"))
+    files = _by_shard(_named(inputs, "clip_files"), stem=True)
+    frames, sources = [], {}
     for src, clips, scores, sel, fl, oc in zip(
         inputs.sources, inputs.clips, inputs.scores, inputs.selection, flash, ocr, strict=True
     ):
+        shard = Path(clips).parent.name
+        sources[shard] = pd.read_parquet(src)
         meta = shard_metadata(
-            pd.read_parquet(src), pd.read_parquet(clips), pd.read_parquet(scores), pd.read_parquet(sel),
+            sources[shard], pd.read_parquet(clips), pd.read_parquet(scores), pd.read_parquet(sel),
             load_json(fl) if fl else {}, load_json(oc) if oc else {},
         )  # fmt: skip
-        meta.insert(0, "shard", Path(clips).parent.name)
+        meta.insert(0, "shard", shard)
+        if shard in captions:
+            meta = meta.merge(
+                caption_columns(load_json(captions[shard]), meta["clip_id"]),
+                on="clip_id",
+                how="left",
+            )
+        if shard in latents:
+            lat = latent_columns(pd.read_parquet(latents[shard]), dataset_dir)
+            meta = meta.merge(lat, on="clip_id", how="left")
+        if shard in files:
+            idx = pd.read_parquet(files[shard])
+            idx = idx[["clip_id", "file", "how", "width", "height", "bytes", "sha256", "error"]]
+            for col in ("width", "height", "bytes"):
+                idx[col] = idx[col].astype("Int64")
+            meta = meta.merge(
+                idx.rename(columns={c: f"export.{c}" for c in idx.columns if c not in ("clip_id", "file")}),
+                on="clip_id", how="left",
+            )  # fmt: skip
         frames.append(meta)
     meta = pd.concat(frames, ignore_index=True)
+    for col in INT_COLUMNS:  # integers, also where a failed video leaves them empty
+        if col in meta:
+            meta[col] = pd.to_numeric(meta[col], errors="coerce").round().astype("Int64")
     meta["duplicate_of"] = None
     if cfg.get("dedupe_across_shards", True) and len(meta):
         # a video whose exact bytes appeared in an earlier shard is a duplicate of that video
-        first = meta.dropna(subset=["hash"]).drop_duplicates("hash").set_index("hash")["video_id"]
-        owner = meta["hash"].map(first)
-        dup = owner.notna() & (owner != meta["video_id"])
+        dups = cross_shard_duplicates(sources).set_index("video_id")["duplicate_of"]
+        owner = meta["video_id"].map(dups)
+        dup = owner.notna()
         meta.loc[dup, "duplicate_of"] = owner[dup]
         for i in meta.index[dup]:
             meta.at[i, "reasons"] = [*meta.at[i, "reasons"], f"duplicate_of={owner[i]}"]
         meta.loc[dup, "keep"] = False
-    return meta
+    if files:
+        if "export.error" not in meta:  # no shard had a kept clip
+            meta["export.error"], meta["file"] = None, None
+        missing = meta["file"].isna() & meta["export.error"].isna()
+        meta.loc[missing, "export.error"] = "export failed: no clip file"
+        failed = meta["keep"].fillna(False).astype(bool) & meta["export.error"].notna()
+        for i in meta.index[failed]:
+            meta.at[i, "reasons"] = [*meta.at[i, "reasons"], meta.at[i, "export.error"]]
+        meta.loc[failed, "keep"] = False
+        meta.loc[~failed & missing, "export.error"] = None
+        meta.loc[~meta["keep"].fillna(False).astype(bool), "file"] = None
+    elif "file" not in meta:
+        meta["file"] = None
+    # the text a trainer uses: the caption stage's caption, else the one the source gave
+    generated = (
+        meta["caption.text"] if "caption.text" in meta else pd.Series(None, index=meta.index)
+    )
+    has_gen = generated.map(lambda v: isinstance(v, str) and bool(v.strip()))
+    has_src = meta["source_caption"].map(lambda v: isinstance(v, str) and bool(v.strip()))
+    meta["caption"] = np.where(has_gen, generated, np.where(has_src, meta["source_caption"], None))
+    meta["caption_source"] = np.where(has_gen, "caption", np.where(has_src, "source", None))
+    meta = meta.drop(columns=[c for c in ("caption.text",) if c in meta])
+    front = ["shard", "clip_id", "video_id", "keep", "reasons", "file", "caption", "caption_source"]
+    return meta[front + [c for c in meta.columns if c not in front]]
+
+
+def rejected_table(meta: pd.DataFrame) -> pd.DataFrame:
+    rej = meta[~meta["keep"].fillna(False).astype(bool)]
+    return rej[[c for c in REJECTED_COLUMNS if c in rej.columns]].reset_index(drop=True)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records"))
 
 
 def write_metadata(meta: pd.DataFrame, parquet_path, jsonl_path) -> None:
     write_parquet(parquet_path, meta)
-    write_jsonl(jsonl_path, json.loads(meta.to_json(orient="records")))
+    write_jsonl(jsonl_path, _records(meta))
+
+
+def write_dataset(meta: pd.DataFrame, out: dict) -> None:
+    """``out``: parquet, jsonl (every clip), kept (parquet), rejected (parquet)."""
+    write_metadata(meta, out["parquet"], out["jsonl"])
+    write_parquet(out["kept"], meta[meta["keep"].fillna(False).astype(bool)].reset_index(drop=True))
+    write_parquet(out["rejected"], rejected_table(meta))
+
+
+# ----------------------------------------------------------------------------- webdataset
+
+
+def frame_bucket(n: int, buckets: list[int]) -> int:
+    """The largest bucket a clip of ``n`` frames can fill (0 below the smallest)."""
+    fit = [b for b in sorted(buckets) if b <= n]
+    return fit[-1] if fit else 0
+
+
+def webdataset_groups(kept: pd.DataFrame, cfg: dict) -> dict[str, pd.DataFrame]:
+    """Kept clips with a file, grouped by resolution bucket and frame count: the latents' bucket
+    and frame count where the encode stage ran, else the exported size and a frame bucket."""
+    kept = kept[kept["file"].notna()]
+    buckets = cfg.get("frame_buckets") or [16, 32, 64, 128, 256]
+    res, frames = [], []
+    for row in kept.to_dict("records"):
+        lat_ok = row.get("latents.status") == "ok" and isinstance(row.get("latents.bucket"), str)
+        if lat_ok:
+            res.append(row["latents.bucket"])
+            frames.append(int(row["latents.frames"]))
+        else:
+            w = _int(row.get("export.width")) or _int(row.get("width"))
+            h = _int(row.get("export.height")) or _int(row.get("height"))
+            res.append(f"{w}x{h}")
+            frames.append(frame_bucket(_int(row.get("n_frames")) or 0, buckets))
+    keys = [f"{r}_f{f}" for r, f in zip(res, frames, strict=True)]
+    kept = kept.assign(_group=keys)
+    return {k: g.drop(columns="_group").sort_values("clip_id") for k, g in kept.groupby("_group")}
+
+
+def sample_key(clip_id: str) -> str:
+    """WebDataset keys end at the first dot of a member name: dots become underscores."""
+    return clip_id.replace(".", "_").replace("/", "_")
+
+
+def _tar_add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tf.addfile(info, io.BytesIO(data))
+
+
+def write_webdataset(
+    meta: pd.DataFrame, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: dict
+) -> list[dict]:
+    """Tar shards ``{resolution}_f{frames}-{i:05d}.tar`` of the kept clips in ``out_dir``; each
+    sample is ``{key}.mp4``, ``{key}.json`` (its metadata row) and ``{key}.txt`` (the caption,
+    when there is one). Deterministic bytes (sorted samples, zero mtimes). Writes and returns
+    the index (``index.json``)."""
+    out_dir, dataset_dir = Path(out_dir), Path(dataset_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_tar = int(cfg.get("max_samples_per_tar", 1000))
+    kept = meta[meta["keep"].fillna(False).astype(bool)]
+    index = []
+    for group, rows in sorted(webdataset_groups(kept, cfg).items()):
+        recs = _records(rows)
+        for t, start in enumerate(range(0, len(recs), per_tar)):
+            name = f"{group}-{t:05d}.tar"
+            chunk = recs[start : start + per_tar]
+            with (
+                atomic_path(out_dir / name) as tmp,
+                tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tf,
+            ):
+                for rec in chunk:
+                    key = sample_key(rec["clip_id"])
+                    _tar_add(tf, f"{key}.mp4", (dataset_dir / rec["file"]).read_bytes())
+                    _tar_add(tf, f"{key}.json", json.dumps(rec, sort_keys=True).encode())
+                    if isinstance(rec.get("caption"), str) and rec["caption"]:
+                        _tar_add(tf, f"{key}.txt", rec["caption"].encode())
+            res, frames = group.rsplit("_f", 1)
+            index.append({"path": name, "group": group, "resolution": res,
+                          "frames": int(frames), "samples": len(chunk),
+                          "clip_ids": [r["clip_id"] for r in chunk]})  # fmt: skip
+    write_json(out_dir / "index.json", {"tars": index})
+    return index

@@ -1,15 +1,10 @@
-"""Trainer manifests over the encoded clips, and the clip video files they point at.
+"""Trainer manifests over the encoded clips.
 
-Two steps, two rules:
+The clip video files come from rule ``export_clips`` (clipsift/export.py): its per-shard index
+(``results/dataset/clips/{shard}.parquet``: ``clip_id``, ``video_id``, ``video_path``, ``error``)
+says where each kept clip's file is; a clip without a file is left out of the manifests.
 
-1. :func:`write_dataset_clips` (rule ``dataset_clips``, one job per shard): every clip whose
-   latents were written (``status == "ok"`` in ``latents.parquet``) gets a video file in
-   ``results/dataset/clips/{shard}/{clip_id}.mp4``. Clips are time ranges over the source by
-   default, so they are re-encoded frame-accurately (``clipsift.split.clips.reencode``, the
-   split's ``crf`` and ``preset``); a clip file the split already materialised is linked (or
-   copied) instead. A clip that cannot be written gets an ``error`` and is left out of the
-   manifests.
-2. :func:`write_manifests` (rule ``manifests``, once): ``results/dataset/manifests/`` with
+:func:`write_manifests` (rule ``manifests``, once) writes: ``results/dataset/manifests/`` with
 
    - ``hunyuan/``: the HunyuanVideo training layout: ``{id}.npy`` (the latents, linked),
      ``json_path/{id}.json`` and ``meta_file.list`` (one JSON path per line). Each JSON has
@@ -36,12 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io.decode import VideoError
-from .split.clips import reencode
-
 log = logging.getLogger(__name__)
-
-CLIP_TABLE_COLUMNS = ["clip_id", "video_id", "video_path", "how", "error"]
 
 
 def place(src: str | os.PathLike, dest: str | os.PathLike, how: str = "hardlink") -> str:
@@ -66,56 +56,6 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, how: str = "hardlink"
 
 def ok_rows(latents: pd.DataFrame) -> pd.DataFrame:
     return latents[latents["status"] == "ok"]
-
-
-# ----------------------------------------------------------------------------- clip files
-
-
-def write_dataset_clips(
-    clips: pd.DataFrame,
-    latents: pd.DataFrame,
-    out_dir: str | os.PathLike,
-    final_dir: str | os.PathLike,
-    reencode_cfg: dict,
-    link: str = "hardlink",
-) -> pd.DataFrame:
-    """Video files of the encoded clips of one shard in ``out_dir`` (swapped to ``final_dir`` by
-    the caller); ``reencode_cfg`` has libx264's ``crf`` and ``preset``. Returns ``clip_id,
-    video_id, video_path, how, error`` per encoded clip."""
-    out_dir, final_dir = Path(out_dir), Path(final_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_id = clips.set_index("clip_id")
-    rows = []
-    for rec in ok_rows(latents).itertuples(index=False):
-        clip = by_id.loc[rec.clip_id]
-        name = f"{rec.clip_id}.mp4"
-        row = {"clip_id": rec.clip_id, "video_id": rec.video_id, "video_path": None}
-        try:
-            materialised = (
-                isinstance(clip["path"], str)
-                and clip["path"] != clip["source_path"]
-                and os.path.exists(clip["path"])
-            )
-            if materialised:
-                row["how"] = place(clip["path"], out_dir / name, link)
-            else:
-                reencode(
-                    clip["source_path"],
-                    out_dir / name,
-                    float(clip["start_time"]),
-                    float(clip["end_time"]),
-                    crf=reencode_cfg.get("crf", 18),
-                    preset=reencode_cfg.get("preset", "veryfast"),
-                )
-                row["how"] = "reencode"
-            row["video_path"] = os.fspath(final_dir / name)
-            row["error"] = None
-        except (VideoError, OSError, ValueError) as exc:
-            log.warning("%s: %s", rec.clip_id, exc)
-            row |= {"how": None, "error": f"clip file failed: {exc}"}
-        rows.append(row)
-    log.info("%d clip files (%d failed)", len(rows), sum(r["error"] is not None for r in rows))
-    return pd.DataFrame(rows, columns=CLIP_TABLE_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- manifests

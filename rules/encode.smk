@@ -37,32 +37,11 @@ rule encode:
         "../scripts/encode.py"
 
 
-# The kept, encoded clips as video files for the manifests (clips are time ranges over the
-# source by default): frame-accurate re-encodes, or links to clip files the split materialised.
-rule dataset_clips:
-    input:
-        clips=shard_path("clips.parquet"),
-        source=shard_path("source.parquet"),
-        latents=shard_path("latents.parquet"),
-    output:
-        table=f"{R}/dataset/clips/{{shard}}.parquet",
-        dir=directory(f"{R}/dataset/clips/{{shard}}"),
-    log:
-        f"{R}/logs/dataset_clips/{{shard}}.log",
-    conda:
-        "../envs/clipsift.yaml"
-    params:
-        reencode={k: config["split"][k] for k in ("crf", "preset")},
-        link=config["encode"]["manifests"]["link"],
-        source=source_of,
-    script:
-        "../scripts/manifests.py"
-
-
+# The manifests point at the clip files that rule export_clips (rules/export.smk) writes.
 rule manifests:
     input:
         latents=all_shards("latents.parquet"),
-        clips=expand(f"{R}/dataset/clips/{{shard}}.parquet", shard=sorted(SHARDS)),
+        clips=lambda w: [f"{R}/dataset/clips/{s}.parquet" for s in sorted(SHARDS)],
     output:
         directory(f"{R}/dataset/manifests"),
     log:

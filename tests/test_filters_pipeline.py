@@ -152,7 +152,16 @@ def test_changing_a_threshold_reruns_selection_and_no_scorer(sample_run, tmp_pat
         cfg["sources"], shard_size=1, select={"thresholds": {"motion.rel": {"min": 0.001}}}
     )
     rules = run_snakemake(copy, changed, dryrun=True).rules
-    measuring = {"ingest", "scan", "split", "flash", "ocr", "score_cpu", "score_gpu", "merge_scores"}
+    measuring = {
+        "ingest",
+        "scan",
+        "split",
+        "flash",
+        "ocr",
+        "score_cpu",
+        "score_gpu",
+        "merge_scores",
+    }
     assert not measuring & set(rules), rules
     assert {"select", "calibrate", "export"} <= set(rules), rules
     assert rules["select"] == len(list((copy / "results/shards").iterdir()))

@@ -14,7 +14,7 @@ import pytest
 from helpers import all_shards_table, base_config, count_frames, run_snakemake
 
 from clipsift.encoders import tiny
-from clipsift.manifests import write_dataset_clips, write_manifests
+from clipsift.manifests import write_manifests
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.sources.metalist import list_conversation, list_hunyuan
 
@@ -140,44 +140,6 @@ def test_manifests_with_nothing_encoded(tmp_path):
     check_manifests(out, 0)
 
 
-def test_dataset_clips_reencode_or_link(tmp_path):
-    """Virtual clips are re-encoded frame-accurately, materialised ones linked, a clip that
-    cannot be written gets an error; only encoded clips (status ok) get a file."""
-    src = tmp_path / "src.mp4"
-    render_video(src, [Segment(30, seed=7, pan=(1, 0))], fps=10, size=(96, 64))
-    made = tmp_path / "made.mp4"
-    shutil.copyfile(src, made)
-    base = {"video_id": "v", "source_path": str(src), "fps": 10.0}
-    clips = pd.DataFrame(
-        [
-            base | {"clip_id": "v_0000", "path": str(src), "start_time": 0.5, "end_time": 2.5},
-            base | {"clip_id": "v_0001", "path": str(made), "start_time": 0.0, "end_time": 3.0},
-            base
-            | {"clip_id": "v_0002", "path": "/gone.mp4", "source_path": "/gone.mp4"}
-            | {"start_time": 0.0, "end_time": 1.0},
-            base | {"clip_id": "v_0003", "path": str(src), "start_time": 0.0, "end_time": 1.0},
-        ]
-    )
-    latents = pd.DataFrame(
-        {
-            "clip_id": ["v_0000", "v_0001", "v_0002", "v_0003"],
-            "video_id": "v",
-            "status": ["ok", "ok", "ok", "dropped"],
-        }
-    )
-    out = tmp_path / "clips" / "s-0"
-    table = write_dataset_clips(clips, latents, out, out, {"crf": 18, "preset": "veryfast"})
-    t = table.set_index("clip_id")
-    assert list(t.index) == ["v_0000", "v_0001", "v_0002"]  # the dropped clip gets no file
-    assert t.loc["v_0000", "how"] == "reencode" and count_frames(out / "v_0000.mp4") == 20
-    assert t.loc["v_0001", "how"] == "hardlink" and os.path.samefile(out / "v_0001.mp4", made)
-    assert t.loc["v_0002", "error"] and pd.isna(t.loc["v_0002", "video_path"])
-    assert t["error"].isna().sum() == 2
-
-
-# ----------------------------------------------------------------------------- end to end
-
-
 def hub_repo(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
     """``folder`` as Hub model repo ``repo_id`` at ``commit`` (= main) in a huggingface_hub cache."""
     root = cache / ("models--" + repo_id.replace("/", "--"))
@@ -188,7 +150,7 @@ def hub_repo(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
 
 @pytest.mark.slow
 def test_encode_and_manifests_through_snakemake(tmp_path, monkeypatch):
-    """ingest -> ... -> select -> encode -> dataset_clips -> manifests on generated videos, with a
+    """ingest -> ... -> select -> encode -> export_clips -> manifests on generated videos, with a
     tiny HunyuanVideo VAE and T5 encoder loaded by repo id and pinned commit from a Hub cache.
     One source video breaks after selection: its clip gets an error at encode time, the shard
     finishes, and the manifests leave it out."""
@@ -246,7 +208,7 @@ def test_encode_and_manifests_through_snakemake(tmp_path, monkeypatch):
     run = run_snakemake(wd, cfg, targets=[MANIFESTS])
     assert run.rules["encode"] == run.rules["manifests"] == 1
     # the clip files: rule export_clips (rules/export.smk) when present, else dataset_clips
-    assert run.rules["export_clips"] + run.rules["dataset_clips"] == 1
+    assert run.rules["export_clips"] == 1
 
     lat = all_shards_table(wd, "latents.parquet").set_index("clip_id")
     assert set(lat.index) == set(sel.loc[sel["keep"], "clip_id"]) and len(lat) == 5

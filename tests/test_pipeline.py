@@ -439,7 +439,9 @@ def test_shard_plan_is_stable(tmp_path, tiny_videos, monkeypatch):
 
     # only the new shard's jobs (and the jobs over all shards) are scheduled
     dry = run_snakemake(wd, cfg, targets=METADATA, dryrun=True)
-    assert {j.shard for j in dry.jobs if j.shard} == {"f-00002"}
+    # every stage that measures runs for the new shard only; export_clips re-runs per shard
+    # because the cross-shard duplicate table changed, and only re-links cached clip files
+    assert {j.shard for j in dry.jobs if j.shard and j.rule != "export_clips"} == {"f-00002"}
     assert dry.shards("ingest") == dry.shards("scan") == dry.shards("split") == {"f-00002"}
     assert dry.rules["export"] == 1
 

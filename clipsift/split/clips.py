@@ -155,20 +155,32 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
                 out.mux(packet)
 
 
+def x264_options(crf: int, preset: str) -> dict:
+    """libx264 settings that give the same bytes for the same frames: macroblock-tree rate
+    control off (it made repeated encodes differ) and, on AVX-512 CPUs, x264's assembly capped
+    at AVX2 (its AVX-512 code gave different pixels for the same input; clipsift.sample)."""
+    params = ["mbtree=0"]
+    try:
+        if "avx512" in Path("/proc/cpuinfo").read_text():
+            params.append("asm=AVX2")
+    except OSError:
+        pass
+    return {"crf": str(crf), "preset": preset, "x264-params": ":".join(params)}
+
+
 def reencode(
     src: str, dest: Path, start: float, end: float, *, crf: int = 18, preset: str = "veryfast"
 ) -> None:
     """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied).
 
-    x264's macroblock-tree rate control made repeated encodes of the same frames differ; it is off
-    so that the same config gives the same files (DESIGN principle 9)."""
+    Encoded with ``x264_options``, so the same frames give the same bytes (DESIGN principle 9)."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
         ostream = out.add_stream(
             "libx264",
             rate=rate,
-            options={"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"},
+            options=x264_options(crf, preset),
         )
         ostream.pix_fmt = "yuv420p"
         n = 0

