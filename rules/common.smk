@@ -5,7 +5,7 @@ from clipsift.scorers import REGISTRY
 from clipsift.selection import with_filters
 
 R = config["results"]
-SHARDS = {s["name"]: s for s in load_shards(config)}
+SHARDS = {s["name"]: s for s in load_shards(config, validated=True)}
 SOURCES = {s["name"]: s for s in config["sources"]}
 
 
