@@ -42,7 +42,6 @@ import logging
 import os
 import shutil
 import tarfile
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -50,9 +49,9 @@ import numpy as np
 import pandas as pd
 
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
-from .io.decode import VideoError, iter_frames, open_video
+from .io.decode import VideoError, open_video
 from .selection import clip_table, load_json
-from .split.clips import x264_options
+from .split.clips import reencode, target_width
 
 log = logging.getLogger(__name__)
 
@@ -103,56 +102,6 @@ def cross_shard_duplicates(sources: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- clip files
-
-
-def target_width(width: int, height: int, max_height: int | None) -> int | None:
-    """Display width after the downscale that makes the shorter side at most ``max_height``
-    (None: no downscale). The shorter side: 720 gives 1280x720 landscape and 720x1280 portrait."""
-    if not max_height or min(width, height) <= max_height:
-        return None
-    return max(2, int(round(width * max_height / min(width, height))) // 2 * 2)
-
-
-def encode_clip(
-    src: str | os.PathLike,
-    dest: str | os.PathLike,
-    start: float,
-    end: float,
-    *,
-    crf: int = 18,
-    preset: str = "veryfast",
-    max_height: int | None = None,
-    threads: int = 1,
-) -> dict:
-    """Frame-accurate H.264 clip of ``[start, end)`` (rotation applied), the shorter side at most
-    ``max_height``; written atomically. Returns ``{width, height, n_frames, fps}``."""
-    with open_video(src) as (_, s):
-        rate = s.average_rate or Fraction(30)
-    with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
-        ostream = out.add_stream("libx264", rate=rate, options=x264_options(crf, preset))
-        ostream.pix_fmt = "yuv420p"
-        ostream.codec_context.thread_count = max(1, int(threads))
-        n, width = 0, None
-        for fr in iter_frames(src, start=start, end=end):
-            if n == 0:
-                h0, w0 = fr.luma().shape
-                width = target_width(w0, h0, max_height)
-            img = fr.rgb(width) if width else fr.rgb()
-            if n == 0:
-                ostream.height, ostream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
-            frame = av.VideoFrame.from_ndarray(
-                np.ascontiguousarray(img[: ostream.height, : ostream.width]), format="rgb24"
-            )
-            frame.pts, frame.time_base = n, 1 / Fraction(rate)
-            n += 1
-            for packet in ostream.encode(frame):
-                out.mux(packet)
-        if n == 0:
-            raise VideoError("no frames in range")
-        for packet in ostream.encode():
-            out.mux(packet)
-        size = {"width": ostream.width, "height": ostream.height}
-    return size | {"n_frames": n, "fps": float(rate)}
 
 
 def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "hardlink") -> str:
@@ -301,7 +250,7 @@ def export_shard_clips(
                     info = json.loads(info_path.read_text())
                     row["how"] = "cached"
                 else:
-                    info = encode_clip(
+                    info = reencode(
                         clip["source_path"], cached, float(clip["start_time"]),
                         float(clip["end_time"]), crf=settings["crf"], preset=settings["preset"],
                         max_height=max_height, threads=threads,

@@ -37,6 +37,7 @@ from clipsift import export as ex
 from clipsift import provenance as pv
 from clipsift.io.decode import probe
 from clipsift.sample import Segment, render_video, write_corrupt
+from clipsift.split.clips import reencode
 
 HF_SECRET = "hf_TESTSECRET0123456789abcdefABCDEF"
 API_SECRET = "sk-or-v1-EXPORTTESTKEY0123456789abcdef"
@@ -69,22 +70,22 @@ def clip_row(
 # ----------------------------------------------------------------------------- unit: clip files
 
 
-def test_encode_clip_is_frame_accurate_and_downscaled(tiny_videos, tmp_path):
+def test_reencode_is_frame_accurate_and_downscaled(tiny_videos, tmp_path):
     out = tmp_path / "c.mp4"
-    info = ex.encode_clip(tiny_videos["a"], out, 2.0, 3.5, crf=23, max_height=90)
+    info = reencode(tiny_videos["a"], out, 2.0, 3.5, crf=23, max_height=90)
     assert (info["width"], info["height"], info["n_frames"]) == (160, 90, 15)
     assert count_frames(out) == 15 and probe(out)["height"] == 90
     # no downscale when it fits; the same call gives the same bytes (x264 determinism cap)
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
     for p in (a, b):
-        assert ex.encode_clip(tiny_videos["b"], p, 0.5, 2.5, max_height=720)["height"] == 180
+        assert reencode(tiny_videos["b"], p, 0.5, 2.5, max_height=720)["height"] == 180
     assert sha(a) == sha(b) and count_frames(a) == 20
     # the shorter side is what max_height bounds: portrait stays portrait
     port = render_video(
         tmp_path / "p.mp4", [Segment(12, seed=3)], fps=10, size=(96, 160), rotation=90
     )
     assert port["width"] == 96
-    got = ex.encode_clip(tmp_path / "p.mp4", tmp_path / "p2.mp4", 0, 1.2, max_height=48)
+    got = reencode(tmp_path / "p.mp4", tmp_path / "p2.mp4", 0, 1.2, max_height=48)
     assert (got["width"], got["height"]) == (48, 80)
     assert ex.target_width(1920, 1080, 720) == 1280 and ex.target_width(1080, 1920, 720) == 720
     assert ex.target_width(640, 360, 720) is None and ex.target_width(640, 360, None) is None
@@ -97,7 +98,7 @@ def test_export_shard_clips_links_encodes_caches_and_records_failures(tiny_video
         shutil.copyfile(tiny_videos[k], vids / f"{k}.mp4")
     write_corrupt(vids / "bad.mp4", "truncated", source=vids / "a.mp4")
     split_clip = tmp_path / "split" / "a_0001.mp4"
-    ex.encode_clip(vids / "a.mp4", split_clip, 2.0, 4.0)  # a clip the split materialised
+    reencode(vids / "a.mp4", split_clip, 2.0, 4.0)  # a clip the split materialised
     clips = pd.DataFrame([
         clip_row("a", 0, vids / "a.mp4", 0, 20),  # part of a: encoded
         clip_row("a", 1, vids / "a.mp4", 20, 40, path=str(split_clip)),  # materialised: linked

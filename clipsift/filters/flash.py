@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..split.clips import rows_in_clip, skip_reason
+
 
 def find_flashes(
     luma: Sequence[float] | np.ndarray, *, brightness_delta: float = 40.0, max_len: int = 3
@@ -51,19 +53,10 @@ def flash_shard(clips, frames, cfg: dict) -> dict:
     by_video = dict(tuple(frames.groupby("video_id"))) if len(frames) else {}
     out = {}
     for clip in clips.itertuples():
-        if isinstance(clip.error, str) or isinstance(clip.split_reason, str):
-            out[clip.clip_id] = {
-                "error": clip.error
-                if isinstance(clip.error, str)
-                else f"not analysed: {clip.split_reason}"
-            }
+        if skip := skip_reason(clip):
+            out[clip.clip_id] = {"error": skip}
             continue
-        f = by_video.get(clip.video_id)
-        f = (
-            f[(f["frame"] >= clip.start_frame) & (f["frame"] < clip.end_frame)]
-            if f is not None
-            else None
-        )
+        f = rows_in_clip(by_video, clip)
         if f is None or f.empty:
             out[clip.clip_id] = {"error": "no luma rows from the scan"}
             continue

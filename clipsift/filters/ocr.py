@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..split.clips import rows_in_clip, skip_reason
+
 
 class OcrReader:
     """Text boxes in one frame. ``threshold`` applies to RapidOCR's per-box confidence (that of
@@ -202,19 +204,11 @@ def ocr_from_scan(clips, rows, cfg: dict) -> dict:
     by_video = dict(tuple(rows.groupby("video_id"))) if len(rows) else {}
     out: dict = {}
     for clip in clips.itertuples():
-        if isinstance(clip.error, str) or isinstance(clip.split_reason, str):
-            out[clip.clip_id] = {
-                "error": clip.error
-                if isinstance(clip.error, str)
-                else f"not analysed: {clip.split_reason}"
-            }
+        if skip := skip_reason(clip):
+            out[clip.clip_id] = {"error": skip}
             continue
-        r = by_video.get(clip.video_id)
-        r = (
-            r[(r["frame"] >= clip.start_frame) & (r["frame"] < clip.end_frame)]
-            if r is not None
-            else []
-        )
+        r = rows_in_clip(by_video, clip)
+        r = r if r is not None else []
         if not len(r):
             out[clip.clip_id] = {
                 "error": f"no OCR frame inside the clip (filters.ocr.every_seconds {cfg['every_seconds']} s is longer than the clip)"
@@ -261,12 +255,8 @@ def ocr_shard(clips, cfg: dict) -> dict:
     for video_id, group in clips.groupby("video_id", sort=False):
         todo = []
         for clip in group.itertuples():
-            if isinstance(clip.error, str) or isinstance(clip.split_reason, str):
-                out[clip.clip_id] = {
-                    "error": clip.error
-                    if isinstance(clip.error, str)
-                    else f"not analysed: {clip.split_reason}"
-                }
+            if skip := skip_reason(clip):
+                out[clip.clip_id] = {"error": skip}
             else:
                 todo.append(clip)
         if not todo:

@@ -90,7 +90,10 @@ def merge_scores(paths: dict[str, str | Path]) -> pd.DataFrame:
     return merged.reset_index() if merged is not None else pd.DataFrame({"clip_id": []})
 
 
-def clip_samples(samples: pd.DataFrame, clip) -> pd.DataFrame:
-    """The scan samples of one clip (``clip`` is a row with video_id, start_frame, end_frame)."""
-    s = samples[samples["video_id"] == clip.video_id]
-    return s[(s["frame"] >= clip.start_frame) & (s["frame"] < clip.end_frame)]
+def clip_samples(by_video: dict, samples: pd.DataFrame, clip) -> pd.DataFrame:
+    """The scan samples inside one clip (``by_video``: the samples grouped by video id); an empty
+    frame with the samples' columns when there are none."""
+    from ..split.clips import rows_in_clip
+
+    rows = rows_in_clip(by_video, clip)
+    return rows if rows is not None else samples.iloc[:0]

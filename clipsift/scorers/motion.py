@@ -209,7 +209,7 @@ def score_motion(clips, inputs, cfg: dict):
     by_video = dict(tuple(samples.groupby("video_id"))) if len(samples) else {}
     rows = []
     for clip in clips.itertuples():
-        s = clip_samples(by_video.get(clip.video_id, samples.iloc[:0]), clip)
+        s = clip_samples(by_video, samples, clip)
         # the pair (f, f+1) must lie inside the clip, and the sample must have a flow measurement
         s = s[(s["frame"] + 1 < clip.end_frame) & s["mag"].notna()] if "mag" in s else s.iloc[:0]
         # a video of one frame has no flow pair at all, so no "mag" column

@@ -160,7 +160,7 @@ def score_technical(clips, inputs, cfg: dict):
     ]
     rows = []
     for clip in clips.itertuples():
-        s = clip_samples(by_video.get(clip.video_id, samples.iloc[:0]), clip)
+        s = clip_samples(by_video, samples, clip)
         rec = {
             "clip_id": clip.clip_id,
             **aggregate_technical(s[keys].to_dict("records") if len(s) else []),

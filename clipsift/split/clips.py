@@ -32,6 +32,24 @@ def clip_id(video_id: str, k: int) -> str:
     return f"{video_id}_{k:04d}"
 
 
+def skip_reason(clip) -> str | None:
+    """Why a clip row is not analysed (its error, or the split's reason), else None."""
+    if isinstance(clip.error, str):
+        return clip.error
+    if isinstance(clip.split_reason, str):
+        return f"not analysed: {clip.split_reason}"
+    return None
+
+
+def rows_in_clip(by_video: dict, clip) -> pd.DataFrame | None:
+    """The per-frame rows (a ``frame`` column) of the clip's video that fall inside the clip;
+    ``by_video`` maps video ids to that video's rows."""
+    rows = by_video.get(clip.video_id)
+    if rows is None:
+        return None
+    return rows[(rows["frame"] >= clip.start_frame) & (rows["frame"] < clip.end_frame)]
+
+
 def scenes_to_clips(scenes: pd.DataFrame, source: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     """Clip rows (not yet materialised) for every scene of every video."""
     by_video = dict(tuple(scenes.groupby("video_id", sort=False)))
@@ -169,23 +187,32 @@ def x264_options(crf: int, preset: str) -> dict:
 
 
 def reencode(
-    src: str, dest: Path, start: float, end: float, *, crf: int = 18, preset: str = "veryfast"
-) -> None:
-    """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied).
-
-    Encoded with ``x264_options``, so the same frames give the same bytes (DESIGN principle 9)."""
+    src: str,
+    dest: Path,
+    start: float,
+    end: float,
+    *,
+    crf: int = 18,
+    preset: str = "veryfast",
+    max_height: int | None = None,
+    threads: int = 1,
+) -> dict:
+    """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied),
+    the shorter side at most ``max_height``; written atomically. Returns ``{width, height,
+    n_frames, fps}``. Encoded with ``x264_options``, so the same frames give the same bytes
+    (DESIGN principle 9)."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
-        ostream = out.add_stream(
-            "libx264",
-            rate=rate,
-            options=x264_options(crf, preset),
-        )
+        ostream = out.add_stream("libx264", rate=rate, options=x264_options(crf, preset))
         ostream.pix_fmt = "yuv420p"
-        n = 0
+        ostream.codec_context.thread_count = max(1, int(threads))
+        n, width = 0, None
         for fr in iter_frames(src, start=start, end=end):
-            img = fr.rgb()
+            if n == 0:
+                h0, w0 = fr.luma().shape
+                width = target_width(w0, h0, max_height)
+            img = fr.rgb(width) if width else fr.rgb()
             if n == 0:
                 ostream.height, ostream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
             frame = av.VideoFrame.from_ndarray(
@@ -199,3 +226,13 @@ def reencode(
             raise VideoError("no frames in range")
         for packet in ostream.encode():
             out.mux(packet)
+        size = {"width": ostream.width, "height": ostream.height}
+    return size | {"n_frames": n, "fps": float(rate)}
+
+
+def target_width(width: int, height: int, max_height: int | None) -> int | None:
+    """Display width after the downscale that makes the shorter side at most ``max_height``
+    (None: no downscale). The shorter side: 720 gives 1280x720 landscape and 720x1280 portrait."""
+    if not max_height or min(width, height) <= max_height:
+        return None
+    return max(2, int(round(width * max_height / min(width, height))) // 2 * 2)
