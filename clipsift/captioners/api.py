@@ -297,19 +297,24 @@ class _ApiBase:
         return result
 
 
+def api_identity(api: dict) -> dict:
+    """The model record of an API caller: the API names the model it ran, not a revision."""
+    return {
+        "provider": "api",
+        "model": api["model"],
+        "base_url": api["base_url"].rstrip("/"),
+        "revision": None,
+        "resolved_revision": api["model"],
+    }
+
+
 class ApiCaptioner(_ApiBase):
     """OpenAI-compatible chat completions (OpenRouter, OpenAI, vLLM / SGLang servers, ...)."""
 
     provider = "api"
 
     def identity(self) -> dict:
-        return {
-            "provider": "api",
-            "model": self.api["model"],
-            "base_url": self.api["base_url"].rstrip("/"),
-            "revision": None,
-            "resolved_revision": self.api["model"],
-        }
+        return api_identity(self.api)
 
     def settings(self) -> dict:
         keys = ("max_new_tokens", "temperature", "top_p", "seed")

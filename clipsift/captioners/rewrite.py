@@ -149,13 +149,9 @@ class ApiRewriter:
         self.user = rcfg["prompts"]["user"]
 
     def identity(self) -> dict:
-        return {
-            "provider": "api",
-            "model": self.api["model"],
-            "base_url": self.api["base_url"].rstrip("/"),
-            "revision": None,
-            "resolved_revision": self.api["model"],
-        }
+        from .api import api_identity
+
+        return api_identity(self.api)
 
     def prompt_hash(self) -> str:
         return prompt_hash(self.system, self.user)
