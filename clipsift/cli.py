@@ -1,4 +1,4 @@
-"""`clipsift` command: plan, sample, status, config-doc."""
+"""`clipsift` command: plan, sample, status, accept-changes, slurm-profile, config-doc."""
 
 from __future__ import annotations
 
@@ -39,6 +39,35 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_accept_changes(args) -> int:
+    from .sources.changes import accept_changes
+
+    cfg = _load_config(args.config) if not args.results else {}
+    results = Path(args.results or cfg["results"])
+    algo = cfg.get("ingest", {}).get("hash", "blake2b")
+    shards = accept_changes(results, algo)
+    if not shards:
+        print(f"{results}: no ingested source changed")
+    else:
+        print(f"{len(shards)} shard(s) will be ingested again by the next run: {', '.join(shards)}")
+    return 0
+
+
+def cmd_slurm_profile(args) -> int:
+    from .slurm import install_profile
+
+    dest, what = install_profile(Path(args.dest) if args.dest else None)
+    if what == "kept":
+        print(
+            f"{dest} exists (a site profile?): kept. `snakemake --profile slurm` uses it, with "
+            "clipsift's per-rule resources from profiles/default; or run "
+            "`snakemake --profile profiles/slurm` for clipsift's own."
+        )
+    else:
+        print(f"{dest} -> profiles/slurm ({what}): `snakemake --profile slurm` finds it")
+    return 0
+
+
 def cmd_config_doc(args) -> int:
     from .config import schema_markdown, update_readme
 
@@ -66,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--config", default="config/config.yaml")
     sp.add_argument("--results", default=None)
     sp.set_defaults(func=cmd_status)
+    sp = sub.add_parser(
+        "accept-changes",
+        help="re-ingest the shards whose source files changed since they were ingested",
+    )
+    sp.add_argument("--config", default="config/config.yaml")
+    sp.add_argument("--results", default=None)
+    sp.set_defaults(func=cmd_accept_changes)
+    sp = sub.add_parser(
+        "slurm-profile", help="link profiles/slurm where `snakemake --profile slurm` finds it"
+    )
+    sp.add_argument("--dest", default=None, help="default: ~/.config/snakemake/slurm")
+    sp.set_defaults(func=cmd_slurm_profile)
     sp = sub.add_parser("config-doc", help="print the config reference (markdown) from the schema")
     sp.add_argument(
         "--write", metavar="README", help="update the reference between the markers in this file"

@@ -35,6 +35,7 @@ sources are.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -50,6 +51,7 @@ import pandas as pd
 
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
 from .io.decode import VideoError, open_video
+from .portable import portable_table
 from .selection import clip_table, load_json
 from .split.clips import reencode, target_width
 
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 SOURCE_FIELDS = ["video_id", "source", "uri", "caption", "hash", "codec", "rotation"]
 
 CLIP_INDEX_COLUMNS = [
-    "clip_id", "video_id", "video_path", "file", "how", "width", "height", "n_frames", "fps",
+    "clip_id", "video_id", "file", "how", "width", "height", "n_frames", "fps",
     "bytes", "sha256", "error",
 ]  # fmt: skip
 
@@ -106,7 +108,8 @@ def cross_shard_duplicates(sources: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "hardlink") -> str:
     """Put ``src`` at ``dest`` as a hard link (a copy where the file system refuses one) or a
-    copy; returns what was done."""
+    copy; returns what was done. Hard links only ever join clipsift's own files, which are
+    replaced by rename, never rewritten in place."""
     src, dest = Path(src), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
@@ -118,8 +121,23 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "hardlink
         except OSError:
             pass
     with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
+        copy_file(src, tmp)
     return "copy"
+
+
+FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS)
+
+
+def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """A copy whose bytes never change with ``src``: a reflink where the file system makes one
+    (instant, no space), else a plain copy."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dest)
 
 
 def _int(v) -> int | None:
@@ -196,12 +214,11 @@ def export_shard_clips(
     materialize: str = "virtual",
     cache_dir: str | os.PathLike | None = None,
     duplicates: pd.DataFrame | None = None,
-    threads: int = 1,
 ) -> pd.DataFrame:
     """The kept clips of one shard as files in ``out_dir`` (the caller swaps it into
     ``final_dir``); ``cfg`` is the ``export`` section. Returns the index
-    (:data:`CLIP_INDEX_COLUMNS`): ``video_path`` is the file under ``final_dir`` (as given),
-    ``file`` the same relative to ``dataset_dir``; a clip that cannot be written has an ``error``
+    (:data:`CLIP_INDEX_COLUMNS`): ``file`` is the clip file under ``final_dir``, relative to
+    ``dataset_dir`` (a published table names no path of this machine); a clip that cannot be written has an ``error``
     and no file (failures are data)."""
     out_dir, final_dir = Path(out_dir), Path(final_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +255,9 @@ def export_shard_clips(
                 row |= {"how": f"split-{how}", "width": row["width"] // 2 * 2,
                         "height": row["height"] // 2 * 2}  # fmt: skip
             elif source_fits(clip, src, max_height):
-                how = place(clip["source_path"], dest, link)
+                # a copy (a reflink where the file system can), never a hard link: a source
+                # overwritten in place would change the dataset's file with it
+                how = place(clip["source_path"], dest, "copy")
                 row["how"] = f"source-{how}"
             else:
                 ckey = _key({"source": src.get("hash") or _file_identity(clip["source_path"]),
@@ -253,7 +272,7 @@ def export_shard_clips(
                     info = reencode(
                         clip["source_path"], cached, float(clip["start_time"]),
                         float(clip["end_time"]), crf=settings["crf"], preset=settings["preset"],
-                        max_height=max_height, threads=threads,
+                        max_height=max_height,
                     )  # fmt: skip
                     info["sha256"] = file_sha256(cached)
                     if cache is not None:
@@ -265,7 +284,6 @@ def export_shard_clips(
                 else:
                     place(cached, dest, "hardlink" if link == "hardlink" else "copy")
             row |= {
-                "video_path": os.fspath(final_dir / name),
                 "file": Path(os.path.relpath(final_dir / name, dataset_dir)).as_posix(),
                 "bytes": dest.stat().st_size,
                 "sha256": row.get("sha256") or file_sha256(dest),  # an encoded clip's is known
@@ -274,7 +292,7 @@ def export_shard_clips(
         except (VideoError, av.FFmpegError, OSError, ValueError) as exc:
             log.warning("%s: %s", clip["clip_id"], exc)
             dest.unlink(missing_ok=True)
-            row |= {"how": None, "video_path": None, "file": None, "error": f"export failed: {exc}"}
+            row |= {"how": None, "file": None, "error": f"export failed: {exc}"}
         counts[row["how"]] = counts.get(row["how"], 0) + 1
         rows.append(row)
     if cache is not None:  # json sidecars of clips that left the cache
@@ -357,10 +375,16 @@ def latent_columns(lat: pd.DataFrame, dataset_dir: str | os.PathLike) -> pd.Data
     return out.rename(columns={c: f"latents.{c}" for c in out.columns if c != "clip_id"})
 
 
-def build_metadata(inputs, cfg: dict, dataset_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+def build_metadata(
+    inputs,
+    cfg: dict,
+    dataset_dir: str | os.PathLike | None = None,
+    roots: list[tuple[str, str]] = (),
+) -> pd.DataFrame:
     """Every shard's clips joined with their source rows and measurements; duplicates across
     shards; with the optional inputs ``captions`` (caption.json), ``latents`` (latents.parquet)
-    and ``clip_files`` (the export_clips indexes), also the captions, latents and ``file``."""
+    and ``clip_files`` (the export_clips indexes), also the captions, latents and ``file``.
+    ``roots``: :func:`clipsift.portable.path_roots`, for paths as the config gave them."""
     dataset_dir = Path(dataset_dir or "results/dataset")
     n = len(inputs.clips)
     flash = list(inputs.flash) or [None] * n
@@ -435,7 +459,8 @@ def build_metadata(inputs, cfg: dict, dataset_dir: str | os.PathLike | None = No
     meta["caption_source"] = np.where(has_gen, "caption", np.where(has_src, "source", None))
     meta = meta.drop(columns=[c for c in ("caption.text",) if c in meta])
     front = ["shard", "clip_id", "video_id", "keep", "reasons", "file", "caption", "caption_source"]
-    return meta[front + [c for c in meta.columns if c not in front]]
+    meta = meta[front + [c for c in meta.columns if c not in front]]
+    return portable_table(meta, list(roots)) if roots else meta
 
 
 def rejected_table(meta: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SOURCE_COLUMNS = [
     "video_id", "source", "uri", "path", "caption", "extra", "size", "hash", "duplicate_of",
     "duration", "fps", "n_frames", "width", "height", "rotation", "codec", "pix_fmt", "bit_rate",
-    "error",
+    "error", "mtime_ns",
 ]  # fmt: skip
 
 
@@ -84,7 +84,10 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
             if not path or not os.path.exists(path):
                 rec["error"] = "missing file"
             else:
-                rec["size"] = os.path.getsize(path)
+                st = os.stat(path)
+                # size and mtime as ingested: a later change of the file is noticed
+                # (clipsift.sources.changes); never published (machine-specific)
+                rec["size"], rec["mtime_ns"] = st.st_size, st.st_mtime_ns
                 rec["hash"] = content_hash(path, hash_algo)
                 if rec["hash"] in seen:
                     rec["duplicate_of"] = seen[rec["hash"]]

@@ -1,7 +1,7 @@
 """Trainer manifests over the encoded clips.
 
 The clip video files come from rule ``export_clips`` (clipsift/export.py): its per-shard index
-(``results/dataset/clips/{shard}.parquet``: ``clip_id``, ``video_id``, ``video_path``, ``error``)
+(``results/dataset/clips/{shard}.parquet``: ``clip_id``, ``video_id``, ``file``, ``error``)
 says where each kept clip's file is; a clip without a file is left out of the manifests.
 
 :func:`write_manifests` (rule ``manifests``, once) writes: ``results/dataset/manifests/`` with
@@ -85,7 +85,9 @@ def write_manifests(
     files = pd.concat(clip_files, ignore_index=True) if clip_files else None
     items = []
     if lat is not None and len(lat) and files is not None and len(files):
-        videos = files[files["error"].isna()].set_index("clip_id")["video_path"].to_dict()
+        # ``file`` is relative to the dataset folder, the manifests folder's parent
+        ok = files[files["error"].isna()].set_index("clip_id")["file"]
+        videos = {cid: final.parent / f for cid, f in ok.items()}
         for rec in lat.sort_values("clip_id").to_dict("records"):
             if rec["clip_id"] in videos:
                 items.append(rec | {"video_file": videos[rec["clip_id"]]})

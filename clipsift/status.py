@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from . import runlock
+
 # stage -> its files under results/shards/{shard}/ (done when all of them exist)
 STAGES = [
     ("ingest", ["source.parquet"]),
@@ -157,7 +159,8 @@ def status_table(
     """``clipsift status`` as text: a markdown table and the reasons below it."""
     st = collect(results, workdir, config)
     if st is None:
-        return f"no shard plan under {results}/plan yet (run snakemake first)"
+        lines = [f"no shard plan under {results}/plan yet (run snakemake first)"]
+        return "\n".join(lines + run_state(runlock.holder(results), 0, Path(workdir or ".")))
     planned = sum(int(s.get("items", 0)) for s in st.shards)
     lines = [
         f"{results}: {len(st.shards):,} shard(s) planned, {planned:,} item(s)",
@@ -167,9 +170,12 @@ def status_table(
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     n = len(st.shards)
+    active = runlock.holder(results)
+    cut_short = 0 if active is not None else sum(s.running for s in st.stages) + st.running_other
     for s in st.stages:
+        running = s.running if active is not None else 0
         lines.append(
-            f"| {s.name} | {len(s.done):,}/{n:,} | {s.running or ''} "
+            f"| {s.name} | {len(s.done):,}/{n:,} | {running or ''} "
             f"| {_count(s.n_in, s.unit_in) if s.done else ''} "
             f"| {_count(s.n_out, s.unit_out) if s.done else ''} | {s.errors or ''} "
             f"| {_ts(s.first)} | {_ts(s.last)} | {_rate(s.rate)} |"
@@ -178,8 +184,9 @@ def status_table(
     lines += ["", f"export: {export}"]
     if st.clips:
         lines.append(f"clips: {st.kept} kept of {st.clips} judged by select")
-    if st.running_other:
+    if st.running_other and active is not None:
         lines.append(f"other jobs running: {st.running_other}")
+    lines += run_state(active, cut_short, Path(workdir) if workdir else Path.cwd())
     if st.video_errors:
         lines += ["", "video errors by reason:"]
         lines += [f"  {k:7d}  {r}" for r, k in st.video_errors.most_common()]
@@ -187,6 +194,30 @@ def status_table(
         lines += ["", "clip rejections by reason (a clip may have several):"]
         lines += [f"  {k:7d}  {r}" for r, k in st.rejections.most_common()]
     return "\n".join(lines)
+
+
+def run_state(active: dict | None, cut_short: int, workdir: Path) -> list[str]:
+    """Whether a run holds the results folder, and what a run that died left behind."""
+    if active is not None:
+        return [
+            f"run: active (pid {active.get('pid', '?')} on {active.get('host', '?')}, "
+            f"working folder {active.get('cwd', '?')}, since {active.get('started', '?')})"
+        ]
+    lines = ["run: none active"]
+    if cut_short:
+        lines.append(
+            f"  {cut_short} job(s) were cut short by a run that ended without finishing them "
+            "(killed?). The same snakemake command redoes them (rerun-incomplete is set in "
+            "profiles/default); their partial files are never read."
+        )
+    locks = workdir / ".snakemake" / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        lines.append(
+            "  Snakemake's own lock (.snakemake/locks) was left by a run that died; clipsift's "
+            "profiles turn that lock off, so only a run with `--workflow-profile none` is "
+            "stopped by it. `snakemake --unlock` clears it."
+        )
+    return lines
 
 
 # ----------------------------------------------------------------------------- reasons

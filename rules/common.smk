@@ -1,10 +1,43 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
+from clipsift import runlock
 from clipsift.plan import load_shards
 from clipsift.scorers import REGISTRY
 from clipsift.selection import with_filters
+from clipsift.smk import import_from_checkout
+from clipsift.sources.changes import SourcesChanged, check_sources
+from snakemake.exceptions import WorkflowError
 
 R = config["results"]
+
+# Jobs import clipsift from this checkout, whatever environment runs them (--sdm conda envs hold
+# only the dependencies): the code of a build is the workflow's own.
+import_from_checkout(workflow.basedir)
+
+# The process that schedules the jobs holds the results folder's lock for its whole life (not a
+# dry run, not a cluster job), and first checks that no ingested source changed since.
+# (output_settings: the executor, and so workflow.dryrun, is not known yet while parsing)
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    try:
+        runlock.acquire(R)
+    except runlock.ResultsLocked as exc:
+        raise WorkflowError(str(exc))
+if workflow.is_main_process:
+    try:
+        check_sources(config, R)
+    except SourcesChanged as exc:
+        runlock.release(R)
+        raise WorkflowError(str(exc))
+
+
+onsuccess:
+    runlock.release(R)
+
+
+onerror:
+    runlock.release(R)
+
+
 SHARDS = {s["name"]: s for s in load_shards(config, validated=True)}
 SOURCES = {s["name"]: s for s in config["sources"]}
 

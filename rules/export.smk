@@ -46,7 +46,7 @@ rule export_clips:
         f"{R}/logs/export_clips/{{shard}}.log",
     conda:
         "../envs/clipsift.yaml"
-    threads: 2
+    threads: 4  # x264's fixed thread count (clipsift.split.clips.X264_THREADS)
     params:
         # what the clip files depend on
         export={k: EXPORT[k] for k in ("max_height", "crf", "preset", "link")},

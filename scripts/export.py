@@ -15,6 +15,7 @@ import pandas as pd
 from clipsift.card import write_card
 from clipsift.export import build_metadata, cross_shard_duplicates, write_dataset, write_webdataset
 from clipsift.io.atomic import atomic_dir, write_json, write_parquet
+from clipsift.portable import path_roots
 from clipsift.provenance import build_provenance, read_inputs
 from clipsift.smk import rule_logging
 
@@ -27,7 +28,8 @@ with rule_logging(snakemake) as log:  # noqa: F821
         log.info("%d videos duplicate a video of an earlier shard", len(dups))
     elif sm.rule == "export":
         dataset = Path(sm.output.parquet).parent
-        meta = build_metadata(sm.input, sm.params.export, dataset)
+        roots = path_roots(sm.config["sources"], sm.config["results"])
+        meta = build_metadata(sm.input, sm.params.export, dataset, roots)
         write_dataset(meta, dict(sm.output.items()))
         if sm.output.get("webdataset"):
             with atomic_dir(sm.output.webdataset) as tmp:

@@ -29,7 +29,6 @@ with rule_logging(snakemake) as log:  # noqa: F821
             materialize=sm.params.materialize,
             cache_dir=results / "cache" / "export" / shard,
             duplicates=dups[dups["shard"] == shard] if dups is not None else None,
-            threads=sm.threads,
         )
     write_parquet(sm.output.table, index)
     log.info(

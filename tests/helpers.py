@@ -11,8 +11,11 @@ and per job ``job.rule.name``, ``job.wildcards`` and ``job.output``. Everything 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,3 +308,47 @@ def make_zip(path: Path, members: dict[str, bytes]) -> Path:
         for name, data in members.items():
             zf.writestr(name, data)
     return path
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+# Fields of the dataset that may differ between two identical builds (README, "Reproducible").
+TIMESTAMP_FIELDS = {"provenance.json": ("created",)}
+
+
+def python_module(module: str, workdir: Path, *args, env=None, timeout: int = 900):
+    """``python -m MODULE ARGS`` in ``workdir``, as a user types the command."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def snakemake_cli(workdir: Path, *args, **kw):
+    """``snakemake ARGS`` in ``workdir`` (profiles included, as on the command line)."""
+    return python_module("snakemake", workdir, *args, **kw)
+
+
+def clipsift_cli(workdir: Path, *args, **kw):
+    return python_module("clipsift.cli", workdir, *args, **kw)
+
+
+def dataset_digests(dataset: Path) -> dict[str, str]:
+    """sha256 of every file under ``dataset``, by relative path; the declared timestamp fields
+    of a JSON file are dropped before hashing."""
+    out = {}
+    for path in sorted(p for p in Path(dataset).rglob("*") if p.is_file()):
+        rel = path.relative_to(dataset).as_posix()
+        data = path.read_bytes()
+        if rel in TIMESTAMP_FIELDS:
+            doc = json.loads(data)
+            for key in TIMESTAMP_FIELDS[rel]:
+                doc.pop(key, None)
+            data = json.dumps(doc, sort_keys=True).encode()
+        out[rel] = hashlib.sha256(data).hexdigest()
+    return out

@@ -122,8 +122,15 @@ def test_export_shard_clips_links_encodes_caches_and_records_failures(tiny_video
     idx = run(out)
     assert list(idx.index) == ["a_0000", "a_0001", "bad_0000", "c_0000"]  # kept, by clip id
     assert idx.loc["a_0000", "how"] == "encoded" and idx.loc["a_0001", "how"] == "split-hardlink"
-    assert idx.loc["c_0000", "how"] == "source-hardlink"
-    assert os.path.samefile(out / "c_0000.mp4", vids / "c.mp4")
+    # the whole source is the clip: copied, never linked (a source rewritten in place must not
+    # change the dataset's file)
+    assert idx.loc["c_0000", "how"] == "source-copy"
+    assert not os.path.samefile(out / "c_0000.mp4", vids / "c.mp4")
+    before = (out / "c_0000.mp4").read_bytes()
+    with open(vids / "c.mp4", "r+b") as fh:  # overwritten in place: same inode, new bytes
+        fh.write(b"\0" * 64)
+    assert (out / "c_0000.mp4").read_bytes() == before
+    shutil.copyfile(tiny_videos["c"], vids / "c.mp4")
     assert os.path.samefile(out / "a_0001.mp4", split_clip)
     assert (
         idx.loc["bad_0000", "error"].startswith("export failed")
@@ -251,7 +258,7 @@ def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path):
     (dataset / "clips").mkdir(parents=True)
 
     def index(rows):
-        return pd.DataFrame([{"clip_id": c, "video_id": c[0], "video_path": f"x/{c}.mp4",
+        return pd.DataFrame([{"clip_id": c, "video_id": c[0],
                               "file": None if err else f"clips/{c}.mp4", "how": "encoded",
                               "width": 320, "height": 180, "n_frames": 20, "fps": 10.0, "bytes": 1,
                               "sha256": "0", "error": err} for c, err in rows],

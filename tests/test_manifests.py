@@ -101,7 +101,8 @@ def fake_shard(tmp: Path, shard: str, ids: list[str]) -> tuple[pd.DataFrame, pd.
         )
         files.append(
             {"clip_id": cid, "video_id": cid.split("_")[0],
-             "video_path": str(clip_dir / f"{cid}.mp4"), "how": "reencode", "error": None}
+             "file": os.path.relpath(clip_dir / f"{cid}.mp4", tmp / "dataset"),
+             "how": "reencode", "error": None}
         )  # fmt: skip
     return pd.DataFrame(lat), pd.DataFrame(files)
 

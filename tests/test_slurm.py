@@ -180,7 +180,6 @@ def test_pipeline_on_slurm_gpu_requests_and_a_failing_job(cluster, tiny_videos, 
 
     # ------------------------------------------------------------ 2. the job that failed
     assert fail.proc.returncode not in (0, 124, 137), fail.out[-4000:]  # failed, not timed out
-    assert fail.elapsed < 200
     failed = sorted(run_jobs(cluster, fail.run_id), key=lambda j: int(j["JobId"]))
     assert [rule_of(j) for j in failed] == ["ingest", "ingest"]  # attempt 1 and 2
     assert [j["JobState"] for j in failed] == ["FAILED", "FAILED"]

@@ -173,6 +173,9 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
                 out.mux(packet)
 
 
+X264_THREADS = 4  # part of the encode settings: the same frames give the same bytes anywhere
+
+
 def x264_options(crf: int, preset: str) -> dict:
     """libx264 settings that give the same bytes for the same frames: macroblock-tree rate
     control off (it made repeated encodes differ) and, on AVX-512 CPUs, x264's assembly capped
@@ -195,7 +198,6 @@ def reencode(
     crf: int = 18,
     preset: str = "veryfast",
     max_height: int | None = None,
-    threads: int = 1,
 ) -> dict:
     """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied),
     the shorter side at most ``max_height``; written atomically. Returns ``{width, height,
@@ -206,7 +208,9 @@ def reencode(
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
         ostream = out.add_stream("libx264", rate=rate, options=x264_options(crf, preset))
         ostream.pix_fmt = "yuv420p"
-        ostream.codec_context.thread_count = max(1, int(threads))
+        # A fixed thread count, not the job's: x264's output depends on it (frame threads and
+        # lookahead), so `--cores 1` and `--cores 8` would write different bytes.
+        ostream.codec_context.thread_count = X264_THREADS
         n, width = 0, None
         for fr in iter_frames(src, start=start, end=end):
             if n == 0:

@@ -1,0 +1,128 @@
+"""Sources that changed since they were ingested.
+
+A source file overwritten in place (same name, new content) must not be silently mixed into an
+old build: its clips, scores and captions describe the old content. Before a run schedules any
+job, the process that schedules them compares every ingested source file's size and mtime
+(recorded in ``source.parquet``) with the file now; a file whose mtime changed but whose size did
+not is hashed again, so a copy or a ``touch`` that kept the bytes is not a change. A changed file
+stops the run with the list and the command that accepts them (``clipsift accept-changes``: it
+stamps those shards' plan files, the ingest rule's input, with the new sizes and mtimes, so the
+next run ingests them again and redoes everything downstream. A stamp, not a touch: Snakemake
+skips an input whose recorded checksum is unchanged, and removing an output whose downstream
+outputs exist reruns nothing).
+
+Files under the results folder (extracted archive members, generated videos) are the pipeline's
+own and are skipped, as are files that are gone (the dataset keeps its copies). The check costs a
+stat per video and a small read per shard; ``ingest.check_sources: false`` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..ingest import content_hash
+from ..io.atomic import write_parquet
+
+SHOWN = 20  # changed files listed in the message
+
+
+@dataclass
+class Change:
+    shard: str
+    path: str
+    what: str  # "size", "content"
+
+
+class SourcesChanged(RuntimeError):
+    pass
+
+
+def _shards(results: Path) -> list[str]:
+    manifest = results / "plan" / "shards.json"
+    if not manifest.exists():
+        return []
+    return [s["name"] for s in json.loads(manifest.read_text())["shards"]]
+
+
+def pending(results: Path, shard: str) -> bool:
+    """Whether the shard will be ingested again anyway (its plan file, accepted, is newer)."""
+    plan = results / "plan" / "shards" / f"{shard}.parquet"
+    src = results / "shards" / shard / "source.parquet"
+    try:
+        return plan.stat().st_mtime_ns > src.stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
+
+
+def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list[Change]:
+    results = Path(results).absolute()
+    own = os.fspath(results) + os.sep
+    changes = []
+    for shard in _shards(results):
+        src = results / "shards" / shard / "source.parquet"
+        if pending(results, shard):
+            continue
+        try:
+            table = pd.read_parquet(src, columns=["path", "size", "mtime_ns", "hash"])
+        except (OSError, ValueError, KeyError):  # not ingested yet, or by an older clipsift
+            continue
+        for row in table.dropna(subset=["path", "mtime_ns"]).itertuples(index=False):
+            path = os.path.abspath(row.path)
+            if path.startswith(own):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if st.st_size != row.size:
+                changes.append(Change(shard, row.path, "size"))
+            elif st.st_mtime_ns != row.mtime_ns and content_hash(path, hash_algo) != row.hash:
+                changes.append(Change(shard, row.path, "content"))
+    return changes
+
+
+def check_sources(config: dict, results: str | os.PathLike) -> None:
+    """Raise :class:`SourcesChanged` when an ingested source file changed (see the module)."""
+    ingest = config.get("ingest", {})
+    if not ingest.get("check_sources", True):
+        return
+    changes = find_changes(results, ingest.get("hash", "blake2b"))
+    if not changes:
+        return
+    shards = sorted({c.shard for c in changes})
+    lines = [f"  {c.path} ({c.what} changed; shard {c.shard})" for c in changes[:SHOWN]]
+    if len(changes) > SHOWN:
+        lines.append(f"  ... and {len(changes) - SHOWN} more")
+    raise SourcesChanged(
+        f"clipsift: {len(changes)} source file(s) changed since they were ingested "
+        f"({len(shards)} shard(s)); their clips, scores and dataset files describe the old "
+        "content:\n" + "\n".join(lines) + "\nTo rebuild those shards from the new files, run\n"
+        f"  clipsift accept-changes --results {results}\nthen the same snakemake command again "
+        "(or put the old files back)."
+    )
+
+
+def accept_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list[str]:
+    """Make the next run ingest the shards with changed sources again (their plan file gets an
+    ``accepted`` column: a digest of the changed files' new size and mtime); returns those
+    shards."""
+    results = Path(results)
+    changes = find_changes(results, hash_algo)
+    shards = sorted({c.shard for c in changes})
+    for shard in shards:
+        stats = sorted(
+            (c.path, os.stat(c.path).st_size, os.stat(c.path).st_mtime_ns)
+            for c in changes
+            if c.shard == shard
+        )
+        plan = results / "plan" / "shards" / f"{shard}.parquet"
+        items = pd.read_parquet(plan)
+        items["accepted"] = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+        write_parquet(plan, items)
+    return shards

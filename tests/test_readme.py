@@ -1,0 +1,136 @@
+"""The README's command blocks, run as a user types them, from a fresh copy of the project.
+
+Each block of the sections below is read from README.md and run line by line with bash in a
+copy of the project (its tracked files, as a clone has them) holding the sample videos, with
+the virtual environment's commands on PATH: `snakemake` there finds the Snakefile, the
+config and the workflow profile by itself. The SLURM section's block runs in test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+README = REPO / "README.md"
+
+
+def section(title: str) -> str:
+    """The text of the README section whose heading is ``title`` (up to the next heading of
+    the same or a higher level)."""
+    text = README.read_text()
+    m = re.search(rf"^(#+) {re.escape(title)}\s*$", text, re.M)
+    assert m, f"README has no section {title!r}"
+    level = len(m[1])
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, m.end())
+    return text[m.end() : end.start() if end else len(text)]
+
+
+def commands(title: str) -> list[str]:
+    """The lines of the section's one ``bash`` block, without their trailing comments."""
+    blocks = re.findall(r"```bash\n(.*?)```", section(title), re.S)
+    assert len(blocks) == 1, f"{title}: {len(blocks)} bash blocks"
+    lines = [re.sub(r"\s+#.*$", "", ln).strip() for ln in blocks[0].splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def project_copy(dest: Path, sample_dir: Path) -> Path:
+    """The project's files as a fresh clone has them (git's tracked and not-ignored files),
+    plus the sample videos where `make sample` puts them."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    shutil.copytree(sample_dir, dest / "sample" / "videos")
+    return dest
+
+
+def user_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE", "SLURM"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def sh(workdir: Path, line: str, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        ["bash", "-c", line], cwd=workdir, env=user_env(), capture_output=True, text=True,
+        timeout=900, **kw,
+    )  # fmt: skip
+    assert res.returncode == 0, f"$ {line}\n{(res.stdout + res.stderr)[-4000:]}"
+    return res
+
+
+def mtimes(results: Path, shard: str) -> dict[str, int]:
+    folder = results / "shards" / shard
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def project(tmp_path, sample_set) -> Path:
+    return project_copy(tmp_path / "clipsift", sample_set.dir)
+
+
+def test_run_it_on_your_own_videos(project):
+    lines = commands("Run it on your own videos")
+    assert lines[0] == "snakemake --cores all"
+    outs = [sh(project, line) for line in lines]
+    meta = pd.read_parquet(project / "results" / "dataset" / "metadata.parquet")
+    assert meta["keep"].any() and (project / "results" / "dataset" / "provenance.json").exists()
+    assert "Nothing to be done" in outs[1].stdout + outs[1].stderr  # the local profile: done
+    assert "| scan | 2/2 |" in outs[2].stdout and "run: none active" in outs[2].stdout
+
+
+def test_partial_reruns(project):
+    results = project / "results"
+    sh(project, "snakemake --cores all")
+    for line in commands("Partial reruns"):
+        before = {s: mtimes(results, s) for s in ("sample-00000", "sample-00001")}
+        out = sh(project, line)
+        after = {s: mtimes(results, s) for s in before}
+        changed = {s for s in before if before[s] != after[s]}
+        if "sample-00001" in line:  # the one-shard lines touch no other shard
+            assert "sample-00000" not in changed, line
+        if "--forcerun results/shards/sample-00001/scan" in line:
+            scan = str(results / "shards" / "sample-00001" / "scan" / "scenes.parquet")
+            assert after["sample-00001"][scan] != before["sample-00001"][scan], line
+        if line.endswith("--forcerun scan"):
+            assert changed == {"sample-00000", "sample-00001"}, line
+        if line.endswith(" -n"):
+            assert changed == set() and "Nothing to be done" in out.stdout + out.stderr, line
+
+
+def test_after_a_crash(project):
+    lines = commands("After a crash")
+    first = subprocess.Popen(
+        ["bash", "-c", lines[0]], cwd=project, env=user_env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    results = project / "results"
+    deadline = time.monotonic() + 300
+    try:
+        while not list(results.glob("shards/*/scan/scenes.parquet")):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # Snakemake and its jobs, as a crash does
+        first.wait()
+    assert not (results / "dataset" / "metadata.parquet").exists()
+    outs = [sh(project, line) for line in lines]  # the same command again, then the status
+    assert (results / "dataset" / "metadata.parquet").exists()
+    assert "run: none active" in outs[-1].stdout, outs[-1].stdout

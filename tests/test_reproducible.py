@@ -1,0 +1,160 @@
+"""Builds that depend only on the config, the inputs and the lock (README, "Reproducible builds").
+
+Through the command line, as a user runs it (so the workflow profile applies):
+- two builds of the sample, from two working folders, with ``--cores 1`` and ``--cores 2`` and
+  a relative and an absolute results path, give the same bytes for every dataset file (but the
+  declared timestamp fields); the local-vs-SLURM comparison is in test_slurm.py;
+- a source overwritten in place stops the next run with its name and the command that accepts
+  it; after ``clipsift accept-changes`` the rerun re-ingests that shard and the dataset's file,
+  hash and size describe the new content; a ``touch`` that kept the bytes is not a change;
+- a second run on a results folder that a run holds stops at once, from any working folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import (
+    REPO,
+    SNAKEFILE,
+    base_config,
+    clipsift_cli,
+    dataset_digests,
+    snakemake_cli,
+    write_config,
+)
+
+from clipsift import runlock
+
+pytestmark = pytest.mark.slow
+
+
+def sample_workdir(root: Path, sample_set, results: str, **over) -> Path:
+    """A working folder with its own copy of the sample videos and a config naming them as the
+    demo does (``sample/videos``, relative)."""
+    root.mkdir(parents=True)
+    shutil.copytree(sample_set.dir, root / "sample" / "videos")
+    cfg = base_config([{"name": "sample", "type": "folder", "path": "sample/videos"}], **over)
+    cfg["results"] = results
+    cfg["export"] = {"clips": True}
+    write_config(root, cfg)
+    return root
+
+
+def test_same_bytes_whatever_cores_folder_and_results_path(tmp_path, sample_set):
+    a = sample_workdir(tmp_path / "a", sample_set, "results")
+    other = tmp_path / "elsewhere" / "out"
+    b = sample_workdir(tmp_path / "b", sample_set, str(other))
+    ra = snakemake_cli(a, "--snakefile", SNAKEFILE, "--cores", "1")
+    assert ra.returncode == 0, ra.stderr[-4000:]
+    rb = snakemake_cli(b, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert rb.returncode == 0, rb.stderr[-4000:]
+
+    da, db = dataset_digests(a / "results" / "dataset"), dataset_digests(other / "dataset")
+    assert any(name.endswith(".mp4") for name in da), sorted(da)  # clip files were built
+    assert da.keys() == db.keys()
+    assert {k for k in da if da[k] != db[k]} == set()
+
+    # nothing of either machine's folders is published
+    for path in (a / "results" / "dataset").rglob("*"):
+        if path.suffix in (".json", ".jsonl", ".md", ".parquet"):
+            data = path.read_bytes()
+            assert str(tmp_path).encode() not in data, path
+    prov = json.loads((a / "results" / "dataset" / "provenance.json").read_text())
+    assert "results" not in prov["config"]
+    assert prov["lock"]["file"] in ("requirements/cpu.lock.txt", "requirements/cuda.lock.txt")
+    meta = pd.read_parquet(a / "results" / "dataset" / "metadata.parquet")
+    assert meta["uri"].str.startswith("sample/videos/").all(), meta["uri"].tolist()
+
+
+def test_a_changed_source_is_noticed_and_rebuilt(tmp_path, sample_set):
+    w = sample_workdir(tmp_path / "w", sample_set, "results", shard_size=2)
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    meta = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
+    target = w / "sample" / "videos" / "motion.mp4"
+    old = meta[meta["video_id"] == "sample-motion"].iloc[0]
+
+    # a touch that keeps the bytes: not a change
+    os.utime(target)
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "-n")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+    # overwritten in place with another video (same inode, new bytes)
+    with open(target, "r+b") as fh:
+        fh.truncate(0)
+        fh.write((sample_set.dir / "cuts.mp4").read_bytes())
+    for args in ((), ("-n",)):  # a dry run says it too
+        r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", *args)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, out[-3000:]
+        assert "motion.mp4 (size changed" in out and "clipsift accept-changes" in out, out[-3000:]
+
+    r = clipsift_cli(w, "accept-changes")
+    assert r.returncode == 0 and "1 shard(s)" in r.stdout, r.stdout + r.stderr
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    new = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
+    src = pd.read_parquet(next((w / "results" / "shards").glob("*/source.parquet")))
+    src = pd.concat(
+        pd.read_parquet(p) for p in sorted((w / "results" / "shards").glob("*/source.parquet"))
+    ).set_index("video_id")
+    row = src.loc["sample-motion"]
+    assert row["size"] == target.stat().st_size and row["hash"] != old["hash"]
+    mine = new[new["video_id"] == "sample-motion"]
+    assert (mine["hash"] == row["hash"]).all()
+    # the motion video now holds the cuts video: its clips follow the new content
+    assert len(mine) != 1 or mine.iloc[0]["n_frames"] != old["n_frames"]
+    for f in mine["file"].dropna():
+        # every exported file of that video matches the metadata's sha256
+        meta_sha = mine.loc[mine["file"] == f, "export.sha256"].iloc[0]
+        import hashlib
+
+        assert hashlib.sha256((w / "results" / "dataset" / f).read_bytes()).hexdigest() == meta_sha
+
+
+def test_one_run_per_results_folder(tmp_path, sample_set):
+    results = tmp_path / "shared-results"
+    a = sample_workdir(tmp_path / "a", sample_set, str(results))
+    b = sample_workdir(tmp_path / "b", sample_set, str(results))
+    # a process holding the lock, as a running Snakemake does
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from clipsift import runlock; runlock.acquire({str(results)!r});"
+            "import time; print('held', flush=True); time.sleep(600)",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert runlock.holder(results)["pid"] == holder.pid
+        r = snakemake_cli(b, "--snakefile", SNAKEFILE, "--cores", "1")
+        assert r.returncode != 0
+        assert "is in use by another run" in r.stderr and str(holder.pid) in r.stderr, r.stderr
+        assert not (results / "shards").exists()  # it stopped before any job
+        st = clipsift_cli(a, "status")
+        assert f"run: active (pid {holder.pid}" in st.stdout, st.stdout
+        # a dry run needs no lock
+        assert snakemake_cli(b, "--snakefile", SNAKEFILE, "-n").returncode == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    # killed: the kernel dropped the lock, nothing to unlock
+    assert runlock.holder(results) is None
+    r = snakemake_cli(a, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "run: none active" in clipsift_cli(a, "status").stdout
+    assert time  # noqa: B018
+    assert REPO
