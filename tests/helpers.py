@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -352,3 +354,50 @@ def dataset_digests(dataset: Path) -> dict[str, str]:
             data = json.dumps(doc, sort_keys=True).encode()
         out[rel] = hashlib.sha256(data).hexdigest()
     return out
+
+
+# ----------------------------------------------------------------------------- the README
+
+
+README = REPO / "README.md"
+
+
+def section(title: str) -> str:
+    """The text of the README section whose heading is ``title`` (up to the next heading of
+    the same or a higher level)."""
+    text = README.read_text()
+    m = re.search(rf"^(#+) {re.escape(title)}\s*$", text, re.M)
+    assert m, f"README has no section {title!r}"
+    level = len(m[1])
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, m.end())
+    return text[m.end() : end.start() if end else len(text)]
+
+
+def commands(title: str) -> list[str]:
+    """The lines of the section's one ``bash`` block, without their trailing comments."""
+    blocks = re.findall(r"```bash\n(.*?)```", section(title), re.S)
+    assert len(blocks) == 1, f"{title}: {len(blocks)} bash blocks"
+    lines = [re.sub(r"\s+#.*$", "", ln).strip() for ln in blocks[0].splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def project_copy(dest: Path, sample_dir: Path) -> Path:
+    """The project's files as a fresh clone has them (git's tracked and not-ignored files),
+    plus the sample videos where `make sample` puts them."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    shutil.copytree(sample_dir, dest / "sample" / "videos")
+    return dest
+
+
+def user_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE", "SLURM"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env

@@ -204,8 +204,10 @@ def test_encode_and_manifests_through_snakemake(tmp_path, monkeypatch):
     sel = all_shards_table(wd, "selection.parquet")
     clips = all_shards_table(wd, "clips.parquet").set_index("clip_id")
     broken = clips.index[clips["video_id"] == "vids-gone"][0]
-    # the video breaks after selection
+    # the video breaks after selection (a disk error, not an edit: the changed-source check,
+    # which would stop the run and ask to re-ingest it, is off to let it reach the encode)
     write_corrupt(videos / "gone.mp4", "truncated", source=videos / "land.mp4")
+    cfg["ingest"] = {"check_sources": False}
     run = run_snakemake(wd, cfg, targets=[MANIFESTS])
     assert run.rules["encode"] == run.rules["manifests"] == 1
     # the clip files: rule export_clips (rules/export.smk) when present, else dataset_clips

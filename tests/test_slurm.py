@@ -1,17 +1,22 @@
-"""The SLURM profile against a real SLURM 22.05 cluster started on this machine (tests/slurm).
+"""SLURM: the README's commands against a real SLURM 22.05 cluster started on this machine.
 
-A run of the pipeline on generated videos, up to the dataset metadata, through
-``snakemake --profile profiles/slurm`` (the plugin submits every job with sbatch), and beside
-it, on the same cluster, a run whose job fails. Checked from slurmctld's own job records
-(``scontrol show job``, kept for MinJobAge = 300 s):
-- every job was a SLURM job, named after the run and commented with its rule and shard;
-- the jobs whose rule declares ``gpu=1`` (with ``filters.ocr.gpu``: the OCR, in the scan's
-  decode pass by default) asked SLURM for a GPU (``--gpus=1``), and no other job did;
-- the profile's per-rule memory and time reached sbatch;
-- a failed job is reported as failed, with its SLURM id, and the run ends instead of waiting.
-
-The cluster has no accounting, so the profile runs with ``--slurm-status-command squeue`` (the
-documented option for such clusters); status checks start after 2 s instead of 20.
+1. The README's "A SLURM cluster" block, as typed, in a fresh copy of the project holding the
+   sample: ``clipsift slurm-profile`` links the profile into the user's config folder (a
+   private ``XDG_CONFIG_HOME``), then ``snakemake --profile slurm`` builds the whole dataset.
+   The user's one config edit: the OCR may use a GPU (``filters.ocr.gpu``). The cluster has no
+   accounting, so the profile must pick ``squeue`` for job states by itself (``sacct`` exists
+   and fails: with it the run would never end). Checked from slurmctld's job records
+   (``scontrol show job``, kept for MinJobAge = 300 s):
+   - every job was a SLURM job, named after the run and commented with its rule and shard;
+   - the jobs whose rule declares ``gpu=1`` (the scan, where the OCR runs) asked SLURM for a GPU
+     (``--gpus=1``), and no other job did;
+   - the workflow profile's per-rule memory and time reached sbatch;
+   - the dataset has the same bytes as a local ``--cores 2`` build of the same config and inputs
+     in another folder, with another results path (all but the declared timestamp fields).
+2. A site's own ``slurm`` profile that names only the executor, partition and account (and its
+   polling): its jobs get clipsift's per-rule memory and retries from profiles/default. A job
+   that fails on the node is retried with more memory (attempt 1, 2, 3), reported as failed
+   with its SLURM id, and the run ends instead of waiting. It runs beside run 1.
 
 Skipped only where SLURM cannot run: not root and no SLURM binaries. In CI (root, apt) it runs.
 """
@@ -27,14 +32,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import REPO, SNAKEFILE, base_config, write_config
+import yaml
+from helpers import REPO, commands, dataset_digests, project_copy, user_env
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
 import cluster as slurm_cluster  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-RUN_TIMEOUT = 420  # s, for the whole run; a hang ends here (timeout -k: SIGKILL 10 s later)
+RUN_TIMEOUT = 900  # s, for the whole run; a hang ends here (timeout -k: SIGKILL 10 s later)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,7 @@ def cluster(tmp_path_factory):
 
 @dataclass
 class Run:
-    """A ``snakemake --profile profiles/slurm`` process started in ``workdir``."""
+    """A command started in ``workdir`` (see ``user_run``), its output in ``log``."""
 
     workdir: Path
     proc: subprocess.Popen
@@ -70,27 +76,6 @@ class Run:
     @property
     def run_id(self) -> str:
         return re.search(r"SLURM run ID: (\S+)", self.out).group(1)
-
-
-def snakemake_slurm(cluster, workdir: Path, *args: str, timeout: int = RUN_TIMEOUT) -> Run:
-    """Start ``snakemake --profile profiles/slurm`` in ``workdir``, under ``timeout -k``."""
-    opts = {
-        "--snakefile": SNAKEFILE,
-        "--profile": REPO / "profiles" / "slurm",
-        "--configfile": "config/config.yaml",
-        # no slurmdbd on the test cluster: job states come from squeue (see the profile)
-        "--slurm-status-command": "squeue",
-        # the first status check after 2 s instead of 20
-        "--slurm-init-seconds-before-status-checks": 2,
-        "--seconds-between-status-checks": 2,
-        "--jobs": 4,
-    }
-    cmd = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake"]
-    cmd += [str(x) for kv in opts.items() for x in kv] + list(args)
-    log = workdir / "snakemake.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=cluster.env, stdout=fh, stderr=fh)
-    return Run(workdir, proc, time.monotonic(), log)
 
 
 def run_jobs(cluster, run_id: str) -> list[dict]:
@@ -116,52 +101,77 @@ def gpu_slurm_jobs(out: str) -> dict[str, bool]:
     return {slurm: gpu_of[job] for job, slurm in submitted}
 
 
-def test_pipeline_on_slurm_gpu_requests_and_a_failing_job(cluster, tiny_videos, tmp_path):
-    cfg = base_config(
-        [{"name": "vid", "type": "folder", "path": str(Path(tiny_videos["a"]).parent)}],
-        shard_size=4,  # one shard: the run's length is its depth (levels of jobs), not its width
-        # OCR may use a GPU: its rule declares gpu=1 (and falls back to the CPU here)
-        filters={"ocr": {"gpu": True}},
-    )
-    good, failing = tmp_path / "run", tmp_path / "failing"
-    for w in (good, failing):
-        write_config(w, cfg)
+SITE_PROFILE = """\
+executor: slurm
+jobs: 4
+default-resources:
+  slurm_partition: debug
+  slurm_account: site-account
+slurm-status-command: squeue            # this site keeps no accounting
+slurm-init-seconds-before-status-checks: 2
+seconds-between-status-checks: 2
+"""
 
-    # A run whose job fails on the node: a shard whose item list is unreadable. The plan is
-    # made first and only its shards.json is read at parse time, so the run starts and submits
-    # the ingest job, which fails. One retry instead of the profile's two keeps the test short;
-    # the retry asks for twice the memory. It runs beside the good run, on the same cluster.
+
+def user_run(cluster, workdir: Path, line: str, xdg: Path, timeout: int) -> Run:
+    """``line`` with bash in ``workdir``, as a user of the cluster types it, under timeout."""
+    env = {**user_env(), "SLURM_CONF": cluster.env["SLURM_CONF"], "XDG_CONFIG_HOME": str(xdg)}
+    log = workdir / f"{len(list(workdir.glob('cmd*.log')))}.cmd.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            ["timeout", "-k", "10", str(timeout), "bash", "-c", line],
+            cwd=workdir, env=env, stdout=fh, stderr=fh,
+        )  # fmt: skip
+    return Run(workdir, proc, time.monotonic(), log)
+
+
+def test_readme_block_and_a_site_profile(cluster, sample_set, tmp_path):
+    # -------------------------------------------- 2. a site profile; its job fails (started first)
+    failing = project_copy(tmp_path / "failing", sample_set.dir)
+    site_xdg = tmp_path / "site-config"
+    (site_xdg / "snakemake" / "slurm").mkdir(parents=True)
+    (site_xdg / "snakemake" / "slurm" / "config.yaml").write_text(SITE_PROFILE)
+    # A shard whose item list is unreadable: the plan is made first and only its shards.json is
+    # read at parse time, so the run starts and submits the ingest job, which fails.
     plan = [sys.executable, "-m", "clipsift.cli", "plan", "--config", "config/config.yaml"]
     subprocess.run(plan, cwd=failing, check=True, capture_output=True)
     bad = sorted((failing / "results" / "plan" / "shards").glob("*.parquet"))[0]
     bad.write_bytes(b"not a parquet file")
     target = f"results/shards/{bad.stem}/source.parquet"
-    fail = snakemake_slurm(cluster, failing, target, "--retries", "1", timeout=240)
+    fail = user_run(cluster, failing, f"snakemake --profile slurm {target}", site_xdg, 420)
 
-    # The pipeline up to the dataset's metadata and the calibration report: every stage of a
-    # shard, and jobs that read every shard. The finishing rules after them (provenance, card,
-    # report) only add levels to the DAG (each at least 14 s of status polling).
-    targets = ["results/dataset/metadata.parquet", "results/report/calibration"]
-    run = snakemake_slurm(cluster, good, *targets).wait()
+    # -------------------------------------------- 1. the README's block, as typed
+    project = project_copy(tmp_path / "clipsift", sample_set.dir)
+    cfg = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    cfg["filters"] = {"ocr": {"gpu": True}}  # the OCR (in the scan) may use a GPU
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    xdg = tmp_path / "user-config"
+    lines = commands("A SLURM cluster")
+    assert lines == ["clipsift slurm-profile", "snakemake --profile slurm"], lines
+    link = user_run(cluster, project, lines[0], xdg, 60).wait()
+    assert link.proc.returncode == 0 and "linked" in link.out, link.out
+    assert (xdg / "snakemake" / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
+    run = user_run(cluster, project, lines[1], xdg, RUN_TIMEOUT).wait()
     fail.wait()
+    # what the profile picked for job states: squeue, since this cluster keeps no accounting
+    pick = subprocess.run(
+        [sys.executable, "-c", "from clipsift.slurm import status_command as s; print(s())"],
+        env=cluster.env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert pick.stdout.strip() == "squeue"
 
-    # ------------------------------------------------------------ 1. the pipeline
     assert run.proc.returncode == 0, run.out[-6000:]
-    meta = pd.read_parquet(good / "results" / "dataset" / "metadata.parquet")
-    assert set(meta["video_id"]) >= {"vid-a", "vid-b"}, meta["video_id"]
-
+    meta = pd.read_parquet(project / "results" / "dataset" / "metadata.parquet")
+    assert meta["keep"].any()
     jobs = run_jobs(cluster, run.run_id)
     by_rule: dict[str, list[dict]] = {}
     for j in jobs:
         by_rule.setdefault(rule_of(j), []).append(j)
     submitted = len(re.findall(r"has been submitted with SLURM jobid", run.out))
     assert len(jobs) == submitted > 0
-    # every stage ran on the cluster
     stages = {"ingest", "scan", "split", "flash", "ocr", "score_cpu", "merge_scores", "select"}
-    assert set(by_rule) >= stages | {"calibrate", "export"}
+    assert set(by_rule) >= stages | {"calibrate", "export", "provenance", "card", "report"}
     assert {j["JobState"] for j in jobs} == {"COMPLETED"}
-    assert len(by_rule["ingest"]) == 1 and len(by_rule["score_cpu"]) == 2  # (shard, scorer)
-
     # GPU requests: exactly the jobs that Snakemake gave gpu=1 asked SLURM for a GPU
     gpu_of = gpu_slurm_jobs(run.out)
     assert set(gpu_of) == {j["JobId"] for j in jobs}, gpu_of
@@ -170,20 +180,33 @@ def test_pipeline_on_slurm_gpu_requests_and_a_failing_job(cluster, tiny_videos, 
     }
     assert asked == gpu_of
     gpu_rules = {rule_of(j) for j in jobs if asked[j["JobId"]]}
-    assert gpu_rules and gpu_rules <= {"scan", "ocr"}, gpu_rules  # where the OCR runs
-    assert not all(asked.values())
-    # the profile's per-rule sizes reached sbatch (attempt 1)
+    assert gpu_rules == {"scan"}, gpu_rules  # where the OCR runs
+    # the workflow profile's per-rule sizes reached sbatch (attempt 1)
     mem = {rule: {j["MinMemoryNode"] for j in js} for rule, js in by_rule.items()}
     assert mem["scan"] == {"4000M"} and mem["export"] == {"16000M"}
-    assert mem["ingest"] == {"2000M"}
+    assert mem["ingest"] == {"2000M"} and mem["card"] == {"2000M"}
     assert {j["TimeLimit"] for j in by_rule["scan"]} == {"06:00:00"}
+
+    # the same bytes as a local build elsewhere, with another results path
+    local = project_copy(tmp_path / "local", sample_set.dir)
+    cfg["results"] = str(tmp_path / "local-results")
+    (local / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        ["snakemake", "--cores", "2"], cwd=local, env=user_env(), capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    slurm_files = dataset_digests(project / "results" / "dataset")
+    local_files = dataset_digests(tmp_path / "local-results" / "dataset")
+    assert slurm_files.keys() == local_files.keys()
+    assert {k for k in slurm_files if slurm_files[k] != local_files[k]} == set()
 
     # ------------------------------------------------------------ 2. the job that failed
     assert fail.proc.returncode not in (0, 124, 137), fail.out[-4000:]  # failed, not timed out
     failed = sorted(run_jobs(cluster, fail.run_id), key=lambda j: int(j["JobId"]))
-    assert [rule_of(j) for j in failed] == ["ingest", "ingest"]  # attempt 1 and 2
-    assert [j["JobState"] for j in failed] == ["FAILED", "FAILED"]
-    assert [j["MinMemoryNode"] for j in failed] == ["2000M", "4000M"]  # mem_mb=2000*attempt
+    assert [rule_of(j) for j in failed] == ["ingest"] * 3  # restart-times: 2 (profiles/default)
+    assert [j["JobState"] for j in failed] == ["FAILED"] * 3
+    assert [j["MinMemoryNode"] for j in failed] == ["2000M", "4000M", "6000M"]  # 2000*attempt
+    assert {j["Partition"] for j in failed} == {"debug"}  # the site profile's default resources
     assert "Error in rule ingest" in fail.out
     assert f"SLURM-job '{failed[-1]['JobId']}' failed" in fail.out
     log = (failing / "results" / "logs" / "ingest" / f"{bad.stem}.log").read_text()

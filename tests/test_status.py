@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from clipsift import runlock
 from clipsift.cli import main as cli_main
 from clipsift.status import collect, error_reason, rejection_reason, status_table
 
@@ -42,7 +44,7 @@ def _marker(workdir: Path, output: str) -> None:
 
 
 @pytest.fixture
-def midrun(tmp_path) -> Path:
+def midrun(tmp_path) -> Iterator[Path]:
     res = tmp_path / "results"
     shards = [
         {"name": "s0", "source": "v", "kind": "video", "items": 3},
@@ -101,7 +103,10 @@ def midrun(tmp_path) -> Path:
     # Snakemake's markers: s2's ingest job and s1's flash job run now
     _marker(tmp_path, "results/shards/s2/source.parquet")
     _marker(tmp_path, "results/shards/s1/flash.json")
-    return tmp_path
+    # the run holds the results folder's lock, as a running Snakemake does
+    runlock.acquire(res)
+    yield tmp_path
+    runlock.release(res)
 
 
 def test_stages_counts_reasons_throughput_and_running_jobs(midrun):
@@ -142,6 +147,20 @@ def test_stages_counts_reasons_throughput_and_running_jobs(midrun):
     assert "| select | 1/3 |  | 4 clips | 1 kept |" in text
     assert "export: not yet" in text
     assert "      2  motion.rel < 0.0005" in text
+
+
+def test_a_killed_run_shows_what_it_left(midrun):
+    """No run holds the lock: the incomplete markers are jobs cut short, not running."""
+    res = midrun / "results"
+    runlock.release(res)
+    text = status_table(res, workdir=midrun)
+    assert "| ingest | 2/3 |  |" in text and "run: none active" in text
+    assert "2 job(s) were cut short" in text and "same snakemake command redoes them" in text
+    (midrun / ".snakemake" / "locks").mkdir(parents=True)
+    (midrun / ".snakemake" / "locks" / "0.input.lock").write_text("x")
+    assert "snakemake --unlock" in status_table(res, workdir=midrun)
+    runlock.acquire(res)
+    assert "run: active (pid" in status_table(res, workdir=midrun)
 
 
 def test_export_done_and_the_cli(midrun, monkeypatch, capsys):
