@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
-from .io.decode import VideoError, open_video
+from .io.decode import VideoError, open_video, sample_aspect
 from .portable import portable_table
 from .selection import clip_table, load_json
 from .split.clips import reencode, target_width
@@ -149,8 +149,8 @@ def _int(v) -> int | None:
 
 def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
-    mp4 with even sides that fit ``max_height``, no rotation, only the video stream, and no
-    container or stream metadata beyond what an encoder writes."""
+    mp4 with even sides that fit ``max_height``, no rotation, square pixels, only the video
+    stream, and no container or stream metadata beyond what an encoder writes."""
     n_src, w, h = _int(src.get("n_frames")), _int(clip.get("width")), _int(clip.get("height"))
     path = src.get("path")
     if not (isinstance(path, str) and Path(path).suffix.lower() in (".mp4", ".m4v")):
@@ -165,7 +165,7 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
         return False
     try:
         with open_video(path) as (container, stream):
-            if len(container.streams) != 1:
+            if len(container.streams) != 1 or sample_aspect(stream) != 1.0:
                 return False
             keys = set(container.metadata) | set(stream.metadata)
     except (VideoError, av.FFmpegError, OSError):

@@ -249,8 +249,11 @@ def render_video(
     gop: int | None = None,
     rotation: int = 0,
     preset: str = "veryfast",
+    times: list[float] | None = None,
+    sar: tuple[int, int] | None = None,
 ) -> dict:
-    """Encode ``segments`` to an H.264 mp4 at ``path`` (written atomically); return ground truth.
+    """Encode ``segments`` to H.264 at ``path`` (written atomically); return ground truth. The
+    container follows the suffix (.mp4, .mkv, .ts, .avi).
 
     ``size`` is the DISPLAY size (width, height), even numbers. ``rotation`` (0/90/180/270,
     counter-clockwise, as PyAV's ``frame.rotation`` reads it back) stores a display matrix and
@@ -259,6 +262,11 @@ def render_video(
     in display orientation; ``coded_width``/``coded_height`` give the stored frame size. ``gop``
     caps the keyframe interval (x264 still adds keyframes at cuts). ``fps`` may be a Fraction
     (e.g. ``Fraction(30000, 1001)``).
+
+    Real footage: ``times`` gives every frame's presentation time in seconds (variable frame
+    rate; millisecond precision, as phones write them); ``sar`` stores non-square pixels, e.g.
+    ``(16, 11)``: the scenes are drawn at the display ``size`` and squeezed to the coded width
+    ``round(width / sar)``, so a player that honours the SAR shows them as drawn.
     """
     w, h = size
     if w % 2 or h % 2:
@@ -272,6 +280,11 @@ def render_video(
         _check(seg, w, h)
     rate = Fraction(fps).limit_denominator(1001)
     coded_w, coded_h = (h, w) if rotation in (90, 270) else (w, h)
+    if sar:
+        coded_w = int(round(coded_w * sar[1] / sar[0])) // 2 * 2
+    n_total = sum(seg.frames for seg in segments)
+    if times is not None and len(times) != n_total:
+        raise ValueError(f"{len(times)} times for {n_total} frames")
 
     with atomic_path(path) as tmp, av.open(os.fspath(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=rate)
@@ -282,21 +295,34 @@ def render_video(
             ctx.gop_size = gop
         if rotation:
             stream.set_display_rotation(rotation)
+        if sar:
+            ctx.sample_aspect_ratio = Fraction(*sar)
+        if times is not None:  # millisecond timestamps, also in the encoder (60 fps and more)
+            stream.time_base = ctx.time_base = Fraction(1, 1000)
         i = 0
         for seg in segments:
             for img in _segment_frames(seg, w, h):
                 if rotation:
                     img = cv2.rotate(img, _TO_CODED[rotation])
+                if sar:
+                    img = cv2.resize(img, (coded_w, coded_h), interpolation=cv2.INTER_AREA)
                 # OpenCV's I420 conversion is BT.601 limited range like swscale's default, and
                 # ~20x faster than letting PyAV reformat rgb24 inside encode()
                 i420 = cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
                 frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-                frame.pts, frame.time_base = i, 1 / rate
+                if times is None:
+                    frame.pts, frame.time_base = i, 1 / rate
+                else:
+                    frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
                 container.mux(stream.encode(frame))
                 i += 1
         container.mux(stream.encode(None))
 
-    return _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h)
+    truth = _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h)
+    if times is not None:
+        truth["times"] = [round(t * 1000) / 1000 for t in times]
+    truth["sar"] = list(sar) if sar else [1, 1]
+    return truth
 
 
 def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:

@@ -28,6 +28,7 @@ rule split:
     input:
         source=shard_path("source.parquet"),
         scenes=shard_path("scan/scenes.parquet"),
+        frames=shard_path("scan/frames.parquet"),
     output:
         clips=shard_path("clips.parquet"),
         dir=directory(shard_path("clips")),

@@ -12,7 +12,8 @@ from clipsift.split.clips import materialize, scenes_to_clips
 with rule_logging(snakemake) as log:  # noqa: F821
     sm = snakemake  # noqa: F821
     source = pd.read_parquet(sm.input.source)
-    clips = scenes_to_clips(pd.read_parquet(sm.input.scenes), source, sm.params.split)
+    frames = pd.read_parquet(sm.input.frames, columns=["video_id", "frame", "time"])
+    clips = scenes_to_clips(pd.read_parquet(sm.input.scenes), source, sm.params.split, frames)
     if sm.params.split["materialize"] != "virtual":
         localize(source, sm.params.source, results_dir(sm), sm.wildcards.shard)
     clips = materialize(clips, Path(sm.output.dir), sm.params.split)

@@ -125,7 +125,7 @@ def test_iter_frames_count_index_time_and_content(luma_video):
 @pytest.mark.parametrize("start,end", [(1.0, 1.4), (2.02, 3.0), (0.0, 0.2), (5.5, None)])
 def test_iter_frames_range(luma_video, start, end):
     frames = list(iter_frames(luma_video, start=start, end=end))
-    first = int(np.ceil(start * FPS - 0.5))  # frames within half a frame before start count
+    first = int(np.ceil(start * FPS - 1e-6))  # the first frame at or after start, by timestamp
     last = N if end is None else int(np.ceil(end * FPS - 1e-6))
     assert [f.index for f in frames] == list(range(first, last))
     assert np.allclose([f.time for f in frames], np.arange(first, last) / FPS)

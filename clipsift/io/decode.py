@@ -75,6 +75,16 @@ def reason(exc: BaseException) -> str:
     return msg.splitlines()[0][:300]
 
 
+def sample_aspect(stream) -> float:
+    """The stream's sample (pixel) aspect ratio as a float; 1.0 when unset or invalid."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    try:
+        value = float(sar) if sar else 1.0
+    except (TypeError, ZeroDivisionError):
+        return 1.0
+    return value if 0.1 < value < 10 else 1.0
+
+
 def stream_fps(stream) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 0.0
@@ -92,6 +102,7 @@ def probe(path: str | os.PathLike) -> dict:
         "width": None,
         "height": None,
         "rotation": 0,
+        "sar": None,
         "codec": None,
         "pix_fmt": None,
         "bit_rate": None,
@@ -120,10 +131,10 @@ def probe(path: str | os.PathLike) -> dict:
                 raise VideoError("no decodable frame")
             rotation = int(first.rotation or 0) % 360
             out["rotation"] = rotation
-            w, h = first.width, first.height
-            if rotation in (90, 270):
-                w, h = h, w
-            out["width"], out["height"] = w, h
+            sar = sample_aspect(stream)
+            out["sar"] = sar
+            # what a viewer sees: rotation applied, non-square pixels at the display aspect
+            out["width"], out["height"] = Frame(0, 0.0, first, sar).display_size()
             n = stream.frames or (round(duration * fps) if duration and fps else None)
             out["n_frames"] = int(n) if n else None
             if duration is None and n and fps:
@@ -143,15 +154,30 @@ def probe(path: str | os.PathLike) -> dict:
 
 @dataclass
 class Frame:
-    """One decoded frame: its index among decoded frames, its time in seconds, the PyAV frame."""
+    """One decoded frame: its index among decoded frames, its time in seconds, the PyAV frame,
+    and the stream's sample aspect ratio (non-square pixels: display width = coded width x sar).
+
+    Sized outputs (``gray(width)``, ``bgr(width)``, ``analysis``, ``rgb(size)``) are what a
+    viewer sees: rotation applied and square pixels at the display aspect. ``luma()`` and the
+    unsized forms keep the coded pixels (rotated), for measures on the full-resolution plane."""
 
     index: int
     time: float
     av_frame: av.VideoFrame
+    sar: float = 1.0
 
     @property
     def rotation(self) -> int:
         return int(self.av_frame.rotation or 0) % 360
+
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) a viewer sees (rotation and sample aspect applied)."""
+        w, h = round(self.av_frame.width * self.sar), self.av_frame.height
+        return (h, w) if self.rotation in (90, 270) else (w, h)
+
+    def _sar(self) -> float:
+        """Horizontal pixel aspect of the rotated image (a quarter turn swaps the axes)."""
+        return 1.0 / self.sar if self.rotation in (90, 270) else self.sar
 
     def luma(self) -> np.ndarray:
         """Full-size Y plane (a view where possible), rotation applied."""
@@ -160,24 +186,25 @@ class Frame:
     def gray(self, width: int | None = None) -> np.ndarray:
         """Y plane resized to ``width`` (aspect kept), rotation applied."""
         y = self.luma()
-        return y if width is None else resize_to_width(y, width)
+        return y if width is None else resize_to_width(y, width, self._sar())
 
     def bgr(self, width: int | None = None) -> np.ndarray:
         """BGR image, optionally resized to ``width`` before colour conversion (cheap path)."""
         if width is not None and self.av_frame.format.name in PLANAR_420:
             return self.analysis(width)[1]
         img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
-        return img if width is None else resize_to_width(img, width)
+        return img if width is None else resize_to_width(img, width, self._sar())
 
     def analysis(self, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Small gray and BGR frames of display width ``width`` from one resize of each plane."""
         f = self.av_frame
         if f.format.name not in PLANAR_420:
-            bgr = resize_to_width(_rotate(f.to_ndarray(format="bgr24"), self.rotation), width)
+            img = _rotate(f.to_ndarray(format="bgr24"), self.rotation)
+            bgr = resize_to_width(img, width, self._sar())
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr
         y = _plane(f, 0)
         h0, w0 = y.shape
-        w, h = _even_size(w0, h0, width, self.rotation)
+        w, h = _even_size(w0, h0, width, self.rotation, self.sar)
         # 4:2:0 planes resized separately, then one colour conversion at the small size
         i420 = np.empty((h * 3 // 2, w), np.uint8)
         i420[:h] = shrink(y, (w, h))
@@ -218,16 +245,16 @@ def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
     return img
 
 
-def _even_size(w0: int, h0: int, width: int, rotation: int) -> tuple[int, int]:
-    """Coded-frame size whose displayed width is ``width``; even numbers for 4:2:0."""
+def _even_size(w0: int, h0: int, width: int, rotation: int, sar: float = 1.0) -> tuple[int, int]:
+    """Coded-orientation size to resize a ``w0`` x ``h0`` coded frame to, so that it shows
+    ``width`` wide (0: its own display width) with square pixels; even numbers for 4:2:0. The
+    result is (display width, height) swapped back for a quarter-turned frame."""
+    dw, dh = w0 * sar, float(h0)
     if rotation in (90, 270):
-        # displayed width is the coded height
-        h = max(2, int(round(width)) // 2 * 2)
-        w = max(2, int(round(w0 * h / h0)) // 2 * 2)
-        return w, h
-    w = max(2, int(round(width)) // 2 * 2)
-    h = max(2, int(round(h0 * w / w0)) // 2 * 2)
-    return w, h
+        dw, dh = dh, dw
+    tw = max(2, int(round(width or dw)) // 2 * 2)
+    th = max(2, int(round(dh * tw / dw)) // 2 * 2)
+    return (th, tw) if rotation in (90, 270) else (tw, th)
 
 
 def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -244,13 +271,17 @@ def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def resize_to_width(img: np.ndarray, width: int) -> np.ndarray:
+def resize_to_width(img: np.ndarray, width: int, sar: float = 1.0) -> np.ndarray:
+    """``img`` (pixels ``sar`` times as wide as high) at ``width``, square pixels."""
     h0, w0 = img.shape[:2]
-    if w0 == width:
+    if w0 == width and sar == 1.0:
         return img
-    h = max(1, int(round(h0 * width / w0)))
+    h = max(1, int(round(h0 * width / (w0 * sar))))
     interp = cv2.INTER_AREA if width < w0 else cv2.INTER_LINEAR
     return cv2.resize(img, (width, h), interpolation=interp)
+
+
+SEEK_TOLERANCE = 1e-4  # s: times are the decoder's own, so a frame "at" a time matches closely
 
 
 def iter_frames(
@@ -261,32 +292,74 @@ def iter_frames(
     threads: int = 1,
     skip_loop_filter: bool = False,
 ) -> Iterator[Frame]:
-    """Decode frames in order, from ``start`` (seconds, seeks first) up to ``end`` (exclusive).
+    """Decode frames in order, from the first frame at or after ``start`` (seconds) up to ``end``
+    (exclusive), by the frames' own timestamps.
 
     Indices count decoded frames from the start of the video when ``start`` is None; after a seek
-    they are estimated from the time and the average frame rate.
+    they are estimated from the time and the average frame rate (times are exact).
     """
     with open_video(path, threads=threads, skip_loop_filter=skip_loop_filter) as (
         container,
         stream,
     ):
         fps = stream_fps(stream) or 30.0
-        if start:
-            container.seek(int(start / stream.time_base), stream=stream, backward=True)
-        index = None
+        sar = sample_aspect(stream)
+        counted = counted_times(container)
+        seek = start and not counted
+        frames = seek_decode(container, stream, start) if seek else container.decode(stream)
+        index = None if seek else 0
         try:
-            for av_frame in container.decode(stream):
-                t = frame_time(av_frame, stream)
-                if start is not None and t < start - 0.5 / fps:
+            for n, av_frame in enumerate(frames):
+                t = n / fps if counted else frame_time(av_frame, stream)
+                if start is not None and t < start - SEEK_TOLERANCE:
                     continue
-                if end is not None and t >= end - 1e-6:
+                if end is not None and t >= end - SEEK_TOLERANCE:
                     break
                 if index is None:
-                    index = 0 if not start else int(round(t * fps))
-                yield Frame(index, t, av_frame)
-                index += 1
+                    index = int(round(t * fps))
+                elif not seek:
+                    index = n
+                yield Frame(index, t, av_frame, sar)
+                if seek:
+                    index += 1
         except av.FFmpegError as exc:
             raise VideoError(f"decode failed: {reason(exc)}") from exc
+
+
+def counted_times(container) -> bool:
+    """Whether frame times must come from counting decoded frames: AVI has no presentation
+    timestamps (with B-frames, PyAV hands out reordered ones), and is constant-rate by design;
+    such a file is decoded from its start, never seeked."""
+    return container.format.name == "avi"
+
+
+def seek_decode(container, stream, target: float) -> Iterator[av.VideoFrame]:
+    """Frames decoded from a seek before ``target`` (seconds from the stream's start), verified:
+    a seek must land at or before the target, or frames at the target would be lost (MPEG-TS
+    and AVI seek by byte estimates, and land late). While the first frame comes after the
+    target, seek again further back (1, 2, 4... s), down to the start of the stream."""
+    offset = stream.start_time or 0
+    back = 0.0
+    while True:
+        at = max(0.0, target - back)
+        pts = offset + int(Fraction(at).limit_denominator(10**6) / stream.time_base)
+        try:
+            if at <= 0:
+                container.seek(0)  # the file's start (a seek to the start pts lands late in TS)
+            else:
+                container.seek(pts, stream=stream, backward=True)
+        except av.FFmpegError as exc:
+            raise VideoError(f"seek failed: {reason(exc)}") from exc
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            if at <= 0:
+                return
+        elif frame_time(first, stream) <= target + SEEK_TOLERANCE or at <= 0:
+            yield first
+            yield from frames
+            return
+        back = max(1.0, 2 * back)
 
 
 def frame_time(av_frame, stream) -> float:
@@ -315,7 +388,7 @@ def read_frames_at(
     result: list[np.ndarray | None] = [None] * len(times)
     with open_video(path) as (container, stream):
         fps = stream_fps(stream) or 30.0
-        tb = stream.time_base
+        counted = counted_times(container)  # then one pass from the start, in ascending time
         decoder = None
         current = None  # last decoded (time, frame)
         gop, last_key = (
@@ -324,18 +397,17 @@ def read_frames_at(
         )  # longest keyframe interval seen (s): seeking closer gains nothing
         for idx in order:
             target = float(times[idx])
-            if current is None or target < current[0] - 1e-6 or target - current[0] > gop:
-                container.seek(
-                    int(Fraction(target).limit_denominator(10**6) / tb),
-                    stream=stream,
-                    backward=True,
-                )
-                decoder = container.decode(stream)
+            if counted and decoder is None:
+                decoder, current = enumerate(container.decode(stream)), None
+            elif not counted and (
+                current is None or target < current[0] - 1e-6 or target - current[0] > gop
+            ):
+                decoder = enumerate(seek_decode(container, stream, target))
                 current, last_key = None, None
             chosen = current
             try:
-                for av_frame in decoder:
-                    t = frame_time(av_frame, stream)
+                for n, av_frame in decoder:
+                    t = n / fps if counted else frame_time(av_frame, stream)
                     current = (t, av_frame)
                     if av_frame.key_frame:
                         if last_key is not None and t > last_key:
@@ -351,7 +423,7 @@ def read_frames_at(
                 raise VideoError(f"decode failed: {reason(exc)}") from exc
             if chosen is None:
                 raise VideoError(f"no frame at {target:.3f}s")
-            frame = Frame(0, chosen[0], chosen[1])
+            frame = Frame(0, chosen[0], chosen[1], sample_aspect(stream))
             if fmt == "gray":
                 img = frame.gray(size if isinstance(size, int) else None)
                 if isinstance(size, tuple):

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 CLIP_COLUMNS = [
     "clip_id", "video_id", "scene", "window", "start_frame", "end_frame", "start_time", "end_time",
-    "duration", "n_frames", "fps", "width", "height", "source_path", "path", "split_reason", "error",
+    "duration", "n_frames", "fps", "frame_rate_mode", "width", "height", "source_path", "path",
+    "split_reason", "error",
 ]  # fmt: skip
+VFR_SPREAD = 0.05  # frame intervals that vary more than this (relative) make a video "variable"
 
 
 def clip_id(video_id: str, k: int) -> str:
@@ -50,9 +52,22 @@ def rows_in_clip(by_video: dict, clip) -> pd.DataFrame | None:
     return rows[(rows["frame"] >= clip.start_frame) & (rows["frame"] < clip.end_frame)]
 
 
-def scenes_to_clips(scenes: pd.DataFrame, source: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """Clip rows (not yet materialised) for every scene of every video."""
+def scenes_to_clips(
+    scenes: pd.DataFrame, source: pd.DataFrame, cfg: dict, frames: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Clip rows (not yet materialised) for every scene of every video.
+
+    Times are the decoder's: ``frames`` (the scan's per-frame table: video_id, frame, time) gives
+    each frame's presentation time, so a clip's start and end times, duration and length bounds
+    are real time, also at a variable frame rate (never ``frame / fps``). Frames the table skips
+    (``scan.luma_stride`` > 1) get times interpolated between their recorded neighbours.
+    """
     by_video = dict(tuple(scenes.groupby("video_id", sort=False)))
+    times_of = {}
+    if frames is not None and len(frames):
+        for vid, g in frames.groupby("video_id", sort=False):
+            g = g.sort_values("frame")
+            times_of[vid] = (g["frame"].to_numpy(np.int64), g["time"].to_numpy(np.float64))
     rows = []
     for info in source.to_dict("records"):
         video_id = info["video_id"]
@@ -72,14 +87,55 @@ def scenes_to_clips(scenes: pd.DataFrame, source: pd.DataFrame, cfg: dict) -> pd
             # failures are data: one row per failed video, in this table and every later one
             rows.append(base | {"clip_id": clip_id(video_id, 0), "error": error})
             continue
-        rows += _video_clips(video_id, group.sort_values("scene"), base, cfg)
+        group = group.sort_values("scene")
+        times = frame_times(group, times_of.get(video_id), float(base["fps"] or 0) or 30.0)
+        rows += _video_clips(video_id, group, base, cfg, times)
     return pd.DataFrame(rows, columns=CLIP_COLUMNS)
 
 
-def _video_clips(video_id: str, scenes: pd.DataFrame, base: dict, cfg: dict) -> list[dict]:
-    fps = float(base["fps"])
-    n_total = int(scenes["n_frames"].iloc[0])
+def frame_times(scenes: pd.DataFrame, recorded, fps: float) -> np.ndarray:
+    """Presentation time of every frame of a video, and the video's end as one more entry
+    (``times[n]``: the end of its last frame). ``recorded``: (frame indices, times) from the
+    scan, or None (an older scan): then the scenes' own times, with frames in between at
+    ``fps``."""
+    n = int(scenes["n_frames"].iloc[0])
+    end = float(scenes["end_time"].iloc[-1])
+    if recorded is not None and len(recorded[0]):
+        idx, t = recorded
+    else:
+        idx = scenes["start_frame"].to_numpy(np.int64)
+        t = scenes["start_time"].to_numpy(np.float64)
+    times = np.interp(np.arange(n, dtype=np.float64), idx, t)
+    # past the last recorded frame: the stream's own pace, never beyond the end
+    after = np.arange(n) > idx[-1]
+    times[after] = np.minimum(t[-1] + (np.arange(n)[after] - idx[-1]) / fps, end)
+    return np.append(times, end)
+
+
+def nearest_frame(times: np.ndarray, t: float, a: int, b: int) -> int:
+    """The frame in ``(a, b)`` whose time is nearest ``t`` (the earlier one on a tie)."""
+    i = int(np.searchsorted(times[a : b + 1], t)) + a
+    if i > a and t - times[i - 1] <= times[i] - t + 1e-9:
+        i -= 1
+    return min(max(i, a + 1), b - 1)
+
+
+def rate_mode(times: np.ndarray) -> str:
+    """``variable`` when the frame intervals spread more than :data:`VFR_SPREAD` around their
+    median (phones, screen recordings, drops), else ``constant``."""
+    gaps = np.diff(times[:-1])
+    if len(gaps) < 2:
+        return "constant"
+    med = float(np.median(gaps))
+    return "variable" if med > 0 and np.abs(gaps - med).max() > VFR_SPREAD * med else "constant"
+
+
+def _video_clips(
+    video_id: str, scenes: pd.DataFrame, base: dict, cfg: dict, times: np.ndarray
+) -> list[dict]:
+    n_total = len(times) - 1
     trim = cfg["trim_frames"]
+    base = base | {"frame_rate_mode": rate_mode(times)}
     out, k = [], 0
     for sc in scenes.to_dict("records"):
         a, b = int(sc["start_frame"]), int(sc["end_frame"])
@@ -88,24 +144,34 @@ def _video_clips(video_id: str, scenes: pd.DataFrame, base: dict, cfg: dict) -> 
             a += trim
         if b < n_total:
             b -= trim
-        length = (b - a) / fps
-        if b <= a or length < cfg["min_seconds"]:
-            out.append(_row(base, video_id, k, sc["scene"], 0, a, max(a, b), fps, "too_short"))
+        length = times[b] - times[a] if b > a else 0.0
+        if b <= a or length < cfg["min_seconds"] - 1e-6:  # times are sums of float ticks
+            out.append(_row(base, video_id, k, sc["scene"], 0, a, max(a, b), times, "too_short"))
             k += 1
             continue
+        # windows of equal real time, each starting on the frame nearest its start time
         n_win = max(1, math.ceil(length / cfg["max_seconds"] - 1e-9))
-        edges = [a + round(i * (b - a) / n_win) for i in range(n_win + 1)]
+        targets = times[a] + np.arange(1, n_win) * length / n_win
+        edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
         for w, (wa, wb) in enumerate(zip(edges, edges[1:], strict=False)):
-            out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, fps, None))
+            out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, times, None))
             k += 1
     return out
 
 
-def _row(base, video_id, k, scene, window, a, b, fps, reason) -> dict:
+def _row(base, video_id, k, scene, window, a, b, times, reason) -> dict:
+    """A clip over frames ``[a, b)``: from frame a's time to frame b's (the video's end for the
+    last frame); its ``fps`` is its own average rate (the source's, for constant-rate video)."""
+    start, end = float(times[a]), float(times[b])
+    n = b - a
+    rate = float(base["fps"] or 0)
+    if n and end > start and (base["frame_rate_mode"] == "variable" or not rate):
+        rate = n / (end - start)
     return base | {
         "clip_id": clip_id(video_id, k), "scene": scene, "window": window,
-        "start_frame": a, "end_frame": b, "start_time": a / fps, "end_time": b / fps,
-        "duration": (b - a) / fps, "n_frames": b - a, "split_reason": reason, "error": None,
+        "start_frame": a, "end_frame": b, "start_time": start, "end_time": end,
+        "duration": end - start, "n_frames": n, "fps": rate, "split_reason": reason,
+        "error": None,
     }  # fmt: skip
 
 
@@ -148,19 +214,34 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
     """
     with open_video(src) as (container, stream):
         tb = stream.time_base
-        container.seek(int(start / tb), stream=stream, backward=True)
-        packets = []
-        for packet in container.demux(stream):
-            if packet.dts is None:
-                continue
-            if not packets and not packet.is_keyframe:
-                continue
-            if float(packet.dts * tb) >= end:
+        zero = stream.start_time or 0  # times are from the stream's start, packets' are not
+
+        def secs(ts) -> float:
+            return float((ts - zero) * tb)
+
+        back = 0.0
+        while True:  # a seek must land on a keyframe at or before start (TS and AVI land late)
+            at = max(0.0, start - back)
+            if at <= 0:
+                container.seek(0)
+            else:
+                container.seek(zero + int(at / tb), stream=stream, backward=True)
+            packets = []
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                if not packets and not packet.is_keyframe:
+                    continue
+                if secs(packet.dts) >= end:
+                    break
+                packets.append(packet)
+            first = packets[0].pts if packets else None
+            if at <= 0 or (first is not None and secs(first) <= start + 1e-4):
                 break
-            packets.append(packet)
+            back = max(1.0, 2 * back)
         if not packets:
             raise VideoError("no keyframe in range")
-        shown = [i for i, p in enumerate(packets) if p.pts is not None and float(p.pts * tb) < end]
+        shown = [i for i, p in enumerate(packets) if p.pts is not None and secs(p.pts) < end]
         packets = packets[: shown[-1] + 1] if shown else packets[:1]
         offset = packets[0].dts
         with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
@@ -214,8 +295,9 @@ def reencode(
         n, width = 0, None
         for fr in iter_frames(src, start=start, end=end):
             if n == 0:
-                h0, w0 = fr.luma().shape
-                width = target_width(w0, h0, max_height)
+                # square pixels at the display aspect (rotation and sample aspect applied)
+                w0, h0 = fr.display_size()
+                width = target_width(w0, h0, max_height) or (w0 if fr.sar != 1.0 else None)
             img = fr.rgb(width) if width else fr.rgb()
             if n == 0:
                 ostream.height, ostream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2

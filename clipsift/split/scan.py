@@ -113,7 +113,9 @@ def scan_video(
     bounds = detector.finish(n)
     if cfg["merge_flash_cuts"]:
         bounds = merge_flash_cuts(bounds, np.asarray(lumas), cfg["flash_delta"])
-    end_time = times[-1] + (1.0 / fps if fps else 0.0)
+    # the last frame lasts as long as the one before it (the stream's own pace, also at a
+    # variable frame rate), or 1 / fps for a single frame
+    end_time = times[-1] + (times[-1] - times[-2] if n > 1 else (1.0 / fps if fps else 0.0))
     scenes = [
         {
             "video_id": video_id,

@@ -1,0 +1,119 @@
+"""Real footage's awkward properties, with known ground truth (issue: clips right on real
+footage): variable frame rate, non-square pixels, and seeks in every container.
+
+- A video that switches from 30 to 10 fps with a hard cut at the switch: each clip holds
+  exactly its shot's frames (none of the other shot, none lost), with the decoder's times;
+  a 4 / 60 / 4 fps video keeps its real-time lengths. Exported clips hold exactly those frames.
+- A 704x576 source with SAR 16:11 is probed, split and exported at its display aspect (16:9,
+  square pixels).
+- After a seek, decoding starts at the requested frame by timestamp, in MP4, MKV, MPEG-TS and
+  AVI (MPEG-TS seeks land late; AVI has no usable timestamps with B-frames).
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import all_shards_table, base_config, run_snakemake
+
+from clipsift.io.decode import iter_frames, probe, read_frames_at
+from clipsift.sample import Segment, render_video
+from clipsift.split.clips import stream_copy
+
+LEAN = {
+    "filters": {"ocr": {"enabled": False}, "flash": {"enabled": False}},
+    "scorers": {"technical": {"enabled": False}},
+    "select": {"thresholds": {}},
+}
+
+
+def shot_means(path) -> list[float]:
+    return [float(f.luma().mean()) for f in iter_frames(path)]
+
+
+@pytest.fixture(scope="module")
+def vfr_videos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vfr")
+    # 2.5 s at 30 fps, then a hard cut at the switch to 10 fps for 3 s
+    switch = [i / 30 for i in range(75)] + [2.5 + i / 10 for i in range(30)]
+    render_video(out / "switch.mp4", [Segment(75, seed=31), Segment(30, seed=32)],
+                 fps=30, size=(320, 180), times=switch)  # fmt: skip
+    # 5 s at 4 fps, 5 s at 60 fps, 5 s at 4 fps, one shot each
+    t, times = 0.0, []
+    for n, fps in ((20, 4), (300, 60), (20, 4)):
+        times += [t + i / fps for i in range(n)]
+        t += n / fps
+    render_video(out / "fourty.mp4", [Segment(20, seed=33), Segment(300, seed=34),
+                 Segment(20, seed=35)], fps=30, size=(320, 180), times=times)  # fmt: skip
+    render_video(out / "anamorphic.mp4", [Segment(75, seed=36)], fps=25, size=(1024, 576),
+                 sar=(16, 11))  # fmt: skip
+    return out
+
+
+def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_videos, tmp_path):
+    cfg = base_config([{"name": "v", "type": "folder", "path": str(vfr_videos)}], **LEAN)
+    cfg["export"] = {"clips": True}
+    run_snakemake(tmp_path, cfg)
+    clips = all_shards_table(tmp_path, "clips.parquet").set_index("clip_id")
+    meta = pd.read_parquet(tmp_path / "results" / "dataset" / "metadata.parquet")
+    meta = meta.set_index("clip_id")
+
+    sw = clips[clips["video_id"] == "v-switch"].sort_values("start_frame")
+    ok = sw[sw["split_reason"].isna()]
+    assert list(zip(ok["start_frame"], ok["end_frame"], strict=True)) == [(0, 75), (75, 105)]
+    assert ok["start_time"].tolist() == pytest.approx([0.0, 2.5])
+    assert ok["end_time"].tolist() == pytest.approx([2.5, 5.5], abs=0.02)
+    assert ok["fps"].tolist() == pytest.approx([30, 10], rel=0.02)
+    assert set(ok["frame_rate_mode"]) == {"variable"}
+    # the exported files: exactly each shot's frames (shots differ in mean luma)
+    src = shot_means(vfr_videos / "switch.mp4")
+    a, b = np.mean(src[:75]), np.mean(src[75:])
+    for cid, (lo, hi) in zip(ok.index, ((0, 75), (75, 105)), strict=True):
+        got = shot_means(tmp_path / "results" / "dataset" / meta.loc[cid, "file"])
+        assert len(got) == hi - lo, (cid, len(got))
+        own, other = (a, b) if lo == 0 else (b, a)
+        assert all(abs(m - own) < abs(m - other) for m in got), cid
+
+    # 4 / 60 / 4 fps: three 5-s shots, none too short in real time
+    ft = clips[clips["video_id"] == "v-fourty"]
+    kept = ft[ft["split_reason"].isna()].sort_values("start_frame")
+    assert kept["duration"].sum() == pytest.approx(15.0, abs=0.5)
+    assert (kept["duration"] <= 10.0 + 1e-6).all()
+
+    # non-square pixels: 704x576 coded, 16:11 pixels, shown 1024x576
+    assert probe(vfr_videos / "anamorphic.mp4")["width"] == 1024
+    an = meta[meta["video_id"] == "v-anamorphic"]
+    an = an[an["keep"].fillna(False)]
+    assert len(an) == 1
+    with av.open(str(tmp_path / "results" / "dataset" / an["file"].iloc[0])) as c:
+        s = c.streams.video[0]
+        w, h = s.codec_context.width, s.codec_context.height
+        sar = s.sample_aspect_ratio
+    assert sar in (None, 1) or float(sar) == 1.0
+    assert w / h == pytest.approx(16 / 9, rel=0.01), (w, h)
+    assert (an["width"].iloc[0], an["height"].iloc[0]) == (1024, 576)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "ts", "avi"])
+def test_seeks_land_on_the_requested_frame(tmp_path, ext):
+    path = tmp_path / f"pan.{ext}"
+    render_video(path, [Segment(120, seed=37, pan=(3, 0))], fps=30, size=(192, 108), gop=50)
+    frames = list(iter_frames(path))
+    times = [f.time for f in frames]
+    assert times == pytest.approx([i / 30 for i in range(120)], abs=1e-3)
+    means = [float(f.luma().mean()) for f in frames]
+    for start, end in ((2.0, 3.0), (0.5, 1.2), (1.7, 4.0)):
+        got = [(round(f.time * 30), float(f.luma().mean())) for f in iter_frames(
+            path, start=start, end=end)]  # fmt: skip
+        want = [i for i, t in enumerate(times) if start - 1e-4 <= t < end - 1e-4]
+        assert [i for i, _ in got] == want, (ext, start)
+        assert [m for _, m in got] == [means[i] for i in want]
+    picked = read_frames_at(path, [3.5, 0.0, 1.0, 2.4], fmt="gray")
+    assert [float(p.mean()) for p in picked] == [means[i] for i in (105, 0, 30, 72)]
+    if ext != "avi":  # stream copy: keyframe-accurate, from a keyframe at or before the start
+        stream_copy(str(path), tmp_path / "copy.mp4", 2.0, 3.0)
+        copied = [float(f.luma().mean()) for f in iter_frames(tmp_path / "copy.mp4")]
+        assert means[60] in copied or means[50] == copied[0]
+        assert len(copied) >= 30
