@@ -27,6 +27,7 @@ from clipsift.sources import (
     with_retries,
 )
 from clipsift.sources.base import slug_id
+from clipsift.sources.extract import Limits, _copy
 
 
 def touch(path: Path, data: bytes = b"\x00video") -> Path:
@@ -633,3 +634,85 @@ def test_fetch_archive_retries_then_maps_errors(tmp_path, hub_cache, monkeypatch
     with pytest.raises(SourceError, match=r"download failed after 4 attempt\(s\)"):
         fetch_archive(hf_source(retries=4), "train/000.tar", tmp_path / "out")
     assert len(calls) == 4
+
+
+# ---------------------------------------------------------------- archive bombs
+
+
+def zeros_zip(path: Path, members: dict[str, int]) -> Path:
+    """A deflated zip of members made of zeros (about 1000:1)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, size in members.items():
+            zf.writestr(name, b"\0" * size)
+    return path
+
+
+def written_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    "members",
+    [{"huge.mp4": 48 << 20}, {f"part{i:02d}.mp4": 1 << 20 for i in range(40)}],
+    ids=["one-huge-member", "many-large-members"],
+)
+def test_bombs_are_refused_before_writing(tmp_path, members):
+    arch = zeros_zip(tmp_path / "bomb.zip", members)
+    with pytest.raises(UnsafeArchiveError, match=r"max_ratio\)\): refused as an archive bomb"):
+        safe_extract(arch, tmp_path / "out", limits=Limits(max_member_bytes=4 << 30))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip"]  # nothing written
+
+
+def test_a_lying_header_is_refused(tmp_path):
+    """Central directory patched to declare 100 bytes for a 4 MiB member: the declared sizes
+    pass, the reader stops at the declared size, and the archive is refused, writing nothing."""
+    arch = zeros_zip(tmp_path / "liar.zip", {"a.mp4": 4 << 20})
+    data = bytearray(arch.read_bytes())
+    cd = data.rindex(b"PK\x01\x02")  # central directory entry: uncompressed size at +24
+    data[cd + 24 : cd + 28] = (100).to_bytes(4, "little")
+    lh = data.index(b"PK\x03\x04")  # the local header's too, at +22
+    data[lh + 22 : lh + 26] = (100).to_bytes(4, "little")
+    arch.write_bytes(bytes(data))
+    with pytest.raises(SourceError):
+        safe_extract(arch, tmp_path / "out", limits=Limits(max_member_bytes=4 << 30))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.zip"]
+
+
+def test_bytes_are_counted_while_writing(tmp_path):
+    """Whatever the headers said, a stream that yields more stops before the cap is passed."""
+    arch = tmp_path / "a.zip"
+    arch.write_bytes(b"x" * 1000)  # 1000 bytes: at max_ratio 2, the archive may write 2000
+    limits = Limits(max_member_bytes=1 << 20, max_ratio=2.0)
+    dst = tmp_path / "member"
+    with pytest.raises(UnsafeArchiveError, match="archive bomb"):
+        _copy(io.BytesIO(b"\0" * (3 << 20)), dst, arch, "member", limits, [0])
+    assert dst.stat().st_size <= 2000
+
+
+def test_video_archives_pass_the_default_limits(tmp_path, tiny_videos):
+    """Real videos barely compress: a tar.gz of them extracts under the defaults."""
+    arch = make_tar(
+        tmp_path / "v.tar.gz",
+        [tar_file(f"{k}.mp4", p.read_bytes()) for k, p in sorted(tiny_videos.items())],
+    )
+    out = safe_extract(arch, tmp_path / "out", limits=Limits(max_member_bytes=4 << 30))
+    assert out == ["a.mp4", "b.mp4", "c.mp4"]
+    assert written_bytes(tmp_path / "out") == sum(p.stat().st_size for p in tiny_videos.values())
+
+
+def test_a_bomb_in_a_hub_shard_becomes_an_error_row(tmp_path, hub_cache):
+    """Through the source's own limits (schema defaults), down to ingest's error row."""
+    from clipsift.ingest import shard_items
+
+    snap = hub_cache / "datasets--org--clips" / "snapshots" / COMMIT / "train"
+    zeros_zip(snap / "001.zip", {"clips/huge.mp4": 24 << 20})
+    src = hf_source(shards=["train/001.zip"], max_member_mb=4096, max_extracted_mb=65536)
+    with pytest.raises(UnsafeArchiveError, match="archive bomb"):
+        fetch_archive(src | {"max_ratio": 20}, "train/001.zip", tmp_path / "x")
+    plan = pd.DataFrame(
+        [{"source": "hf", "id": "train/001.zip", "uri": "hf://x", "path": None, "caption": None,
+          "extra": "{}", "kind": "archive", "archive": "train/001.zip"}]
+    )  # fmt: skip
+    rows = shard_items(plan, src | {"max_ratio": 20}, "hf-00000", tmp_path / "results")
+    assert len(rows) == 1 and "archive bomb" in rows["error"].iloc[0]
+    assert not (tmp_path / "results" / "work" / "hf-00000" / "extracted").exists()

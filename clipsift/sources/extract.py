@@ -3,6 +3,12 @@
 Every member is checked before anything is written; one unsafe member refuses the whole archive.
 Extraction goes to a temporary folder next to ``dest`` that replaces ``dest`` only once complete, so a
 refused or interrupted archive leaves nothing that looks extracted.
+
+Archive bombs are refused by three limits (:class:`Limits`): the size of one member, the total
+extracted bytes, and the ratio of extracted bytes to the archive's size (videos barely compress,
+so a video archive expands about 1:1, while a bomb expands 1000:1). The declared sizes are
+checked first, before anything is written; then the bytes are counted while writing, since a
+header may lie, and extraction stops before a chunk would pass a limit.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.atomic import atomic_dir
@@ -38,6 +45,33 @@ def _clean(name: str, archive: Path) -> str:
 def _too_big(archive: Path, name: str, size: int, limit: int) -> UnsafeArchiveError:
     return UnsafeArchiveError(
         f"{archive.name}: member {name!r} is {size} bytes, over the limit of {limit} bytes (max_member_mb)"
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one archive may write: bytes per member, bytes in all, and extracted bytes per byte
+    of archive (``max_ratio``)."""
+
+    max_member_bytes: int
+    max_total_bytes: int = 64 << 30
+    max_ratio: float = 20.0
+
+    def total_for(self, archive: Path) -> tuple[int, str]:
+        """The total the archive may write, and which limit sets it."""
+        by_ratio = int(self.max_ratio * max(archive.stat().st_size, 1))
+        if by_ratio < self.max_total_bytes:
+            return (
+                by_ratio,
+                f"{self.max_ratio:g} x the archive's {archive.stat().st_size} bytes (max_ratio)",
+            )
+        return self.max_total_bytes, "max_extracted_mb"
+
+
+def _too_much(archive: Path, size: int, limit: int, why: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"{archive.name}: expands to {size} bytes or more, over the limit of {limit} bytes ({why}): "
+        "refused as an archive bomb"
     )
 
 
@@ -97,28 +131,47 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path, limit: int) -> list[tuple[str
     return checked
 
 
-def _copy(src, dst: Path, archive: Path, name: str, limit: int) -> None:
-    # the declared size may lie (zip bombs): stop at the limit while writing
+def _copy(src, dst: Path, archive: Path, name: str, limits: Limits, total: list[int]) -> None:
+    """Write one member, counting its bytes and the archive's (``total[0]``): a header may lie,
+    so the limits hold for the bytes really written; a chunk that would pass one is not."""
+    cap, why = limits.total_for(archive)
     written = 0
     with open(dst, "wb") as out:
         while chunk := src.read(_CHUNK):
+            if written + len(chunk) > limits.max_member_bytes:
+                raise _too_big(archive, name, written + len(chunk), limits.max_member_bytes)
+            if total[0] + len(chunk) > cap:
+                raise _too_much(archive, total[0] + len(chunk), cap, why)
             written += len(chunk)
-            if written > limit:
-                raise _too_big(archive, name, written, limit)
+            total[0] += len(chunk)
             out.write(chunk)
 
 
-def safe_extract(archive_path: str | Path, dest: str | Path, *, max_member_bytes: int) -> list[str]:
-    """Extract ``archive_path`` into ``dest`` (replaced if present); return the extracted files' relative paths."""
+def safe_extract(
+    archive_path: str | Path,
+    dest: str | Path,
+    *,
+    max_member_bytes: int | None = None,
+    limits: Limits | None = None,
+) -> list[str]:
+    """Extract ``archive_path`` into ``dest`` (replaced if present); return the extracted files'
+    relative paths. ``limits`` (or only ``max_member_bytes``, with the default totals)."""
     archive = Path(archive_path)
+    limits = limits or Limits(max_member_bytes=max_member_bytes or Limits.max_total_bytes)
     kind = _kind(archive)
     files: set[str] = set()
     try:
         with tarfile.open(archive, "r:*") if kind == "tar" else zipfile.ZipFile(archive) as ar:
             if kind == "tar":
-                members = _check_tar(ar, archive, max_member_bytes)
+                members = _check_tar(ar, archive, limits.max_member_bytes)
+                declared = sum(m.size for _, m in members if m.isfile())
             else:
-                members = _check_zip(ar, archive, max_member_bytes)
+                members = _check_zip(ar, archive, limits.max_member_bytes)
+                declared = sum(m.file_size for _, m in members if not m.is_dir())
+            cap, why = limits.total_for(archive)
+            if declared > cap:  # refused before anything is written
+                raise _too_much(archive, declared, cap, why)
+            total = [0]
             with atomic_dir(dest) as tmp:
                 for rel, m in members:
                     target = tmp / rel
@@ -127,7 +180,7 @@ def safe_extract(archive_path: str | Path, dest: str | Path, *, max_member_bytes
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with ar.extractfile(m) if kind == "tar" else ar.open(m) as src:
-                        _copy(src, target, archive, rel, max_member_bytes)
+                        _copy(src, target, archive, rel, limits, total)
                     files.add(rel)
     except SourceError:
         raise

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .base import Item, SourceError, slug_id, unique_sorted
-from .extract import safe_extract
+from .extract import Limits, safe_extract
 from .folder import extensions, has_ext, resolve, strip_ext
 from .metalist import as_text, lookup
 
@@ -220,9 +220,14 @@ def fetch_archive(source: dict, archive: str, dest: Path) -> list[Item]:
     except Exception as e:
         raise SourceError(_explain(e, where, token_env, retries)) from e
 
-    max_bytes = int(float(source.get("max_member_mb") or 4096) * 1024 * 1024)
+    mib = 1024 * 1024
+    limits = Limits(
+        max_member_bytes=int(float(source.get("max_member_mb") or 4096) * mib),
+        max_total_bytes=int(float(source.get("max_extracted_mb") or 65536) * mib),
+        max_ratio=float(source.get("max_ratio") or 20),
+    )
     dest = Path(os.path.abspath(dest))
-    members = safe_extract(local, dest, max_member_bytes=max_bytes)
+    members = safe_extract(local, dest, limits=limits)
     names, exts = set(members), extensions(source)
     caption_key = source.get("caption_key") or "caption"
     prefix = f"hf://{repo_type}s/{repo}@{revision}/{archive}"
