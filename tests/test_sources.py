@@ -311,6 +311,14 @@ def test_conversation_json(tmp_path):
     with pytest.raises(SourceError, match="row 3 has no 'video' path"):
         list_items(src, root=tmp_path)
 
+    # one record on its own, as OmniVideo's example file is laid out: not its turns as rows
+    (tmp_path / "conv.json").write_text(json.dumps(rows[0], indent=2))
+    got = list_items(src, root=tmp_path)
+    assert [(i.id, i.caption) for i in got] == [("c1", "A man walks.")]
+    # an object holding the list of records still works
+    (tmp_path / "conv.json").write_text(json.dumps({"data": rows}))
+    assert len(list_items(src, root=tmp_path)) == 2
+
 
 # ---------------------------------------------------------------- list_archives
 

@@ -219,13 +219,26 @@ def list_hunyuan(source: dict, root: Path) -> list[Item]:
     return items
 
 
+def conversation_rows(path: Path, label: str) -> list:
+    """A list of conversation records, or one record on its own (``{"id", "video",
+    "conversations"}``, as OmniVideo's example file is laid out): not its ``conversations``
+    list, which would otherwise pass for the one list of rows of an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, OSError) as e:
+        raise SourceError(f"{label}: cannot read it as json: {e}") from e
+    if isinstance(data, dict) and "video" in data:
+        return [data]
+    return _json_rows(data, label)
+
+
 def list_conversation(source: dict, root: Path) -> list[Item]:
     path = source_path(source, root, kind="conversation JSON file")
     _require_file(source, path, "conversation JSON file")
     label = _label(source, path)
     base = _base_dir(source, root, path.parent)
     items = []
-    for n, row in enumerate(read_rows(path, "json", label), 1):
+    for n, row in enumerate(conversation_rows(path, label), 1):
         if not isinstance(row, dict):
             raise SourceError(f"{label}: row {n} is a {type(row).__name__}, not an object")
         video = row.get("video")
