@@ -29,6 +29,52 @@ def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, flash: dict, ocr: dict
     return t
 
 
+CLIP_FIELDS = ("duration",)  # clip columns a threshold may name besides the scores
+
+
+class ThresholdError(ValueError):
+    """A threshold names a score that no enabled scorer or filter measures."""
+
+
+def check_thresholds(config: dict) -> None:
+    """Every ``select.thresholds`` key must name a column that this config measures:
+    ``{scorer}.{column}`` of an enabled scorer, ``flash.*``/``ocr.*`` of an enabled filter, or a
+    clip field. Otherwise every clip would fail that test as "missing", silently: a config
+    error, raised when the Snakefile is parsed. (The column itself is checked by ``select``,
+    against what the scorer wrote.)"""
+    scorers = sorted(n for n, c in config.get("scorers", {}).items() if c.get("enabled"))
+    filters = [n for n in ("flash", "ocr") if config.get("filters", {}).get(n, {}).get("enabled")]
+    for col in config.get("select", {}).get("thresholds", {}):
+        prefix = col.split(".", 1)[0]
+        if col in CLIP_FIELDS or ("." in col and prefix in [*scorers, *filters]):
+            continue
+        raise ThresholdError(
+            f"select.thresholds: {col!r} names no measured column. A threshold is "
+            f"'<scorer>.<column>' of an enabled scorer ({', '.join(scorers) or 'none'}), "
+            f"'flash.<column>' or 'ocr.<column>' of an enabled filter, or one of "
+            f"{', '.join(CLIP_FIELDS)}. Enable the scorer, or remove the threshold (setting "
+            "select.thresholds replaces the defaults, motion.rel and technical.luma_mean)."
+        )
+
+
+def check_columns(table: pd.DataFrame, cfg: dict) -> None:
+    """A test on a column its scorer did not write (``motion.rell``) is a typo: stop, listing
+    the columns the scorer wrote. (A scorer that wrote nothing at all, every clip an error, is
+    not a typo: those clips fail the test as missing.)"""
+    for _, col, *_ in rules(cfg):
+        if col in table:
+            continue
+        prefix = col.split(".", 1)[0] + "."
+        written = sorted(
+            c for c in table.columns if c.startswith(prefix) and not c.endswith(".error")
+        )
+        if written:
+            raise ThresholdError(
+                f"select.thresholds: {col!r} is not a column of {prefix[:-1]!r}; "
+                f"it wrote {', '.join(written)}"
+            )
+
+
 def with_filters(select_cfg: dict, filters_cfg: dict) -> dict:
     """The select config with each filter's on/off switch, so a disabled filter judges nothing."""
     out = dict(select_cfg)
@@ -72,6 +118,7 @@ def select(
 
     ``near_duplicates`` (clip_id, duplicate_of) comes from the cross-shard near-duplicate stage.
     """
+    check_columns(table, cfg)
     reasons: list[list[str]] = [[] for _ in range(len(table))]
     for i, (err, split) in enumerate(zip(table["error"], table["split_reason"], strict=True)):
         if isinstance(err, str):

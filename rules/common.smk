@@ -3,7 +3,7 @@
 from clipsift import runlock
 from clipsift.plan import load_shards
 from clipsift.scorers import REGISTRY
-from clipsift.selection import with_filters
+from clipsift.selection import ThresholdError, check_thresholds, with_filters
 from clipsift.smk import import_from_checkout
 from clipsift.sources.changes import SourcesChanged, check_sources
 from snakemake.exceptions import WorkflowError
@@ -13,6 +13,12 @@ R = config["results"]
 # Jobs import clipsift from this checkout, whatever environment runs them (--sdm conda envs hold
 # only the dependencies): the code of a build is the workflow's own.
 import_from_checkout(workflow.basedir)
+
+# cross-field checks the schema cannot express
+try:
+    check_thresholds(config)
+except ThresholdError as exc:
+    raise WorkflowError(str(exc))
 
 # The process that schedules the jobs holds the results folder's lock for its whole life (not a
 # dry run, not a cluster job), and first checks that no ingested source changed since.

@@ -153,6 +153,8 @@ def run_snakemake(
 LEAN = {
     "filters": {"ocr": {"enabled": False}, "flash": {"enabled": False}},
     "scorers": {"technical": {"enabled": False}},
+    # the default thresholds less the technical one (a threshold on a disabled scorer is an error)
+    "select": {"thresholds": {"motion.rel": {"min": 0.0005, "max": 0.05}}},
 }
 
 

@@ -1,0 +1,48 @@
+"""Config mistakes that would silently reject every clip stop the run with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import SNAKEFILE, base_config, run_snakemake, snakemake_cli, write_config
+
+from clipsift.config import load_config
+from clipsift.selection import ThresholdError, check_thresholds
+
+
+def validated(tmp_path, cfg: dict) -> dict:
+    return load_config(write_config(tmp_path, cfg))
+
+
+def test_thresholds_must_name_a_measured_column(tmp_path):
+    src = [{"name": "v", "type": "folder", "path": str(tmp_path)}]
+    check_thresholds(validated(tmp_path, base_config(src)))  # the defaults are fine
+    bad = base_config(src, select={"thresholds": {"motoin.rel": {"min": 0.001}}})
+    with pytest.raises(ThresholdError, match=r"'motoin.rel' names no measured column.*motion"):
+        check_thresholds(validated(tmp_path, bad))
+    # the default technical threshold with the technical scorer off
+    off = base_config(src, scorers={"technical": {"enabled": False}})
+    with pytest.raises(ThresholdError, match="'technical.luma_mean'"):
+        check_thresholds(validated(tmp_path, off))
+    # a filter's columns only while the filter is on
+    ocr = base_config(src, select={"thresholds": {"ocr.text_area_max": {"max": 0.1}}})
+    check_thresholds(validated(tmp_path, ocr))
+    ocr["filters"] = {"ocr": {"enabled": False}}
+    with pytest.raises(ThresholdError):
+        check_thresholds(validated(tmp_path, ocr))
+
+
+def test_a_misspelt_threshold_stops_the_run(tmp_path, tiny_videos):
+    src = [{"name": "v", "type": "folder", "path": str(tiny_videos["a"].parent)}]
+    # parse time: the CLI says what is wrong and runs nothing
+    cfg = base_config(src, lean=True, select={"thresholds": {"motoin.rel": {"min": 0.001}}})
+    write_config(tmp_path / "cli", cfg)
+    r = snakemake_cli(tmp_path / "cli", "--snakefile", SNAKEFILE, "--cores", "1")
+    assert r.returncode != 0 and "'motoin.rel' names no measured column" in r.stderr, r.stderr
+    assert not (tmp_path / "cli" / "results" / "shards").exists()
+    # a column the scorer never writes: the select job stops, naming what it wrote
+    cfg = base_config(src, lean=True, select={"thresholds": {"motion.rell": {"min": 0.001}}})
+    with pytest.raises(Exception):  # noqa: B017  (Snakemake's own error for a failed job)
+        run_snakemake(tmp_path / "api", cfg, targets=["results/shards/v-00000/selection.parquet"])
+    log = (tmp_path / "api" / "results" / "logs" / "select" / "v-00000.log").read_text()
+    assert "'motion.rell' is not a column of 'motion'; it wrote" in log and "motion.rel" in log
+    assert not (tmp_path / "api" / "results" / "shards" / "v-00000" / "selection.parquet").exists()
