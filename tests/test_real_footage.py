@@ -117,3 +117,39 @@ def test_seeks_land_on_the_requested_frame(tmp_path, ext):
         copied = [float(f.luma().mean()) for f in iter_frames(tmp_path / "copy.mp4")]
         assert means[60] in copied or means[50] == copied[0]
         assert len(copied) >= 30
+
+
+def test_damage_in_the_middle_keeps_the_rest_of_the_video(tmp_path):
+    """4 KB of garbage in the middle of a 6-s video: the scan skips the packets the decoder
+    refuses and keeps the video (most of its frames), recording how many were damaged; the
+    old behaviour dropped the whole video."""
+    import os
+
+    from clipsift.config import load_config
+    from clipsift.split.scan import scan_shard
+
+    good = tmp_path / "good.mp4"
+    render_video(good, [Segment(180, seed=38, pan=(2, 0))], fps=30, size=(320, 180))
+    data = bytearray(good.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 4096] = np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    assert os.path.getsize(bad) == os.path.getsize(good)
+    cfg = load_config(
+        _write(tmp_path, {"sources": [{"name": "v", "type": "folder", "path": "x"}]})
+    )["scan"]
+    source = pd.DataFrame([{"video_id": "bad", "path": str(bad), "fps": 30.0, "duration": 6.0}])
+    scenes, frames, _, _ = scan_shard(source, cfg)
+    assert scenes["error"].isna().all()
+    assert int(scenes["decode_errors"].iloc[0]) > 0
+    assert int(scenes["n_frames"].iloc[0]) >= 150  # of 180
+    assert frames["time"].max() > 5.5  # frames after the damage are there
+
+
+def _write(tmp_path, cfg):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

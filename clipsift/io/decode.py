@@ -291,12 +291,18 @@ def iter_frames(
     end: float | None = None,
     threads: int = 1,
     skip_loop_filter: bool = False,
+    errors: list[str] | None = None,
 ) -> Iterator[Frame]:
     """Decode frames in order, from the first frame at or after ``start`` (seconds) up to ``end``
     (exclusive), by the frames' own timestamps.
 
     Indices count decoded frames from the start of the video when ``start`` is None; after a seek
     they are estimated from the time and the average frame rate (times are exact).
+
+    ``errors``: a list to tolerate damaged data in a whole-video decode (``start`` None): a packet
+    the decoder refuses is skipped and its error appended, and decoding goes on with the next
+    one (a 4 KB corruption in the middle of a video cost 16 of 180 frames, not the 136 after
+    it). Without it, the first decode error raises :class:`VideoError`.
     """
     with open_video(path, threads=threads, skip_loop_filter=skip_loop_filter) as (
         container,
@@ -306,7 +312,12 @@ def iter_frames(
         sar = sample_aspect(stream)
         counted = counted_times(container)
         seek = start and not counted
-        frames = seek_decode(container, stream, start) if seek else container.decode(stream)
+        if seek:
+            frames = seek_decode(container, stream, start)
+        elif errors is not None:
+            frames = tolerant_decode(container, stream, errors)
+        else:
+            frames = container.decode(stream)
         index = None if seek else 0
         try:
             for n, av_frame in enumerate(frames):
@@ -324,6 +335,18 @@ def iter_frames(
                     index += 1
         except av.FFmpegError as exc:
             raise VideoError(f"decode failed: {reason(exc)}") from exc
+
+
+def tolerant_decode(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
+    """Every frame the decoder can make, packet by packet: a refused packet is skipped and its
+    error appended to ``errors``."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            errors.append(reason(exc))
+            continue
+        yield from frames
 
 
 def counted_times(container) -> bool:

@@ -39,6 +39,7 @@ SCENE_COLUMNS = [
     "start_time",
     "end_time",
     "n_frames",
+    "decode_errors",
     "error",
 ]
 FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
@@ -62,7 +63,8 @@ def scan_video(
     frames, samples, times, lumas, texts = [], [], [], [], []
     prev_gray, pending, next_ocr = None, None, 0.0
     n = 0
-    for fr in iter_frames(path):
+    damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
+    for fr in iter_frames(path, errors=damaged):
         gray, bgr = fr.analysis(width)
         if det_size is None and cfg["detector_width"] < width:
             h, w = bgr.shape[:2]
@@ -109,7 +111,9 @@ def scan_video(
         prev_gray = gray
         n += 1
     if n == 0:
-        raise VideoError("no decodable frame")
+        raise VideoError(f"no decodable frame{': ' + damaged[0] if damaged else ''}")
+    if damaged:
+        log.warning("%s: %d damaged packet(s) skipped (%s)", video_id, len(damaged), damaged[0])
     bounds = detector.finish(n)
     if cfg["merge_flash_cuts"]:
         bounds = merge_flash_cuts(bounds, np.asarray(lumas), cfg["flash_delta"])
@@ -125,6 +129,7 @@ def scan_video(
             "start_time": times[a],
             "end_time": times[b] if b < n else end_time,
             "n_frames": n,
+            "decode_errors": len(damaged),
             "error": None,
         }
         for k, (a, b) in enumerate(bounds)
@@ -209,7 +214,7 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     if samples.empty:
         samples = pd.DataFrame(columns=["video_id", "frame", "time"])
     texts = pd.DataFrame(all_texts, columns=OCR_COLUMNS)
-    for col in ("frame", "start_frame", "end_frame", "scene", "n_frames"):
+    for col in ("frame", "start_frame", "end_frame", "scene", "n_frames", "decode_errors"):
         for df in (scenes, frames, samples, texts):
             if col in df:
                 df[col] = df[col].astype("Int64")
