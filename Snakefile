@@ -1,14 +1,27 @@
 # clipsift: raw videos -> clips -> filters and scores -> selection -> dataset.
 # The stages live in rules/*.smk, the logic in the clipsift package, entry points in scripts/.
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from clipsift.config import ConfigError, check_yaml, validate_config
 
 min_version("9.0")
+
+# a YAML mistake named by file, line and column before Snakemake reads the file
+try:
+    check_yaml("config/config.yaml")
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
 
 
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+# the schema's defaults filled in; an error names the wrong keys (not the whole schema)
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
 
 
 include: "rules/common.smk"

@@ -10,13 +10,78 @@ import yaml
 SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+class ConfigError(ValueError):
+    """The config does not fit the schema; the message names each wrong key, briefly."""
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` against the schema and fill in its defaults (Snakemake's validate).
+    On an error, raise :class:`ConfigError` with one line per problem (the key's path, what is
+    wrong, the allowed keys or values, a close match for a typo) instead of Snakemake's message,
+    which prints the whole schema (thousands of lines) after the first error."""
+    from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    config.update(overrides or {})
-    validate(config, str(SCHEMA))
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError:
+        raise ConfigError(explain(config)) from None
     return config
+
+
+def explain(config: dict, most: int = 5) -> str:
+    """The schema errors of ``config``, one short line each (at most ``most``)."""
+    import difflib
+
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path)))
+    lines = []
+    for err in errors[:most]:
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        msg = err.message
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in allowed] if isinstance(
+                err.instance, dict
+            ) else []  # fmt: skip
+            hints = [
+                f"{k!r}: did you mean {close[0]!r}?"
+                for k in extra
+                if (close := difflib.get_close_matches(k, allowed, n=1))
+            ]
+            msg = f"unknown key(s) {', '.join(map(repr, extra))}"
+            msg += f" ({'; '.join(hints)})" if hints else f"; allowed: {', '.join(allowed)}"
+        elif err.validator == "enum":
+            msg = f"{err.instance!r} is not one of {', '.join(map(repr, err.validator_value))}"
+        lines.append(f"  at {where}: {msg}")
+    if len(errors) > most:
+        lines.append(f"  ... and {len(errors) - most} more")
+    head = "clipsift: the config does not fit config/schema.yaml (the README's config reference):"
+    return "\n".join([head, *lines]) if lines else head
+
+
+def check_yaml(path: str | Path) -> None:
+    """Raise :class:`ConfigError` naming the file, line and column when ``path`` is not valid
+    YAML (Snakemake only says that some config file is not valid JSON or YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"clipsift: {path} is not valid YAML: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:  # the file and the line, as PyYAML found them
+        raise ConfigError(f"clipsift: {path} is not valid YAML: {exc}") from None
+    config.update(overrides or {})
+    return validate_config(config)
 
 
 def schema_markdown(schema: dict | None = None) -> str:

@@ -37,7 +37,8 @@ def test_a_misspelt_threshold_stops_the_run(tmp_path, tiny_videos):
     cfg = base_config(src, lean=True, select={"thresholds": {"motoin.rel": {"min": 0.001}}})
     write_config(tmp_path / "cli", cfg)
     r = snakemake_cli(tmp_path / "cli", "--snakefile", SNAKEFILE, "--cores", "1")
-    assert r.returncode != 0 and "'motoin.rel' names no measured column" in r.stderr, r.stderr
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "'motoin.rel' names no measured column" in out, out
     assert not (tmp_path / "cli" / "results" / "shards").exists()
     # a column the scorer never writes: the select job stops, naming what it wrote
     cfg = base_config(src, lean=True, select={"thresholds": {"motion.rell": {"min": 0.001}}})
@@ -46,3 +47,32 @@ def test_a_misspelt_threshold_stops_the_run(tmp_path, tiny_videos):
     log = (tmp_path / "api" / "results" / "logs" / "select" / "v-00000.log").read_text()
     assert "'motion.rell' is not a column of 'motion'; it wrote" in log and "motion.rel" in log
     assert not (tmp_path / "api" / "results" / "shards" / "v-00000" / "selection.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            "shard_sise: 4\n",
+            "unknown key(s) 'shard_sise' ('shard_sise': did you mean 'shard_size'?)",
+        ),
+        ("scan:\n  detector: adaptve\n", "at scan.detector: 'adaptve' is not one of 'adaptive'"),
+        ("scan:\n  detector: [adaptive\n", "config/config.yaml is not valid YAML"),
+    ],
+    ids=["top-level-typo", "enum", "yaml-syntax"],
+)
+def test_config_errors_are_short_and_say_where(tmp_path, text, expected):
+    import yaml
+
+    (tmp_path / "videos").mkdir()
+    cfg = base_config([{"name": "v", "type": "folder", "path": "videos"}])
+    cfg.pop("scan")  # the case's own scan section, if any
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg) + text)
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert expected in out, out
+    assert len(out.splitlines()) < 30, out  # no schema dump
+    if "YAML" in expected:
+        assert "line " in out and "column " in out
