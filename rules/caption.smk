@@ -21,5 +21,6 @@ rule caption:
     params:
         caption=config.get("caption", {}),
         source=source_of,
+        max_error_share=config["max_error_share"],
     script:
         "../scripts/caption.py"

@@ -32,6 +32,7 @@ rule encode:
             for k, v in config["encode"].items()
             if k not in ("manifests", "enabled")
         },
+        max_error_share=config["max_error_share"],
         source=source_of,
     script:
         "../scripts/encode.py"

@@ -15,6 +15,7 @@ rule score_cpu:
     params:
         cfg=lambda w: config["scorers"][w.scorer],
         source=source_of,
+        max_error_share=config["max_error_share"],
     script:
         "../scripts/score.py"
 
@@ -55,5 +56,6 @@ rule score_gpu:
     params:
         cfg=lambda w: config["scorers"][w.scorer],
         source=source_of,
+        max_error_share=config["max_error_share"],
     script:
         "../scripts/score.py"

@@ -12,6 +12,7 @@ import pandas as pd
 
 from clipsift.captioners.secrets import SecretFilter, scrub
 from clipsift.captioners.shard import caption_shard
+from clipsift.failures import check_error_share
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_json
 from clipsift.models.device import resolve_device
@@ -50,6 +51,12 @@ with rule_logging(snakemake) as log:  # noqa: F821
             print(f"caption stopped: {secrets.redact(str(exc))}", file=sys.__stderr__)
             sys.exit(1)
         raise
+    check_error_share(
+        "caption",
+        shard,
+        [c.get("error") for c in out["clips"].values()],
+        sm.params.max_error_share,
+    )
     c = out["meta"]["counts"]
     log.info(
         "%d kept clips: %d captioned now, %d from the cache, %d errors",

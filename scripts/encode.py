@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from clipsift.encoders.stage import run_encode
+from clipsift.failures import check_error_share
 from clipsift.ingest import localize
 from clipsift.io.atomic import atomic_dir, write_parquet
 from clipsift.smk import results_dir, rule_logging
@@ -32,4 +33,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             lock_dir=results_dir(sm) / ".gpu_locks",
         )
     log.info("timing: %s", {k: round(v, 2) for k, v in table.attrs.pop("timing", {}).items()})
+    if len(table):
+        errors = table["error"].where(table["status"].eq("error"), None)
+        check_error_share("encode", sm.wildcards.shard, errors, sm.params.max_error_share)
     write_parquet(sm.output.table, table)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from clipsift.export import export_shard_clips
+from clipsift.failures import check_error_share
 from clipsift.ingest import localize
 from clipsift.io.atomic import atomic_dir, write_parquet
 from clipsift.smk import results_dir, rule_logging
@@ -30,6 +31,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             cache_dir=results / "cache" / "export" / shard,
             duplicates=dups[dups["shard"] == shard] if dups is not None else None,
         )
+    check_error_share("export", shard, index["error"], sm.params.max_error_share)
     write_parquet(sm.output.table, index)
     log.info(
         "%d kept clips exported, %d failed",

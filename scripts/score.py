@@ -5,9 +5,10 @@ import os
 import pandas as pd
 
 from clipsift.dedup import write_embeddings
+from clipsift.failures import check_error_share
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_parquet
-from clipsift.scorers import ShardInputs, run_scorer
+from clipsift.scorers import ShardInputs, run_scorer, usable_clips
 from clipsift.smk import results_dir, rule_logging
 
 with rule_logging(snakemake) as log:  # noqa: F821
@@ -22,7 +23,15 @@ with rule_logging(snakemake) as log:  # noqa: F821
         lock_dir=results_dir(sm) / ".gpu_locks",
         outputs=dict(sm.output.items()),
     )
-    write_parquet(sm.output[0], run_scorer(sm.wildcards.scorer, inputs, sm.params.cfg))
+    scored = run_scorer(sm.wildcards.scorer, inputs, sm.params.cfg)
+    tried = scored[scored["clip_id"].isin(usable_clips(inputs.clips)["clip_id"])]
+    check_error_share(
+        f"scorer {sm.wildcards.scorer}",
+        sm.wildcards.shard,
+        tried["error"],
+        sm.params.max_error_share,
+    )
+    write_parquet(sm.output[0], scored)
     emb = sm.output.get("embeddings")
     if emb and not os.path.exists(emb):  # a shard without a usable clip: the scorer never ran
         write_embeddings(emb, [], [])

@@ -351,3 +351,33 @@ def test_caption_rule_with_api_keeps_the_key_out(server, key, clip_videos, tmp_p
     log = (wd / f"results/logs/caption/{shard}.log").read_text()
     assert "HTTP 401" in log and "$CLIPSIFT_TEST_KEY" in log and "Traceback" not in log
     assert _assert_no_key(wd) > 10
+
+
+@pytest.mark.slow
+def test_a_caption_job_whose_requests_all_fail_stops(server, key, clip_videos, tmp_path):
+    """Every request answered 500: not a shard of empty captions that exits 0, but a failed
+    job that says how many failed and why; accepted as it is with max_error_share: 1."""
+    wd = tmp_path / "wd"
+    cfg = _rule_config(server, clip_videos, wd, retries=0)
+    server.default = "500"
+    run_snakemake(wd, cfg, dryrun=True)
+    (shard,) = plan_shards(wd)
+    target = f"results/shards/{shard}/caption.json"
+    with pytest.raises(Exception):  # noqa: B017 - Snakemake raises its own error types
+        run_snakemake(wd, cfg, targets=[target])
+    assert not (wd / target).exists()
+    log = (wd / f"results/logs/caption/{shard}.log").read_text()
+    assert f"caption of shard {shard}:" in log and "clips failed" in log and "HTTP 500" in log
+    cfg["max_error_share"] = 1.0
+    run_snakemake(wd, cfg, targets=[target])
+    data = json.loads((wd / target).read_text())
+    assert data["clips"] and all(r["error"] for r in data["clips"].values())
+
+
+def test_error_share_bound():
+    from clipsift.failures import StageFailed, check_error_share
+
+    check_error_share("x", "s", [None, "boom"], 0.5)  # half: allowed
+    check_error_share("x", "s", [], 0.5)  # nothing tried
+    with pytest.raises(StageFailed, match=r"2 of 3 clips failed \(67%.*First errors: a; b"):
+        check_error_share("x", "s", ["a", None, "b"], 0.5)
