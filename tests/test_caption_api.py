@@ -141,6 +141,16 @@ def test_timeouts_are_retried(server, key, clip_videos):
     assert out["clips"]["c00"]["error"] is None and server.count() == 2
 
 
+def test_the_timeout_bounds_the_whole_answer(server, key, clip_videos):
+    """A server that trickles its answer a byte every 0.2 s (about 10 s in all) never trips a
+    per-read timeout; the request's deadline (timeout 1 s) abandons it and the retry answers."""
+    clips, source, selection = many_clips(clip_videos, 1)
+    server.script = ["trickle"]
+    out = caption_shard(clips, source, selection, api_config(server, timeout=1.0))
+    rec = out["clips"]["c00"]
+    assert rec["error"] is None and rec["caption"] != "late" and server.count() == 2
+
+
 def test_exhausted_retries_are_data(server, key, clip_videos):
     clips, source, selection = many_clips(clip_videos, 3)
     server.script = ["500"] * 3  # the first clip's three attempts (concurrency 1)

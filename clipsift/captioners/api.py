@@ -6,7 +6,9 @@
 - ``api_upload``: ``POST`` the clip itself as a multipart file (``api.upload.file_field``) with
   extra form fields; the caption is read from the JSON answer at a dotted path.
 
-Both send at most ``api.concurrency`` requests at a time, give each ``api.timeout`` seconds, and
+Both send at most ``api.concurrency`` requests at a time, give each ``api.timeout`` seconds in
+all (connecting, waiting and reading the whole answer: a server that trickles its answer a byte
+at a time never trips a per-read timeout, so the body is read against a deadline), and
 retry 429, 5xx, timeouts and dropped connections with exponential backoff and full jitter,
 waiting what ``Retry-After`` asks where the server says. Other 4xx answers are not retried: the
 clip gets the error in its record. 401 and 403 stop the whole run at once with a message that
@@ -143,6 +145,19 @@ class HttpClient:
         cap = min(self.backoff_max, self.backoff * 2**attempt)
         return random.uniform(cap / 2, cap)  # jitter: clients that failed together spread out
 
+    def _read_by(self, r, deadline: float) -> None:
+        """Read the answer's body in chunks, giving up at ``deadline`` (``requests.Timeout``);
+        the body is then the response's content, as without streaming."""
+        chunks = []
+        try:
+            for chunk in r.iter_content(64 << 10):
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise self.requests.Timeout("answer not complete within the deadline")
+        finally:
+            r.close()
+        r._content = b"".join(chunks)  # what r.json() and r.text read (requests' own field)
+
     def post(self, url: str, *, json=None, data=None, files=None, stop=None) -> dict:
         """The JSON answer; raises ``AuthError`` (401/403) or ``ApiError`` (after retries)."""
         rq = self.requests
@@ -157,6 +172,7 @@ class HttpClient:
                 if attempt:
                     self.stats["retries"] += 1
             try:
+                deadline = time.monotonic() + self.timeout
                 r = self._session().post(
                     url,
                     json=json,
@@ -164,7 +180,9 @@ class HttpClient:
                     files=files() if callable(files) else files,
                     headers=self._headers(),
                     timeout=self.timeout,
+                    stream=True,
                 )
+                self._read_by(r, deadline)
             except rq.Timeout:
                 last = f"timed out after {self.timeout:g} s"
             except (rq.ConnectionError, rq.exceptions.ChunkedEncodingError) as exc:

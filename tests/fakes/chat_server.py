@@ -7,7 +7,9 @@ path) with ``{"result": {"text": ...}}``, and can be told what to do with each r
 - ``server.script``: a list of actions taken by the next requests in order (then ``default``):
   ``"ok"``, ``"429"`` (with ``Retry-After: {retry_after}``), ``"500"``, ``"503"``, ``"401"``,
   ``"403"``, ``"400"`` (echoes the request's headers in the error, like careless servers do),
-  ``"slow"`` (answers after ``slow_seconds``), ``"hang"`` (never answers until ``release()``);
+  ``"slow"`` (answers after ``slow_seconds``), ``"hang"`` (never answers until ``release()``),
+  ``"trickle"`` (sends the headers at once, then the body a byte every ``trickle_seconds``, so
+  that no single read waits long);
 - ``server.hang_after = N``: requests after the first N successful answers hang;
 - ``server.delay``: seconds every answer takes (to measure concurrency).
 
@@ -32,6 +34,7 @@ class FakeChatServer:
         self.delay = delay
         self.retry_after = retry_after
         self.slow_seconds = 2.0
+        self.trickle_seconds = 0.2
         self.script: list[str] = []
         self.hang_after: int | None = None
         self.requests: list[dict] = []
@@ -118,6 +121,18 @@ class FakeChatServer:
                 if action == "slow":
                     time.sleep(server.slow_seconds)
                     action = "ok"
+                if action == "trickle":
+                    data = json.dumps({"choices": [{"message": {"content": "late"}}]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(server.trickle_seconds)
+                    return None
                 if server.delay:
                     time.sleep(server.delay)
                 if action == "429":
