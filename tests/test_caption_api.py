@@ -151,6 +151,14 @@ def test_the_timeout_bounds_the_whole_answer(server, key, clip_videos):
     assert rec["error"] is None and rec["caption"] != "late" and server.count() == 2
 
 
+def test_an_answer_of_another_shape_is_a_clip_error(server, key, clip_videos):
+    clips, source, selection = many_clips(clip_videos, 2)
+    server.script = ["list"]
+    out = caption_shard(clips, source, selection, api_config(server, concurrency=1))
+    assert out["clips"]["c00"]["error"].startswith("unexpected answer: ")
+    assert out["clips"]["c01"]["error"] is None
+
+
 def test_exhausted_retries_are_data(server, key, clip_videos):
     clips, source, selection = many_clips(clip_videos, 3)
     server.script = ["500"] * 3  # the first clip's three attempts (concurrency 1)

@@ -383,12 +383,16 @@ class ApiCaptioner(_ApiBase):
             return Result(error=f"decode: {reason(exc)}")
         url = self.api["base_url"].rstrip("/") + "/chat/completions"
         data = self.client.post(url, json=self.payload(job, images), stop=stop)
+        if not isinstance(data, dict):  # valid JSON, but not a chat completion
+            return Result(frames=info, error=f"unexpected answer: {str(data)[:200]!r}")
         if isinstance(data.get("error"), dict):  # some gateways answer 200 with an error
             raise ApiError(f"API error: {data['error'].get('message', data['error'])}")
         content = dotted(data, "choices.0.message.content")
         if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        usage = data.get("usage") or {}
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        elif content is not None and not isinstance(content, str):
+            return Result(frames=info, error=f"unexpected content: {str(content)[:200]!r}")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         if not content:
             finish = dotted(data, "choices.0.finish_reason")
             return Result(frames=info, error=f"empty answer (finish_reason {finish})")

@@ -8,7 +8,7 @@ path) with ``{"result": {"text": ...}}``, and can be told what to do with each r
   ``"ok"``, ``"429"`` (with ``Retry-After: {retry_after}``), ``"500"``, ``"503"``, ``"401"``,
   ``"403"``, ``"400"`` (echoes the request's headers in the error, like careless servers do),
   ``"slow"`` (answers after ``slow_seconds``), ``"hang"`` (never answers until ``release()``),
-  ``"trickle"`` (sends the headers at once, then the body a byte every ``trickle_seconds``, so
+  ``"list"`` (200 with a JSON list, not an object), ``"trickle"`` (sends the headers at once, then the body a byte every ``trickle_seconds``, so
   that no single read waits long);
 - ``server.hang_after = N``: requests after the first N successful answers hang;
 - ``server.delay``: seconds every answer takes (to measure concurrency).
@@ -121,6 +121,8 @@ class FakeChatServer:
                 if action == "slow":
                     time.sleep(server.slow_seconds)
                     action = "ok"
+                if action == "list":
+                    return self._send(200, ["not", "a", "completion"])
                 if action == "trickle":
                     data = json.dumps({"choices": [{"message": {"content": "late"}}]}).encode()
                     self.send_response(200)
