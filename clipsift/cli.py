@@ -32,10 +32,14 @@ def cmd_sample(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .status import status_table
+    from .status import status_table, watch
 
-    results = Path(args.results or _load_config(args.config)["results"])
-    print(status_table(results))
+    config = None if args.results else _load_config(args.config)
+    results = Path(args.results or config["results"])
+    if args.watch:
+        watch(results, interval=args.interval, until_done=args.until_done, config=config)
+    else:
+        print(status_table(results, config=config))
     return 0
 
 
@@ -94,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     sp = sub.add_parser("status", help="progress of a run, per stage (works while it runs)")
     sp.add_argument("--config", default="config/config.yaml")
     sp.add_argument("--results", default=None)
+    sp.add_argument("--watch", action="store_true", help="print it again every --interval s")
+    sp.add_argument("--interval", type=float, default=10.0, help="seconds between updates")
+    sp.add_argument(
+        "--until-done", action="store_true", help="with --watch: stop when the run has ended"
+    )
     sp.set_defaults(func=cmd_status)
     sp = sub.add_parser(
         "accept-changes",

@@ -80,6 +80,8 @@ class StageStatus:
     errors: int = 0
     video_seconds: float = 0.0
     rate: float | None = None  # video-seconds per wall-second
+    shard_seconds: float | None = None  # wall seconds per done shard (the whole cluster's pace)
+    eta: float | None = None  # seconds until every planned shard is done at that pace
 
     @property
     def first(self) -> float | None:
@@ -166,8 +168,8 @@ def status_table(
         f"{results}: {len(st.shards):,} shard(s) planned, {planned:,} item(s)",
         "",
         "| stage | shards done | running | in | out | errors | first done | last done "
-        "| video-s / s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| video-s / s | s / shard | ETA |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     n = len(st.shards)
     active = runlock.holder(results)
@@ -178,7 +180,8 @@ def status_table(
             f"| {s.name} | {len(s.done):,}/{n:,} | {running or ''} "
             f"| {_count(s.n_in, s.unit_in) if s.done else ''} "
             f"| {_count(s.n_out, s.unit_out) if s.done else ''} | {s.errors or ''} "
-            f"| {_ts(s.first)} | {_ts(s.last)} | {_rate(s.rate)} |"
+            f"| {_ts(s.first)} | {_ts(s.last)} | {_rate(s.rate)} "
+            f"| {_rate(s.shard_seconds)} | {_duration(s.eta)} |"
         )
     export = f"done at {_ts(st.export_done)}" if st.export_done else "not yet"
     lines += ["", f"export: {export}"]
@@ -187,6 +190,7 @@ def status_table(
     if st.running_other and active is not None:
         lines.append(f"other jobs running: {st.running_other}")
     lines += run_state(active, cut_short, Path(workdir) if workdir else Path.cwd())
+    lines.append(disk_line(Path(results)))
     if st.video_errors:
         lines += ["", "video errors by reason:"]
         lines += [f"  {k:7d}  {r}" for r, k in st.video_errors.most_common()]
@@ -194,6 +198,40 @@ def status_table(
         lines += ["", "clip rejections by reason (a clip may have several):"]
         lines += [f"  {k:7d}  {r}" for r, k in st.rejections.most_common()]
     return "\n".join(lines)
+
+
+def watch(
+    results: str | Path,
+    *,
+    interval: float = 10.0,
+    until_done: bool = False,
+    workdir: str | Path | None = None,
+    config: dict | None = None,
+    out=None,
+    clock=None,
+) -> int:
+    """Print the status every ``interval`` seconds (a time-stamped block each). With
+    ``until_done``, stop once no run holds the results folder (after one was seen, or when the
+    export is done); else until interrupted. Returns the number of blocks printed."""
+    import sys
+    import time
+
+    out, clock = out or sys.stdout, clock or time
+    seen_active, blocks = False, 0
+    while True:
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        text = status_table(results, workdir=workdir, config=config)
+        print(f"--- {stamp} ---\n{text}\n", file=out, flush=True)
+        blocks += 1
+        active = runlock.holder(results) is not None
+        seen_active |= active
+        done = (Path(results) / "dataset" / "metadata.parquet").exists()
+        if until_done and not active and (seen_active or done):
+            return blocks
+        try:
+            clock.sleep(interval)
+        except KeyboardInterrupt:
+            return blocks
 
 
 def run_state(active: dict | None, cut_short: int, workdir: Path) -> list[str]:
@@ -322,6 +360,8 @@ def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
         first_shard = min(st.done, key=st.done.get)
         after_first = st.video_seconds - infos[first_shard].video_seconds
         st.rate = after_first / (st.last - st.first)
+        st.shard_seconds = (st.last - st.first) / (len(st.done) - 1)
+        st.eta = (len(infos) - len(st.done)) * st.shard_seconds
 
 
 def _running(results: Path, workdir: Path) -> Counter:
@@ -371,6 +411,34 @@ def _enabled(stage: str, config: dict | None) -> bool:
 
 def _count(n: int | None, unit: str) -> str:
     return "" if n is None else f"{n:,} {unit}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def disk_line(results: Path) -> str:
+    """Free space where the results are, and what the removable extracted archives take."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(results).free
+    except OSError:
+        return "disk: results folder not readable"
+    work = results / "work"
+    used = 0
+    if work.is_dir():
+        for p in work.rglob("*"):
+            try:
+                if p.is_file():
+                    used += p.stat().st_size
+            except OSError:  # removed meanwhile
+                pass
+    return f"disk: {free / 1e9:.1f} GB free; extracted archives (results/work) {used / 1e9:.2f} GB"
 
 
 def _rate(r: float | None) -> str:

@@ -195,3 +195,43 @@ def test_reason_keys():
     assert rejection_reason("too_short") == "too_short"
     assert rejection_reason("technical.luma_mean=12.5 < 20") == "technical.luma_mean < 20"
     assert rejection_reason("motion.rel missing") == "motion.rel missing"
+
+
+def test_pace_and_eta(midrun):
+    st = collect(midrun / "results", workdir=midrun)
+    ing = {s.name: s for s in st.stages}["ingest"]
+    # 2 of 3 shards done 35 s apart: 35 s a shard, one shard to go
+    assert ing.shard_seconds == pytest.approx(35.0) and ing.eta == pytest.approx(35.0)
+    text = status_table(midrun / "results", workdir=midrun)
+    assert "| 2 | 35 | 0m35s |" in text and "disk: " in text and "GB free" in text
+
+
+@pytest.mark.slow
+def test_watch_follows_a_live_run(tmp_path, tiny_videos):
+    """``clipsift status --watch --until-done`` beside a real run: blocks while it runs, and it
+    stops by itself once the run has ended."""
+    import subprocess
+    import sys
+
+    from helpers import SNAKEFILE, base_config, write_config
+
+    src = [{"name": "v", "type": "folder", "path": str(tiny_videos["a"].parent)}]
+    write_config(tmp_path, base_config(src, lean=True, shard_size=1))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        watch = subprocess.run(
+            [sys.executable, "-m", "clipsift.cli", "status", "--watch", "--interval", "1",
+             "--until-done"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        run.wait(timeout=600)
+    assert run.returncode == 0 and watch.returncode == 0, watch.stderr
+    blocks = [b for b in watch.stdout.split("--- ") if b.strip()]
+    assert len(blocks) >= 2
+    assert any("run: active (pid" in b for b in blocks[:-1])
+    last = blocks[-1]
+    assert "run: none active" in last and "export: done at" in last and "| ingest | 3/3 |" in last
