@@ -58,6 +58,16 @@ def load_shards(config: dict, root: str | Path = ".", *, validated: bool = False
     return update_plan(config, root)
 
 
+def limit_shards(shards: list[dict], limit: int | None) -> dict[str, dict]:
+    """Shard name -> entry, for the first ``limit`` shards by name (all when None): a first look
+    at a big source, or a dataset built a few shards at a time (``--config limit_shards=N``).
+    Shards are named in plan order, so the first N are the first planned; raising the limit
+    adds shards and keeps what the smaller run made."""
+    names = sorted(s["name"] for s in shards)
+    keep = set(names[:limit] if limit else names)
+    return {s["name"]: s for s in shards if s["name"] in keep}
+
+
 def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     """List every source, keep existing assignments, put new items into new shards."""
     root = Path(root)

@@ -1,7 +1,7 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
 from clipsift import runlock
-from clipsift.plan import load_shards
+from clipsift.plan import limit_shards, load_shards
 from clipsift.scorers import REGISTRY
 from clipsift.selection import ThresholdError, check_thresholds, with_filters
 from clipsift.smk import import_from_checkout
@@ -44,7 +44,7 @@ onerror:
     runlock.release(R)
 
 
-SHARDS = {s["name"]: s for s in load_shards(config, validated=True)}
+SHARDS = limit_shards(load_shards(config, validated=True), config["limit_shards"])
 SOURCES = {s["name"]: s for s in config["sources"]}
 
 

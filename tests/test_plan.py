@@ -238,3 +238,36 @@ def test_archives_are_one_shard_each_named_by_stem(tmp_path):
 def test_archives_with_the_same_stem_are_separate_shards(tmp_path):
     shards = update_plan(hf_config(["000.tar", "000.zip"]), tmp_path)
     assert len(shards) == 2 and all(s["items"] == 1 for s in shards)
+
+
+def test_limit_shards_takes_the_first_in_plan_order():
+    from clipsift.plan import limit_shards
+
+    shards = [{"name": f"s-{i:05d}"} for i in (3, 0, 2, 1)]
+    assert list(limit_shards(shards, 2)) == ["s-00000", "s-00001"]
+    assert set(limit_shards(shards, None)) == {s["name"] for s in shards}
+    assert set(limit_shards(shards, 10)) == {s["name"] for s in shards}
+
+
+@pytest.mark.slow
+def test_the_first_n_shards_then_the_rest(tmp_path, tiny_videos):
+    """``snakemake --config limit_shards=1`` builds the first shard's dataset; the plain command
+    then adds the others and keeps what the first run made."""
+    from helpers import SNAKEFILE, base_config, snakemake_cli, write_config
+
+    src = [{"name": "v", "type": "folder", "path": str(tiny_videos["a"].parent)}]
+    write_config(tmp_path, base_config(src, lean=True, shard_size=1))
+    r = snakemake_cli(
+        tmp_path, "--snakefile", SNAKEFILE, "--cores", "2", "--config", "limit_shards=1"
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = pd.read_parquet(tmp_path / "results" / "dataset" / "metadata.parquet")
+    assert set(meta["shard"]) == {"v-00000"}
+    assert not (tmp_path / "results" / "shards" / "v-00001").exists()
+    first = (tmp_path / "results" / "shards" / "v-00000" / "selection.parquet").stat().st_mtime_ns
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = pd.read_parquet(tmp_path / "results" / "dataset" / "metadata.parquet")
+    assert set(meta["shard"]) == {"v-00000", "v-00001", "v-00002"}
+    again = (tmp_path / "results" / "shards" / "v-00000" / "selection.parquet").stat().st_mtime_ns
+    assert again == first
