@@ -427,6 +427,10 @@ def build_metadata(
         if col in meta:
             meta[col] = pd.to_numeric(meta[col], errors="coerce").round().astype("Int64")
     meta["duplicate_of"] = None
+    if len(meta):  # duplicates within a shard: their one row, from the split
+        split = meta["split_reason"].astype(object)
+        within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
+        meta.loc[within, "duplicate_of"] = split[within].str.removeprefix("duplicate_of=")
     if cfg.get("dedupe_across_shards", True) and len(meta):
         # a video whose exact bytes appeared in an earlier shard is a duplicate of that video
         dups = cross_shard_duplicates(sources).set_index("video_id")["duplicate_of"]

@@ -155,14 +155,17 @@ def test_folder_sample_set_end_to_end(tmp_path, sample_set, tiny_videos):
     # the corrupt file: one error row in every table, the run went on
     assert_error_everywhere(wd, vid["corrupt.mp4"], "cannot open")
 
-    # exact duplicates: the second gets duplicate_of and is not split
+    # exact duplicates: the second gets duplicate_of, is not split, and has one row everywhere
     src = source.set_index("video_id")
     assert pd.isna(src.loc["extra-dup_a", "duplicate_of"])
     assert src.loc["extra-dup_b", "duplicate_of"] == "extra-dup_a"
     assert src.loc["extra-dup_a", "hash"] == src.loc["extra-dup_b", "hash"]
     assert (clips["video_id"] == "extra-dup_a").sum() >= 1
-    assert (clips["video_id"] == "extra-dup_b").sum() == 0
-    assert (meta["video_id"] == "extra-dup_b").sum() == 0
+    dup = clips[clips["video_id"] == "extra-dup_b"]
+    assert len(dup) == 1 and dup["split_reason"].iloc[0] == "duplicate_of=extra-dup_a"
+    row = meta[meta["video_id"] == "extra-dup_b"]
+    assert len(row) == 1 and row["duplicate_of"].iloc[0] == "extra-dup_a"
+    assert not row["keep"].iloc[0] and row["reasons"].iloc[0] == ["duplicate_of=extra-dup_a"]
     assert source["duplicate_of"].notna().sum() == 1
 
     # every job wrote its log

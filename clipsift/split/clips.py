@@ -71,12 +71,15 @@ def scenes_to_clips(
     rows = []
     for info in source.to_dict("records"):
         video_id = info["video_id"]
-        if isinstance(info["duplicate_of"], str):
-            continue  # recorded in source.parquet, kept once
         base = {
             "video_id": video_id, "fps": info["fps"], "width": info["width"], "height": info["height"],
             "source_path": info["path"], "path": info["path"],
         }  # fmt: skip
+        if isinstance(info["duplicate_of"], str):
+            # kept once: the copy is one row, never split or analysed, in every later table
+            reason = f"duplicate_of={info['duplicate_of']}"
+            rows.append(base | {"clip_id": clip_id(video_id, 0), "split_reason": reason})
+            continue
         group = by_video.get(video_id)
         error = info["error"] if isinstance(info["error"], str) else None
         if error is None and group is not None and group["error"].notna().any():
