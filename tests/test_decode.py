@@ -255,3 +255,21 @@ def test_containers_are_closed(luma_video, tmp_path):
             with pytest.raises(VideoError), open_video(bad):
                 pass
     assert open_fds() - before <= 2
+
+
+def test_atomic_dir_clears_what_a_killed_job_left(tmp_path):
+    """A killed extraction or export leaves its hidden temporary folder; the next write of the
+    same folder removes it (and only its own: a sibling's temporary folder stays)."""
+    import tempfile
+    from pathlib import Path
+
+    from clipsift.io.atomic import atomic_dir
+
+    dest = tmp_path / "extracted"
+    left = Path(tempfile.mkdtemp(prefix=".extracted.", dir=tmp_path))
+    (left / "big.mp4").write_bytes(b"x" * 1000)
+    other = Path(tempfile.mkdtemp(prefix=".extracted.b.", dir=tmp_path))  # dest "extracted.b"
+    with atomic_dir(dest) as tmp:
+        (tmp / "a.mp4").write_bytes(b"a")
+    assert not left.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["extracted", other.name])

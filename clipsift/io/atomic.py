@@ -5,8 +5,10 @@ Every writer goes to a temporary name in the destination's folder, then renames 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -45,9 +47,17 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``dest``; swap it in for ``dest`` when the block succeeds."""
+    """Yield a temporary folder next to ``dest``; swap it in for ``dest`` when the block succeeds.
+
+    Temporary folders of ``dest`` that a killed job left behind (hidden ``.{name}.XXXX``, often
+    large: extracted archives, a shard's clips) are removed first: one job makes ``dest`` at a
+    time, so no other writer can own them."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    own = re.compile(rf"\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}")  # mkdtemp's names, exactly
+    for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*"):
+        if own.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
