@@ -156,5 +156,28 @@ def write_manifests(
     (out_dir / "prompts.txt").write_text("".join(f"{p}\n" for p in prompts))
     (out_dir / "videos.txt").write_text("".join(f"{v}\n" for v in video_lines))
     counts = {"clips": len(items)}
+    empty = sum(1 for p in prompts if not p.strip())
+    if empty:
+        check_empty_prompts(empty, len(items), cfg.get("empty_prompts", "warn"))
+        counts["empty_prompts"] = empty
     log.info("manifests: %d clips", len(items))
     return counts
+
+
+class EmptyPrompts(ValueError):
+    pass
+
+
+def check_empty_prompts(empty: int, total: int, policy: str) -> None:
+    """A manifest line with no prompt trains the model on "": say so (``warn``), or stop
+    (``error``); ``allow`` for unconditional training on purpose."""
+    if policy == "allow":
+        return
+    msg = (
+        f"{empty} of {total} manifest entries have an empty prompt: their clips have neither a "
+        "caption (caption stage off, or it failed) nor a caption from the source. Turn the "
+        "caption stage on, or set encode.manifests.empty_prompts: allow."
+    )
+    if policy == "error":
+        raise EmptyPrompts(msg)
+    log.warning("%s", msg)

@@ -242,3 +242,19 @@ def test_encode_and_manifests_through_snakemake(tmp_path, monkeypatch):
         files = list((wd / "results/dataset/clips").glob(f"*/{cid}.mp4"))
         assert len(files) == 1 and count_frames(files[0]) == clips.loc[cid, "n_frames"]
     assert not list((wd / "results/dataset").rglob(f"{broken}*"))
+
+
+def test_empty_prompts_are_said_or_stop(tmp_path, caplog):
+    from clipsift.manifests import EmptyPrompts
+
+    lat, files = fake_shard(tmp_path, "s-0", ["v1_0000", "v1_0001"])
+    lat.loc[0, "prompt"] = ""  # no caption and no source caption
+    with caplog.at_level("WARNING"):
+        counts = write_manifests([lat], [files], tmp_path / "m1", {})
+    assert counts == {"clips": 2, "empty_prompts": 1}
+    assert "1 of 2 manifest entries have an empty prompt" in caplog.text
+    with pytest.raises(EmptyPrompts, match="empty_prompts: allow"):
+        write_manifests([lat], [files], tmp_path / "m2", {"empty_prompts": "error"})
+    caplog.clear()
+    assert write_manifests([lat], [files], tmp_path / "m3", {"empty_prompts": "allow"})
+    assert "empty prompt" not in caplog.text
