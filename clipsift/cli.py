@@ -1,4 +1,4 @@
-"""`clipsift` command: plan, sample, status, accept-changes, slurm-profile, config-doc."""
+"""`clipsift` command: plan, sample, status, accept-changes, shards, slurm-profile, config-doc."""
 
 from __future__ import annotations
 
@@ -57,6 +57,27 @@ def cmd_accept_changes(args) -> int:
     return 0
 
 
+def cmd_shards(args) -> int:
+    from .sources.hf_archive import hub_archives
+
+    sha, archives = hub_archives(
+        args.repo, repo_type=args.repo_type, revision=args.revision, prefix=args.prefix
+    )
+    if args.first:
+        archives = archives[: args.first]
+    text = f"# {args.repo_type} {args.repo} at {args.revision} (commit {sha})\n"
+    text += "".join(f"{a}\n" for a in archives)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(
+            f"{args.out}: {len(archives)} archive(s) of {args.repo}; use it as the source's "
+            f"shards_file, with revision: {sha} to pin them"
+        )
+    else:
+        print(text, end="")
+    return 0 if archives else 1
+
+
 def cmd_slurm_profile(args) -> int:
     from .slurm import install_profile
 
@@ -111,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--config", default="config/config.yaml")
     sp.add_argument("--results", default=None)
     sp.set_defaults(func=cmd_accept_changes)
+    sp = sub.add_parser(
+        "shards", help="list a Hub dataset's archive shards (tar, tar.gz, zip) into a shards_file"
+    )
+    sp.add_argument("repo", help="the Hub repo id, e.g. org/name")
+    sp.add_argument("--revision", default="main")
+    sp.add_argument("--repo-type", default="dataset", choices=["dataset", "model", "space"])
+    sp.add_argument("--prefix", default="", help="only archives under this path, e.g. train/")
+    sp.add_argument("--first", type=int, default=None, help="only the first N, in name order")
+    sp.add_argument("--out", default=None, help="write the shards_file here (default: print)")
+    sp.set_defaults(func=cmd_shards)
     sp = sub.add_parser(
         "slurm-profile", help="link profiles/slurm where `snakemake --profile slurm` finds it"
     )

@@ -193,3 +193,39 @@ def test_publish_rule_through_snakemake(tmp_path_factory, monkeypatch):
         for p in (wd / "results").rglob("*"):
             if p.is_file():
                 assert TOKEN.encode() not in p.read_bytes(), p
+
+
+def test_clipsift_shards_lists_a_hub_datasets_archives(hub, tmp_path):
+    """``clipsift shards REPO --out FILE`` (a real subprocess, huggingface_hub against the fake
+    Hub) writes a shards_file that an hf_archives source reads back, pinned to the commit."""
+    import subprocess
+    import sys
+
+    from clipsift.sources import list_archives
+
+    files = ["README.md", "train/000.tar", "train/001.tar.gz", "train/002.zip",
+             "train/meta.json", "test/000.tar"]  # fmt: skip
+    hub.repos["dataset/org/clips"] = {
+        "private": False,
+        "branches": {"main": {"files": {f: {} for f in files}, "head": "ab" * 20}},
+    }
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN}
+    out = tmp_path / "shards.txt"
+    r = subprocess.run(
+        [sys.executable, "-m", "clipsift.cli", "shards", "org/clips", "--prefix", "train/",
+         "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "3 archive(s)" in r.stdout and "ab" * 20 in r.stdout
+    src = {"name": "hf", "type": "hf_archives", "repo": "org/clips", "shards_file": str(out)}
+    assert list_archives(src, root=tmp_path) == [
+        "train/000.tar",
+        "train/001.tar.gz",
+        "train/002.zip",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "clipsift.cli", "shards", "org/clips", "--first", "1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.stdout.splitlines()[1:] == ["test/000.tar"]

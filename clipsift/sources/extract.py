@@ -25,6 +25,7 @@ from ..io.atomic import atomic_dir
 from .base import SourceError
 
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+ARCHIVE_SUFFIXES = (*_TAR_SUFFIXES, ".zip")
 _CHUNK = 1 << 20
 
 

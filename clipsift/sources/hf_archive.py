@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .base import Item, SourceError, slug_id, unique_sorted
-from .extract import Limits, safe_extract
+from .extract import ARCHIVE_SUFFIXES, Limits, safe_extract
 from .folder import extensions, has_ext, resolve, strip_ext
 from .metalist import as_text, lookup
 
@@ -36,6 +36,31 @@ def _repo(source: dict) -> str:
     if not source.get("repo"):
         raise SourceError(f"{_label(source)}: set `repo` (the Hub repo id, e.g. org/name)")
     return source["repo"]
+
+
+def hub_archives(
+    repo: str,
+    *,
+    repo_type: str = "dataset",
+    revision: str = "main",
+    prefix: str = "",
+    token_env: str = "HF_TOKEN",
+) -> tuple[str, list[str]]:
+    """The resolved commit and the archive files (tar, tar.gz, zip...) of a Hub repo at
+    ``revision`` under ``prefix``, sorted: what ``clipsift shards`` writes into a shards_file."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().repo_info(
+        repo,
+        repo_type=repo_type,
+        revision=revision,
+        token=os.environ.get(token_env) or None,
+    )
+    names = [s.rfilename for s in info.siblings or []]
+    archives = sorted(
+        n for n in names if n.startswith(prefix) and n.lower().endswith(ARCHIVE_SUFFIXES)
+    )
+    return info.sha, archives
 
 
 def list_archives(source: dict, *, root: Path) -> list[str]:
