@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 
 
@@ -51,7 +52,7 @@ def portable_text(value, roots: list[tuple[str, str]]):
         return value
     if isinstance(value, (list, tuple)):
         return [portable_text(v, roots) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (int, float)):  # numpy arrays
+    if isinstance(value, np.ndarray):  # a list column read back from parquet
         return [portable_text(v, roots) for v in value.tolist()]
     return value
 

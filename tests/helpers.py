@@ -314,6 +314,28 @@ def make_zip(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- waiting
+
+
+HUNG = 1800  # s: only a stop for a process that hangs, never a speed bound (CI's load varies)
+
+
+def wait_for(condition, proc, what: str, *, log=None) -> None:
+    """Poll ``condition()`` until it holds, while ``proc`` (a Popen) runs: fails if ``proc``
+    ends first (with ``log()``'s text, if given). The only bound is :data:`HUNG`, a guard
+    against a hang, so that a slow, loaded machine waits as long as the work takes."""
+    import time
+
+    start = time.monotonic()
+    while not condition():
+        if proc.poll() is not None:
+            detail = log() if log else ""
+            raise AssertionError(f"{what}: the process ended first (rc {proc.returncode}) {detail}")
+        if time.monotonic() - start > HUNG:
+            raise AssertionError(f"{what}: nothing after {HUNG} s, the process hangs")
+        time.sleep(0.05)
+
+
 # ----------------------------------------------------------------------------- the CLI
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from fakes.chat_server import FakeChatServer
 from fakes.clips import caption_config, render_caption_videos, tables
-from helpers import plan_shards, run_snakemake
+from helpers import plan_shards, run_snakemake, wait_for
 
 from clipsift.captioners.api import AuthError, HttpClient, redact, retry_after_seconds
 from clipsift.captioners.shard import caption_shard
@@ -298,12 +298,12 @@ def test_killed_run_resumes_with_only_the_missing_clips(server, key, clip_videos
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if cache.exists() and len(cache.read_text().splitlines()) >= 4:
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.05)
+        wait_for(
+            lambda: cache.exists() and len(cache.read_text().splitlines()) >= 4,
+            proc,
+            "4 cached captions",
+            log=lambda: proc.stderr.read().decode()[-2000:],
+        )
         time.sleep(0.2)  # the job is stuck on the hanging requests
         proc.send_signal(signal.SIGKILL)
     finally:

@@ -13,7 +13,6 @@ import math
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 from fakes.clips import caption_config, render_caption_videos, tables
 from fakes.tiny_vlm import BUILDERS, tiny_causal_lm, tiny_clip
-from helpers import plan_shards, run_snakemake
+from helpers import plan_shards, run_snakemake, wait_for
 
 from clipsift.captioners import REGISTRY, family
 from clipsift.captioners.base import ClipJob, sample_frames
@@ -424,12 +423,12 @@ def test_killed_shard_resumes_with_only_the_missing_clips(tiny_models, clip_vide
         [sys.executable, "-c", WORKER, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if cache.exists() and len(cache.read_text().splitlines()) >= 2:
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.05)
+        wait_for(
+            lambda: cache.exists() and len(cache.read_text().splitlines()) >= 2,
+            proc,
+            "2 cached captions",
+            log=lambda: proc.stderr.read().decode()[-2000:],
+        )
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)

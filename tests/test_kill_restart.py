@@ -20,12 +20,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import REPO, SNAKEFILE, base_config, write_config
+from helpers import REPO, SNAKEFILE, base_config, wait_for, write_config
 
 from clipsift.status import collect, status_table
 
@@ -81,17 +80,18 @@ def test_kill_mid_run_and_restart(tiny_videos, tmp_path):
     proc = subprocess.Popen(
         snakemake_cmd(), cwd=workdir, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 240
     try:
         # a scan whose job Snakemake has seen finish (its incomplete marker is gone)
-        while not [
-            p
-            for p in (results / "shards").glob("*/scan/samples.parquet")
-            if str(p.relative_to(workdir)) not in incomplete(workdir)
-        ]:
-            assert proc.poll() is None, (workdir / "run1.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no scan finished in time"
-            time.sleep(0.05)
+        wait_for(
+            lambda: [
+                p
+                for p in (results / "shards").glob("*/scan/samples.parquet")
+                if str(p.relative_to(workdir)) not in incomplete(workdir)
+            ],
+            proc,
+            "a finished scan",
+            log=lambda: (workdir / "run1.log").read_text()[-3000:],
+        )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
         proc.wait()

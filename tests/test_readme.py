@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import commands, project_copy, user_env
+from helpers import commands, project_copy, user_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -76,11 +75,8 @@ def test_after_a_crash(project):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     results = project / "results"
-    deadline = time.monotonic() + 300
     try:
-        while not list(results.glob("shards/*/scan/scenes.parquet")):
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: list(results.glob("shards/*/scan/scenes.parquet")), first, "a scan")
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # Snakemake and its jobs, as a crash does
         first.wait()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,14 +61,11 @@ class Run:
 
     workdir: Path
     proc: subprocess.Popen
-    t0: float
     log: Path
-    elapsed: float = 0.0
     out: str = ""
 
     def wait(self) -> Run:
         self.proc.wait()
-        self.elapsed = time.monotonic() - self.t0
         self.out = self.log.read_text()
         return self
 
@@ -122,7 +118,7 @@ def user_run(cluster, workdir: Path, line: str, xdg: Path, timeout: int) -> Run:
             ["timeout", "-k", "10", str(timeout), "bash", "-c", line],
             cwd=workdir, env=env, stdout=fh, stderr=fh,
         )  # fmt: skip
-    return Run(workdir, proc, time.monotonic(), log)
+    return Run(workdir, proc, log)
 
 
 def test_readme_block_and_a_site_profile(cluster, sample_set, tmp_path):

@@ -318,7 +318,7 @@ def iter_frames(
             frames = tolerant_decode(container, stream, errors)
         else:
             frames = container.decode(stream)
-        index = None if seek else 0
+        base = None  # after a seek: the estimated index of the first frame decoded
         try:
             for n, av_frame in enumerate(frames):
                 t = n / fps if counted else frame_time(av_frame, stream)
@@ -326,13 +326,9 @@ def iter_frames(
                     continue
                 if end is not None and t >= end - SEEK_TOLERANCE:
                     break
-                if index is None:
-                    index = int(round(t * fps))
-                elif not seek:
-                    index = n
-                yield Frame(index, t, av_frame, sar)
-                if seek:
-                    index += 1
+                if seek and base is None:
+                    base = int(round(t * fps)) - n
+                yield Frame(base + n if seek else n, t, av_frame, sar)
         except av.FFmpegError as exc:
             raise VideoError(f"decode failed: {reason(exc)}") from exc
 
@@ -356,23 +352,28 @@ def counted_times(container) -> bool:
     return container.format.name == "avi"
 
 
+def seek_to(container, stream, at: float) -> None:
+    """Seek to the keyframe at or before ``at`` seconds from the stream's start (to the file's
+    start for 0: a seek to the first pts lands late in MPEG-TS). Callers check where it landed."""
+    try:
+        if at <= 0:
+            container.seek(0)
+        else:
+            pts = int(Fraction(at).limit_denominator(10**6) / stream.time_base)
+            container.seek((stream.start_time or 0) + pts, stream=stream, backward=True)
+    except av.FFmpegError as exc:
+        raise VideoError(f"seek failed: {reason(exc)}") from exc
+
+
 def seek_decode(container, stream, target: float) -> Iterator[av.VideoFrame]:
     """Frames decoded from a seek before ``target`` (seconds from the stream's start), verified:
     a seek must land at or before the target, or frames at the target would be lost (MPEG-TS
     and AVI seek by byte estimates, and land late). While the first frame comes after the
     target, seek again further back (1, 2, 4... s), down to the start of the stream."""
-    offset = stream.start_time or 0
     back = 0.0
     while True:
         at = max(0.0, target - back)
-        pts = offset + int(Fraction(at).limit_denominator(10**6) / stream.time_base)
-        try:
-            if at <= 0:
-                container.seek(0)  # the file's start (a seek to the start pts lands late in TS)
-            else:
-                container.seek(pts, stream=stream, backward=True)
-        except av.FFmpegError as exc:
-            raise VideoError(f"seek failed: {reason(exc)}") from exc
+        seek_to(container, stream, at)
         frames = container.decode(stream)
         first = next(frames, None)
         if first is None:

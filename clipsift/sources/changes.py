@@ -117,9 +117,9 @@ def accept_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> li
     shards = sorted({c.shard for c in changes})
     for shard in shards:
         stats = sorted(
-            (c.path, os.stat(c.path).st_size, os.stat(c.path).st_mtime_ns)
+            (c.path, st.st_size, st.st_mtime_ns)
             for c in changes
-            if c.shard == shard
+            if c.shard == shard and (st := os.stat(c.path))
         )
         plan = results / "plan" / "shards" / f"{shard}.parquet"
         items = pd.read_parquet(plan)

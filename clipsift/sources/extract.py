@@ -60,12 +60,10 @@ class Limits:
 
     def total_for(self, archive: Path) -> tuple[int, str]:
         """The total the archive may write, and which limit sets it."""
-        by_ratio = int(self.max_ratio * max(archive.stat().st_size, 1))
+        size = archive.stat().st_size
+        by_ratio = int(self.max_ratio * max(size, 1))
         if by_ratio < self.max_total_bytes:
-            return (
-                by_ratio,
-                f"{self.max_ratio:g} x the archive's {archive.stat().st_size} bytes (max_ratio)",
-            )
+            return by_ratio, f"{self.max_ratio:g} x the archive's {size} bytes (max_ratio)"
         return self.max_total_bytes, "max_extracted_mb"
 
 
@@ -132,10 +130,13 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path, limit: int) -> list[tuple[str
     return checked
 
 
-def _copy(src, dst: Path, archive: Path, name: str, limits: Limits, total: list[int]) -> None:
-    """Write one member, counting its bytes and the archive's (``total[0]``): a header may lie,
-    so the limits hold for the bytes really written; a chunk that would pass one is not."""
-    cap, why = limits.total_for(archive)
+def _copy(
+    src, dst: Path, archive: Path, name: str, limits: Limits, total: list[int], cap: tuple[int, str]
+) -> None:
+    """Write one member, counting its bytes and the archive's (``total[0]``, against ``cap``:
+    the limit and its name, from :meth:`Limits.total_for`): a header may lie, so the limits
+    hold for the bytes really written; a chunk that would pass one is not."""
+    cap, why = cap
     written = 0
     with open(dst, "wb") as out:
         while chunk := src.read(_CHUNK):
@@ -169,9 +170,9 @@ def safe_extract(
             else:
                 members = _check_zip(ar, archive, limits.max_member_bytes)
                 declared = sum(m.file_size for _, m in members if not m.is_dir())
-            cap, why = limits.total_for(archive)
-            if declared > cap:  # refused before anything is written
-                raise _too_much(archive, declared, cap, why)
+            cap = limits.total_for(archive)  # (bytes, the limit's name)
+            if declared > cap[0]:  # refused before anything is written
+                raise _too_much(archive, declared, *cap)
             total = [0]
             with atomic_dir(dest) as tmp:
                 for rel, m in members:
@@ -181,7 +182,7 @@ def safe_extract(
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with ar.extractfile(m) if kind == "tar" else ar.open(m) as src:
-                        _copy(src, target, archive, rel, limits, total)
+                        _copy(src, target, archive, rel, limits, total, cap)
                     files.add(rel)
     except SourceError:
         raise

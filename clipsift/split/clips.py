@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.atomic import atomic_path
-from ..io.decode import VideoError, iter_frames, open_video
+from ..io.decode import VideoError, iter_frames, open_video, seek_to
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,7 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
         back = 0.0
         while True:  # a seek must land on a keyframe at or before start (TS and AVI land late)
             at = max(0.0, start - back)
-            if at <= 0:
-                container.seek(0)
-            else:
-                container.seek(zero + int(at / tb), stream=stream, backward=True)
+            seek_to(container, stream, at)
             packets = []
             for packet in container.demux(stream):
                 if packet.dts is None:
