@@ -1,7 +1,7 @@
 """CPU throughput of the clipsift analysis, relative to decoding alone, on the same videos.
 
-Generates H.264 test videos (``clipsift.sample.render_video``: textured scenes with pans, hard cuts
-and one burned-in subtitle) at 1280x720 and 1920x1080, 30 fps. The rendered scenes are smooth and
+Generates H.264 test videos (``clipsift.sample.render_video``: textured scenes with pans, hard cuts,
+a burned-in subtitle, busy textless textures and a one-word sign) at 1280x720 and 1920x1080, 30 fps. The rendered scenes are smooth and
 compress to few bits, so they decode about 2.5 times faster than camera footage; ``--grain SIGMA``
 (default 1.8 luma levels, 0 = off) therefore re-encodes every video with temporally varying Gaussian
 grain (seeded), which brings the decoding cost to that of real footage. It then measures, in one
@@ -77,6 +77,7 @@ from clipsift.scorers.technical import border_profile, find_borders, frame_techn
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.detectors import make_detector
 from clipsift.split.scan import _ocr_width, merge_flash_cuts, scan_shard
+from clipsift.split.transitions import TransitionFinder, cut_out
 
 cv2.setNumThreads(1)
 
@@ -105,8 +106,10 @@ def default_config() -> dict:
 
 
 def plan(seconds: float, size: tuple[int, int], fps: int = 30) -> dict[str, list[Segment]]:
-    """Two videos, ``seconds`` in all: scenes with pans (incl. one static) and hard cuts; the
-    second has a burned-in subtitle over a pan in its first scene. Pans scale with the width."""
+    """Three videos, about 1.36 x ``seconds`` in all: scenes with pans (incl. one static) and
+    hard cuts; the second has a burned-in subtitle over a pan in its first scene; the third has
+    busy textless textures (foliage, a fractal with a one-word sign, fabric). Pans scale with
+    the width."""
     w = size[0]
 
     def px(v: float) -> tuple[float, float]:
@@ -126,6 +129,12 @@ def plan(seconds: float, size: tuple[int, int], fps: int = 30) -> dict[str, list
         "text.mp4": [
             Segment(n(0.18), seed=6, pan=(px(1), 0), text="SALE ENDS FRIDAY"),
             Segment(n(0.16), seed=7, pan=(0, px(0.5))),
+        ],
+        # busy textless textures (what OCR must not read as text), one with a sign on it
+        "textured.mp4": [
+            Segment(n(0.12), seed=8, texture="foliage", pan=(px(1), 0)),
+            Segment(n(0.12), seed=9, texture="fractal", text="EXIT", text_scale=1.4),
+            Segment(n(0.12), seed=10, texture="fabric", pan=(0, px(0.5))),
         ],
     }
 
@@ -473,8 +482,8 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     scan_cfg, ocr_cfg = cfg["scan"], cfg["filters"]["ocr"]
     t = dict.fromkeys(
         (
-            "decode", "analysis", "det_input", "detector", "luma", "flow", "technical",
-            "ocr_frame", "ocr", "finish", "loop",
+            "decode", "analysis", "det_input", "detector", "transitions", "luma", "flow",
+            "technical", "ocr_frame", "ocr", "finish", "loop",
         ),
         0.0,
     )  # fmt: skip
@@ -486,6 +495,8 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     every = max(1, round(fps / scan_cfg["sample_fps"]))
     lumas, pending, prev_gray, next_ocr = [], None, None, 0.0
     det_size = None
+    tcfg = scan_cfg["transitions"]
+    blends = TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
     it = iter_frames(path)
     while True:
         c0 = clock()
@@ -504,12 +515,16 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         c2b = clock()
         detector.push(fr.index, small)
         c3 = clock()
+        if tcfg["enabled"]:
+            blends.push(fr.index, gray)
+        c3b = clock()
         lumas.append(cv2.mean(gray)[0])
         c4 = clock()
         t["analysis"] += c2 - c1
         t["det_input"] += c2b - c2
         t["detector"] += c3 - c2b
-        t["luma"] += c4 - c3
+        t["transitions"] += c3b - c3
+        t["luma"] += c4 - c3b
         if pending is not None:
             pending.update(meter.measure(prev_gray, gray))
             pending = None
@@ -538,6 +553,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     bounds = detector.finish(counts["frames"])
     if scan_cfg["merge_flash_cuts"]:
         merge_flash_cuts(bounds, np.asarray(lumas), scan_cfg["flash_delta"])
+    cut_out(bounds, blends.finish())
     t["finish"] = clock() - c0
     t["loop"] = clock() - start - sum(t.values())
     return t, counts
@@ -903,12 +919,13 @@ def render(rows, parts, facts, truth, breakdown, what, cfg, load, first, args, e
             "analysis": f"small frames (Frame.analysis, {scan['analysis_width']} px gray + BGR)",
             "det_input": f"detector input (cv2.resize to {scan['detector_width']} px)",
             "detector": f"scene detector ({scan['detector']}) push",
+            "transitions": "transition finder (fades, dissolves) push",
             "luma": "mean luma (cv2.mean)",
             "flow": f"optical flow ({scan['flow']} {scan['flow_preset']})",
             "technical": "technical (full-size luma: border_profile once, frame_technical)",
             "ocr_frame": f"OCR frame (Frame.bgr at max side {ocr['max_side']})",
             "ocr": f"OCR inference (OcrReader.read, max side {ocr['max_side']})",
-            "finish": "detector finish + merge_flash_cuts",
+            "finish": "detector finish + merge_flash_cuts + transitions cut out",
             "loop": "loop and bookkeeping",
         }
         per = {

@@ -29,6 +29,13 @@ def validate_config(config: dict) -> dict:
     return config
 
 
+# options that were removed, and what replaces them (said instead of "unknown key")
+REMOVED = {
+    "scan.min_scene_frames": "removed: the shortest shot is split.min_seconds (in seconds); "
+    "short shots are dropped, never merged across a cut",
+}
+
+
 def explain(config: dict, most: int = 5) -> str:
     """The schema errors of ``config``, one short line each (at most ``most``)."""
     import difflib
@@ -52,6 +59,10 @@ def explain(config: dict, most: int = 5) -> str:
                 for k in extra
                 if (close := difflib.get_close_matches(k, allowed, n=1))
             ]
+            gone = [f"{k!r} {REMOVED[f'{where}.{k}']}" for k in extra if f"{where}.{k}" in REMOVED]
+            if gone:
+                lines.append(f"  at {where}: {'; '.join(gone)}")
+                continue
             msg = f"unknown key(s) {', '.join(map(repr, extra))}"
             msg += f" ({'; '.join(hints)})" if hints else f"; allowed: {', '.join(allowed)}"
         elif err.validator == "enum":

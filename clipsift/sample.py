@@ -50,9 +50,16 @@ class Segment:
     pan: tuple[float, float] = (0, 0)  # image motion (dx, dy) in pixels per frame, exact
     text: str | None = None  # burned-in subtitle-like line (white, black outline) on every frame
     flashes: tuple[int, ...] = ()  # offsets in the segment of single white flash frames
-    fade_in: int = 0  # frames fading in from black at the start
-    fade_out: int = 0  # frames fading out to black at the end
+    fade_in: int = 0  # frames fading in from ``fade_color`` at the start
+    fade_out: int = 0  # frames fading out to ``fade_color`` at the end
     letterbox: tuple[int, int] = (0, 0)  # black bars: (top/bottom height, left/right width)
+    fade_color: str = "black"  # "black" or "white": what the fades go through
+    dissolve: int = 0  # first frames cross-fading from the previous scene (which keeps moving)
+    texture: str = "shapes"  # "shapes", "flat" (a smooth gradient: sky, wall) or a kind of
+    #                          clipsift.textures (busy, textless: fractal, foliage, ...)
+    noise: float = 0.0  # sensor noise: Gaussian sigma in levels, new on every frame
+    rotate: float = 0.0  # image rotation about the frame centre, degrees per frame
+    text_scale: float = 1.0  # size of ``text`` relative to the default subtitle size
 
 
 # ----------------------------------------------------------------------------- texture
@@ -124,7 +131,7 @@ def _texture(seed: int, h: int, w: int, scale: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _text_layout(text: str, w: int, h: int, letterbox: tuple[int, int]) -> dict:
+def _text_layout(text: str, w: int, h: int, letterbox: tuple[int, int], scale: float = 1.0) -> dict:
     """Bottom-centred subtitle inside the picture area, as alpha masks over its box.
 
     The black outline is a dilation of the text mask: OpenCV 5 draws the Hershey font names with a
@@ -134,7 +141,7 @@ def _text_layout(text: str, w: int, h: int, letterbox: tuple[int, int]) -> dict:
     """
     bar_v, bar_h = letterbox
     inner_w, inner_h = w - 2 * bar_h, h - 2 * bar_v
-    fs = inner_h / 360 * 1.3  # ~25 px cap height at 360 p: large, easy for OCR
+    fs = inner_h / 360 * 1.3 * scale  # ~25 px cap height at 360 p (scale 1): easy for OCR
     (tw, _), _ = cv2.getTextSize(text, FONT, fs, 1)
     fs = min(fs, fs * 0.85 * inner_w / tw)  # long lines shrink to fit
     thick = max(2, round(fs * 2))
@@ -166,33 +173,85 @@ def _burn_text(img: np.ndarray, layout: dict) -> None:
 # ----------------------------------------------------------------------------- frames
 
 
+def _all_frames(segments: list[Segment], w: int, h: int):
+    """Every RGB frame of the video in order. A scene with ``dissolve = d`` starts with d frames
+    that blend the previous scene (still moving) into it: frame k of the d shows
+    ``(1 - a) * previous + a * this`` with ``a = (k + 1) / (d + 1)``."""
+    tail: list[np.ndarray] = []  # the previous scene's frames past its end, for a dissolve
+    for k, seg in enumerate(segments):
+        extra = segments[k + 1].dissolve if k + 1 < len(segments) else 0
+        frames = _segment_frames(seg, w, h, extra)
+        for t in range(seg.frames):
+            img = next(frames)
+            if t < len(tail):
+                a = (t + 1) / (len(tail) + 1)
+                img = cv2.addWeighted(tail[t], 1.0 - a, img, a, 0.0)
+            yield img
+        tail = list(frames)
+
+
 def _check(seg: Segment, w: int, h: int) -> None:
     if seg.frames < 1:
         raise ValueError("a segment needs at least one frame")
-    if seg.fade_in + seg.fade_out > seg.frames:
-        raise ValueError("fade_in + fade_out longer than the segment")
+    if seg.fade_in + seg.fade_out + seg.dissolve > seg.frames:
+        raise ValueError("fade_in + fade_out + dissolve longer than the segment")
+    if seg.fade_color not in ("black", "white"):
+        raise ValueError(f"fade_color {seg.fade_color!r}: black or white")
+    if seg.rotate and any(seg.pan):
+        raise ValueError("a segment either pans or rotates")
     if any(not 0 <= f < seg.frames for f in seg.flashes):
         raise ValueError(f"flash offsets {seg.flashes} outside 0..{seg.frames - 1}")
     if 2 * seg.letterbox[0] >= h or 2 * seg.letterbox[1] >= w:
         raise ValueError(f"letterbox {seg.letterbox} covers the whole {w}x{h} frame")
 
 
-def _segment_frames(seg: Segment, w: int, h: int):
-    """Yield the segment's RGB frames (display orientation)."""
+def _canvas(seg: Segment, h: int, w: int) -> np.ndarray:
+    """The scene's RGB canvas: shapes (default), a flat gradient, or a busy textless texture."""
+    if seg.texture == "shapes":
+        return _texture(seg.seed, h, w, h / 360)
+    if seg.texture == "flat":
+        # a sky or a wall: a smooth vertical gradient between two colours of the seed's hue
+        rng = np.random.default_rng(seg.seed)
+        top, bottom = _palette(seg.seed, rng)[:2]
+        ramp = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+        img = top * (1 - ramp) + bottom * ramp
+        return np.broadcast_to(img, (h, w, 3)).round().astype(np.uint8).copy()
+    from clipsift.textures import busy_texture
+
+    return busy_texture(seg.texture, seg.seed, h, w)
+
+
+def _segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
+    """Yield the segment's RGB frames (display orientation), then ``extra`` more frames of its
+    motion (the part a dissolve into the next scene blends away)."""
     n = seg.frames
     dx, dy = (float(v) for v in seg.pan)
     m = 3  # margin so cubic interpolation never reads outside the canvas
-    cw = w + 2 * m + math.ceil(abs(dx) * (n - 1))
-    ch = h + 2 * m + math.ceil(abs(dy) * (n - 1))
-    canvas = _texture(seg.seed, ch, cw, h / 360)
+    last = n + extra - 1
+    if seg.rotate:  # room for every angle: a square canvas of the frame's diagonal
+        side = math.ceil(math.hypot(w, h)) + 2 * m
+        cw = ch = side
+    else:
+        cw = w + 2 * m + math.ceil(abs(dx) * last)
+        ch = h + 2 * m + math.ceil(abs(dy) * last)
+    canvas = _canvas(seg, ch, cw)
     # content moves by +pan, so the crop window moves by -pan: start where the window ends inside
-    x0, y0 = m + max(dx, 0.0) * (n - 1), m + max(dy, 0.0) * (n - 1)
+    x0, y0 = m + max(dx, 0.0) * last, m + max(dy, 0.0) * last
     bar_v, bar_h = seg.letterbox
-    layout = _text_layout(seg.text, w, h, tuple(seg.letterbox)) if seg.text else None
+    layout = (
+        _text_layout(seg.text, w, h, tuple(seg.letterbox), seg.text_scale) if seg.text else None
+    )
     flashes = set(seg.flashes)
-    for t in range(n):
+    fill = 255.0 if seg.fade_color == "white" else 0.0
+    noise = np.random.default_rng(seg.seed + 7919) if seg.noise else None
+    for t in range(n + extra):
         ox, oy = x0 - t * dx, y0 - t * dy
-        if ox.is_integer() and oy.is_integer():
+        if seg.rotate:
+            # the canvas centre stays at the frame centre; content turns by rotate deg per frame
+            mat = cv2.getRotationMatrix2D((cw / 2, ch / 2), seg.rotate * t, 1.0)
+            mat[:, 2] += (w / 2 - cw / 2, h / 2 - ch / 2)
+            img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC)
+        elif ox.is_integer() and oy.is_integer():
             # exact copy: static scenes are bit-identical frames before encoding
             img = canvas[int(oy) : int(oy) + h, int(ox) : int(ox) + w].copy()
         else:
@@ -201,14 +260,17 @@ def _segment_frames(seg: Segment, w: int, h: int):
             img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
         if layout:
             _burn_text(img, layout)
-        # fade-in starts at black, fade-out ends at black (two black frames in a dip to black)
+        if noise is not None:
+            grain = noise.normal(0.0, seg.noise, img.shape).astype(np.float32)
+            img = np.clip(img + grain, 0, 255).astype(np.uint8)
+        # a fade-in starts at the fade colour, a fade-out ends at it (two such frames in a dip)
         gain = 1.0
         if t < seg.fade_in:
             gain = t / seg.fade_in
-        elif t >= n - seg.fade_out:
+        elif n - seg.fade_out <= t < n:
             gain = (n - 1 - t) / seg.fade_out
         if gain < 1.0:
-            img = cv2.convertScaleAbs(img, alpha=gain)
+            img = cv2.addWeighted(img, gain, np.full_like(img, int(fill)), 1.0 - gain, 0.0)
         if t in flashes:
             img[:] = 255  # Y = 235 after the limited-range conversion; bars are repainted below
         if bar_v:
@@ -253,7 +315,7 @@ def render_video(
     sar: tuple[int, int] | None = None,
 ) -> dict:
     """Encode ``segments`` to H.264 at ``path`` (written atomically); return ground truth. The
-    container follows the suffix (.mp4, .mkv, .ts, .avi).
+    container follows the suffix (.mp4, .mkv, .ts, .avi; .webm holds VP9).
 
     ``size`` is the DISPLAY size (width, height), even numbers. ``rotation`` (0/90/180/270,
     counter-clockwise, as PyAV's ``frame.rotation`` reads it back) stores a display matrix and
@@ -287,10 +349,15 @@ def render_video(
         raise ValueError(f"{len(times)} times for {n_total} frames")
 
     with atomic_path(path) as tmp, av.open(os.fspath(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
+        webm = Path(path).suffix.lower() == ".webm"  # WebM holds VP8/VP9 only
+        stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=rate)
         ctx = stream.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, "yuv420p"
-        ctx.options = {"crf": str(crf), "preset": preset, **_x264_determinism()}
+        if webm:  # constant quality, fast; one thread keeps the bytes the same run to run
+            ctx.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime",
+                           "cpu-used": "8", "threads": "1"}  # fmt: skip
+        else:
+            ctx.options = {"crf": str(crf), "preset": preset, **_x264_determinism()}
         if gop:
             ctx.gop_size = gop
         if rotation:
@@ -299,23 +366,20 @@ def render_video(
             ctx.sample_aspect_ratio = Fraction(*sar)
         if times is not None:  # millisecond timestamps, also in the encoder (60 fps and more)
             stream.time_base = ctx.time_base = Fraction(1, 1000)
-        i = 0
-        for seg in segments:
-            for img in _segment_frames(seg, w, h):
-                if rotation:
-                    img = cv2.rotate(img, _TO_CODED[rotation])
-                if sar:
-                    img = cv2.resize(img, (coded_w, coded_h), interpolation=cv2.INTER_AREA)
-                # OpenCV's I420 conversion is BT.601 limited range like swscale's default, and
-                # ~20x faster than letting PyAV reformat rgb24 inside encode()
-                i420 = cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
-                frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-                if times is None:
-                    frame.pts, frame.time_base = i, 1 / rate
-                else:
-                    frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
-                container.mux(stream.encode(frame))
-                i += 1
+        for i, img in enumerate(_all_frames(segments, w, h)):
+            if rotation:
+                img = cv2.rotate(img, _TO_CODED[rotation])
+            if sar:
+                img = cv2.resize(img, (coded_w, coded_h), interpolation=cv2.INTER_AREA)
+            # OpenCV's I420 conversion is BT.601 limited range like swscale's default, and
+            # ~20x faster than letting PyAV reformat rgb24 inside encode()
+            i420 = cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+            if times is None:
+                frame.pts, frame.time_base = i, 1 / rate
+            else:
+                frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
 
     truth = _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h)
@@ -326,19 +390,22 @@ def render_video(
 
 
 def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:
-    cuts, fades, flash_frames, texts, segs = [], [], [], [], []
+    cuts, fades, dissolves, flash_frames, texts, segs = [], [], [], [], [], []
     start = 0
+    # a fade-in's first frame is the fade colour itself; it belongs to the transition too
     for k, seg in enumerate(segments):
         end = start + seg.frames
-        if k and not segments[k - 1].fade_out and not seg.fade_in:
+        if k and not segments[k - 1].fade_out and not seg.fade_in and not seg.dissolve:
             cuts.append(start)
         if seg.fade_in:
             fades.append([start, start + seg.fade_in - 1])
         if seg.fade_out:
             fades.append([end - seg.fade_out, end - 1])
+        if seg.dissolve:
+            dissolves.append([start, start + seg.dissolve - 1])
         flash_frames += sorted(start + f for f in seg.flashes)
         if seg.text:
-            box = _text_layout(seg.text, w, h, tuple(seg.letterbox))["box"]
+            box = _text_layout(seg.text, w, h, tuple(seg.letterbox), seg.text_scale)["box"]
             texts.append({"start": start, "end": end, "text": seg.text, "box": box})
         dx, dy = (float(v) for v in seg.pan)
         segs.append(
@@ -351,9 +418,18 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
                 "letterbox": list(seg.letterbox),
                 "fade_in": seg.fade_in,
                 "fade_out": seg.fade_out,
+                "fade_color": seg.fade_color,
+                "dissolve": seg.dissolve,
                 "text": seg.text,
+                "texture": seg.texture,
+                "noise": seg.noise,
+                "rotate_deg_per_frame": seg.rotate,
             }
         )
+        if seg.rotate:  # mean image speed of a rotation about the centre: omega x mean radius
+            ys, xs = np.mgrid[0:h, 0:w]
+            radius = float(np.hypot(xs + 0.5 - w / 2, ys + 0.5 - h / 2).mean())
+            segs[-1]["speed_px_per_frame"] = math.radians(abs(seg.rotate)) * radius
         start = end
     return {
         "path": os.fspath(path),
@@ -367,11 +443,56 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
         "duration": float(start / rate),
         "cuts": cuts,
         "fades": fades,
+        "dissolves": dissolves,
+        # [first, last] frames that belong to no clean scene (fades and dissolves)
+        "transitions": sorted(fades + dissolves),
         "flash_frames": flash_frames,
         "text": texts,
         "segments": segs,
         "corrupt": False,
     }
+
+
+def true_shots(truth: dict) -> list[tuple[int, int]]:
+    """The clean shots ``[start, end)`` of a rendered video: frames between hard cuts that are
+    not part of a fade or a dissolve (what a perfect splitter keeps)."""
+    n = truth["n_frames"]
+    bad = np.zeros(n, bool)
+    for first, last in truth.get("transitions", truth["fades"]):
+        bad[first : last + 1] = True
+    # a fade-in's first frame and a fade-out's last are the fade colour itself: in the ranges
+    edges = set(truth["cuts"])
+    shots, start = [], None
+    for i in range(n + 1):
+        if start is not None and (i == n or bad[i] or i in edges):
+            shots.append((start, i))
+            start = None
+        if i < n and not bad[i] and start is None:
+            start = i
+    return shots
+
+
+def score_scenes(truth: dict, scenes: list[tuple[int, int]], min_frames: int = 1) -> dict:
+    """How well ``scenes`` (``[start, end)`` frame ranges a splitter kept) match the truth:
+    ``dirty``: scenes holding a transition frame or spanning a hard cut; ``boundary_error``: the
+    largest distance (frames) between a true shot of at least ``min_frames`` and the scene that
+    overlaps it most, at either end; ``missed``: such shots that no scene overlaps."""
+    n = truth["n_frames"]
+    bad = np.zeros(n + 1, bool)
+    for first, last in truth.get("transitions", truth["fades"]):
+        bad[first : last + 1] = True
+    dirty = sum(1 for a, b in scenes if bad[a:b].any() or any(a < c < b for c in truth["cuts"]))
+    worst, missed = 0, 0
+    for a, b in true_shots(truth):
+        if b - a < min_frames:
+            continue
+        overlap = [(min(b, y) - max(a, x), x, y) for x, y in scenes if min(b, y) > max(a, x)]
+        if not overlap:
+            missed += 1
+            continue
+        _, x, y = max(overlap)
+        worst = max(worst, abs(x - a), abs(y - b))
+    return {"dirty": dirty, "boundary_error": worst, "missed": missed}
 
 
 # ----------------------------------------------------------------------------- corrupt input

@@ -36,6 +36,17 @@ class ThresholdError(ValueError):
     """A threshold names a score that no enabled scorer or filter measures."""
 
 
+# columns that were removed, with their replacement and how to convert a bound
+REMOVED = {
+    col: (
+        f"{col}_per_s",
+        "motion is measured per second now (the same at any frame rate): multiply each bound by "
+        "the frame rate it was tuned at, e.g. at 30 fps 0.0005 -> 0.015",
+    )
+    for col in ("motion.px", "motion.rel", "motion.min_region")
+}
+
+
 def check_thresholds(config: dict) -> None:
     """Every ``select.thresholds`` key must name a column that this config measures:
     ``{scorer}.{column}`` of an enabled scorer, ``flash.*``/``ocr.*`` of an enabled filter, or a
@@ -45,6 +56,9 @@ def check_thresholds(config: dict) -> None:
     scorers = sorted(n for n, c in config.get("scorers", {}).items() if c.get("enabled"))
     filters = [n for n in ("flash", "ocr") if config.get("filters", {}).get(n, {}).get("enabled")]
     for col in config.get("select", {}).get("thresholds", {}):
+        if col in REMOVED:
+            new, how = REMOVED[col]
+            raise ThresholdError(f"select.thresholds: {col!r} was removed; use {new!r}: {how}.")
         prefix = col.split(".", 1)[0]
         if col in CLIP_FIELDS or ("." in col and prefix in [*scorers, *filters]):
             continue
@@ -53,7 +67,7 @@ def check_thresholds(config: dict) -> None:
             f"'<scorer>.<column>' of an enabled scorer ({', '.join(scorers) or 'none'}), "
             f"'flash.<column>' or 'ocr.<column>' of an enabled filter, or one of "
             f"{', '.join(CLIP_FIELDS)}. Enable the scorer, or remove the threshold (setting "
-            "select.thresholds replaces the defaults, motion.rel and technical.luma_mean)."
+            "select.thresholds replaces the defaults, motion.rel_per_s and technical.luma_mean)."
         )
 
 

@@ -154,7 +154,7 @@ LEAN = {
     "filters": {"ocr": {"enabled": False}, "flash": {"enabled": False}},
     "scorers": {"technical": {"enabled": False}},
     # the default thresholds less the technical one (a threshold on a disabled scorer is an error)
-    "select": {"thresholds": {"motion.rel": {"min": 0.0005, "max": 0.05}}},
+    "select": {"thresholds": {"motion.rel_per_s": {"min": 0.015, "max": 1.5}}},
 }
 
 

@@ -146,18 +146,38 @@ def test_flow_magnitude_of_a_known_shift(method):
     assert m["mag"] == pytest.approx(np.hypot(dx, dy), rel=0.1)
     assert m["dx"] == pytest.approx(-dx, rel=0.1) and m["dy"] == pytest.approx(-dy, rel=0.1)
     assert len(m["grid"]) == 16 and min(m["grid"]) > 0.5 * m["mag"]
+    assert m["textured"] > 0.9  # the texture is measurable everywhere
     assert FlowMeter(method).measure(a, a.copy())["mag"] < 0.05
 
 
-def test_aggregate_motion_scales_to_source_pixels():
-    samples = [{"mag": 2.0, "grid": [1.0, 3.0]}, {"mag": 4.0, "grid": [2.0, 3.0]}]
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_flow_of_a_flat_noisy_pair_is_no_motion(method):
+    """Sensor noise on a flat grey frame: the raw flow reads px of motion, the measure 0."""
+    rng = np.random.default_rng(0)
+    a, b = (np.clip(128 + rng.normal(0, 3, (180, 320)), 0, 255).astype(np.uint8) for _ in "ab")
+    m = FlowMeter(method).measure(a, b)
+    assert m["mag"] == 0.0 and m["textured"] < 0.01 and np.isnan(m["grid"]).all()
+    # half the frame textured and still: the noise in the flat half does not count
+    a[90:], b[90:] = texture(90, 320), texture(90, 320)
+    m = FlowMeter(method).measure(a, b)
+    assert m["mag"] < 0.05 and 0.3 < m["textured"] < 0.6
+    # grid rows of 45 px: the top one all flat, the bottom two all texture
+    assert np.isnan(m["grid"][:4]).all() and max(m["grid"][8:]) < 0.05
+
+
+def test_aggregate_motion_scales_to_source_pixels_per_second():
+    samples = [
+        {"mag": 2.0, "grid": [1.0, 3.0], "dt": 0.04, "textured": 1.0},
+        {"mag": 4.0, "grid": [2.0, 3.0], "dt": 0.04, "textured": 0.5},
+    ]
     agg = aggregate_motion(samples, scale=6.0, diagonal=2203.0, fps=25.0)
-    assert agg["motion_px"] == pytest.approx(18.0)
-    assert agg["motion_px_per_s"] == pytest.approx(450.0)
-    assert agg["motion_rel"] == pytest.approx(18.0 / 2203.0)
-    assert agg["motion_min_region"] == pytest.approx(9.0)
+    assert agg["motion_px_per_s"] == pytest.approx(450.0)  # 3 px x 6 / 0.04 s
+    assert agg["motion_rel_per_s"] == pytest.approx(450.0 / 2203.0)
+    assert agg["motion_min_region_per_s"] == pytest.approx(225.0)
+    assert agg["motion_textured"] == pytest.approx(0.75)
     assert agg["n_pairs"] == 2
-    assert aggregate_motion([], scale=1, diagonal=1, fps=1)["motion_px"] is None
+    assert not {"motion_px", "motion_rel", "motion_min_region"} & set(agg)
+    assert aggregate_motion([], scale=1, diagonal=1, fps=1)["motion_px_per_s"] is None
 
 
 def _encode(path, dx: float, dy: float, n: int = 48, fps: int = 24) -> None:

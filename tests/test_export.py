@@ -472,7 +472,7 @@ def _build_config(videos: Path, extra: Path, server_url: str) -> dict:
          {"name": "more", "type": "folder", "path": str(extra)}],
         lean=True,
         shard_size=6,
-        select={"thresholds": {"motion.rel": {"min": 0.0005, "max": 0.05}}},
+        select={"thresholds": {"motion.rel_per_s": {"min": 0.015, "max": 1.5}}},
         caption={"enabled": True, "provider": "api",
                  "api": {"base_url": server_url, "model": "fake/vl-model", "key_env": "CLIPSIFT_EXPORT_KEY",
                          "frames": 2, "max_side": 64, "backoff": 0.05, "timeout": 10}},
@@ -589,11 +589,11 @@ def test_export_end_to_end(built):
     assert set(rej["clip_id"]) == set(meta.loc[~meta["keep"], "clip_id"])
     assert all(len(r) for r in rej["reasons"])
     keys = {
-        pv.reason_key(r, [("motion.rel>=", "motion.rel", ">=")])
+        pv.reason_key(r, [("motion.rel_per_s>=", "motion.rel_per_s", ">=")])
         for rs in rej["reasons"]
         for r in rs
     }
-    assert keys == {"error", "duplicate", "too_short", "motion.rel>="}
+    assert keys == {"error", "duplicate", "too_short", "motion.rel_per_s>="}
     dup = meta[meta["duplicate_of"].notna()]
     assert set(dup["video_id"]) == {"vid-b"} and set(dup["duplicate_of"]) == {"more-b_again"}
     assert not list((ds / "clips").rglob("vid-b_*"))
@@ -618,7 +618,7 @@ def test_export_end_to_end(built):
     assert c["select"]["rejected_by"] == {
         "duplicate": 1,
         "error": 1,
-        "motion.rel>=": 1,
+        "motion.rel_per_s>=": 1,
         "too_short": 1,
     }
     assert prov["files"]["metadata.parquet"]["sha256"] == sha(ds / "metadata.parquet")

@@ -183,7 +183,7 @@ def test_folder_sample_set_end_to_end(tmp_path, sample_set, tiny_videos):
     assert not {"ingest", "scan"} & set(dry.rules), dry.rules
 
     # a scan parameter re-runs scan (and what follows), not ingest
-    cfg3 = {**cfg, "scan": {**cfg["scan"], "min_scene_frames": 10}}
+    cfg3 = {**cfg, "scan": {**cfg["scan"], "flash_delta": 35.0}}
     dry = run_snakemake(wd, cfg3, dryrun=True)
     assert dry.shards("scan") == dry.shards("split") == shards and dry.rules["export"] == 1
     assert "ingest" not in dry.rules

@@ -6,7 +6,7 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
   a 4 / 60 / 4 fps video keeps its real-time lengths. Exported clips hold exactly those frames.
 - A 704x576 source with SAR 16:11 is probed, split and exported at its display aspect (16:9,
   square pixels).
-- After a seek, decoding starts at the requested frame by timestamp, in MP4, MKV, MPEG-TS and
+- After a seek, decoding starts at the requested frame by timestamp, in MP4, MKV, WebM, MPEG-TS and
   AVI (MPEG-TS seeks land late; AVI has no usable timestamps with B-frames).
 """
 
@@ -96,7 +96,7 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
     assert (an["width"].iloc[0], an["height"].iloc[0]) == (1024, 576)
 
 
-@pytest.mark.parametrize("ext", ["mp4", "mkv", "ts", "avi"])
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "webm", "ts", "avi"])
 def test_seeks_land_on_the_requested_frame(tmp_path, ext):
     path = tmp_path / f"pan.{ext}"
     render_video(path, [Segment(120, seed=37, pan=(3, 0))], fps=30, size=(192, 108), gop=50)

@@ -126,8 +126,8 @@ def test_report_of_a_real_build(tmp_path_factory):
     figs = wd / "results" / "report" / "figures"
     names = {p.name for p in figs.glob("*.png")}
     assert {"funnel.png", "kept.png", "rejected_error.png", "rejected_too_short.png",
-            "rejected_duplicate.png", "rejected_motion.rel.png"} <= names  # fmt: skip
-    assert (figs / "histograms" / "motion.rel.png").is_file()
+            "rejected_duplicate.png", "rejected_motion.rel_per_s.png"} <= names  # fmt: skip
+    assert (figs / "histograms" / "motion.rel_per_s.png").is_file()
     assert (
         "calibration/index.html" in html
         and (wd / "results/report/calibration/index.html").is_file()

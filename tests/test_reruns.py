@@ -159,7 +159,7 @@ def test_changed_split_option_does_not_decode_again(done):
 
 def test_changed_threshold_reruns_only_selection_and_what_follows(done):
     workdir, cfg = done
-    changed = {**cfg, "select": {"thresholds": {"motion.rel": {"min": 0.001, "max": 0.05}}}}
+    changed = {**cfg, "select": {"thresholds": {"motion.rel_per_s": {"min": 0.03, "max": 1.5}}}}
     try:
         res = run_snakemake(workdir, changed, dryrun=True)
     finally:

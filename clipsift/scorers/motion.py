@@ -1,22 +1,39 @@
 """Motion scores: dense optical flow on small gray frames, or H.264 motion vectors.
 
-Optical flow, measured on this machine (one OpenCV thread, a generated textured pan at 320x180,
-noise sigma 4, mean of 11 pairs):
+Optical flow (``FlowMeter``) is counted only where the first frame has texture (the structure
+tensor's smaller eigenvalue above what the frame's own noise gives, ``texture_mask``): on flat
+areas with sensor noise every solver returns flow that is noise it fitted, and on a straight edge
+only the motion across it is visible. Measured on this machine (one OpenCV thread, 320x180, a
+generated textured pan or rotation, noise sigma 4, mean of 11 pairs; "raw" counts every pixel as
+before, the figures without it are the default texture-masked measure):
 
 | true px/frame | DIS ultrafast | DIS fast | DIS medium | Farneback (0.5,3,15,3,5,1.2) |
 | --- | --- | --- | --- | --- |
-| 1.5 | +1.6 % | +2.2 % | -3.0 % | -9.0 % |
-| 4.5 / 8.5 / 13.3 | within 0.3 % | within 0.5 % | within 0.4 % | -9.5 to -10.2 % |
-| 20 / 31.6 | +0.5 / +0.4 % | +0.5 / +0.7 % | +0.6 / +0.5 % | -10.6 / -62.6 % |
-| static | 0.07 px | 0.05 px | 0.11 px | 0.19 px |
-| time per pair | 1.1 ms | 1.7 ms | 7.0 ms | 11.3 ms |
+| 1.5 | +1.5 % | +5.3 % | +0.4 % | +0.0 % |
+| 4.5 / 8.5 / 13.3 | within 0.2 % | within 0.9 % | within 0.4 % | within 0.3 % |
+| 20 / 31.6 | +0.5 / -37 % | +0.5 / -32 % | +0.4 / -13 % | -53 / -79 % |
+| rotation 0.25 / 1 / 3 deg/frame | -3 / -4 / -3 % | +5 / -3 / -3 % | +8 / -1 / -1 % | +2 / -2 / -2 % |
+| still, textured | 0.05 px | 0.05 px | 0.05 px | 0.08 px |
+| still, flat grey / sky / wall | 0 (raw 5.7 / 4.4 / 1.8 px) | 0 (raw 5.7 / 4.0 / 1.4) | 0 (raw 6.3 / 5.0 / 1.3) | 0 (raw 0.14 / 0.14 / 0.15) |
+| time per pair, raw (the mask adds 0.5) | 0.5-0.6 ms | 1.1-1.6 ms | 5.4 ms | 9.6 ms |
 
-At 640x360: 4.5 / 6.9 / 29 / 48 ms per pair, same accuracy. On a zoom (1-3 %/frame) all four are
-within 3.1 %. On a 100x80 object moving 6 px/frame over a still background, the in-object
-magnitude is -4.4 / -4.7 / -0.5 / -0.1 % and the frame mean is +19 / +13 / +15 / +38 % (flow
-bleeds over the object's edges). Default: DIS ``ultrafast``, within 2 % on every pan and the
-fastest; ``fast`` bleeds a little less at object edges for 0.6 ms more per pair, both negligible
-next to decoding (about 200 ms per 1080p video-second).
+Times are the best of several runs on a shared 2-core machine (up to 50 % more under load). The
+texture mask costs about 0.5 ms per pair (the noise estimate, a blur and
+``cv2.cornerMinEigenVal``), so the default measure takes 1.1 ms instead of 0.6: nothing next to
+decoding (about 200 ms per 1080p video-second, for 2 pairs). Pans keep every pixel, so their
+figures did not change. Through H.264 and the scan (flat frames with noise sigma 2-4 at 640x360 and
+1280x720, crf 18 and 23), the raw flow read up to 0.56 frame diagonals per second (above the
+default static bound of 0.015, so such shots were kept); the masked measure reads 0 on 23 of 24 and
+0.007 on the last. On a textured disc turning 0.5 deg/frame in a flat noisy field the raw flow read
+2.7x the true speed; the mask reads 0.77x (the disc's rim turns along itself: no visible motion).
+DIS reads sub-pixel steps of finely textured content 5-11 % high (pans of 0.15-1.2 px per analysis
+frame), for every preset.
+
+Scores are per second of real time: each pair's displacement over its interval (the scan's
+``dt``, from the decoder's timestamps). Generated H.264 pans of 60 px/s at 640x360 read +1.8 /
++2.8 / +5.8 % at 24 / 30 / 60 fps (a per-frame score falls 2.5x from 24 to 60 fps), 25 px/s
++5.6 / +6.6 / +7.0 %, 200 px/s -0.3 / -0.6 / +2.9 %; the same at 1280x720 within 7.6 %.
+Default: DIS ``ultrafast``, within 2 % on pans of 1.5-20 px per frame and the fastest.
 """
 
 from __future__ import annotations
@@ -37,12 +54,33 @@ DIS_PRESETS = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 
+# Immerkaer's noise operator: zero on any plane, N(0, 36 sigma^2) on white noise of sigma
+_NOISE_KERNEL = np.float32([[1, -2, 1], [-2, 4, -2], [1, -2, 1]])
+TEXTURE_BLUR = 1.5  # Gaussian sigma (px) before the structure tensor: keeps texture, not noise
+TEXTURE_BLOCK = 7  # structure-tensor window (px)
+# smallest eigenvalue over noise variance that counts as texture: on white noise (after the blur)
+# 99.99 % of pixels stay under 0.065 sigma^2 and none was seen over 0.09
+TEXTURE_MIN_EIG = 0.15
+MIN_NOISE = 1.0  # noise floor (8-bit levels): clean frames still need some texture
+MIN_TEXTURED = 0.01  # share of textured pixels below which a frame (or grid cell) shows no motion
+
 
 class FlowMeter:
-    """Mean optical-flow magnitude between two small uint8 gray frames of the same size."""
+    """Optical-flow speed between two small uint8 gray frames of the same size, where it can be
+    measured.
+
+    Motion is measured only on textured pixels of the first frame (``texture_mask``): flat or
+    noisy areas (sky, a wall, a dark room) and straight edges (the aperture problem) carry no
+    evidence of motion, and there the flow is noise the solver fitted. A frame with under
+    ``MIN_TEXTURED`` of its pixels textured measures 0: no evidence of motion is a still shot.
+    """
 
     def __init__(
-        self, method: str = "dis", preset: str = "ultrafast", grid: tuple[int, int] = (4, 4)
+        self,
+        method: str = "dis",
+        preset: str = "ultrafast",
+        grid: tuple[int, int] = (4, 4),
+        mask: bool = True,
     ):
         if method == "dis":
             self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
@@ -50,6 +88,7 @@ class FlowMeter:
             raise ValueError(f"unknown flow method {method!r}")
         self.method = method
         self.grid = grid  # (rows, columns)
+        self.mask = mask  # False: every pixel counts (the raw flow, for comparisons)
 
     def flow(self, prev_gray: np.ndarray, gray: np.ndarray) -> np.ndarray:
         if self.method == "dis":
@@ -57,39 +96,94 @@ class FlowMeter:
         # the usual Farneback settings (pyramid 0.5 x 3 levels, window 15), also used by peers
         return cv2.calcOpticalFlowFarneback(prev_gray, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
+    @staticmethod
+    def texture_mask(gray: np.ndarray) -> np.ndarray:
+        """Pixels whose motion can be measured: the smaller eigenvalue of the structure tensor
+        (``cv2.cornerMinEigenVal`` on the lightly blurred frame) above what the frame's own noise
+        gives. The noise level comes from the frame (the median of Immerkaer's operator, exact on
+        flat areas, high on fine texture: a safe side), so heavy grain raises the bar with it."""
+        # every other pixel each way is plenty for a median, at a seventh of the cost
+        resp = cv2.filter2D(gray, cv2.CV_16S, _NOISE_KERNEL)[1:-1:2, 1:-1:2]
+        sigma = max(MIN_NOISE, float(np.median(np.abs(resp))) / (0.6745 * 6))
+        smooth = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), TEXTURE_BLUR)
+        eig = cv2.cornerMinEigenVal(smooth, TEXTURE_BLOCK, 3)
+        return eig > TEXTURE_MIN_EIG * sigma * sigma
+
     def measure(self, prev_gray: np.ndarray, gray: np.ndarray) -> dict:
-        """``mag``: mean magnitude in pixels of the given frames; ``grid``: per-cell means
-        (row-major, ``grid`` rows x columns); ``dx``, ``dy``: mean flow (a pan's direction)."""
-        fx, fy = cv2.split(self.flow(prev_gray, gray))
+        """``mag``: mean flow magnitude in pixels of the given frames over the textured pixels
+        (0 when under ``MIN_TEXTURED`` of them are); ``grid``: the same per cell (row-major,
+        ``grid`` rows x columns; NaN for a cell without texture); ``dx``, ``dy``: mean flow (a
+        pan's direction); ``textured``: the share of textured pixels."""
+        f = self.flow(prev_gray, gray)
+        fx, fy = cv2.split(f)
         mag = cv2.magnitude(fx, fy)
         rows, cols = self.grid
-        cells = cv2.resize(mag, (cols, rows), interpolation=cv2.INTER_AREA)  # exact cell means
+        if not self.mask:
+            cells = cv2.resize(mag, (cols, rows), interpolation=cv2.INTER_AREA)  # cell means
+            return {
+                "mag": float(mag.mean()),
+                "grid": [float(v) for v in cells.ravel()],
+                "dx": float(fx.mean()),
+                "dy": float(fy.mean()),
+                "textured": 1.0,
+            }
+        keep = self.texture_mask(prev_gray).astype(np.float32)
+        share = cv2.sumElems(keep)[0] / keep.size
+        if share < MIN_TEXTURED:
+            nan = [float("nan")] * (rows * cols)
+            return {"mag": 0.0, "grid": nan, "dx": 0.0, "dy": 0.0, "textured": share}
+        n = share * keep.size
+        moving = mag * keep
+        # per-cell sums over textured pixels, as cell means of (value x mask) and of the mask
+        cell_keep = cv2.resize(keep, (cols, rows), interpolation=cv2.INTER_AREA)
+        cell_mag = cv2.resize(moving, (cols, rows), interpolation=cv2.INTER_AREA)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cells = np.where(cell_keep >= MIN_TEXTURED, cell_mag / cell_keep, np.nan)
         return {
-            "mag": float(mag.mean()),
+            "mag": cv2.sumElems(moving)[0] / n,
             "grid": [float(v) for v in cells.ravel()],
-            "dx": float(fx.mean()),
-            "dy": float(fy.mean()),
+            "dx": cv2.sumElems(fx * keep)[0] / n,
+            "dy": cv2.sumElems(fy * keep)[0] / n,
+            "textured": share,
         }
 
 
-def aggregate_motion(samples: Sequence[dict], *, scale: float, diagonal: float, fps: float) -> dict:
-    """Per-clip motion from ``FlowMeter.measure`` records of consecutive-frame pairs.
+def _pair_dt(sample: dict, fps: float) -> float:
+    """The pair's interval in seconds: the scan's ``dt``, else (older scans) one frame."""
+    dt = sample.get("dt")
+    if dt is None or not np.isfinite(dt) or dt <= 0:
+        return 1.0 / fps
+    return float(dt)
 
-    ``scale`` = source width / analysis width brings pixels back to the source; ``diagonal`` is
-    the source diagonal in pixels. ``motion_min_region`` is the weakest grid cell averaged over
-    the pairs (a still region: a static shot with one moving part scores low there).
+
+def aggregate_motion(samples: Sequence[dict], *, scale: float, diagonal: float, fps: float) -> dict:
+    """Per-clip motion per SECOND from ``FlowMeter.measure`` records of consecutive-frame pairs.
+
+    Each pair's displacement is divided by its real interval (``dt`` from the decoder's
+    timestamps; 1 / ``fps`` where a record has none), so the same motion scores the same at any
+    frame rate, also a variable one. ``scale`` = source width / analysis width brings pixels back
+    to the source; ``diagonal`` is the source diagonal in pixels, so ``motion_rel_per_s`` (frame
+    diagonals per second) is the same at any resolution. ``motion_min_region_per_s`` is the
+    weakest textured grid cell averaged over the pairs (a still region: a static shot with one
+    moving part scores low there); 0 when no cell had texture. ``motion_textured`` is the mean
+    share of pixels with measurable texture (low: flat content, whose motion reads as 0).
     """
     if not samples:
         return dict.fromkeys(
-            ("motion_px", "motion_px_per_s", "motion_rel", "motion_min_region")
+            ("motion_px_per_s", "motion_rel_per_s", "motion_min_region_per_s", "motion_textured")
         ) | {"n_pairs": 0}
-    px = float(np.mean([s["mag"] for s in samples])) * scale
-    cells = np.mean([s["grid"] for s in samples], axis=0)
+    rate = np.array([scale / _pair_dt(s, fps) for s in samples])  # source px per s, per pixel
+    px_per_s = float(np.mean(np.array([s["mag"] for s in samples]) * rate))
+    cells = np.array([s["grid"] for s in samples], dtype=np.float64) * rate[:, None]
+    seen = ~np.isnan(cells).all(axis=0)
+    weakest = float(np.nanmean(cells[:, seen], axis=0).min()) if seen.any() else 0.0
+    textured = [s.get("textured") for s in samples]
+    textured = [t for t in textured if t is not None and np.isfinite(t)]
     return {
-        "motion_px": px,
-        "motion_px_per_s": px * fps,
-        "motion_rel": px / diagonal,
-        "motion_min_region": float(cells.min()) * scale,
+        "motion_px_per_s": px_per_s,
+        "motion_rel_per_s": px_per_s / diagonal,
+        "motion_min_region_per_s": weakest,
+        "motion_textured": float(np.mean(textured)) if textured else None,
         "n_pairs": len(samples),
     }
 
@@ -212,16 +306,14 @@ def score_motion(clips, inputs, cfg: dict):
         s = clip_samples(by_video, samples, clip)
         # the pair (f, f+1) must lie inside the clip, and the sample must have a flow measurement
         s = s[(s["frame"] + 1 < clip.end_frame) & s["mag"].notna()] if "mag" in s else s.iloc[:0]
-        # a video of one frame has no flow pair at all, so no "mag" column
-        recs = (
-            [{"mag": m, "grid": list(g)} for m, g in zip(s["mag"], s["grid"], strict=True)]
-            if len(s)
-            else []
-        )
+        # a video of one frame has no flow pair at all, so no "mag" column; scans from before
+        # the per-second units have no "dt" (one frame is assumed) nor "textured"
+        cols = [c for c in ("mag", "grid", "dt", "textured") if c in s]
+        recs = [{**r, "grid": list(r["grid"])} for r in s[cols].to_dict("records")]
         scale = float(s["scale"].iloc[0]) if len(s) else 1.0
         diag = float(np.hypot(clip.width, clip.height))
         rec = aggregate_motion(recs, scale=scale, diagonal=diag, fps=float(clip.fps))
-        # merged as motion.{px, px_per_s, rel, min_region, n_pairs}
+        # merged as motion.{px_per_s, rel_per_s, min_region_per_s, textured, n_pairs}
         rows.append(
             {"clip_id": clip.clip_id, **{k.removeprefix("motion_"): v for k, v in rec.items()}}
         )

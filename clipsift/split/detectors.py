@@ -15,7 +15,7 @@ class PySceneDetector:
     def __init__(self, detector, fps: float):
         from scenedetect import FrameTimecode
 
-        self._tc = lambda i: FrameTimecode(i, fps=fps)
+        self._tc = lambda i: FrameTimecode(i, fps=float(fps))  # an int is taken for a count
         self.detector = detector
         self.cuts: list[int] = []
 
@@ -84,7 +84,9 @@ def make_detector(cfg: dict, fps: float):
     from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
     kind = cfg["detector"]
-    min_len = cfg["min_scene_frames"]
+    # every cut is reported: a short shot is dropped later by split.min_seconds (real time),
+    # never merged with its neighbour across a cut as PySceneDetect's min_scene_len would
+    min_len = 1
     if kind == "adaptive":
         a = cfg["adaptive"]
         det = AdaptiveDetector(

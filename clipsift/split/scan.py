@@ -2,7 +2,8 @@
 
 Decoding is the CPU bottleneck (shared notes, video-io.md), so each video is decoded once here and
 everything that needs a dense look at it is taken from the same frames:
-- small frames (``analysis_width``) for the scene detector;
+- small frames (``analysis_width``) for the scene detector and the transition finder (fades,
+  dissolves and blanks, whose frames are left out of every scene: ``split/transitions.py``);
 - the mean luma of every ``luma_stride``-th frame (the flash filter's input);
 - at ``sample_fps``: optical flow between the sample frame and the next one (motion score), and
   technical measures on the full-size luma plane (sharpness, exposure, black borders);
@@ -28,6 +29,7 @@ from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
 from .detectors import make_detector
+from .transitions import TransitionFinder, cut_out
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,12 @@ def scan_video(
     """
     width = cfg["analysis_width"]
     detector = make_detector(cfg, fps)
+    tcfg = cfg["transitions"]
+    blends = (
+        TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
+        if tcfg["enabled"]
+        else None
+    )
     meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
     every = max(1, round(fps / cfg["sample_fps"]))
     stride = cfg["luma_stride"]
@@ -74,6 +82,8 @@ def scan_video(
             fr.index,
             bgr if det_size is None else cv2.resize(bgr, det_size, interpolation=cv2.INTER_AREA),
         )
+        if blends is not None:
+            blends.push(fr.index, gray)
         times.append(fr.time)
         lumas.append(cv2.mean(gray)[0])
         if fr.index % stride == 0:
@@ -81,6 +91,7 @@ def scan_video(
         if pending is not None:
             # flow between the sample frame and the very next one: small, accurate displacements
             pending.update(meter.measure(prev_gray, gray))
+            pending["dt"] = fr.time - pending["time"]  # the pair's real interval (VFR too)
             pending = None
         if fr.index % every == 0:
             luma = fr.luma()
@@ -117,6 +128,13 @@ def scan_video(
     bounds = detector.finish(n)
     if cfg["merge_flash_cuts"]:
         bounds = merge_flash_cuts(bounds, np.asarray(lumas), cfg["flash_delta"])
+    if blends is not None:
+        # fades, dissolves and blanks: their frames are in no scene; a flash frame is blank
+        # too, but it stays in its clip for the flash filter to judge
+        flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
+        bounds = cut_out(bounds, blends.finish(exclude=flashes))
+    if not bounds:
+        raise VideoError("no scene: every frame is part of a transition or blank")
     # the last frame lasts as long as the one before it (the stream's own pace, also at a
     # variable frame rate), or 1 / fps for a single frame
     end_time = times[-1] + (times[-1] - times[-2] if n > 1 else (1.0 / fps if fps else 0.0))

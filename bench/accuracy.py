@@ -1,0 +1,306 @@
+"""Accuracy of the CPU analysis on a labelled set of generated videos, per scene-detector setting.
+
+Renders (``clipsift.sample.render_video``) videos whose cuts, fades, dissolves, shot lengths,
+text and motion are known, in MP4, MKV, WebM and MPEG-TS: dissolves of 0.3-2 s and fades through
+black and white between moving shots at 24, 30 and 60 fps; shots of 5-10 frames between hard
+cuts; a variable-frame-rate video with a cut at a rate switch and dropped frames; busy textless
+textures (``clipsift.textures``); text from one-word signs to subtitles; still flat shots with
+sensor noise; pans and rotations of known speed at 24, 30 and 60 fps.
+
+For each detector setting it runs the scan and the split with the schema's defaults and prints:
+- cut recall: rendered hard cuts with a scene boundary within one frame;
+- dirty clips: kept clips that hold a fade or dissolve frame or span a cut (should be 0);
+- timing error: the largest distance (frames) between a true shot long enough to keep and the
+  kept clip that overlaps it most, at either end (the split's windows of ``max_seconds`` are not
+  counted: each shot's first and last clip are compared with its ends);
+- CPU: the scan's CPU time over decoding alone, both measured in this run on the same videos.
+
+With the default setting it also prints the OCR verdicts (textless clips rejected, clips with
+text flagged, against ``select.ocr.max_text_area``) and the motion scores against the rendered
+speeds: relative error per fps, the spread of one motion over 24/30/60 fps, and the still flat
+shots against the static bound (``select.thresholds``' minimum on the motion column).
+
+    python bench/accuracy.py --out bench/results/accuracy.md
+"""
+
+# ruff: noqa: E402  (thread variables are set before numpy and OpenCV are imported)
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse
+import copy
+import sys
+import time
+from contextlib import redirect_stderr
+from io import StringIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from clipsift.config import SCHEMA
+from clipsift.filters.ocr import ocr_from_scan
+from clipsift.ingest import ingest_shard
+from clipsift.io.decode import iter_frames
+from clipsift.sample import Segment, render_video, score_scenes
+from clipsift.scorers import ShardInputs, run_scorer
+from clipsift.split.clips import scenes_to_clips
+from clipsift.split.scan import scan_shard
+from clipsift.textures import KINDS
+
+cv2.setNumThreads(1)
+
+
+def default_config() -> dict:
+    from snakemake.utils import validate
+
+    cfg = {"sources": [{"name": "bench", "type": "folder", "path": "."}]}
+    with redirect_stderr(StringIO()):
+        validate(cfg, str(SCHEMA))
+    return cfg
+
+
+# ----------------------------------------------------------------------------- the labelled set
+
+
+def corpus(w: int) -> list[dict]:
+    """Videos: name, segments, fps, optional frame times; pans are in px per second at the
+    frame width ``w`` (scaled from 640)."""
+    k = w / 640
+    out = []
+    exts = ["mp4", "mkv", "webm", "ts"]
+    for i, fps in enumerate((24, 30, 60)):
+        s = lambda sec, fps=fps: max(1, round(sec * fps))  # noqa: E731
+        v = lambda px_s, fps=fps: round(px_s * k / fps * 8) / 8  # noqa: E731
+        segs = [
+            Segment(s(3), seed=100 + i, pan=(v(60), 0)),
+            Segment(s(3.3), seed=110 + i, pan=(0, v(30)), dissolve=s(0.3)),
+            Segment(s(4), seed=120 + i, pan=(v(-45), 0), dissolve=s(1.0)),
+            Segment(s(3), seed=130 + i, fade_out=s(0.5)),
+            Segment(s(3.5), seed=140 + i, fade_in=s(0.5), pan=(v(90), v(30))),
+            Segment(s(3), seed=150 + i, dissolve=s(0.5), rotate=10 / fps),
+            Segment(s(3), seed=160 + i, fade_out=s(0.6), fade_color="white"),
+            Segment(s(5), seed=170 + i, fade_in=s(0.4), fade_color="white"),
+            Segment(s(5), seed=180 + i, dissolve=s(2.0)),
+        ]
+        out.append({"name": f"transitions_{fps}.{exts[i]}", "segments": segs, "fps": fps})
+    fast = [Segment(75, seed=200)] + [Segment(n, seed=201 + j) for j, n in enumerate((5, 7, 10))]
+    fast += [Segment(75, seed=210, pan=(1.0 * k, 0)), Segment(6, seed=211), Segment(75, seed=212)]
+    out.append({"name": "fast_edits.ts", "segments": fast, "fps": 25})
+    # variable frame rate: 30 fps, a cut where it drops to 10 fps, then 30 fps with dropped frames
+    rng = np.random.default_rng(5)
+    t = [i / 30 for i in range(90)] + [3 + i / 10 for i in range(30)]
+    kept = sorted(rng.choice(np.arange(1, 120), size=90, replace=False))  # 30 of 120 dropped
+    t += [6 + i / 30 for i in kept]
+    vfr = [Segment(90, seed=220), Segment(30, seed=221, pan=(3 * k, 0)), Segment(90, seed=222)]
+    out.append({"name": "vfr.mkv", "segments": vfr, "fps": 30, "times": t})
+    textures = [Segment(75, seed=230 + j, texture=kind, noise=2.0, pan=(0.5 * k, 0))
+                for j, kind in enumerate(KINDS)]  # fmt: skip
+    out.append({"name": "textures.mp4", "segments": textures, "fps": 25})
+    texts = [
+        Segment(75, seed=240, text="OPEN", text_scale=1.6),
+        Segment(75, seed=241, text="EXIT", text_scale=0.8, pan=(1.0 * k, 0)),
+        Segment(75, seed=242, text="Where were you last night?"),
+        Segment(75, seed=243, text="Breaking news: markets close higher", text_scale=0.6),
+        Segment(75, seed=244, text="SALE 50%", texture="fabric"),
+        Segment(75, seed=245, text="Chapter 3", texture="foliage", text_scale=1.2),
+    ]
+    out.append({"name": "text.webm", "segments": texts, "fps": 25})
+    still = [Segment(75, seed=250 + j, texture="flat", noise=sigma) for j, sigma in
+             enumerate((1.0, 2.5, 4.0))] + [Segment(75, seed=254, noise=3.0)]  # fmt: skip
+    out.append({"name": "still.ts", "segments": still, "fps": 25})
+    for i, fps in enumerate((24, 30, 60)):
+        v = lambda px_s, fps=fps: px_s * k / fps  # noqa: E731
+        segs = [
+            Segment(round(3 * fps), seed=260, pan=(v(120), 0)),
+            Segment(round(3 * fps), seed=261, pan=(v(-240), v(120))),
+            Segment(round(3 * fps), seed=262, rotate=30 / fps),
+            Segment(round(3 * fps), seed=263, pan=(0, v(40))),
+        ]
+        out.append({"name": f"motion_{fps}.{exts[i]}", "segments": segs, "fps": fps})
+    return out
+
+
+def render(folder: Path, size: tuple[int, int]) -> dict[str, dict]:
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for video in corpus(size[0]):
+        path = folder / video["name"]
+        truth[video["name"]] = render_video(
+            path, video["segments"], fps=video["fps"], size=size, times=video.get("times")
+        ) | {"name": video["name"]}
+    return truth
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def cpu(fn):
+    t0 = time.process_time()
+    out = fn()
+    return out, time.process_time() - t0
+
+
+def kept_clips(clips: pd.DataFrame) -> pd.DataFrame:
+    return clips[clips["split_reason"].isna() & clips["error"].isna()]
+
+
+def boundary_scores(truth: dict, clips: pd.DataFrame, min_frames: int) -> dict:
+    """Dirty clips, the worst shot end and missed shots (``score_scenes``), and cut recall."""
+    spans = list(zip(clips["start_frame"].astype(int), clips["end_frame"].astype(int), strict=True))
+    # a scene's windows (the split cuts long shots into windows of max_seconds) are one span
+    scenes = [
+        (int(g["start_frame"].min()), int(g["end_frame"].max())) for _, g in clips.groupby("scene")
+    ]
+    whole = score_scenes(truth, scenes, min_frames)
+    edges = {a for a, _ in scenes} | {b for _, b in scenes}
+    found = sum(1 for c in truth["cuts"] if any(abs(c - x) <= 1 for x in edges))
+    return {"dirty": score_scenes(truth, spans)["dirty"], "error": whole["boundary_error"],
+            "missed": whole["missed"], "cuts": len(truth["cuts"]), "cuts_found": found}  # fmt: skip
+
+
+SETTINGS = {
+    "adaptive + transitions (default)": {},
+    "adaptive, cuts only": {"transitions": {"enabled": False}},
+    "content + transitions": {"detector": "content"},
+    "content, cuts only": {"detector": "content", "transitions": {"enabled": False}},
+    "transnetv2": {"detector": "transnetv2", "transitions": {"enabled": False}},
+    "transnetv2 + transitions": {"detector": "transnetv2"},
+}
+
+
+def with_setting(cfg: dict, change: dict) -> dict:
+    cfg = copy.deepcopy(cfg)
+    for key, value in change.items():
+        if isinstance(value, dict):
+            cfg["scan"][key] |= value
+        else:
+            cfg["scan"][key] = value
+    return cfg
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default="/tmp/clipsift-accuracy", help="where the videos go")
+    p.add_argument("--size", default="640x360")
+    p.add_argument("--out", help="also write the tables (markdown) here")
+    p.add_argument("--settings", nargs="*", help="names of SETTINGS to run (default: all)")
+    args = p.parse_args(argv)
+    size = tuple(int(v) for v in args.size.split("x"))
+    work = Path(args.work)
+    print(f"rendering the labelled set at {args.size} into {work} ...", file=sys.stderr)
+    truth = render(work / "videos", size)
+    paths = [str(work / "videos" / name) for name in truth]
+    items = pd.DataFrame(
+        [{"source": "bench", "video_id": Path(p).stem, "uri": p, "path": p, "caption": None}
+         for p in paths]
+    )  # fmt: skip
+    source = ingest_shard(items)
+    by_id = {Path(t["name"]).stem: t for t in truth.values()}
+    base = default_config()
+    _, decode_cpu = cpu(lambda: [sum(1 for _ in iter_frames(p)) for p in paths])
+    lines = [
+        f"# Accuracy of the CPU analysis ({args.size}, {len(paths)} videos, "
+        f"{sum(t['n_frames'] for t in truth.values())} frames)",
+        "",
+        "| detector setting | cut recall | dirty clips | timing error (frames) | missed shots"
+        " | scan CPU / decode CPU |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    default_out = None
+    for name, change in SETTINGS.items():
+        if args.settings and name not in args.settings:
+            continue
+        cfg = with_setting(base, change)
+        ocr = cfg["filters"]["ocr"]  # in every setting: the CPU ratios compare like with like
+        print(f"scanning: {name} ...", file=sys.stderr)
+        (scenes, frames, samples, texts), scan_cpu = cpu(
+            lambda cfg=cfg, ocr=ocr: scan_shard(source, cfg["scan"], ocr)
+        )
+        clips = scenes_to_clips(scenes, source, cfg["split"], frames)
+        total = {"dirty": 0, "error": 0, "missed": 0, "cuts": 0, "cuts_found": 0}
+        for vid, group in kept_clips(clips).groupby("video_id"):
+            t = by_id[vid]
+            sc = boundary_scores(t, group, round(cfg["split"]["min_seconds"] * t["fps"]) + 2)
+            for key in total:
+                total[key] = max(total[key], sc[key]) if key == "error" else total[key] + sc[key]
+        lines.append(
+            f"| {name} | {total['cuts_found']}/{total['cuts']} | {total['dirty']} | "
+            f"{total['error']} | {total['missed']} | {scan_cpu / decode_cpu:.2f} |"
+        )
+        if not change:
+            default_out = (cfg, clips, samples, texts, scan_cpu)
+    if default_out:
+        lines += ["", *ocr_and_motion(default_out, source, by_id)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def ocr_and_motion(default_out, source, by_id) -> list[str]:
+    cfg, clips, samples, texts, _ = default_out
+    kept = kept_clips(clips)
+    ocr = ocr_from_scan(kept, texts, cfg["filters"]["ocr"])
+    limit = cfg["select"]["ocr"]["max_text_area"]
+    textless_rejected = with_text = flagged = textless = 0
+    for clip in kept.itertuples():
+        rec = ocr[clip.clip_id]
+        rejected = (rec.get("text_area_mean") or 0) > limit
+        has_text = any(
+            t["start"] < clip.end_frame and clip.start_frame < t["end"]
+            for t in by_id[clip.video_id]["text"]
+        )
+        if has_text:
+            with_text += 1
+            flagged += rejected
+        else:
+            textless += 1
+            textless_rejected += rejected
+    lines = [
+        "| OCR (default settings) | clips | rejected |",
+        "| --- | --- | --- |",
+        f"| textless clips (textures, flat, motion, transitions) | {textless} | {textless_rejected} |",
+        f"| clips with text (signs, subtitles) | {with_text} | {flagged} |",
+        "",
+    ]
+    inputs = ShardInputs(kept, source, None)
+    inputs.__dict__["samples"] = samples
+    motion = run_scorer("motion", inputs, cfg["scorers"]["motion"]).set_index("clip_id")
+    bound = cfg["select"]["thresholds"].get("motion.rel_per_s", {}).get("min")
+    lines += [
+        "| motion (default settings) | fps | true px/s | measured px/s | error |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    by_motion: dict[int, list[float]] = {}
+    for clip in kept.itertuples():
+        t = by_id[clip.video_id]
+        if not clip.video_id.startswith("motion_"):
+            continue
+        seg = next(s for s in t["segments"] if s["start"] <= clip.start_frame < s["end"])
+        true = seg["speed_px_per_frame"] * t["fps"]
+        got = float(motion.loc[clip.clip_id, "px_per_s"])
+        by_motion.setdefault(seg["seed"], []).append(got / true)
+        lines.append(
+            f"| seed {seg['seed']} ({'rotation' if seg['rotate_deg_per_frame'] else 'pan'}) "
+            f"| {t['fps']:g} | {true:.1f} | {got:.1f} | {100 * (got / true - 1):+.1f} % |"
+        )
+    spread = max((max(v) / min(v) - 1) * 100 for v in by_motion.values())
+    lines += ["", f"Largest spread of one motion over 24/30/60 fps: {spread:.1f} %.", ""]
+    still = [c for c in kept.itertuples() if c.video_id == "still"]
+    values = [float(motion.loc[c.clip_id, "rel_per_s"]) for c in still]
+    lines.append(
+        f"Still flat shots with noise: motion.rel_per_s {', '.join(f'{v:.4f}' for v in values)}"
+        f" against the static bound {bound}: {sum(v < bound for v in values)}/{len(values)} below."
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
