@@ -16,7 +16,7 @@ For each detector setting it runs the scan and the split with the schema's defau
 - CPU: the scan's CPU time over decoding alone, both measured in this run on the same videos.
 
 With the default setting it also prints the OCR verdicts (textless clips rejected, clips with
-text flagged, against ``select.ocr.max_text_area``) and the motion scores against the rendered
+text flagged, against ``select.ocr.max_text_area`` and ``max_text_frames``) and the motion scores against the rendered
 speeds: relative error per fps, the spread of one motion over 24/30/60 fps, and the still flat
 shots against the static bound (``select.thresholds``' minimum on the motion column).
 
@@ -248,11 +248,13 @@ def ocr_and_motion(default_out, source, by_id) -> list[str]:
     cfg, clips, samples, texts, _ = default_out
     kept = kept_clips(clips)
     ocr = ocr_from_scan(kept, texts, cfg["filters"]["ocr"])
-    limit = cfg["select"]["ocr"]["max_text_area"]
+    limit, frames_limit = (cfg["select"]["ocr"][k] for k in ("max_text_area", "max_text_frames"))
     textless_rejected = with_text = flagged = textless = 0
     for clip in kept.itertuples():
         rec = ocr[clip.clip_id]
-        rejected = (rec.get("text_area_mean") or 0) > limit
+        rejected = (rec.get("text_area_mean") or 0) > limit or (
+            frames_limit is not None and (rec.get("text_frame_ratio") or 0) > frames_limit
+        )
         has_text = any(
             t["start"] < clip.end_frame and clip.start_frame < t["end"]
             for t in by_id[clip.video_id]["text"]

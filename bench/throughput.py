@@ -390,12 +390,7 @@ def mv_pass(clips: pd.DataFrame, source: pd.DataFrame, cfg: dict) -> pd.DataFram
 
 def ocr_reader(ocr_cfg: dict, max_side: int | None = None) -> OcrReader:
     """A reader as ``scan_shard`` builds it, warmed up."""
-    reader = OcrReader(
-        threshold=ocr_cfg["threshold"],
-        lang=ocr_cfg["lang"],
-        max_side=max_side or ocr_cfg["max_side"],
-        use_gpu=ocr_cfg["gpu"],
-    )
+    reader = OcrReader.from_config(ocr_cfg, max_side=max_side or ocr_cfg["max_side"])
     reader.read(np.zeros((270, 480, 3), np.uint8))
     return reader
 
@@ -729,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     # one-off costs, outside every row: model load, first inference, detector import
-    reader, load = timed(lambda: OcrReader(max_side=ocr_cfg["max_side"]))
+    reader, load = timed(lambda: OcrReader.from_config(ocr_cfg))
     _, first = timed(lambda: reader.read(np.zeros((270, 480, 3), np.uint8)))
     make_detector(cfg["scan"], 30.0)
     for paths in videos.values():  # page cache and lazy imports

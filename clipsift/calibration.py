@@ -85,6 +85,8 @@ def _with_bound(cfg: dict, name: str, col: str, op: str, value: float) -> dict:
         trial["flash"]["max_flash_ratio"] = value
     elif name == "text":
         trial["ocr"]["max_text_area"] = value
+    elif name == "text_frames":
+        trial["ocr"]["max_text_frames"] = value
     else:
         trial["thresholds"] = {k: dict(v) for k, v in cfg["thresholds"].items()}
         trial["thresholds"][col]["min" if op == ">=" else "max"] = value

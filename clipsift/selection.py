@@ -21,12 +21,22 @@ def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, flash: dict, ocr: dict
     t["ocr.text_area_mean"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("text_area_mean"))
     t["ocr.text_area_max"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("text_area_max"))
     t["ocr.stable_text"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("has_stable_text"))
-    for col in ("flash.ratio", "ocr.text_area_mean", "ocr.text_area_max"):
+    t["ocr.text_frame_ratio"] = t["clip_id"].map(lambda c: _text_frames(ocr.get(c, {})))
+    for col in ("flash.ratio", "ocr.text_area_mean", "ocr.text_area_max", "ocr.text_frame_ratio"):
         t[col] = pd.to_numeric(t[col], errors="coerce")
     if len(scores):
         keep_cols = [c for c in scores.columns if c == "clip_id" or not c.endswith(".error")]
         t = t.merge(scores[keep_cols], on="clip_id", how="left")
     return t
+
+
+def _text_frames(rec: dict) -> float | None:
+    """Share of a clip's analysed frames with text; records written before the key existed
+    count the frames with any box (every box was text then)."""
+    if "text_frame_ratio" in rec or "frames" not in rec:
+        return rec.get("text_frame_ratio")
+    frames = rec["frames"]
+    return sum(1 for f in frames if f["boxes"]) / len(frames) if frames else None
 
 
 CLIP_FIELDS = ("duration",)  # clip columns a threshold may name besides the scores
@@ -105,6 +115,10 @@ def rules(cfg: dict) -> list[tuple[str, str, str, float, bool]]:
         out.append(("flash", "flash.ratio", "<=", f["max_flash_ratio"], f["record_only"]))
     if o.get("enabled", True):
         out.append(("text", "ocr.text_area_mean", "<=", o["max_text_area"], o["record_only"]))
+    if o.get("enabled", True) and o["max_text_frames"] is not None:
+        out.append(
+            ("text_frames", "ocr.text_frame_ratio", "<=", o["max_text_frames"], o["record_only"])
+        )
     if o.get("enabled", True) and o["reject_stable_text"]:
         out.append(("stable_text", "ocr.stable_text", "==", False, o["record_only"]))
     for col, bounds in cfg["thresholds"].items():
@@ -144,8 +158,10 @@ def select(
     for name, col, op, bound, record_only in rules(cfg):
         values = table[col] if col in table else pd.Series(np.nan, index=table.index)
         ok = passes(values, op, bound)
-        if name in ("flash", "text"):
-            verdicts[name] = np.where(measurable, np.where(ok, "pass", "fail"), None)
+        if name in ("flash", "text", "text_frames"):  # the OCR verdict: both text tests
+            key = "text" if name == "text_frames" else name
+            ok_all = ok if key not in verdicts else ok & (verdicts[key] != "fail")
+            verdicts[key] = np.where(measurable, np.where(ok_all, "pass", "fail"), None)
         if record_only:
             continue
         for i in np.flatnonzero(measurable.to_numpy() & ~ok.to_numpy()):

@@ -270,7 +270,7 @@ def test_ocr_reads_rendered_text_and_ignores_texture(reader):
     assert any("HELLO" in b["text"].upper() for b in boxes)
     x, y, w, h = boxes[0]["box"]
     assert 100 <= x <= 130 and 150 <= y <= 175 and 290 <= w <= 340 and 30 <= h <= 60
-    assert boxes[0]["conf"] >= 0.5
+    assert boxes[0]["conf"] >= 0.5 and boxes[0]["text_like"]
     assert text_area_ratio(boxes, 640, 360) > 0
     assert reader.read(bg) == []
     # a larger frame is read at max_side and boxes come back in its own pixels

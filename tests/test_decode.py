@@ -43,7 +43,8 @@ def rotated(tmp_path_factory):
 
 
 def nearest_index(t: float) -> int:
-    return int(np.clip(round(t * FPS), 0, N - 1))
+    """The frame nearest ``t``; halfway between two, the earlier (the one on screen then)."""
+    return int(np.clip(np.ceil(t * FPS - 0.5 - 1e-9), 0, N - 1))
 
 
 # ----------------------------------------------------------------------------- probe

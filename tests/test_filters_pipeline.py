@@ -183,19 +183,22 @@ def test_record_only_keeps_the_clip_and_records_the_verdict():
     )
     flash = {"a": {"flash_ratio": 0.1, "n_flash": 3}, "b": {"flash_ratio": 0.0, "n_flash": 0}}
     ocr = {
-        "a": {"text_area_mean": 0.5, "text_area_max": 0.5},
-        "b": {"text_area_mean": 0.0, "text_area_max": 0.0},
+        "a": {"text_area_mean": 0.5, "text_area_max": 0.5, "text_frame_ratio": 1.0},
+        "b": {"text_area_mean": 0.0, "text_area_max": 0.0, "text_frame_ratio": 0.0},
     }
-    scores = pd.DataFrame({"clip_id": ["a", "b"], "motion.rel": [0.0, 0.01]})
+    scores = pd.DataFrame({"clip_id": ["a", "b"], "motion.rel_per_s": [0.0, 0.3]})
     table = clip_table(clips, scores, flash, ocr)
     cfg = {
         "flash": {"max_flash_ratio": 0.0, "record_only": True},
-        "ocr": {"max_text_area": 0.02, "reject_stable_text": False, "record_only": False},
-        "thresholds": {"motion.rel": {"min": 0.001, "max": None}},
-    }
+        "ocr": {"max_text_area": 0.02, "max_text_frames": 0.5, "reject_stable_text": False,
+                "record_only": False},
+        "thresholds": {"motion.rel_per_s": {"min": 0.03, "max": None}},
+    }  # fmt: skip
     sel = select(table, cfg).set_index("clip_id")
-    assert sel.loc["a", "flash_verdict"] == "fail"
-    assert sel.loc["a", "reasons"] == ["ocr.text_area_mean=0.5 > 0.02", "motion.rel=0 < 0.001"]
+    assert sel.loc["a", "flash_verdict"] == "fail" and sel.loc["a", "ocr_verdict"] == "fail"
+    assert sel.loc["a", "reasons"] == [
+        "ocr.text_area_mean=0.5 > 0.02", "ocr.text_frame_ratio=1 > 0.5", "motion.rel_per_s=0 < 0.03"
+    ]  # fmt: skip
     assert sel.loc["b", "keep"] and sel.loc["b", "reasons"] == []
     cfg["flash"]["record_only"] = False
     assert select(table, cfg).set_index("clip_id").loc["a", "reasons"][0] == "flash.ratio=0.1 > 0"

@@ -401,7 +401,8 @@ def read_frames_at(
     size: int | tuple[int, int] | None = None,
     fmt: str = "rgb",
 ) -> list[np.ndarray]:
-    """Frames nearest to each time in ``times`` (seconds), seeking to keyframes as needed.
+    """Frames nearest to each time in ``times`` (seconds; a time halfway between two frames
+    gives the earlier), seeking to keyframes as needed.
 
     ``fmt`` is ``rgb``, ``bgr`` or ``gray``. Times are visited in ascending order on one open
     container: when the next target lies shortly ahead we decode forward instead of seeking.
@@ -438,8 +439,9 @@ def read_frames_at(
                             gop = max(gop, t - last_key)
                         last_key = t
                     if t >= target - 0.5 / fps:
-                        # nearest of this frame and the previous one
-                        if chosen is None or abs(t - target) <= abs(chosen[0] - target):
+                        # nearest of this frame and the previous one; on a tie the previous,
+                        # the frame on screen at that time (mid-frame times stay in the shot)
+                        if chosen is None or abs(t - target) < abs(chosen[0] - target) - 1e-9:
                             chosen = current
                         break
                     chosen = current

@@ -196,12 +196,7 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     if ocr_cfg:
         from ..filters.ocr import OcrReader
 
-        reader = OcrReader(
-            threshold=ocr_cfg["threshold"],
-            lang=ocr_cfg["lang"],
-            max_side=ocr_cfg["max_side"],
-            use_gpu=ocr_cfg["gpu"],
-        )
+        reader = OcrReader.from_config(ocr_cfg)
         ocr = (reader, ocr_cfg["every_seconds"], ocr_cfg["max_side"])
     all_scenes, all_frames, all_samples, all_texts = [], [], [], []
     t0 = time.monotonic()

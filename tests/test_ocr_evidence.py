@@ -1,0 +1,234 @@
+"""OCR tells text from texture (issue 12): busy textless textures give no text-like box and no
+text area; rendered text of several sizes (one-word signs, subtitles, titles) is text-like. Real
+RapidOCR, small frames (480x270: what the scan hands the reader at the default max_side)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from clipsift.config import validate_config
+from clipsift.filters.ocr import (
+    OcrReader,
+    det_size,
+    is_text_like,
+    ocr_from_scan,
+    ocr_record,
+    summarise,
+    text_chars,
+)
+from clipsift.textures import KINDS, busy_texture
+
+W, H = 480, 270
+FONT = cv2.FONT_HERSHEY_DUPLEX
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return OcrReader()  # the schema defaults
+
+
+def bgr_texture(kind: str, seed: int) -> np.ndarray:
+    return np.ascontiguousarray(busy_texture(kind, seed, H, W)[..., ::-1])
+
+
+def glints(seed: int) -> np.ndarray:
+    """Bold bright arcs on a dark plain ground (highlights on glass): the detector boxes them
+    and the recogniser reads single glyphs (C, O, J, n) at up to 0.94 confidence."""
+    rng = np.random.default_rng(seed)
+    img = np.full((H, W, 3), 30, np.uint8)
+    for _ in range(int(rng.integers(3, 10))):
+        centre = (int(rng.uniform(0, W)), int(rng.uniform(0, H)))
+        axes = (int(rng.uniform(8, 45)), int(rng.uniform(8, 45)))
+        a0 = rng.uniform(0, 360)
+        sweep = rng.uniform(90, 300)
+        thick = int(rng.uniform(2, 7))
+        cv2.ellipse(img, centre, axes, rng.uniform(0, 180), a0, a0 + sweep, (240, 240, 240), thick,
+                    cv2.LINE_AA)  # fmt: skip
+    return img
+
+
+def with_text(img: np.ndarray, text: str, cap: float, style: str, at=None) -> tuple:
+    """``img`` with ``text`` of cap height ~``cap`` px burned in; returns (image, box x, y, w, h).
+    ``subtitle``: white with a black outline, bottom centre; ``sign``: dark on a light plate;
+    ``title``: yellow with a drop shadow."""
+    img = img.copy()
+    fs = cap / 22
+    thick = max(1, round(cap / 9))
+    (tw, th), base = cv2.getTextSize(text, FONT, fs, thick)
+    if at is None:
+        x, y = (W - tw) // 2, int(H * 0.9) - base
+    else:
+        x, y = at
+    pad = max(3, round(cap / 3))
+    if style == "sign":
+        cv2.rectangle(
+            img, (x - pad, y - th - pad), (x + tw + pad, y + base + pad), (235, 240, 240), -1
+        )
+        cv2.putText(img, text, (x, y), FONT, fs, (30, 20, 20), thick, cv2.LINE_AA)
+        return img, (x - pad, y - th - pad, tw + 2 * pad, th + base + 2 * pad)
+    if style == "subtitle":
+        mask = np.zeros(img.shape[:2], np.uint8)
+        cv2.putText(mask, text, (x, y), FONT, fs, 255, thick, cv2.LINE_AA)
+        r = max(1, round(cap / 10))
+        ring = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        img[ring > 0] = 0
+        a = mask.astype(np.float32)[..., None] / 255
+        img[:] = (img * (1 - a) + 255 * a).astype(np.uint8)
+    else:  # title
+        off = max(1, round(cap / 15))
+        cv2.putText(img, text, (x + off, y + off), FONT, fs, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.putText(img, text, (x, y), FONT, fs, (0, 230, 255), thick, cv2.LINE_AA)
+    return img, (x, y - th, tw, th + base)
+
+
+def overlaps(box, gt) -> bool:
+    ax, ay, aw, ah = box
+    bx, by, bw, bh = gt
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    return iw > 0 and ih > 0 and iw * ih >= 0.5 * min(aw * ah, bw * bh)
+
+
+def letters(s: str) -> set[str]:
+    return {c for c in s.upper() if c.isalnum()}
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def test_text_chars_counts_distinct_letters_and_digits():
+    assert text_chars("C") == 1
+    assert text_chars("CC") == 1 and text_chars("888") == 1  # repeated glyphs: texture
+    assert text_chars(",2") == 1 and text_chars("##") == 0
+    assert text_chars("Zoo") == 2 and text_chars("OK") == 2 and text_chars("24") == 2
+    assert text_chars("中本") == 2  # the 'ch' models read Chinese: a character is a letter
+    assert text_chars(None) == 0
+
+
+def test_is_text_like_needs_letters_and_confidence():
+    assert is_text_like("EXIT", 0.99)
+    assert not is_text_like("C", 0.94)  # a single glyph, however confident
+    assert not is_text_like("55J", 0.6)  # letters, but read unsure
+    assert not is_text_like("EXIT", None)
+    assert is_text_like("C", 0.94, min_chars=1)
+
+
+def test_det_size_keeps_the_height_and_narrows_the_width():
+    assert det_size(640, 360, 480, 1.0) == (480, 256)  # what RapidOCR itself rounded to
+    assert det_size(640, 360, 480, 0.8) == (384, 256)
+    assert det_size(480, 270, 480, 0.8) == (384, 256)
+    assert det_size(1920, 1080, 480, 0.8) == (384, 256)
+    assert det_size(270, 480, 480, 0.8) == (224, 480)  # portrait: text height kept too
+    assert det_size(100, 40, 480, 1.0) == (96, 32)  # small frames are not upscaled (but rounded)
+
+
+def test_busy_textures_are_deterministic_rgb_of_the_asked_size():
+    for kind in KINDS:
+        a = busy_texture(kind, 3, 90, 160)
+        assert a.shape == (90, 160, 3) and a.dtype == np.uint8, kind
+        assert np.array_equal(a, busy_texture(kind, 3, 90, 160)), kind
+        assert not np.array_equal(a, busy_texture(kind, 4, 90, 160)), kind
+        assert a.std() > 10, f"{kind} is not busy"
+    with pytest.raises(ValueError, match="kind"):
+        busy_texture("marble", 0, 90, 160)
+
+
+# ----------------------------------------------------------------------------- real RapidOCR
+
+
+def test_reader_defaults_are_the_schema_defaults(tmp_path):
+    cfg = validate_config({"sources": [{"name": "v", "type": "folder", "path": str(tmp_path)}]})
+    ocr = cfg["filters"]["ocr"]
+    plain, configured = OcrReader(), OcrReader.from_config(ocr)
+    for key in ("threshold", "max_side", "width_scale", "box_thresh", "min_chars", "min_conf"):
+        assert getattr(plain, key) == getattr(configured, key) == ocr[key], key
+    assert OcrReader.from_config(ocr | {"min_chars": 1, "width_scale": 1.0}).min_chars == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_busy_textures_give_no_text_like_box(reader, kind):
+    for seed in range(3):
+        boxes = reader.read(bgr_texture(kind, seed))
+        assert not [b for b in boxes if b["text_like"]], (kind, seed, boxes)
+
+
+def test_glyphs_read_on_glints_are_recorded_but_are_not_text(reader):
+    frames = [glints(s) for s in range(4)]
+    rec = ocr_record(frames, [0, 30, 60, 90], reader, stable_iou=0.8)
+    boxes = [b for f in rec["frames"] for b in f["boxes"]]
+    # before the evidence rule these boxes (confidence >= 0.5) were text: 2-15 % of the frame
+    assert boxes, "the detector no longer boxes bright arcs: pick a harder texture"
+    assert not any(b["text_like"] for b in boxes)
+    assert rec["text_area_mean"] == 0 and rec["text_area_max"] == 0
+    assert not rec["has_stable_text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "cap", "style", "at", "kind"),
+    [
+        ("EXIT", 14, "sign", (60, 80), "foliage"),  # a small one-word sign
+        ("OPEN", 30, "sign", (250, 150), "stone"),
+        ("OK", 26, "sign", (120, 120), "fractal"),  # two letters
+        ("Where are you going?", 13, "subtitle", None, "fabric"),  # small subtitle
+        ("It's not what it looks like", 20, "subtitle", None, "cellular"),
+        ("THE END", 48, "title", (80, 140), "glass"),  # big title
+    ],
+)
+def test_rendered_text_is_text_like(reader, text, cap, style, at, kind):
+    img, gt = with_text(bgr_texture(kind, 1), text, cap, style, at)
+    boxes = [b for b in reader.read(img) if b["text_like"]]
+    hits = [b for b in boxes if overlaps(b["box"], gt)]
+    assert hits, (gt, reader.read(img))
+    # read loosely: most of the letters are there
+    read = set().union(*(letters(b["text"]) for b in hits))
+    assert len(read & letters(text)) >= 0.6 * len(letters(text)), (text, read)
+
+
+def test_scan_rows_of_textured_clip_have_no_text_area(reader):
+    """ocr_from_scan on rows the scan would write (textures only): text area 0, no stable text;
+    and the flag is decided again from the config's evidence options."""
+    frames = [bgr_texture(k, 0) for k in KINDS] + [glints(1), glints(2)]
+    rows = pd.DataFrame(
+        [
+            {"video_id": "v", "frame": 30 * i, "time": float(i), "width": W, "height": H,
+             "boxes": json.dumps(reader.read(img))}
+            for i, img in enumerate(frames)
+        ]
+    )  # fmt: skip
+    clips = pd.DataFrame(
+        [{"clip_id": "v-0", "video_id": "v", "start_frame": 0, "end_frame": 30 * len(frames),
+          "error": None, "split_reason": None}]
+    )  # fmt: skip
+    cfg = {"every_seconds": 1.0, "stable_iou": 0.8, "min_chars": 2, "min_conf": 0.8}
+    rec = ocr_from_scan(clips, rows, cfg)["v-0"]
+    assert rec["error"] is None
+    assert rec["text_area_mean"] == 0 and rec["text_area_max"] == 0
+    assert rec["text_frame_ratio"] == 0 and not rec["has_stable_text"]
+    assert any(f["boxes"] for f in rec["frames"])  # the glyph boxes stay in the record
+    # with single glyphs allowed as text, the same rows count them (the rule, not the reader)
+    loose = ocr_from_scan(clips, rows, cfg | {"min_chars": 1, "min_conf": 0.5})["v-0"]
+    assert loose["text_area_max"] > 0
+
+
+def test_summarise_counts_only_text_like_boxes():
+    sub = {"box": [0, 80, 100, 20], "text": "a subtitle", "conf": 0.97, "text_like": True}
+    glyph = {"box": [0, 0, 50, 50], "text": "C", "conf": 0.9, "text_like": False}
+    legacy = {"box": [50, 0, 50, 10], "text": "x", "conf": 0.6}  # rows without the flag: text
+    frames = [
+        {"frame": 0, "boxes": [sub, glyph], "width": 100, "height": 100},
+        {"frame": 5, "boxes": [sub, glyph, legacy], "width": 100, "height": 100},
+    ]
+    rec = summarise(frames, stable_iou=0.8)
+    assert rec["text_area_mean"] == pytest.approx((0.2 + 0.25) / 2)
+    assert rec["text_frame_ratio"] == 1.0
+    assert [t["text"] for t in rec["stable_text"]] == ["a subtitle"]
+    assert [len(f["boxes"]) for f in rec["frames"]] == [2, 3]  # every box stays as data
+    # decided again from text and confidence: the legacy box is one letter, not text
+    again = summarise(frames, stable_iou=0.8, min_chars=2, min_conf=0.8)
+    assert again["text_area_max"] == pytest.approx(0.2)
+    assert [b["text_like"] for b in again["frames"][1]["boxes"]] == [True, False, False]
