@@ -39,8 +39,8 @@ def results_dir(snakemake):
     files = [*snakemake.output, *snakemake.input]
     for f in files:
         parts = Path(f).parts
-        if "shards" in parts:
-            return Path(*parts[: parts.index("shards")])
+        if "shards" in parts:  # the last one: results may itself sit under a "shards" folder
+            return Path(*parts[: len(parts) - 1 - parts[::-1].index("shards")])
     raise ValueError("no shard path among the job's files")
 
 

@@ -147,6 +147,37 @@ def test_damage_in_the_middle_keeps_the_rest_of_the_video(tmp_path):
     assert frames["time"].max() > 5.5  # frames after the damage are there
 
 
+@pytest.mark.parametrize("fps", [None, float("nan"), 0.0])
+def test_a_video_without_a_frame_rate_is_scanned(tmp_path, fps):
+    """A stream that states no rate no longer fails its whole shard's scan: clip times are the
+    decoder's, and sampling assumes 30 fps."""
+    from clipsift.config import load_config
+    from clipsift.split.scan import scan_shard
+
+    path = tmp_path / "v.mp4"
+    render_video(path, [Segment(30, seed=41), Segment(30, seed=42)], fps=30, size=(192, 108))
+    cfg = load_config(
+        _write(tmp_path, {"sources": [{"name": "v", "type": "folder", "path": "x"}]})
+    )["scan"]
+    source = pd.DataFrame([{"video_id": "v", "path": str(path), "fps": fps, "duration": 2.0}])
+    scenes, _, samples, _ = scan_shard(source, cfg)
+    assert scenes["error"].isna().all() and list(scenes["start_frame"]) == [0, 30]
+    assert scenes["start_time"].iloc[1] == pytest.approx(1.0, abs=1e-3) and len(samples) == 4
+
+
+def test_results_under_a_folder_named_shards(tmp_path):
+    """With ``results: /data/shards/run1`` caches and locks belong in run1, not in /data."""
+    from types import SimpleNamespace
+
+    from clipsift.smk import results_dir
+
+    job = SimpleNamespace(
+        output=["/data/shards/run1/shards/s-00000/clips.parquet"],
+        input=["/data/shards/run1/shards/s-00000/source.parquet"],
+    )
+    assert str(results_dir(job)) == "/data/shards/run1"
+
+
 def _write(tmp_path, cfg):
     import yaml
 

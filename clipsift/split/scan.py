@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 
 import cv2
@@ -56,6 +57,11 @@ def scan_video(
     ``ocr`` is ``(OcrReader, every_seconds, max_side)`` when OCR runs in this pass.
     """
     width = cfg["analysis_width"]
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        # a stream that states no rate: windows and sample spacing assume 30 fps; clip times
+        # still come from the decoder's timestamps
+        log.warning("%s: unknown frame rate (%r); sampling as at 30 fps", video_id, fps)
+        fps = 30.0
     detector = make_detector(cfg, fps)
     tcfg = cfg["transitions"]
     blends = (
