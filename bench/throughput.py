@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from clipsift.config import SCHEMA
-from clipsift.filters.flash import flash_shard
+from clipsift.filters.flash import find_flashes, flash_shard
 from clipsift.filters.ocr import OcrReader, ocr_from_scan, ocr_shard
 from clipsift.ingest import ingest_shard, usable
 from clipsift.io.atomic import atomic_path
@@ -547,9 +547,10 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         counts["frames"] += 1
     c0 = clock()
     bounds = detector.finish(counts["frames"])
+    flashes = set(find_flashes(np.asarray(lumas), brightness_delta=scan_cfg["flash_delta"]))
     if scan_cfg["merge_flash_cuts"]:
-        merge_flash_cuts(bounds, np.asarray(lumas), scan_cfg["flash_delta"])
-    cut_out(bounds, blends.finish())
+        bounds = merge_flash_cuts(bounds, flashes)
+    cut_out(bounds, blends.finish(exclude=flashes))
     t["finish"] = clock() - c0
     t["loop"] = clock() - start - sum(t.values())
     return t, counts

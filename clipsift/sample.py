@@ -392,7 +392,6 @@ def render_video(
 def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:
     cuts, fades, dissolves, flash_frames, texts, segs = [], [], [], [], [], []
     start = 0
-    # a fade-in's first frame is the fade colour itself; it belongs to the transition too
     for k, seg in enumerate(segments):
         end = start + seg.frames
         if k and not segments[k - 1].fade_out and not seg.fade_in and not seg.dissolve:
@@ -453,14 +452,20 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
     }
 
 
+def _transition_frames(truth: dict) -> np.ndarray:
+    """True for every frame of a fade or dissolve (older ground truth: fades only), plus one
+    False past the end."""
+    bad = np.zeros(truth["n_frames"] + 1, bool)
+    for first, last in truth.get("transitions", truth["fades"]):
+        bad[first : last + 1] = True
+    return bad
+
+
 def true_shots(truth: dict) -> list[tuple[int, int]]:
     """The clean shots ``[start, end)`` of a rendered video: frames between hard cuts that are
     not part of a fade or a dissolve (what a perfect splitter keeps)."""
     n = truth["n_frames"]
-    bad = np.zeros(n, bool)
-    for first, last in truth.get("transitions", truth["fades"]):
-        bad[first : last + 1] = True
-    # a fade-in's first frame and a fade-out's last are the fade colour itself: in the ranges
+    bad = _transition_frames(truth)
     edges = set(truth["cuts"])
     shots, start = [], None
     for i in range(n + 1):
@@ -477,10 +482,7 @@ def score_scenes(truth: dict, scenes: list[tuple[int, int]], min_frames: int = 1
     ``dirty``: scenes holding a transition frame or spanning a hard cut; ``boundary_error``: the
     largest distance (frames) between a true shot of at least ``min_frames`` and the scene that
     overlaps it most, at either end; ``missed``: such shots that no scene overlaps."""
-    n = truth["n_frames"]
-    bad = np.zeros(n + 1, bool)
-    for first, last in truth.get("transitions", truth["fades"]):
-        bad[first : last + 1] = True
+    bad = _transition_frames(truth)
     dirty = sum(1 for a, b in scenes if bad[a:b].any() or any(a < c < b for c in truth["cuts"]))
     worst, missed = 0, 0
     for a, b in true_shots(truth):

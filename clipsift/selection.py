@@ -47,7 +47,7 @@ class ThresholdError(ValueError):
 
 
 # columns that were removed, with their replacement and how to convert a bound
-REMOVED = {
+REMOVED_COLUMNS = {
     col: (
         f"{col}_per_s",
         "motion is measured per second now (the same at any frame rate): multiply each bound by "
@@ -66,8 +66,8 @@ def check_thresholds(config: dict) -> None:
     scorers = sorted(n for n, c in config.get("scorers", {}).items() if c.get("enabled"))
     filters = [n for n in ("flash", "ocr") if config.get("filters", {}).get(n, {}).get("enabled")]
     for col in config.get("select", {}).get("thresholds", {}):
-        if col in REMOVED:
-            new, how = REMOVED[col]
+        if col in REMOVED_COLUMNS:
+            new, how = REMOVED_COLUMNS[col]
             raise ThresholdError(f"select.thresholds: {col!r} was removed; use {new!r}: {how}.")
         prefix = col.split(".", 1)[0]
         if col in CLIP_FIELDS or ("." in col and prefix in [*scorers, *filters]):

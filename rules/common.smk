@@ -1,6 +1,7 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
 from clipsift import runlock
+from clipsift.filters.ocr import SCAN_KEYS as OCR_SCAN_KEYS
 from clipsift.plan import limit_shards, load_shards
 from clipsift.scorers import REGISTRY
 from clipsift.selection import ThresholdError, check_thresholds, with_filters
@@ -96,9 +97,11 @@ def scorers_on(device):
 
 
 def scan_ocr():
-    """The OCR options when OCR runs inside the scan (filters.ocr.frames: scan), else None."""
+    """What the scan's OCR reading depends on, when it runs in the scan (frames: scan)."""
     ocr = config["filters"]["ocr"]
-    return ocr if ocr["enabled"] and ocr["frames"] == "scan" else None
+    if not (ocr["enabled"] and ocr["frames"] == "scan"):
+        return None
+    return {k: ocr[k] for k in OCR_SCAN_KEYS}
 
 
 def ocr_inputs(wildcards):

@@ -170,6 +170,14 @@ def test_changing_a_threshold_reruns_selection_and_no_scorer(sample_run, tmp_pat
     assert {"select", "calibrate", "export"} <= set(rules), rules
     assert rules["select"] == len(list((copy / "results/shards").iterdir()))
 
+    # what counts as text is decided again from the scan's OCR rows: no second decode
+    stricter = base_config(cfg["sources"], shard_size=1, filters={"ocr": {"min_chars": 3}})
+    rules = run_snakemake(copy, stricter, dryrun=True).rules
+    assert "ocr" in rules and not {"ingest", "scan", "split"} & set(rules), rules
+    # a detector option changes the rows themselves: the scan runs again
+    wider = base_config(cfg["sources"], shard_size=1, filters={"ocr": {"width_scale": 1.0}})
+    assert "scan" in run_snakemake(copy, wider, dryrun=True).rules
+
 
 def test_record_only_keeps_the_clip_and_records_the_verdict():
     clips = pd.DataFrame(

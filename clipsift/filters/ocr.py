@@ -72,6 +72,11 @@ import numpy as np
 
 from ..split.clips import rows_in_clip, skip_reason
 
+# The filters.ocr options that change what the scan reads from a frame (its OCR rows). The
+# others (min_chars, min_conf, stable_iou, ...) are applied again by the ocr step to those rows,
+# so changing them never decodes the videos again.
+SCAN_KEYS = ("threshold", "lang", "max_side", "box_thresh", "width_scale", "gpu", "every_seconds")
+
 
 def text_chars(text: str | None) -> int:
     """Letters and digits in ``text``, each counted once whatever its case: textures read as one

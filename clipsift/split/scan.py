@@ -132,18 +132,18 @@ def scan_video(
     if damaged:
         log.warning("%s: %d damaged packet(s) skipped (%s)", video_id, len(damaged), damaged[0])
     bounds = detector.finish(n)
+    flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
     if cfg["merge_flash_cuts"]:
-        bounds = merge_flash_cuts(bounds, np.asarray(lumas), cfg["flash_delta"])
+        bounds = merge_flash_cuts(bounds, flashes)
     if blends is not None:
         # fades, dissolves and blanks: their frames are in no scene; a flash frame is blank
         # too, but it stays in its clip for the flash filter to judge
-        flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
         bounds = cut_out(bounds, blends.finish(exclude=flashes))
     if not bounds:
         raise VideoError("no scene: every frame is part of a transition or blank")
     # the last frame lasts as long as the one before it (the stream's own pace, also at a
     # variable frame rate), or 1 / fps for a single frame
-    end_time = times[-1] + (times[-1] - times[-2] if n > 1 else (1.0 / fps if fps else 0.0))
+    end_time = times[-1] + (times[-1] - times[-2] if n > 1 else 1.0 / fps)
     scenes = [
         {
             "video_id": video_id,
@@ -171,15 +171,13 @@ def _ocr_width(av_frame, rotation: int, max_side: int) -> int | None:
     return None if max(w, h) <= max_side else max(2, round(w * max_side / max(w, h)))
 
 
-def merge_flash_cuts(
-    bounds: list[tuple[int, int]], luma: np.ndarray, delta: float
-) -> list[tuple[int, int]]:
+def merge_flash_cuts(bounds: list[tuple[int, int]], flash: set[int]) -> list[tuple[int, int]]:
     """Undo cuts that a flash caused: content detectors see a flash frame as two scene changes.
 
-    A boundary is dropped when the frame on either side of it belongs to a flash (a jump in luma
-    that comes back within a few frames), so the flash filter sees the flash inside one clip.
+    A boundary is dropped when the frame on either side of it is in ``flash`` (the frames of
+    ``find_flashes``: a jump in luma that comes back within a few frames), so the flash filter
+    sees the flash inside one clip.
     """
-    flash = set(find_flashes(luma, brightness_delta=delta))
     merged: list[tuple[int, int]] = []
     for a, b in bounds:
         if merged and merged[-1][1] == a and (a in flash or a - 1 in flash):
