@@ -31,6 +31,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             tmp,
             final_dir=Path(sm.output.dir),
             lock_dir=results_dir(sm) / ".gpu_locks",
+            cache_dir=results_dir(sm) / "cache" / "encode" / sm.wildcards.shard,
         )
     log.info("timing: %s", {k: round(v, 2) for k, v in table.attrs.pop("timing", {}).items()})
     if len(table):

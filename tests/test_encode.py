@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from helpers import render_lumas
 
-from clipsift.encoders import VAES, tiny, vae_class
+from clipsift.encoders import VAES, text_encoder_class, tiny, vae_class
 from clipsift.encoders.base import clip_seed, to_model_input, valid_count
 from clipsift.encoders.buckets import (
     Bucket,
@@ -473,6 +473,120 @@ def test_every_text_encoder(tmp_path):
             "CLIPTextModel",
             "LlamaModel",
         )
+
+
+# ----------------------------------------------------------------------------- resume
+
+ENCODE_WORKER = """
+import json, sys, time
+import pandas as pd
+from clipsift.encoders.base import VideoVAE
+from clipsift.encoders.stage import run_encode
+
+real = VideoVAE.encode
+def encode(self, videos, clip_ids):  # slow enough for the test to kill the job halfway
+    time.sleep(0.5)
+    return real(self, videos, clip_ids)
+VideoVAE.encode = encode
+
+a = json.loads(sys.argv[1])
+clips, source, selection = (pd.read_json(a[k], orient="records") for k in ("clips", "source", "selection"))
+run_encode(clips, source, selection, None, None, a["cfg"], a["out"], cache_dir=a["cache"])
+print("finished")
+"""
+
+
+def test_killed_encode_resumes_with_only_the_missing_clips(models, videos, tmp_path, monkeypatch):
+    """The job is killed after two clips' latents are cached; the rerun encodes only the others,
+    with latents equal to an uninterrupted run's; a third run loads no model at all."""
+    import subprocess
+    import sys
+
+    from helpers import wait_for
+
+    from clipsift.encoders.base import VideoVAE
+
+    base, source, _ = tables(videos, ["land", "port", "square", "pillar"])
+    clips = pd.concat(
+        [base.assign(clip_id=lambda d, k=k: d["clip_id"] + f"_{k}") for k in range(2)],
+        ignore_index=True,
+    )  # 8 kept clips
+    selection = pd.DataFrame({"clip_id": clips["clip_id"], "keep": True})
+    cfg = encode_cfg(models["vae"]["wan2_1"], models["text"], batch_size=1)
+    paths = {}
+    for k, df in {"clips": clips, "source": source, "selection": selection}.items():
+        paths[k] = str(tmp_path / f"{k}.json")
+        df.to_json(paths[k], orient="records")
+    cache = tmp_path / "cache"
+    args = {**paths, "cfg": cfg, "out": str(tmp_path / "killed"), "cache": str(cache)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENCODE_WORKER, json.dumps(args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(
+            lambda: len(list(cache.glob("*.npy"))) >= 2,
+            proc,
+            "2 cached latents",
+            log=lambda: proc.stderr.read().decode()[-2000:],
+        )
+        proc.kill()
+    finally:
+        proc.wait(timeout=30)
+    assert b"finished" not in proc.stdout.read()
+    done = {p.name.split(".")[0] for p in cache.glob("*.npy")}
+    assert 2 <= len(done) < 8
+    assert not list(cache.glob(".*"))  # no half-written file under a final name or left over
+
+    calls, loads = [], []
+    real_encode, real_load = VideoVAE.encode, text_encoder_class("umt5").load
+
+    def counting(self, x, clip_ids):
+        calls.extend(clip_ids)
+        return real_encode(self, x, clip_ids)
+
+    def counting_load(*a, **k):
+        loads.append(1)
+        return real_load(*a, **k)
+
+    monkeypatch.setattr(VideoVAE, "encode", counting)
+    monkeypatch.setattr(text_encoder_class("umt5"), "load", counting_load)
+    out = tmp_path / "resumed"
+    t = run_encode(clips, source, selection, None, None, cfg, out, cache_dir=cache)
+    assert sorted(calls) == sorted(set(clips["clip_id"]) - done)
+    assert set(t.loc[t["cached"], "clip_id"]) == done
+    assert (t["status"] == "ok").all()
+    run_encode(clips, source, selection, None, None, cfg, tmp_path / "fresh")
+    for cid in clips["clip_id"]:
+        np.testing.assert_array_equal(
+            np.load(out / f"{cid}.npy"), np.load(tmp_path / "fresh" / f"{cid}.npy")
+        )
+        np.testing.assert_array_equal(
+            np.load(out / f"{cid}.text.npy"), np.load(tmp_path / "fresh" / f"{cid}.text.npy")
+        )
+    # everything cached: the VAE encodes nothing and the text encoder is not loaded
+    calls.clear()
+    loads.clear()
+    again = run_encode(
+        clips, source, selection, None, None, cfg, tmp_path / "third", cache_dir=cache
+    )
+    assert calls == [] and loads == [] and again["cached"].all()
+    pd.testing.assert_frame_equal(
+        again.drop(columns=["latent_path", "json_path", "text_path", "text_mask_path"]),
+        t.drop(columns=["latent_path", "json_path", "text_path", "text_mask_path"]).assign(
+            cached=True
+        ),
+    )
+    # another frame count is another key: encoded again, not taken from the cache
+    cfg4 = encode_cfg(
+        models["vae"]["wan2_1"],
+        None,
+        batch_size=1,
+        frames={"count": 5, "stride": 1, "too_short": "drop"},
+    )
+    run_encode(clips, source, selection, None, None, cfg4, tmp_path / "fourth", cache_dir=cache)
+    assert sorted(calls) == sorted(clips["clip_id"])
 
 
 # ----------------------------------------------------------------------------- presets

@@ -17,6 +17,10 @@ Writes into ``out_dir`` (the rule's ``latents/`` folder, swapped in atomically b
 describing all of it. Returns the ``latents.parquet`` table: one row per kept clip, with
 ``status`` ok, dropped (``reason`` too_short) or error (``reason`` decode_failed / encode_failed
 and the ``error`` message). Failures are data: the shard finishes.
+
+With a ``cache_dir`` (the rule gives ``{results}/cache/encode/{shard}/``, :mod:`.cache`) every
+clip's latents and every prompt's embeddings are kept there as soon as they are made, so a killed
+job's rerun encodes only what is missing (``latents.parquet`` column ``cached``).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ import numpy as np
 import pandas as pd
 
 from ..io.decode import VideoError
+from ..manifests import place
 from ..models.batching import Batcher, is_oom
 from ..models.device import pick_dtype, resolve_device
 from ..models.frames import prefetch
 from . import text_encoder_class, vae_class
 from .base import to_model_input
 from .buckets import clip_geometry, make_buckets
+from .cache import EncodeCache, model_identity
 from .sampling import plan_frames
 from .video import read_clip
 
@@ -54,7 +60,7 @@ COLUMNS = [
     "first_frame", "last_frame", "bucket", "bucket_ratio", "width", "height", "border_crop",
     "crop", "prompt", "prompt_source", "caption_model", "caption_revision", "n_tokens", "truncated", "vae", "vae_family",
     "vae_revision", "vae_resolved_revision", "sample", "normalization", "text_encoder",
-    "text_encoder_revision", "source_path", "start_time", "end_time",
+    "text_encoder_revision", "source_path", "start_time", "end_time", "cached",
 ]  # fmt: skip
 
 
@@ -128,10 +134,12 @@ def run_encode(
     *,
     final_dir: str | os.PathLike | None = None,
     lock_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Encode the kept clips of a shard (see the module docstring); ``cfg`` is the ``encode``
     section. Files go to ``out_dir``; paths recorded point into ``final_dir`` (where the caller
-    renames ``out_dir`` to; default ``out_dir``)."""
+    renames ``out_dir`` to; default ``out_dir``); ``cache_dir`` keeps what was made for a rerun."""
+    cache = EncodeCache(cache_dir)
     out_dir = Path(out_dir)
     final_dir = Path(final_dir or out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +151,15 @@ def run_encode(
         dict(zip(source["video_id"], source["caption"], strict=True)) if "caption" in source else {}
     )
     crops = border_crops(scores)
+    source_ids = {
+        vid: (h if isinstance(h, str) and h else _file_identity(path))
+        for vid, h, path in zip(
+            source["video_id"],
+            source["hash"] if "hash" in source else [None] * len(source),
+            source["path"] if "path" in source else [""] * len(source),
+            strict=True,
+        )
+    }
     log.info("%d kept clips to encode", len(todo))
     if not len(todo):
         return pd.DataFrame(columns=COLUMNS)
@@ -192,15 +209,27 @@ def run_encode(
             "vae_revision": vinfo["revision"], "vae_resolved_revision": vinfo["resolved_revision"],
             "sample": vinfo["sample"], "normalization": json.dumps(vinfo["normalization"]),
             "source_path": clip.source_path, "start_time": float(clip.start_time),
-            "end_time": float(clip.end_time),
+            "end_time": float(clip.end_time), "cached": False,
         }  # fmt: skip
         rows[clip.clip_id] = row
         if not plan.ok:
             row |= {"status": "dropped", "reason": "too_short", "error": plan.reason}
             continue
-        jobs.append((clip, plan, geo))
+        key = cache.latent_key(
+            vinfo,
+            vcfg.get("store_dtype", "float32"),
+            source_ids.get(clip.video_id) or _file_identity(clip.source_path),
+            plan.indices,
+            geo.rect,
+            (geo.bucket.width, geo.bucket.height),
+        )
+        jobs.append((clip, plan, geo, key))
 
-    timing |= _encode_latents(vae, jobs, rows, cfg, out_dir, final_dir)
+    todo_jobs = [job for job in jobs if not _from_cache(cache, job, rows, out_dir, final_dir)]
+    if len(todo_jobs) < len(jobs):
+        log.info("%d of %d clips' latents from the resume cache", len(jobs) - len(todo_jobs),
+                 len(jobs))  # fmt: skip
+    timing |= _encode_latents(vae, todo_jobs, rows, cfg, out_dir, final_dir, cache)
     del vae
     _free()
 
@@ -210,8 +239,8 @@ def run_encode(
     for key, tkey in TEXT_KEYS.items():
         tcfg = cfg.get(key) or {}
         if ok and tcfg.get("enabled", key == "text_encoder"):
-            text_info[tkey] = _encode_text(tcfg, tkey, device, ok, rows, out_dir, final_dir)
-    geometry = {clip.clip_id: (plan, geo) for clip, plan, geo in jobs}
+            text_info[tkey] = _encode_text(tcfg, tkey, device, ok, rows, out_dir, final_dir, cache)
+    geometry = {clip.clip_id: (plan, geo) for clip, plan, geo, _ in jobs}
     for cid in ok:
         _write_json(rows[cid], vinfo, text_info, geometry[cid], out_dir, final_dir)
     timing["text_s"] = time.perf_counter() - t0
@@ -222,7 +251,41 @@ def run_encode(
     return table
 
 
-def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path) -> dict:
+def _file_identity(path) -> str:
+    try:
+        st = os.stat(path)
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except (OSError, TypeError):
+        return str(path)
+
+
+def _latent_fields(arr, clip_id: str, final_dir: Path, dtype: str) -> dict:
+    return {
+        "latent_shape": list(arr.shape),
+        "latent_path": os.fspath(final_dir / f"{clip_id}.npy"),
+        "latent_dtype": dtype,
+    }
+
+
+def _from_cache(cache: EncodeCache, job, rows, out_dir: Path, final_dir: Path) -> bool:
+    """Link a clip's cached latents into the output; False when they are not in the cache."""
+    clip, _, _, key = job
+    path = cache.latent_path(clip.clip_id, key)
+    if path is None:
+        return False
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable cached latents (%s); encoding again", clip.clip_id, exc)
+        return False
+    place(path, out_dir / f"{clip.clip_id}.npy", "hardlink")
+    rows[clip.clip_id] |= _latent_fields(arr, clip.clip_id, final_dir, str(arr.dtype))
+    rows[clip.clip_id]["cached"] = True
+    cache.hits["latents"] += 1
+    return True
+
+
+def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path, cache) -> dict:
     """Decode ahead in threads, batch clips of one shape, encode, write ``{clip_id}.npy``.
     Returns timings: the whole loop, the VAE's share, and the time spent waiting for frames."""
     store = cfg["vae"].get("store_dtype", "float32")
@@ -231,7 +294,7 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path) -> dic
     stats = {"wait": 0.0, "model": 0.0, "clips": 0}
 
     def decode(job):
-        clip, plan, geo = job
+        clip, plan, geo, _ = job
         try:
             return read_clip(
                 clip.source_path,
@@ -263,21 +326,21 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path) -> dic
             if is_oom(exc) or "CUDA error" in str(exc):
                 raise  # the machine's problem, not the clips'
             log.warning("encode failed for %d clips: %s", len(batch), exc)
-            for (clip, _, _), _ in batch:
+            for (clip, *_), _ in batch:
                 rows[clip.clip_id] |= {
                     "status": "error",
                     "reason": "encode_failed",
                     "error": f"encode failed: {type(exc).__name__}: {exc}",
                 }
             return
-        for ((clip, _, _), _), z in zip(batch, latents, strict=True):
+        for ((clip, _, _, key), _), z in zip(batch, latents, strict=True):
             arr, dtype = _store(z, store)
-            np.save(out_dir / f"{clip.clip_id}.npy", arr)
-            rows[clip.clip_id] |= {
-                "latent_shape": list(arr.shape),
-                "latent_path": os.fspath(final_dir / f"{clip.clip_id}.npy"),
-                "latent_dtype": dtype,
-            }
+            kept = cache.save_latent(clip.clip_id, key, arr)  # at once: a kill keeps it
+            if kept is not None:
+                place(kept, out_dir / f"{clip.clip_id}.npy", "hardlink")
+            else:
+                np.save(out_dir / f"{clip.clip_id}.npy", arr)
+            rows[clip.clip_id] |= _latent_fields(arr, clip.clip_id, final_dir, dtype)
             stats["clips"] += 1
 
     t_start = time.perf_counter()
@@ -311,21 +374,37 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path) -> dic
     return {"vae_loop_s": total, "vae_model_s": stats["model"], "frame_wait_s": stats["wait"]}
 
 
-def _encode_text(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path) -> dict:
-    """Embed the prompts of the encoded clips (each distinct prompt once) and write them."""
-    enc = text_encoder_class(tcfg["name"]).load(
-        tcfg, device, pick_dtype(device, tcfg.get("dtype", "auto"))
-    )
-    info = enc.describe()
+def _encode_text(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path, cache) -> dict:
+    """Embed the prompts of the encoded clips (each distinct prompt once; those in the resume
+    cache not at all) and write them."""
+    settings = tcfg | {"_model": model_identity({"id": tcfg.get("model"),
+                                                 "subfolder": tcfg.get("subfolder")})}  # fmt: skip
     prompts = sorted({rows[c]["prompt"] for c in ok})
-    batcher = Batcher(tcfg.get("batch_size", 8))
-    t0 = time.perf_counter()
-    results = batcher.map(enc.encode, prompts)
-    by_prompt = dict(zip(prompts, results, strict=True))
-    log.info(
-        "text encoder %s (%s): %d prompts in %.1f s",
-        info["id"], info["class"], len(prompts), time.perf_counter() - t0,
-    )  # fmt: skip
+    keys = {p: cache.text_key(settings, p) for p in prompts}
+    by_prompt = {p: r for p in prompts if (r := cache.text(keys[p])) is not None}
+    info = cache.encoder_info(cache.encoder_key(settings))
+    missing = [p for p in prompts if p not in by_prompt]
+    if missing or info is None:
+        enc = text_encoder_class(tcfg["name"]).load(
+            tcfg, device, pick_dtype(device, tcfg.get("dtype", "auto"))
+        )
+        info = enc.describe()
+        cache.save_encoder_info(cache.encoder_key(settings), info)
+        batcher = Batcher(tcfg.get("batch_size", 8))
+        t0 = time.perf_counter()
+        for prompt, res in zip(missing, batcher.map(enc.encode, missing), strict=True):
+            by_prompt[prompt] = res
+            cache.save_text(keys[prompt], res)
+        log.info(
+            "text encoder %s (%s): %d prompts in %.1f s (%d from the resume cache)",
+            info["id"], info["class"], len(missing), time.perf_counter() - t0,
+            len(prompts) - len(missing),
+        )  # fmt: skip
+        del enc
+        _free()
+    else:
+        log.info("text encoder %s: all %d prompts from the resume cache", info["id"], len(prompts))
+    cache.hits["text"] += len(prompts) - len(missing)
     store = tcfg.get("store_dtype", "float16")
     for cid in ok:
         res = by_prompt[rows[cid]["prompt"]]
@@ -352,8 +431,6 @@ def _encode_text(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path) -
                 "text_encoder": info["id"],
                 "text_encoder_revision": info["resolved_revision"],
             }
-    del enc
-    _free()
     return info
 
 
