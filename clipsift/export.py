@@ -35,13 +35,11 @@ sources are.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -51,6 +49,7 @@ import pandas as pd
 
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
 from .io.decode import VideoError, open_video, sample_aspect
+from .io.files import place
 from .portable import portable_table
 from .selection import clip_table, load_json
 from .split.clips import reencode, target_width
@@ -104,40 +103,6 @@ def cross_shard_duplicates(sources: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- clip files
-
-
-def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "hardlink") -> str:
-    """Put ``src`` at ``dest`` as a hard link (a copy where the file system refuses one) or a
-    copy; returns what was done. Hard links only ever join clipsift's own files, which are
-    replaced by rename, never rewritten in place."""
-    src, dest = Path(src), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        dest.unlink()
-    if link == "hardlink":
-        try:
-            os.link(src, dest)
-            return "hardlink"
-        except OSError:
-            pass
-    with atomic_path(dest) as tmp:
-        copy_file(src, tmp)
-    return "copy"
-
-
-FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS)
-
-
-def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """A copy whose bytes never change with ``src``: a reflink where the file system makes one
-    (instant, no space), else a plain copy."""
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
-        try:
-            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
-            return
-        except OSError:
-            pass
-    shutil.copyfile(src, dest)
 
 
 def _int(v) -> int | None:

@@ -2,6 +2,7 @@
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
 from clipsift import runlock
 from clipsift.filters.ocr import SCAN_KEYS as OCR_SCAN_KEYS
+from clipsift.manifests import ManifestConfigError, check_config as check_manifests
 from clipsift.plan import limit_shards, load_shards
 from clipsift.scorers import REGISTRY
 from clipsift.selection import ThresholdError, check_thresholds, with_filters
@@ -18,7 +19,8 @@ import_from_checkout(workflow.basedir)
 # cross-field checks the schema cannot express
 try:
     check_thresholds(config)
-except ThresholdError as exc:
+    check_manifests(config)
+except (ThresholdError, ManifestConfigError) as exc:
     raise WorkflowError(str(exc))
 
 # The process that schedules the jobs holds the results folder's lock for its whole life (not a

@@ -18,7 +18,7 @@ import pytest
 from helpers import render_lumas
 
 from clipsift.encoders import VAES, text_encoder_class, tiny, vae_class
-from clipsift.encoders.base import clip_seed, to_model_input, valid_count
+from clipsift.encoders.base import clip_seed, denormalize, to_model_input, valid_count
 from clipsift.encoders.buckets import (
     Bucket,
     clip_geometry,
@@ -262,8 +262,9 @@ def test_prompt_resolution_order():
 # ----------------------------------------------------------------------------- every VAE family
 
 
-def reference_latents(name: str, vae_cfg: dict, frames: np.ndarray) -> np.ndarray:
-    """diffusers run directly: the posterior mean, normalised as the family's pipeline does."""
+def reference_latents(name: str, vae_cfg: dict, frames: np.ndarray, raw: bool = False):
+    """diffusers run directly: the posterior mean, normalised as the family's pipeline does
+    (and, with ``raw``, also as the VAE gives it)."""
     import diffusers
     import torch
 
@@ -271,6 +272,7 @@ def reference_latents(name: str, vae_cfg: dict, frames: np.ndarray) -> np.ndarra
     model = cls.from_pretrained(vae_cfg["model"], subfolder="vae").eval()
     with torch.no_grad():
         z = model.encode(to_model_input(frames)[None]).latent_dist.mode().float()
+    unscaled = z[0].numpy().copy()
     c = model.config
     if name in ("wan2_1", "wan2_2"):
         mean = torch.tensor(c.latents_mean).view(1, -1, 1, 1, 1)
@@ -280,7 +282,7 @@ def reference_latents(name: str, vae_cfg: dict, frames: np.ndarray) -> np.ndarra
         z = z / model.latents_std.view(1, -1, 1, 1, 1)
     else:
         z = z * c.scaling_factor
-    return z[0].numpy()
+    return (z[0].numpy(), unscaled) if raw else z[0].numpy()
 
 
 @pytest.mark.parametrize("name", sorted(VAES))
@@ -336,8 +338,12 @@ def test_every_vae_family(name, models, videos, tmp_path):
         tuple(row["crop"]),
         (int(row["width"]), int(row["height"])),
     )
-    ref = reference_latents(name, vae_cfg, frames)
-    np.testing.assert_allclose(np.load(out / "land_0000.npy"), ref, rtol=1e-4, atol=1e-4)
+    ref, raw = reference_latents(name, vae_cfg, frames, raw=True)
+    stored = np.load(out / "land_0000.npy")
+    np.testing.assert_allclose(stored, ref, rtol=1e-4, atol=1e-4)
+    # and back to the VAE's own latents, for trainers that normalise on load
+    norm = json.loads(row["normalization"])
+    np.testing.assert_allclose(denormalize(stored, norm), raw, rtol=1e-4, atol=1e-4)
 
 
 def test_tiling_keeps_the_latent_grid(models):
@@ -596,6 +602,7 @@ def test_killed_encode_resumes_with_only_the_missing_clips(models, videos, tmp_p
     "preset, family, count, sizes",
     [
         ("wan2_1-480p", "wan2_1", 81, {"832x480", "480x832", "624x624"}),
+        ("omnivideo", "wan2_1", 81, {"832x480", "480x832"}),
         ("hunyuan-720p", "hunyuan", 129, {"1280x720", "720x1280", "960x960"}),
         ("ltx-video", "ltx", 121, {"704x512", "512x704", "608x608"}),
     ],
@@ -621,3 +628,6 @@ def test_presets_validate_and_fit_their_vae(preset, family, count, sizes):
     buckets = make_buckets(enc["resolution"], multiple)
     assert sizes <= {b.label for b in buckets}
     assert all(b.width % multiple == 0 and b.height % multiple == 0 for b in buckets)
+    from clipsift.manifests import check_config
+
+    check_config(config)  # the manifests it asks for fit its models

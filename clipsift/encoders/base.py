@@ -218,3 +218,21 @@ def per_channel(values, like):
     import torch
 
     return torch.as_tensor(values, dtype=torch.float32, device=like.device).view(1, -1, 1, 1, 1)
+
+
+def denormalize(latents: np.ndarray, normalization: dict) -> np.ndarray:
+    """The VAE's own latents (the posterior as the VAE gives it) from stored ``[C, ...]``
+    latents and the record of how they were normalised (:meth:`VideoVAE.normalization`), in
+    float32: for trainers that normalise on load (HunyuanVideo's multiplies by the scaling factor)."""
+    z = np.asarray(latents, dtype=np.float32)
+    kind = normalization.get("kind")
+    if kind == "scaling_factor":
+        return z / np.float32(normalization["scaling_factor"])
+    if kind == "per_channel_mean_std":
+        shape = (-1,) + (1,) * (z.ndim - 1)
+        mean = np.asarray(normalization["latents_mean"], np.float32).reshape(shape)
+        std = np.asarray(normalization["latents_std"], np.float32).reshape(shape)
+        return z * std / np.float32(normalization.get("scaling_factor", 1.0)) + mean
+    if kind == "none":
+        return z
+    raise ValueError(f"unknown latent normalisation {kind!r}")

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.decode import VideoError
-from ..manifests import place
+from ..io.files import place
 from ..models.batching import Batcher, is_oom
 from ..models.device import pick_dtype, resolve_device
 from ..models.frames import prefetch

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.atomic import atomic_path
+from ..io.files import place
 from ..plan import ITEM_COLUMNS
 from . import GeneratorError, check_source, get
 from . import pipeline as gp
@@ -70,14 +71,6 @@ def _load_image(path: str | None):
         raise ItemError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ItemError(f"cannot read image {path}: {exc}") from None
-
-
-def _link(src: Path, dest: Path) -> None:
-    dest.unlink(missing_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:  # another file system
-        shutil.copyfile(src, dest)
 
 
 class Generation:
@@ -299,10 +292,10 @@ def generate_shard(
                     tmp.write_text(json.dumps(info, sort_keys=True, default=str))
                 info["cached"] = False
             dest = out_dir / f"{item_id}.mp4"
-            _link(cache_dir / f"{item_id}.{key}.mp4", dest)
+            place(cache_dir / f"{item_id}.{key}.mp4", dest)
             if "first_frame" in info and info["first_frame"].get("from") != "list":
                 png = out_dir / f"{item_id}.first_frame.png"
-                _link(cache_dir / f"{item_id}.{key}.first_frame.png", png)
+                place(cache_dir / f"{item_id}.{key}.first_frame.png", png)
                 info["first_frame"]["image"] = str(png.resolve())
             row["path"] = str(dest.resolve())
             extra["generate"] = info

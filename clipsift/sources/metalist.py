@@ -191,7 +191,11 @@ def list_hunyuan(source: dict, root: Path) -> list[Item]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        # HunyuanVideo's tools open the list's paths from their working directory (base_dir);
+        # lists written for clipsift name them from the list's folder
         jpath = resolve(line, listfile.parent)
+        if base is not None and resolve(line, base).is_file():
+            jpath = resolve(line, base)
         where = f"{label}: line {lineno} ({jpath})"
         try:
             meta = json.loads(jpath.read_text(encoding="utf-8-sig"))
