@@ -150,8 +150,12 @@ def card_body(
         "",
         "### Settings",
         "",
-        f"- scenes: `{(cfg.get('scan') or {}).get('detector')}` detector; clips of "
-        f"{split.get('min_seconds')} to {split.get('max_seconds')} s",
+        (
+            "- clips: whole source videos (split.mode whole)"
+            if split.get("mode") == "whole"
+            else f"- scenes: `{(cfg.get('scan') or {}).get('detector')}` detector; clips of "
+            f"{split.get('min_seconds')} to {split.get('max_seconds')} s"
+        ),
         f"- export: crf {exp.get('crf')}, preset `{exp.get('preset')}`, max height "
         f"{exp.get('max_height')}",
         f"- config sha256: `{prov['config_sha256']}`",

@@ -5,7 +5,12 @@
 - ``size: [height, width]``: one fixed size for every clip;
 - ``buckets: [[height, width], ...]``: an explicit list of bucket sizes;
 - ``bucket: N`` with ``aspect_ratios``: one bucket per ratio, of area about ``N * N`` (960 ->
-  1280x720 at 16:9: 720p; 720 -> 960x540 before rounding; 480 -> 640x360 before rounding).
+  1280x720 at 16:9: 720p; 720 -> 960x540 before rounding; 480 -> 640x360 before rounding);
+- ``bucket: N`` with ``grid_max_ratio``: HunyuanVideo's crop-size list (its
+  ``hyvideo/hyvae_extract/dataset.py``, ``generate_crop_size_list``): every ``w x h`` on the
+  ``multiple`` grid with at most ``(N / multiple)²`` cells and an aspect ratio within
+  ``grid_max_ratio``, in that tool's order; a clip goes to the bucket whose ratio is nearest in
+  plain difference, the first on a tie (its ``get_closest_ratio``).
 
 Every side is a multiple of ``multiple`` (the VAE's spatial compression times the transformer's
 patch: 16 for Wan 2.1, HunyuanVideo and CogVideoX, 32 for Wan 2.2 and LTX-Video): fixed and
@@ -63,6 +68,8 @@ def make_buckets(cfg: dict, multiple: int) -> list[Bucket]:
             Bucket(round_to(w, multiple), round_to(h, multiple), "list") for h, w in cfg["buckets"]
         ]
     base = float(cfg["bucket"])
+    if cfg.get("grid_max_ratio"):
+        return grid_buckets(base, multiple, float(cfg["grid_max_ratio"]))
     out: dict[tuple[int, int], Bucket] = {}
     for r in cfg["aspect_ratios"]:
         w, h = bucket_size(base, parse_ratio(r), multiple)
@@ -89,8 +96,31 @@ def bucket_size(base: float, ratio: float, multiple: int) -> tuple[int, int]:
     return min(((w, h) for w in around(w0) for h in around(h0)), key=cost)
 
 
+GRID = "grid"  # the name of grid buckets: matched by plain ratio difference, as their tool does
+
+
+def grid_buckets(base: float, multiple: int, max_ratio: float) -> list[Bucket]:
+    """Every ``(w, h)`` in grid cells of ``multiple`` with ``w * h <= round((base / multiple)²)``
+    cells, walked from the widest down as HunyuanVideo's ``generate_crop_size_list`` walks them,
+    keeping those with an aspect ratio within ``max_ratio``."""
+    cells = round((base / multiple) ** 2)
+    out, wp, hp = [], cells, 1
+    while wp > 0:
+        if max(wp, hp) / min(wp, hp) <= max_ratio:
+            out.append(Bucket(wp * multiple, hp * multiple, GRID))
+        if (hp + 1) * wp <= cells:
+            hp += 1
+        else:
+            wp -= 1
+    return out
+
+
 def nearest_bucket(width: int, height: int, buckets: list[Bucket]) -> Bucket:
-    """The bucket nearest ``width / height`` in log aspect ratio (the first on a tie)."""
+    """The bucket nearest ``width / height`` in log aspect ratio (the first on a tie); grid
+    buckets by plain ratio difference, as the tool they reproduce picks."""
+    if buckets and buckets[0].name == GRID:
+        r = width / height
+        return min(buckets, key=lambda b: abs(b.ratio - r))
     r = math.log(width / height)
     return min(buckets, key=lambda b: abs(math.log(b.ratio) - r))
 

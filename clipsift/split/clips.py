@@ -69,8 +69,10 @@ def scenes_to_clips(
             g = g.sort_values("frame")
             times_of[vid] = (g["frame"].to_numpy(np.int64), g["time"].to_numpy(np.float64))
     rows = []
+    whole = cfg.get("mode", "scenes") == "whole"
     for info in source.to_dict("records"):
         video_id = info["video_id"]
+        first_id = video_id if whole else clip_id(video_id, 0)
         base = {
             "video_id": video_id, "fps": info["fps"], "width": info["width"], "height": info["height"],
             "source_path": info["path"], "path": info["path"],
@@ -78,7 +80,7 @@ def scenes_to_clips(
         if isinstance(info["duplicate_of"], str):
             # kept once: the copy is one row, never split or analysed, in every later table
             reason = f"duplicate_of={info['duplicate_of']}"
-            rows.append(base | {"clip_id": clip_id(video_id, 0), "split_reason": reason})
+            rows.append(base | {"clip_id": first_id, "split_reason": reason})
             continue
         group = by_video.get(video_id)
         error = info["error"] if isinstance(info["error"], str) else None
@@ -88,12 +90,25 @@ def scenes_to_clips(
             error = "not scanned"
         if error is not None:
             # failures are data: one row per failed video, in this table and every later one
-            rows.append(base | {"clip_id": clip_id(video_id, 0), "error": error})
+            rows.append(base | {"clip_id": first_id, "error": error})
             continue
         group = group.sort_values("scene")
         times = frame_times(group, times_of.get(video_id), float(base["fps"] or 0) or 30.0)
-        rows += _video_clips(video_id, group, base, cfg, times)
+        if whole:
+            rows.append(_whole_video(video_id, base, cfg, times))
+        else:
+            rows += _video_clips(video_id, group, base, cfg, times)
     return pd.DataFrame(rows, columns=CLIP_COLUMNS)
+
+
+def _whole_video(video_id: str, base: dict, cfg: dict, times: np.ndarray) -> dict:
+    """``split.mode: whole``: the video from its first frame to its last is one clip, named by
+    the video's id (a trainer's sample id is then the video's)."""
+    n = len(times) - 1
+    base = base | {"frame_rate_mode": rate_mode(times)}
+    short = n <= 0 or times[n] - times[0] < cfg["min_seconds"] - 1e-6
+    row = _row(base, video_id, 0, 0, 0, 0, n, times, "too_short" if short else None)
+    return row | {"clip_id": video_id}
 
 
 def frame_times(scenes: pd.DataFrame, recorded, fps: float) -> np.ndarray:
