@@ -113,6 +113,11 @@ def card_body(
             + (f", at most {exp['max_height']}p (shorter side)" if exp.get("max_height") else "")
             + "."
         )
+    if exp.get("clips", True) and (exp.get("easyanimate") or {}).get("enabled", True):
+        parts.append(
+            "- `easyanimate.json`: EasyAnimate's train file over the kept clips "
+            "(`--train_data_meta`; `--train_data_dir` is this folder)."
+        )
     if webdataset:
         parts.append(
             "- `webdataset/*.tar`: the kept clips as WebDataset shards grouped by resolution and "

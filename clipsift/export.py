@@ -446,11 +446,39 @@ def write_metadata(meta: pd.DataFrame, parquet_path, jsonl_path) -> None:
     write_jsonl(jsonl_path, _records(meta))
 
 
-def write_dataset(meta: pd.DataFrame, out: dict) -> None:
-    """``out``: parquet, jsonl (every clip), kept (parquet), rejected (parquet)."""
+def write_dataset(meta: pd.DataFrame, out: dict, easyanimate: dict | None = None) -> None:
+    """``out``: parquet, jsonl (every clip), kept (parquet), rejected (parquet), and
+    easyanimate (json, optional: ``easyanimate`` is the ``export.easyanimate`` section)."""
     write_metadata(meta, out["parquet"], out["jsonl"])
-    write_parquet(out["kept"], meta[meta["keep"].fillna(False).astype(bool)].reset_index(drop=True))
+    kept = meta[meta["keep"].fillna(False).astype(bool)].reset_index(drop=True)
+    write_parquet(out["kept"], kept)
     write_parquet(out["rejected"], rejected_table(meta))
+    if out.get("easyanimate"):
+        write_json(out["easyanimate"], easyanimate_train_file(kept, easyanimate or {}))
+
+
+def easyanimate_train_file(kept: pd.DataFrame, cfg: dict) -> list[dict]:
+    """EasyAnimate's train file (:mod:`clipsift.manifests.lists` says what its loader reads)
+    over the kept clips that have a file: ``file_path`` relative to the dataset folder (its
+    ``--train_data_dir``), the clip's caption (the caption stage's, else the source's)."""
+    from .manifests import check_empty_prompts
+    from .manifests.lists import easyanimate_entry
+
+    rows = kept[kept["file"].notna()] if "file" in kept else kept.iloc[:0]
+    entries = [
+        easyanimate_entry(
+            r["file"], r["caption"] if isinstance(r["caption"], str) else "",
+            r.get("export.width"), r.get("export.height"),
+        )
+        for r in rows.to_dict("records")
+    ]  # fmt: skip
+    empty = sum(1 for e in entries if not e["text"].strip())
+    if empty:
+        check_empty_prompts(
+            empty, len(entries), cfg.get("empty_prompts", "warn"),
+            where="easyanimate.json", option="export.easyanimate.empty_prompts",
+        )  # fmt: skip
+    return entries
 
 
 # ----------------------------------------------------------------------------- webdataset

@@ -1,6 +1,8 @@
 # The dataset (clipsift/export.py): the kept clips as files, one job per shard; then, once, the
 # metadata (+ WebDataset shards), the provenance, the dataset card and the report.
 EXPORT = config["export"]
+# EasyAnimate's train file names the clip files: only when they are written
+EASYANIMATE = EXPORT["easyanimate"]["enabled"] and EXPORT["clips"]
 if EXPORT["webdataset"]["enabled"] and not EXPORT["clips"]:
     raise ValueError(
         "export.webdataset.enabled needs export.clips: true (the tars hold the clip files)"
@@ -74,6 +76,7 @@ rule export:
             if EXPORT["webdataset"]["enabled"]
             else {}
         ),
+        **({"easyanimate": f"{R}/dataset/easyanimate.json"} if EASYANIMATE else {}),
         parquet=f"{R}/dataset/metadata.parquet",
         jsonl=f"{R}/dataset/metadata.jsonl",
         kept=f"{R}/dataset/kept.parquet",
@@ -83,7 +86,10 @@ rule export:
     conda:
         "../envs/clipsift.yaml"
     params:
-        export={k: EXPORT[k] for k in ("dedupe_across_shards", "clips", "webdataset")},
+        export={
+            k: EXPORT[k]
+            for k in ("dedupe_across_shards", "clips", "webdataset", "easyanimate")
+        },
     script:
         "../scripts/export.py"
 
@@ -98,6 +104,7 @@ rule provenance:
                 "metadata.jsonl",
                 "kept.parquet",
                 "rejected.parquet",
+                *(["easyanimate.json"] if EASYANIMATE else []),
             )
         ],
         sources=all_shards("source.parquet"),

@@ -2,7 +2,7 @@
 
 - ``export_duplicates``: every shard's source.parquet -> videos duplicated across shards;
 - ``export``: every shard's tables -> results/dataset/{metadata.parquet,metadata.jsonl,
-  kept.parquet,rejected.parquet} (+ webdataset/);
+  kept.parquet,rejected.parquet} (+ easyanimate.json, webdataset/);
 - ``provenance``: -> results/dataset/provenance.json;
 - ``card``: -> results/dataset/README.md.
 """
@@ -30,7 +30,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
         dataset = Path(sm.output.parquet).parent
         roots = path_roots(sm.config["sources"], sm.config["results"])
         meta = build_metadata(sm.input, sm.params.export, dataset, roots)
-        write_dataset(meta, dict(sm.output.items()))
+        write_dataset(meta, dict(sm.output.items()), sm.params.export["easyanimate"])
         if sm.output.get("webdataset"):
             with atomic_dir(sm.output.webdataset) as tmp:
                 tars = write_webdataset(meta, dataset, tmp, sm.params.export["webdataset"])

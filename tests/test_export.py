@@ -760,3 +760,24 @@ def test_manifests_point_at_the_exported_clips(tiny_videos, tmp_path):
         doc = json.loads((ds / line).read_text())
         assert (ds / doc["video_path"]).is_file()
         assert (ds / doc["npy_save_path"]).is_file()
+
+
+def test_easyanimate_train_file_says_or_stops_on_empty_prompts(caplog):
+    """EasyAnimate's entries for the kept clips with files; a clip without any caption is
+    counted in the log, stops the export (error), or passes (allow)."""
+    from clipsift.manifests import EmptyPrompts
+
+    kept = pd.DataFrame(
+        {"file": ["clips/s/a.mp4", "clips/s/b.mp4", None], "caption": ["a cat", None, "x"],
+         "export.width": [64, 32, None], "export.height": [48, 32, None]}
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        entries = ex.easyanimate_train_file(kept, {})
+    assert entries == [
+        {"file_path": "clips/s/a.mp4", "text": "a cat", "type": "video", "width": 64, "height": 48},
+        {"file_path": "clips/s/b.mp4", "text": "", "type": "video", "width": 32, "height": 32},
+    ]
+    assert "1 of 2 easyanimate.json entries have an empty prompt" in caplog.text
+    with pytest.raises(EmptyPrompts, match="export.easyanimate.empty_prompts: allow"):
+        ex.easyanimate_train_file(kept, {"empty_prompts": "error"})
+    assert len(ex.easyanimate_train_file(kept, {"empty_prompts": "allow"})) == 2

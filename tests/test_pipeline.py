@@ -29,6 +29,7 @@ from helpers import (
     shard_table,
     write_config,
 )
+from test_manifests import easyanimate_loader
 
 from clipsift import cli, plan
 from clipsift.sample import Segment, render_video
@@ -53,6 +54,14 @@ def check_dataset(wd: Path) -> pd.DataFrame:
     assert len(lines) == len(meta) > 0
     assert [json.loads(line)["clip_id"] for line in lines] == list(meta["clip_id"])
     assert meta["clip_id"].is_unique
+    # EasyAnimate's train file, read as its ImageVideoDataset reads it: the kept clip files
+    easy = wd / "results/dataset/easyanimate.json"
+    if easy.exists():
+        kept = meta[meta["keep"].fillna(False).astype(bool) & meta["file"].notna()]
+        got = easyanimate_loader(easy, wd / "results/dataset")
+        assert [p for p, _ in got] == [wd / "results/dataset" / f for f in kept["file"]]
+        assert all(p.is_file() for p, _ in got)
+        assert [t for _, t in got] == [c if isinstance(c, str) else "" for c in kept["caption"]]
     return meta
 
 

@@ -149,15 +149,22 @@ def write_manifests(
     return counts
 
 
-def check_empty_prompts(empty: int, total: int, policy: str) -> None:
-    """A manifest line with no prompt trains the model on "": say so (``warn``), or stop
-    (``error``); ``allow`` for unconditional training on purpose."""
+def check_empty_prompts(
+    empty: int,
+    total: int,
+    policy: str,
+    *,
+    where: str = "manifest",
+    option: str = "encode.manifests.empty_prompts",
+) -> None:
+    """An entry with no prompt trains the model on "": say so (``warn``), or stop (``error``);
+    ``allow`` for unconditional training on purpose."""
     if policy == "allow":
         return
     msg = (
-        f"{empty} of {total} manifest entries have an empty prompt: their clips have neither a "
+        f"{empty} of {total} {where} entries have an empty prompt: their clips have neither a "
         "caption (caption stage off, or it failed) nor a caption from the source. Turn the "
-        "caption stage on, or set encode.manifests.empty_prompts: allow."
+        f"caption stage on, or set {option}: allow."
     )
     if policy == "error":
         raise EmptyPrompts(msg)
