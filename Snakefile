@@ -36,6 +36,7 @@ include: "rules/caption.smk"
 include: "rules/encode.smk"
 include: "rules/export.smk"
 include: "rules/publish.smk"
+include: "rules/stream.smk"
 
 
 rule all:

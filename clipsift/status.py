@@ -45,8 +45,10 @@ STAGES = [
     ("select", ["selection.parquet"]),
     ("caption", ["caption.json"]),
     ("encode", ["latents.parquet"]),
+    ("upload", ["upload.json"]),  # streaming: the shard's own commit to the Hub
+    ("release", ["released.json"]),  # its downloads and extracted members removed
 ]
-OPTIONAL = {"flash", "ocr", "caption", "encode"}  # shown when on in the config or started
+OPTIONAL = {"flash", "ocr", "caption", "encode", "upload", "release"}  # shown when on or started
 MIN_SPAN = 10.0  # s between the first and last done output before a throughput is shown
 READ_ERRORS = (FileNotFoundError, OSError, ValueError)  # gone or rewritten while read
 
@@ -66,6 +68,9 @@ class ShardInfo:
     kept: int | None = None
     reasons: list[str] = field(default_factory=list)
     latents: int | None = None
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    freed_bytes: int = 0
 
 
 @dataclass
@@ -322,8 +327,15 @@ def _read(stage: str, folder: Path, info: ShardInfo) -> bool:
             info.reasons = [r for rs in df.loc[~df["keep"].astype(bool), "reasons"] for r in rs]
         elif stage == "encode":
             info.latents = pq.ParquetFile(folder / "latents.parquet").metadata.num_rows
+        elif stage == "upload":
+            rec = json.loads((folder / "upload.json").read_text())
+            info.uploaded_files, info.uploaded_bytes = int(rec["files"]), int(rec["bytes"])
+        elif stage == "release":
+            info.freed_bytes = int(
+                json.loads((folder / "released.json").read_text())["bytes_freed"]
+            )
         return True
-    except READ_ERRORS:
+    except (*READ_ERRORS, KeyError):
         return False
 
 
@@ -355,6 +367,12 @@ def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
     elif st.name == "encode":
         st.n_in, st.unit_in = kept, "kept"
         st.n_out, st.unit_out = sum(i.latents or 0 for i in done), "latents"
+    elif st.name == "upload":
+        st.n_in, st.unit_in = sum(i.uploaded_files for i in done), "files"
+        st.n_out, st.unit_out = round(sum(i.uploaded_bytes for i in done) / 1e6), "MB"
+    elif st.name == "release":
+        st.n_in, st.unit_in = len(done), "shards"
+        st.n_out, st.unit_out = round(sum(i.freed_bytes for i in done) / 1e6), "MB freed"
     st.video_seconds = sum(i.video_seconds for i in done)
     if len(st.done) >= 2 and st.last - st.first >= MIN_SPAN:
         first_shard = min(st.done, key=st.done.get)
@@ -403,6 +421,9 @@ def _enabled(stage: str, config: dict | None) -> bool:
     """Whether an optional stage is on; without a config, the schema's defaults (filters on)."""
     if stage in ("flash", "ocr"):
         return bool(((config or {}).get("filters", {}).get(stage) or {}).get("enabled", True))
+    if stage in ("upload", "release"):
+        stream = (config or {}).get("streaming") or {}
+        return bool(stream.get("enabled")) and (stage == "release" or stream.get("upload", True))
     return bool(((config or {}).get(stage) or {}).get("enabled"))
 
 

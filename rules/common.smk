@@ -8,6 +8,8 @@ from clipsift.scorers import REGISTRY
 from clipsift.selection import ThresholdError, check_thresholds, with_filters
 from clipsift.smk import import_from_checkout
 from clipsift.sources.changes import SourcesChanged, check_sources
+from clipsift.streaming import StreamingConfigError, check_config as check_streaming
+from clipsift.streaming import window_dependency
 from snakemake.exceptions import WorkflowError
 
 R = config["results"]
@@ -20,7 +22,8 @@ import_from_checkout(workflow.basedir)
 try:
     check_thresholds(config)
     check_manifests(config)
-except (ThresholdError, ManifestConfigError) as exc:
+    check_streaming(config)
+except (ThresholdError, ManifestConfigError, StreamingConfigError) as exc:
     raise WorkflowError(str(exc))
 
 # The process that schedules the jobs holds the results folder's lock for its whole life (not a
@@ -79,10 +82,33 @@ def all_shards(name):
 
 
 def ingest_input(wildcards):
-    """What ingest reads: the shard's plan file, or for a generate source the generated videos."""
+    """What ingest reads: the shard's plan file, or for a generate source the generated videos;
+    streaming: also the release of the shard `streaming.window` places earlier, so that at most
+    that many shards' downloads are on disk (clipsift/streaming.py)."""
+    inputs = {"plan": f"{R}/plan/shards/{wildcards.shard}.parquet"}
     if SHARDS[wildcards.shard]["kind"] == "prompt":
-        return f"{R}/shards/{wildcards.shard}/generated.parquet"
-    return f"{R}/plan/shards/{wildcards.shard}.parquet"
+        inputs["plan"] = f"{R}/shards/{wildcards.shard}/generated.parquet"
+    if config["streaming"]["enabled"]:
+        before = window_dependency(
+            SHARD_NAMES, wildcards.shard, config["streaming"]["window"]
+        )
+        if before:
+            inputs["window"] = f"{R}/shards/{before}/released.json"
+    return inputs
+
+
+def releases():
+    """The shards whose downloads and extracted members are released when they are done:
+    every shard when streaming, else the Hub-archive shards of sources without keep_extracted.
+    """
+    if config["streaming"]["enabled"]:
+        return SHARD_NAMES
+    return [
+        s
+        for s in SHARD_NAMES
+        if SOURCES[SHARDS[s]["source"]]["type"] == "hf_archives"
+        and not SOURCES[SHARDS[s]["source"]].get("keep_extracted")
+    ]
 
 
 def source_of(wildcards):
@@ -145,4 +171,39 @@ def all_targets():
     if stage_on("encode"):
         targets += shard_files("latents.parquet")
         targets.append(f"{R}/dataset/manifests")
+    if config["export"]["shard_metadata"] or config["streaming"]["enabled"]:
+        targets += shard_files("metadata.jsonl")
+    targets += [f"{R}/shards/{s}/released.json" for s in releases()]
+    if config["streaming"]["enabled"] and config["streaming"]["upload"]:
+        targets.append(
+            f"{R}/dataset/.published.json"
+        )  # the card and provenance, at the end
     return targets
+
+
+def shard_tables(wildcards):
+    """Everything of one shard that the dataset tables are made of."""
+    inputs = {
+        "sources": shard_path("source.parquet"),
+        "clips": shard_path("clips.parquet"),
+        "scores": shard_path("scores.parquet"),
+        "selection": shard_path("selection.parquet"),
+    }
+    for name in ("flash", "ocr"):
+        if config["filters"][name]["enabled"]:
+            inputs[name] = shard_path(f"{name}.json")
+    if stage_on("caption"):
+        inputs["captions"] = shard_path("caption.json")
+    if stage_on("encode"):
+        inputs["latents"] = shard_path("latents.parquet")
+    if config["export"]["clips"]:
+        inputs["clip_files"] = f"{R}/dataset/clips/{{shard}}.parquet"
+    return {k: v.format(shard=wildcards.shard) for k, v in inputs.items()}
+
+
+def release_inputs(wildcards):
+    """The shard's outputs after which nothing reads its videos any more."""
+    done = shard_tables(wildcards) | {"metadata": shard_path("metadata.jsonl")}
+    if config["streaming"]["upload"]:
+        done["upload"] = shard_path("upload.json")
+    return {k: v.format(shard=wildcards.shard) for k, v in done.items()}

@@ -1,6 +1,6 @@
 rule ingest:
     input:
-        plan=ingest_input,
+        unpack(ingest_input),
     output:
         shard_path("source.parquet"),
     log:

@@ -17,6 +17,12 @@ rule publish:
             f"{R}/dataset/webdataset" if EXPORT["webdataset"]["enabled"] else []
         ),
         manifests=f"{R}/dataset/manifests" if stage_on("encode") else [],
+        # streaming: after every shard's own commit, so the card and tables come last
+        uploads=(
+            shard_files("upload.json")
+            if config["streaming"]["enabled"] and config["streaming"]["upload"]
+            else []
+        ),
     output:
         f"{R}/dataset/.published.json",
     log:

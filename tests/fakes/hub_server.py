@@ -20,6 +20,10 @@ _commit_api.py, _upload_pipeline.py, lfs.py):
 - ``POST /{type}s/{repo}.git/info/lfs/objects/batch`` (basic transfer: an upload action per
   object the server lacks) and ``PUT /lfs/{oid}`` (the object, checked against its sha256).
 
+- ``HEAD``/``GET /{type}s/{repo}/resolve/{rev}/{path}`` (what ``hf_hub_download`` asks): the file
+  a branch holds, with ``X-Repo-Commit``, ``ETag`` and ``Content-Length`` (repos to download from
+  are made with :meth:`FakeHub.add_repo`).
+
 Not answered: Xet storage (the CAS protocol of hf_xet's Rust client). With hf_xet installed,
 huggingface_hub 2.x sends every ``lfs`` file through Xet, so tests of that path keep
 ``lfs_suffixes`` empty (every file ``regular``, committed inline).
@@ -81,6 +85,43 @@ class FakeHub:
             p: (self.lfs[f["oid"]] if f["lfs"] else f["data"]) for p, f in branch["files"].items()
         }
 
+    def add_repo(self, repo_id: str, files: dict[str, bytes], repo_type: str = "dataset") -> str:
+        """A repo whose main branch holds ``files`` (to download); returns its commit."""
+        data = {p: {"lfs": False, "data": b, "oid": git_blob_sha1(b)} for p, b in files.items()}
+        head = hashlib.sha1(
+            json.dumps(sorted((p, f["oid"]) for p, f in data.items())).encode()
+        ).hexdigest()
+        self.repos[f"{repo_type}/{repo_id}"] = {
+            "private": False,
+            "branches": {"main": {"files": data, "head": head}},
+        }
+        return head
+
+    def downloads(self) -> list[str]:
+        """The paths of the files served by GET (in order)."""
+        return [
+            r["path"] for r in self.requests if r["method"] == "GET" and "/resolve/" in r["path"]
+        ]
+
+    def _resolve(self, method: str, path: str):
+        """``(status, headers, body)`` of a resolve request, or None when ``path`` is not one."""
+        m = re.fullmatch(r"/(datasets/|spaces/|)(.+?)/resolve/([^/]+)/(.+)", path)
+        if not m:
+            return None
+        kind, repo_id, rev, name = m.groups()
+        repo = self.repos.get(f"{(kind or 'models/')[:-2]}/{repo_id}")
+        branch = (repo or {}).get("branches", {}).get(rev)
+        f = (branch or {}).get("files", {}).get(name)
+        if f is None:
+            return (
+                404,
+                {"X-Error-Code": "EntryNotFound", "X-Error-Message": f"{name} not found"},
+                b"",
+            )
+        data = self.lfs[f["oid"]] if f["lfs"] else f["data"]
+        headers = {"X-Repo-Commit": branch["head"], "ETag": f'"{f["oid"]}"'}
+        return 200, headers, data
+
     # ------------------------------------------------------------------ the server
 
     def _handler(self):
@@ -118,9 +159,25 @@ class FakeHub:
             def _authorised(self) -> bool:
                 return self.headers.get("Authorization") == f"Bearer {hub.token}"
 
+            def _send_file(self, method: str, code: int, headers: dict, data: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if method == "GET":
+                    self.wfile.write(data)
+
             def _handle(self, method: str) -> None:
                 parts = urlsplit(self.path)
                 path, query = unquote(parts.path), parse_qs(parts.query)
+                if method in ("GET", "HEAD") and (got := hub._resolve(method, path)) is not None:
+                    with hub._lock:
+                        hub.requests.append({"method": method, "path": path, "query": query,
+                                             "auth": self._authorised(), "bytes": 0})  # fmt: skip
+                    self._send_file(method, *got)
+                    return
                 body = self._body() if method in ("POST", "PUT") else b""
                 with hub._lock:
                     hub.requests.append({"method": method, "path": path, "query": query,
@@ -136,6 +193,9 @@ class FakeHub:
 
             def do_GET(self):
                 self._handle("GET")
+
+            def do_HEAD(self):
+                self._handle("HEAD")
 
             def do_POST(self):
                 self._handle("POST")
