@@ -193,7 +193,7 @@ def test_images_path_builds_what_the_model_expects(name, tiny_models, clip_video
     cfg = cap.model.config
     ip = cap.image_processor
 
-    if name in ("qwen2_5_vl", "qwen3_vl"):
+    if name in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
         P, T, M = cap.patch, cap.temporal, cap.merge
         rows = 0
         for i, (_, plan, video) in enumerate(items):
@@ -218,6 +218,8 @@ def test_images_path_builds_what_the_model_expects(name, tiny_models, clip_video
             if name == "qwen3_vl":
                 text = cap.tokenizer.decode(ids[i])
                 assert text.count(" seconds>") == grid[0]
+            elif name == "qwen2_vl":  # its RoPE counts temporal patches, not seconds
+                assert "second_per_grid_ts" not in inputs
             else:
                 ts = inputs["second_per_grid_ts"][i].item()
                 assert ts == pytest.approx(T / (n / video.metadata["total_num_frames"] * 10.0))
@@ -281,7 +283,8 @@ def test_video_defaults_mirror_the_video_processor_classes(name):
     import transformers
 
     cls = {
-        "qwen2_5_vl": "Qwen2VLVideoProcessor", "qwen3_vl": "Qwen3VLVideoProcessor",
+        "qwen2_vl": "Qwen2VLVideoProcessor", "qwen2_5_vl": "Qwen2VLVideoProcessor",
+        "qwen3_vl": "Qwen3VLVideoProcessor",
         "llava_onevision": "LlavaOnevisionVideoProcessor", "smolvlm2": "SmolVLMVideoProcessor",
     }[name]  # fmt: skip
     vp = getattr(transformers, cls)
@@ -297,7 +300,7 @@ def test_video_defaults_mirror_the_video_processor_classes(name):
 # ----------------------------------------------------------------------------- shards
 
 
-@pytest.mark.parametrize("name", ["qwen2_5_vl", "smolvlm2"])
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl", "smolvlm2"])
 def test_caption_shard_records_and_rerun(name, tiny_models, clip_videos, tmp_path):
     clips, source, selection = tables(clip_videos)
     cfg = local_config(tiny_models, name)
@@ -323,7 +326,7 @@ def test_caption_shard_records_and_rerun(name, tiny_models, clip_videos, tmp_pat
     assert recs["a_0000"]["captions"]["source"] == "A given caption."
     assert "source" not in recs["b_0000"]["captions"]
     n_frames = {cid: recs[cid]["frames"]["n"] for cid in ("a_0000", "a_0001", "b_0000")}
-    if name == "qwen2_5_vl":  # 2 fps, even counts
+    if name in ("qwen2_vl", "qwen2_5_vl"):  # 2 fps, even counts
         assert n_frames == {"a_0000": 4, "a_0001": 6, "b_0000": 6}
     else:
         assert n_frames == {"a_0000": 4, "a_0001": 6, "b_0000": 5}
@@ -341,6 +344,29 @@ def test_caption_shard_records_and_rerun(name, tiny_models, clip_videos, tmp_pat
     third = caption_shard(clips, source, selection, cfg2, cache_path=cache, shard="s")
     assert third["meta"]["counts"]["cached"] == 0
     assert third["meta"]["prompt_hash"] != meta["prompt_hash"]
+
+
+def test_top_k_is_sent_only_when_set(tiny_models):
+    """top_k reaches generate (sampling) and the API body, and changes the cache key only when
+    set, so captions cached before the option existed stay valid."""
+    from clipsift.captioners.api import ApiCaptioner
+
+    base = local_config(tiny_models, "qwen2_vl", temperature=0.7)
+    local = family("qwen2_vl")(base)
+    assert "top_k" not in local.generation_kwargs() and "top_k" not in local.settings()
+    k = family("qwen2_vl")(local_config(tiny_models, "qwen2_vl", temperature=0.7, top_k=20))
+    assert k.generation_kwargs()["top_k"] == 20 and k.settings()["top_k"] == 20
+    greedy = family("qwen2_vl")(local_config(tiny_models, "qwen2_vl", top_k=20))
+    assert greedy.generation_kwargs()["do_sample"] is False
+    api = {
+        "provider": "api",
+        "api": {"model": "m", "base_url": "http://127.0.0.1:9", "key_env": "X"},
+    }
+    without = ApiCaptioner(caption_config(**api))
+    with_k = ApiCaptioner(caption_config(**api, top_k=5))
+    job = ClipJob("c", "v", "x.mp4", 1.0, 4.0, 10.0, 30, 160, 90)
+    assert "top_k" not in without.payload(job, []) and with_k.payload(job, [])["top_k"] == 5
+    assert "top_k" not in without.settings() and with_k.settings()["top_k"] == 5
 
 
 def test_batch_and_single_generation_agree(tiny_models, clip_videos):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 
 REGISTRY: dict[str, str] = {
+    "qwen2_vl": "clipsift.captioners.qwen2_vl:Qwen2VL",
     "qwen2_5_vl": "clipsift.captioners.qwen2_5_vl:Qwen25VL",
     "qwen3_vl": "clipsift.captioners.qwen3_vl:Qwen3VL",
     "llava_onevision": "clipsift.captioners.llava_onevision:LlavaOnevision",

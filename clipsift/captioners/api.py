@@ -337,6 +337,8 @@ class ApiCaptioner(_ApiBase):
     def settings(self) -> dict:
         keys = ("max_new_tokens", "temperature", "top_p", "seed")
         out = {k: self.cfg.get(k) for k in keys}
+        if self.cfg.get("top_k") is not None:  # only when set: older cache keys stay valid
+            out["top_k"] = self.cfg["top_k"]
         out.update({k: self.api.get(k) for k in ("frames", "max_side", "jpeg_quality", "detail")})
         out["extra_body"] = self.api.get("extra_body") or {}
         return out
@@ -373,6 +375,8 @@ class ApiCaptioner(_ApiBase):
         }
         if self.cfg.get("seed") is not None:
             body["seed"] = int(self.cfg["seed"])
+        if self.cfg.get("top_k") is not None:
+            body["top_k"] = int(self.cfg["top_k"])
         body.update(self.api.get("extra_body") or {})
         return body
 

@@ -319,6 +319,8 @@ class LocalVLM:
         temperature = float(self.cfg.get("temperature") or 0.0)
         if temperature > 0:
             gen.update(do_sample=True, temperature=temperature, top_p=float(self.cfg["top_p"]))
+            if self.cfg.get("top_k") is not None:
+                gen["top_k"] = int(self.cfg["top_k"])
         else:
             gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if self.cfg.get("repetition_penalty", 1.0) != 1.0:
@@ -432,7 +434,10 @@ class LocalVLM:
         """Everything besides model and prompt that changes the answer (part of the cache key)."""
         keys = ("fps", "max_frames", "max_side", "max_new_tokens", "temperature", "top_p", "seed",
                 "repetition_penalty")  # fmt: skip
-        return {k: self.cfg.get(k) for k in keys}
+        out = {k: self.cfg.get(k) for k in keys}
+        if self.cfg.get("top_k") is not None:  # only when set: older cache keys stay valid
+            out["top_k"] = self.cfg["top_k"]
+        return out
 
     def prompt_hash(self) -> str:
         return prompt_hash(self.system, self.user)

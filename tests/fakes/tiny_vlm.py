@@ -106,37 +106,11 @@ def _ids(tok, names):
     return {n: tok.convert_tokens_to_ids(n) for n in names}
 
 
-def tiny_qwen2_5_vl(out: str | Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2VLImageProcessorPil,
-    )
+def _save_qwen2(out: Path, model, tok, ids: dict, processor_class: str) -> Path:
+    """What Qwen2-VL and Qwen2.5-VL repos hold besides the weights: the tokenizer and template,
+    the image processor, the video processor config and the processor class."""
+    from transformers import Qwen2VLImageProcessorPil
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = byte_tokenizer(QWEN_SPECIALS, eos="<|im_end|>", pad="<|endoftext|>")
-    ids = _ids(tok, QWEN_SPECIALS)
-    cfg = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e4},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "out_hidden_size": 32, "patch_size": 14, "spatial_merge_size": 2,
-            "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
-        },
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
     _save_common(
         out, model, tok, QWEN_TEMPLATE,
         {"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
@@ -154,8 +128,56 @@ def tiny_qwen2_5_vl(out: str | Path, seed: int = 0) -> Path:
             "image_std": [0.26862954, 0.26130258, 0.27577711],
         },
     )  # fmt: skip
-    _write(out, "processor_config.json", {"processor_class": "Qwen2_5_VLProcessor"})
+    _write(out, "processor_config.json", {"processor_class": processor_class})
     return out
+
+
+def _tiny_qwen2(
+    out, seed: int, config_class: str, model_class: str, vision: dict, processor: str
+) -> Path:
+    """A tiny Qwen2-VL-style model (Qwen2-VL, Qwen2.5-VL): the same text side and files."""
+    import torch
+    import transformers
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = byte_tokenizer(QWEN_SPECIALS, eos="<|im_end|>", pad="<|endoftext|>")
+    ids = _ids(tok, QWEN_SPECIALS)
+    cfg = getattr(transformers, config_class)(
+        text_config={
+            "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e4},
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_class)(cfg).eval()
+    return _save_qwen2(out, model, tok, ids, processor)
+
+
+def tiny_qwen2_5_vl(out: str | Path, seed: int = 0) -> Path:
+    vision = {
+        "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+        "out_hidden_size": 32, "patch_size": 14, "spatial_merge_size": 2,
+        "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
+    }  # fmt: skip
+    return _tiny_qwen2(out, seed, "Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration",
+                       vision, "Qwen2_5_VLProcessor")  # fmt: skip
+
+
+def tiny_qwen2_vl(out: str | Path, seed: int = 0) -> Path:
+    vision = {
+        "depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
+        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+    }  # fmt: skip
+    return _tiny_qwen2(out, seed, "Qwen2VLConfig", "Qwen2VLForConditionalGeneration", vision,
+                       "Qwen2VLProcessor")  # fmt: skip
 
 
 def tiny_qwen3_vl(out: str | Path, seed: int = 0) -> Path:
@@ -403,6 +425,7 @@ def tiny_clip(out: str | Path, seed: int = 0) -> Path:
 
 
 BUILDERS = {
+    "qwen2_vl": tiny_qwen2_vl,
     "qwen2_5_vl": tiny_qwen2_5_vl,
     "qwen3_vl": tiny_qwen3_vl,
     "llava_onevision": tiny_llava_onevision,
