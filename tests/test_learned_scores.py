@@ -35,6 +35,7 @@ def tiny(tmp_path_factory):
         "clip": save_tiny_clip(root / "clip", seed=0),
         "siglip": save_tiny_siglip(root / "siglip", seed=1),
         "laion": save_head(root / "laion.pth", "aesthetic", 16, seed=2),
+        "linear": save_head(root / "linear.pth", "aesthetic_linear", 16, seed=4),
         "v25": save_head(root / "v25.pth", "aesthetic_v2_5", 32, seed=3),
     }
 
@@ -68,6 +69,8 @@ def clips(tmp_path_factory):
 def model_cfg(kind, tiny, **over):
     if kind == "aesthetic":
         cfg = {"model": str(tiny["clip"]), "head_path": str(tiny["laion"])}
+    elif kind == "aesthetic_linear":
+        cfg = {"model": str(tiny["clip"]), "head_path": str(tiny["linear"])}
     elif kind == "aesthetic_v2_5":
         cfg = {"model": str(tiny["siglip"]), "head_path": str(tiny["v25"])}
     else:
@@ -94,6 +97,19 @@ def test_heads_have_the_published_key_layouts():
     assert aes.expected_keys("aesthetic_v2_5") == [
         f"scoring_head.{i}.{p}" for i in lin for p in ("weight", "bias")
     ]
+    # LAION-Aesthetics V1 (sa_0_4_vit_l_14_linear.pth): one nn.Linear(768, 1), loaded as its
+    # README's get_aesthetic_model loads it (m.load_state_dict(torch.load(path)))
+    assert aes.expected_keys("aesthetic_linear") == ["weight", "bias"]
+    published = torch.nn.Linear(768, 1).state_dict()
+    head = aes.build_head("aesthetic_linear", published)
+    assert tuple(head.weight.shape) == (1, 768)
+    x = torch.nn.functional.normalize(torch.randn(3, 768), dim=-1)
+    with torch.no_grad():
+        ref = torch.nn.Linear(768, 1)
+        ref.load_state_dict(published)
+        assert torch.equal(head(x), ref(x))
+    with pytest.raises(RuntimeError, match="expected the keys"):
+        aes.build_head("aesthetic_linear", aes.HEADS["aesthetic"](768).state_dict())
     # the real sizes: 768-1024-128-64-16-1 and 1152-1024-128-64-16-1
     for kind, dim in (("aesthetic", 768), ("aesthetic_v2_5", 1152)):
         head = aes.build_head(kind, aes.HEADS[kind](dim).state_dict())
@@ -126,7 +142,7 @@ def test_head_and_model_sizes_must_agree(tiny, tmp_path):
 # ----------------------------------------------------------------------------- scores
 
 
-@pytest.mark.parametrize("kind", ["aesthetic", "aesthetic_v2_5"])
+@pytest.mark.parametrize("kind", ["aesthetic", "aesthetic_linear", "aesthetic_v2_5"])
 def test_aesthetic_scores_shape_range_embeddings_and_determinism(kind, tiny, clips, tmp_path):
     df, _ = clips
     cfg = model_cfg(kind, tiny)
@@ -142,13 +158,13 @@ def test_aesthetic_scores_shape_range_embeddings_and_determinism(kind, tiny, cli
     assert (first["n_frames"] == 3).all()
     assert (
         first["model"]
-        .str.startswith(f"{tiny['clip' if kind == 'aesthetic' else 'siglip']}@local:")
+        .str.startswith(f"{tiny['siglip' if kind == 'aesthetic_v2_5' else 'clip']}@local:")
         .all()
     )
     assert first["head"].str.startswith("sha256:").all()
     ids, emb = read_embeddings(tmp_path / "e1.npy")
     assert list(ids) == list(df["clip_id"])
-    assert emb.shape == (4, 16 if kind == "aesthetic" else 32) and emb.dtype == np.float16
+    assert emb.shape == (4, 32 if kind == "aesthetic_v2_5" else 16) and emb.dtype == np.float16
     np.testing.assert_allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1, atol=2e-3)
     np.testing.assert_array_equal(emb, read_embeddings(tmp_path / "e2.npy")[1])
     worst = score(kind, df, {**cfg, "reduce": "min", "frames": 2})

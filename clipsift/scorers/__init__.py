@@ -31,6 +31,7 @@ REGISTRY: dict[str, Spec] = {
     "motion_vectors": Spec("clipsift.scorers.motion:score_motion_vectors", "cpu"),
     "technical": Spec("clipsift.scorers.technical:score_technical", "cpu"),
     "aesthetic": Spec("clipsift.scorers.aesthetic:score_aesthetic", "gpu"),
+    "aesthetic_linear": Spec("clipsift.scorers.aesthetic:score_aesthetic_linear", "gpu"),
     "aesthetic_v2_5": Spec("clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu"),
     "clip_iqa": Spec("clipsift.scorers.quality:score_clip_iqa", "gpu"),
 }

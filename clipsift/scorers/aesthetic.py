@@ -12,7 +12,12 @@ Two published predictors, each a registry entry and a ``scorers:`` config key:
   dict (``models/aesthetic_predictor_v2_5.pth``, loaded upstream into the head module):
   ``scoring_head.{0,2,4,6,8}.{weight,bias}`` (dropout after every linear layer but the last).
 
-Both heads output the 1-10 scale of their training ratings directly; nothing is rescaled here.
+- ``aesthetic_linear``: LAION-Aesthetics predictor V1 (LAION-AI/aesthetic-predictor,
+  ``sa_0_4_vit_l_14_linear.pth``, MIT), the head the HF video filter seed uses: the same CLIP
+  ViT-L/14 embeddings, L2-normalised, into one ``nn.Linear(768, 1)``. Its state dict is that
+  layer's own (``weight`` [1, 768], ``bias`` [1]), as its README's ``get_aesthetic_model`` loads it.
+
+All heads output the 1-10 scale of their training ratings directly; nothing is rescaled here.
 A head file is read with ``torch.load(weights_only=True)`` (or safetensors), never unpickled. A
 state dict of a bare ``nn.Sequential`` (``0.weight``...) is accepted for either layout.
 
@@ -49,6 +54,17 @@ DEFAULTS = {
             "repo": "camenduru/improved-aesthetic-predictor",
             "filename": "sac+logos+ava1-l14-linearMSE.pth",
             "revision": "main",
+        },
+        "head_path": None,
+    },
+    "aesthetic_linear": {
+        "model": "openai/clip-vit-large-patch14",
+        "revision": "32bd64288804d66eefd0ccbe215aa642df71cc41",
+        "subfolder": None,
+        "head": {
+            "url": "https://github.com/LAION-AI/aesthetic-predictor/raw/"
+            "6d122adad522ab246644d9dc1c6d7a3810ee255f/sa_0_4_vit_l_14_linear.pth",
+            "sha256": "2cd4e60f4f24ae3bcd57b847b13c1f3ba27edc28cc1a7f9ce74ee9f421243cba",
         },
         "head_path": None,
     },
@@ -119,8 +135,20 @@ class AestheticV25Head(nn.Module):
         return self.scoring_head(x)
 
 
-HEADS = {"aesthetic": LaionAestheticHead, "aesthetic_v2_5": AestheticV25Head}
-FAMILIES = {"aesthetic": "clip", "aesthetic_v2_5": "siglip"}
+class LaionLinearHead(nn.Linear):
+    """LAION-Aesthetics V1: one linear layer, its state dict ``weight`` and ``bias``."""
+
+    def __init__(self, in_dim: int = 768):
+        super().__init__(in_dim, 1)
+
+
+HEADS = {
+    "aesthetic": LaionAestheticHead,
+    "aesthetic_linear": LaionLinearHead,
+    "aesthetic_v2_5": AestheticV25Head,
+}
+FAMILIES = {"aesthetic": "clip", "aesthetic_linear": "clip", "aesthetic_v2_5": "siglip"}
+PREFIX = {"aesthetic": "layers.", "aesthetic_linear": "", "aesthetic_v2_5": "scoring_head."}
 
 
 def expected_keys(kind: str, in_dim: int | None = None) -> list[str]:
@@ -130,11 +158,11 @@ def expected_keys(kind: str, in_dim: int | None = None) -> list[str]:
 
 def build_head(kind: str, state_dict: dict):
     """The head of ``kind`` with ``state_dict`` loaded strictly (its input size read from it)."""
-    mod_prefix = "layers." if kind == "aesthetic" else "scoring_head."
+    mod_prefix = PREFIX[kind]
     sd = dict(state_dict)
-    if sd and all(k.split(".", 1)[0].isdigit() for k in sd):  # a bare nn.Sequential
+    if mod_prefix and sd and all(k.split(".", 1)[0].isdigit() for k in sd):  # bare Sequential
         sd = {mod_prefix + k: v for k, v in sd.items()}
-    first = sd.get(f"{mod_prefix}0.weight")
+    first = sd.get(f"{mod_prefix}0.weight" if mod_prefix else "weight")
     if first is None or first.ndim != 2:
         raise RuntimeError(
             f"{kind} head: expected the keys {expected_keys(kind)}, got {sorted(sd)[:12]}"
@@ -310,6 +338,11 @@ def _score(kind: str, clips, inputs, cfg):
 def score_aesthetic(clips, inputs, cfg):
     """LAION improved aesthetic predictor v2 (CLIP ViT-L/14 + linear head), 1-10."""
     return _score("aesthetic", clips, inputs, cfg)
+
+
+def score_aesthetic_linear(clips, inputs, cfg):
+    """LAION-Aesthetics V1 (CLIP ViT-L/14 + one linear layer), 1-10."""
+    return _score("aesthetic_linear", clips, inputs, cfg)
 
 
 def score_aesthetic_v2_5(clips, inputs, cfg):
