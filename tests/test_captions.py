@@ -179,8 +179,8 @@ def test_images_path_builds_what_the_model_expects(name, tiny_models, clip_video
     image path and the model's config, and the model accepts the inputs."""
     import torch
 
-    # LLaVA-OneVision and SmolVLM2 batch clips of one frame count (see their batch_key)
-    max_frames = 4 if name in ("llava_onevision", "smolvlm2") else 6
+    # LLaVA-OneVision, LLaVA-NeXT-Video and SmolVLM2 batch clips of one frame count
+    max_frames = 4 if name in ("llava_onevision", "llava_next_video", "smolvlm2") else 6
     cap = family(name)(
         local_config(tiny_models, name, video_inputs="images", max_frames=max_frames)
     )
@@ -238,6 +238,12 @@ def test_images_path_builds_what_the_model_expects(name, tiny_models, clip_video
                             return_tensors="pt")["pixel_values"][0, 0]  # fmt: skip
                 torch.testing.assert_close(inputs["pixel_values"][i, j], single)
             assert inputs["pixel_attention_mask"][i].all()  # one frame count: no padding
+    elif name == "llava_next_video":  # 4x4 patches per 32-px frame, pooled by 2: 4 tokens
+        for i, (_, plan, video) in enumerate(items):
+            n = len(video.frames)
+            assert min(plan.size) == 32  # shorter side resized to 32, aspect kept
+            assert int((ids[i] == cfg.video_token_index).sum()) == n * 4
+        assert inputs["pixel_values_videos"].shape[2:] == (3, 32, 32)
     else:  # llava_onevision
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size
         per_frame = math.ceil(side / 2) ** 2
@@ -258,7 +264,7 @@ def test_processor_and_images_paths_build_the_same_inputs(name, tiny_models, cli
 
     got = {}
     for path in ("processor", "images"):
-        max_frames = 4 if name in ("llava_onevision", "smolvlm2") else 6
+        max_frames = 4 if name in ("llava_onevision", "llava_next_video", "smolvlm2") else 6
         cap = family(name)(
             local_config(tiny_models, name, video_inputs=path, max_frames=max_frames)
         )
@@ -286,6 +292,7 @@ def test_video_defaults_mirror_the_video_processor_classes(name):
         "qwen2_vl": "Qwen2VLVideoProcessor", "qwen2_5_vl": "Qwen2VLVideoProcessor",
         "qwen3_vl": "Qwen3VLVideoProcessor",
         "llava_onevision": "LlavaOnevisionVideoProcessor", "smolvlm2": "SmolVLMVideoProcessor",
+        "llava_next_video": "LlavaNextVideoVideoProcessor",
     }[name]  # fmt: skip
     vp = getattr(transformers, cls)
     for key, value in family(name).video_defaults.items():
@@ -300,7 +307,7 @@ def test_video_defaults_mirror_the_video_processor_classes(name):
 # ----------------------------------------------------------------------------- shards
 
 
-@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl", "smolvlm2"])
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl", "llava_next_video", "smolvlm2"])
 def test_caption_shard_records_and_rerun(name, tiny_models, clip_videos, tmp_path):
     clips, source, selection = tables(clip_videos)
     cfg = local_config(tiny_models, name)

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "qwen2_5_vl": "clipsift.captioners.qwen2_5_vl:Qwen25VL",
     "qwen3_vl": "clipsift.captioners.qwen3_vl:Qwen3VL",
     "llava_onevision": "clipsift.captioners.llava_onevision:LlavaOnevision",
+    "llava_next_video": "clipsift.captioners.llava_next_video:LlavaNextVideo",
     "smolvlm2": "clipsift.captioners.smolvlm2:SmolVLM2",
 }
 

@@ -298,6 +298,77 @@ def tiny_llava_onevision(out: str | Path, seed: int = 0) -> Path:
     return out
 
 
+# vicuna-style turns, as llava-hf/LLaVA-NeXT-Video-7B-hf prompts (written for these tests)
+LLAVA_NEXT_VIDEO_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{% for c in message['content'] %}{{ c['text'] }} {% endfor %}"
+    "{% else %}{{ message['role'] | upper }}: "
+    "{% for c in message['content'] | selectattr('type', 'equalto', 'video') %}<video>\n{% endfor %}"
+    "{% for c in message['content'] | selectattr('type', 'equalto', 'text') %}{{ c['text'] }} {% endfor %}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def tiny_llava_next_video(out: str | Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import (
+        LlavaNextImageProcessorPil,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+    )
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<unk>", "<s>", "</s>", "<image>", "<video>"]
+    tok = byte_tokenizer(specials, eos="</s>", pad="<unk>", bos="<s>")
+    ids = _ids(tok, specials)
+    side, patch = 32, 8
+    cfg = LlavaNextVideoConfig(
+        vision_config={
+            "model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": side,
+            "patch_size": patch, "projection_dim": 32,
+        },
+        text_config={
+            "model_type": "llama", "vocab_size": len(tok), "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"], "pad_token_id": ids["<unk>"],
+        },
+        image_token_index=ids["<image>"], video_token_index=ids["<video>"],
+        vision_feature_select_strategy="default", vision_feature_layer=-2,
+        spatial_pool_mode="average", spatial_pool_stride=2,
+        image_grid_pinpoints=[[side, side], [side, 2 * side], [2 * side, side]],
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlavaNextVideoForConditionalGeneration(cfg).eval()
+    _save_common(
+        out, model, tok, LLAVA_NEXT_VIDEO_TEMPLATE,
+        {"eos_token_id": ids["</s>"], "pad_token_id": ids["<unk>"], "bos_token_id": ids["<s>"]},
+    )  # fmt: skip
+    LlavaNextImageProcessorPil(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+        image_grid_pinpoints=[[side, side], [side, 2 * side], [2 * side, side]],
+    ).save_pretrained(out)  # fmt: skip
+    _write(
+        out,
+        "video_preprocessor_config.json",
+        {
+            "video_processor_type": "LlavaNextVideoVideoProcessor",
+            "size": {"shortest_edge": side}, "crop_size": {"height": side, "width": side},
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+        },
+    )  # fmt: skip
+    _write(
+        out,
+        "processor_config.json",
+        {"processor_class": "LlavaNextVideoProcessor", "patch_size": patch,
+         "vision_feature_select_strategy": "default"},
+    )  # fmt: skip
+    return out
+
+
 def tiny_smolvlm2(out: str | Path, seed: int = 0) -> Path:
     import torch
     from transformers import (
@@ -429,5 +500,6 @@ BUILDERS = {
     "qwen2_5_vl": tiny_qwen2_5_vl,
     "qwen3_vl": tiny_qwen3_vl,
     "llava_onevision": tiny_llava_onevision,
+    "llava_next_video": tiny_llava_next_video,
     "smolvlm2": tiny_smolvlm2,
 }
