@@ -308,6 +308,21 @@ def test_wan_text_to_video(tmp_path):
     assert read_frames(out["path"][0]).shape == (5, H, W, 3)  # 6 -> 4k+1
 
 
+def test_allegro_text_to_video(tmp_path):
+    """Allegro (Dataflow-Gen's generator) from its tiny pipeline: loaded by from_pretrained,
+    its VAE tiled (it decodes only tiled), an even frame count kept as it is."""
+    model = tiny.build("allegro", tmp_path / "allegro")
+    (tmp_path / "p.txt").write_text("a red kite over a beach\n")
+    src = gen_source("allegro", "allegro", model, tmp_path / "p.txt", frames=8)
+    out = generate_shard(
+        plan_rows(src, tmp_path), src, out_dir=tmp_path / "o", cache_dir=tmp_path / "c"
+    )
+    assert out["error"].isna().all(), out["error"].tolist()
+    assert read_frames(out["path"][0]).shape == (8, H, W, 3)
+    record = json.loads(out["extra"][0])["generate"]
+    assert record["memory"]["vae_tiling"] is True and record["pipeline"] == "AllegroPipeline"
+
+
 def test_flux_first_frame_for_svd(tmp_path, pipes):
     flux = tiny.build("flux", tmp_path / "flux")
     (tmp_path / "p.txt").write_text("a lighthouse in fog\n")

@@ -55,6 +55,7 @@ class Generator:
     )  # name -> {class, model, revision, subfolder, kwargs}
     dtypes: dict = field(default_factory=dict)  # component -> dtype, over the pipeline's dtype
     needs: tuple = ()  # Python packages the family cannot load without
+    vae_tiling: bool = False  # the family's VAE decodes only tiled (Allegro): always on
     pinned: bool = True  # False: the default revision is a branch, pin a commit in the config
 
     def arg(self, param: str) -> str | None:
@@ -119,6 +120,28 @@ REGISTRY: dict[str, Generator] = dict(
             frame_step=8,
             size_multiple=32,
             args={"fps": "frame_rate"},  # LTX-Video is conditioned on the frame rate
+            pinned=False,
+        ),
+        _g(
+            "allegro",
+            "AllegroPipeline",
+            "t2v",
+            "rhymes-ai/Allegro",  # Apache-2.0; Dataflow-Gen's generator
+            "main",
+            # its model card: 88 frames of 720p at 15 fps (6 s), 100 steps, guidance 7.5; the
+            # VAE in float32, the rest in bfloat16
+            dict(
+                steps=100,
+                guidance=7.5,
+                width=1280,
+                height=720,
+                frames=88,
+                fps=15,
+                dtype="bfloat16",
+            ),  # fmt: skip
+            size_multiple=16,  # VAE x8, transformer patch 2
+            dtypes={"vae": "float32"},
+            vae_tiling=True,  # diffusers' Allegro VAE decodes only tiled
             pinned=False,
         ),
         _g(

@@ -258,6 +258,7 @@ def load(
     else:
         pipe.to(device)
     vae = getattr(pipe, "vae", None)
+    vae_tiling = vae_tiling or gen.vae_tiling
     for flag, method in ((vae_tiling, "enable_tiling"), (vae_slicing, "enable_slicing")):
         if not flag:
             continue

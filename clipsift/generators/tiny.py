@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # the families with a builder here: text-to-video, image-to-video, text-to-image
-BUILDERS = ("wan", "cogvideox", "svd", "sd3", "flux")
+BUILDERS = ("wan", "cogvideox", "allegro", "svd", "sd3", "flux")
 
 
 def _t5(kind: str = "t5", d_model: int = 32):
@@ -146,6 +146,45 @@ def _build_cogvideox():
             use_rotary_positional_embeddings=True,
         ),
         scheduler=CogVideoXDDIMScheduler(),
+    )
+
+
+def _build_allegro():
+    from diffusers import (
+        AllegroPipeline,
+        AllegroTransformer3DModel,
+        AutoencoderKLAllegro,
+        DDIMScheduler,
+    )
+
+    text_encoder, tok = _t5("t5", d_model=24)
+    return AllegroPipeline(
+        tokenizer=tok,
+        text_encoder=text_encoder,
+        vae=AutoencoderKLAllegro(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("AllegroDownBlock3D",) * 4,
+            up_block_types=("AllegroUpBlock3D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=2,
+            temporal_compression_ratio=4,
+        ),
+        transformer=AllegroTransformer3DModel(
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=4,
+            out_channels=4,
+            num_layers=1,
+            cross_attention_dim=24,
+            caption_channels=24,  # the T5's width
+            sample_width=8,
+            sample_height=8,
+            sample_frames=8,
+        ),
+        scheduler=DDIMScheduler(),
     )
 
 
