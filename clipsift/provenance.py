@@ -1,6 +1,6 @@
 """Provenance of a dataset build: ``results/dataset/provenance.json``.
 
-What it records (DESIGN principle 9): the config and its hash (sha256 of canonical JSON), the code
+What it records, so that a dataset can be rebuilt byte for byte from its config: the config and its hash (sha256 of canonical JSON), the code
 version (``clipsift.__version__`` and ``git describe --always --dirty`` of the checkout the
 package runs from), the versions of the core packages, every model that made an output (id,
 asked and resolved revision, gathered from the stage outputs themselves), the seeds, and the

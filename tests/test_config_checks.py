@@ -76,3 +76,36 @@ def test_config_errors_are_short_and_say_where(tmp_path, text, expected):
     assert len(out.splitlines()) < 30, out  # no schema dump
     if "YAML" in expected:
         assert "line " in out and "column " in out
+
+
+# JSON-schema keywords the schema uses; any other key beside a description is the tail of a
+# description that YAML cut at an unquoted comma inside a flow mapping
+SCHEMA_KEYWORDS = {
+    "type", "default", "description", "properties", "items", "enum", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "additionalProperties", "minItems", "maxItems",
+    "required", "oneOf", "anyOf", "allOf", "pattern", "$schema", "title", "const", "format",
+}  # fmt: skip
+
+
+def test_no_schema_description_is_cut_short():
+    """Every description reaches the config reference whole."""
+    import yaml
+
+    from clipsift.config import SCHEMA
+
+    cut = []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        if "description" in node or "type" in node:
+            cut.extend(f"{path}: {k!r}" for k in node if k not in SCHEMA_KEYWORDS)
+        for key, value in node.items():
+            if key == "properties":
+                for name, sub in value.items():
+                    walk(sub, f"{path}.{name}")
+            elif key in ("items", "additionalProperties"):
+                walk(value, f"{path}[]")
+
+    walk(yaml.safe_load(SCHEMA.read_text()), "")
+    assert not cut, cut

@@ -7,7 +7,7 @@ frames around the run are within ``brightness_delta / 2`` of each other. So:
 - a slow fade is not a flash (no single step of ``brightness_delta``);
 - a brief drop to black between two similar frames (a dropout) is, like a bright strobe.
 
-No peer pipeline has such a filter (shared notes, peers.md); this is our own definition. Mean
+None of the peer pipelines we compared has such a filter; this is our own definition. Mean
 luma must be recorded on every frame (stride 1) to see one-frame flashes: it costs about 4 us per
 320-px frame.
 """

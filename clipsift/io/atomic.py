@@ -1,4 +1,4 @@
-"""Atomic writes: a killed job never leaves a file that looks complete (DESIGN principle 6).
+"""Atomic writes: a killed job never leaves a file that looks complete.
 
 Every writer goes to a temporary name in the destination's folder, then renames it into place.
 """

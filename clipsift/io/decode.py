@@ -1,6 +1,6 @@
 """All video reading goes through this module (PyAV).
 
-Why it looks the way it does (figures in shared notes, video-io.md):
+Why it looks the way it does (figures measured by bench/throughput.py, bench/results/):
 - Small analysis frames come from the decoded Y (and U/V) planes resized with OpenCV, which costs
   about a sixth of PyAV's own scaler at 1080p.
 - One decoding thread per process by default: threads raise wall-clock speed but cost CPU, and the

@@ -298,7 +298,7 @@ def reencode(
     """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied),
     the shorter side at most ``max_height``; written atomically. Returns ``{width, height,
     n_frames, fps}``. Encoded with ``x264_options``, so the same frames give the same bytes
-    (DESIGN principle 9)."""
+    (a dataset is rebuilt byte for byte from its config)."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:

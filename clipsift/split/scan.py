@@ -1,6 +1,6 @@
 """The scan: one full decode per source video, feeding every CPU analysis that needs all frames.
 
-Decoding is the CPU bottleneck (shared notes, video-io.md), so each video is decoded once here and
+Decoding is the CPU bottleneck (bench/results/cpu-2core.md), so each video is decoded once here and
 everything that needs a dense look at it is taken from the same frames:
 - small frames (``analysis_width``) for the scene detector and the transition finder (fades,
   dissolves and blanks, whose frames are left out of every scene: ``split/transitions.py``);
