@@ -65,6 +65,15 @@ def check_thresholds(config: dict) -> None:
     against what the scorer wrote.)"""
     scorers = sorted(n for n, c in config.get("scorers", {}).items() if c.get("enabled"))
     filters = [n for n in ("flash", "ocr") if config.get("filters", {}).get(n, {}).get("enabled")]
+    cap = config.get("select", {}).get("caption") or {}
+    if cap.get("min_alignment") is not None:
+        caption = config.get("caption") or {}
+        if not (caption.get("enabled") and (caption.get("alignment") or {}).get("enabled")):
+            raise ThresholdError(
+                "select.caption.min_alignment needs the caption stage and its alignment score "
+                "(caption.enabled and caption.alignment.enabled): without them every clip would "
+                "be dropped as 'caption.alignment missing'."
+            )
     for col in config.get("select", {}).get("thresholds", {}):
         if col in REMOVED_COLUMNS:
             new, how = REMOVED_COLUMNS[col]
@@ -188,6 +197,35 @@ def select(
             "ocr_verdict": verdicts.get("text"),
         }
     )
+    return out
+
+
+def select_captions(selection: pd.DataFrame, captions: dict, cfg: dict) -> pd.DataFrame:
+    """The selection after the caption stage (rule ``select_captions``): kept clips whose caption
+    aligns less than ``cfg["min_alignment"]`` with the clip (``caption.json``'s ``alignment``,
+    CLIP image-text cosine) are dropped, as EasyAnimate drops misaligned pairs; a kept clip with
+    no score (no caption, a failed alignment) fails the test. ``record_only`` adds the column
+    ``caption_alignment`` without rejecting."""
+    records = (captions or {}).get("clips", captions or {})
+    out = selection.copy()
+    scores = [
+        (records.get(cid) or {}).get("alignment") if isinstance(records.get(cid), dict) else None
+        for cid in out["clip_id"]
+    ]
+    out["caption_alignment"] = pd.to_numeric(pd.Series(scores, index=out.index), errors="coerce")
+    bound = cfg.get("min_alignment")
+    if bound is None or cfg.get("record_only"):
+        return out
+    keep = out["keep"].fillna(False).astype(bool)
+    reasons = [list(r) for r in out["reasons"]]
+    for i in np.flatnonzero(keep.to_numpy()):
+        v = out["caption_alignment"].iloc[i]
+        if pd.isna(v):
+            reasons[i].append("caption.alignment missing")
+        elif v < bound:
+            reasons[i].append(f"caption.alignment={_fmt(float(v))} < {_fmt(float(bound))}")
+    out["reasons"] = reasons
+    out["keep"] = [not r for r in reasons]
     return out
 
 

@@ -157,6 +157,16 @@ def stage_on(name):
     return bool(config.get(name, {}).get("enabled"))
 
 
+def selection_file():
+    """The selection the stages after captioning follow: select's, or, with a caption test
+    (select.caption.min_alignment), the one rule select_captions makes after the captions.
+    """
+    captioned = (
+        stage_on("caption") and config["select"]["caption"]["min_alignment"] is not None
+    )
+    return "selection_captioned.parquet" if captioned else "selection.parquet"
+
+
 def dedup_output():
     """The cross-shard near-duplicate table, when that stage is on (select reads it)."""
     return f"{R}/dedup/near_duplicates.parquet" if stage_on("near_duplicates") else []
@@ -187,7 +197,7 @@ def shard_tables(wildcards):
         "sources": shard_path("source.parquet"),
         "clips": shard_path("clips.parquet"),
         "scores": shard_path("scores.parquet"),
-        "selection": shard_path("selection.parquet"),
+        "selection": shard_path(selection_file()),
     }
     for name in ("flash", "ocr"):
         if config["filters"][name]["enabled"]:

@@ -7,7 +7,7 @@ rule encode:
     input:
         clips=shard_path("clips.parquet"),
         source=shard_path("source.parquet"),
-        selection=shard_path("selection.parquet"),
+        selection=shard_path(selection_file()),
         scores=shard_path("scores.parquet"),
         # the caption stage's captions when that stage is on (encode then uses them)
         captions=lambda w: (

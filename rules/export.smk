@@ -33,7 +33,7 @@ rule export_clips:
     input:
         clips=shard_path("clips.parquet"),
         source=shard_path("source.parquet"),
-        selection=shard_path("selection.parquet"),
+        selection=shard_path(selection_file()),
         # videos duplicated across shards. Not ancient(): with Snakemake 9.27, when the job
         # making an ancient() input has to re-run (e.g. its code changed), the jobs after its
         # consumers are silently left out of the DAG. New shards therefore re-run every shard's
@@ -63,7 +63,7 @@ rule export:
     input:
         sources=all_shards("source.parquet"),
         clips=all_shards("clips.parquet"),
-        selection=all_shards("selection.parquet"),
+        selection=all_shards(selection_file()),
         scores=all_shards("scores.parquet"),
         flash=all_filter_outputs("flash"),
         ocr=all_filter_outputs("ocr"),

@@ -13,7 +13,27 @@ rule select:
     conda:
         "../envs/clipsift.yaml"
     params:
-        select=with_filters(config["select"], config["filters"]),
+        # the caption tests are rule select_captions' (after the captions)
+        select=with_filters(
+            {k: v for k, v in config["select"].items() if k != "caption"},
+            config["filters"],
+        ),
+    script:
+        "../scripts/select.py"
+
+
+rule select_captions:
+    input:
+        selection=shard_path("selection.parquet"),
+        captions=shard_path("caption.json"),
+    output:
+        shard_path("selection_captioned.parquet"),
+    log:
+        f"{R}/logs/select_captions/{{shard}}.log",
+    conda:
+        "../envs/clipsift.yaml"
+    params:
+        caption=config["select"]["caption"],
     script:
         "../scripts/select.py"
 

@@ -150,6 +150,21 @@ def test_cache_skips_a_line_cut_short(tmp_path):
     assert CaptionCache(path).get("k3") == {"caption": "three"}
 
 
+def test_caption_tests_of_the_selection():
+    from clipsift.selection import select_captions
+
+    sel = pd.DataFrame({"clip_id": ["a", "b", "c", "d"], "keep": [True, True, True, False],
+                        "reasons": [[], [], [], ["motion.rel_per_s missing"]]})  # fmt: skip
+    caps = {"clips": {"a": {"alignment": 0.30}, "b": {"alignment": 0.10}, "c": {"alignment": None}}}
+    out = select_captions(sel, caps, {"min_alignment": 0.2}).set_index("clip_id")
+    assert list(out["keep"]) == [True, False, False, False]
+    assert out.loc["b", "reasons"] == ["caption.alignment=0.1 < 0.2"]
+    assert out.loc["c", "reasons"] == ["caption.alignment missing"]
+    assert out.loc["d", "reasons"] == ["motion.rel_per_s missing"]  # not judged again
+    rec = select_captions(sel, caps, {"min_alignment": 0.2, "record_only": True})
+    assert list(rec["keep"]) == list(sel["keep"]) and rec["caption_alignment"].iloc[0] == 0.30
+
+
 def test_gpu_resource():
     from clipsift.captioners import gpus_needed
 
@@ -540,3 +555,51 @@ def test_caption_rule(tmp_path, tiny_models, clip_videos):
     assert {k: r["caption"] for k, r in again["clips"].items()} == {
         k: r["caption"] for k, r in data["clips"].items()
     }
+
+
+@pytest.mark.slow
+def test_alignment_threshold_drops_misaligned_pairs(tmp_path, tiny_models, clip_videos):
+    """select.caption.min_alignment through the rules: select_captions drops the kept clips
+    whose caption aligns below the bound, and the dataset tables and clip files follow it;
+    changing the bound re-runs neither select nor the captioner."""
+    wd = tmp_path / "wd"
+    (wd / "lists").mkdir(parents=True)
+    (wd / "lists" / "videos.jsonl").write_text(
+        "".join(json.dumps({"video": str(clip_videos[v])}) + "\n" for v in ("a", "b"))
+    )
+    caption = local_config(tiny_models, "smolvlm2") | {
+        "alignment": {"enabled": True, "model_id": str(tiny_models["clip"]), "revision": None,
+                      "device": "cpu", "frames": 2},
+    }  # fmt: skip
+    cfg = {
+        "results": "results",
+        "shard_size": 4,
+        "sources": [{"name": "m", "type": "metalist", "path": "lists/videos.jsonl"}],
+        "split": {"min_seconds": 1.0, "max_seconds": 10.0},
+        "filters": {"ocr": {"enabled": False}},
+        "select": {"thresholds": {}, "flash": {"record_only": True}},
+        "caption": caption,
+    }
+    run_snakemake(wd, cfg, targets=["results/dataset/metadata.parquet"])
+    meta = pd.read_parquet(wd / "results/dataset/metadata.parquet")
+    kept = meta[meta["keep"]]
+    scores = sorted(kept["caption.alignment"])
+    assert len(scores) >= 2
+    bound = (scores[0] + scores[-1]) / 2  # between the worst and the best pair
+
+    cfg["select"]["caption"] = {"min_alignment": bound}
+    run = run_snakemake(wd, cfg, targets=["results/dataset/metadata.parquet"])
+    assert "select_captions" in run.rules
+    assert "select" not in run.rules and "caption" not in run.rules
+    after = pd.read_parquet(wd / "results/dataset/metadata.parquet").set_index("clip_id")
+    low = set(kept.loc[kept["caption.alignment"] < bound, "clip_id"])
+    assert low and set(after.index[after["keep"]]) == set(kept["clip_id"]) - low
+    for cid in low:
+        assert any(r.startswith("caption.alignment=") for r in after.loc[cid, "reasons"])
+        assert pd.isna(after.loc[cid, "file"])
+        assert not list((wd / "results/dataset/clips").rglob(f"{cid}.mp4"))
+
+    # a bound without the alignment score is a config error, said at parse time
+    cfg["caption"] = {**caption, "alignment": {"enabled": False}}
+    with pytest.raises(Exception, match="select.caption.min_alignment needs"):
+        run_snakemake(wd, cfg, targets=["results/dataset/metadata.parquet"], dryrun=True)
