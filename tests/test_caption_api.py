@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes.chat_server import FakeChatServer
-from fakes.clips import caption_config, render_caption_videos, tables
+from fakes.clips import caption_config, caption_run_config, render_caption_videos, tables
 from helpers import plan_shards, run_snakemake, wait_for
 
 from clipsift.captioners.api import AuthError, HttpClient, redact, retry_after_seconds
@@ -327,15 +327,7 @@ def _rule_config(server, clip_videos, wd: Path, **api) -> dict:
     (wd / "lists" / "videos.jsonl").write_text(
         json.dumps({"video": str(clip_videos["a"]), "caption": "Two scenes."}) + "\n"
     )
-    return {
-        "results": "results",
-        "shard_size": 4,
-        "sources": [{"name": "m", "type": "metalist", "path": "lists/videos.jsonl"}],
-        "split": {"min_seconds": 1.0, "max_seconds": 10.0},
-        "filters": {"ocr": {"enabled": False}},
-        "select": {"thresholds": {}, "flash": {"record_only": True}},
-        "caption": api_config(server, **api),
-    }
+    return caption_run_config(api_config(server, **api))
 
 
 def _assert_no_key(wd: Path) -> int:

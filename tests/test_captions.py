@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fakes.clips import caption_config, render_caption_videos, tables
+from fakes.clips import caption_config, caption_run_config, render_caption_videos, tables
 from fakes.tiny_vlm import BUILDERS, tiny_causal_lm, tiny_clip
 from helpers import plan_shards, run_snakemake, wait_for
 
@@ -520,15 +520,7 @@ def test_caption_rule(tmp_path, tiny_models, clip_videos):
         + json.dumps({"video": str(clip_videos["b"])})
         + "\n"
     )
-    cfg = {
-        "results": "results",
-        "shard_size": 4,
-        "sources": [{"name": "m", "type": "metalist", "path": "lists/videos.jsonl"}],
-        "split": {"min_seconds": 1.0, "max_seconds": 10.0},
-        "filters": {"ocr": {"enabled": False}},
-        "select": {"thresholds": {}, "flash": {"record_only": True}},
-        "caption": local_config(tiny_models, "smolvlm2"),
-    }
+    cfg = caption_run_config(local_config(tiny_models, "smolvlm2"))
     run_snakemake(wd, cfg, dryrun=True)
     (shard,) = plan_shards(wd)
     target = f"results/shards/{shard}/caption.json"
@@ -571,15 +563,7 @@ def test_alignment_threshold_drops_misaligned_pairs(tmp_path, tiny_models, clip_
         "alignment": {"enabled": True, "model_id": str(tiny_models["clip"]), "revision": None,
                       "device": "cpu", "frames": 2},
     }  # fmt: skip
-    cfg = {
-        "results": "results",
-        "shard_size": 4,
-        "sources": [{"name": "m", "type": "metalist", "path": "lists/videos.jsonl"}],
-        "split": {"min_seconds": 1.0, "max_seconds": 10.0},
-        "filters": {"ocr": {"enabled": False}},
-        "select": {"thresholds": {}, "flash": {"record_only": True}},
-        "caption": caption,
-    }
+    cfg = caption_run_config(caption)
     run_snakemake(wd, cfg, targets=["results/dataset/metadata.parquet"])
     meta = pd.read_parquet(wd / "results/dataset/metadata.parquet")
     kept = meta[meta["keep"]]

@@ -57,3 +57,17 @@ def tables(videos: dict[str, Path]):
     )
     selection = pd.DataFrame({"clip_id": clips["clip_id"], "keep": [True, True, True, False, True]})
     return clips, source, selection
+
+
+def caption_run_config(caption: dict) -> dict:
+    """A workflow config over ``lists/videos.jsonl`` of the working folder: one shard, no OCR,
+    every clip kept, the ``caption`` section given."""
+    return {
+        "results": "results",
+        "shard_size": 4,
+        "sources": [{"name": "m", "type": "metalist", "path": "lists/videos.jsonl"}],
+        "split": {"min_seconds": 1.0, "max_seconds": 10.0},
+        "filters": {"ocr": {"enabled": False}},
+        "select": {"thresholds": {}, "flash": {"record_only": True}},
+        "caption": caption,
+    }
