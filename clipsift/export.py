@@ -35,7 +35,6 @@ sources are.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -50,6 +49,7 @@ import pandas as pd
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
 from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import place
+from .io.hashing import file_digest, json_digest
 from .portable import portable_table
 from .selection import clip_table, load_json
 from .split.clips import reencode, target_width
@@ -138,16 +138,8 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     return keys <= _PLAIN_METADATA
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _key(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(obj, ascii_only=True)
 
 
 def encode_settings(cfg: dict) -> dict:
@@ -239,7 +231,7 @@ def export_shard_clips(
                         float(clip["end_time"]), crf=settings["crf"], preset=settings["preset"],
                         max_height=max_height,
                     )  # fmt: skip
-                    info["sha256"] = file_sha256(cached)
+                    info["sha256"] = file_digest(cached)
                     if cache is not None:
                         write_json(info_path, info)
                     row["how"] = "encoded"
@@ -251,7 +243,7 @@ def export_shard_clips(
             row |= {
                 "file": Path(os.path.relpath(final_dir / name, dataset_dir)).as_posix(),
                 "bytes": dest.stat().st_size,
-                "sha256": row.get("sha256") or file_sha256(dest),  # an encoded clip's is known
+                "sha256": row.get("sha256") or file_digest(dest),  # an encoded clip's is known
                 "error": None,
             }
         except (VideoError, av.FFmpegError, OSError, ValueError) as exc:

@@ -7,7 +7,6 @@ skipped by later stages (duplicates across shards are resolved by the export, wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io.decode import probe
+from .io.hashing import file_digest
 from .sources import SourceError, fetch_archive
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,8 @@ SOURCE_COLUMNS = [
 
 
 def content_hash(path: str | os.PathLike, algo: str = "blake2b") -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    """A video's content hash (``ingest.hash``): duplicates and the changed-source check."""
+    return file_digest(path, algo)
 
 
 def extracted_dir(results: str | Path, shard: str) -> Path:

@@ -29,6 +29,7 @@ import pandas as pd
 
 import clipsift
 
+from .io.hashing import canonical_json, file_digest
 from .selection import load_json, rules, with_filters
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ SECRET_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPEN
 
 
 # ----------------------------------------------------------------------------- versions
-
-
-def canonical_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def config_hash(config: dict) -> str:
@@ -408,10 +405,8 @@ def redact(obj, values: list[str]):
     return json.loads(text)
 
 
-def file_digest(path: str | os.PathLike) -> dict:
-    from .export import file_sha256
-
-    return {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+def file_record(path: str | os.PathLike) -> dict:
+    return {"bytes": os.path.getsize(path), "sha256": file_digest(path)}
 
 
 def build_provenance(
@@ -446,7 +441,7 @@ def build_provenance(
             scores=scores, captions=captions, latents=latents, sources=sources, config=cfg
         ),  # fmt: skip
         "counts": stage_counts(meta, sources, cfg, plan),
-        "files": {name: file_digest(p) for name, p in sorted((files or {}).items())},
+        "files": {name: file_record(p) for name, p in sorted((files or {}).items())},
     }
     return redact(record, secret_values(secrets_from or config))
 

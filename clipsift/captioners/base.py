@@ -9,14 +9,14 @@ wrong for the whole shard (a missing model, a refused API key) raises.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from ..io.hashing import json_digest
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,8 @@ def format_prompt(template: str, job: ClipJob) -> str:
 
 
 def stable_hash(obj, n: int = 16) -> str:
-    """Short sha256 of a JSON-able object (keys sorted)."""
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
+    """Short sha256 of a JSON-able object (keys sorted): the caption and encode cache keys."""
+    return json_digest(obj, n)
 
 
 def prompt_hash(system: str, user: str) -> str:

@@ -18,7 +18,6 @@ not there yet; the cache may be deleted at any time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ import pandas as pd
 
 from ..io.atomic import atomic_path
 from ..io.files import place
+from ..io.hashing import file_digest, json_digest
 from ..plan import ITEM_COLUMNS
 from . import GeneratorError, check_source, get
 from . import pipeline as gp
@@ -49,14 +49,6 @@ class ItemError(Exception):
 class LoadError(RuntimeError):
     """The model cannot be loaded (a wrong id or revision, no Hub, a missing package): no item
     can work, the job fails."""
-
-
-def _file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _load_image(path: str | None):
@@ -127,8 +119,8 @@ class Generation:
         return self._loaded[which]
 
     def cache_key(self, prompt: str | None, image: str | None, seed: int) -> str:
-        image_hash = _file_hash(image) if image and os.path.isfile(image) else image
-        blob = json.dumps(
+        image_hash = file_digest(image) if image and os.path.isfile(image) else image
+        return json_digest(
             {
                 "v": 1,
                 "settings": self.settings(),
@@ -139,10 +131,9 @@ class Generation:
                 "t2i_as": self.source.get("t2i_as"),
                 "crf": CRF,
             },
-            sort_keys=True,
-            default=str,
+            16,
+            ascii_only=True,
         )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def make(self, item_id: str, prompt: str | None, image_path: str | None, work: Path) -> dict:
         """Generate one item into ``work/{item_id}.mp4`` (plus its first frame for a chain)."""

@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..io.hashing import file_digest
+
 log = logging.getLogger(__name__)
 
 
@@ -199,11 +201,7 @@ def _url_file(url: str, sha256: str | None) -> tuple[Path, dict]:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict:
