@@ -70,7 +70,8 @@ from clipsift.filters.ocr import OcrReader, ocr_from_scan, ocr_shard
 from clipsift.ingest import ingest_shard, usable
 from clipsift.io.atomic import atomic_path
 from clipsift.io.decode import iter_frames, probe
-from clipsift.sample import Segment, _x264_determinism, render_video
+from clipsift.io.x264 import x264_options
+from clipsift.sample import Segment, render_video
 from clipsift.scorers import ShardInputs, run_scorer, usable_clips
 from clipsift.scorers.motion import FlowMeter, motion_vectors
 from clipsift.scorers.technical import border_profile, find_borders, frame_technical
@@ -193,7 +194,7 @@ def add_grain(src: Path, dst: Path, sigma: float, seed: int = 0, crf: int = CRF)
         ost = out.add_stream("libx264", rate=ist.average_rate)
         ctx = ost.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
-        ctx.options = {"crf": str(crf), "preset": "veryfast", **_x264_determinism()}
+        ctx.options = x264_options(crf, "veryfast", mbtree=True)
         noise = np.empty((h, w), np.float32)
         for i, frame in enumerate(inp.decode(ist)):
             yuv = frame.to_ndarray(format="yuv420p")  # Y rows, then U and V

@@ -15,7 +15,7 @@ named ``[first, last]``):
   content at ``(x, y)`` in frame ``t`` is at ``(x + dx, y + dy)`` in frame ``t + 1``. A camera
   panning right therefore has a negative ``dx``.
 - Decoded pixels are deterministic for given arguments (seeded numpy, deterministic OpenCV calls,
-  x264 capped at AVX2, see :func:`_x264_determinism`); the bytes need not be.
+  x264 capped at AVX2, see :mod:`clipsift.io.x264`); the bytes need not be.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from clipsift.io.atomic import atomic_path, write_json
+from clipsift.io.x264 import x264_options
 
 FONT = cv2.FONT_HERSHEY_DUPLEX
 
@@ -282,22 +283,6 @@ def _segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
         yield img
 
 
-@functools.cache
-def _x264_determinism() -> dict:
-    """Cap x264 at AVX2 on AVX-512 CPUs.
-
-    With its AVX-512 code, identical input encoded twice in one process sometimes decoded to
-    different pixels (local blocks off by up to ~20 levels, at 160x96 to 480x270), which looks like
-    a read of uninitialised memory; with AVX2 and below, or no asm, the output was always the same.
-    Every AVX-512 CPU has AVX2, so the cap is safe; the speed cost is negligible at these sizes.
-    """
-    try:
-        cpu = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: keep x264's own choice
-        return {}
-    return {"x264-params": "asm=AVX2"} if "avx512" in cpu else {}
-
-
 _TO_CODED = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
@@ -357,7 +342,7 @@ def render_video(
             ctx.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime",
                            "cpu-used": "8", "threads": "1"}  # fmt: skip
         else:
-            ctx.options = {"crf": str(crf), "preset": preset, **_x264_determinism()}
+            ctx.options = x264_options(crf, preset, mbtree=True)
         if gop:
             ctx.gop_size = gop
         if rotation:

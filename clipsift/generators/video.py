@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import atomic_path
+from ..io.x264 import X264_THREADS, x264_options
 
 
 def write_mp4(
@@ -32,11 +33,8 @@ def write_mp4(
     crf 17 is visually lossless for x264: generated videos are training data, and re-encoding
     them later (clip export) should start from as little loss as possible.
 
-    ``mbtree=0``: with macroblock-tree rate control on (x264's default), the libx264 in PyAV's
-    wheels encoded the same frames to different bitstreams from one call to the next (measured:
-    6 distinct outputs in 8 calls at 96x64, decoded pixels up to 20 levels apart); without it the
-    same frames give the same file, which the dataset's reproducibility needs. It costs a few
-    percent of bitrate at the same quality.
+    The x264 settings are :func:`clipsift.io.x264.x264_options`: the same frames give the same
+    file, which the dataset's reproducibility needs.
     """
     import av
 
@@ -53,11 +51,8 @@ def write_mp4(
             out.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.options = {
-            "crf": str(crf),
-            "preset": preset,
-            "x264-params": "mbtree=0",
-        }
+        stream.codec_context.options = x264_options(crf, preset)
+        stream.codec_context.thread_count = X264_THREADS
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = i

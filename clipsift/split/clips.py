@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..io.atomic import atomic_path
 from ..io.decode import VideoError, iter_frames, open_video, seek_to
+from ..io.x264 import X264_THREADS, x264_options
 
 log = logging.getLogger(__name__)
 
@@ -267,22 +268,6 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
                     packet.pts -= offset
                 packet.stream = ostream
                 out.mux(packet)
-
-
-X264_THREADS = 4  # part of the encode settings: the same frames give the same bytes anywhere
-
-
-def x264_options(crf: int, preset: str) -> dict:
-    """libx264 settings that give the same bytes for the same frames: macroblock-tree rate
-    control off (it made repeated encodes differ) and, on AVX-512 CPUs, x264's assembly capped
-    at AVX2 (its AVX-512 code gave different pixels for the same input; clipsift.sample)."""
-    params = ["mbtree=0"]
-    try:
-        if "avx512" in Path("/proc/cpuinfo").read_text():
-            params.append("asm=AVX2")
-    except OSError:
-        pass
-    return {"crf": str(crf), "preset": preset, "x264-params": ":".join(params)}
 
 
 def reencode(
