@@ -30,6 +30,7 @@ import pandas as pd
 import clipsift
 
 from .io.hashing import canonical_json, file_digest
+from .redaction import redact_json
 from .selection import load_json, rules, with_filters
 
 log = logging.getLogger(__name__)
@@ -394,17 +395,6 @@ def secret_values(config: dict) -> list[str]:
     return sorted((v for v in vals if len(v) >= 4), key=len, reverse=True)
 
 
-def redact(obj, values: list[str]):
-    if not values:
-        return obj
-    text = canonical_json(obj)
-    if not any(v in text for v in values):
-        return obj
-    for v in values:
-        text = text.replace(v, "[redacted]")
-    return json.loads(text)
-
-
 def file_record(path: str | os.PathLike) -> dict:
     return {"bytes": os.path.getsize(path), "sha256": file_digest(path)}
 
@@ -443,7 +433,7 @@ def build_provenance(
         "counts": stage_counts(meta, sources, cfg, plan),
         "files": {name: file_record(p) for name, p in sorted((files or {}).items())},
     }
-    return redact(record, secret_values(secrets_from or config))
+    return redact_json(record, secret_values(secrets_from or config))
 
 
 def without_volatile(record: dict) -> dict:

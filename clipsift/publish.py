@@ -36,6 +36,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from .io.atomic import write_json
+from .redaction import scrub
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,7 @@ def hub_token(cfg: dict) -> str:
 def _reason(exc: BaseException, secrets: list[str]) -> str:
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     text = " ".join(lines[:3]) if lines else type(exc).__name__
-    for s in secrets:
-        text = text.replace(s, "[redacted]")
-    return text[:500]
+    return scrub(text, secrets)[:500]
 
 
 def _status(exc: BaseException) -> int | None:

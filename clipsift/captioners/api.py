@@ -26,7 +26,6 @@ import email.utils
 import logging
 import os
 import random
-import re
 import tempfile
 import threading
 import time
@@ -36,13 +35,13 @@ from urllib.parse import urlsplit
 
 from ..io.decode import reason
 from ..models.frames import clip_frames
+from ..redaction import redact
 from .base import ClipJob, Result, Timer, fit_side, format_prompt, prompt_hash, sample_frames
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEY_ENVS = ("OPENROUTER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529}
-_KEYLIKE = re.compile(r"\b(?:sk|pk|rk|or|key|tok|token|bearer)[-_][A-Za-z0-9_\-*.]{8,}", re.I)
 
 
 class AuthError(RuntimeError):
@@ -70,15 +69,6 @@ def read_key(api: dict) -> tuple[str | None, str]:
         if value:
             return value.strip(), name
     return None, " or ".join(names)
-
-
-def redact(text: str, secrets=()) -> str:
-    """``text`` without the secrets (and anything that looks like an API key)."""
-    text = str(text)
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "[redacted]")
-    return _KEYLIKE.sub("[redacted]", text)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

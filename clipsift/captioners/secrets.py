@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 
-from .api import DEFAULT_KEY_ENVS, redact
+from ..redaction import redact, scrub
+from .api import DEFAULT_KEY_ENVS
 
 HUB_TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -27,12 +28,6 @@ def secret_envs(cfg: dict) -> list[str]:
 def secret_values(cfg: dict) -> list[str]:
     vals = [os.environ.get(n, "").strip() for n in secret_envs(cfg)]
     return sorted({v for v in vals if len(v) >= 4}, key=len, reverse=True)
-
-
-def scrub(text: str, values) -> str:
-    for v in values:
-        text = text.replace(v, "[redacted]")
-    return text
 
 
 class SecretFilter(logging.Filter):
