@@ -587,3 +587,36 @@ def test_alignment_threshold_drops_misaligned_pairs(tmp_path, tiny_models, clip_
     cfg["caption"] = {**caption, "alignment": {"enabled": False}}
     with pytest.raises(Exception, match="select.caption.min_alignment needs"):
         run_snakemake(wd, cfg, targets=["results/dataset/metadata.parquet"], dryrun=True)
+
+
+# ----------------------------------------------------------------------------- vLLM backend
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_next_video"])
+def test_vllm_requests_are_the_transformers_prompts_and_frames(name, tiny_models, clip_videos):
+    """caption.backend: vllm builds, for each clip, the prompt text and frames the transformers
+    path feeds its model, and vLLM sampling arguments from the same settings; its cache key
+    differs; without a GPU (or vllm) it stops with what is missing."""
+    from clipsift.captioners import make_captioner
+
+    cfg = local_config(tiny_models, name, video_inputs="images", max_frames=4)
+    ref = make_captioner(cfg)
+    ref.load()
+    vl = make_captioner(cfg | {"backend": "vllm"})
+    vl.load_prompting()
+    assert type(vl).__name__ == f"Vllm{type(ref).__name__}"
+    for (job, plan, video), (_, plan2, video2) in zip(
+        items_for(ref, clip_videos), items_for(vl, clip_videos), strict=True
+    ):
+        req = vl.request(job, video2)
+        assert req["prompt"] == ref.render(job)
+        assert "<video>" in req["prompt"] or "<|video_pad|>" in req["prompt"]  # one placeholder
+        assert plan2.size == plan.size
+        np.testing.assert_array_equal(req["multi_modal_data"]["video"], video.frames)
+    assert vl.sampling_kwargs() == {"max_tokens": 8, "temperature": 0.0, "seed": 0,
+                                    "repetition_penalty": 1.0}  # fmt: skip
+    hot = make_captioner(cfg | {"backend": "vllm", "temperature": 0.7, "top_k": 20})
+    assert hot.sampling_kwargs()["top_k"] == 20 and hot.sampling_kwargs()["top_p"] == 1.0
+    assert vl.settings() == ref.settings() | {"backend": "vllm"}
+    with pytest.raises(RuntimeError, match="runs on a GPU"):
+        vl.load()

@@ -47,7 +47,9 @@ def make_captioner(cfg: dict, *, device: str = "cpu"):
     """The captioner the ``caption`` config asks for (not loaded yet)."""
     provider = cfg.get("provider", "local")
     if provider == "local":
-        return family(cfg["model"])(cfg, device=device)
+        from .vllm import with_backend
+
+        return with_backend(family(cfg["model"]), cfg.get("backend"))(cfg, device=device)
     from .api import ApiCaptioner, UploadCaptioner
 
     if provider == "api":
