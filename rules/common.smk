@@ -1,14 +1,14 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
 from clipsift import runlock
+from clipsift.checks import cross_checks
+from clipsift.config import ConfigError
 from clipsift.filters.ocr import SCAN_KEYS as OCR_SCAN_KEYS
-from clipsift.manifests import ManifestConfigError, check_config as check_manifests
 from clipsift.plan import limit_shards, load_shards
 from clipsift.scorers import REGISTRY
-from clipsift.selection import ThresholdError, check_thresholds, with_filters
+from clipsift.selection import with_filters
 from clipsift.smk import import_from_checkout
 from clipsift.sources.changes import SourcesChanged, check_sources
-from clipsift.streaming import StreamingConfigError, check_config as check_streaming
 from clipsift.streaming import window_dependency
 from snakemake.exceptions import WorkflowError
 
@@ -18,12 +18,10 @@ R = config["results"]
 # only the dependencies): the code of a build is the workflow's own.
 import_from_checkout(workflow.basedir)
 
-# cross-field checks the schema cannot express
+# cross-field checks the schema cannot express (clipsift/checks.py)
 try:
-    check_thresholds(config)
-    check_manifests(config)
-    check_streaming(config)
-except (ThresholdError, ManifestConfigError, StreamingConfigError) as exc:
+    cross_checks(config)
+except ConfigError as exc:
     raise WorkflowError(str(exc))
 
 # The process that schedules the jobs holds the results folder's lock for its whole life (not a

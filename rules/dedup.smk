@@ -3,16 +3,6 @@
 # dedup_output()), so it runs only when near_duplicates.enabled is true.
 if stage_on("near_duplicates"):
     ND = config["near_duplicates"]
-    if ND["embeddings"] not in scorers_on("gpu"):
-        raise ValueError(
-            f"near_duplicates.embeddings: {ND['embeddings']!r} is not an enabled model scorer "
-            f"(enabled: {', '.join(scorers_on('gpu')) or 'none'}); enable it under scorers:"
-        )
-    if ND["keep_best_by"] and ND["keep_best_by"].split(".")[0] not in enabled_scorers():
-        raise ValueError(
-            f"near_duplicates.keep_best_by: {ND['keep_best_by']!r} is not a column of an "
-            "enabled scorer ({scorer}.{column}, e.g. aesthetic.score)"
-        )
 
     rule near_duplicates:
         input:

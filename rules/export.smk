@@ -3,10 +3,6 @@
 EXPORT = config["export"]
 # EasyAnimate's train file names the clip files: only when they are written
 EASYANIMATE = EXPORT["easyanimate"]["enabled"] and EXPORT["clips"]
-if EXPORT["webdataset"]["enabled"] and not EXPORT["clips"]:
-    raise ValueError(
-        "export.webdataset.enabled needs export.clips: true (the tars hold the clip files)"
-    )
 
 
 # every shard's clip index (an input function, like all_shards)

@@ -109,3 +109,24 @@ def test_no_schema_description_is_cut_short():
 
     walk(yaml.safe_load(SCHEMA.read_text()), "")
     assert not cut, cut
+
+
+def test_cross_field_checks_run_in_one_step(tmp_path):
+    """clipsift.checks.cross_checks: every cross-field check of the config, one error type."""
+    from clipsift.checks import cross_checks
+    from clipsift.config import ConfigError
+
+    src = [{"name": "v", "type": "folder", "path": str(tmp_path)}]
+    cross_checks(validated(tmp_path, base_config(src)))  # the defaults pass
+    cases = [
+        ({"near_duplicates": {"enabled": True, "embeddings": "aesthetic"}},
+         "near_duplicates.embeddings: 'aesthetic' is not an enabled model scorer"),
+        ({"export": {"webdataset": {"enabled": True}, "clips": False}},
+         "export.webdataset.enabled needs export.clips"),
+        ({"select": {"thresholds": {"motoin.rel": {"min": 0.1}}}}, "names no measured column"),
+        ({"streaming": {"enabled": True, "upload": False}}, "dedupe_across_shards must be false"),
+        ({"select": {"caption": {"min_alignment": 0.2}}}, "min_alignment needs the caption"),
+    ]  # fmt: skip
+    for over, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            cross_checks(validated(tmp_path, base_config(src, **over)))
