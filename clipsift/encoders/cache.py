@@ -56,6 +56,11 @@ class EncodeCache:
         self.folder = Path(folder) if folder else None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            # a killed job's temporary files (atomic_path's hidden names): one encode job
+            # writes a shard's cache at a time, so nothing else owns them
+            for stale in self.folder.glob(".*"):
+                if stale.is_file():
+                    stale.unlink(missing_ok=True)
         self.hits = {"latents": 0, "text": 0}
 
     # ------------------------------------------------------------------ latents
