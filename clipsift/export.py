@@ -48,7 +48,7 @@ import pandas as pd
 
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
 from .io.decode import VideoError, open_video, sample_aspect
-from .io.files import place
+from .io.files import file_identity, place
 from .io.hashing import file_digest, json_digest
 from .portable import portable_table
 from .selection import clip_table, load_json
@@ -217,7 +217,7 @@ def export_shard_clips(
                 how = place(clip["source_path"], dest, "copy")
                 row["how"] = f"source-{how}"
             else:
-                ckey = _key({"source": src.get("hash") or _file_identity(clip["source_path"]),
+                ckey = _key({"source": src.get("hash") or file_identity(clip["source_path"]),
                              **{k: clip[k] for k in ("start_frame", "end_frame", "start_time",
                                                      "end_time")}})[:12]  # fmt: skip
                 cached = (cache or out_dir) / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
@@ -258,14 +258,6 @@ def export_shard_clips(
                 info.unlink()
     log.info("%d clip files: %s", len(rows), counts)
     return pd.DataFrame(rows, columns=CLIP_INDEX_COLUMNS)
-
-
-def _file_identity(path: str) -> str:
-    try:
-        st = os.stat(path)
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return path
 
 
 # ----------------------------------------------------------------------------- metadata

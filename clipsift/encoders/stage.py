@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.decode import VideoError
-from ..io.files import place
+from ..io.files import file_identity, place
 from ..models.batching import Batcher, is_oom
 from ..models.device import pick_dtype, resolve_device
 from ..models.frames import prefetch
@@ -152,7 +152,7 @@ def run_encode(
     )
     crops = border_crops(scores)
     source_ids = {
-        vid: (h if isinstance(h, str) and h else _file_identity(path))
+        vid: (h if isinstance(h, str) and h else file_identity(path))
         for vid, h, path in zip(
             source["video_id"],
             source["hash"] if "hash" in source else [None] * len(source),
@@ -218,7 +218,7 @@ def run_encode(
         key = cache.latent_key(
             vinfo,
             vcfg.get("store_dtype", "float32"),
-            source_ids.get(clip.video_id) or _file_identity(clip.source_path),
+            source_ids.get(clip.video_id) or file_identity(clip.source_path),
             plan.indices,
             geo.rect,
             (geo.bucket.width, geo.bucket.height),
@@ -249,14 +249,6 @@ def run_encode(
     counts = table["status"].value_counts().to_dict()
     log.info("done: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return table
-
-
-def _file_identity(path) -> str:
-    try:
-        st = os.stat(path)
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    except (OSError, TypeError):
-        return str(path)
 
 
 def _latent_fields(arr, clip_id: str, final_dir: Path, dtype: str) -> dict:

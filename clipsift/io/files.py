@@ -47,3 +47,13 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, how: str = "hardlink"
     with atomic_path(dest) as tmp:
         copy_file(src, tmp)
     return "copy"
+
+
+def file_identity(path) -> str:
+    """A cheap stand-in for a file's content hash (path, size, mtime), for cache keys of files
+    that were never hashed."""
+    try:
+        st = os.stat(path)
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except (OSError, TypeError):
+        return str(path)

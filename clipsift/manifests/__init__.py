@@ -84,11 +84,6 @@ def check_config(config: dict) -> None:
     """Cross-field checks of ``encode.manifests`` at parse time."""
     enc = config.get("encode") or {}
     formats = (enc.get("manifests") or {}).get("formats", DEFAULT_FORMATS)
-    unknown = [f for f in formats if f not in WRITERS]
-    if unknown:
-        raise ManifestConfigError(
-            f"encode.manifests.formats: unknown {unknown}; known {sorted(WRITERS)}"
-        )
     if "omnivideo" in formats and enc.get("enabled"):
         from .omnivideo import requirements
 
