@@ -10,14 +10,14 @@ LOCKFILE := requirements/$(LOCK).lock.txt
 # where `make lock` finds the torch CPU wheel (a folder or an index page of wheels)
 TORCH_CPU_WHEELS ?= /opt/wheels
 
-.PHONY: install demo sample test test-fast lint lock bench clean
+.PHONY: install demo sample test test-fast lint docs docs-serve lock bench clean
 
 install: $(VENV)/.installed
 
 # Every package comes from the hashed lock, nothing is resolved at install time (--no-deps), so a
 # new upstream release cannot change a fresh install. The CPU lock names torch's CPU build
 # (2.13.0+cpu); pip finds it through its find-links, e.g. PIP_FIND_LINKS=<folder or index of
-# PyTorch's CPU wheels> where the machine has no copy (README, "Install").
+# PyTorch's CPU wheels> where the machine has no copy (README, "The two commands").
 $(VENV)/.installed: $(LOCKFILE) pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCKFILE)
@@ -54,9 +54,17 @@ lint: install sample
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint --config results=/tmp/clipsift-lint-results
+	$(MAKE) docs
+
+# The reference site (docs/, mkdocs.yml): --strict fails on any warning, a broken link or anchor.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-serve: install
+	$(BIN)/mkdocs serve
 
 bench: install
 	$(BIN)/python bench/throughput.py
 
 clean:
-	rm -rf results sample .snakemake
+	rm -rf results sample .snakemake site

@@ -94,10 +94,10 @@ def cmd_slurm_profile(args) -> int:
 
 
 def cmd_config_doc(args) -> int:
-    from .config import schema_markdown, update_readme
+    from .config import schema_markdown, update_reference
 
     if args.write:
-        print(f"{args.write}: {'updated' if update_readme(args.write) else 'up to date'}")
+        print(f"{args.write}: {'updated' if update_reference(args.write) else 'up to date'}")
     else:
         print(schema_markdown())
     return 0
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.set_defaults(func=cmd_slurm_profile)
     sp = sub.add_parser("config-doc", help="print the config reference (markdown) from the schema")
     sp.add_argument(
-        "--write", metavar="README", help="update the reference between the markers in this file"
+        "--write",
+        metavar="FILE",
+        help="update the reference between the markers in FILE (docs/config.md)",
     )
     sp.set_defaults(func=cmd_config_doc)
     args = p.parse_args(argv)

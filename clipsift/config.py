@@ -70,7 +70,7 @@ def explain(config: dict, most: int = 5) -> str:
         lines.append(f"  at {where}: {msg}")
     if len(errors) > most:
         lines.append(f"  ... and {len(errors) - most} more")
-    head = "clipsift: the config does not fit config/schema.yaml (the README's config reference):"
+    head = "clipsift: the config does not fit config/schema.yaml (the config reference: docs/config.md):"
     return "\n".join([head, *lines]) if lines else head
 
 
@@ -126,7 +126,7 @@ def _one_line(text: str) -> str:
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
-def update_readme(path: str | Path) -> bool:
+def update_reference(path: str | Path) -> bool:
     """Replace the config reference between the markers in ``path``; True when it changed."""
     path = Path(path)
     text = path.read_text()

@@ -16,7 +16,7 @@ It runs in blocks of rows: a block's similarities to every earlier clip come fro
 products over column tiles (torch, on the GPU when there is one), reduced on the spot to the best
 kept match per row, so memory is ``O(N d)`` for the embeddings plus ``O(block x tile)``;
 within a block the few pairs above the threshold are resolved in order on the CPU. Work is
-``N^2 d / 2`` multiply-adds (see the README for the measured rate).
+``N^2 d / 2`` multiply-adds (see docs/scores.md for the measured rate).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Synthetic videos with known ground truth, for the README demo and for every test.
+"""Synthetic videos with known ground truth, for the demo (`make demo`) and for every test.
 
 A video is a list of :class:`Segment` s (scenes). Each scene is a crop window moving rigidly over a
 larger textured canvas, so its motion is known exactly; cuts, fades, flashes, burned-in text and

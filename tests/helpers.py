@@ -339,7 +339,7 @@ def wait_for(condition, proc, what: str, *, log=None) -> None:
 # ----------------------------------------------------------------------------- the CLI
 
 
-# Fields of the dataset that may differ between two identical builds (README, "Reproducible").
+# Fields of the dataset that may differ between two identical builds (docs/reproducible.md).
 TIMESTAMP_FIELDS = {"provenance.json": ("created",)}
 
 
@@ -380,21 +380,25 @@ def dataset_digests(dataset: Path) -> dict[str, str]:
     return out
 
 
-# ----------------------------------------------------------------------------- the README
+# ----------------------------------------------------------------------------- the docs
 
 
 README = REPO / "README.md"
+DOC_FILES = [README, *sorted((REPO / "docs").glob("*.md"))]
 
 
 def section(title: str) -> str:
-    """The text of the README section whose heading is ``title`` (up to the next heading of
-    the same or a higher level)."""
-    text = README.read_text()
-    m = re.search(rf"^(#+) {re.escape(title)}\s*$", text, re.M)
-    assert m, f"README has no section {title!r}"
-    level = len(m[1])
-    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, m.end())
-    return text[m.end() : end.start() if end else len(text)]
+    """The text of the section whose heading is ``title``, in the README or a page of docs/ (up
+    to the next heading of the same or a higher level); the title must be unique across them."""
+    found = []
+    for path in DOC_FILES:
+        text = path.read_text()
+        for m in re.finditer(rf"^(#+) {re.escape(title)}\s*$", text, re.M):
+            level = len(m[1])
+            end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, m.end())
+            found.append(text[m.end() : end.start() if end else len(text)])
+    assert len(found) == 1, f"{len(found)} sections titled {title!r} in the README and docs/"
+    return found[0]
 
 
 def commands(title: str) -> list[str]:

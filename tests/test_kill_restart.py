@@ -1,8 +1,8 @@
-"""Kill a run and start it again (README, "After a crash").
+"""Kill a run and start it again (docs/scaling.md, "After a crash").
 
 ``snakemake --profile profiles/local`` runs in its own process group; as soon as one shard's scan
 is done, the whole group gets SIGKILL (Snakemake and the jobs it runs: a crash, a lost node, a
-killed login shell). Then the same command again, and nothing else (README, "After a crash"):
+killed login shell). Then the same command again, and nothing else (docs/scaling.md, "After a crash"):
 no ``--unlock`` (clipsift's results lock dies with the process; Snakemake's own is off in the
 workflow profile) and no ``--rerun-incomplete`` on the command line (the profile sets it). Checked:
 - the second run completes the dataset;

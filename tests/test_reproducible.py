@@ -1,4 +1,4 @@
-"""Builds that depend only on the config, the inputs and the lock (README, "Reproducible builds").
+"""Builds that depend only on the config, the inputs and the lock (docs/reproducible.md).
 
 Through the command line, as a user runs it (so the workflow profile applies):
 - two builds of the sample, from two working folders, with ``--cores 1`` and ``--cores 2`` and

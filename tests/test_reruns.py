@@ -1,4 +1,4 @@
-"""Partial reruns (README, "Partial reruns"): what Snakemake would run, from dry runs.
+"""Partial reruns (docs/scaling.md, "Partial reruns"): what Snakemake would run, from dry runs.
 
 One real run of the pipeline on three tiny videos in two shards, then dry runs of the common
 cases: one shard, one stage for all shards (``--until``, ``--forcerun``), a changed split option,

@@ -1,6 +1,6 @@
-"""SLURM: the README's commands against a real SLURM 22.05 cluster started on this machine.
+"""SLURM: the documented commands (docs/scaling.md) against a real SLURM 22.05 cluster started on this machine.
 
-1. The README's "A SLURM cluster" block, as typed, in a fresh copy of the project holding the
+1. The "A SLURM cluster" block of docs/scaling.md, as typed, in a fresh copy of the project holding the
    sample: ``clipsift slurm-profile`` links the profile into the user's config folder (a
    private ``XDG_CONFIG_HOME``), then ``snakemake --profile slurm`` builds the whole dataset.
    The user's one config edit: the OCR may use a GPU (``filters.ocr.gpu``). The cluster has no
@@ -136,7 +136,7 @@ def test_readme_block_and_a_site_profile(cluster, sample_set, tmp_path):
     target = f"results/shards/{bad.stem}/source.parquet"
     fail = user_run(cluster, failing, f"snakemake --profile slurm {target}", site_xdg, 420)
 
-    # -------------------------------------------- 1. the README's block, as typed
+    # -------------------------------------------- 1. the documented block, as typed
     project = project_copy(tmp_path / "clipsift", sample_set.dir)
     cfg = yaml.safe_load((project / "config" / "config.yaml").read_text())
     cfg["filters"] = {"ocr": {"gpu": True}}  # the OCR (in the scan) may use a GPU

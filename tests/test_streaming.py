@@ -1,4 +1,4 @@
-"""Streaming shards with bounded disk (README, Streaming), through the snakemake command as a
+"""Streaming shards with bounded disk (docs/scaling.md, Streaming), through the snakemake command as a
 user types it, against a stand-in Hub on 127.0.0.1 (tests/fakes/hub_server.py) that serves the
 archives for download and takes the uploads.
 

@@ -7,7 +7,7 @@ another clip (a hallucination, or a caption left over from the source) scores lo
 
 The score is written to each record as ``alignment``, and ``alignment_pass`` records whether it
 reaches ``caption.alignment.threshold``. It is a measurement, like every score: rejecting clips
-on it belongs to a selection step that runs after captioning (see the README).
+on it belongs to a selection step that runs after captioning (``select.caption``, docs/captions.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ adcee0a4a5b439ad3615f825298221b21177d4e3 (the training code is under
 
 Step 2 is not run by clipsift: its AR model (``Fr0zencr4nE/Cockatiel-13B``, a VILA/LLaVA model)
 loads only through VILA's own ``llava`` package (``load_pretrained_model``), not through the
-transformers classes clipsift uses (README, "OmniVideo").
+transformers classes clipsift uses (docs/encode.md).
 """
 
 from __future__ import annotations
