@@ -21,7 +21,7 @@ Two steps, two rules (``rules/export.smk``):
      encodes only the newly kept ones. The cache may be deleted at any time.
 
 2. :func:`build_metadata` and :func:`write_dataset` (rule ``export``, once): one row per clip
-   with its source fields, every filter and score column, ``keep`` and ``reasons``, the caption
+   with its source fields, every filter and score column, ``keep``, ``reasons`` and ``rejections``, the caption
    (caption stage, else the source's), the latents (encode stage) and ``file``, the exported
    clip's path relative to the dataset folder. ``metadata.parquet``/``.jsonl`` hold every clip,
    ``kept.parquet`` the kept ones (the dataset card's default config), ``rejected.parquet`` the
@@ -46,6 +46,7 @@ import av
 import numpy as np
 import pandas as pd
 
+from . import reasons
 from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
 from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import file_identity, place
@@ -75,7 +76,7 @@ _PLAIN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder
 INT_COLUMNS = ["scene", "window", "start_frame", "end_frame", "n_frames", "width", "height"]
 REJECTED_COLUMNS = [
     "shard", "clip_id", "video_id", "source", "uri", "start_time", "end_time", "duration",
-    "reasons", "error", "split_reason", "duplicate_of",
+    "reasons", "rejections", "error", "split_reason", "duplicate_of",
 ]  # fmt: skip
 
 
@@ -274,6 +275,7 @@ def shard_metadata(source, clips, scores, selection, flash: dict, ocr: dict) -> 
     )
     meta = meta.merge(table, on="clip_id", how="left").merge(selection, on="clip_id", how="left")
     meta["reasons"] = meta["reasons"].map(lambda r: list(r) if r is not None else [])
+    meta["rejections"] = reasons.column_of(meta)
     return meta
 
 
@@ -387,7 +389,7 @@ def build_metadata(
         dup = owner.notna()
         meta.loc[dup, "duplicate_of"] = owner[dup]
         for i in meta.index[dup]:
-            meta.at[i, "reasons"] = [*meta.at[i, "reasons"], f"duplicate_of={owner[i]}"]
+            _reject(meta, i, reasons.duplicate(owner[i]))
         meta.loc[dup, "keep"] = False
     if files:
         if "export.error" not in meta:  # no shard had a kept clip
@@ -396,7 +398,7 @@ def build_metadata(
         meta.loc[missing, "export.error"] = "export failed: no clip file"
         failed = meta["keep"].fillna(False).astype(bool) & meta["export.error"].notna()
         for i in meta.index[failed]:
-            meta.at[i, "reasons"] = [*meta.at[i, "reasons"], meta.at[i, "export.error"]]
+            _reject(meta, i, reasons.export_failed(meta.at[i, "export.error"]))
         meta.loc[failed, "keep"] = False
         meta.loc[~failed & missing, "export.error"] = None
         meta.loc[~meta["keep"].fillna(False).astype(bool), "file"] = None
@@ -411,9 +413,15 @@ def build_metadata(
     meta["caption"] = np.where(has_gen, generated, np.where(has_src, meta["source_caption"], None))
     meta["caption_source"] = np.where(has_gen, "caption", np.where(has_src, "source", None))
     meta = meta.drop(columns=[c for c in ("caption.text",) if c in meta])
-    front = ["shard", "clip_id", "video_id", "keep", "reasons", "file", "caption", "caption_source"]
+    front = ["shard", "clip_id", "video_id", "keep", "reasons", "file", "caption", "caption_source",
+             "rejections"]  # fmt: skip
     meta = meta[front + [c for c in meta.columns if c not in front]]
     return portable_table(meta, list(roots)) if roots else meta
+
+
+def _reject(meta: pd.DataFrame, i, rejection: dict) -> None:
+    meta.at[i, "rejections"] = [*meta.at[i, "rejections"], rejection]
+    meta.at[i, "reasons"] = [*meta.at[i, "reasons"], rejection["text"]]
 
 
 def rejected_table(meta: pd.DataFrame) -> pd.DataFrame:
@@ -426,7 +434,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def write_metadata(meta: pd.DataFrame, parquet_path, jsonl_path) -> None:
-    write_parquet(parquet_path, meta)
+    write_parquet(parquet_path, meta, reasons.TYPES)
     write_jsonl(jsonl_path, _records(meta))
 
 
@@ -435,8 +443,8 @@ def write_dataset(meta: pd.DataFrame, out: dict, easyanimate: dict | None = None
     easyanimate (json, optional: ``easyanimate`` is the ``export.easyanimate`` section)."""
     write_metadata(meta, out["parquet"], out["jsonl"])
     kept = meta[meta["keep"].fillna(False).astype(bool)].reset_index(drop=True)
-    write_parquet(out["kept"], kept)
-    write_parquet(out["rejected"], rejected_table(meta))
+    write_parquet(out["kept"], kept, reasons.TYPES)
+    write_parquet(out["rejected"], rejected_table(meta), reasons.TYPES)
     if out.get("easyanimate"):
         write_json(out["easyanimate"], easyanimate_train_file(kept, easyanimate or {}))
 

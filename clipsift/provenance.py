@@ -30,6 +30,7 @@ import pandas as pd
 import clipsift
 
 from .io.hashing import canonical_json, file_digest
+from .reasons import column_of as rejections_of
 from .redaction import redact_json
 from .selection import load_json, rules, with_filters
 
@@ -262,25 +263,6 @@ def test_names(select_cfg: dict) -> list[tuple[str, str, str]]:
     return [(name, col, op) for name, col, op, _, rec in rules(select_cfg) if not rec]
 
 
-def reason_key(reason: str, tests: list[tuple[str, str, str]] | None = None) -> str:
-    """A reason string (selection.py, export.py) -> the test or cause it stands for."""
-    tests = tests or []
-    if reason.startswith("error:"):
-        return "error"
-    if reason.startswith("duplicate_of="):
-        return "duplicate"
-    if reason.startswith("export failed"):
-        return "export_failed"
-    if reason.endswith(" missing"):
-        col = reason[: -len(" missing")]
-        return next((n for n, c, _ in tests if c == col), f"{col} missing")
-    if "=" in reason and (" < " in reason or " > " in reason):
-        col = reason.split("=", 1)[0]
-        op = ">=" if " < " in reason else "<="
-        return next((n for n, c, o in tests if c == col and o == op), f"{col}{op}")
-    return reason
-
-
 def stage_counts(
     meta: pd.DataFrame,
     sources: list[pd.DataFrame],
@@ -292,7 +274,8 @@ def stage_counts(
     sel_cfg = with_filters(config["select"], config["filters"])
     tests = test_names(sel_cfg)
     keep = meta["keep"].fillna(False).astype(bool)
-    reasons = meta["reasons"].map(lambda r: [reason_key(x, tests) for x in list(r)])
+    reasons = pd.Series([[r["test"] for r in rs] for rs in rejections_of(meta)],
+                        index=meta.index)  # fmt: skip
     rejected: dict[str, int] = {}
     for keys in reasons:
         for k in dict.fromkeys(keys):

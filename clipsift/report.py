@@ -26,10 +26,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import reasons  # noqa: E402
 from .calibration import histograms  # noqa: E402
 from .io.atomic import atomic_path  # noqa: E402
 from .io.decode import VideoError, read_frames_at  # noqa: E402
-from .provenance import reason_key, test_names  # noqa: E402
+from .provenance import test_names  # noqa: E402
 from .selection import with_filters  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -224,9 +225,9 @@ def rejected_rows(meta: pd.DataFrame, tests) -> dict[str, pd.DataFrame]:
     group first; each row's ``reason`` is the reason text of that group."""
     groups: dict[str, list[dict]] = {}
     rej = meta[~meta["keep"].fillna(False).astype(bool)]
-    for row in rej.to_dict("records"):
-        for r in list(row["reasons"]):
-            groups.setdefault(reason_key(r, tests), []).append(row | {"reason": r})
+    for row, rs in zip(rej.to_dict("records"), reasons.column_of(rej), strict=True):
+        for r in rs:
+            groups.setdefault(r["test"], []).append(row | {"reason": r["text"]})
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     return {k: pd.DataFrame(v) for k, v in ordered}
 

@@ -1,4 +1,5 @@
-"""Selection: every clip gets ``keep`` and the list of every reason it fails.
+"""Selection: every clip gets ``keep`` and every test it fails (``rejections``, as data: see
+clipsift.reasons; ``reasons``, the same as text).
 
 Thresholds come only from the ``select`` config (the select rule's params), never from the
 stages that measure, so changing one re-runs selection and what follows, not a measurement.
@@ -7,10 +8,11 @@ stages that measure, so changing one re-runs selection and what follows, not a m
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
+
+from . import reasons
 
 
 def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, flash: dict, ocr: dict) -> pd.DataFrame:
@@ -151,17 +153,17 @@ def passes(values: pd.Series, op: str, bound) -> pd.Series:
 def select(
     table: pd.DataFrame, cfg: dict, near_duplicates: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """``keep`` and ``reasons`` per clip, plus ``flash_verdict`` and ``ocr_verdict``.
+    """``keep``, ``rejections`` and ``reasons`` per clip, plus ``flash_verdict`` and ``ocr_verdict``.
 
     ``near_duplicates`` (clip_id, duplicate_of) comes from the cross-shard near-duplicate stage.
     """
     check_columns(table, cfg)
-    reasons: list[list[str]] = [[] for _ in range(len(table))]
+    rejections: list[list[dict]] = [[] for _ in range(len(table))]
     for i, (err, split) in enumerate(zip(table["error"], table["split_reason"], strict=True)):
         if isinstance(err, str):
-            reasons[i].append(f"error: {err}")
+            rejections[i].append(reasons.error(err))
         elif isinstance(split, str):
-            reasons[i].append(split)
+            rejections[i].append(reasons.split(split))
     measurable = table["error"].isna() & table["split_reason"].isna()
     verdicts = {}
     for name, col, op, bound, record_only in rules(cfg):
@@ -174,30 +176,22 @@ def select(
         if record_only:
             continue
         for i in np.flatnonzero(measurable.to_numpy() & ~ok.to_numpy()):
-            v = values.iloc[i]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                reasons[i].append(f"{col} missing")
-            else:
-                reasons[i].append(
-                    f"{col}={_fmt(v)} {'<' if op == '>=' else '>'} {_fmt(bound)}"
-                    if op != "=="
-                    else name
-                )
+            rejections[i].append(reasons.failed(name, col, op, bound, values.iloc[i]))
     if near_duplicates is not None and len(near_duplicates):
         dup_of = dict(zip(near_duplicates["clip_id"], near_duplicates["duplicate_of"], strict=True))
         for i, cid in enumerate(table["clip_id"]):
             if cid in dup_of:
-                reasons[i].append(f"duplicate_of={dup_of[cid]}")
-    out = pd.DataFrame(
+                rejections[i].append(reasons.duplicate(dup_of[cid]))
+    return pd.DataFrame(
         {
             "clip_id": table["clip_id"],
-            "keep": [not r for r in reasons],
-            "reasons": reasons,
+            "keep": [not r for r in rejections],
+            "reasons": [reasons.texts(r) for r in rejections],
+            "rejections": rejections,
             "flash_verdict": verdicts.get("flash"),
             "ocr_verdict": verdicts.get("text"),
         }
     )
-    return out
 
 
 def select_captions(selection: pd.DataFrame, captions: dict, cfg: dict) -> pd.DataFrame:
@@ -217,20 +211,18 @@ def select_captions(selection: pd.DataFrame, captions: dict, cfg: dict) -> pd.Da
     if bound is None or cfg.get("record_only"):
         return out
     keep = out["keep"].fillna(False).astype(bool)
-    reasons = [list(r) for r in out["reasons"]]
+    rejections = reasons.column_of(out)
     for i in np.flatnonzero(keep.to_numpy()):
         v = out["caption_alignment"].iloc[i]
-        if pd.isna(v):
-            reasons[i].append("caption.alignment missing")
-        elif v < bound:
-            reasons[i].append(f"caption.alignment={_fmt(float(v))} < {_fmt(float(bound))}")
-    out["reasons"] = reasons
-    out["keep"] = [not r for r in reasons]
-    return out
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+        if pd.isna(v) or v < bound:
+            rejections[i].append(
+                reasons.failed("caption.alignment>=", "caption.alignment", ">=", bound, v)
+            )
+    return out.assign(
+        keep=[not r for r in rejections],
+        reasons=[reasons.texts(r) for r in rejections],
+        rejections=rejections,
+    )
 
 
 def load_json(path) -> dict:

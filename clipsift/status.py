@@ -33,6 +33,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from . import runlock
+from .reasons import column_of, summary
 
 # stage -> its files under results/shards/{shard}/ (done when all of them exist)
 STAGES = [
@@ -66,7 +67,7 @@ class ShardInfo:
     scored: int | None = None
     selected: int | None = None
     kept: int | None = None
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # rejections without the value (summary)
     latents: int | None = None
     uploaded_files: int = 0
     uploaded_bytes: int = 0
@@ -145,7 +146,7 @@ def collect(
     rejections: Counter = Counter()
     for shard in names:
         video_errors.update(error_reason(e) for e in infos[shard].video_errors)
-        rejections.update(rejection_reason(r) for r in infos[shard].reasons)
+        rejections.update(infos[shard].reasons)
     sel = [infos[s] for s in names if infos[s].selected is not None]
     return RunStatus(
         results=results,
@@ -271,23 +272,6 @@ def error_reason(error: str) -> str:
     return str(error).split(":", 1)[0].strip() or str(error)
 
 
-_BOUND = re.compile(r"^(?P<col>[^=\s]+)=\S+ (?P<op>[<>]) (?P<bound>\S+)$")
-
-
-def rejection_reason(reason: str) -> str:
-    """A selection reason without the clip's value: ``motion.rel=3e-07 < 0.0005`` ->
-    ``motion.rel < 0.0005``; ``error: cannot open: ...`` -> ``error: cannot open``."""
-    reason = str(reason)
-    if reason.startswith("error:"):
-        return f"error: {error_reason(reason[len('error:') :])}"
-    m = _BOUND.match(reason)
-    if m:
-        return f"{m['col']} {m['op']} {m['bound']}"
-    if reason.startswith("duplicate_of="):
-        return "duplicate"
-    return reason
-
-
 # ----------------------------------------------------------------------------- reading
 
 
@@ -320,11 +304,13 @@ def _read(stage: str, folder: Path, info: ShardInfo) -> bool:
         elif stage == "scores":
             info.scored = pq.ParquetFile(folder / "scores.parquet").metadata.num_rows
         elif stage == "select":
-            df = pq.read_table(
-                folder / "selection.parquet", columns=["keep", "reasons"]
-            ).to_pandas()
+            path = folder / "selection.parquet"
+            names = pq.ParquetFile(path).schema_arrow.names
+            cols = ["keep", "rejections" if "rejections" in names else "reasons"]
+            df = pq.read_table(path, columns=cols).to_pandas()
             info.selected, info.kept = len(df), int(df["keep"].sum())
-            info.reasons = [r for rs in df.loc[~df["keep"].astype(bool), "reasons"] for r in rs]
+            rejected = df.loc[~df["keep"].astype(bool)]
+            info.reasons = [summary(r) for rs in column_of(rejected) for r in rs]
         elif stage == "encode":
             info.latents = pq.ParquetFile(folder / "latents.parquet").metadata.num_rows
         elif stage == "upload":

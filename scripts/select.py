@@ -3,6 +3,7 @@ the caption tests after the caption stage -> selection_captioned.parquet (rule s
 
 import pandas as pd
 
+from clipsift import reasons
 from clipsift.io.atomic import write_parquet
 from clipsift.selection import clip_table, load_json, select, select_captions
 from clipsift.smk import rule_logging
@@ -16,7 +17,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             "%d clips, %d kept before the caption tests, %d after",
             len(sel), int(before["keep"].sum()), int(sel["keep"].sum()),
         )  # fmt: skip
-        write_parquet(sm.output[0], sel)
+        write_parquet(sm.output[0], sel, reasons.TYPES)
     else:
         flash = load_json(sm.input.flash) if sm.input.get("flash") else {}
         ocr = load_json(sm.input.ocr) if sm.input.get("ocr") else {}
@@ -26,4 +27,4 @@ with rule_logging(snakemake) as log:  # noqa: F821
         dups = pd.read_parquet(sm.input.dups) if sm.input.get("dups") else None
         sel = select(table, sm.params.select, near_duplicates=dups)
         log.info("%d clips, %d kept", len(sel), int(sel["keep"].sum()))
-        write_parquet(sm.output[0], sel)
+        write_parquet(sm.output[0], sel, reasons.TYPES)

@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clipsift import runlock
+from clipsift import reasons, runlock
 from clipsift.cli import main as cli_main
-from clipsift.status import collect, error_reason, rejection_reason, status_table
+from clipsift.reasons import summary
+from clipsift.status import collect, error_reason, status_table
 
 T0 = 1_700_000_000.0
 
@@ -191,10 +192,14 @@ def test_no_plan_yet_and_optional_stages(tmp_path, midrun):
 
 def test_reason_keys():
     assert error_reason("missing file") == "missing file"
-    assert rejection_reason("duplicate_of=v-x_0001") == "duplicate"
-    assert rejection_reason("too_short") == "too_short"
-    assert rejection_reason("technical.luma_mean=12.5 < 20") == "technical.luma_mean < 20"
-    assert rejection_reason("motion.rel missing") == "motion.rel missing"
+    assert summary(reasons.split("duplicate_of=v-x_0001")) == "duplicate"
+    assert summary(reasons.split("too_short")) == "too_short"
+    low = reasons.failed("technical.luma_mean>=", "technical.luma_mean", ">=", 20, 12.5)
+    assert summary(low) == "technical.luma_mean < 20"
+    assert (
+        summary(reasons.failed("motion.rel>=", "motion.rel", ">=", 1, None)) == "motion.rel missing"
+    )
+    assert summary(reasons.error("cannot open: [Errno 2] x.mp4")) == "error: cannot open"
 
 
 def test_pace_and_eta(midrun):

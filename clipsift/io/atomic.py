@@ -75,9 +75,22 @@ def write_json(dest: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=_json_default) + "\n")
 
 
-def write_parquet(dest: str | os.PathLike, df) -> None:
+def write_parquet(dest: str | os.PathLike, df, types: dict | None = None) -> None:
+    """``df`` as parquet; ``types``: arrow types of columns whose type must not depend on the
+    values (a list of structs whose fields are all null in one file infers as null there)."""
     with atomic_path(dest) as tmp:
-        df.to_parquet(tmp, index=False)
+        if not types or not set(types) & set(df.columns):
+            df.to_parquet(tmp, index=False)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.Schema.from_pandas(df, preserve_index=False)
+        for name, typ in types.items():
+            if name in df.columns:
+                i = schema.get_field_index(name)
+                schema = schema.set(i, pa.field(name, typ))
+        pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), tmp)
 
 
 def write_jsonl(dest: str | os.PathLike, records) -> None:
