@@ -18,8 +18,9 @@ What it does (see /work/shared/notes/slurm-local.md for why each setting is ther
 - one node (this host, at 127.0.0.1) with a fake GPU (``gres gpu:1``, ``File=/dev/null``): jobs
   that ask ``--gpus=1`` get ``CUDA_VISIBLE_DEVICES=0`` and no device behind it;
 - no accounting by default (no slurmdbd): ``sacct`` fails, so Snakemake's SLURM executor must be
-  told ``--slurm-status-command squeue``; ``MinJobAge=300`` keeps finished jobs visible to
-  ``squeue`` and ``scontrol show job`` for 5 minutes, which is what the tests read;
+  told ``--slurm-status-command squeue``; ``MinJobAge=3600`` keeps finished jobs visible to
+  ``squeue`` and ``scontrol show job`` for an hour (a test on a loaded CI machine read its first
+  job's record more than 5 minutes after it ended), which is what the tests read;
 - with ``accounting=True`` (``--accounting``) also a private MariaDB (data, socket and TCP port in
   the folder; never the system's ``/var/lib/mysql`` or a running server) and ``slurmdbd`` on it,
   the cluster registered with a default account ``clipsift`` for root: ``sacct`` then reports job
@@ -223,7 +224,7 @@ class SlurmCluster:
                     "SelectTypeParameters=CR_Core_Memory",
                     "SlurmdParameters=config_overrides",
                     "DefMemPerCPU=500",
-                    "MinJobAge=300",
+                    "MinJobAge=3600",
                     "ReturnToService=2",
                     "InactiveLimit=0",
                     "KillWait=5",
