@@ -102,3 +102,16 @@ def passes(score: float | None, threshold: float | None) -> bool | None:
     if score is None or threshold is None or np.isnan(score):
         return None
     return bool(score >= threshold)
+
+
+def make_aligner(acfg: dict, *, device: str = "cpu"):
+    """The aligner ``caption.alignment.kind`` names: ``clip`` (``ClipAligner``, the default) or
+    ``videoclip_xl`` (EasyAnimate's VideoCLIP-XL, ``videoclip_xl.VideoClipXLAligner``)."""
+    kind = acfg.get("kind") or "clip"
+    if kind == "videoclip_xl":
+        from .videoclip_xl import VideoClipXLAligner
+
+        return VideoClipXLAligner(acfg, device=device)
+    if kind != "clip":
+        raise ValueError(f"caption.alignment.kind {kind!r} is not one of clip, videoclip_xl")
+    return ClipAligner(acfg, device=device)

@@ -307,10 +307,10 @@ def _rewrite(records: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
 
 
 def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
-    from .alignment import ClipAligner, passes
+    from .alignment import make_aligner, passes
 
     acfg = cfg["alignment"]
-    aligner = ClipAligner(acfg, device=device_for(acfg.get("device", "auto")))
+    aligner = make_aligner(acfg, device=device_for(acfg.get("device", "auto")))
     sh = stable_hash(aligner.settings())
     ident = aligner.identity()
     threshold = acfg.get("threshold")
@@ -352,9 +352,11 @@ def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_fo
         records[cid]["alignment_pass"] = passes(score, threshold)
         if error:
             records[cid]["alignment_error"] = error
+    extra = {k: v for k, v in ident.items() if k not in ("model", "revision", "resolved_revision")}
     return {
+        **extra,  # what else names the model (kind, weights sha256, tokenizer)
         "model": ident["model"],
         "revision": ident["resolved_revision"],
-        "frames": int(acfg.get("frames", 4)),
+        "frames": int(aligner.settings().get("frames", acfg.get("frames", 4))),
         "threshold": threshold,
     }

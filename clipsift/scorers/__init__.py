@@ -34,6 +34,8 @@ REGISTRY: dict[str, Spec] = {
     "aesthetic_linear": Spec("clipsift.scorers.aesthetic:score_aesthetic_linear", "gpu"),
     "aesthetic_v2_5": Spec("clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu"),
     "clip_iqa": Spec("clipsift.scorers.quality:score_clip_iqa", "gpu"),
+    "dover": Spec("clipsift.scorers.dover:score_dover", "gpu"),
+    "unimatch": Spec("clipsift.scorers.unimatch:score_unimatch", "gpu"),
 }
 
 

@@ -13,9 +13,8 @@ positional embedding removed); we use a ViT CLIP from transformers on the proces
 (``openai/clip-vit-base-patch32`` by default), like most CLIP-IQA ports, so absolute values
 differ and thresholds should come from calibration.
 
-DOVER (the learned video quality model that Open-Sora-Plan filters with) is not here: it is a
-custom Swin3D/ConvNeXt3D architecture that neither transformers nor diffusers can load, and its
-weights are not shipped in any package; its fusion formula is left out with it.
+DOVER, the learned video quality model that Open-Sora-Plan and the HF video filter use, is the
+``dover`` scorer (:mod:`clipsift.scorers.dover`).
 """
 
 from __future__ import annotations
