@@ -34,11 +34,12 @@ def check_near_duplicates(config: dict) -> None:
         return
     scorers = config.get("scorers") or {}
     on = sorted(n for n, c in scorers.items() if (c or {}).get("enabled"))
-    models = [n for n in on if n in REGISTRY and REGISTRY[n].device == "gpu"]
+    models = [n for n in on if "embeddings" in getattr(REGISTRY.get(n), "gives", ())]
     if nd.get("embeddings") not in models:
         raise ConfigError(
-            f"near_duplicates.embeddings: {nd.get('embeddings')!r} is not an enabled model "
-            f"scorer (enabled: {', '.join(models) or 'none'}); enable it under scorers:"
+            f"near_duplicates.embeddings: {nd.get('embeddings')!r} is not an enabled scorer "
+            f"that writes embeddings (enabled: {', '.join(models) or 'none'}; those that write "
+            f"them: {', '.join(n for n, p in sorted(REGISTRY.items()) if 'embeddings' in p.gives)})"
         )
     best = nd.get("keep_best_by")
     if best and best.split(".")[0] not in on:

@@ -3,11 +3,14 @@
 from clipsift import runlock
 from clipsift.checks import cross_checks
 from clipsift.config import ConfigError
+from clipsift.encoders import VAES
 from clipsift.filters.ocr import SCAN_KEYS as OCR_SCAN_KEYS
 from clipsift.plan import limit_shards, load_shards
+from clipsift.plugins import gpus_for
 from clipsift.scorers import REGISTRY
 from clipsift.selection import with_filters
 from clipsift.smk import import_from_checkout
+from clipsift.split import DETECTORS, detector_device
 from clipsift.sources.changes import SourcesChanged, check_sources
 from clipsift.streaming import window_dependency
 from snakemake.exceptions import WorkflowError
@@ -119,7 +122,7 @@ def enabled_scorers():
 
 def scorers_on(device):
     """Enabled scorers that run on ``device`` (cpu or gpu), for the rules' wildcard constraints."""
-    return [n for n in enabled_scorers() if REGISTRY[n].device == device]
+    return [n for n in enabled_scorers() if REGISTRY.entry(n).device == device]
 
 
 def scan_ocr():
@@ -128,6 +131,13 @@ def scan_ocr():
     if not (ocr["enabled"] and ocr["frames"] == "scan"):
         return None
     return {k: ocr[k] for k in OCR_SCAN_KEYS}
+
+
+def scan_gpus():
+    """The scan's gpu resource: 1 when its OCR (filters.ocr.gpu) or its detector may use one."""
+    detector = DETECTORS.entry(config["scan"]["detector"])
+    ocr_gpu = bool(scan_ocr() and scan_ocr()["gpu"])
+    return max(int(ocr_gpu), gpus_for(detector, detector_device(config["scan"])))
 
 
 def ocr_inputs(wildcards):

@@ -24,7 +24,9 @@ rule encode:
         "../envs/clipsift.yaml"
     threads: 2
     resources:
-        gpu=0 if config["encode"]["device"] == "cpu" else 1,
+        gpu=gpus_for(
+            VAES.entry(config["encode"]["vae"]["name"]), config["encode"]["device"]
+        ),
     params:
         # what changes the latents: everything but the manifests options
         encode={

@@ -14,8 +14,8 @@ rule scan:
     conda:
         "../envs/clipsift.yaml"
     resources:
-        # OCR in the scan pass may use the GPU (filters.ocr.gpu)
-        gpu=1 if scan_ocr() and scan_ocr()["gpu"] else 0,
+        # OCR in the scan pass (filters.ocr.gpu) or a model detector (TransNetV2) may use it
+        gpu=scan_gpus(),
     params:
         scan=config["scan"],
         ocr=scan_ocr(),

@@ -120,7 +120,10 @@ def test_cross_field_checks_run_in_one_step(tmp_path):
     cross_checks(validated(tmp_path, base_config(src)))  # the defaults pass
     cases = [
         ({"near_duplicates": {"enabled": True, "embeddings": "aesthetic"}},
-         "near_duplicates.embeddings: 'aesthetic' is not an enabled model scorer"),
+         "near_duplicates.embeddings: 'aesthetic' is not an enabled scorer that writes embeddings"),
+        ({"near_duplicates": {"enabled": True, "embeddings": "dover"},
+          "scorers": {"dover": {"enabled": True}}},
+         "'dover' is not an enabled scorer that writes embeddings"),
         ({"export": {"webdataset": {"enabled": True}, "clips": False}},
          "export.webdataset.enabled needs export.clips"),
         ({"select": {"thresholds": {"motoin.rel": {"min": 0.1}}}}, "names no measured column"),

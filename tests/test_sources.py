@@ -76,7 +76,7 @@ def test_folder_recursive_extensions_and_ids(tmp_path):
 def test_folder_missing_and_unknown_type(tmp_path):
     with pytest.raises(SourceError, match=r"does not exist; fix `path`"):
         list_items({"name": "f", "type": "folder", "path": "nope"}, root=tmp_path)
-    with pytest.raises(SourceError, match="unknown type 'foldr'"):
+    with pytest.raises(SourceError, match="unknown source type 'foldr'; did you mean 'folder'"):
         list_items({"name": "f", "type": "foldr", "path": "."}, root=tmp_path)
 
 

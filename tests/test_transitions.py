@@ -113,3 +113,27 @@ def test_the_removed_frame_count_option_says_what_replaced_it():
             {"sources": [{"name": "s", "type": "folder", "path": "."}],
              "scan": {"min_scene_frames": 15}}
         )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_transnetv2_through_the_scan_job(tmp_path, sample_set):
+    """The learned detector with its shipped weights, run by the scan job as a user asks for it
+    (its device resolved by the job, on the CPU here): the sample's hard cuts are found, and no
+    kept scene spans one."""
+    from helpers import project_copy, snakemake_cli
+
+    project = project_copy(tmp_path / "p", sample_set.dir)
+    res = snakemake_cli(
+        project, "--cores", "2", "--until", "scan", "--config", "scan={detector: transnetv2}"
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    scenes = pd.concat(
+        pd.read_parquet(p) for p in project.glob("results/shards/*/scan/scenes.parquet")
+    )
+    log = "".join(p.read_text() for p in project.glob("results/logs/scan/*.log"))
+    assert "scene detector transnetv2 on cpu" in log
+    cuts = scenes[scenes["video_id"] == "sample-cuts"]
+    found = [(int(a), int(b)) for a, b in zip(cuts["start_frame"], cuts["end_frame"], strict=True)]
+    score = score_scenes(sample_set.truth["cuts.mp4"], found)
+    assert len(found) == 4 and score["missed"] == 0 and score["dirty"] == 0, (found, score)
+    assert score["boundary_error"] <= 1, (found, score)

@@ -251,7 +251,7 @@ def test_config_picks_the_model():
     assert ident["model"] == "alibaba-pai/VideoCLIP-XL/VideoCLIP-XL.bin"
     assert ident["revision"] == "1622f6bb5ae49dabec829091833121f1dfeef24a"
     assert ident["resolved_revision"] == f"sha256:{ident['sha256']}" and len(ident["sha256"]) == 64
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(KeyError, match="unknown alignment model 'xclip'"):
         make_aligner({**vxl, "kind": "xclip"})
 
 

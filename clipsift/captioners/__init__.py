@@ -1,7 +1,8 @@
 """Captioners: local vision-language models (one file per family) and OpenAI-compatible APIs.
 
-``REGISTRY`` maps the name used in the config (``caption.model``) to the family's class. Modules
-are named by string so that parsing the Snakefile imports no model code. Adding a family is a
+``REGISTRY`` (a :class:`clipsift.plugins.Registry`) maps the name used in the config
+(``caption.model``) to the family's class, named by string so that parsing the Snakefile imports
+no model code. Adding a family is a
 file with a ``LocalVLM`` subclass and one line here.
 
 The shard-level flow (kept clips, source captions, resume cache, clean-up, rewrite, alignment)
@@ -10,24 +11,34 @@ is in ``shard.py``; API clients are in ``api.py``.
 
 from __future__ import annotations
 
-import importlib
+from ..plugins import Plugin, Registry
 
-REGISTRY: dict[str, str] = {
-    "qwen2_vl": "clipsift.captioners.qwen2_vl:Qwen2VL",
-    "qwen2_5_vl": "clipsift.captioners.qwen2_5_vl:Qwen25VL",
-    "qwen3_vl": "clipsift.captioners.qwen3_vl:Qwen3VL",
-    "llava_onevision": "clipsift.captioners.llava_onevision:LlavaOnevision",
-    "llava_next_video": "clipsift.captioners.llava_next_video:LlavaNextVideo",
-    "smolvlm2": "clipsift.captioners.smolvlm2:SmolVLM2",
-}
+# every local family runs on a GPU when there is one (caption.device: cpu pins it to the CPU)
+REGISTRY = Registry(
+    "caption model",
+    {
+        "qwen2_vl": Plugin("clipsift.captioners.qwen2_vl:Qwen2VL", "gpu"),
+        "qwen2_5_vl": Plugin("clipsift.captioners.qwen2_5_vl:Qwen25VL", "gpu"),
+        "qwen3_vl": Plugin("clipsift.captioners.qwen3_vl:Qwen3VL", "gpu"),
+        "llava_onevision": Plugin("clipsift.captioners.llava_onevision:LlavaOnevision", "gpu"),
+        "llava_next_video": Plugin("clipsift.captioners.llava_next_video:LlavaNextVideo", "gpu"),
+        "smolvlm2": Plugin("clipsift.captioners.smolvlm2:SmolVLM2", "gpu"),
+    },
+)
+
+# caption-clip alignment models (caption.alignment.kind)
+ALIGNERS = Registry(
+    "alignment model",
+    {
+        "clip": Plugin("clipsift.captioners.alignment:ClipAligner", "gpu"),
+        "videoclip_xl": Plugin("clipsift.captioners.videoclip_xl:VideoClipXLAligner", "gpu"),
+    },
+)
 
 
 def family(name: str):
     """The ``LocalVLM`` subclass registered under ``name``."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown caption model {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return REGISTRY.load(name)
 
 
 def gpus_needed(cfg: dict) -> int:

@@ -105,13 +105,8 @@ def passes(score: float | None, threshold: float | None) -> bool | None:
 
 
 def make_aligner(acfg: dict, *, device: str = "cpu"):
-    """The aligner ``caption.alignment.kind`` names: ``clip`` (``ClipAligner``, the default) or
-    ``videoclip_xl`` (EasyAnimate's VideoCLIP-XL, ``videoclip_xl.VideoClipXLAligner``)."""
-    kind = acfg.get("kind") or "clip"
-    if kind == "videoclip_xl":
-        from .videoclip_xl import VideoClipXLAligner
+    """The aligner ``caption.alignment.kind`` names (a ``captioners.ALIGNERS`` entry): ``clip``
+    (:class:`ClipAligner`, the default) or ``videoclip_xl`` (EasyAnimate's VideoCLIP-XL)."""
+    from . import ALIGNERS
 
-        return VideoClipXLAligner(acfg, device=device)
-    if kind != "clip":
-        raise ValueError(f"caption.alignment.kind {kind!r} is not one of clip, videoclip_xl")
-    return ClipAligner(acfg, device=device)
+    return ALIGNERS.load(acfg.get("kind") or "clip")(acfg, device=device)

@@ -1,8 +1,8 @@
 """The encode stage: VAE latents and text embeddings of the kept clips, in the layouts trainers read.
 
 One module per VAE family (``wan``, ``hunyuan``, ``cogvideox``, ``ltx``), each a small
-:class:`~clipsift.encoders.base.VideoVAE` subclass registered in :data:`VAES` under its config
-name (``encode.vae.name``); text encoders in ``text`` (:data:`TEXT_ENCODERS`, config
+:class:`~clipsift.encoders.base.VideoVAE` subclass registered in :data:`VAES` (a
+:class:`clipsift.plugins.Registry`) under its config name (``encode.vae.name``); text encoders in ``text`` (:data:`TEXT_ENCODERS`, config
 ``encode.text_encoder.name``). Adding a VAE is one file and one registry line. The registries name
 classes by string so that parsing the Snakefile imports neither torch nor diffusers.
 
@@ -15,36 +15,35 @@ classes by string so that parsing the Snakefile imports neither torch nor diffus
 
 from __future__ import annotations
 
-import importlib
+from ..plugins import Plugin, Registry
 
-VAES: dict[str, str] = {
-    "wan2_1": "clipsift.encoders.wan:Wan21",
-    "wan2_2": "clipsift.encoders.wan:Wan22",
-    "hunyuan": "clipsift.encoders.hunyuan:HunyuanVideo",
-    "cogvideox": "clipsift.encoders.cogvideox:CogVideoX",
-    "ltx": "clipsift.encoders.ltx:LTXVideo",
-}
+VAES = Registry(
+    "VAE",
+    {
+        "wan2_1": Plugin("clipsift.encoders.wan:Wan21", "gpu"),
+        "wan2_2": Plugin("clipsift.encoders.wan:Wan22", "gpu"),
+        "hunyuan": Plugin("clipsift.encoders.hunyuan:HunyuanVideo", "gpu"),
+        "cogvideox": Plugin("clipsift.encoders.cogvideox:CogVideoX", "gpu"),
+        "ltx": Plugin("clipsift.encoders.ltx:LTXVideo", "gpu"),
+    },
+)
 
-TEXT_ENCODERS: dict[str, str] = {
-    "t5": "clipsift.encoders.text:T5",
-    "umt5": "clipsift.encoders.text:UMT5",
-    "clip": "clipsift.encoders.text:CLIP",
-    "llama": "clipsift.encoders.text:HunyuanLlama",
-}
-
-
-def _resolve(registry: dict[str, str], name: str, what: str):
-    if name not in registry:
-        raise KeyError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
-    module, cls = registry[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+TEXT_ENCODERS = Registry(
+    "text encoder",
+    {
+        "t5": Plugin("clipsift.encoders.text:T5", "gpu"),
+        "umt5": Plugin("clipsift.encoders.text:UMT5", "gpu"),
+        "clip": Plugin("clipsift.encoders.text:CLIP", "gpu"),
+        "llama": Plugin("clipsift.encoders.text:HunyuanLlama", "gpu"),
+    },
+)
 
 
 def vae_class(name: str):
     """The :class:`~clipsift.encoders.base.VideoVAE` subclass registered as ``name``."""
-    return _resolve(VAES, name, "VAE")
+    return VAES.load(name)
 
 
 def text_encoder_class(name: str):
     """The :class:`~clipsift.encoders.text.TextEncoder` subclass registered as ``name``."""
-    return _resolve(TEXT_ENCODERS, name, "text encoder")
+    return TEXT_ENCODERS.load(name)

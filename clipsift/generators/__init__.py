@@ -1,6 +1,7 @@
 """Generators: diffusers pipelines that turn prompts (and first frames) into videos.
 
-A generator is one entry of :data:`REGISTRY`, keyed by the name used in the config
+A generator is one entry of :data:`REGISTRY` (a :class:`clipsift.plugins.Registry` of data
+entries), keyed by the name used in the config
 (``sources[].generator``). An entry names the diffusers pipeline class, its kind (``t2v``
 text-to-video, ``i2v`` image-to-video, ``t2i`` text-to-image), the default checkpoint with a
 pinned revision, and the family's defaults (steps, guidance, size, frames, fps, dtype).
@@ -19,6 +20,8 @@ This module imports neither torch nor diffusers: planning reads it to check the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ..plugins import Registry, UnknownPlugin
 
 KINDS = ("t2v", "i2v", "t2i")
 
@@ -74,7 +77,8 @@ def _g(*args, **kw) -> tuple[str, Generator]:
 # Revisions: commits as pinned by the model specs of xorbitsai/inference (checked against a
 # second project for Wan 2.1); "main" where no commit could be verified without Hub access.
 # The commit a run resolved to is recorded with every video either way.
-REGISTRY: dict[str, Generator] = dict(
+REGISTRY = Registry(
+    "generator",
     [
         # ------------------------------------------------------------- text-to-video
         _g(
@@ -256,7 +260,7 @@ REGISTRY: dict[str, Generator] = dict(
             ),
             size_multiple=16,
         ),
-    ]
+    ],
 )
 
 
@@ -268,11 +272,9 @@ def get(name: str | None) -> Generator:
     if not name:
         raise GeneratorError(f"set `generator` to one of {', '.join(REGISTRY)}")
     try:
-        return REGISTRY[name]
-    except KeyError:
-        raise GeneratorError(
-            f"unknown generator {name!r}; use one of {', '.join(REGISTRY)}"
-        ) from None
+        return REGISTRY.entry(name)
+    except UnknownPlugin as exc:
+        raise GeneratorError(str(exc)) from None
 
 
 def check_source(source: dict) -> None:

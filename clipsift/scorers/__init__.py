@@ -3,13 +3,13 @@
 A scorer turns the usable clips of a shard into one row per clip (``clip_id`` plus measured
 columns, no thresholds). ``scores/{name}.parquet`` holds them; ``merge`` prefixes the columns
 with ``{name}.`` into ``scores.parquet``. Adding a scorer is a function in a module, a line
-in ``REGISTRY`` and a config entry under ``scorers:``; the rules pick it up by name. The
-registry names the module by string so that parsing the Snakefile imports no model code.
+in ``REGISTRY`` (a :class:`clipsift.plugins.Registry`) and a config entry under ``scorers:``;
+the rules pick it up by name (docs/plugins.md walks through one). The registry names the
+function by string so that parsing the Snakefile imports no model code.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,26 +17,31 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..plugins import Plugin, Registry
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Spec:
-    target: str  # "module:function"
-    device: str  # "cpu" or "gpu": GPU scorers get resources gpu=1
-
-
-REGISTRY: dict[str, Spec] = {
-    "motion": Spec("clipsift.scorers.motion:score_motion", "cpu"),
-    "motion_vectors": Spec("clipsift.scorers.motion:score_motion_vectors", "cpu"),
-    "technical": Spec("clipsift.scorers.technical:score_technical", "cpu"),
-    "aesthetic": Spec("clipsift.scorers.aesthetic:score_aesthetic", "gpu"),
-    "aesthetic_linear": Spec("clipsift.scorers.aesthetic:score_aesthetic_linear", "gpu"),
-    "aesthetic_v2_5": Spec("clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu"),
-    "clip_iqa": Spec("clipsift.scorers.quality:score_clip_iqa", "gpu"),
-    "dover": Spec("clipsift.scorers.dover:score_dover", "gpu"),
-    "unimatch": Spec("clipsift.scorers.unimatch:score_unimatch", "gpu"),
-}
+EMB = ("embeddings",)  # writes embeddings/{scorer}.npy, which near_duplicates may compare
+# the device a scorer's rule asks for: "gpu" scorers run in rule score_gpu (resources gpu=1)
+REGISTRY = Registry(
+    "scorer",
+    {
+        "motion": Plugin("clipsift.scorers.motion:score_motion"),
+        "motion_vectors": Plugin("clipsift.scorers.motion:score_motion_vectors"),
+        "technical": Plugin("clipsift.scorers.technical:score_technical"),
+        "aesthetic": Plugin("clipsift.scorers.aesthetic:score_aesthetic", "gpu", gives=EMB),
+        "aesthetic_linear": Plugin(
+            "clipsift.scorers.aesthetic:score_aesthetic_linear", "gpu", gives=EMB
+        ),
+        "aesthetic_v2_5": Plugin(
+            "clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu", gives=EMB
+        ),
+        "clip_iqa": Plugin("clipsift.scorers.quality:score_clip_iqa", "gpu", gives=EMB),
+        "dover": Plugin("clipsift.scorers.dover:score_dover", "gpu"),
+        "unimatch": Plugin("clipsift.scorers.unimatch:score_unimatch", "gpu"),
+    },
+)
 
 
 @dataclass
@@ -62,10 +67,7 @@ def usable_clips(clips: pd.DataFrame) -> pd.DataFrame:
 
 def run_scorer(name: str, inputs: ShardInputs, cfg: dict) -> pd.DataFrame:
     """Score the usable clips; every other clip gets a row whose ``error`` says why it has no score."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    module, func = REGISTRY[name].target.split(":")
-    fn = getattr(importlib.import_module(module), func)
+    fn = REGISTRY.load(name)
     ok = usable_clips(inputs.clips)
     scored = fn(ok, inputs, cfg) if len(ok) else pd.DataFrame({"clip_id": []})
     if "error" not in scored:

