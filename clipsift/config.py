@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from pathlib import Path
 
@@ -136,3 +138,28 @@ def update_reference(path: str | Path) -> bool:
     if new != text:
         path.write_text(new)
     return new != text
+
+
+@functools.cache
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _fill(schema: dict, value):
+    """Snakemake's defaults: a missing key with a ``default`` gets it, then objects recurse."""
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                _fill(sub, value[key])
+    return value
+
+
+def defaults(path: str) -> dict:
+    """The schema's defaults of the section at the dotted ``path`` (``scorers.aesthetic``), as a
+    validated config holds them: the one place a default is written is config/schema.yaml."""
+    schema = _schema()
+    for key in path.split("."):
+        schema = schema["properties"][key]
+    return _fill(schema, copy.deepcopy(schema.get("default", {})))

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import defaults
 from ..io.decode import reason
 from ..models.frames import clip_frames
 from ..models.hub import fetch_file, file_sha256, load, load_state_dict
@@ -50,18 +51,7 @@ MEAN = np.array([0.485, 0.456, 0.406]).reshape(1, 1, 3)
 STD = np.array([0.229, 0.224, 0.225]).reshape(1, 1, 3)
 ALIASES = {"model.": "text_model.", "viclip_model.": "vision_model."}  # EasyAnimate's copy
 
-DEFAULTS = {
-    "weights": {
-        "repo": "alibaba-pai/VideoCLIP-XL",
-        "filename": "VideoCLIP-XL.bin",
-        "revision": "1622f6bb5ae49dabec829091833121f1dfeef24a",
-        "sha256": "413b6adfd78dd4c0e602df1b5aaa21f3ff35d8f00993069fd51f0c924e0a0113",
-    },
-    "weights_path": None,
-    "tokenizer": "openai/clip-vit-large-patch14",
-    "tokenizer_revision": "32bd64288804d66eefd0ccbe215aa642df71cc41",
-    "channel_order": "rgb",
-}
+DEFAULTS = defaults("caption.alignment.videoclip_xl")  # config/schema.yaml's
 
 
 @dataclass(frozen=True)

@@ -37,57 +37,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..config import defaults
 from ..dedup import write_embeddings
 from ..models.runner import FrameModel, clip_embedding, frame_outputs, model_label, reduce_frames
 
 log = logging.getLogger(__name__)
 
 HIDDEN = (1024, 128, 64, 16)
-
-# the defaults of each scorer (the config schema carries the same values)
-DEFAULTS = {
-    "aesthetic": {
-        "model": "openai/clip-vit-large-patch14",
-        "revision": "32bd64288804d66eefd0ccbe215aa642df71cc41",
-        "subfolder": None,
-        "head": {
-            "repo": "camenduru/improved-aesthetic-predictor",
-            "filename": "sac+logos+ava1-l14-linearMSE.pth",
-            "revision": "main",
-        },
-        "head_path": None,
-    },
-    "aesthetic_linear": {
-        "model": "openai/clip-vit-large-patch14",
-        "revision": "32bd64288804d66eefd0ccbe215aa642df71cc41",
-        "subfolder": None,
-        "head": {
-            "url": "https://github.com/LAION-AI/aesthetic-predictor/raw/"
-            "6d122adad522ab246644d9dc1c6d7a3810ee255f/sa_0_4_vit_l_14_linear.pth",
-            "sha256": "2cd4e60f4f24ae3bcd57b847b13c1f3ba27edc28cc1a7f9ce74ee9f421243cba",
-        },
-        "head_path": None,
-    },
-    "aesthetic_v2_5": {
-        "model": "google/siglip-so400m-patch14-384",
-        "revision": "9fdffc58afc957d1a03a25b10dba0329ab15c2a3",
-        "subfolder": None,
-        "head": {
-            "url": "https://github.com/discus0434/aesthetic-predictor-v2-5/raw/"
-            "3125a9e1f275092432ffc336f2908eda812c373c/models/aesthetic_predictor_v2_5.pth"
-        },
-        "head_path": None,
-    },
-}
-COMMON = {
-    "device": "auto",
-    "dtype": "auto",
-    "batch_size": 32,
-    "frames": 4,
-    "reduce": "mean",
-    "trust_remote_code": False,
-    "workers": 2,
-}
 
 
 class LaionAestheticHead(nn.Module):
@@ -239,7 +195,7 @@ def short_side(processor) -> int | None:
 def config(kind: str, cfg: dict | None) -> dict:
     """``cfg`` over the defaults of ``kind`` (the pipeline's config is already validated with
     defaults; this serves direct callers: tests, the benchmark)."""
-    out = {**COMMON, **DEFAULTS[kind]}
+    out = defaults(f"scorers.{kind}")  # config/schema.yaml's
     for k, v in (cfg or {}).items():
         out[k] = v
     return out

@@ -45,35 +45,20 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..config import defaults
 from ..io.decode import VideoError, iter_frames, reason
 from ..models.frames import prefetch
 from . import dover_net
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_URL = "https://github.com/VQAssessment/DOVER/releases/download/v0.1.0/DOVER.pth"
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 # fuse_results (evaluate_a_set_of_videos.py): standardise each branch, weigh, sigmoid
 TECH_SHIFT, TECH_SCALE, TECH_WEIGHT = 0.1107, 0.07355, 0.6104
 AES_SHIFT, AES_SCALE, AES_WEIGHT = -0.08285, 0.03774, 0.3896
 
-DEFAULTS = {
-    "weights": {"url": WEIGHTS_URL, "sha256": None},
-    "weights_path": None,
-    "device": "auto",
-    "dtype": "float32",
-    "technical": {
-        "clip_len": 32,
-        "num_clips": 3,
-        "frame_interval": 2,
-        "fragments": 7,
-        "fsize": 32,
-    },
-    "aesthetic": {"clip_len": 32, "frame_interval": 2, "size": 224},
-    "seed": 0,
-    "workers": 2,
-}
+DEFAULTS = defaults("scorers.dover")  # config/schema.yaml's
 
 
 def config(cfg: dict | None) -> dict:

@@ -25,33 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import defaults
 from ..dedup import write_embeddings
 from ..models.runner import FrameModel, clip_embedding, frame_outputs, model_label, reduce_frames
 from .aesthetic import short_side
 
 log = logging.getLogger(__name__)
 
-PROMPTS = {
-    "quality": ["Good photo.", "Bad photo."],
-    "sharp": ["Sharp photo.", "Blurry photo."],
-    "clean": ["Clean photo.", "Noisy photo."],
-    "bright": ["Bright photo.", "Dark photo."],
-    "colorful": ["Colorful photo.", "Dull photo."],
-    "contrast": ["High contrast photo.", "Low contrast photo."],
-}
-DEFAULTS = {
-    "model": "openai/clip-vit-base-patch32",
-    "revision": "e6a30b603a447e251fdaca1c3056b2a16cdfebeb",
-    "subfolder": None,
-    "prompts": PROMPTS,
-    "device": "auto",
-    "dtype": "auto",
-    "batch_size": 64,
-    "frames": 4,
-    "reduce": "mean",
-    "trust_remote_code": False,
-    "workers": 2,
-}
+# the defaults are config/schema.yaml's (the pipeline's validated config holds the same)
+DEFAULTS = defaults("scorers.clip_iqa")
+PROMPTS = DEFAULTS["prompts"]  # the paper's pairs
 
 
 def config(cfg: dict | None) -> dict:

@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..config import defaults
 from ..io.decode import VideoError, read_frames_at, reason
 from ..models.batching import Batcher
 from ..models.frames import prefetch
@@ -53,22 +54,7 @@ from .gmflow_net import ATTN_SPLITS, STRIDE, GMFlow
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_URL = (
-    "https://s3.eu-central-1.amazonaws.com/avg-projects/unimatch/pretrained/"
-    "gmflow-scale1-mixdata-train320x576-4c3a6e9a.pth"
-)
-# the file's sha256 (its first 8 hex digits are the name's suffix, the torch.hub convention)
-WEIGHTS_SHA256 = "4c3a6e9af9136e31bb7b523218ba615d9d3520a8cb42bf32cc92332a6efa144a"
-DEFAULTS = {
-    "weights": {"url": WEIGHTS_URL, "sha256": WEIGHTS_SHA256},
-    "weights_path": None,
-    "device": "auto",
-    "dtype": "float32",
-    "pairs": 3,
-    "size": [320, 576],
-    "batch_size": 12,
-    "workers": 2,
-}
+DEFAULTS = defaults("scorers.unimatch")  # config/schema.yaml's
 MULTIPLE = STRIDE * ATTN_SPLITS  # 16
 
 
