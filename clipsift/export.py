@@ -21,12 +21,13 @@ Two steps, two rules (``rules/export.smk``):
      encodes only the newly kept ones. The cache may be deleted at any time.
 
 2. :func:`build_metadata` and :func:`write_dataset` (rule ``export``, once): one row per clip
-   with its source fields, every filter and score column, ``keep``, ``reasons`` and ``rejections``, the caption
-   (caption stage, else the source's), the latents (encode stage) and ``file``, the exported
+   with its source fields, every filter and score column, ``keep``, ``reasons`` and
+   ``rejections``, the caption (caption stage, else the source's), the latents (encode stage)
+   and ``file``, the exported
    clip's path relative to the dataset folder. ``metadata.parquet``/``.jsonl`` hold every clip,
    ``kept.parquet`` the kept ones (the dataset card's default config), ``rejected.parquet`` the
-   rejected ones with their reasons. Optional :func:`write_webdataset`: tar shards of the kept
-   clips grouped by resolution bucket and frame count.
+   rejected ones with their reasons. Optional: WebDataset tar shards of the kept clips
+   (:mod:`clipsift.webdataset`).
 
 Paths in the metadata written by the export (``file``, ``latents.*_path``) are relative to the
 dataset folder, so it can move or be published; ``source_path`` and ``path`` stay where the
@@ -35,11 +36,9 @@ sources are.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import tarfile
 from pathlib import Path
 
 import av
@@ -47,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import reasons
-from .io.atomic import atomic_path, write_json, write_jsonl, write_parquet
+from .io.atomic import write_json, write_jsonl, write_parquet
 from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import file_identity, place
 from .io.hashing import file_digest, json_digest
@@ -106,7 +105,7 @@ def cross_shard_duplicates(sources: dict[str, pd.DataFrame]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- clip files
 
 
-def _int(v) -> int | None:
+def int_or_none(v) -> int | None:
     try:
         return None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
     except (TypeError, ValueError):
@@ -117,17 +116,21 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
     mp4 with even sides that fit ``max_height``, no rotation, square pixels, only the video
     stream, and no container or stream metadata beyond what an encoder writes."""
-    n_src, w, h = _int(src.get("n_frames")), _int(clip.get("width")), _int(clip.get("height"))
+    n_src, w, h = (
+        int_or_none(src.get("n_frames")),
+        int_or_none(clip.get("width")),
+        int_or_none(clip.get("height")),
+    )
     path = src.get("path")
     if not (isinstance(path, str) and Path(path).suffix.lower() in (".mp4", ".m4v")):
         return False
-    if n_src is None or w is None or h is None or _int(clip.get("start_frame")) != 0:
+    if n_src is None or w is None or h is None or int_or_none(clip.get("start_frame")) != 0:
         return False
-    if (_int(clip.get("end_frame")) or 0) < n_src or w % 2 or h % 2:
+    if (int_or_none(clip.get("end_frame")) or 0) < n_src or w % 2 or h % 2:
         return False
     if src.get("codec") != "h264" or src.get("pix_fmt") != "yuv420p":
         return False
-    if _int(src.get("rotation")) or target_width(w, h, max_height) is not None:
+    if int_or_none(src.get("rotation")) or target_width(w, h, max_height) is not None:
         return False
     try:
         with open_video(path) as (container, stream):
@@ -197,8 +200,8 @@ def export_shard_clips(
         dest = out_dir / name
         src = sources.get(clip["video_id"], {}) | {"path": clip["source_path"]}
         row = {"clip_id": clip["clip_id"], "video_id": clip["video_id"], "fps": clip["fps"],
-               "width": _int(clip["width"]), "height": _int(clip["height"]),
-               "n_frames": _int(clip["n_frames"])}  # fmt: skip
+               "width": int_or_none(clip["width"]), "height": int_or_none(clip["height"]),
+               "n_frames": int_or_none(clip["n_frames"])}  # fmt: skip
         try:
             mat = clip.get("path")
             if (
@@ -429,13 +432,13 @@ def rejected_table(meta: pd.DataFrame) -> pd.DataFrame:
     return rej[[c for c in REJECTED_COLUMNS if c in rej.columns]].reset_index(drop=True)
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
+def json_records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records"))
 
 
 def write_metadata(meta: pd.DataFrame, parquet_path, jsonl_path) -> None:
     write_parquet(parquet_path, meta, reasons.TYPES)
-    write_jsonl(jsonl_path, _records(meta))
+    write_jsonl(jsonl_path, json_records(meta))
 
 
 def write_dataset(meta: pd.DataFrame, out: dict, easyanimate: dict | None = None) -> None:
@@ -471,81 +474,3 @@ def easyanimate_train_file(kept: pd.DataFrame, cfg: dict) -> list[dict]:
             where="easyanimate.json", option="export.easyanimate.empty_prompts",
         )  # fmt: skip
     return entries
-
-
-# ----------------------------------------------------------------------------- webdataset
-
-
-def frame_bucket(n: int, buckets: list[int]) -> int:
-    """The largest bucket a clip of ``n`` frames can fill (0 below the smallest)."""
-    fit = [b for b in sorted(buckets) if b <= n]
-    return fit[-1] if fit else 0
-
-
-def webdataset_groups(kept: pd.DataFrame, cfg: dict) -> dict[str, pd.DataFrame]:
-    """Kept clips with a file, grouped by resolution bucket and frame count: the latents' bucket
-    and frame count where the encode stage ran, else the exported size and a frame bucket."""
-    kept = kept[kept["file"].notna()]
-    buckets = cfg.get("frame_buckets") or [16, 32, 64, 128, 256]
-    res, frames = [], []
-    for row in kept.to_dict("records"):
-        lat_ok = row.get("latents.status") == "ok" and isinstance(row.get("latents.bucket"), str)
-        if lat_ok:
-            res.append(row["latents.bucket"])
-            frames.append(int(row["latents.frames"]))
-        else:
-            w = _int(row.get("export.width")) or _int(row.get("width"))
-            h = _int(row.get("export.height")) or _int(row.get("height"))
-            res.append(f"{w}x{h}")
-            frames.append(frame_bucket(_int(row.get("n_frames")) or 0, buckets))
-    keys = [f"{r}_f{f}" for r, f in zip(res, frames, strict=True)]
-    kept = kept.assign(_group=keys)
-    return {k: g.drop(columns="_group").sort_values("clip_id") for k, g in kept.groupby("_group")}
-
-
-def sample_key(clip_id: str) -> str:
-    """WebDataset keys end at the first dot of a member name: dots become underscores."""
-    return clip_id.replace(".", "_").replace("/", "_")
-
-
-def _tar_add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tf.addfile(info, io.BytesIO(data))
-
-
-def write_webdataset(
-    meta: pd.DataFrame, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: dict
-) -> list[dict]:
-    """Tar shards ``{resolution}_f{frames}-{i:05d}.tar`` of the kept clips in ``out_dir``; each
-    sample is ``{key}.mp4``, ``{key}.json`` (its metadata row) and ``{key}.txt`` (the caption,
-    when there is one). Deterministic bytes (sorted samples, zero mtimes). Writes and returns
-    the index (``index.json``)."""
-    out_dir, dataset_dir = Path(out_dir), Path(dataset_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    per_tar = int(cfg.get("max_samples_per_tar", 1000))
-    kept = meta[meta["keep"].fillna(False).astype(bool)]
-    index = []
-    for group, rows in sorted(webdataset_groups(kept, cfg).items()):
-        recs = _records(rows)
-        for t, start in enumerate(range(0, len(recs), per_tar)):
-            name = f"{group}-{t:05d}.tar"
-            chunk = recs[start : start + per_tar]
-            with (
-                atomic_path(out_dir / name) as tmp,
-                tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tf,
-            ):
-                for rec in chunk:
-                    key = sample_key(rec["clip_id"])
-                    _tar_add(tf, f"{key}.mp4", (dataset_dir / rec["file"]).read_bytes())
-                    _tar_add(tf, f"{key}.json", json.dumps(rec, sort_keys=True).encode())
-                    if isinstance(rec.get("caption"), str) and rec["caption"]:
-                        _tar_add(tf, f"{key}.txt", rec["caption"].encode())
-            res, frames = group.rsplit("_f", 1)
-            index.append({"path": name, "group": group, "resolution": res,
-                          "frames": int(frames), "samples": len(chunk),
-                          "clip_ids": [r["clip_id"] for r in chunk]})  # fmt: skip
-    write_json(out_dir / "index.json", {"tars": index})
-    return index

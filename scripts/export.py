@@ -13,11 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from clipsift.card import write_card
-from clipsift.export import build_metadata, cross_shard_duplicates, write_dataset, write_webdataset
+from clipsift.export import build_metadata, cross_shard_duplicates, write_dataset
 from clipsift.io.atomic import atomic_dir, write_json, write_parquet
 from clipsift.portable import path_roots
 from clipsift.provenance import build_provenance, read_inputs
 from clipsift.smk import rule_logging
+from clipsift.webdataset import write_webdataset
 
 with rule_logging(snakemake) as log:  # noqa: F821
     sm = snakemake  # noqa: F821

@@ -38,6 +38,7 @@ from clipsift import provenance as pv
 from clipsift.io.decode import probe
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.split.clips import reencode
+from clipsift.webdataset import write_webdataset
 
 HF_SECRET = "hf_" + "TESTSECRET0123456789abcdefABCDEF"  # built: no token-shaped literal
 API_SECRET = "sk-or-v1-" + "EXPORTTESTKEY0123456789abcdef"
@@ -361,7 +362,7 @@ def test_webdataset_groups_by_bucket_and_frames_with_deterministic_tars(tmp_path
     rows.append({"clip_id": "gone", "keep": False, "file": None, "n_frames": 40})
     meta = pd.DataFrame(rows)
     cfg = {"max_samples_per_tar": 1, "frame_buckets": [16, 32, 64]}
-    index = ex.write_webdataset(meta, ds, tmp_path / "w1", cfg)
+    index = write_webdataset(meta, ds, tmp_path / "w1", cfg)
     assert [(t["path"], t["clip_ids"]) for t in index] == [
         ("180x320_f32-00000.tar", ["v.2"]),
         ("320x180_f16-00000.tar", ["v.1"]),
@@ -374,7 +375,7 @@ def test_webdataset_groups_by_bucket_and_frames_with_deterministic_tars(tmp_path
     with tarfile.open(tmp_path / "w1" / "320x180_f16-00000.tar") as tf:
         assert tf.extractfile("v_1.txt").read() == b"cap 1"
         assert tf.extractfile("v_1.mp4").read() == bytes([1]) * 10
-    ex.write_webdataset(meta, ds, tmp_path / "w2", cfg)
+    write_webdataset(meta, ds, tmp_path / "w2", cfg)
     for t in index:
         assert sha(tmp_path / "w1" / t["path"]) == sha(tmp_path / "w2" / t["path"])
 
