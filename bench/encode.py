@@ -1,7 +1,7 @@
 """CPU throughput and peak memory of the encode stage, per VAE family, with tiny random weights.
 
 No GPU and no model hub: each family's VAE is built from the tiny config of
-``clipsift.encoders.tiny`` (real compression ratios, tiny widths) and saved, then the real stage
+``tests/fakes/tiny_vae.py`` (real compression ratios, tiny widths) and saved, then the real stage
 (``clipsift.encoders.stage.run_encode``: frame planning, decoding + crop + resize in threads ahead
 of the VAE, batching, normalisation, writing) loads and runs it on generated clips. The text
 encoder is off (it is measured separately, once, with a tiny UMT5). With ``--real`` the VAEs are
@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tiny model builders
 
 REAL_CONFIGS = {  # the published architectures (diffusers defaults, and Wan 2.2 TI2V-5B's config)
     "wan2_1": {},
@@ -99,7 +101,7 @@ def make_clips(root: Path, n: int, size: tuple[int, int], fps: int, seconds: flo
 
 
 def build(name: str, root: Path, real: bool) -> dict:
-    from clipsift.encoders import tiny
+    from fakes import tiny_vae as tiny
 
     if not real:
         return tiny.build_vae(name, root)
@@ -192,8 +194,8 @@ def run_family(name: str, args: dict, queue) -> None:
 
 def text_bench(args: dict) -> dict:
     import torch
+    from fakes import tiny_vae as tiny
 
-    from clipsift.encoders import tiny
     from clipsift.encoders.text import UMT5
 
     with tempfile.TemporaryDirectory() as tmp:

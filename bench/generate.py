@@ -1,7 +1,7 @@
 """Seconds per generated clip on the CPU, per generator family, with tiny random pipelines.
 
 No GPU and no model hub: each family's pipeline is built from the tiny configs of
-``clipsift.generators.tiny`` (real classes, tiny widths and depths), saved, and run by the real
+``tests/fakes/tiny_pipelines.py`` (real classes, tiny widths and depths), saved, and run by the real
 stage (``clipsift.generators.stage.generate_shard``: loading with ``from_pretrained``, the
 pipeline call, uint8 conversion, libx264 writing, the per-video record) on a few prompts. Each
 family runs in a fresh process, so ``ru_maxrss`` is that family's peak.
@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tiny model builders
+
 PROMPTS = [
     "a red car drives through a city street at night",
     "a dog runs across green grass in slow motion",
@@ -58,9 +60,9 @@ def _run(case: str, args, root: Path, queue) -> None:
     import numpy as np
     import pandas as pd
     import torch
+    from fakes import tiny_pipelines as tiny
     from PIL import Image
 
-    from clipsift.generators import tiny
     from clipsift.generators.stage import generate_shard
     from clipsift.plan import ITEM_COLUMNS
     from clipsift.sources import list_items

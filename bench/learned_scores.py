@@ -4,7 +4,7 @@ Renders H.264 clips with ``clipsift.sample.render_video`` (640x360, 2 s at 30 fp
 learned scorer's real scoring loop on them (``score_clips``: frames sampled and decoded ahead of
 the model in threads, the image processor, batched forward passes, heads, embeddings):
 
-- tiny models: random CLIP / SigLIP with hidden size 32 (``clipsift.models.testing``), saved with
+- tiny models: random CLIP / SigLIP with hidden size 32 (``tests/fakes/tiny_clip.py``), saved with
   ``save_pretrained`` and loaded through the scorers' own loading code; this is mostly the cost of
   decoding and preprocessing, the floor of every scorer;
 - real sizes: the published architectures with random weights, built from their configs
@@ -36,11 +36,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clipsift.dedup import DedupStats, near_duplicates
-from clipsift.models.testing import REAL_SIZES, save_head, save_tiny_clip, save_tiny_siglip
-from clipsift.sample import Segment, render_video
-from clipsift.scorers import aesthetic as aes
-from clipsift.scorers import quality
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tiny model builders
+
+from fakes.tiny_clip import REAL_SIZES, save_head, save_tiny_clip, save_tiny_siglip  # noqa: E402
+
+from clipsift.dedup import DedupStats, near_duplicates  # noqa: E402
+from clipsift.sample import Segment, render_video  # noqa: E402
+from clipsift.scorers import aesthetic as aes  # noqa: E402
+from clipsift.scorers import quality  # noqa: E402
 
 
 def render_clips(root: Path, n: int, size=(640, 360), fps=30, seconds=2.0) -> pd.DataFrame:
@@ -76,6 +79,7 @@ def n_params(module) -> int:
 
 def real_size_models():
     """The published architectures with random weights (no download)."""
+    from fakes.tiny_clip import clip_tokenizer
     from transformers import (
         CLIPConfig,
         CLIPImageProcessor,
@@ -86,8 +90,6 @@ def real_size_models():
         SiglipVisionConfig,
         SiglipVisionModel,
     )
-
-    from clipsift.models.testing import clip_tokenizer
 
     torch.manual_seed(0)
     vit_l = CLIPVisionModelWithProjection(CLIPVisionConfig(**REAL_SIZES["clip_vit_l14_vision"]))

@@ -146,7 +146,8 @@ def reencoded(tmp_path_factory):
     """One scene rendered at 320x180 crf 18 and again at 224x126 crf 38 (another size and
     bitrate), plus three distinct scenes; scored by the aesthetic scorer (tiny random CLIP) in two
     shards, the copy in the other shard than its original."""
-    from clipsift.models.testing import save_head, save_tiny_clip
+    from fakes.tiny_clip import save_head, save_tiny_clip
+
     from clipsift.sample import Segment, render_video
     from clipsift.scorers import ShardInputs, run_scorer
 

@@ -2,7 +2,7 @@
 
 Every VAE family and text encoder is built from a tiny config, saved with ``save_pretrained``
 and loaded back with ``from_pretrained(folder, subfolder=...)`` by the stage itself
-(``clipsift.encoders.tiny``). Clips are generated videos (landscape, portrait by rotation
+(``tests/fakes/tiny_vae.py``). Clips are generated videos (landscape, portrait by rotation
 metadata, square, letterboxed). Assertions are on shapes, frame choice, buckets, files,
 normalisation against diffusers run directly, determinism and failures as data.
 """
@@ -15,9 +15,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import tiny_vae as tiny
 from helpers import render_lumas
 
-from clipsift.encoders import VAES, text_encoder_class, tiny, vae_class
+from clipsift.encoders import VAES, text_encoder_class, vae_class
 from clipsift.encoders.base import clip_seed, denormalize, to_model_input, valid_count
 from clipsift.encoders.buckets import (
     Bucket,

@@ -1,6 +1,6 @@
 """The generate source: prompt lists -> videos through diffusers pipelines, loaded by the real code.
 
-Tiny random pipelines (``clipsift.generators.tiny``: CogVideoX text-to-video, Stable Video
+Tiny random pipelines (``tests/fakes/tiny_pipelines.py``: CogVideoX text-to-video, Stable Video
 Diffusion image-to-video, Stable Diffusion 3 and FLUX text-to-image, Wan when ``accelerate`` is
 installed) are built from tiny configs, saved with ``save_pretrained`` and loaded back with
 ``Pipeline.from_pretrained(folder)`` by the stage itself. Assertions are on files, sizes, frame
@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fakes import tiny_pipelines as tiny
 from helpers import REPO, base_config, count_frames, metadata, plan_shards, run_snakemake
 
-from clipsift.generators import REGISTRY, GeneratorError, check_source, tiny
+from clipsift.generators import REGISTRY, GeneratorError, check_source
 from clipsift.generators import pipeline as gp
 from clipsift.generators.stage import generate_shard
 from clipsift.generators.video import read_frames, write_mp4

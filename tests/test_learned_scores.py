@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import base_config, run_snakemake, shard_table
-
-from clipsift.dedup import read_embeddings
-from clipsift.models.testing import (
+from fakes.tiny_clip import (
     fake_hub_repo,
     head_state_dict,
     save_head,
     save_tiny_clip,
     save_tiny_siglip,
 )
+from helpers import base_config, run_snakemake, shard_table
+
+from clipsift.dedup import read_embeddings
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.scorers import ShardInputs, quality, run_scorer
 from clipsift.scorers import aesthetic as aes

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import tiny_vae as tiny
 from helpers import all_shards_table, base_config, count_frames, run_snakemake
 
-from clipsift.encoders import tiny
 from clipsift.manifests import write_manifests
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.sources.metalist import list_conversation, list_hunyuan

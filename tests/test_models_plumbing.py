@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from fakes.tiny_clip import fake_hub_repo, head_state_dict
 
 from clipsift.models import device as dev
 from clipsift.models import hub
 from clipsift.models.batching import Batcher, is_oom
 from clipsift.models.frames import decode_width, prefetch, uniform_times
-from clipsift.models.testing import fake_hub_repo, head_state_dict
 
 # ----------------------------------------------------------------------------- GPU locks
 

@@ -139,9 +139,9 @@ def test_static_scene_is_static(sample):
 
 
 def _frames(seg: Segment, size=(640, 360)):
-    from clipsift.sample import _segment_frames
+    from clipsift.painting import segment_frames
 
-    return _segment_frames(seg, *size)
+    return segment_frames(seg, *size)
 
 
 def test_pan_recovered_by_phase_correlation(sample):

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from fakes import tiny_vae as tiny
 from helpers import all_shards_table, base_config, run_snakemake
 from test_manifests import hunyuan_i2v_loader
 
 from clipsift.config import SCHEMA
-from clipsift.encoders import tiny
 from clipsift.encoders.buckets import grid_buckets, make_buckets, nearest_bucket
 from clipsift.encoders.sampling import plan_frames
 from clipsift.sample import Segment, render_video

@@ -120,7 +120,7 @@ def head_state_dict(kind: str, in_dim: int, *, seed: int = 0, centre: float = 5.
     its end-to-end weight vector is rescaled and its end-to-end bias set)."""
     import torch
 
-    from ..scorers.aesthetic import HEADS
+    from clipsift.scorers.aesthetic import HEADS
 
     torch.manual_seed(seed)
     head = HEADS[kind](in_dim).eval()

@@ -22,7 +22,7 @@ BUILDERS = ("wan", "cogvideox", "allegro", "svd", "sd3", "flux")
 def _t5(kind: str = "t5", d_model: int = 32):
     import transformers
 
-    from ..encoders.tiny import t5_tokenizer
+    from fakes.tiny_vae import t5_tokenizer
 
     tok = t5_tokenizer()
     cfg_cls = transformers.T5Config if kind == "t5" else transformers.UMT5Config
@@ -34,7 +34,7 @@ def _t5(kind: str = "t5", d_model: int = 32):
 def _clip_text(with_projection: bool = True, hidden: int = 32, projection: int = 32):
     import transformers
 
-    from ..models.testing import clip_tokenizer
+    from fakes.tiny_clip import clip_tokenizer
 
     tok = clip_tokenizer()
     tok.model_max_length = 77  # what the real CLIP tokenizers say; the pipelines pad to it
