@@ -16,7 +16,7 @@ from pathlib import Path
 # ----------------------------------------------------------------------------- tokenizer
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP byte-level alphabet: every byte as a printable character."""
     bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
     cs = bs[:]
@@ -36,7 +36,7 @@ def clip_tokenizer(merges: list[str] | None = None):
     """
     from transformers import CLIPTokenizer
 
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for c in chars:
         vocab[c] = len(vocab)
