@@ -17,7 +17,9 @@ before, the figures without it are the default texture-masked measure):
 | still, flat grey / sky / wall | 0 (raw 5.7 / 4.4 / 1.8 px) | 0 (raw 5.7 / 4.0 / 1.4) | 0 (raw 6.3 / 5.0 / 1.3) | 0 (raw 0.14 / 0.14 / 0.15) |
 | time per pair, raw (the mask adds 0.5) | 0.5-0.6 ms | 1.1-1.6 ms | 5.4 ms | 9.6 ms |
 
-Times are the best of several runs on a shared 2-core machine (up to 50 % more under load). The
+Times are the best of several runs on a shared 2-core machine (up to 50 % more under load),
+before the sums moved to float64 numpy (:func:`cell_sums`, reproducible bits; a few ms more per
+pair on a loaded machine, still small next to decoding). The
 texture mask costs about 0.5 ms per pair (the noise estimate, a blur and
 ``cv2.cornerMinEigenVal``), so the default measure takes 1.1 ms instead of 0.6: nothing next to
 decoding (about 200 ms per 1080p video-second, for 2 pairs). Pans keep every pixel, so their
@@ -63,6 +65,24 @@ TEXTURE_BLOCK = 7  # structure-tensor window (px)
 TEXTURE_MIN_EIG = 0.15
 MIN_NOISE = 1.0  # noise floor (8-bit levels): clean frames still need some texture
 MIN_TEXTURED = 0.01  # share of textured pixels below which a frame (or grid cell) shows no motion
+
+
+def _edges(n: int, parts: int) -> np.ndarray:
+    return np.arange(parts) * n // parts
+
+
+def cell_sums(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Sums of the float64 ``a`` over a ``rows`` x ``cols`` grid of cells, in a fixed order (so
+    the same video scanned twice stores the same samples)."""
+    h, w = a.shape
+    by_row = np.add.reduceat(a, _edges(h, rows), axis=0)
+    return np.add.reduceat(by_row, _edges(w, cols), axis=1)
+
+
+def cell_sizes(shape: tuple[int, int], rows: int, cols: int) -> np.ndarray:
+    """Pixels per cell of :func:`cell_sums`."""
+    h, w = shape[:2]
+    return np.outer(np.diff([*_edges(h, rows), h]), np.diff([*_edges(w, cols), w]))
 
 
 class FlowMeter:
@@ -114,36 +134,38 @@ class FlowMeter:
         (0 when under ``MIN_TEXTURED`` of them are); ``grid``: the same per cell (row-major,
         ``grid`` rows x columns; NaN for a cell without texture); ``dx``, ``dy``: mean flow (a
         pan's direction); ``textured``: the share of textured pixels."""
-        f = self.flow(prev_gray, gray)
-        fx, fy = cv2.split(f)
-        mag = cv2.magnitude(fx, fy)
+        f = self.flow(prev_gray, gray).astype(np.float64)
+        # numpy in float64 from here: OpenCV's float32 SIMD paths (magnitude, resize, sumElems)
+        # gave results that differed in the last bits with the arrays' memory alignment
+        fx, fy = f[..., 0], f[..., 1]
+        mag = np.hypot(fx, fy)
         rows, cols = self.grid
         if not self.mask:
-            cells = cv2.resize(mag, (cols, rows), interpolation=cv2.INTER_AREA)  # cell means
+            mags = cell_sums(mag, rows, cols)
             return {
-                "mag": float(mag.mean()),
-                "grid": [float(v) for v in cells.ravel()],
-                "dx": float(fx.mean()),
-                "dy": float(fy.mean()),
+                "mag": float(mags.sum()) / mag.size,
+                "grid": [float(v) for v in (mags / cell_sizes(mag.shape, rows, cols)).ravel()],
+                "dx": float(cell_sums(fx, rows, cols).sum()) / mag.size,
+                "dy": float(cell_sums(fy, rows, cols).sum()) / mag.size,
                 "textured": 1.0,
             }
-        keep = self.texture_mask(prev_gray).astype(np.float32)
-        share = cv2.sumElems(keep)[0] / keep.size
+        keep = self.texture_mask(prev_gray).astype(np.float64)
+        keeps = cell_sums(keep, rows, cols)
+        n = float(keeps.sum())
+        share = n / keep.size
         if share < MIN_TEXTURED:
             nan = [float("nan")] * (rows * cols)
             return {"mag": 0.0, "grid": nan, "dx": 0.0, "dy": 0.0, "textured": share}
-        n = share * keep.size
-        moving = mag * keep
-        # per-cell sums over textured pixels, as cell means of (value x mask) and of the mask
-        cell_keep = cv2.resize(keep, (cols, rows), interpolation=cv2.INTER_AREA)
-        cell_mag = cv2.resize(moving, (cols, rows), interpolation=cv2.INTER_AREA)
+        moving = cell_sums(mag * keep, rows, cols)
+        # per cell: the mean over its textured pixels, where enough of them are textured
         with np.errstate(invalid="ignore", divide="ignore"):
-            cells = np.where(cell_keep >= MIN_TEXTURED, cell_mag / cell_keep, np.nan)
+            textured = keeps / cell_sizes(keep.shape, rows, cols) >= MIN_TEXTURED
+            cells = np.where(textured, moving / keeps, np.nan)
         return {
-            "mag": cv2.sumElems(moving)[0] / n,
+            "mag": float(moving.sum()) / n,
             "grid": [float(v) for v in cells.ravel()],
-            "dx": cv2.sumElems(fx * keep)[0] / n,
-            "dy": cv2.sumElems(fy * keep)[0] / n,
+            "dx": float(cell_sums(fx * keep, rows, cols).sum()) / n,
+            "dy": float(cell_sums(fy * keep, rows, cols).sum()) / n,
             "textured": share,
         }
 
