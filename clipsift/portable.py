@@ -44,7 +44,8 @@ def path_roots(sources: list[dict], results: str) -> list[tuple[str, str]]:
 
 
 def portable_text(value, roots: list[tuple[str, str]]):
-    """``value`` (a string, or a list of them) with every absolute prefix replaced."""
+    """``value`` (a string, or a list or dict of them: the rejection records) with every absolute
+    prefix replaced."""
     if isinstance(value, str):
         for absolute, given in roots:
             if absolute in value:
@@ -54,6 +55,8 @@ def portable_text(value, roots: list[tuple[str, str]]):
         return [portable_text(v, roots) for v in value]
     if isinstance(value, np.ndarray):  # a list column read back from parquet
         return [portable_text(v, roots) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {k: portable_text(v, roots) for k, v in value.items()}
     return value
 
 

@@ -106,3 +106,19 @@ def test_tables_without_rejections_are_read_from_their_texts():
     assert [r["test"] for r in got[1]] == ["duplicate", "flash.ratio missing"]
     assert got[1][0]["detail"] == "v_0001" and got[2] == []
     assert [reasons.texts(rs) for rs in got] == [list(r) for r in old["reasons"]]
+
+
+def test_paths_in_rejections_are_published_as_the_config_gave_them(tmp_path):
+    """An error's message names the video's path: in the dataset tables it is the config's path,
+    in the records as in the texts, whatever the working folder or results path."""
+    from clipsift.portable import path_roots, portable_table
+
+    videos = tmp_path / "videos"
+    msg = f"cannot open: [Errno 2] '{videos}/a.mp4'"
+    sel = select(table().assign(error=[None, None, None, None, msg, None, None]), SELECT)
+    roots = path_roots([{"type": "folder", "path": str(videos)}], str(tmp_path / "results"))
+    roots = [(a, "sample/videos/" if a == f"{videos}/" else g) for a, g in roots]
+    out = portable_table(sel, roots)
+    (r,) = reasons.column_of(out)[4]
+    assert r["detail"] == "cannot open: [Errno 2] 'sample/videos/a.mp4'"
+    assert r["text"] == "error: " + r["detail"] == out["reasons"].iloc[4][0]
