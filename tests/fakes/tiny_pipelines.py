@@ -250,7 +250,6 @@ def _build_svd():
 
 def _build_sd3():
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
@@ -273,21 +272,7 @@ def _build_sd3():
             out_channels=4,
         ),
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=AutoencoderKL(
-            sample_size=32,
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(4, 8),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=1,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            shift_factor=0.0609,
-            scaling_factor=1.5035,
-        ),
+        vae=_sd3_style_vae(latent_channels=4),
         text_encoder=text_encoder,
         tokenizer=tok,
         text_encoder_2=text_encoder_2,
@@ -297,9 +282,29 @@ def _build_sd3():
     )
 
 
+def _sd3_style_vae(latent_channels: int):
+    """The image VAE of SD 3.5 and FLUX, tiny (their shift and scaling factors)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+
+
 def _build_flux():
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         FluxTransformer2DModel,
@@ -309,21 +314,7 @@ def _build_flux():
     text_encoder_2, tok_2 = _t5("t5")
     return FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=AutoencoderKL(
-            sample_size=32,
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(4, 8),
-            layers_per_block=1,
-            latent_channels=1,
-            norm_num_groups=1,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            shift_factor=0.0609,
-            scaling_factor=1.5035,
-        ),
+        vae=_sd3_style_vae(latent_channels=1),
         text_encoder=text_encoder,
         tokenizer=tok,
         text_encoder_2=text_encoder_2,
