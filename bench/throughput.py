@@ -66,7 +66,8 @@ import pandas as pd
 
 from clipsift.config import SCHEMA
 from clipsift.filters.flash import find_flashes, flash_shard
-from clipsift.filters.ocr import OcrReader, ocr_from_scan, ocr_shard
+from clipsift.filters.ocr import ocr_from_scan, ocr_shard
+from clipsift.filters.ocr_reader import OcrReader
 from clipsift.ingest import ingest_shard, usable
 from clipsift.io.atomic import atomic_path
 from clipsift.io.decode import iter_frames, probe
@@ -280,6 +281,7 @@ def instrumented(inner: Inner):
     """Time ``read_frames_at`` and ``OcrReader`` wherever the stages call them, and count the
     frames ``read_frames_at`` decodes, by wrapping module attributes while the block runs."""
     import clipsift.filters.ocr as ocr_mod
+    import clipsift.filters.ocr_reader as reader_mod
     import clipsift.io.decode as decode_mod
 
     read0, reader0, open0 = decode_mod.read_frames_at, ocr_mod.OcrReader, decode_mod.open_video
@@ -329,11 +331,12 @@ def instrumented(inner: Inner):
                 inner.cost["infer"] -= extra
             return res
 
-    decode_mod.read_frames_at, ocr_mod.OcrReader = read, Reader
+    # ocr_shard reads the name from filters.ocr, the scan from filters.ocr_reader
+    decode_mod.read_frames_at, ocr_mod.OcrReader, reader_mod.OcrReader = read, Reader, Reader
     try:
         yield
     finally:
-        decode_mod.read_frames_at, ocr_mod.OcrReader = read0, reader0
+        decode_mod.read_frames_at, ocr_mod.OcrReader, reader_mod.OcrReader = read0, reader0, reader0
 
 
 # ----------------------------------------------------------------------------- stages

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .io.atomic import atomic_path  # noqa: E402
-from .selection import passes, rules, select  # noqa: E402
+from .selection import filter_tests, passes, rules, select  # noqa: E402
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:
@@ -81,15 +81,12 @@ def whatif(table: pd.DataFrame, cfg: dict, qs: list[float]) -> pd.DataFrame:
 
 def _with_bound(cfg: dict, name: str, col: str, op: str, value: float) -> dict:
     trial = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
-    if name == "flash":
-        trial["flash"]["max_flash_ratio"] = value
-    elif name == "text":
-        trial["ocr"]["max_text_area"] = value
-    elif name == "text_frames":
-        trial["ocr"]["max_text_frames"] = value
-    else:
-        trial["thresholds"] = {k: dict(v) for k, v in cfg["thresholds"].items()}
-        trial["thresholds"][col]["min" if op == ">=" else "max"] = value
+    for m, t, _ in filter_tests(cfg):
+        if t.name == name:  # a filter's test: its bound is a key of select.{filter}
+            trial[m.name][t.key] = value
+            return trial
+    trial["thresholds"] = {k: dict(v) for k, v in cfg["thresholds"].items()}
+    trial["thresholds"][col]["min" if op == ">=" else "max"] = value
     return trial
 
 

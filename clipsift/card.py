@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from . import filters
 from .io.atomic import atomic_path
 from .selection import rules, with_filters
 
@@ -73,6 +74,18 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def pipeline_steps(cfg: dict, counts: dict) -> list[str]:
+    """What the pipeline did, for the card's first sentence: from the config and the counts."""
+    scorers = sorted(n for n, c in (cfg.get("scorers") or {}).items() if c.get("enabled"))
+    on = filters.enabled(cfg.get("filters") or {})
+    steps = ["scene splitting", *(m.about for m in filters.measures() if m.name in on)]
+    steps += [f"scores ({', '.join(scorers)})"] if scorers else []
+    steps += ["selection with a reason for every rejected clip"]
+    steps += ["captions"] if "captioned" in counts else []
+    steps += ["VAE latents"] if "encoded" in counts else []
+    return steps
+
+
 def card_body(
     prov: dict, card_cfg: dict, *, repo: str | None = None, webdataset: bool = False
 ) -> str:
@@ -84,15 +97,7 @@ def card_body(
     parts = [f"# {name}", ""]
     if card_cfg.get("description"):
         parts += [card_cfg["description"].strip(), ""]
-    filters = cfg.get("filters") or {}
-    scorers = sorted(n for n, c in (cfg.get("scorers") or {}).items() if c.get("enabled"))
-    steps = ["scene splitting"]
-    steps += ["a flash filter"] if (filters.get("flash") or {}).get("enabled") else []
-    steps += ["a burned-in text filter (OCR)"] if (filters.get("ocr") or {}).get("enabled") else []
-    steps += [f"scores ({', '.join(scorers)})"] if scorers else []
-    steps += ["selection with a reason for every rejected clip"]
-    steps += ["captions"] if "captioned" in counts else []
-    steps += ["VAE latents"] if "encoded" in counts else []
+    steps = pipeline_steps(cfg, counts)
     parts += [
         f"{counts['kept']} video clips for training video generation models, selected from "
         f"{counts['split']['clips']} scene clips of {counts['ingest']['ok']} source videos by "

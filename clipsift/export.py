@@ -51,7 +51,7 @@ from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import file_identity, place
 from .io.hashing import file_digest, json_digest
 from .portable import portable_table
-from .selection import clip_table, load_json
+from .selection import clip_table, filter_records, load_json
 from .split.clips import reencode, target_width
 
 log = logging.getLogger(__name__)
@@ -267,8 +267,10 @@ def export_shard_clips(
 # ----------------------------------------------------------------------------- metadata
 
 
-def shard_metadata(source, clips, scores, selection, flash: dict, ocr: dict) -> pd.DataFrame:
-    table = clip_table(clips, scores, flash, ocr).drop(
+def shard_metadata(source, clips, scores, selection, records: dict) -> pd.DataFrame:
+    """One shard's clips with their source fields, measurements (``records``: the filters'
+    per-clip records, :func:`clipsift.selection.clip_table`) and selection."""
+    table = clip_table(clips, scores, records).drop(
         columns=["video_id", "duration", "error", "split_reason"]
     )
     meta = clips.merge(
@@ -341,20 +343,19 @@ def build_metadata(
     ``roots``: :func:`clipsift.portable.path_roots`, for paths as the config gave them."""
     dataset_dir = Path(dataset_dir or "results/dataset")
     n = len(inputs.clips)
-    flash = list(inputs.flash) or [None] * n
-    ocr = list(inputs.ocr) or [None] * n
+    records = filter_records(inputs, n)
     captions = _by_shard(_named(inputs, "captions"))
     latents = _by_shard(_named(inputs, "latents"))
     files = _by_shard(_named(inputs, "clip_files"), stem=True)
     frames, sources = [], {}
-    for src, clips, scores, sel, fl, oc in zip(
-        inputs.sources, inputs.clips, inputs.scores, inputs.selection, flash, ocr, strict=True
+    for src, clips, scores, sel, recs in zip(
+        inputs.sources, inputs.clips, inputs.scores, inputs.selection, records, strict=True
     ):
         shard = Path(clips).parent.name
         sources[shard] = pd.read_parquet(src)
         meta = shard_metadata(
             sources[shard], pd.read_parquet(clips), pd.read_parquet(scores), pd.read_parquet(sel),
-            load_json(fl) if fl else {}, load_json(oc) if oc else {},
+            recs,
         )  # fmt: skip
         meta.insert(0, "shard", shard)
         if shard in captions:

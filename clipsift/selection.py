@@ -12,33 +12,25 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import reasons
+from . import filters, reasons
 
 
-def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, flash: dict, ocr: dict) -> pd.DataFrame:
-    """One row per clip: clip fields, flash and OCR summaries, every score column."""
+def clip_table(clips: pd.DataFrame, scores: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
+    """One row per clip: clip fields, each filter's columns from its per-clip ``records``
+    (``{filter: {clip_id: record}}``, empty for a filter that is off), every score column."""
     t = clips[["clip_id", "video_id", "duration", "error", "split_reason"]].copy()
-    t["flash.ratio"] = t["clip_id"].map(lambda c: flash.get(c, {}).get("flash_ratio"))
-    t["flash.n"] = t["clip_id"].map(lambda c: flash.get(c, {}).get("n_flash"))
-    t["ocr.text_area_mean"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("text_area_mean"))
-    t["ocr.text_area_max"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("text_area_max"))
-    t["ocr.stable_text"] = t["clip_id"].map(lambda c: ocr.get(c, {}).get("has_stable_text"))
-    t["ocr.text_frame_ratio"] = t["clip_id"].map(lambda c: _text_frames(ocr.get(c, {})))
-    for col in ("flash.ratio", "ocr.text_area_mean", "ocr.text_area_max", "ocr.text_frame_ratio"):
+    numeric = []
+    for m in filters.measures():
+        recs = records.get(m.name) or {}
+        for col, get, is_number in m.columns:
+            t[col] = t["clip_id"].map(lambda c, get=get, recs=recs: get(recs.get(c, {})))
+            numeric += [col] if is_number else []
+    for col in numeric:
         t[col] = pd.to_numeric(t[col], errors="coerce")
     if len(scores):
         keep_cols = [c for c in scores.columns if c == "clip_id" or not c.endswith(".error")]
         t = t.merge(scores[keep_cols], on="clip_id", how="left")
     return t
-
-
-def _text_frames(rec: dict) -> float | None:
-    """Share of a clip's analysed frames with text; records written before the key existed
-    count the frames with any box (every box was text then)."""
-    if "text_frame_ratio" in rec or "frames" not in rec:
-        return rec.get("text_frame_ratio")
-    frames = rec["frames"]
-    return sum(1 for f in frames if f["boxes"]) / len(frames) if frames else None
 
 
 CLIP_FIELDS = ("duration",)  # clip columns a threshold may name besides the scores
@@ -61,12 +53,12 @@ REMOVED_COLUMNS = {
 
 def check_thresholds(config: dict) -> None:
     """Every ``select.thresholds`` key must name a column that this config measures:
-    ``{scorer}.{column}`` of an enabled scorer, ``flash.*``/``ocr.*`` of an enabled filter, or a
+    ``{scorer}.{column}`` of an enabled scorer, ``{filter}.*`` of an enabled filter, or a
     clip field. Otherwise every clip would fail that test as "missing", silently: a config
     error, raised when the Snakefile is parsed. (The column itself is checked by ``select``,
     against what the scorer wrote.)"""
     scorers = sorted(n for n, c in config.get("scorers", {}).items() if c.get("enabled"))
-    filters = [n for n in ("flash", "ocr") if config.get("filters", {}).get(n, {}).get("enabled")]
+    on = filters.enabled(config.get("filters", {}))
     cap = config.get("select", {}).get("caption") or {}
     if cap.get("min_alignment") is not None:
         caption = config.get("caption") or {}
@@ -81,12 +73,12 @@ def check_thresholds(config: dict) -> None:
             new, how = REMOVED_COLUMNS[col]
             raise ThresholdError(f"select.thresholds: {col!r} was removed; use {new!r}: {how}.")
         prefix = col.split(".", 1)[0]
-        if col in CLIP_FIELDS or ("." in col and prefix in [*scorers, *filters]):
+        if col in CLIP_FIELDS or ("." in col and prefix in [*scorers, *on]):
             continue
         raise ThresholdError(
             f"select.thresholds: {col!r} names no measured column. A threshold is "
             f"'<scorer>.<column>' of an enabled scorer ({', '.join(scorers) or 'none'}), "
-            f"'flash.<column>' or 'ocr.<column>' of an enabled filter, or one of "
+            f"'<filter>.<column>' of an enabled filter ({', '.join(on) or 'none'}), or one of "
             f"{', '.join(CLIP_FIELDS)}. Enable the scorer, or remove the threshold (setting "
             "select.thresholds replaces the defaults, motion.rel_per_s and technical.luma_mean)."
         )
@@ -113,25 +105,26 @@ def check_columns(table: pd.DataFrame, cfg: dict) -> None:
 def with_filters(select_cfg: dict, filters_cfg: dict) -> dict:
     """The select config with each filter's on/off switch, so a disabled filter judges nothing."""
     out = dict(select_cfg)
-    for name in ("flash", "ocr"):
+    for name in filters.REGISTRY:
         out[name] = {**select_cfg[name], "enabled": filters_cfg[name]["enabled"]}
     return out
 
 
-def rules(cfg: dict) -> list[tuple[str, str, str, float, bool]]:
-    """The configured tests as (name, column, op, bound, record_only), in cascade order."""
+def filter_tests(cfg: dict) -> list[tuple[filters.Measure, filters.Test, object]]:
+    """The tests of the enabled filters that ``cfg`` (the select config) turns on, with bounds."""
     out = []
-    f, o = cfg["flash"], cfg["ocr"]
-    if f.get("enabled", True):
-        out.append(("flash", "flash.ratio", "<=", f["max_flash_ratio"], f["record_only"]))
-    if o.get("enabled", True):
-        out.append(("text", "ocr.text_area_mean", "<=", o["max_text_area"], o["record_only"]))
-    if o.get("enabled", True) and o["max_text_frames"] is not None:
-        out.append(
-            ("text_frames", "ocr.text_frame_ratio", "<=", o["max_text_frames"], o["record_only"])
-        )
-    if o.get("enabled", True) and o["reject_stable_text"]:
-        out.append(("stable_text", "ocr.stable_text", "==", False, o["record_only"]))
+    for m in filters.measures():
+        fcfg = cfg[m.name]
+        if not fcfg.get("enabled", True):
+            continue
+        out += [(m, t, b) for t in m.tests if (b := t.bound_in(fcfg)) is not None]
+    return out
+
+
+def rules(cfg: dict) -> list[tuple[str, str, str, float, bool]]:
+    """The configured tests as (name, column, op, bound, record_only), in cascade order: the
+    filters' tests, then ``thresholds``."""
+    out = [(t.name, t.column, t.op, b, cfg[m.name]["record_only"]) for m, t, b in filter_tests(cfg)]
     for col, bounds in cfg["thresholds"].items():
         rec = bool(bounds.get("record_only", False))
         if bounds.get("min") is not None:
@@ -153,7 +146,8 @@ def passes(values: pd.Series, op: str, bound) -> pd.Series:
 def select(
     table: pd.DataFrame, cfg: dict, near_duplicates: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """``keep``, ``rejections`` and ``reasons`` per clip, plus ``flash_verdict`` and ``ocr_verdict``.
+    """``keep``, ``rejections`` and ``reasons`` per clip, plus each filter's ``{filter}_verdict``
+    (``pass``/``fail`` of its verdict tests, None when the filter is off or the clip unmeasurable).
 
     ``near_duplicates`` (clip_id, duplicate_of) comes from the cross-shard near-duplicate stage.
     """
@@ -165,14 +159,14 @@ def select(
         elif isinstance(split, str):
             rejections[i].append(reasons.split(split))
     measurable = table["error"].isna() & table["split_reason"].isna()
-    verdicts = {}
+    verdict_of = {t.name: m.name for m, t, _ in filter_tests(cfg) if t.verdict}
+    verdicts: dict[str, pd.Series] = {}
     for name, col, op, bound, record_only in rules(cfg):
         values = table[col] if col in table else pd.Series(np.nan, index=table.index)
         ok = passes(values, op, bound)
-        if name in ("flash", "text", "text_frames"):  # the OCR verdict: both text tests
-            key = "text" if name == "text_frames" else name
-            ok_all = ok if key not in verdicts else ok & (verdicts[key] != "fail")
-            verdicts[key] = np.where(measurable, np.where(ok_all, "pass", "fail"), None)
+        if name in verdict_of:  # a filter's verdict: all its verdict tests pass
+            key = verdict_of[name]
+            verdicts[key] = ok if key not in verdicts else verdicts[key] & ok
         if record_only:
             continue
         for i in np.flatnonzero(measurable.to_numpy() & ~ok.to_numpy()):
@@ -182,16 +176,18 @@ def select(
         for i, cid in enumerate(table["clip_id"]):
             if cid in dup_of:
                 rejections[i].append(reasons.duplicate(dup_of[cid]))
-    return pd.DataFrame(
-        {
-            "clip_id": table["clip_id"],
-            "keep": [not r for r in rejections],
-            "reasons": [reasons.texts(r) for r in rejections],
-            "rejections": rejections,
-            "flash_verdict": verdicts.get("flash"),
-            "ocr_verdict": verdicts.get("text"),
-        }
-    )
+    out = {
+        "clip_id": table["clip_id"],
+        "keep": [not r for r in rejections],
+        "reasons": [reasons.texts(r) for r in rejections],
+        "rejections": rejections,
+    }
+    for name in filters.REGISTRY:
+        ok = verdicts.get(name)
+        out[f"{name}_verdict"] = (
+            None if ok is None else np.where(measurable, np.where(ok, "pass", "fail"), None)
+        )
+    return pd.DataFrame(out)
 
 
 def select_captions(selection: pd.DataFrame, captions: dict, cfg: dict) -> pd.DataFrame:
@@ -228,3 +224,15 @@ def select_captions(selection: pd.DataFrame, captions: dict, cfg: dict) -> pd.Da
 def load_json(path) -> dict:
     with open(path) as fh:
         return json.load(fh)
+
+
+def filter_records(inputs, n: int = 1) -> list[dict[str, dict]]:
+    """Per shard, each filter's per-clip records (:func:`clip_table`'s ``records``), read from a
+    job's named inputs: one list of ``{filter}.json`` paths per filter, or one path when
+    ``n`` is 1; a filter that is off has none."""
+    out: list[dict[str, dict]] = [{} for _ in range(n)]
+    for name in filters.REGISTRY:
+        paths = getattr(inputs, name, None) or []
+        for i, path in enumerate([paths] if isinstance(paths, str) else paths):
+            out[i][name] = load_json(path)
+    return out

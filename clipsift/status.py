@@ -33,6 +33,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from . import runlock
+from .filters import REGISTRY as FILTERS
 from .reasons import column_of, summary
 
 # stage -> its files under results/shards/{shard}/ (done when all of them exist)
@@ -40,8 +41,7 @@ STAGES = [
     ("ingest", ["source.parquet"]),
     ("scan", ["scan/scenes.parquet", "scan/frames.parquet", "scan/samples.parquet"]),
     ("split", ["clips.parquet"]),
-    ("flash", ["flash.json"]),
-    ("ocr", ["ocr.json"]),
+    *((name, [f"{name}.json"]) for name in FILTERS),
     ("scores", ["scores.parquet"]),
     ("select", ["selection.parquet"]),
     ("caption", ["caption.json"]),
@@ -49,7 +49,7 @@ STAGES = [
     ("upload", ["upload.json"]),  # streaming: the shard's own commit to the Hub
     ("release", ["released.json"]),  # its downloads and extracted members removed
 ]
-OPTIONAL = {"flash", "ocr", "caption", "encode", "upload", "release"}  # shown when on or started
+OPTIONAL = {*FILTERS, "caption", "encode", "upload", "release"}  # shown when on or started
 MIN_SPAN = 10.0  # s between the first and last done output before a throughput is shown
 READ_ERRORS = (FileNotFoundError, OSError, ValueError)  # gone or rewritten while read
 
@@ -340,7 +340,7 @@ def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
     elif st.name == "split":
         st.n_in, st.unit_in = videos_ok, "videos"
         st.n_out, st.unit_out = clips, "clips"
-    elif st.name in ("flash", "ocr"):
+    elif st.name in FILTERS:
         st.n_in, st.unit_in = clips, "clips"
     elif st.name == "scores":
         st.n_in, st.unit_in = clips, "clips"
@@ -405,7 +405,7 @@ def _running(results: Path, workdir: Path) -> Counter:
 
 def _enabled(stage: str, config: dict | None) -> bool:
     """Whether an optional stage is on; without a config, the schema's defaults (filters on)."""
-    if stage in ("flash", "ocr"):
+    if stage in FILTERS:
         return bool(((config or {}).get("filters", {}).get(stage) or {}).get("enabled", True))
     if stage in ("upload", "release"):
         stream = (config or {}).get("streaming") or {}

@@ -5,7 +5,7 @@ import pandas as pd
 
 from clipsift import reasons
 from clipsift.io.atomic import write_parquet
-from clipsift.selection import clip_table, load_json, select, select_captions
+from clipsift.selection import clip_table, filter_records, load_json, select, select_captions
 from clipsift.smk import rule_logging
 
 with rule_logging(snakemake) as log:  # noqa: F821
@@ -19,10 +19,10 @@ with rule_logging(snakemake) as log:  # noqa: F821
         )  # fmt: skip
         write_parquet(sm.output[0], sel, reasons.TYPES)
     else:
-        flash = load_json(sm.input.flash) if sm.input.get("flash") else {}
-        ocr = load_json(sm.input.ocr) if sm.input.get("ocr") else {}
         table = clip_table(
-            pd.read_parquet(sm.input.clips), pd.read_parquet(sm.input.scores), flash, ocr
+            pd.read_parquet(sm.input.clips),
+            pd.read_parquet(sm.input.scores),
+            filter_records(sm.input)[0],
         )
         dups = pd.read_parquet(sm.input.dups) if sm.input.get("dups") else None
         sel = select(table, sm.params.select, near_duplicates=dups)

@@ -22,7 +22,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
     shard = sm.wildcards.shard
     if sm.rule == "shard_metadata":
         named = {k: [v] for k, v in sm.input.items()}
-        inputs = SimpleNamespace(**{"flash": [], "ocr": []} | named)
+        inputs = SimpleNamespace(**named)
         roots = path_roots(sm.config["sources"], sm.config["results"])
         meta = build_metadata(inputs, sm.params.export, results / "dataset", roots)
         write_metadata(meta, sm.output.parquet, sm.output.jsonl)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from clipsift.filters.flash import find_flashes
-from clipsift.filters.ocr import OcrReader, ocr_record, stable_text, text_area_ratio
+from clipsift.filters.ocr import ocr_record, stable_text, text_area_ratio
+from clipsift.filters.ocr_reader import OcrReader
 from clipsift.scorers.motion import FlowMeter, aggregate_motion, motion_vectors
 from clipsift.scorers.technical import (
     aggregate_technical,

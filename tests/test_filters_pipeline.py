@@ -195,7 +195,7 @@ def test_record_only_keeps_the_clip_and_records_the_verdict():
         "b": {"text_area_mean": 0.0, "text_area_max": 0.0, "text_frame_ratio": 0.0},
     }
     scores = pd.DataFrame({"clip_id": ["a", "b"], "motion.rel_per_s": [0.0, 0.3]})
-    table = clip_table(clips, scores, flash, ocr)
+    table = clip_table(clips, scores, {"flash": flash, "ocr": ocr})
     cfg = {
         "flash": {"max_flash_ratio": 0.0, "record_only": True},
         "ocr": {"max_text_area": 0.02, "max_text_frames": 0.5, "reject_stable_text": False,

@@ -12,15 +12,8 @@ import pandas as pd
 import pytest
 
 from clipsift.config import validate_config
-from clipsift.filters.ocr import (
-    OcrReader,
-    det_size,
-    is_text_like,
-    ocr_from_scan,
-    ocr_record,
-    summarise,
-    text_chars,
-)
+from clipsift.filters.ocr import ocr_from_scan, ocr_record, summarise
+from clipsift.filters.ocr_reader import OcrReader, det_size, is_text_like, text_chars
 from clipsift.textures import KINDS, busy_texture
 
 W, H = 480, 270

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsift import captioners, encoders, generators, scorers, sources, split
+from clipsift import captioners, encoders, filters, generators, scorers, sources, split
 from clipsift.plugins import Plugin, Registry, UnknownPlugin, gpus_for
 
 PACKAGE = Path(scorers.__file__).parents[1]
 REGISTRIES = {
     "scorer": scorers.REGISTRY,
+    "filter": filters.REGISTRY,
     "caption model": captioners.REGISTRY,
     "alignment model": captioners.ALIGNERS,
     "VAE": encoders.VAES,
@@ -58,6 +59,9 @@ def test_every_code_entry_loads(kind, name):
     obj = entry.load()
     if kind == "scorer":
         assert list(inspect.signature(obj).parameters) == ["clips", "inputs", "cfg"]
+    elif kind == "filter":
+        assert isinstance(obj, filters.Measure) and obj.name == name and obj.tests
+        assert all(t.column.startswith(f"{name}.") for t in obj.tests)
     elif kind == "caption model":
         assert issubclass(obj, LocalVLM)
     elif kind == "alignment model":
@@ -114,6 +118,57 @@ def test_only_scorers_that_write_embeddings_feed_near_duplicates():
     assert writes == {"aesthetic", "aesthetic_linear", "aesthetic_v2_5", "clip_iqa"}
 
 
+# a filter as a package outside clipsift would add one: its measure, one registry entry
+BLUR = filters.Measure(
+    "blur",
+    about="a blur filter",
+    columns=(("blur.sharpness", lambda r: r.get("sharpness"), True),),
+    tests=(filters.Test("sharp", "blur.sharpness", ">=", "min_sharpness"),),
+)
+
+
+def test_a_registered_filter_is_selected_calibrated_and_carded_like_the_builtins(monkeypatch):
+    """Selection, calibration and the card know no filter by name: a new entry is judged by
+    its tests, gets its verdict column and its what-if rows, and is named in the card."""
+    import pandas as pd
+
+    from clipsift import calibration, card, selection
+
+    monkeypatch.setitem(filters.REGISTRY, "blur", Plugin(f"{__name__}:BLUR"))
+    clips = pd.DataFrame(
+        {"clip_id": ["a", "b", "c"], "video_id": "v", "duration": 3.0, "error": None,
+         "split_reason": None}
+    )  # fmt: skip
+    records = {"blur": {"a": {"sharpness": 9.0}, "b": {"sharpness": 1.0}}}
+    table = selection.clip_table(clips, pd.DataFrame(), records)
+    assert table["blur.sharpness"].tolist()[:2] == [9.0, 1.0] and pd.isna(
+        table["blur.sharpness"][2]
+    )
+    cfg = {
+        "flash": {"enabled": False}, "ocr": {"enabled": False},
+        "blur": {"enabled": True, "min_sharpness": 5.0, "record_only": False},
+        "thresholds": {},
+    }  # fmt: skip
+    sel = selection.select(table, cfg)
+    assert sel["keep"].tolist() == [True, False, False]
+    assert sel["blur_verdict"].tolist() == ["pass", "fail", "fail"]
+    assert sel["flash_verdict"].isna().all()
+    assert [r["test"] for r in sel["rejections"][1]] == ["sharp"]
+    whatif = calibration.whatif(table, cfg, [0.0, 1.0])
+    assert set(whatif["bound"]) == {1.0, 5.0, 9.0} and set(whatif["test"]) == {"sharp"}
+    assert whatif.set_index("bound").loc[1.0, "retention_overall"] == 2 / 3
+    filters_cfg = {"flash": {"enabled": False}, "ocr": {"enabled": True}, "blur": {"enabled": True}}
+    assert selection.with_filters(cfg | {"ocr": {}}, filters_cfg)["blur"]["enabled"] is True
+    assert filters.enabled(filters_cfg) == ["ocr", "blur"]
+    with pytest.raises(selection.ThresholdError, match="blur"):
+        selection.check_thresholds(
+            {"filters": filters_cfg, "select": {"thresholds": {"blurr.x": {}}}}
+        )
+    selection.check_thresholds({"filters": filters_cfg, "select": {"thresholds": {"blur.x": {}}}})
+    steps = card.pipeline_steps({"filters": filters_cfg}, {})
+    assert steps[:3] == ["scene splitting", "a burned-in text filter (OCR)", "a blur filter"]
+
+
 def _video(path: Path, rgb: tuple[int, int, int], n: int = 30) -> Path:
     import av
 
@@ -136,7 +191,8 @@ def test_the_worked_example_of_the_docs_runs_as_written(tmp_path, monkeypatch):
     import pandas as pd
 
     text = (PACKAGE.parent / "docs" / "plugins.md").read_text()
-    module_src, registry_line = re.findall(r"```python\n(.*?)```", text, re.S)
+    measure, module_src, registry_line = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert measure in (PACKAGE / "filters" / "flash.py").read_text()  # the filter shown is real
     name = "clipsift.scorers.colorfulness"
     (tmp_path / "colorfulness.py").write_text(module_src)
     spec = importlib.util.spec_from_file_location(name, tmp_path / "colorfulness.py")

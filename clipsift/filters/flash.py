@@ -20,6 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..split.clips import rows_in_clip, skip_reason
+from . import Measure, Test
 
 
 def find_flashes(
@@ -71,3 +72,14 @@ def flash_shard(clips, frames, cfg: dict) -> dict:
             "error": None,
         }
     return out
+
+
+MEASURE = Measure(
+    "flash",
+    about="a flash filter",
+    columns=(
+        ("flash.ratio", lambda r: r.get("flash_ratio"), True),
+        ("flash.n", lambda r: r.get("n_flash"), False),
+    ),
+    tests=(Test("flash", "flash.ratio", "<=", "max_flash_ratio"),),
+)

@@ -198,7 +198,7 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     cv2.setNumThreads(1)
     ocr = None
     if ocr_cfg:
-        from ..filters.ocr import OcrReader
+        from ..filters.ocr_reader import OcrReader
 
         reader = OcrReader.from_config(ocr_cfg)
         ocr = (reader, ocr_cfg["every_seconds"], ocr_cfg["max_side"])
