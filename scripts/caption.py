@@ -43,7 +43,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             device_for=device_for,
         )
     except Exception as exc:
-        from clipsift.captioners.api import AuthError
+        from clipsift.captioners.http import AuthError
 
         if isinstance(exc, AuthError):
             # a clear stop, no traceback: the message names the variable, never the key

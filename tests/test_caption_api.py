@@ -23,7 +23,7 @@ from fakes.chat_server import FakeChatServer
 from fakes.clips import caption_config, caption_run_config, render_caption_videos, tables
 from helpers import plan_shards, run_snakemake, wait_for
 
-from clipsift.captioners.api import AuthError, HttpClient, redact, retry_after_seconds
+from clipsift.captioners.http import AuthError, HttpClient, redact, retry_after_seconds
 from clipsift.captioners.shard import caption_shard
 
 KEY = (

@@ -160,7 +160,7 @@ class ApiRewriter:
         return {k: self.cfg.get(k) for k in ("max_new_tokens", "temperature", "top_p", "seed")}
 
     def load(self) -> None:
-        from .api import HttpClient
+        from .http import HttpClient
 
         self.client = HttpClient(self.api)
 
@@ -168,7 +168,7 @@ class ApiRewriter:
         import threading
         from concurrent.futures import ThreadPoolExecutor
 
-        from .api import ApiError, AuthError, dotted
+        from .http import ApiError, AuthError, dotted
 
         url = self.api["base_url"].rstrip("/") + "/chat/completions"
         stop = threading.Event()

@@ -11,7 +11,7 @@ import logging
 import os
 
 from ..redaction import redact, scrub
-from .api import DEFAULT_KEY_ENVS
+from .http import DEFAULT_KEY_ENVS
 
 HUB_TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
