@@ -2,23 +2,8 @@
 
 Two steps, two rules (``rules/export.smk``):
 
-1. :func:`export_shard_clips` (rule ``export_clips``, one job per shard): every clip that
-   ``select`` kept (less the videos that are exact duplicates of a video in an earlier shard)
-   becomes ``results/dataset/clips/{shard}/{clip_id}.mp4``, plus a small per-shard index
-   ``results/dataset/clips/{shard}.parquet`` (:data:`CLIP_INDEX_COLUMNS`; the trainer manifests
-   read it too). Clips are written once, frame-accurately, in the cheapest way that gives the
-   same frames:
-
-   - a clip file the split already made with ``materialize: reencode`` (frame-accurate) and
-     that fits ``max_height`` is hard-linked (or copied);
-   - a clip that is a whole source video, already an H.264 yuv420p mp4 that fits, unrotated,
-     with no other stream and no metadata beyond the encoder's, is hard-linked (or copied);
-   - anything else is decoded over ``[start, end)`` and encoded with libx264 (the method of
-     :func:`clipsift.split.clips.reencode`, plus the downscale to ``max_height`` and the x264
-     determinism cap of :mod:`clipsift.sample`), into ``results/cache/export/{shard}/`` first and
-     linked from there. Snakemake deletes a job's outputs before it runs again, so the cache is
-     what makes a changed threshold cheap: the re-run re-links the clips already encoded and
-     encodes only the newly kept ones. The cache may be deleted at any time.
+1. :mod:`clipsift.export_clips` (rule ``export_clips``, one job per shard): the kept clips as
+   files, ``results/dataset/clips/{shard}/{clip_id}.mp4``, and a per-shard index.
 
 2. :func:`build_metadata` and :func:`write_dataset` (rule ``export``, once): one row per clip
    with its source fields, every filter and score column, ``keep``, ``reasons`` and
@@ -41,37 +26,23 @@ import logging
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 
 from . import reasons
 from .io.atomic import write_json, write_jsonl, write_parquet
-from .io.decode import VideoError, open_video, sample_aspect
-from .io.files import file_identity, place
-from .io.hashing import file_digest, json_digest
 from .portable import portable_table
 from .selection import clip_table, filter_records, load_json
-from .split.clips import reencode, target_width
 
 log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = ["video_id", "source", "uri", "caption", "hash", "codec", "rotation"]
-
-CLIP_INDEX_COLUMNS = [
-    "clip_id", "video_id", "file", "how", "width", "height", "n_frames", "fps",
-    "bytes", "sha256", "error",
-]  # fmt: skip
 
 # columns of the latents table that the metadata already has from clips.parquet
 _LATENT_SKIP = {"clip_id", "video_id", "source_path", "start_time", "end_time", "fps"}
 # caption record fields that are not facts about the caption (timings, cache hits, raw text)
 _CAPTION_SKIP = {"clip_id", "video_id", "caption", "captions", "raw", "frames", "tokens",
                  "latency", "cached", "rewrite"}  # fmt: skip
-# container/stream metadata an encoder writes by itself; anything else (titles, locations,
-# device names) stops a source file from being republished as it is
-_PLAIN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder",
-                   "creation_time", "handler_name", "vendor_id", "language", "duration"}  # fmt: skip
 INT_COLUMNS = ["scene", "window", "start_frame", "end_frame", "n_frames", "width", "height"]
 REJECTED_COLUMNS = [
     "shard", "clip_id", "video_id", "source", "uri", "start_time", "end_time", "duration",
@@ -100,168 +71,6 @@ def cross_shard_duplicates(sources: dict[str, pd.DataFrame]) -> pd.DataFrame:
             else:
                 first.setdefault(h, (vid, shard))
     return pd.DataFrame(rows, columns=["video_id", "shard", "duplicate_of", "owner_shard"])
-
-
-# ----------------------------------------------------------------------------- clip files
-
-
-def int_or_none(v) -> int | None:
-    try:
-        return None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
-    """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
-    mp4 with even sides that fit ``max_height``, no rotation, square pixels, only the video
-    stream, and no container or stream metadata beyond what an encoder writes."""
-    n_src, w, h = (
-        int_or_none(src.get("n_frames")),
-        int_or_none(clip.get("width")),
-        int_or_none(clip.get("height")),
-    )
-    path = src.get("path")
-    if not (isinstance(path, str) and Path(path).suffix.lower() in (".mp4", ".m4v")):
-        return False
-    if n_src is None or w is None or h is None or int_or_none(clip.get("start_frame")) != 0:
-        return False
-    if (int_or_none(clip.get("end_frame")) or 0) < n_src or w % 2 or h % 2:
-        return False
-    if src.get("codec") != "h264" or src.get("pix_fmt") != "yuv420p":
-        return False
-    if int_or_none(src.get("rotation")) or target_width(w, h, max_height) is not None:
-        return False
-    try:
-        with open_video(path) as (container, stream):
-            if len(container.streams) != 1 or sample_aspect(stream) != 1.0:
-                return False
-            keys = set(container.metadata) | set(stream.metadata)
-    except (VideoError, av.FFmpegError, OSError):
-        return False
-    return keys <= _PLAIN_METADATA
-
-
-def _key(obj) -> str:
-    return json_digest(obj, ascii_only=True)
-
-
-def encode_settings(cfg: dict) -> dict:
-    """What the bytes of an encoded clip depend on (besides the clip)."""
-    return {"max_height": cfg.get("max_height"), "crf": cfg.get("crf", 18),
-            "preset": cfg.get("preset", "veryfast"), "method": 2}  # fmt: skip
-
-
-def kept_clips(
-    clips: pd.DataFrame, selection: pd.DataFrame, duplicates: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """The clips ``select`` kept, less those of cross-shard duplicate videos, by clip id."""
-    keep = set(selection.loc[selection["keep"].fillna(False).astype(bool), "clip_id"])
-    out = clips[clips["clip_id"].isin(keep)]
-    if duplicates is not None and len(duplicates):
-        out = out[~out["video_id"].isin(set(duplicates["video_id"]))]
-    return out.sort_values("clip_id")
-
-
-def export_shard_clips(
-    clips: pd.DataFrame,
-    source: pd.DataFrame,
-    selection: pd.DataFrame,
-    out_dir: str | os.PathLike,
-    *,
-    final_dir: str | os.PathLike,
-    dataset_dir: str | os.PathLike,
-    cfg: dict,
-    materialize: str = "virtual",
-    cache_dir: str | os.PathLike | None = None,
-    duplicates: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """The kept clips of one shard as files in ``out_dir`` (the caller swaps it into
-    ``final_dir``); ``cfg`` is the ``export`` section. Returns the index
-    (:data:`CLIP_INDEX_COLUMNS`): ``file`` is the clip file under ``final_dir``, relative to
-    ``dataset_dir`` (a published table names no path of this machine); a clip that cannot be written has an ``error``
-    and no file (failures are data)."""
-    out_dir, final_dir = Path(out_dir), Path(final_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    link = cfg.get("link", "hardlink")
-    max_height = cfg.get("max_height")
-    settings = encode_settings(cfg)
-    skey = _key(settings)[:8]
-    cache = Path(cache_dir) if cache_dir else None
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        for stale in cache.glob("*.mp4"):  # other settings: never used again
-            if stale.name.split(".")[-3:-2] != [skey]:
-                stale.unlink()
-    sources = source.set_index("video_id").to_dict("index")
-    rows, counts = [], {}
-    for clip in kept_clips(clips, selection, duplicates).to_dict("records"):
-        name = f"{clip['clip_id']}.mp4"
-        dest = out_dir / name
-        src = sources.get(clip["video_id"], {}) | {"path": clip["source_path"]}
-        row = {"clip_id": clip["clip_id"], "video_id": clip["video_id"], "fps": clip["fps"],
-               "width": int_or_none(clip["width"]), "height": int_or_none(clip["height"]),
-               "n_frames": int_or_none(clip["n_frames"])}  # fmt: skip
-        try:
-            mat = clip.get("path")
-            if (
-                materialize == "reencode"
-                and isinstance(mat, str)
-                and mat != clip["source_path"]
-                and os.path.exists(mat)
-                and target_width(row["width"], row["height"], max_height) is None
-            ):
-                # the split's frame-accurate clip file (even sides, as reencode writes them)
-                how = place(mat, dest, link)
-                row |= {"how": f"split-{how}", "width": row["width"] // 2 * 2,
-                        "height": row["height"] // 2 * 2}  # fmt: skip
-            elif source_fits(clip, src, max_height):
-                # a copy (a reflink where the file system can), never a hard link: a source
-                # overwritten in place would change the dataset's file with it
-                how = place(clip["source_path"], dest, "copy")
-                row["how"] = f"source-{how}"
-            else:
-                ckey = _key({"source": src.get("hash") or file_identity(clip["source_path"]),
-                             **{k: clip[k] for k in ("start_frame", "end_frame", "start_time",
-                                                     "end_time")}})[:12]  # fmt: skip
-                cached = (cache or out_dir) / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
-                info_path = cached.with_suffix(".json")
-                if cache is not None and cached.exists() and info_path.exists():
-                    info = json.loads(info_path.read_text())
-                    row["how"] = "cached"
-                else:
-                    info = reencode(
-                        clip["source_path"], cached, float(clip["start_time"]),
-                        float(clip["end_time"]), crf=settings["crf"], preset=settings["preset"],
-                        max_height=max_height,
-                    )  # fmt: skip
-                    info["sha256"] = file_digest(cached)
-                    if cache is not None:
-                        write_json(info_path, info)
-                    row["how"] = "encoded"
-                row |= {k: info.get(k) for k in ("width", "height", "n_frames", "sha256")}
-                if cache is None:
-                    os.replace(cached, dest)
-                else:
-                    place(cached, dest, "hardlink" if link == "hardlink" else "copy")
-            row |= {
-                "file": Path(os.path.relpath(final_dir / name, dataset_dir)).as_posix(),
-                "bytes": dest.stat().st_size,
-                "sha256": row.get("sha256") or file_digest(dest),  # an encoded clip's is known
-                "error": None,
-            }
-        except (VideoError, av.FFmpegError, OSError, ValueError) as exc:
-            log.warning("%s: %s", clip["clip_id"], exc)
-            dest.unlink(missing_ok=True)
-            row |= {"how": None, "file": None, "error": f"export failed: {exc}"}
-        counts[row["how"]] = counts.get(row["how"], 0) + 1
-        rows.append(row)
-    if cache is not None:  # json sidecars of clips that left the cache
-        for info in cache.glob("*.json"):
-            if not info.with_suffix(".mp4").exists():
-                info.unlink()
-    log.info("%d clip files: %s", len(rows), counts)
-    return pd.DataFrame(rows, columns=CLIP_INDEX_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- metadata

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .export import int_or_none, json_records
+from .export import json_records
+from .export_clips import int_or_none
 from .io.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from clipsift.export import export_shard_clips
+from clipsift.export_clips import export_shard_clips
 from clipsift.failures import check_error_share
 from clipsift.ingest import localize
 from clipsift.io.atomic import atomic_dir, write_parquet

@@ -34,6 +34,7 @@ from helpers import (
 
 from clipsift import card as cardmod
 from clipsift import export as ex
+from clipsift import export_clips as xc
 from clipsift import provenance as pv
 from clipsift.io.decode import probe
 from clipsift.sample import Segment, render_video, write_corrupt
@@ -88,8 +89,8 @@ def test_reencode_is_frame_accurate_and_downscaled(tiny_videos, tmp_path):
     assert port["width"] == 96
     got = reencode(tmp_path / "p.mp4", tmp_path / "p2.mp4", 0, 1.2, max_height=48)
     assert (got["width"], got["height"]) == (48, 80)
-    assert ex.target_width(1920, 1080, 720) == 1280 and ex.target_width(1080, 1920, 720) == 720
-    assert ex.target_width(640, 360, 720) is None and ex.target_width(640, 360, None) is None
+    assert xc.target_width(1920, 1080, 720) == 1280 and xc.target_width(1080, 1920, 720) == 720
+    assert xc.target_width(640, 360, 720) is None and xc.target_width(640, 360, None) is None
 
 
 def test_export_shard_clips_links_encodes_caches_and_records_failures(tiny_videos, tmp_path):
@@ -114,7 +115,7 @@ def test_export_shard_clips_links_encodes_caches_and_records_failures(tiny_video
     cfg = {"max_height": 720, "crf": 20, "preset": "veryfast", "link": "hardlink"}
 
     def run(out: Path, **kw):
-        return ex.export_shard_clips(
+        return xc.export_shard_clips(
             clips, source, selection, out, final_dir=dataset / "clips" / "s", dataset_dir=dataset,
             cfg=kw.pop("cfg", cfg), materialize="reencode", cache_dir=cache, **kw,
         ).set_index("clip_id")  # fmt: skip
@@ -173,11 +174,11 @@ def test_source_fits_only_plain_whole_h264_files(tiny_videos, tmp_path):
     c = tiny_videos["c"]
     src = source_row(c, "c")
     whole = clip_row("c", 0, c, 0, 15)
-    assert ex.source_fits(whole, src, 720)
-    assert not ex.source_fits(whole, src, 100)  # too big
-    assert not ex.source_fits(clip_row("c", 0, c, 1, 15), src, 720)  # not the whole video
-    assert not ex.source_fits(whole, src | {"rotation": 90}, 720)
-    assert not ex.source_fits(whole, src | {"codec": "hevc"}, 720)
+    assert xc.source_fits(whole, src, 720)
+    assert not xc.source_fits(whole, src, 100)  # too big
+    assert not xc.source_fits(clip_row("c", 0, c, 1, 15), src, 720)  # not the whole video
+    assert not xc.source_fits(whole, src | {"rotation": 90}, 720)
+    assert not xc.source_fits(whole, src | {"codec": "hevc"}, 720)
     titled = tmp_path / "t.mp4"
     import av
 
@@ -188,7 +189,7 @@ def test_source_fits_only_plain_whole_h264_files(tiny_videos, tmp_path):
             if pkt.dts is not None:
                 pkt.stream = s
                 out.mux(pkt)
-    assert not ex.source_fits(clip_row("c", 0, titled, 0, 15), source_row(titled, "c"), 720)
+    assert not xc.source_fits(clip_row("c", 0, titled, 0, 15), source_row(titled, "c"), 720)
 
 
 def test_cross_shard_duplicates_first_shard_wins():
@@ -263,7 +264,7 @@ def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path):
                               "file": None if err else f"clips/{c}.mp4", "how": "encoded",
                               "width": 320, "height": 180, "n_frames": 20, "fps": 10.0, "bytes": 1,
                               "sha256": "0", "error": err} for c, err in rows],
-                            columns=ex.CLIP_INDEX_COLUMNS)  # fmt: skip
+                            columns=xc.CLIP_INDEX_COLUMNS)  # fmt: skip
 
     index([("a_0000", None), ("a_0001", None), ("b_0000", "export failed: boom")]).to_parquet(
         dataset / "clips" / "s-0.parquet"
@@ -728,7 +729,7 @@ def test_manifests_point_at_the_exported_clips(tiny_videos, tmp_path):
     source = pd.DataFrame([source_row(v, "a")])
     selection = pd.DataFrame({"clip_id": clips["clip_id"], "keep": True})
     ds = tmp_path / "results" / "dataset"
-    index = ex.export_shard_clips(clips, source, selection, ds / "clips" / "s", final_dir=ds / "clips" / "s",
+    index = xc.export_shard_clips(clips, source, selection, ds / "clips" / "s", final_dir=ds / "clips" / "s",
                                   dataset_dir=ds, cfg={"max_height": 720})  # fmt: skip
     lat_dir = tmp_path / "results" / "shards" / "s" / "latents"
     lat_dir.mkdir(parents=True)
