@@ -27,8 +27,9 @@ from clipsift.encoders.buckets import (
     nearest_bucket,
     picture_rect,
 )
+from clipsift.encoders.prompts import resolve_prompt
 from clipsift.encoders.sampling import plan_frames
-from clipsift.encoders.stage import resolve_prompt, run_encode
+from clipsift.encoders.stage import run_encode
 from clipsift.encoders.text import clean_prompt
 from clipsift.encoders.video import read_clip
 from clipsift.sample import Segment, render_video, write_corrupt

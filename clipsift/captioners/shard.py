@@ -13,13 +13,13 @@ key or a model that cannot be loaded stops the job.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable
 
 import pandas as pd
 
+from ..models.device import free_memory
 from . import make_captioner
 from .base import ClipJob, stable_hash
 from .cache import CaptionCache, cache_key
@@ -87,14 +87,7 @@ def _free(obj) -> None:
     for attr in ("model", "processor", "image_processor", "tokenizer"):
         if hasattr(obj, attr):
             setattr(obj, attr, None)
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    free_memory()
 
 
 def caption_shard(

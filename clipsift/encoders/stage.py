@@ -2,14 +2,15 @@
 
 For each clip with ``keep == True`` in ``selection.parquet``:
 
-1. the prompt: the caption stage's caption (``caption.json``, when that stage is on and has
-   one), else the source's given caption, else the empty prompt; ``prompt_source`` says which
-   (and ``caption_model`` / ``caption_revision`` which captioner);
+1. the prompt (:mod:`.prompts`): the caption stage's caption (``caption.json``, when that stage
+   is on and has one), else the source's given caption, else the empty prompt;
+   ``prompt_source`` says which (and ``caption_model`` / ``caption_revision`` which captioner);
 2. the frames (:mod:`.sampling`) and the size (:mod:`.buckets`, after the black-border crop of
    ``technical.crop`` in ``scores.parquet``);
 3. decoding and resizing in threads ahead of the VAE (:func:`clipsift.models.frames.prefetch`),
    batches of clips of one shape through the VAE (the batch halves on out-of-memory);
-4. the text encoder(s) over the prompts of the encoded clips, after the VAE is released.
+4. the text encoder(s) over the prompts of the encoded clips, after the VAE is released
+   (:func:`.prompts.encode_texts`).
 
 Writes into ``out_dir`` (the rule's ``latents/`` folder, swapped in atomically by the caller):
 ``{clip_id}.npy`` (latents ``[C, F', H', W']``), ``{clip_id}.text.npy`` + ``{clip_id}.text_mask.npy``
@@ -25,7 +26,6 @@ job's rerun encodes only what is missing (``latents.parquet`` column ``cached``)
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -39,12 +39,13 @@ import pandas as pd
 from ..io.decode import VideoError
 from ..io.files import file_identity, place
 from ..models.batching import Batcher, is_oom
-from ..models.device import pick_dtype, resolve_device
+from ..models.device import free_memory, pick_dtype, resolve_device
 from ..models.frames import prefetch
-from . import text_encoder_class, vae_class
+from . import vae_class
 from .base import to_model_input
 from .buckets import clip_geometry, make_buckets
-from .cache import EncodeCache, model_identity
+from .cache import EncodeCache
+from .prompts import caption_model, encode_texts, resolve_prompt, store_as
 from .sampling import plan_frames
 from .video import read_clip
 
@@ -64,33 +65,6 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- prompts
-
-
-def _text(value) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def resolve_prompt(clip_id: str, video_id: str, captions: dict | None, source_caps: dict):
-    """``(prompt, source)``: the caption stage's, else the source's, else ``("", "empty")``."""
-    if captions is not None:
-        entry = captions.get(clip_id)
-        cap = _text(entry.get("caption")) if isinstance(entry, dict) else _text(entry)
-        if cap is not None:
-            return cap, "caption"
-    cap = _text(source_caps.get(video_id))
-    if cap is not None:
-        return cap, "source"
-    return "", "empty"
-
-
-def caption_model(captions: dict | None, clip_id: str, prompt_source: str) -> dict:
-    """The captioning model and revision of a caption-stage prompt (None otherwise)."""
-    entry = (captions or {}).get(clip_id) if prompt_source == "caption" else None
-    entry = entry if isinstance(entry, dict) else {}
-    return {"caption_model": entry.get("model"), "caption_revision": entry.get("revision")}
-
-
 def border_crops(scores: pd.DataFrame | None) -> dict:
     """clip_id -> ``[x, y, w, h]`` from the technical scorer (absent when it did not run)."""
     if scores is None or "technical.crop" not in scores:
@@ -103,24 +77,6 @@ def border_crops(scores: pd.DataFrame | None) -> dict:
 
 
 # ----------------------------------------------------------------------------- the job
-
-
-def _store(arr: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
-    """Cast to the storage dtype; float16 that would overflow stays float32 (and says so)."""
-    if dtype == "float16":
-        if np.isfinite(arr).all() and np.abs(arr).max(initial=0) < 65000:
-            return arr.astype(np.float16), "float16"
-        return arr.astype(np.float32), "float32"
-    return arr.astype(np.float32), "float32"
-
-
-def _free() -> None:
-    """Give memory back after a model is dropped (the caller deletes its references first)."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def run_encode(
@@ -231,7 +187,7 @@ def run_encode(
                  len(jobs))  # fmt: skip
     timing |= _encode_latents(vae, todo_jobs, rows, cfg, out_dir, final_dir, cache)
     del vae
-    _free()
+    free_memory()
 
     ok = [cid for cid, r in rows.items() if r["status"] == "ok"]
     t0 = time.perf_counter()
@@ -239,7 +195,7 @@ def run_encode(
     for key, tkey in TEXT_KEYS.items():
         tcfg = cfg.get(key) or {}
         if ok and tcfg.get("enabled", key == "text_encoder"):
-            text_info[tkey] = _encode_text(tcfg, tkey, device, ok, rows, out_dir, final_dir, cache)
+            text_info[tkey] = encode_texts(tcfg, tkey, device, ok, rows, out_dir, final_dir, cache)
     geometry = {clip.clip_id: (plan, geo) for clip, plan, geo, _ in jobs}
     for cid in ok:
         _write_json(rows[cid], vinfo, text_info, geometry[cid], out_dir, final_dir)
@@ -326,7 +282,7 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path, cache)
                 }
             return
         for ((clip, _, _, key), _), z in zip(batch, latents, strict=True):
-            arr, dtype = _store(z, store)
+            arr, dtype = store_as(z, store)
             kept = cache.save_latent(clip.clip_id, key, arr)  # at once: a kill keeps it
             if kept is not None:
                 place(kept, out_dir / f"{clip.clip_id}.npy", "hardlink")
@@ -364,66 +320,6 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path, cache)
             stats["clips"], total, stats["clips"] / total, stats["model"], stats["wait"],
         )  # fmt: skip
     return {"vae_loop_s": total, "vae_model_s": stats["model"], "frame_wait_s": stats["wait"]}
-
-
-def _encode_text(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path, cache) -> dict:
-    """Embed the prompts of the encoded clips (each distinct prompt once; those in the resume
-    cache not at all) and write them."""
-    settings = tcfg | {"_model": model_identity({"id": tcfg.get("model"),
-                                                 "subfolder": tcfg.get("subfolder")})}  # fmt: skip
-    prompts = sorted({rows[c]["prompt"] for c in ok})
-    keys = {p: cache.text_key(settings, p) for p in prompts}
-    by_prompt = {p: r for p in prompts if (r := cache.text(keys[p])) is not None}
-    info = cache.encoder_info(cache.encoder_key(settings))
-    missing = [p for p in prompts if p not in by_prompt]
-    if missing or info is None:
-        enc = text_encoder_class(tcfg["name"]).load(
-            tcfg, device, pick_dtype(device, tcfg.get("dtype", "auto"))
-        )
-        info = enc.describe()
-        cache.save_encoder_info(cache.encoder_key(settings), info)
-        batcher = Batcher(tcfg.get("batch_size", 8))
-        t0 = time.perf_counter()
-        for prompt, res in zip(missing, batcher.map(enc.encode, missing), strict=True):
-            by_prompt[prompt] = res
-            cache.save_text(keys[prompt], res)
-        log.info(
-            "text encoder %s (%s): %d prompts in %.1f s (%d from the resume cache)",
-            info["id"], info["class"], len(missing), time.perf_counter() - t0,
-            len(prompts) - len(missing),
-        )  # fmt: skip
-        del enc
-        _free()
-    else:
-        log.info("text encoder %s: all %d prompts from the resume cache", info["id"], len(prompts))
-    cache.hits["text"] += len(prompts) - len(missing)
-    store = tcfg.get("store_dtype", "float16")
-    for cid in ok:
-        res = by_prompt[rows[cid]["prompt"]]
-        emb, dtype = _store(res["embeds"], store)
-        np.save(out_dir / f"{cid}.{tkey}.npy", emb)
-        np.save(out_dir / f"{cid}.{tkey}_mask.npy", res["mask"])
-        row = rows[cid]
-        row[f"{tkey}_path"] = os.fspath(final_dir / f"{cid}.{tkey}.npy")
-        row[f"{tkey}_mask_path"] = os.fspath(final_dir / f"{cid}.{tkey}_mask.npy")
-        if "pooled" in res:
-            pooled, _ = _store(res["pooled"], store)
-            np.save(out_dir / f"{cid}.{tkey}_pooled.npy", pooled)
-            row[f"{tkey}_pooled_path"] = os.fspath(final_dir / f"{cid}.{tkey}_pooled.npy")
-        row.setdefault("_text", {})[tkey] = {
-            "shape": list(emb.shape),
-            "dtype": dtype,
-            "n_tokens": res["n_tokens"],
-            "truncated": res["truncated"],
-        }
-        if tkey == "text":
-            row |= {
-                "n_tokens": res["n_tokens"],
-                "truncated": res["truncated"],
-                "text_encoder": info["id"],
-                "text_encoder_revision": info["resolved_revision"],
-            }
-    return info
 
 
 def _write_json(row, vinfo, text_info, plan_geo, out_dir: Path, final_dir: Path) -> None:

@@ -31,6 +31,7 @@ import pandas as pd
 from ..io.atomic import atomic_path
 from ..io.files import place
 from ..io.hashing import file_digest, json_digest
+from ..models.device import free_memory
 from ..plan import ITEM_COLUMNS
 from . import GeneratorError, check_source, get
 from . import pipeline as gp
@@ -311,7 +312,7 @@ def generate_shard(
                 f"generate: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
             log.exception("%s: generation failed", item_id)
-            _free(device)
+            free_memory()
         extra.setdefault("generate", {"settings": generation.settings()})
         row["extra"] = json.dumps(extra, sort_keys=True, default=str)
         rows.append(row)
@@ -333,10 +334,3 @@ def generate_shard(
         time.monotonic() - t0,
     )
     return table
-
-
-def _free(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()

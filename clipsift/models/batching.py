@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from .device import free_memory
+
 log = logging.getLogger(__name__)
 
 
@@ -45,17 +47,7 @@ class Batcher:
                 self.n_oom += 1
                 self.batch_size = max(1, self.batch_size // 2)
                 log.warning("out of memory: batch size now %d", self.batch_size)
-                _empty_cache()
+                free_memory()
                 continue
             i += len(chunk)
         return out
-
-
-def _empty_cache() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -22,6 +22,20 @@ log = logging.getLogger(__name__)
 _held: list = []  # lock files held by this process (kept open on purpose)
 
 
+def free_memory() -> None:
+    """Give memory back after a model is dropped (the caller drops its references first): the
+    garbage collector, then CUDA's cached blocks."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def scheduler_assigned() -> bool:
     return bool(os.environ.get("SLURM_JOB_ID")) and "CUDA_VISIBLE_DEVICES" in os.environ
 
