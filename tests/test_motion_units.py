@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from clipsift.config import validate_config
-from clipsift.io.decode import shrink
+from clipsift.io.frames import shrink
 from clipsift.sample import Segment, render_video
 from clipsift.scorers.motion import FlowMeter, aggregate_motion, score_motion
 from clipsift.split.scan import scan_video

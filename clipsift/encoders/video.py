@@ -7,7 +7,7 @@ nearest decoded frame. Each frame is converted to RGB at full size, cropped, and
 never holds more than one full-size frame.
 
 Shrinking the Y/U/V planes before the colour conversion (the cheap path of
-:meth:`clipsift.io.decode.Frame.rgb`) was measured at 1080p -> 416x312 and 640x480: 1.5-2 grey
+:meth:`clipsift.io.frames.Frame.rgb`) was measured at 1080p -> 416x312 and 640x480: 1.5-2 grey
 levels of mean error against the exact path for 10-15 % less decoding time, which runs in
 threads beside the VAE anyway; the training frames stay exact.
 """
@@ -18,7 +18,8 @@ import av
 import cv2
 import numpy as np
 
-from ..io.decode import Frame, VideoError, iter_frames, reason
+from ..io.decode import VideoError, iter_frames, reason
+from ..io.frames import Frame
 
 
 def _converter(rect, size):

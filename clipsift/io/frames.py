@@ -1,0 +1,144 @@
+"""A decoded frame as arrays: planes, rotation and square pixels at the display aspect.
+
+Small analysis frames come from the decoded Y (and U/V) planes resized with OpenCV, which costs
+about a sixth of PyAV's own scaler at 1080p (bench/throughput.py, bench/results/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+import cv2
+import numpy as np
+
+PLANAR_420 = {"yuv420p", "yuvj420p"}
+
+
+@dataclass
+class Frame:
+    """One decoded frame: its index among decoded frames, its time in seconds, the PyAV frame,
+    and the stream's sample aspect ratio (non-square pixels: display width = coded width x sar).
+
+    Sized outputs (``gray(width)``, ``bgr(width)``, ``analysis``, ``rgb(size)``) are what a
+    viewer sees: rotation applied and square pixels at the display aspect. ``luma()`` and the
+    unsized forms keep the coded pixels (rotated), for measures on the full-resolution plane."""
+
+    index: int
+    time: float
+    av_frame: av.VideoFrame
+    sar: float = 1.0
+
+    @property
+    def rotation(self) -> int:
+        return int(self.av_frame.rotation or 0) % 360
+
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) a viewer sees (rotation and sample aspect applied)."""
+        w, h = round(self.av_frame.width * self.sar), self.av_frame.height
+        return (h, w) if self.rotation in (90, 270) else (w, h)
+
+    def _sar(self) -> float:
+        """Horizontal pixel aspect of the rotated image (a quarter turn swaps the axes)."""
+        return 1.0 / self.sar if self.rotation in (90, 270) else self.sar
+
+    def luma(self) -> np.ndarray:
+        """Full-size Y plane (a view where possible), rotation applied."""
+        return _rotate(_plane(self.av_frame, 0), self.rotation)
+
+    def gray(self, width: int | None = None) -> np.ndarray:
+        """Y plane resized to ``width`` (aspect kept), rotation applied."""
+        y = self.luma()
+        return y if width is None else resize_to_width(y, width, self._sar())
+
+    def bgr(self, width: int | None = None) -> np.ndarray:
+        """BGR image, optionally resized to ``width`` before colour conversion (cheap path)."""
+        if width is not None and self.av_frame.format.name in PLANAR_420:
+            return self.analysis(width)[1]
+        img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
+        return img if width is None else resize_to_width(img, width, self._sar())
+
+    def analysis(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Small gray and BGR frames of display width ``width`` from one resize of each plane."""
+        f = self.av_frame
+        if f.format.name not in PLANAR_420:
+            img = _rotate(f.to_ndarray(format="bgr24"), self.rotation)
+            bgr = resize_to_width(img, width, self._sar())
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr
+        y = _plane(f, 0)
+        h0, w0 = y.shape
+        w, h = _even_size(w0, h0, width, self.rotation, self.sar)
+        # 4:2:0 planes resized separately, then one colour conversion at the small size
+        i420 = np.empty((h * 3 // 2, w), np.uint8)
+        i420[:h] = shrink(y, (w, h))
+        u = shrink(_plane(f, 1), (w // 2, h // 2))
+        v = shrink(_plane(f, 2), (w // 2, h // 2))
+        i420.reshape(-1)[h * w :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
+        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+        return _rotate(i420[:h], self.rotation), _rotate(bgr, self.rotation)
+
+    def rgb(self, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """RGB image; ``size`` is a width (aspect kept) or ``(width, height)``."""
+        img = self.bgr(size if isinstance(size, int) else None)
+        if isinstance(size, tuple):
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+    if frame.format.name not in PLANAR_420:
+        if i == 0:
+            return frame.to_ndarray(format="gray")
+        raise ValueError("chroma planes only for 4:2:0 input")
+    plane = frame.planes[i]
+    h = frame.height if i == 0 else (frame.height + 1) // 2
+    w = frame.width if i == 0 else (frame.width + 1) // 2
+    buf = np.frombuffer(plane, np.uint8)
+    return buf.reshape(-1, plane.line_size)[:h, :w]
+
+
+def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
+    # the display matrix rotation is counter-clockwise in degrees
+    if rotation == 90:
+        return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if rotation == 180:
+        return cv2.rotate(img, cv2.ROTATE_180)
+    if rotation == 270:
+        return cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    return img
+
+
+def _even_size(w0: int, h0: int, width: int, rotation: int, sar: float = 1.0) -> tuple[int, int]:
+    """Coded-orientation size to resize a ``w0`` x ``h0`` coded frame to, so that it shows
+    ``width`` wide (0: its own display width) with square pixels; even numbers for 4:2:0. The
+    result is (display width, height) swapped back for a quarter-turned frame."""
+    dw, dh = w0 * sar, float(h0)
+    if rotation in (90, 270):
+        dw, dh = dh, dw
+    tw = max(2, int(round(width or dw)) // 2 * 2)
+    th = max(2, int(round(dh * tw / dw)) // 2 * 2)
+    return (th, tw) if rotation in (90, 270) else (tw, th)
+
+
+def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Downscale to ``size`` (w, h): exact halvings with INTER_LINEAR (a 2x2 mean), then one
+    INTER_AREA step. One INTER_AREA resize from 1080p cost 62 % of decoding the frame; this
+    costs about half of that for frames within a grey level (bench/README.md)."""
+    w, h = size
+    while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h:
+        img = cv2.resize(
+            img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_LINEAR
+        )
+    if img.shape[1] == w and img.shape[0] == h:
+        return img
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def resize_to_width(img: np.ndarray, width: int, sar: float = 1.0) -> np.ndarray:
+    """``img`` (pixels ``sar`` times as wide as high) at ``width``, square pixels."""
+    h0, w0 = img.shape[:2]
+    if w0 == width and sar == 1.0:
+        return img
+    h = max(1, int(round(h0 * width / (w0 * sar))))
+    interp = cv2.INTER_AREA if width < w0 else cv2.INTER_LINEAR
+    return cv2.resize(img, (width, h), interpolation=interp)
