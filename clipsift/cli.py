@@ -32,7 +32,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .status import status_table, watch
+    from .status_view import status_table, watch
 
     config = None if args.results else _load_config(args.config)
     results = Path(args.results or config["results"])

@@ -26,7 +26,8 @@ import pandas as pd
 import pytest
 from helpers import REPO, SNAKEFILE, base_config, wait_for, write_config
 
-from clipsift.status import collect, status_table
+from clipsift.status import collect
+from clipsift.status_view import status_table
 
 pytestmark = pytest.mark.slow
 

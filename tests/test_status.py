@@ -19,7 +19,8 @@ import pytest
 from clipsift import reasons, runlock
 from clipsift.cli import main as cli_main
 from clipsift.reasons import summary
-from clipsift.status import collect, error_reason, status_table
+from clipsift.status import collect, error_reason
+from clipsift.status_view import status_table
 
 T0 = 1_700_000_000.0
 

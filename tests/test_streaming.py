@@ -25,7 +25,7 @@ from fakes.hub_server import FakeHub
 from helpers import base_config, make_tar, wait_for, write_config
 from test_kill_restart import snakemake_cmd
 
-from clipsift.status import status_table
+from clipsift.status_view import status_table
 
 pytestmark = pytest.mark.slow
 
