@@ -28,10 +28,10 @@ import pandas as pd  # noqa: E402
 
 from . import reasons  # noqa: E402
 from .calibration import histograms  # noqa: E402
+from .counts import test_names  # noqa: E402
 from .filters import REGISTRY as FILTERS  # noqa: E402
 from .io.atomic import atomic_path  # noqa: E402
 from .io.decode import VideoError, read_frames_at  # noqa: E402
-from .provenance import test_names  # noqa: E402
 from .selection import with_filters  # noqa: E402
 
 log = logging.getLogger(__name__)

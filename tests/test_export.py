@@ -36,6 +36,7 @@ from clipsift import card as cardmod
 from clipsift import export as ex
 from clipsift import export_clips as xc
 from clipsift import provenance as pv
+from clipsift.counts import stage_counts
 from clipsift.io.decode import probe
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.split.clips import reencode
@@ -332,7 +333,7 @@ def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path):
     # provenance counts from the same tables
     cfg = base_config([{"name": "s", "type": "folder", "path": "."}])
     cfg = _validated(cfg)
-    counts = pv.stage_counts(meta.reset_index(), [src0, src1], cfg, {"s-0": 2, "s-1": 1})
+    counts = stage_counts(meta.reset_index(), [src0, src1], cfg, {"s-0": 2, "s-1": 1})
     assert counts["plan"] == {"shards": 2, "videos": 3}
     assert counts["ingest"]["duplicates_across_shards"] == 1
     assert counts["split"] == {"clips": 5, "too_short": 1, "measurable": 4, "video_errors": 0}

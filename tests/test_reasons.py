@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from clipsift import reasons
+from clipsift.counts import stage_counts
 from clipsift.io.atomic import write_parquet
-from clipsift.provenance import stage_counts
 from clipsift.selection import select, select_captions
 
 SELECT = {

@@ -14,9 +14,9 @@ import pytest
 from helpers import base_config
 from snakemake.utils import validate
 
-from clipsift import provenance as pv
 from clipsift import report as rp
 from clipsift.config import SCHEMA
+from clipsift.counts import stage_counts
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -48,7 +48,7 @@ def small_build(videos: dict[str, Path]) -> tuple[pd.DataFrame, dict]:
              error="cannot open: x"),
         clip("b2_0000", b, 0.5, 2.5, True, [], 0.004),
     ])  # fmt: skip
-    counts = pv.stage_counts(meta, [pd.DataFrame({"video_id": ["a", "b", "c", "x", "b2"],
+    counts = stage_counts(meta, [pd.DataFrame({"video_id": ["a", "b", "c", "x", "b2"],
                                                   "error": [None, None, None, "x", None],
                                                   "duplicate_of": None})], cfg, {"t-0": 5})  # fmt: skip
     prov = {"config": cfg, "counts": counts, "config_sha256": "c0ffee" * 10,
