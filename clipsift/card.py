@@ -89,20 +89,27 @@ def pipeline_steps(cfg: dict, counts: dict) -> list[str]:
 def card_body(
     prov: dict, card_cfg: dict, *, repo: str | None = None, webdataset: bool = False
 ) -> str:
-    cfg = prov["config"]
+    """The card's markdown: what it is, its files, how it was built, how to load it."""
     counts = prov["counts"]
-    exp = cfg.get("export") or {}
     name = card_cfg.get("pretty_name") or "Video clips built with clipsift"
-    where = repo or "path/to/dataset"
     parts = [f"# {name}", ""]
     if card_cfg.get("description"):
         parts += [card_cfg["description"].strip(), ""]
-    steps = pipeline_steps(cfg, counts)
     parts += [
         f"{counts['kept']} video clips for training video generation models, selected from "
         f"{counts['split']['clips']} scene clips of {counts['ingest']['ok']} source videos by "
-        f"clipsift (a Snakemake pipeline: {', '.join(steps)}).",
+        f"clipsift (a Snakemake pipeline: {', '.join(pipeline_steps(prov['config'], counts))}).",
         "",
+    ]
+    parts += _files_section(prov["config"], counts, webdataset)
+    parts += _built_section(prov)
+    parts += _load_section(repo, webdataset)
+    return "\n".join(parts)
+
+
+def _files_section(cfg: dict, counts: dict, webdataset: bool) -> list[str]:
+    exp = cfg.get("export") or {}
+    parts = [
         "## Files",
         "",
         "- `kept.parquet`: one row per kept clip (the `default` config): `file` (the clip, "
@@ -133,8 +140,14 @@ def card_body(
                      "EasyAnimate, prompts/videos lists) over the encoded clips.")  # fmt: skip
     parts += ["- `provenance.json`: the config and its hash, code and package versions, models, "
               "seeds and the counts at every stage.", ""]  # fmt: skip
+    return parts
 
-    parts += ["## How it was built", "", "### Funnel", ""]
+
+def _built_section(prov: dict) -> list[str]:
+    """How it was built: the funnel, the rejections, the thresholds, the models, the settings."""
+    cfg, counts = prov["config"], prov["counts"]
+    exp = cfg.get("export") or {}
+    parts = ["## How it was built", "", "### Funnel", ""]
     parts.append(_table(["stage", "unit", "count"],
                         [[r["stage"], r["unit"], r["count"]] for r in counts["funnel"]]))  # fmt: skip
     rej = counts["select"]["rejected_by"]
@@ -156,7 +169,7 @@ def card_body(
         if models else "No learned model (CPU measurements only)."
     )  # fmt: skip
     split = cfg.get("split") or {}
-    parts += [
+    return parts + [
         "",
         "### Settings",
         "",
@@ -172,6 +185,12 @@ def card_body(
         f"- code: clipsift {prov['code']['clipsift']}"
         + (f" (`{prov['code']['git_describe']}`)" if prov["code"].get("git_describe") else ""),
         "",
+    ]
+
+
+def _load_section(repo: str | None, webdataset: bool) -> list[str]:
+    where = repo or "path/to/dataset"
+    parts = [
         "## Load it",
         "",
         "```python",
@@ -199,7 +218,7 @@ def card_body(
             "",
         ]
     if repo:
-        parts += [
+        return parts + [
             "The video files are in the repository beside the metadata:",
             "",
             "```python",
@@ -209,9 +228,7 @@ def card_body(
             "```",
             "",
         ]
-    else:
-        parts += ["`file` is relative to the dataset folder.", ""]
-    return "\n".join(parts)
+    return parts + ["`file` is relative to the dataset folder.", ""]
 
 
 def make_card(

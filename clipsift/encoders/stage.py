@@ -140,46 +140,10 @@ def run_encode(
     rows: dict[str, dict] = {}
     jobs = []
     for clip in todo.itertuples(index=False):
-        prompt, psrc = resolve_prompt(clip.clip_id, clip.video_id, captions, source_caps)
-        fps = float(clip.fps)
-        plan = plan_frames(clip.start_frame, clip.end_frame, fps, cfg["frames"], vae.temporal)
-        geo = clip_geometry(
-            int(clip.width),
-            int(clip.height),
-            crops.get(clip.clip_id),
-            buckets,
-            use_crop=rcfg.get("use_border_crop", True),
+        rows[clip.clip_id], job = _clip_job(
+            clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache
         )
-        row = {
-            "clip_id": clip.clip_id, "video_id": clip.video_id, "status": "ok", "reason": None,
-            "error": None, "frames": plan.count or None, "frames_requested": plan.requested,
-            "fps": fps, "sample_fps": plan.fps, "stride": plan.step,
-            "skip_start": int(cfg["frames"].get("skip_start", 0)),
-            "first_frame": plan.indices[0] if plan.indices else None,
-            "last_frame": plan.indices[-1] if plan.indices else None,
-            "bucket": geo.bucket.label, "bucket_ratio": geo.bucket.name,
-            "width": geo.bucket.width, "height": geo.bucket.height,
-            "border_crop": geo.border_crop, "crop": list(geo.rect), "prompt": prompt,
-            "prompt_source": psrc, **caption_model(captions, clip.clip_id, psrc),
-            "vae": vinfo["id"], "vae_family": vinfo["family"],
-            "vae_revision": vinfo["revision"], "vae_resolved_revision": vinfo["resolved_revision"],
-            "sample": vinfo["sample"], "normalization": json.dumps(vinfo["normalization"]),
-            "source_path": clip.source_path, "start_time": float(clip.start_time),
-            "end_time": float(clip.end_time), "cached": False,
-        }  # fmt: skip
-        rows[clip.clip_id] = row
-        if not plan.ok:
-            row |= {"status": "dropped", "reason": "too_short", "error": plan.reason}
-            continue
-        key = cache.latent_key(
-            vinfo,
-            vcfg.get("store_dtype", "float32"),
-            source_ids.get(clip.video_id) or file_identity(clip.source_path),
-            plan.indices,
-            geo.rect,
-            (geo.bucket.width, geo.bucket.height),
-        )
-        jobs.append((clip, plan, geo, key))
+        jobs += [job] if job else []
 
     todo_jobs = [job for job in jobs if not _from_cache(cache, job, rows, out_dir, final_dir)]
     if len(todo_jobs) < len(jobs):
@@ -205,6 +169,51 @@ def run_encode(
     counts = table["status"].value_counts().to_dict()
     log.info("done: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return table
+
+
+def _clip_job(clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache):
+    """``(row, job)`` of one kept clip: its ``latents.parquet`` row (prompt, frames, bucket,
+    VAE) and the job that encodes it, ``(clip, plan, geometry, cache key)``; no job when the
+    clip is too short for the frame plan."""
+    vcfg, rcfg = cfg["vae"], cfg["resolution"]
+    prompt, psrc = resolve_prompt(clip.clip_id, clip.video_id, captions, source_caps)
+    fps = float(clip.fps)
+    plan = plan_frames(clip.start_frame, clip.end_frame, fps, cfg["frames"], vae.temporal)
+    geo = clip_geometry(
+        int(clip.width),
+        int(clip.height),
+        crops.get(clip.clip_id),
+        buckets,
+        use_crop=rcfg.get("use_border_crop", True),
+    )
+    row = {
+        "clip_id": clip.clip_id, "video_id": clip.video_id, "status": "ok", "reason": None,
+        "error": None, "frames": plan.count or None, "frames_requested": plan.requested,
+        "fps": fps, "sample_fps": plan.fps, "stride": plan.step,
+        "skip_start": int(cfg["frames"].get("skip_start", 0)),
+        "first_frame": plan.indices[0] if plan.indices else None,
+        "last_frame": plan.indices[-1] if plan.indices else None,
+        "bucket": geo.bucket.label, "bucket_ratio": geo.bucket.name,
+        "width": geo.bucket.width, "height": geo.bucket.height,
+        "border_crop": geo.border_crop, "crop": list(geo.rect), "prompt": prompt,
+        "prompt_source": psrc, **caption_model(captions, clip.clip_id, psrc),
+        "vae": vinfo["id"], "vae_family": vinfo["family"],
+        "vae_revision": vinfo["revision"], "vae_resolved_revision": vinfo["resolved_revision"],
+        "sample": vinfo["sample"], "normalization": json.dumps(vinfo["normalization"]),
+        "source_path": clip.source_path, "start_time": float(clip.start_time),
+        "end_time": float(clip.end_time), "cached": False,
+    }  # fmt: skip
+    if not plan.ok:
+        return row | {"status": "dropped", "reason": "too_short", "error": plan.reason}, None
+    key = cache.latent_key(
+        vinfo,
+        vcfg.get("store_dtype", "float32"),
+        source_ids.get(clip.video_id) or file_identity(clip.source_path),
+        plan.indices,
+        geo.rect,
+        (geo.bucket.width, geo.bucket.height),
+    )
+    return row, (clip, plan, geo, key)
 
 
 def _latent_fields(arr, clip_id: str, final_dir: Path, dtype: str) -> dict:
