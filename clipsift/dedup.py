@@ -114,9 +114,24 @@ def near_duplicates(
     kept); without scores the clip id decides. On CUDA the products run in float16 (similarities
     good to about 1e-3), on the CPU in float32.
     """
-    import torch
-
     t0 = time.monotonic()
+    ids, emb, thr = _checked_inputs(clip_ids, embeddings, threshold)
+    n = len(ids)
+    stats = stats if stats is not None else DedupStats()
+    stats.n, stats.dim, stats.device = n, emb.shape[1], device
+    if n < 2:
+        stats.seconds = time.monotonic() - t0
+        return _empty_duplicates()
+    order = priority_order(ids, scores if scores is not None else [np.nan] * n, higher_is_better)
+    dup_of, dup_sim = _greedy_pass(emb[order], thr, block_size, tile_size, device)
+    out = _duplicates_frame(ids, order, dup_of, dup_sim)
+    stats.n_duplicates = len(out)
+    stats.seconds = time.monotonic() - t0
+    return out if len(out) else _empty_duplicates()
+
+
+def _checked_inputs(clip_ids, embeddings, threshold) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(ids, embeddings, threshold)`` as arrays and a float; raises on inconsistent input."""
     thr = float(threshold)
     if not 0 < thr <= 1:
         raise ValueError(f"threshold {threshold} is not a cosine similarity in (0, 1]")
@@ -127,23 +142,32 @@ def near_duplicates(
         raise ValueError(f"embeddings of shape {emb.shape} for {n} clips")
     if len(set(ids.tolist())) != n:
         raise ValueError("clip ids are not unique")
-    stats = stats if stats is not None else DedupStats()
-    stats.n, stats.dim, stats.device = n, emb.shape[1], device
-    empty = pd.DataFrame(
+    return ids, emb, thr
+
+
+def _empty_duplicates() -> pd.DataFrame:
+    """The result with no rows, typed like a full one."""
+    return pd.DataFrame(
         {
             "clip_id": pd.Series([], dtype=object),
             "duplicate_of": pd.Series([], dtype=object),
             "similarity": pd.Series([], dtype=np.float32),
         }
     )
-    if n < 2:
-        stats.seconds = time.monotonic() - t0
-        return empty
-    order = priority_order(ids, scores if scores is not None else [np.nan] * n, higher_is_better)
+
+
+def _greedy_pass(
+    ranked_emb: np.ndarray, thr: float, block_size: int, tile_size: int, device: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(dup_of, dup_sim)`` per ranked position: the kept clip it duplicates (-1: kept itself)
+    and the similarity; ``ranked_emb`` is best first."""
+    import torch
+
+    n = len(ranked_emb)
     dev = torch.device(device)
     work_dtype = torch.float16 if dev.type == "cuda" else torch.float32
     # stored in half precision on the device; CPU tiles are converted to float32 as they are used
-    ranked = torch.from_numpy(np.ascontiguousarray(emb[order]).astype(np.float16)).to(dev)
+    ranked = torch.from_numpy(np.ascontiguousarray(ranked_emb).astype(np.float16)).to(dev)
     kept = torch.zeros(n, dtype=torch.bool, device=dev)
     dup_of = np.full(n, -1, np.int64)  # in ranked positions
     dup_sim = np.zeros(n, np.float32)
@@ -152,55 +176,79 @@ def near_duplicates(
         for a in range(0, n, block_size):
             b = min(a + block_size, n)
             q = ranked[a:b].to(work_dtype)
-            best = torch.full((b - a,), float("-inf"), device=dev)
-            arg = torch.full((b - a,), -1, dtype=torch.long, device=dev)
-            for c in range(0, a, tile_size):  # earlier blocks: their kept flags are final
-                d = min(c + tile_size, a)
-                sim = q @ ranked[c:d].to(work_dtype).T
-                sim.masked_fill_(~kept[c:d][None, :], float("-inf"))
-                m, i = sim.max(dim=1)
-                m = m.float()
-                upd = m > best
-                best = torch.where(upd, m, best)
-                arg = torch.where(upd, i + c, arg)
-            sim = (q @ q.T).float()
-            # only better-ranked clips of the block (k < j)
-            sim.masked_fill_(torch.ones_like(sim, dtype=torch.bool).triu(), float("-inf"))
-            found = torch.nonzero(sim >= thr)  # (j, k), sorted by j then k
-            sims = sim[found[:, 0], found[:, 1]].cpu().numpy()
-            pairs = found.cpu().numpy()
+            best, arg = _best_kept_earlier(q, ranked, kept, a, tile_size)
+            pairs, sims = _pairs_within_block(q, thr)
             best_np, arg_np = best.cpu().numpy(), arg.cpu().numpy()
             block_kept = best_np < thr  # not yet a duplicate of an earlier block's kept clip
             dup_of[a:b] = np.where(block_kept, -1, arg_np)
             dup_sim[a:b] = np.where(block_kept, 0.0, best_np)
-            # within the block, in rank order; a clip is only compared to clips kept so far
-            k = 0
-            while k < len(pairs):
-                j = pairs[k, 0]
-                e = k
-                while e < len(pairs) and pairs[e, 0] == j:
-                    e += 1
-                cand = [(float(sims[t]), int(pairs[t, 1])) for t in range(k, e)]
-                cand = [(v, kk) for v, kk in cand if block_kept[kk]]
-                if cand:
-                    v, kk = max(cand, key=lambda x: (x[0], -x[1]))
-                    if block_kept[j] or v > dup_sim[a + j]:
-                        dup_of[a + j], dup_sim[a + j] = a + kk, v
-                    block_kept[j] = False
-                k = e
+            _resolve_block(pairs, sims, a, block_kept, dup_of, dup_sim)
             kept[a:b] = torch.from_numpy(block_kept).to(dev)
+    return dup_of, dup_sim
 
+
+def _best_kept_earlier(q, ranked, kept, a: int, tile_size: int):
+    """``(best, arg)`` per row of ``q``: its highest similarity to a kept clip ranked before
+    ``a``, and that clip's ranked position (-inf and -1 when there is none)."""
+    import torch
+
+    best = torch.full((len(q),), float("-inf"), device=q.device)
+    arg = torch.full((len(q),), -1, dtype=torch.long, device=q.device)
+    for c in range(0, a, tile_size):  # earlier blocks: their kept flags are final
+        d = min(c + tile_size, a)
+        sim = q @ ranked[c:d].to(q.dtype).T
+        sim.masked_fill_(~kept[c:d][None, :], float("-inf"))
+        m, i = sim.max(dim=1)
+        m = m.float()
+        upd = m > best
+        best = torch.where(upd, m, best)
+        arg = torch.where(upd, i + c, arg)
+    return best, arg
+
+
+def _pairs_within_block(q, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(pairs, sims)``: every ``(j, k)`` of the block with ``k < j`` and similarity at least
+    ``thr``, sorted by ``j`` then ``k``, and those similarities."""
+    import torch
+
+    sim = (q @ q.T).float()
+    # only better-ranked clips of the block (k < j)
+    sim.masked_fill_(torch.ones_like(sim, dtype=torch.bool).triu(), float("-inf"))
+    found = torch.nonzero(sim >= thr)  # (j, k), sorted by j then k
+    sims = sim[found[:, 0], found[:, 1]].cpu().numpy()
+    return found.cpu().numpy(), sims
+
+
+def _resolve_block(pairs, sims, a: int, block_kept, dup_of, dup_sim) -> None:
+    """Settle the block's own pairs in rank order, updating ``block_kept``, ``dup_of`` and
+    ``dup_sim`` in place (the block starts at ranked position ``a``)."""
+    # a clip is only compared to clips kept so far
+    k = 0
+    while k < len(pairs):
+        j = pairs[k, 0]
+        e = k
+        while e < len(pairs) and pairs[e, 0] == j:
+            e += 1
+        cand = [(float(sims[t]), int(pairs[t, 1])) for t in range(k, e)]
+        cand = [(v, kk) for v, kk in cand if block_kept[kk]]
+        if cand:
+            v, kk = max(cand, key=lambda x: (x[0], -x[1]))
+            if block_kept[j] or v > dup_sim[a + j]:
+                dup_of[a + j], dup_sim[a + j] = a + kk, v
+            block_kept[j] = False
+        k = e
+
+
+def _duplicates_frame(ids, order, dup_of, dup_sim) -> pd.DataFrame:
+    """The near-duplicates as ``clip_id, duplicate_of, similarity``, in rank order."""
     is_dup = dup_of >= 0
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "clip_id": ids[order[is_dup]],
             "duplicate_of": ids[order[dup_of[is_dup]]],
             "similarity": np.minimum(dup_sim[is_dup], 1.0).astype(np.float32),
         }
     )
-    stats.n_duplicates = len(out)
-    stats.seconds = time.monotonic() - t0
-    return out if len(out) else empty
 
 
 def load_shards(embedding_paths, score_paths=None, score_column: str | None = None):

@@ -269,22 +269,36 @@ def write_report(
 
     figs["funnel"] = [funnel_chart(counts["funnel"], fig_dir / "funnel.png")]
     figs["histograms"] = histograms(score_table(meta, config), sel_cfg, fig_dir / "histograms")
+    figs["kept"] = [_kept_sheet(meta, cfg, fig_dir, dataset_dir, width)]
+    figs["rejected"] = _rejected_sheets(meta, tests, cfg, fig_dir, width)
+    timings = job_timings(workdir, logs)
+    _write_page(out_html, _report_body(prov, figs, timings, rel))
+    return {k: [os.fspath(p) for p in v] for k, v in figs.items()}
+
+
+def _kept_sheet(
+    meta: pd.DataFrame, cfg: dict, fig_dir: Path, dataset_dir: Path | None, width: int
+) -> Path:
+    """The contact sheet of a few kept clips, read from the exported dataset when there is one."""
     kept = meta[meta["keep"].fillna(False).astype(bool)]
     n_kept = int(cfg.get("sample_clips", 6))
-    figs["kept"] = [
-        contact_sheet(
-            evenly(kept, n_kept).to_dict("records"),
-            fig_dir / "kept.png",
-            f"Kept clips ({min(n_kept, len(kept))} of {len(kept)})",
-            dataset_dir=dataset_dir,
-            width=width,
-        )  # fmt: skip
-    ]
-    figs["rejected"] = []
+    return contact_sheet(
+        evenly(kept, n_kept).to_dict("records"),
+        fig_dir / "kept.png",
+        f"Kept clips ({min(n_kept, len(kept))} of {len(kept)})",
+        dataset_dir=dataset_dir,
+        width=width,
+    )  # fmt: skip
+
+
+def _rejected_sheets(meta: pd.DataFrame, tests, cfg: dict, fig_dir: Path, width: int) -> list[Path]:
+    """One contact sheet per rejection reason, biggest group first, up to ``max_reasons``."""
+    sheets = []
     per_reason = int(cfg.get("rejected_per_reason", 4))
     groups = rejected_rows(meta, tests)
     for key, rows in list(groups.items())[: int(cfg.get("max_reasons", 8))]:
-        figs["rejected"].append(
+        # rejected clips are not exported: their frames come from the sources
+        sheets.append(
             contact_sheet(
                 evenly(rows, per_reason).to_dict("records"),
                 fig_dir / f"rejected_{_slug(key)}.png",
@@ -293,9 +307,15 @@ def write_report(
                 width=width,
             )  # fmt: skip
         )
-    timings = job_timings(workdir, logs)
+    return sheets
 
-    body = [
+
+def _report_body(
+    prov: dict, figs: dict[str, list[Path]], timings: pd.DataFrame, rel: str
+) -> list[str]:
+    """The page's HTML fragments, in order; figures are linked under ``rel``."""
+    counts = prov["counts"]
+    return [
         "<h1>clipsift dataset report</h1>",
         f"<p>{counts['kept']} kept clips of {counts['split']['clips']} clips from "
         f"{counts['ingest']['ok']} videos. Config sha256 <code>{prov['config_sha256'][:16]}</code>, "
@@ -323,16 +343,23 @@ def write_report(
         "<h2>Score histograms</h2><p>Dashed lines: the thresholds.</p>",
         "".join(_img(f"{rel}/histograms/{p.name}", p.stem) for p in figs["histograms"]),
         "<h2>Models</h2>",
-        _df_html(
-            pd.DataFrame(
-                prov.get("models") or [], columns=["stage", "id", "revision", "resolved_revision"]
-            )
-        )
-        if prov.get("models")
-        else "<p>No learned model.</p>",
+        _models_html(prov),
         "<h2>Jobs and time per rule</h2>",
         _df_html(timings) if len(timings) else "<p>No job records.</p>",
     ]
+
+
+def _models_html(prov: dict) -> str:
+    """The table of learned models, or a line saying there are none."""
+    if not prov.get("models"):
+        return "<p>No learned model.</p>"
+    return _df_html(
+        pd.DataFrame(prov["models"], columns=["stage", "id", "revision", "resolved_revision"])
+    )
+
+
+def _write_page(out_html: Path, body: list[str]) -> None:
+    """Write ``body`` as the report page (atomic)."""
     with atomic_path(out_html) as tmp:
         tmp.write_text(
             "<html><head><meta charset='utf-8'><title>clipsift dataset report</title>"
@@ -341,4 +368,3 @@ def write_report(
             "</head><body>" + "\n".join(body) + "</body></html>",
             encoding="utf-8",
         )
-    return {k: [os.fspath(p) for p in v] for k, v in figs.items()}

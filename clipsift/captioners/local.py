@@ -14,6 +14,9 @@ and how its video inputs are built. There are two ways to build them, chosen by
 Frames are decoded straight to the size the model's own resize rule gives for the clip (capped
 by ``max_side`` for dynamic-resolution models), so neither path resizes again; a test checks that
 both paths give the same model inputs wherever torchvision is installed.
+
+The batch loop around ``generate`` (frames decoded ahead, batches, retries clip by clip) is in
+``generation.py``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.decode import reason
-from ..models.batching import Batcher, is_oom
-from ..models.frames import clip_frames, prefetch
+from ..models.frames import clip_frames
 from ..models.hub import load, resolved_revision
 from .base import ClipJob, FramePlan, Result, Timer, format_prompt, prompt_hash, sample_frames
+from .generation import answer_tokens, caption_in_batches, eos_ids, on_device
 
 log = logging.getLogger(__name__)
 
@@ -327,46 +329,22 @@ class LocalVLM:
             gen["repetition_penalty"] = float(self.cfg["repetition_penalty"])
         return gen
 
-    def _eos_ids(self) -> set[int]:
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-
     def generate(self, items: list[tuple[ClipJob, FramePlan, Video]]) -> list[Result]:
         """One batched ``generate`` call; raises on failure (the caller retries clip by clip)."""
         torch = self.torch
         texts = [self.render(job) for job, _, _ in items]
         with Timer() as t:
             inputs = self.build_inputs(texts, [v for _, _, v in items])
-            # pixels in the model's dtype; other floats (second_per_grid_ts) keep their precision
-            inputs = {
-                k: (
-                    v.to(self.device, dtype=self.dtype)
-                    if k.startswith("pixel_values") and v.is_floating_point()
-                    else v.to(self.device)
-                )
-                for k, v in inputs.items()
-                if hasattr(v, "to")
-            }
+            inputs = on_device(inputs, self.device, self.dtype)
             torch.manual_seed(int(self.cfg.get("seed", 0)))
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **self.generation_kwargs())
         n_in = inputs["input_ids"].shape[1]
-        eos = self._eos_ids()
+        eos = eos_ids(self.model, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         results = []
         for i, (job, plan, _) in enumerate(items):
-            ids = out[i, n_in:].tolist()
-            kept, n_out = [], 0
-            for tok in ids:
-                n_out += 1
-                if tok in eos:
-                    break
-                kept.append(tok)
-            while kept and kept[-1] == pad:  # padding of a row that stopped early
-                kept.pop()
-                n_out -= 1
+            kept, n_out = answer_tokens(out[i, n_in:].tolist(), eos, pad)
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
             results.append(
                 Result(
@@ -387,48 +365,7 @@ class LocalVLM:
 
     def caption(self, jobs: list[ClipJob], on_result) -> None:
         """Caption ``jobs`` in batches; frames are decoded ahead in threads."""
-        batcher = Batcher(int(self.cfg.get("batch_size", 1)))
-        plans = {job.clip_id: self.plan(job) for job in jobs}
-        pending: dict = {}
-
-        def run(key):
-            items = pending.pop(key)
-            self._run_batch(items, batcher, on_result)
-
-        def decode(job):
-            return self.decode(job, plans[job.clip_id])
-
-        workers = int(self.cfg.get("decode_workers", 2))
-        for job, video in prefetch(decode, jobs, workers=workers, ahead=2 * batcher.batch_size):
-            plan = plans[job.clip_id]
-            if isinstance(video, Exception):
-                on_result(job, Result(frames=plan.record(job), error=f"decode: {reason(video)}"))
-                continue
-            key = self.batch_key(plan)
-            pending.setdefault(key, []).append((job, plan, video))
-            if len(pending[key]) >= batcher.batch_size:
-                run(key)
-        for key in list(pending):
-            run(key)
-
-    def _run_batch(self, items, batcher: Batcher, on_result) -> None:
-        def call(chunk):
-            try:
-                return list(zip(chunk, self.generate(list(chunk)), strict=True))
-            except Exception as exc:
-                if is_oom(exc) and len(chunk) > 1:
-                    raise  # the Batcher halves the batch and retries
-                if len(chunk) > 1:
-                    log.warning(
-                        "batch of %d failed (%s); one clip at a time", len(chunk), reason(exc)
-                    )
-                    return [pair for item in chunk for pair in call([item])]
-                job, plan, _ = chunk[0]
-                log.warning("%s: generation failed: %s", job.clip_id, reason(exc))
-                return [(chunk[0], Result(frames=plan.record(job), error=reason(exc)))]
-
-        for (job, _, _), result in batcher.map(call, items):
-            on_result(job, result)
+        caption_in_batches(self, jobs, on_result)
 
     def settings(self) -> dict:
         """Everything besides model and prompt that changes the answer (part of the cache key)."""

@@ -108,72 +108,18 @@ def caption_shard(
     """
     device_for = device_for or (lambda pref: device if pref in ("auto", "", None) else pref)
     jobs = kept_jobs(clips, source, selection)
-    by_id = {j.clip_id: j for j in jobs}
     captioner = make_captioner(cfg, device=device)
     ph = captioner.prompt_hash()
     sh = stable_hash(captioner.settings())
     counts = {"kept": len(jobs), "captioned": 0, "cached": 0, "errors": 0}
-    results: dict[str, dict] = {}
 
     with CaptionCache(cache_path) as cache:
-
-        def key_of(job: ClipJob, ident: dict) -> str:
-            parts = {k: ident.get(k) for k in IDENTITY_KEYS}
-            return cache_key("caption", job.clip_id, model=parts, prompt=ph, settings=sh)
-
-        def from_cache(pending: list[ClipJob], ident: dict) -> list[ClipJob]:
-            todo = []
-            for job in pending:
-                hit = cache.get(key_of(job, ident))
-                if hit is None:
-                    todo.append(job)
-                else:
-                    results[job.clip_id] = {**hit, "cached": True}
-            return todo
-
-        ident = captioner.identity()
-        todo = from_cache(jobs, ident)
-        counts["cached"] = len(jobs) - len(todo)
-        log.info(
-            "caption: %d kept clips, %d from the cache, %d to caption with %s",
-            len(jobs),
-            counts["cached"],
-            len(todo),
-            ident["model_id"] if "model_id" in ident else ident["model"],
-        )
-        inputs_path = None
-        if todo:
-            captioner.load()
-            inputs_path = captioner.inputs_path
-            new_ident = captioner.identity()
-            if new_ident != ident:  # the revision resolved to a commit only once loaded
-                ident = new_ident
-                todo = from_cache(todo, ident)
-                counts["cached"] = len(jobs) - len(todo)
-            progress = Progress("caption", len(todo))
-
-            def on_result(job: ClipJob, result) -> None:
-                rec = result.to_dict()
-                if result.error is None:
-                    cache.put(key_of(job, ident), "caption", job.clip_id, rec)
-                results[job.clip_id] = {**rec, "cached": False}
-                progress.tick(result.error is not None)
-
-            captioner.caption(todo, on_result)
-            counts["captioned"] = len(todo)
-            _free(captioner)
-
+        results, ident, inputs_path = _caption(captioner, jobs, cache, ph, sh, counts)
         records = _records(jobs, results, ident, ph, sh, cfg.get("cleanup") or {})
         counts["errors"] = sum(1 for r in records.values() if r["error"])
         if counts["errors"]:
             log.warning("caption: %d of %d clips have no caption", counts["errors"], len(jobs))
-
-        rewrite_meta = None
-        if (cfg.get("rewrite") or {}).get("enabled"):
-            rewrite_meta = _rewrite(records, cfg, cache, device_for)
-        align_meta = None
-        if (cfg.get("alignment") or {}).get("enabled"):
-            align_meta = _align(records, by_id, cfg, cache, device_for)
+        rewrite_meta, align_meta = _later_steps(records, jobs, cfg, cache, device_for)
 
     meta = {
         "stage": "caption",
@@ -190,6 +136,74 @@ def caption_shard(
         "counts": counts,
     }
     return {"meta": meta, "clips": records}
+
+
+def _key(kind: str, clip_id: str, ident: dict, ph: str, sh: str, **extra) -> str:
+    """The cache key of a captioner's or rewriter's answer for one clip."""
+    parts = {k: ident.get(k) for k in IDENTITY_KEYS}
+    return cache_key(kind, clip_id, model=parts, prompt=ph, settings=sh, **extra)
+
+
+def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: str, counts: dict):
+    """``(results, ident, inputs_path)``: the answers by clip id, from the cache, then from the
+    captioner for the rest (loaded only then: ``inputs_path`` is None when nothing ran)."""
+    results: dict[str, dict] = {}
+    ident = captioner.identity()
+    todo = _from_cache(cache, jobs, ident, ph, sh, results)
+    counts["cached"] = len(jobs) - len(todo)
+    log.info(
+        "caption: %d kept clips, %d from the cache, %d to caption with %s",
+        len(jobs),
+        counts["cached"],
+        len(todo),
+        ident["model_id"] if "model_id" in ident else ident["model"],
+    )
+    if not todo:
+        return results, ident, None
+    captioner.load()
+    inputs_path = captioner.inputs_path
+    new_ident = captioner.identity()
+    if new_ident != ident:  # the revision resolved to a commit only once loaded
+        ident = new_ident
+        todo = _from_cache(cache, todo, ident, ph, sh, results)
+        counts["cached"] = len(jobs) - len(todo)
+    progress = Progress("caption", len(todo))
+
+    def on_result(job: ClipJob, result) -> None:
+        rec = result.to_dict()
+        if result.error is None:
+            cache.put(_key("caption", job.clip_id, ident, ph, sh), "caption", job.clip_id, rec)
+        results[job.clip_id] = {**rec, "cached": False}
+        progress.tick(result.error is not None)
+
+    captioner.caption(todo, on_result)
+    counts["captioned"] = len(todo)
+    _free(captioner)
+    return results, ident, inputs_path
+
+
+def _from_cache(cache, pending: list[ClipJob], ident, ph, sh, results: dict) -> list[ClipJob]:
+    """The jobs of ``pending`` the cache has no caption for; the hits go to ``results``."""
+    todo = []
+    for job in pending:
+        hit = cache.get(_key("caption", job.clip_id, ident, ph, sh))
+        if hit is None:
+            todo.append(job)
+        else:
+            results[job.clip_id] = {**hit, "cached": True}
+    return todo
+
+
+def _later_steps(records: dict, jobs: list[ClipJob], cfg: dict, cache, device_for) -> tuple:
+    """The optional rewrite and alignment of the records; their metas (None when off)."""
+    rewrite_meta = None
+    if (cfg.get("rewrite") or {}).get("enabled"):
+        rewrite_meta = _rewrite(records, cfg, cache, device_for)
+    align_meta = None
+    if (cfg.get("alignment") or {}).get("enabled"):
+        by_id = {j.clip_id: j for j in jobs}
+        align_meta = _align(records, by_id, cfg, cache, device_for)
+    return rewrite_meta, align_meta
 
 
 def _records(jobs, results, ident, ph, sh, cleanup: dict) -> dict[str, dict]:
@@ -236,20 +250,26 @@ def _records(jobs, results, ident, ph, sh, cleanup: dict) -> dict[str, dict]:
 
 
 def _rewrite(records: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
+    """The optional LLM rewrite of the generated captions, into the records; its meta."""
     from .rewrite import make_rewriter
 
     rcfg = cfg["rewrite"]
     rewriter = make_rewriter(cfg, device=device_for(rcfg.get("device", "auto")))
     ph, sh = rewriter.prompt_hash(), stable_hash(rewriter.settings())
+    items = [(cid, r["captions"]["generated"]) for cid, r in records.items() if r["caption"]]
+    done, ident = _rewrite_texts(rewriter, items, cache, ph, sh)
+    _store_rewrites(records, done, ident, ph, cfg.get("cleanup") or {})
+    return {**{k: ident.get(k) for k in IDENTITY_KEYS if ident.get(k)}, "prompt_hash": ph}
+
+
+def _rewrite_texts(rewriter, items: list, cache: CaptionCache, ph: str, sh: str):
+    """``(done, ident)``: the rewrites of ``items`` (``(clip_id, caption)``) by clip id, from the
+    cache, then from the rewriter for the rest (loaded only then), and the rewriter's identity."""
     ident = rewriter.identity()
 
     def key(clip_id, text, ident):
-        parts = {k: ident.get(k) for k in IDENTITY_KEYS}
-        return cache_key(
-            "rewrite", clip_id, model=parts, prompt=ph, settings=sh, text=stable_hash(text)
-        )
+        return _key("rewrite", clip_id, ident, ph, sh, text=stable_hash(text))
 
-    items = [(cid, r["captions"]["generated"]) for cid, r in records.items() if r["caption"]]
     done: dict[str, dict] = {}
     todo = []
     for cid, text in items:
@@ -273,7 +293,11 @@ def _rewrite(records: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
 
         rewriter.rewrite(todo, on_result)
         _free(rewriter)
-    cleanup = cfg.get("cleanup") or {}
+    return done, ident
+
+
+def _store_rewrites(records: dict, done: dict, ident: dict, ph: str, cleanup: dict) -> None:
+    """Each rewrite, cleaned up, into its record; one that is not empty becomes the caption."""
     for cid, res in done.items():
         text = clean_caption(
             res.get("caption"),
@@ -296,7 +320,6 @@ def _rewrite(records: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
         if not error:
             rec["captions"]["rewrite"] = text
             rec["caption"] = text
-    return {**{k: ident.get(k) for k in IDENTITY_KEYS if ident.get(k)}, "prompt_hash": ph}
 
 
 def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:

@@ -193,19 +193,8 @@ def _resolved_revision(model: str, revision: str | None) -> str:
     return revision or "unknown"
 
 
-def load(
-    s: Settings,
-    gen: Generator,
-    *,
-    device: str,
-    cpu_offload: str = "none",
-    vae_tiling: bool = False,
-    vae_slicing: bool = False,
-) -> Loaded:
-    import torch
-
-    from ..models.hub import load as hub_load
-
+def _check_needs(gen: Generator, cpu_offload: str | None) -> None:
+    """Fail before loading anything when a package the family or the offload needs is missing."""
     for pkg in gen.needs:
         if importlib.util.find_spec(pkg) is None:
             raise RuntimeError(
@@ -214,8 +203,34 @@ def load(
             )
     if cpu_offload not in (None, "none") and importlib.util.find_spec("accelerate") is None:
         raise RuntimeError("cpu_offload needs the 'accelerate' package (pip install accelerate)")
-    t0 = time.perf_counter()
-    dtype = resolve_dtype(device, s.dtype, gen.defaults.get("dtype", "auto"))
+
+
+def _load_component(name: str, spec: dict, s: Settings, gen: Generator, dtype) -> tuple:
+    """One extra component of the pipeline and its record (from ``s.model`` unless it names one)."""
+    import torch
+
+    from ..models.hub import load as hub_load
+
+    cls = _class(spec["class"])
+    sub_kwargs = dict(spec.get("kwargs") or {})
+    if issubclass(cls, torch.nn.Module):  # models take a dtype, schedulers do not
+        sub_kwargs[_dtype_kwarg()] = (
+            getattr(torch, gen.dtypes[name]) if name in gen.dtypes else dtype
+        )
+    comp, rec = hub_load(
+        cls,
+        spec.get("model") or s.model,
+        revision=spec.get("revision") or (None if spec.get("model") else s.revision),
+        subfolder=spec.get("subfolder"),
+        **sub_kwargs,
+    )
+    return comp, {"class": spec["class"], **rec}
+
+
+def _pretrained_kwargs(s: Settings, gen: Generator, dtype) -> tuple[dict, dict]:
+    """``from_pretrained``'s keywords (dtypes, variant, components) and the components' records."""
+    import torch
+
     dtypes = (
         {"default": dtype, **{k: getattr(torch, v) for k, v in gen.dtypes.items()}}
         if gen.dtypes
@@ -226,27 +241,12 @@ def load(
         kwargs["variant"] = s.variant
     records = {}
     for name, spec in s.components.items():
-        cls = _class(spec["class"])
-        sub_kwargs = dict(spec.get("kwargs") or {})
-        if issubclass(cls, torch.nn.Module):  # models take a dtype, schedulers do not
-            sub_kwargs[_dtype_kwarg()] = (
-                getattr(torch, gen.dtypes[name]) if name in gen.dtypes else dtype
-            )
-        comp, rec = hub_load(
-            cls,
-            spec.get("model") or s.model,
-            revision=spec.get("revision") or (None if spec.get("model") else s.revision),
-            subfolder=spec.get("subfolder"),
-            **sub_kwargs,
-        )
-        kwargs[name] = comp
-        records[name] = {"class": spec["class"], **rec}
-    cls = _class(s.pipeline)
-    pipe, rec = hub_load(cls, s.model, revision=s.revision, **kwargs)
-    rec["resolved_revision"] = _resolved_revision(s.model, s.revision)
-    if hasattr(pipe, "set_progress_bar_config"):
-        pipe.set_progress_bar_config(disable=True)
+        kwargs[name], records[name] = _load_component(name, spec, s, gen, dtype)
+    return kwargs, records
 
+
+def _to_device(pipe, device: str, cpu_offload: str | None) -> str:
+    """Move the pipeline to ``device`` or offload it; returns the offload actually used."""
     offload = cpu_offload or "none"
     if offload != "none" and not device.startswith("cuda"):
         log.info("cpu_offload %s ignored: the pipeline runs on %s", offload, device)
@@ -257,8 +257,12 @@ def load(
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+    return offload
+
+
+def _vae_memory(pipe, gen: Generator, vae_tiling: bool, vae_slicing: bool) -> None:
+    """VAE tiling and slicing where the VAE has them (an option it lacks is logged, not fatal)."""
     vae = getattr(pipe, "vae", None)
-    vae_tiling = vae_tiling or gen.vae_tiling
     for flag, method in ((vae_tiling, "enable_tiling"), (vae_slicing, "enable_slicing")):
         if not flag:
             continue
@@ -266,6 +270,32 @@ def load(
             getattr(vae, method)()
         else:
             log.info("%s: the VAE has no %s; ignored", gen.name, method)
+
+
+def load(
+    s: Settings,
+    gen: Generator,
+    *,
+    device: str,
+    cpu_offload: str = "none",
+    vae_tiling: bool = False,
+    vae_slicing: bool = False,
+) -> Loaded:
+    from ..models.hub import load as hub_load
+
+    _check_needs(gen, cpu_offload)
+    t0 = time.perf_counter()
+    dtype = resolve_dtype(device, s.dtype, gen.defaults.get("dtype", "auto"))
+    kwargs, records = _pretrained_kwargs(s, gen, dtype)
+    cls = _class(s.pipeline)
+    pipe, rec = hub_load(cls, s.model, revision=s.revision, **kwargs)
+    rec["resolved_revision"] = _resolved_revision(s.model, s.revision)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+
+    offload = _to_device(pipe, device, cpu_offload)
+    vae_tiling = vae_tiling or gen.vae_tiling
+    _vae_memory(pipe, gen, vae_tiling, vae_slicing)
     params = inspect.signature(pipe.__call__).parameters
     record = {
         **rec,

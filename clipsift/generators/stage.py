@@ -152,21 +152,37 @@ class Generation:
         t2i = self.loaded("image") if self.chain and not given else None
         t0 = time.perf_counter()
         if t2i is not None:
-            frame = gp.run(t2i, prompt, seed)[0]
-            png = work / f"{item_id}.first_frame.png"
-            _save_png(frame, png)
-            image = gp.prepare_image(frame, **_size(video))
-            info["first_frame"] = {
-                "from": self.image.generator,
-                "image": png.name,
-                "seed": seed,
-                "latency_s": round(time.perf_counter() - t0, 3),
-                **_model(t2i.record),
-            }
-            seed = gp.item_seed(self.seed, f"{item_id}:i2v")  # the video's own noise
-            info["seed"] = seed
+            image, seed = self._first_frame(t2i, item_id, prompt, seed, work, info, t0)
         frames = gp.run(loaded, prompt, seed, image=image)
         latency = time.perf_counter() - t0
+        return self._write_video(
+            work / f"{item_id}.mp4", prompt, frames, loaded, seed, info, latency
+        )
+
+    def _first_frame(
+        self, t2i: gp.Loaded, item_id: str, prompt, seed: int, work: Path, info: dict, t0: float
+    ) -> tuple:
+        """A chain's generated first frame (saved as a png, noted in ``info``) and the video's seed."""
+        frame = gp.run(t2i, prompt, seed)[0]
+        png = work / f"{item_id}.first_frame.png"
+        _save_png(frame, png)
+        image = gp.prepare_image(frame, **_size(self.video))
+        info["first_frame"] = {
+            "from": self.image.generator,
+            "image": png.name,
+            "seed": seed,
+            "latency_s": round(time.perf_counter() - t0, 3),
+            **_model(t2i.record),
+        }
+        seed = gp.item_seed(self.seed, f"{item_id}:i2v")  # the video's own noise
+        info["seed"] = seed
+        return image, seed
+
+    def _write_video(
+        self, dest: Path, prompt, frames, loaded: gp.Loaded, seed: int, info: dict, latency: float
+    ) -> dict:
+        """Write the mp4 (its metadata says how it was made) and return the item's record."""
+        video = self.video
         n, h, w, _ = frames.shape
         meta = {
             "generator": video.generator,
@@ -177,7 +193,7 @@ class Generation:
         }
         t1 = time.perf_counter()
         write_mp4(
-            work / f"{item_id}.mp4",
+            dest,
             frames,
             video.params["fps"],
             crf=CRF,
@@ -243,6 +259,77 @@ def _versions() -> dict:
     return _VERSIONS
 
 
+def _cached_or_made(
+    generation: Generation, item_id: str, prompt, image, key: str, cache_dir: Path
+) -> dict:
+    """The item's record from the cache, or generated in a work folder and moved into the cache."""
+    cached = cache_dir / f"{item_id}.{key}.json"
+    if cached.exists() and (cache_dir / f"{item_id}.{key}.mp4").exists():
+        info = json.loads(cached.read_text())
+        info["cached"] = True
+        return info
+    work = cache_dir / f".{item_id}.{key}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    info = generation.make(item_id, prompt, image, work)
+    for f in work.iterdir():  # name the files by the key, the record last
+        os.replace(f, cache_dir / f.name.replace(item_id, f"{item_id}.{key}", 1))
+    work.rmdir()
+    with atomic_path(cached) as tmp:
+        tmp.write_text(json.dumps(info, sort_keys=True, default=str))
+    info["cached"] = False
+    return info
+
+
+def _link_outputs(info: dict, item_id: str, key: str, cache_dir: Path, out_dir: Path) -> Path:
+    """Link the cached video (and a generated first frame) into the output folder."""
+    dest = out_dir / f"{item_id}.mp4"
+    place(cache_dir / f"{item_id}.{key}.mp4", dest)
+    if "first_frame" in info and info["first_frame"].get("from") != "list":
+        png = out_dir / f"{item_id}.first_frame.png"
+        place(cache_dir / f"{item_id}.{key}.first_frame.png", png)
+        info["first_frame"]["image"] = str(png.resolve())
+    return dest
+
+
+def _item_row(generation: Generation, rec: dict, out_dir: Path, cache_dir: Path) -> tuple:
+    """One plan row -> its output row, and the exception when the pipeline failed on it."""
+    extra = json.loads(rec.get("extra") or "{}")
+    item_id, prompt, image = rec["id"], rec.get("caption"), extra.get("image")
+    row = {c: rec.get(c) for c in ITEM_COLUMNS}
+    row.update(kind="video", archive=None, path=None, error=None)
+    key = generation.cache_key(prompt, image, gp.item_seed(generation.seed, item_id))
+    failure = None
+    try:
+        info = _cached_or_made(generation, item_id, prompt, image, key, cache_dir)
+        row["path"] = str(_link_outputs(info, item_id, key, cache_dir, out_dir).resolve())
+        extra["generate"] = info
+        log.info(
+            "%s: %d frames %dx%d in %.1f s%s",
+            item_id,
+            info["frames"],
+            info["width"],
+            info["height"],
+            info["latency_s"],
+            " (cached)" if info["cached"] else "",
+        )
+    except ItemError as exc:
+        row["error"] = f"generate: {exc}"
+        log.warning("%s: %s", item_id, exc)
+    except LoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - failures are data; see the module docstring
+        failure = exc
+        row["error"] = (
+            f"generate: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+        log.exception("%s: generation failed", item_id)
+        free_memory()
+    extra.setdefault("generate", {"settings": generation.settings()})
+    row["extra"] = json.dumps(extra, sort_keys=True, default=str)
+    return row, failure
+
+
 def generate_shard(
     items: pd.DataFrame,
     source: dict,
@@ -262,59 +349,10 @@ def generate_shard(
     rows, failed, first_error = [], 0, None
     t0 = time.monotonic()
     for i, rec in enumerate(items.to_dict("records")):
-        extra = json.loads(rec.get("extra") or "{}")
-        item_id, prompt, image = rec["id"], rec.get("caption"), extra.get("image")
-        row = {c: rec.get(c) for c in ITEM_COLUMNS}
-        row.update(kind="video", archive=None, path=None, error=None)
-        key = generation.cache_key(prompt, image, gp.item_seed(generation.seed, item_id))
-        cached = cache_dir / f"{item_id}.{key}.json"
-        try:
-            if cached.exists() and (cache_dir / f"{item_id}.{key}.mp4").exists():
-                info = json.loads(cached.read_text())
-                info["cached"] = True
-            else:
-                work = cache_dir / f".{item_id}.{key}.work"
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir()
-                info = generation.make(item_id, prompt, image, work)
-                for f in work.iterdir():  # name the files by the key, the record last
-                    os.replace(f, cache_dir / f.name.replace(item_id, f"{item_id}.{key}", 1))
-                work.rmdir()
-                with atomic_path(cached) as tmp:
-                    tmp.write_text(json.dumps(info, sort_keys=True, default=str))
-                info["cached"] = False
-            dest = out_dir / f"{item_id}.mp4"
-            place(cache_dir / f"{item_id}.{key}.mp4", dest)
-            if "first_frame" in info and info["first_frame"].get("from") != "list":
-                png = out_dir / f"{item_id}.first_frame.png"
-                place(cache_dir / f"{item_id}.{key}.first_frame.png", png)
-                info["first_frame"]["image"] = str(png.resolve())
-            row["path"] = str(dest.resolve())
-            extra["generate"] = info
-            log.info(
-                "%s: %d frames %dx%d in %.1f s%s",
-                item_id,
-                info["frames"],
-                info["width"],
-                info["height"],
-                info["latency_s"],
-                " (cached)" if info["cached"] else "",
-            )
-        except ItemError as exc:
-            row["error"] = f"generate: {exc}"
-            log.warning("%s: %s", item_id, exc)
-        except LoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - failures are data; see the module docstring
+        row, failure = _item_row(generation, rec, out_dir, cache_dir)
+        if failure is not None:
             failed += 1
-            first_error = first_error or exc
-            row["error"] = (
-                f"generate: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
-            log.exception("%s: generation failed", item_id)
-            free_memory()
-        extra.setdefault("generate", {"settings": generation.settings()})
-        row["extra"] = json.dumps(extra, sort_keys=True, default=str)
+            first_error = first_error or failure
         rows.append(row)
         if (i + 1) % 10 == 0:
             log.info("generate: %d/%d items (%.0f s)", i + 1, len(items), time.monotonic() - t0)
