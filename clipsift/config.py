@@ -159,7 +159,16 @@ def _fill(schema: dict, value):
 def defaults(path: str) -> dict:
     """The schema's defaults of the section at the dotted ``path`` (``scorers.aesthetic``), as a
     validated config holds them: the one place a default is written is config/schema.yaml."""
+    return with_defaults(path, None)
+
+
+def with_defaults(path: str, cfg: dict | None) -> dict:
+    """A copy of ``cfg``, the section at the dotted ``path``, with every option it leaves out
+    set to the schema's default, at any depth (what Snakemake's validation does to the whole
+    config). Code that takes a section from direct callers (tests, benchmarks, other
+    programs) starts here, then reads ``cfg[key]``: no default is written twice."""
     schema = _schema()
     for key in path.split("."):
         schema = schema["properties"][key]
-    return _fill(schema, copy.deepcopy(schema.get("default", {})))
+    base = copy.deepcopy(schema.get("default", {})) if cfg is None else copy.deepcopy(cfg)
+    return _fill(schema, base)

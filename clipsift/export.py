@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import reasons
+from .config import with_defaults
 from .io.atomic import write_json, write_jsonl, write_parquet
 from .portable import portable_table
 from .selection import clip_table, filter_records, load_json
@@ -150,12 +151,31 @@ def build_metadata(
     shards; with the optional inputs ``captions`` (caption.json), ``latents`` (latents.parquet)
     and ``clip_files`` (the export_clips indexes), also the captions, latents and ``file``.
     ``roots``: :func:`clipsift.portable.path_roots`, for paths as the config gave them."""
+    cfg = with_defaults("export", cfg)
     dataset_dir = Path(dataset_dir or "results/dataset")
-    n = len(inputs.clips)
-    records = filter_records(inputs, n)
+    files = _by_shard(_named(inputs, "clip_files"), stem=True)
+    meta, sources = _joined_shards(inputs, dataset_dir, files)
+    for col in INT_COLUMNS:  # integers, also where a failed video leaves them empty
+        if col in meta:
+            meta[col] = pd.to_numeric(meta[col], errors="coerce").round().astype("Int64")
+    _mark_duplicates(meta, sources, cfg["dedupe_across_shards"])
+    if files:
+        _mark_export_failures(meta)
+    elif "file" not in meta:
+        meta["file"] = None
+    meta = _training_caption(meta)
+    front = ["shard", "clip_id", "video_id", "keep", "reasons", "file", "caption", "caption_source",
+             "rejections"]  # fmt: skip
+    meta = meta[front + [c for c in meta.columns if c not in front]]
+    return portable_table(meta, list(roots)) if roots else meta
+
+
+def _joined_shards(inputs, dataset_dir: Path, files: dict) -> tuple[pd.DataFrame, dict]:
+    """Every shard's :func:`shard_metadata` with its captions, latents and clip files joined
+    on, concatenated; and the source tables by shard."""
+    records = filter_records(inputs, len(inputs.clips))
     captions = _by_shard(_named(inputs, "captions"))
     latents = _by_shard(_named(inputs, "latents"))
-    files = _by_shard(_named(inputs, "clip_files"), stem=True)
     frames, sources = [], {}
     for src, clips, scores, sel, recs in zip(
         inputs.sources, inputs.clips, inputs.scores, inputs.selection, records, strict=True
@@ -186,16 +206,19 @@ def build_metadata(
                 on="clip_id", how="left",
             )  # fmt: skip
         frames.append(meta)
-    meta = pd.concat(frames, ignore_index=True)
-    for col in INT_COLUMNS:  # integers, also where a failed video leaves them empty
-        if col in meta:
-            meta[col] = pd.to_numeric(meta[col], errors="coerce").round().astype("Int64")
+    return pd.concat(frames, ignore_index=True), sources
+
+
+def _mark_duplicates(meta: pd.DataFrame, sources: dict, across_shards: bool) -> None:
+    """``duplicate_of`` of every clip: within a shard from the split, across shards (with
+    ``across_shards``) from the content hashes, where the clip is also rejected."""
     meta["duplicate_of"] = None
-    if len(meta):  # duplicates within a shard: their one row, from the split
-        split = meta["split_reason"].astype(object)
-        within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
-        meta.loc[within, "duplicate_of"] = split[within].str.removeprefix("duplicate_of=")
-    if cfg.get("dedupe_across_shards", True) and len(meta):
+    if not len(meta):
+        return
+    split = meta["split_reason"].astype(object)
+    within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
+    meta.loc[within, "duplicate_of"] = split[within].str.removeprefix("duplicate_of=")
+    if across_shards:
         # a video whose exact bytes appeared in an earlier shard is a duplicate of that video
         dups = cross_shard_duplicates(sources).set_index("video_id")["duplicate_of"]
         owner = meta["video_id"].map(dups)
@@ -204,20 +227,25 @@ def build_metadata(
         for i in meta.index[dup]:
             _reject(meta, i, reasons.duplicate(owner[i]))
         meta.loc[dup, "keep"] = False
-    if files:
-        if "export.error" not in meta:  # no shard had a kept clip
-            meta["export.error"], meta["file"] = None, None
-        missing = meta["file"].isna() & meta["export.error"].isna()
-        meta.loc[missing, "export.error"] = "export failed: no clip file"
-        failed = meta["keep"].fillna(False).astype(bool) & meta["export.error"].notna()
-        for i in meta.index[failed]:
-            _reject(meta, i, reasons.export_failed(meta.at[i, "export.error"]))
-        meta.loc[failed, "keep"] = False
-        meta.loc[~failed & missing, "export.error"] = None
-        meta.loc[~meta["keep"].fillna(False).astype(bool), "file"] = None
-    elif "file" not in meta:
-        meta["file"] = None
-    # the text a trainer uses: the caption stage's caption, else the one the source gave
+
+
+def _mark_export_failures(meta: pd.DataFrame) -> None:
+    """A kept clip without its file is rejected (``export_failed``); ``file`` only on kept clips."""
+    if "export.error" not in meta:  # no shard had a kept clip
+        meta["export.error"], meta["file"] = None, None
+    missing = meta["file"].isna() & meta["export.error"].isna()
+    meta.loc[missing, "export.error"] = "export failed: no clip file"
+    failed = meta["keep"].fillna(False).astype(bool) & meta["export.error"].notna()
+    for i in meta.index[failed]:
+        _reject(meta, i, reasons.export_failed(meta.at[i, "export.error"]))
+    meta.loc[failed, "keep"] = False
+    meta.loc[~failed & missing, "export.error"] = None
+    meta.loc[~meta["keep"].fillna(False).astype(bool), "file"] = None
+
+
+def _training_caption(meta: pd.DataFrame) -> pd.DataFrame:
+    """``caption``, the text a trainer uses: the caption stage's, else the one the source gave
+    (``caption_source`` says which)."""
     generated = (
         meta["caption.text"] if "caption.text" in meta else pd.Series(None, index=meta.index)
     )
@@ -225,11 +253,7 @@ def build_metadata(
     has_src = meta["source_caption"].map(lambda v: isinstance(v, str) and bool(v.strip()))
     meta["caption"] = np.where(has_gen, generated, np.where(has_src, meta["source_caption"], None))
     meta["caption_source"] = np.where(has_gen, "caption", np.where(has_src, "source", None))
-    meta = meta.drop(columns=[c for c in ("caption.text",) if c in meta])
-    front = ["shard", "clip_id", "video_id", "keep", "reasons", "file", "caption", "caption_source",
-             "rejections"]  # fmt: skip
-    meta = meta[front + [c for c in meta.columns if c not in front]]
-    return portable_table(meta, list(roots)) if roots else meta
+    return meta.drop(columns=[c for c in ("caption.text",) if c in meta])
 
 
 def _reject(meta: pd.DataFrame, i, rejection: dict) -> None:
@@ -280,7 +304,7 @@ def easyanimate_train_file(kept: pd.DataFrame, cfg: dict) -> list[dict]:
     empty = sum(1 for e in entries if not e["text"].strip())
     if empty:
         check_empty_prompts(
-            empty, len(entries), cfg.get("empty_prompts", "warn"),
+            empty, len(entries), with_defaults("export.easyanimate", cfg)["empty_prompts"],
             where="easyanimate.json", option="export.easyanimate.empty_prompts",
         )  # fmt: skip
     return entries

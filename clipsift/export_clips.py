@@ -29,6 +29,7 @@ import av
 import numpy as np
 import pandas as pd
 
+from .config import with_defaults
 from .io.atomic import write_json
 from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import file_identity, place
@@ -90,8 +91,8 @@ def _key(obj) -> str:
 
 def encode_settings(cfg: dict) -> dict:
     """What the bytes of an encoded clip depend on (besides the clip)."""
-    return {"max_height": cfg.get("max_height"), "crf": cfg.get("crf", 18),
-            "preset": cfg.get("preset", "veryfast"), "method": 2}  # fmt: skip
+    return {"max_height": cfg["max_height"], "crf": cfg["crf"], "preset": cfg["preset"],
+            "method": 2}  # fmt: skip
 
 
 def kept_clips(
@@ -139,6 +140,35 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     return cached, info, "encoded"
 
 
+def _placed(clip, src, dest: Path, row, materialize, link, settings, skey, cache) -> dict:
+    """Write one kept clip to ``dest`` the cheapest way that gives its frames; returns the
+    index fields that this decides (``how``, and the size when the file is not the clip's
+    own)."""
+    max_height = settings["max_height"]
+    mat = clip.get("path")
+    if (
+        materialize == "reencode"
+        and isinstance(mat, str)
+        and mat != clip["source_path"]
+        and os.path.exists(mat)
+        and target_width(row["width"], row["height"], max_height) is None
+    ):
+        # the split's frame-accurate clip file (even sides, as reencode writes them)
+        how = place(mat, dest, link)
+        return {"how": f"split-{how}", "width": row["width"] // 2 * 2,
+                "height": row["height"] // 2 * 2}  # fmt: skip
+    if source_fits(clip, src, max_height):
+        # a copy (a reflink where the file system can), never a hard link: a source
+        # overwritten in place would change the dataset's file with it
+        return {"how": f"source-{place(clip['source_path'], dest, 'copy')}"}
+    cached, info, how = _encoded(clip, src, settings, skey, cache or dest.parent, cache is not None)
+    if cache is None:
+        os.replace(cached, dest)
+    else:
+        place(cached, dest, "hardlink" if link == "hardlink" else "copy")
+    return {"how": how, **{k: info.get(k) for k in ("width", "height", "n_frames", "sha256")}}
+
+
 def export_shard_clips(
     clips: pd.DataFrame,
     source: pd.DataFrame,
@@ -155,12 +185,12 @@ def export_shard_clips(
     """The kept clips of one shard as files in ``out_dir`` (the caller swaps it into
     ``final_dir``); ``cfg`` is the ``export`` section. Returns the index
     (:data:`CLIP_INDEX_COLUMNS`): ``file`` is the clip file under ``final_dir``, relative to
-    ``dataset_dir`` (a published table names no path of this machine); a clip that cannot be written has an ``error``
-    and no file (failures are data)."""
+    ``dataset_dir`` (a published table names no path of this machine); a clip that cannot be
+    written has an ``error`` and no file (failures are data)."""
+    cfg = with_defaults("export", cfg)
     out_dir, final_dir = Path(out_dir), Path(final_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    link = cfg.get("link", "hardlink")
-    max_height = cfg.get("max_height")
+    link = cfg["link"]
     settings = encode_settings(cfg)
     skey = _key(settings)[:8]
     cache = _open_cache(cache_dir, skey)
@@ -174,32 +204,7 @@ def export_shard_clips(
                "width": int_or_none(clip["width"]), "height": int_or_none(clip["height"]),
                "n_frames": int_or_none(clip["n_frames"])}  # fmt: skip
         try:
-            mat = clip.get("path")
-            if (
-                materialize == "reencode"
-                and isinstance(mat, str)
-                and mat != clip["source_path"]
-                and os.path.exists(mat)
-                and target_width(row["width"], row["height"], max_height) is None
-            ):
-                # the split's frame-accurate clip file (even sides, as reencode writes them)
-                how = place(mat, dest, link)
-                row |= {"how": f"split-{how}", "width": row["width"] // 2 * 2,
-                        "height": row["height"] // 2 * 2}  # fmt: skip
-            elif source_fits(clip, src, max_height):
-                # a copy (a reflink where the file system can), never a hard link: a source
-                # overwritten in place would change the dataset's file with it
-                how = place(clip["source_path"], dest, "copy")
-                row["how"] = f"source-{how}"
-            else:
-                cached, info, row["how"] = _encoded(
-                    clip, src, settings, skey, cache or out_dir, cache is not None
-                )
-                row |= {k: info.get(k) for k in ("width", "height", "n_frames", "sha256")}
-                if cache is None:
-                    os.replace(cached, dest)
-                else:
-                    place(cached, dest, "hardlink" if link == "hardlink" else "copy")
+            row |= _placed(clip, src, dest, row, materialize, link, settings, skey, cache)
             row |= {
                 "file": Path(os.path.relpath(final_dir / name, dataset_dir)).as_posix(),
                 "bytes": dest.stat().st_size,

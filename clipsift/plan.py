@@ -68,6 +68,42 @@ def limit_shards(shards: list[dict], limit: int | None) -> dict[str, dict]:
     return {s["name"]: s for s in shards if s["name"] in keep}
 
 
+def _archive_rows(source: dict, root: Path, sample: int, known: set, shards: set) -> list[dict]:
+    """Plan rows of the archives of an ``hf_archives`` source not planned yet: one shard each."""
+    name = source["name"]
+    kind, revision = source.get("repo_type", "dataset"), source.get("revision", "main")
+    base = f"hf://{kind}s/{source['repo']}@{revision}"
+    archives = _sampled(list_archives(source, root=root), name, sample, key=str)
+    return [
+        {"source": name, "id": archive, "uri": f"{base}/{archive}", "path": None,
+         "caption": None, "extra": "{}", "kind": "archive", "archive": archive, "shard": shard}
+        for archive, shard in _archive_shards(archives, name, known, shards)
+    ]  # fmt: skip
+
+
+def _item_rows(source: dict, root: Path, sample: int, known: set, start: int, config) -> list[dict]:
+    """Plan rows of the items of a source not planned yet, in new shards from index ``start``."""
+    name = source["name"]
+    items_ = _sampled(list_items(source, root=root), name, sample, key=lambda it: it.id)
+    fresh = [it for it in items_ if it.id not in known]
+    size = source.get("shard_size") or config["shard_size"]
+    return [
+        {
+            "source": name,
+            "id": it.id,
+            "uri": it.uri,
+            "path": it.path,
+            "caption": it.caption,
+            "extra": json.dumps(it.extra, sort_keys=True, default=str),
+            # prompts of a generate source become videos in that shard's generate rule
+            "kind": "prompt" if source["type"] == "generate" else "video",
+            "archive": None,
+            "shard": f"{name}-{start + i // size:05d}",
+        }
+        for i, it in enumerate(fresh)
+    ]
+
+
 def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     """List every source, keep existing assignments, put new items into new shards."""
     root = Path(root)
@@ -81,45 +117,9 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
         name = source["name"]
         known = set(old.loc[old["source"] == name, "id"])
         if source["type"] == "hf_archives":
-            new_rows = [
-                {
-                    "source": name,
-                    "id": archive,
-                    "uri": f"hf://{source.get('repo_type', 'dataset')}s/{source['repo']}@{source.get('revision', 'main')}/{archive}",
-                    "path": None,
-                    "caption": None,
-                    "extra": "{}",
-                    "kind": "archive",
-                    "archive": archive,
-                    "shard": shard,
-                }
-                for archive, shard in _archive_shards(
-                    _sampled(list_archives(source, root=root), name, sample, key=str),
-                    name,
-                    known,
-                    set(old["shard"]),
-                )
-            ]
+            new_rows = _archive_rows(source, root, sample, known, set(old["shard"]))
         else:
-            items_ = _sampled(list_items(source, root=root), name, sample, key=lambda it: it.id)
-            fresh = [it for it in items_ if it.id not in known]
-            start = _next_index(old, name)
-            size = source.get("shard_size") or config["shard_size"]
-            new_rows = [
-                {
-                    "source": name,
-                    "id": it.id,
-                    "uri": it.uri,
-                    "path": it.path,
-                    "caption": it.caption,
-                    "extra": json.dumps(it.extra, sort_keys=True, default=str),
-                    # prompts of a generate source become videos in that shard's generate rule
-                    "kind": "prompt" if source["type"] == "generate" else "video",
-                    "archive": None,
-                    "shard": f"{name}-{start + i // size:05d}",
-                }
-                for i, it in enumerate(fresh)
-            ]
+            new_rows = _item_rows(source, root, sample, known, _next_index(old, name), config)
         if new_rows:
             log.info("source %s: %d new item(s)", name, len(new_rows))
             frames.append(pd.DataFrame(new_rows))

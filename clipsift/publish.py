@@ -35,6 +35,7 @@ import shutil
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from .config import with_defaults
 from .io.atomic import write_json
 from .redaction import scrub
 
@@ -130,12 +131,12 @@ def network_errors() -> tuple[type[BaseException], ...]:
 def upload(api, repo: str, folder: Path, cfg: dict, ignore: list[str]) -> dict:
     """The resumable folder upload (see the module docstring); returns how and the commit."""
     revision = cfg.get("revision") or None
-    workers = int(cfg.get("concurrency", 4))
+    workers = cfg["concurrency"]
     message = cfg.get("commit_message") or "Upload dataset built with clipsift"
     if hasattr(api, "upload_large_folder"):  # older huggingface_hub
         api.upload_large_folder(
             repo_id=repo, folder_path=folder, repo_type="dataset", revision=revision,
-            private=bool(cfg.get("private", True)), ignore_patterns=ignore, num_workers=workers,
+            private=cfg["private"], ignore_patterns=ignore, num_workers=workers,
         )  # fmt: skip
         info = api.repo_info(repo, repo_type="dataset", revision=revision)
         return {"method": "upload_large_folder", "commit": info.sha, "commit_url": None}
@@ -178,8 +179,9 @@ def publish(
     the record. Raises :class:`PublishError` with what to do."""
     from huggingface_hub import HfApi, constants
 
+    cfg = with_defaults("publish", cfg)
     folder = Path(dataset_dir).resolve()
-    repo = cfg.get("repo")
+    repo = cfg["repo"]
     if not repo or "/" not in str(repo):
         raise PublishError(
             "publish: set publish.repo to the dataset repo to upload to, as 'namespace/name' "
@@ -188,15 +190,13 @@ def publish(
     token = hub_token(cfg)
     api = HfApi(token=token)
     endpoint = api.endpoint or constants.ENDPOINT
-    ignore = ALWAYS_IGNORED + list(cfg.get("ignore_patterns") or [])
+    ignore = ALWAYS_IGNORED + list(cfg["ignore_patterns"])
     files = folder_files(folder, ignore)
     log.info("publishing %d files (%d bytes) of %s to %s/datasets/%s", len(files),
              sum(p.stat().st_size for p in files), folder, endpoint, repo)  # fmt: skip
     step = "create the repo"
     try:
-        url = api.create_repo(
-            repo, repo_type="dataset", private=bool(cfg.get("private", True)), exist_ok=True
-        )
+        url = api.create_repo(repo, repo_type="dataset", private=cfg["private"], exist_ok=True)
         if cfg.get("revision") and cfg["revision"] != "main":
             step = f"create the branch {cfg['revision']!r}"
             api.create_branch(repo, branch=cfg["revision"], repo_type="dataset", exist_ok=True)
@@ -210,7 +210,7 @@ def publish(
         "url": str(url),
         "endpoint": endpoint,
         "revision": cfg.get("revision") or "main",
-        "private": bool(cfg.get("private", True)),
+        "private": cfg["private"],
         **done,
         "files": len(files),
         "bytes": sum(p.stat().st_size for p in files),

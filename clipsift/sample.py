@@ -90,22 +90,13 @@ def render_video(
 
     with atomic_path(path) as tmp, av.open(os.fspath(tmp), "w") as container:
         webm = Path(path).suffix.lower() == ".webm"  # WebM holds VP8/VP9 only
-        stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=rate)
-        ctx = stream.codec_context
-        ctx.width, ctx.height, ctx.pix_fmt = coded_w, coded_h, "yuv420p"
-        if webm:  # constant quality, fast; one thread keeps the bytes the same run to run
-            ctx.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime",
-                           "cpu-used": "8", "threads": "1"}  # fmt: skip
-        else:
-            ctx.options = x264_options(crf, preset, mbtree=True)
-        if gop:
-            ctx.gop_size = gop
+        stream = _stream(container, webm, rate, (coded_w, coded_h), crf, preset, gop)
         if rotation:
             stream.set_display_rotation(rotation)
         if sar:
-            ctx.sample_aspect_ratio = Fraction(*sar)
+            stream.codec_context.sample_aspect_ratio = Fraction(*sar)
         if times is not None:  # millisecond timestamps, also in the encoder (60 fps and more)
-            stream.time_base = ctx.time_base = Fraction(1, 1000)
+            stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
         for i, img in enumerate(all_frames(segments, w, h)):
             if rotation:
                 img = cv2.rotate(img, _TO_CODED[rotation])
@@ -127,6 +118,22 @@ def render_video(
         truth["times"] = [round(t * 1000) / 1000 for t in times]
     truth["sar"] = list(sar) if sar else [1, 1]
     return truth
+
+
+def _stream(container, webm: bool, rate, coded: tuple[int, int], crf: int, preset: str, gop):
+    """The video stream: VP9 in WebM, else x264 with the determinism cap (same bytes on every
+    machine)."""
+    stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=rate)
+    ctx = stream.codec_context
+    ctx.width, ctx.height, ctx.pix_fmt = *coded, "yuv420p"
+    if webm:  # constant quality, fast; one thread keeps the bytes the same run to run
+        ctx.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime",
+                       "cpu-used": "8", "threads": "1"}  # fmt: skip
+    else:
+        ctx.options = x264_options(crf, preset, mbtree=True)
+    if gop:
+        ctx.gop_size = gop
+    return stream
 
 
 def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:

@@ -31,6 +31,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .config import with_defaults
+
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +157,8 @@ def upload_shard(
 
     from .publish import PublishError, _hub_failure, hub_token, network_errors
 
-    repo = cfg.get("repo")
+    cfg = with_defaults("publish", cfg)
+    repo = cfg["repo"]
     if not repo or "/" not in str(repo):
         raise PublishError("streaming.upload: set publish.repo (namespace/name)")
     token = hub_token(cfg)
@@ -165,9 +168,7 @@ def upload_shard(
     revision = cfg.get("revision") or None
     step = "create the repo"
     try:
-        api.create_repo(
-            repo, repo_type="dataset", private=bool(cfg.get("private", True)), exist_ok=True
-        )
+        api.create_repo(repo, repo_type="dataset", private=cfg["private"], exist_ok=True)
         if revision and revision != "main":
             step = f"create the branch {revision!r}"
             api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)

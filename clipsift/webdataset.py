@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import with_defaults
 from .export import json_records
 from .export_clips import int_or_none
 from .io.atomic import atomic_path, write_json
@@ -30,7 +31,7 @@ def webdataset_groups(kept: pd.DataFrame, cfg: dict) -> dict[str, pd.DataFrame]:
     """Kept clips with a file, grouped by resolution bucket and frame count: the latents' bucket
     and frame count where the encode stage ran, else the exported size and a frame bucket."""
     kept = kept[kept["file"].notna()]
-    buckets = cfg.get("frame_buckets") or [16, 32, 64, 128, 256]
+    buckets = with_defaults("export.webdataset", cfg)["frame_buckets"]
     res, frames = [], []
     for row in kept.to_dict("records"):
         lat_ok = row.get("latents.status") == "ok" and isinstance(row.get("latents.bucket"), str)
@@ -67,9 +68,10 @@ def write_webdataset(
     sample is ``{key}.mp4``, ``{key}.json`` (its metadata row) and ``{key}.txt`` (the caption,
     when there is one). Deterministic bytes (sorted samples, zero mtimes). Writes and returns
     the index (``index.json``)."""
+    cfg = with_defaults("export.webdataset", cfg)
     out_dir, dataset_dir = Path(out_dir), Path(dataset_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_tar = int(cfg.get("max_samples_per_tar", 1000))
+    per_tar = cfg["max_samples_per_tar"]
     kept = meta[meta["keep"].fillna(False).astype(bool)]
     index = []
     for group, rows in sorted(webdataset_groups(kept, cfg).items()):

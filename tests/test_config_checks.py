@@ -155,3 +155,20 @@ def test_module_defaults_are_the_schemas():
     # a copy each time: changing one never changes the schema's
     defaults("scorers.dover")["technical"]["clip_len"] = 1
     assert defaults("scorers.dover")["technical"]["clip_len"] == 32
+
+
+def test_with_defaults_completes_a_partial_section_as_validation_does():
+    """A direct caller's partial section (a test, a benchmark, another program) gets the same
+    defaults, at every depth, as the pipeline's validated config, and keeps its own values."""
+    import copy
+
+    from clipsift.config import validate_config, with_defaults
+
+    part = {"batch_size": 3, "vae": {"name": "ltx", "dtype": "float16"}, "frames": {"count": 9}}
+    before = copy.deepcopy(part)
+    full = with_defaults("encode", part)
+    assert part == before  # a copy: the caller's dict is not filled in
+    assert (full["batch_size"], full["vae"]["dtype"], full["frames"]["count"]) == (3, "float16", 9)
+    assert full["vae"]["store_dtype"] == "float32" and full["text_encoder"]["batch_size"] == 8
+    src = [{"name": "v", "type": "folder", "path": "."}]
+    assert full == validate_config({"sources": src, "encode": copy.deepcopy(part)})["encode"]

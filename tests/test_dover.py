@@ -28,6 +28,7 @@ import torch
 from fakes.tiny_dover import TINY, TINY_SAMPLING, dover_state_dict, save_dover, seeded_state_dict
 from helpers import base_config, run_snakemake, shard_table
 
+from clipsift.config import with_defaults
 from clipsift.io.decode import iter_frames
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.scorers import REGISTRY, ShardInputs, dover, run_scorer
@@ -89,7 +90,7 @@ def test_full_size_network_matches_the_authors_outputs():
 )
 def test_views_match_the_authors_sampling(case):
     """Random starts, fragments (the 14x20 video is upscaled first) and the resize."""
-    cfg = dover.config(REFERENCE["views"]["sampling"])
+    cfg = with_defaults("scorers.dover", REFERENCE["views"]["sampling"])
     n, gen = case["frames"], torch.Generator().manual_seed(case["seed"])
     frames = torch.randint(
         0, 256, (n, case["height"], case["width"], 3), generator=gen, dtype=torch.uint8
@@ -217,7 +218,7 @@ def test_scores_come_from_the_heads_and_the_fusion_formula(media):
     # the raw scores are the means of the heads' maps over the clip's views
     model = dover.load_model(cfg)
     clip = next(df.iloc[:1].itertuples(index=False))
-    tech, aes, n = dover.clip_views(clip, dover.config(cfg))
+    tech, aes, n = dover.clip_views(clip, with_defaults("scorers.dover", cfg))
     assert tuple(tech.shape) == (2, 3, 8, 56, 56) and tuple(aes.shape) == (1, 3, 8, 64, 64)
     with torch.no_grad():
         t_map, a_map = model.net(tech, aes)

@@ -212,7 +212,9 @@ def test_the_worked_example_of_the_docs_runs_as_written(tmp_path, monkeypatch):
         {"clip_id": list(paths), "path": [str(p) for p in paths.values()], "start_time": 0.0,
          "end_time": 1.0, "error": None, "split_reason": None}
     )  # fmt: skip
-    out = scorers.run_scorer("colorfulness", scorers.ShardInputs(clips, pd.DataFrame()), {})
+    out = scorers.run_scorer(
+        "colorfulness", scorers.ShardInputs(clips, pd.DataFrame()), {"frames": 3}
+    )
     by = out.set_index("clip_id")
     assert by.loc["red", "score"] > 30 > by.loc["grey", "score"] >= 0
     assert pd.isna(by.loc["gone", "score"]) and by.loc["gone", "error"]

@@ -63,12 +63,10 @@ def encode_texts(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path, c
     info = cache.encoder_info(cache.encoder_key(settings))
     missing = [p for p in prompts if p not in by_prompt]
     if missing or info is None:
-        enc = text_encoder_class(tcfg["name"]).load(
-            tcfg, device, pick_dtype(device, tcfg.get("dtype", "auto"))
-        )
+        enc = text_encoder_class(tcfg["name"]).load(tcfg, device, pick_dtype(device, tcfg["dtype"]))
         info = enc.describe()
         cache.save_encoder_info(cache.encoder_key(settings), info)
-        batcher = Batcher(tcfg.get("batch_size", 8))
+        batcher = Batcher(tcfg["batch_size"])
         t0 = time.perf_counter()
         for prompt, res in zip(missing, batcher.map(enc.encode, missing), strict=True):
             by_prompt[prompt] = res
@@ -83,7 +81,7 @@ def encode_texts(tcfg, tkey, device, ok, rows, out_dir: Path, final_dir: Path, c
     else:
         log.info("text encoder %s: all %d prompts from the resume cache", info["id"], len(prompts))
     cache.hits["text"] += len(prompts) - len(missing)
-    store = tcfg.get("store_dtype", "float16")
+    store = tcfg["store_dtype"]
     for cid in ok:
         res = by_prompt[rows[cid]["prompt"]]
         emb, dtype = store_as(res["embeds"], store)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import with_defaults
 from ..io.decode import VideoError
 from ..io.files import file_identity, place
 from ..models.batching import Batcher, is_oom
@@ -95,6 +96,7 @@ def run_encode(
     """Encode the kept clips of a shard (see the module docstring); ``cfg`` is the ``encode``
     section. Files go to ``out_dir``; paths recorded point into ``final_dir`` (where the caller
     renames ``out_dir`` to; default ``out_dir``); ``cache_dir`` keeps what was made for a rerun."""
+    cfg = with_defaults("encode", cfg)
     cache = EncodeCache(cache_dir)
     out_dir = Path(out_dir)
     final_dir = Path(final_dir or out_dir)
@@ -107,35 +109,16 @@ def run_encode(
         dict(zip(source["video_id"], source["caption"], strict=True)) if "caption" in source else {}
     )
     crops = border_crops(scores)
-    source_ids = {
-        vid: (h if isinstance(h, str) and h else file_identity(path))
-        for vid, h, path in zip(
-            source["video_id"],
-            source["hash"] if "hash" in source else [None] * len(source),
-            source["path"] if "path" in source else [""] * len(source),
-            strict=True,
-        )
-    }
+    source_ids = _source_ids(source)
     log.info("%d kept clips to encode", len(todo))
     if not len(todo):
         return pd.DataFrame(columns=COLUMNS)
 
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
-    device = resolve_device(cfg.get("device", "auto"), lock_dir=lock_dir)
-    vcfg = cfg["vae"]
-    vae = vae_class(vcfg["name"]).load(vcfg, device, pick_dtype(device, vcfg.get("dtype", "auto")))
+    device = resolve_device(cfg["device"], lock_dir=lock_dir)
+    vae, vinfo, buckets = _load_vae(cfg, device)
     timing["vae_load_s"] = time.perf_counter() - t0
-    vinfo = vae.describe()
-    log.info(
-        "VAE %s (%s, revision %s) on %s: x%d spatial, x%d temporal, %d channels",
-        vinfo["id"], vinfo["class"], vinfo["resolved_revision"], device,
-        vae.spatial, vae.temporal, vae.channels,
-    )  # fmt: skip
-    rcfg = cfg["resolution"]
-    multiple = vae.multiple(rcfg.get("multiple"))
-    buckets = make_buckets(rcfg, multiple)
-    log.info("buckets (multiple of %d): %s", multiple, ", ".join(b.label for b in buckets))
 
     rows: dict[str, dict] = {}
     jobs = []
@@ -153,22 +136,59 @@ def run_encode(
     del vae
     free_memory()
 
-    ok = [cid for cid, r in rows.items() if r["status"] == "ok"]
     t0 = time.perf_counter()
-    text_info = {}
-    for key, tkey in TEXT_KEYS.items():
-        tcfg = cfg.get(key) or {}
-        if ok and tcfg.get("enabled", key == "text_encoder"):
-            text_info[tkey] = encode_texts(tcfg, tkey, device, ok, rows, out_dir, final_dir, cache)
-    geometry = {clip.clip_id: (plan, geo) for clip, plan, geo, _ in jobs}
-    for cid in ok:
-        _write_json(rows[cid], vinfo, text_info, geometry[cid], out_dir, final_dir)
+    _texts_and_records(cfg, device, rows, jobs, vinfo, out_dir, final_dir, cache)
     timing["text_s"] = time.perf_counter() - t0
     table = pd.DataFrame([rows[c] for c in sorted(rows)], columns=COLUMNS)
     table.attrs["timing"] = timing  # for benchmarks; not part of the stored table
     counts = table["status"].value_counts().to_dict()
     log.info("done: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return table
+
+
+def _texts_and_records(cfg, device, rows, jobs, vinfo, out_dir: Path, final_dir: Path, cache):
+    """The text embeddings of the encoded clips (each enabled text encoder), then each clip's
+    ``{clip_id}.json``."""
+    ok = [cid for cid, r in rows.items() if r["status"] == "ok"]
+    text_info = {}
+    for key, tkey in TEXT_KEYS.items():
+        tcfg = cfg[key]
+        if ok and tcfg["enabled"]:
+            text_info[tkey] = encode_texts(tcfg, tkey, device, ok, rows, out_dir, final_dir, cache)
+    geometry = {clip.clip_id: (plan, geo) for clip, plan, geo, _ in jobs}
+    for cid in ok:
+        _write_json(rows[cid], vinfo, text_info, geometry[cid], out_dir, final_dir)
+
+
+def _source_ids(source: pd.DataFrame) -> dict[str, str]:
+    """video_id -> what the resume cache knows a source by: its content hash, else its file's
+    identity."""
+    return {
+        vid: (h if isinstance(h, str) and h else file_identity(path))
+        for vid, h, path in zip(
+            source["video_id"],
+            source["hash"] if "hash" in source else [None] * len(source),
+            source["path"] if "path" in source else [""] * len(source),
+            strict=True,
+        )
+    }
+
+
+def _load_vae(cfg: dict, device: str):
+    """``(vae, its description, the resolution buckets)``: the buckets' sides are multiples of
+    what the VAE (and its transformer's patch) needs."""
+    vcfg, rcfg = cfg["vae"], cfg["resolution"]
+    vae = vae_class(vcfg["name"]).load(vcfg, device, pick_dtype(device, vcfg["dtype"]))
+    vinfo = vae.describe()
+    log.info(
+        "VAE %s (%s, revision %s) on %s: x%d spatial, x%d temporal, %d channels",
+        vinfo["id"], vinfo["class"], vinfo["resolved_revision"], device,
+        vae.spatial, vae.temporal, vae.channels,
+    )  # fmt: skip
+    multiple = vae.multiple(rcfg.get("multiple"))
+    buckets = make_buckets(rcfg, multiple)
+    log.info("buckets (multiple of %d): %s", multiple, ", ".join(b.label for b in buckets))
+    return vae, vinfo, buckets
 
 
 def _clip_job(clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache):
@@ -184,13 +204,13 @@ def _clip_job(clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, sour
         int(clip.height),
         crops.get(clip.clip_id),
         buckets,
-        use_crop=rcfg.get("use_border_crop", True),
+        use_crop=rcfg["use_border_crop"],
     )
     row = {
         "clip_id": clip.clip_id, "video_id": clip.video_id, "status": "ok", "reason": None,
         "error": None, "frames": plan.count or None, "frames_requested": plan.requested,
         "fps": fps, "sample_fps": plan.fps, "stride": plan.step,
-        "skip_start": int(cfg["frames"].get("skip_start", 0)),
+        "skip_start": cfg["frames"]["skip_start"],
         "first_frame": plan.indices[0] if plan.indices else None,
         "last_frame": plan.indices[-1] if plan.indices else None,
         "bucket": geo.bucket.label, "bucket_ratio": geo.bucket.name,
@@ -207,7 +227,7 @@ def _clip_job(clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, sour
         return row | {"status": "dropped", "reason": "too_short", "error": plan.reason}, None
     key = cache.latent_key(
         vinfo,
-        vcfg.get("store_dtype", "float32"),
+        vcfg["store_dtype"],
         source_ids.get(clip.video_id) or file_identity(clip.source_path),
         plan.indices,
         geo.rect,
@@ -244,9 +264,11 @@ def _from_cache(cache: EncodeCache, job, rows, out_dir: Path, final_dir: Path) -
 
 def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path, cache) -> dict:
     """Decode ahead in threads, batch clips of one shape, encode, write ``{clip_id}.npy``.
-    Returns timings: the whole loop, the VAE's share, and the time spent waiting for frames."""
-    store = cfg["vae"].get("store_dtype", "float32")
-    batcher = Batcher(cfg.get("batch_size", 1))
+    Returns timings: the whole loop, the VAE's share, and the time spent waiting for frames.
+    (One function on purpose: ``decode``, ``run`` and ``flush`` share the pending batches, the
+    batcher and the timings of one decode-ahead loop.)"""
+    store = cfg["vae"]["store_dtype"]
+    batcher = Batcher(cfg["batch_size"])
     pending: dict[tuple, list] = defaultdict(list)
     stats = {"wait": 0.0, "model": 0.0, "clips": 0}
 
@@ -302,9 +324,7 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path, cache)
 
     t_start = time.perf_counter()
     t_wait = time.perf_counter()
-    for job, frames in prefetch(
-        decode, jobs, workers=int(cfg.get("decode_workers", 2)), ahead=int(cfg.get("prefetch", 4))
-    ):
+    for job, frames in prefetch(decode, jobs, workers=cfg["decode_workers"], ahead=cfg["prefetch"]):
         stats["wait"] += time.perf_counter() - t_wait
         clip = job[0]
         if isinstance(frames, Exception):

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..config import defaults
+from ..config import with_defaults
 from ..dedup import write_embeddings
 from ..models.runner import FrameModel, clip_embedding, frame_outputs, model_label, reduce_frames
 
@@ -192,21 +192,12 @@ def short_side(processor) -> int | None:
     return None
 
 
-def config(kind: str, cfg: dict | None) -> dict:
-    """``cfg`` over the defaults of ``kind`` (the pipeline's config is already validated with
-    defaults; this serves direct callers: tests, the benchmark)."""
-    out = defaults(f"scorers.{kind}")  # config/schema.yaml's
-    for k, v in (cfg or {}).items():
-        out[k] = v
-    return out
-
-
 def load_model(kind: str, cfg: dict, device: str = "cpu") -> AestheticModel:
     """Load the vision tower, processor and head named by ``cfg`` (pinned revisions)."""
     from ..models import hub
     from ..models.device import pick_dtype
 
-    cfg = config(kind, cfg)
+    cfg = with_defaults(f"scorers.{kind}", cfg)
     if FAMILIES[kind] == "clip":
         from transformers import CLIPVisionModelWithProjection as Vision
     else:
@@ -225,7 +216,7 @@ def load_model(kind: str, cfg: dict, device: str = "cpu") -> AestheticModel:
     head_file, head_record = hub.fetch_file(head_spec)
     head = build_head(kind, hub.load_state_dict(head_file))
     record["head"] = head_record
-    dtype = pick_dtype(device, cfg.get("dtype", "auto"))
+    dtype = pick_dtype(device, cfg["dtype"])
     model = AestheticModel(kind, vision, processor, head, device=device, dtype=dtype, record=record)
     log.info("%s: %s on %s (%s), head %s", kind, model_label(record), device, dtype, head_record)
     return model
@@ -234,13 +225,13 @@ def load_model(kind: str, cfg: dict, device: str = "cpu") -> AestheticModel:
 def score_clips(clips: pd.DataFrame, model: AestheticModel, cfg: dict, embeddings_path=None):
     """One row per clip: ``score`` (by ``reduce``), ``score_mean``, ``score_min``,
     ``score_max``, ``n_frames``, ``model``, ``head``; an ``error`` where frames failed."""
-    cfg = config(model.kind, cfg)
+    cfg = with_defaults(f"scorers.{model.kind}", cfg)
     res = frame_outputs(
         clips,
         model.frame_model(),
         n_frames=int(cfg["frames"]),
         batch_size=int(cfg["batch_size"]),
-        workers=int(cfg.get("workers", 2)),
+        workers=cfg["workers"],
     )
     label = model_label(model.record)
     head = model.record.get("head", {})
@@ -286,7 +277,8 @@ def score_clips(clips: pd.DataFrame, model: AestheticModel, cfg: dict, embedding
 def _score(kind: str, clips, inputs, cfg):
     from ..models.device import resolve_device
 
-    device = resolve_device(cfg.get("device", "auto"), lock_dir=inputs.lock_dir)
+    cfg = with_defaults(f"scorers.{kind}", cfg)
+    device = resolve_device(cfg["device"], lock_dir=inputs.lock_dir)
     model = load_model(kind, cfg, device)
     return score_clips(clips, model, cfg, embeddings_path=inputs.outputs.get("embeddings"))
 

@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import defaults
+from ..config import defaults, with_defaults
 from ..io.decode import VideoError, iter_frames, reason
 from ..models.frames import prefetch
 from . import dover_net
@@ -59,14 +59,6 @@ TECH_SHIFT, TECH_SCALE, TECH_WEIGHT = 0.1107, 0.07355, 0.6104
 AES_SHIFT, AES_SCALE, AES_WEIGHT = -0.08285, 0.03774, 0.3896
 
 DEFAULTS = defaults("scorers.dover")  # config/schema.yaml's
-
-
-def config(cfg: dict | None) -> dict:
-    """``cfg`` over the defaults (nested sampling options merged key by key)."""
-    out = {**DEFAULTS, **(cfg or {})}
-    for view in ("technical", "aesthetic"):
-        out[view] = {**DEFAULTS[view], **((cfg or {}).get(view) or {})}
-    return out
 
 
 def fuse(technical: float, aesthetic: float) -> dict:
@@ -300,10 +292,10 @@ def load_model(cfg: dict, device: str = "cpu") -> DoverModel:
     from ..models import hub
     from ..models.device import pick_dtype
 
-    cfg = config(cfg)
+    cfg = with_defaults("scorers.dover", cfg)
     path, record = hub.fetch_file(cfg.get("weights_path") or cfg["weights"])
     net = dover_net.build(hub.load_state_dict(path))
-    dtype = pick_dtype(device, cfg.get("dtype") or "float32")
+    dtype = pick_dtype(device, cfg["dtype"])
     model = DoverModel(net, device=device, dtype=dtype, record=record)
     log.info("dover: %s on %s (%s), %s", model.label, device, dtype, net.arch)
     return model
@@ -313,7 +305,7 @@ def score_clips(clips: pd.DataFrame, model: DoverModel, cfg: dict) -> pd.DataFra
     """One row per clip: ``technical``, ``aesthetic`` (raw), ``technical_norm``,
     ``aesthetic_norm``, ``score`` (0-1), ``n_frames``, ``model``; ``error`` where the clip's
     frames could not be read."""
-    cfg = config(cfg)
+    cfg = with_defaults("scorers.dover", cfg)
     t0, rows, n_err = time.monotonic(), [], 0
     items = list(clips.itertuples(index=False))
     for clip, result in prefetch(
@@ -345,5 +337,6 @@ def score_dover(clips, inputs, cfg):
     """DOVER: technical and aesthetic video quality, fused to 0-1."""
     from ..models.device import resolve_device
 
-    device = resolve_device(cfg.get("device", "auto"), lock_dir=inputs.lock_dir)
+    cfg = with_defaults("scorers.dover", cfg)
+    device = resolve_device(cfg["device"], lock_dir=inputs.lock_dir)
     return score_clips(clips, load_model(cfg, device), cfg)

@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 from av.video.frame import PictureType
 
+from clipsift.config import with_defaults
 from clipsift.io.decode import VideoError, frame_time, open_video, reason, stream_fps
 
 DIS_PRESETS = {
@@ -346,6 +347,7 @@ def score_motion_vectors(clips, inputs, cfg: dict):
     """Codec motion vectors per clip (the fast option: no optical flow, no pixel conversion)."""
     import pandas as pd
 
+    sample_fps = with_defaults("scorers.motion_vectors", cfg)["sample_fps"]
     rows = []
     for clip in clips.itertuples():
         try:
@@ -353,7 +355,7 @@ def score_motion_vectors(clips, inputs, cfg: dict):
                 clip.source_path,
                 clip.start_time,
                 clip.end_time,
-                sample_fps=cfg.get("sample_fps", 2.0),
+                sample_fps=sample_fps,
             )
             rows.append(
                 {

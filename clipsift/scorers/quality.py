@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import defaults
+from ..config import defaults, with_defaults
 from ..dedup import write_embeddings
 from ..models.runner import FrameModel, clip_embedding, frame_outputs, model_label, reduce_frames
 from .aesthetic import short_side
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 # the defaults are config/schema.yaml's (the pipeline's validated config holds the same)
 DEFAULTS = defaults("scorers.clip_iqa")
 PROMPTS = DEFAULTS["prompts"]  # the paper's pairs
-
-
-def config(cfg: dict | None) -> dict:
-    return {**DEFAULTS, **(cfg or {})}
 
 
 def _features(out) -> torch.Tensor:
@@ -99,14 +95,14 @@ def load_model(cfg: dict, device: str = "cpu") -> ClipIqaModel:
     from ..models import hub
     from ..models.device import pick_dtype
 
-    cfg = config(cfg)
+    cfg = with_defaults("scorers.clip_iqa", cfg)
     kw = {"revision": cfg.get("revision"), "subfolder": cfg.get("subfolder")}
     model, record = hub.load(
         CLIPModel, cfg["model"], trust_remote_code=bool(cfg.get("trust_remote_code")), **kw
     )
     tokenizer, _ = hub.load(AutoTokenizer, cfg["model"], **kw)
     processor = hub.load_image_processor(cfg["model"], **kw)
-    dtype = pick_dtype(device, cfg.get("dtype", "auto"))
+    dtype = pick_dtype(device, cfg["dtype"])
     m = ClipIqaModel(
         model, processor, tokenizer, cfg["prompts"], device=device, dtype=dtype, record=record
     )
@@ -119,13 +115,13 @@ def load_model(cfg: dict, device: str = "cpu") -> ClipIqaModel:
 def score_clips(clips: pd.DataFrame, model: ClipIqaModel, cfg: dict, embeddings_path=None):
     """One row per clip: one 0-1 column per prompt pair (reduced over frames by ``reduce``),
     ``n_frames``, ``model``; an ``error`` where frames failed."""
-    cfg = config(cfg)
+    cfg = with_defaults("scorers.clip_iqa", cfg)
     res = frame_outputs(
         clips,
         model.frame_model(),
         n_frames=int(cfg["frames"]),
         batch_size=int(cfg["batch_size"]),
-        workers=int(cfg.get("workers", 2)),
+        workers=cfg["workers"],
     )
     label = model_label(model.record)
     p = len(model.names)
@@ -159,6 +155,7 @@ def score_clip_iqa(clips, inputs, cfg):
     """CLIP-IQA: antonym prompt pairs, 0-1 per pair."""
     from ..models.device import resolve_device
 
-    device = resolve_device(cfg.get("device", "auto"), lock_dir=inputs.lock_dir)
+    cfg = with_defaults("scorers.clip_iqa", cfg)
+    device = resolve_device(cfg["device"], lock_dir=inputs.lock_dir)
     model = load_model(cfg, device)
     return score_clips(clips, model, cfg, embeddings_path=inputs.outputs.get("embeddings"))

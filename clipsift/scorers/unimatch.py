@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import defaults
+from ..config import defaults, with_defaults
 from ..io.decode import VideoError, read_frames_at, reason
 from ..models.batching import Batcher
 from ..models.frames import prefetch
@@ -56,10 +56,6 @@ log = logging.getLogger(__name__)
 
 DEFAULTS = defaults("scorers.unimatch")  # config/schema.yaml's
 MULTIPLE = STRIDE * ATTN_SPLITS  # 16
-
-
-def config(cfg: dict | None) -> dict:
-    return {**DEFAULTS, **(cfg or {})}
 
 
 def checkpoint_state_dict(obj) -> dict:
@@ -76,7 +72,7 @@ def load_model(cfg: dict, device: str = "cpu") -> tuple[GMFlow, dict]:
     """The network of the configured weights file, loaded strictly; and the file's record."""
     from ..models import hub
 
-    cfg = config(cfg)
+    cfg = with_defaults("scorers.unimatch", cfg)
     path, record = hub.fetch_file(cfg.get("weights_path") or cfg["weights"])
     model = GMFlow.from_state_dict(checkpoint_state_dict(hub.load_state_dict(path)))
     log.info("unimatch: GMFlow scale1 from %s on %s", record, device)
@@ -185,7 +181,7 @@ def flows(model: GMFlow, pairs: list, batcher: Batcher, device: str, dtype) -> l
 
 def score_clips(clips: pd.DataFrame, model: GMFlow, cfg: dict, record: dict | None = None):
     """One row per clip (see the module docstring); ``error`` where it could not be scored."""
-    cfg = config(cfg)
+    cfg = with_defaults("scorers.unimatch", cfg)
     device = str(next(model.parameters()).device)
     dtype = getattr(torch, cfg["dtype"]) if cfg["dtype"] != "float32" else None
     label = f"sha256:{(record or {}).get('sha256', '')[:16]}"
@@ -207,7 +203,7 @@ def score_clips(clips: pd.DataFrame, model: GMFlow, cfg: dict, record: dict | No
             rows[cid] = clip_row(by_id[cid], inf, src, parts[0][2], label)
 
     items = list(groups.items())
-    workers = int(cfg.get("workers", 2))
+    workers = cfg["workers"]
     for item, result in prefetch(lambda it: _decode(it, cfg), items, workers=workers, ahead=4):
         if isinstance(result, Exception):
             result = {c.clip_id: f"frames: {reason(result)}" for c in item[1]}
@@ -239,7 +235,7 @@ def score_unimatch(clips, inputs, cfg):
     320x576) and per second of real time (``px_per_s``, ``rel_per_s``)."""
     from ..models.device import resolve_device
 
-    cfg = config(cfg)
-    device = resolve_device(cfg.get("device", "auto"), lock_dir=inputs.lock_dir)
+    cfg = with_defaults("scorers.unimatch", cfg)
+    device = resolve_device(cfg["device"], lock_dir=inputs.lock_dir)
     model, record = load_model(cfg, device)
     return score_clips(clips, model, cfg, record)

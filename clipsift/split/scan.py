@@ -55,6 +55,9 @@ def scan_video(
     """Scenes, per-frame luma rows, per-sample rows and OCR rows of one video. Raises VideoError.
 
     ``ocr`` is ``(OcrReader, every_seconds, max_side)`` when OCR runs in this pass.
+
+    One loop on purpose: every measure reads each decoded frame while it is in the cache, and
+    the video is decoded once (the sample rows, the OCR row and the scenes have helpers).
     """
     width = cfg["analysis_width"]
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
@@ -100,23 +103,8 @@ def scan_video(
             pending["dt"] = fr.time - pending["time"]  # the pair's real interval (VFR too)
             pending = None
         if fr.index % every == 0:
-            luma = fr.luma()
-            rec = {
-                "video_id": video_id,
-                "frame": fr.index,
-                "time": fr.time,
-                "scale": luma.shape[1] / gray.shape[1],
-            }
-            # black-bar extents of this sample (a clip's bars are those black in all its samples);
-            # the technical measures then leave the bars out
-            rows, cols = border_profile(luma)
-            bars = find_borders([rows], [cols])
-            rec.update(frame_technical(luma, crop=bars["crop"]))
-            rec.update(
-                {k: bars[k] for k in ("border_top", "border_bottom", "border_left", "border_right")}
-            )
-            samples.append(rec)
-            pending = rec
+            pending = _sample(fr, gray.shape[1], video_id)
+            samples.append(pending)
         if ocr is not None and fr.time >= next_ocr - 1e-6:
             reader, ocr_every, max_side = ocr
             img = fr.bgr(_ocr_width(fr.av_frame, fr.rotation, max_side))
@@ -131,16 +119,14 @@ def scan_video(
         raise VideoError(f"no decodable frame{': ' + damaged[0] if damaged else ''}")
     if damaged:
         log.warning("%s: %d damaged packet(s) skipped (%s)", video_id, len(damaged), damaged[0])
-    bounds = detector.finish(n)
-    flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
-    if cfg["merge_flash_cuts"]:
-        bounds = merge_flash_cuts(bounds, flashes)
-    if blends is not None:
-        # fades, dissolves and blanks: their frames are in no scene; a flash frame is blank
-        # too, but it stays in its clip for the flash filter to judge
-        bounds = cut_out(bounds, blends.finish(exclude=flashes))
-    if not bounds:
-        raise VideoError("no scene: every frame is part of a transition or blank")
+    bounds = _scene_bounds(detector.finish(n), lumas, blends, cfg)
+    scenes = _scenes(bounds, times, video_id, fps, decode_errors=len(damaged))
+    return scenes, frames, samples, texts
+
+
+def _scenes(bounds: list, times: list[float], video_id: str, fps: float, decode_errors: int):
+    """Scene rows from frame bounds, with their times from the decoder's timestamps."""
+    n = len(times)
     # the last frame lasts as long as the one before it (the stream's own pace, also at a
     # variable frame rate), or 1 / fps for a single frame
     end_time = times[-1] + (times[-1] - times[-2] if n > 1 else 1.0 / fps)
@@ -153,12 +139,39 @@ def scan_video(
             "start_time": times[a],
             "end_time": times[b] if b < n else end_time,
             "n_frames": n,
-            "decode_errors": len(damaged),
+            "decode_errors": decode_errors,
             "error": None,
         }
         for k, (a, b) in enumerate(bounds)
     ]
-    return scenes, frames, samples, texts
+    return scenes
+
+
+def _sample(fr, analysis_width: int, video_id: str) -> dict:
+    """The sample row of one frame: its technical measures on the full-size luma, inside its
+    black bars, and the bars' extents (a clip's bars are those black in all its samples)."""
+    luma = fr.luma()
+    rec = {"video_id": video_id, "frame": fr.index, "time": fr.time,
+           "scale": luma.shape[1] / analysis_width}  # fmt: skip
+    rows, cols = border_profile(luma)
+    bars = find_borders([rows], [cols])
+    rec.update(frame_technical(luma, crop=bars["crop"]))
+    rec.update({k: bars[k] for k in ("border_top", "border_bottom", "border_left", "border_right")})
+    return rec
+
+
+def _scene_bounds(bounds: list, lumas: list[float], blends, cfg: dict) -> list:
+    """The detector's scenes less what is not a scene: cuts made by a flash merged (with
+    ``merge_flash_cuts``), and the frames of fades, dissolves and blanks cut out."""
+    flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
+    if cfg["merge_flash_cuts"]:
+        bounds = merge_flash_cuts(bounds, flashes)
+    if blends is not None:
+        # a flash frame is blank too, but it stays in its clip for the flash filter to judge
+        bounds = cut_out(bounds, blends.finish(exclude=flashes))
+    if not bounds:
+        raise VideoError("no scene: every frame is part of a transition or blank")
+    return bounds
 
 
 def _ocr_width(av_frame, rotation: int, max_side: int) -> int | None:
