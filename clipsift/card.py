@@ -14,6 +14,7 @@ from __future__ import annotations
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from . import filters
+from .config import with_defaults
 from .io.atomic import atomic_path
 from .selection import rules, with_filters
 
@@ -108,7 +109,7 @@ def card_body(
 
 
 def _files_section(cfg: dict, counts: dict, webdataset: bool) -> list[str]:
-    exp = cfg.get("export") or {}
+    exp = with_defaults("export", cfg.get("export"))
     parts = [
         "## Files",
         "",
@@ -119,13 +120,13 @@ def _files_section(cfg: dict, counts: dict, webdataset: bool) -> list[str]:
         "- `rejected.parquet`: the rejected clips and why (`reasons`); the `rejected` config. "
         "Rejected clips are listed, not included.",
     ]
-    if exp.get("clips", True):
+    if exp["clips"]:
         parts.append(
             "- `clips/{shard}/{clip_id}.mp4`: the kept clips, H.264, cut frame-accurately"
             + (f", at most {exp['max_height']}p (shorter side)" if exp.get("max_height") else "")
             + "."
         )
-    if exp.get("clips", True) and (exp.get("easyanimate") or {}).get("enabled", True):
+    if exp["clips"] and exp["easyanimate"]["enabled"]:
         parts.append(
             "- `easyanimate.json`: EasyAnimate's train file over the kept clips "
             "(`--train_data_meta`; `--train_data_dir` is this folder)."
@@ -146,7 +147,7 @@ def _files_section(cfg: dict, counts: dict, webdataset: bool) -> list[str]:
 def _built_section(prov: dict) -> list[str]:
     """How it was built: the funnel, the rejections, the thresholds, the models, the settings."""
     cfg, counts = prov["config"], prov["counts"]
-    exp = cfg.get("export") or {}
+    exp = with_defaults("export", cfg.get("export"))
     parts = ["## How it was built", "", "### Funnel", ""]
     parts.append(_table(["stage", "unit", "count"],
                         [[r["stage"], r["unit"], r["count"]] for r in counts["funnel"]]))  # fmt: skip

@@ -4,7 +4,7 @@ checks themselves live beside the code whose assumptions they guard."""
 
 from __future__ import annotations
 
-from .config import ConfigError
+from .config import ConfigError, with_defaults
 
 
 def cross_checks(config: dict) -> None:
@@ -50,8 +50,8 @@ def check_near_duplicates(config: dict) -> None:
 
 
 def check_export(config: dict) -> None:
-    export = config.get("export") or {}
-    if (export.get("webdataset") or {}).get("enabled") and not export.get("clips", True):
+    export = with_defaults("export", config.get("export"))
+    if export["webdataset"]["enabled"] and not export["clips"]:
         raise ConfigError(
             "export.webdataset.enabled needs export.clips: true (the tars hold the clip files)"
         )

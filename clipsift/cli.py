@@ -44,11 +44,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_accept_changes(args) -> int:
+    from .config import with_defaults
     from .sources.changes import accept_changes
 
     cfg = _load_config(args.config) if not args.results else {}
     results = Path(args.results or cfg["results"])
-    algo = cfg.get("ingest", {}).get("hash", "blake2b")
+    algo = with_defaults("ingest", cfg.get("ingest"))["hash"]
     shards = accept_changes(results, algo)
     if not shards:
         print(f"{results}: no ingested source changed")

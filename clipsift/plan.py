@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import with_defaults
 from .io.atomic import write_json, write_parquet
 from .sources import list_archives, list_items
 from .sources.base import slug_id
@@ -39,7 +40,7 @@ def fingerprint(config: dict, *, validated: bool = False) -> str:
     with the schema's defaults filled in (so a raw and a validated config agree)."""
     if not validated:  # the Snakefile has validated it already: 0.17 s saved per cluster job
         config = _validated(config)
-    sample = config.get("calibrate", {}).get("sample_size", 0)
+    sample = with_defaults("calibrate", config.get("calibrate"))["sample_size"]
     key = json.dumps(
         {"sources": config["sources"], "shard_size": config["shard_size"], "sample": sample},
         sort_keys=True,
@@ -110,7 +111,7 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     pdir = plan_dir(root / config["results"])
     items_path = pdir / "items.parquet"
     old = pd.read_parquet(items_path) if items_path.exists() else _empty_items()
-    sample = config.get("calibrate", {}).get("sample_size", 0)
+    sample = with_defaults("calibrate", config.get("calibrate"))["sample_size"]
 
     frames = [old]
     for source in config["sources"]:

@@ -31,6 +31,7 @@ import pandas as pd
 import clipsift
 
 from . import filters
+from .config import with_defaults
 from .counts import stage_counts
 from .io.hashing import canonical_json, file_digest
 from .redaction import redact_json
@@ -249,7 +250,7 @@ def collect_models(
     filters_cfg = config.get("filters") or {}
     for m in filters.measures():
         if m.model and m.name in filters.enabled(filters_cfg):
-            model_id, package = m.model(filters_cfg[m.name])
+            model_id, package = m.model(with_defaults(f"filters.{m.name}", filters_cfg[m.name]))
             found.append({"stage": m.name, "id": model_id, "revision": None,
                           "resolved_revision": package_versions([package])[package]})  # fmt: skip
     unique = {canonical_json(m): m for m in found if m.get("id")}

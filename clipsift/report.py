@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 
 from . import reasons  # noqa: E402
 from .calibration import histograms  # noqa: E402
+from .config import with_defaults  # noqa: E402
 from .counts import test_names  # noqa: E402
 from .filters import REGISTRY as FILTERS  # noqa: E402
 from .io.atomic import atomic_path  # noqa: E402
@@ -255,7 +256,7 @@ def write_report(
 ) -> dict:
     """Write the report; returns what it holds (figure paths by kind). Figures go to
     ``fig_dir``; the page links them where they end up, ``fig_final`` (default ``fig_dir``)."""
-    cfg = cfg or {}
+    cfg = with_defaults("report", cfg)
     out_html, fig_dir = Path(out_html), Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     dataset_dir = Path(dataset_dir) if dataset_dir else None
@@ -263,7 +264,7 @@ def write_report(
     counts = prov["counts"]
     sel_cfg = with_filters(config["select"], config["filters"])
     tests = test_names(sel_cfg)
-    width = int(cfg.get("frame_width", 192))
+    width = cfg["frame_width"]
     rel = Path(os.path.relpath(fig_final or fig_dir, out_html.parent)).as_posix()
     figs: dict[str, list[Path]] = {}
 
@@ -281,7 +282,7 @@ def _kept_sheet(
 ) -> Path:
     """The contact sheet of a few kept clips, read from the exported dataset when there is one."""
     kept = meta[meta["keep"].fillna(False).astype(bool)]
-    n_kept = int(cfg.get("sample_clips", 6))
+    n_kept = cfg["sample_clips"]
     return contact_sheet(
         evenly(kept, n_kept).to_dict("records"),
         fig_dir / "kept.png",
@@ -294,9 +295,9 @@ def _kept_sheet(
 def _rejected_sheets(meta: pd.DataFrame, tests, cfg: dict, fig_dir: Path, width: int) -> list[Path]:
     """One contact sheet per rejection reason, biggest group first, up to ``max_reasons``."""
     sheets = []
-    per_reason = int(cfg.get("rejected_per_reason", 4))
+    per_reason = cfg["rejected_per_reason"]
     groups = rejected_rows(meta, tests)
-    for key, rows in list(groups.items())[: int(cfg.get("max_reasons", 8))]:
+    for key, rows in list(groups.items())[: cfg["max_reasons"]]:
         # rejected clips are not exported: their frames come from the sources
         sheets.append(
             contact_sheet(

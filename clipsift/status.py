@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .config import with_defaults
 from .filters import REGISTRY as FILTERS
 from .reasons import column_of, summary
 
@@ -302,8 +303,10 @@ def _running(results: Path, workdir: Path) -> Counter:
 def _enabled(stage: str, config: dict | None) -> bool:
     """Whether an optional stage is on; without a config, the schema's defaults (filters on)."""
     if stage in FILTERS:
-        return bool(((config or {}).get("filters", {}).get(stage) or {}).get("enabled", True))
+        return with_defaults(f"filters.{stage}", (config or {}).get("filters", {}).get(stage))[
+            "enabled"
+        ]
     if stage in ("upload", "release"):
-        stream = (config or {}).get("streaming") or {}
-        return bool(stream.get("enabled")) and (stage == "release" or stream.get("upload", True))
+        stream = with_defaults("streaming", (config or {}).get("streaming"))
+        return stream["enabled"] and (stage == "release" or stream["upload"])
     return bool(((config or {}).get(stage) or {}).get("enabled"))

@@ -46,7 +46,8 @@ def check_config(config: dict) -> None:
     if not st.get("enabled"):
         return
     problems = []
-    if (config.get("export") or {}).get("dedupe_across_shards", True):
+    export = with_defaults("export", config.get("export"))
+    if export["dedupe_across_shards"]:
         problems.append(
             "export.dedupe_across_shards must be false (a shard is published before the later "
             "shards whose videos it would be compared with exist; duplicates within a shard are "
@@ -54,13 +55,13 @@ def check_config(config: dict) -> None:
         )
     if (config.get("near_duplicates") or {}).get("enabled"):
         problems.append("near_duplicates.enabled must be false (it compares every shard's clips)")
-    if st.get("upload", True):
+    if with_defaults("streaming", st)["upload"]:
         repo = (config.get("publish") or {}).get("repo")
         if not repo or "/" not in str(repo):
             problems.append(
                 "streaming.upload needs publish.repo (namespace/name), or set streaming.upload: false"
             )
-        if not (config.get("export") or {}).get("clips", True):
+        if not export["clips"]:
             problems.append("streaming.upload needs export.clips: true (it uploads the clip files)")
     if problems:
         raise StreamingConfigError("streaming.enabled: " + "; ".join(problems))

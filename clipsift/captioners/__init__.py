@@ -11,6 +11,7 @@ is in ``shard.py``; API clients are in ``api.py``.
 
 from __future__ import annotations
 
+from ..config import with_defaults
 from ..plugins import Plugin, Registry
 
 # every local family runs on a GPU when there is one (caption.device: cpu pins it to the CPU)
@@ -44,23 +45,23 @@ def family(name: str):
 def gpus_needed(cfg: dict) -> int:
     """The caption rule's ``gpu`` resource: 1 when a local model of the stage (captioner,
     rewrite, alignment) may use a GPU (its device is not ``cpu``), else 0 (APIs, CPU runs)."""
-    devices = []
-    if cfg.get("provider", "local") == "local":
-        devices.append(cfg.get("device", "auto"))
-    for part in ("rewrite", "alignment"):
-        sub = cfg.get(part) or {}
-        if sub.get("enabled") and sub.get("provider", "local") == "local":
-            devices.append(sub.get("device", "auto"))
+    cfg = with_defaults("caption", cfg)
+    devices = [cfg["device"]] if cfg["provider"] == "local" else []
+    for part in ("rewrite", "alignment"):  # the alignment model is always local
+        sub = cfg[part]
+        if sub["enabled"] and (part == "alignment" or sub["provider"] == "local"):
+            devices.append(sub["device"])
     return int(any(d != "cpu" for d in devices))
 
 
 def make_captioner(cfg: dict, *, device: str = "cpu"):
     """The captioner the ``caption`` config asks for (not loaded yet)."""
-    provider = cfg.get("provider", "local")
+    cfg = with_defaults("caption", cfg)
+    provider = cfg["provider"]
     if provider == "local":
         from .vllm import with_backend
 
-        return with_backend(family(cfg["model"]), cfg.get("backend"))(cfg, device=device)
+        return with_backend(family(cfg["model"]), cfg["backend"])(cfg, device=device)
     from .api import ApiCaptioner, UploadCaptioner
 
     if provider == "api":

@@ -16,6 +16,7 @@ import logging
 
 import numpy as np
 
+from ..config import with_defaults
 from ..io.decode import reason
 from ..models.frames import clip_frames
 from ..models.hub import load, resolved_revision
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 class ClipAligner:
     def __init__(self, acfg: dict, *, device: str = "cpu"):
-        self.cfg = acfg
+        self.cfg = acfg = with_defaults("caption.alignment", acfg)
         self.device = device
         self.model_id = str(acfg["model_id"])
         self.revision = acfg.get("revision") or None
@@ -40,7 +41,7 @@ class ClipAligner:
         }
 
     def settings(self) -> dict:
-        return {"frames": int(self.cfg.get("frames", 4))}
+        return {"frames": int(self.cfg["frames"])}
 
     def load(self) -> None:
         import torch
@@ -48,7 +49,7 @@ class ClipAligner:
 
         from ..models.device import pick_dtype
 
-        self.dtype = pick_dtype(self.device, self.cfg.get("dtype", "auto"))
+        self.dtype = pick_dtype(self.device, self.cfg["dtype"])
         self.model, rec = load(AutoModel, self.model_id, revision=self.revision, dtype=self.dtype)
         self._resolved = rec["resolved_revision"]
         self.model.to(self.device).eval()
@@ -64,7 +65,7 @@ class ClipAligner:
 
     def score(self, job: ClipJob, caption: str) -> float:
         torch = self.torch
-        plan = sample_frames(job, rate=1e9, max_frames=int(self.cfg.get("frames", 4)))
+        plan = sample_frames(job, rate=1e9, max_frames=int(self.cfg["frames"]))
         side = 2 * max(int(v) for v in _sizes(getattr(self.image_processor, "size", None)) or [224])
         frames = clip_frames(job, plan.times, size=fit_side(job.width, job.height, side))
         px = self.image_processor(images=frames, return_tensors="pt")["pixel_values"]

@@ -23,6 +23,7 @@ import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from ..config import with_defaults
 from ..io.decode import reason
 from ..models.frames import clip_frames
 from .base import ClipJob, Result, Timer, fit_side, format_prompt, prompt_hash, sample_frames
@@ -46,7 +47,7 @@ class _ApiBase:
     provider = "api"
 
     def __init__(self, cfg: dict):
-        self.cfg = cfg
+        self.cfg = cfg = with_defaults("caption", cfg)
         self.api = cfg["api"]
         self.system = cfg["prompts"]["system"]
         self.user = cfg["prompts"]["user"]
@@ -62,7 +63,7 @@ class _ApiBase:
     def caption(self, jobs: list[ClipJob], on_result) -> None:
         """Caption ``jobs`` with at most ``api.concurrency`` requests in flight."""
         stop = threading.Event()
-        workers = max(1, int(self.api.get("concurrency", 4)))
+        workers = max(1, int(self.api["concurrency"]))
         auth_error = None
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caption-api")
         try:
@@ -131,18 +132,18 @@ class ApiCaptioner(_ApiBase):
         return out
 
     def frames(self, job: ClipJob):
-        n = int(self.api.get("frames", 8))
+        n = int(self.api["frames"])
         if n <= 0:
             return [], {"n": 0, "times": [], "size": None}
         plan = sample_frames(job, rate=1e9, max_frames=n)
-        size = fit_side(int(job.width), int(job.height), int(self.api.get("max_side", 512)))
+        size = fit_side(int(job.width), int(job.height), int(self.api["max_side"]))
         images = clip_frames(job, plan.times, size=size)
         info = {"n": len(images), "times": [round(t - job.start, 3) for t in plan.times]}
         info["size"] = list(size)
         return images, info
 
     def payload(self, job: ClipJob, images) -> dict:
-        quality = int(self.api.get("jpeg_quality", 85))
+        quality = int(self.api["jpeg_quality"])
         parts = [{"type": "text", "text": format_prompt(self.user, job)}]
         for img in images:
             url = {"url": jpeg_data_url(img, quality)}
@@ -158,7 +159,7 @@ class ApiCaptioner(_ApiBase):
             "messages": messages,
             "max_tokens": int(self.cfg["max_new_tokens"]),
             "temperature": float(self.cfg.get("temperature") or 0.0),
-            "top_p": float(self.cfg.get("top_p", 1.0)),
+            "top_p": float(self.cfg["top_p"]),
         }
         if self.cfg.get("seed") is not None:
             body["seed"] = int(self.cfg["seed"])
@@ -202,7 +203,7 @@ class UploadCaptioner(_ApiBase):
 
     @property
     def up(self) -> dict:
-        return self.api.get("upload") or {}
+        return self.api["upload"]
 
     def url(self) -> str:
         url = self.up.get("url") or ""
@@ -224,9 +225,9 @@ class UploadCaptioner(_ApiBase):
         up = self.up
         return {
             "fields": up.get("fields") or {},
-            "file_field": up.get("file_field", "file"),
-            "response_field": up.get("response_field", "caption"),
-            "cut": up.get("cut", "reencode"),
+            "file_field": up["file_field"],
+            "response_field": up["response_field"],
+            "cut": up["cut"],
         }
 
     def form(self, job: ClipJob) -> dict:
@@ -244,7 +245,7 @@ class UploadCaptioner(_ApiBase):
         from ..split.clips import reencode, stream_copy
 
         dest = tmp / f"{job.clip_id}.mp4"
-        if self.up.get("cut", "reencode") == "copy":
+        if self.up["cut"] == "copy":
             stream_copy(job.source_path, dest, job.start, job.end)
         else:
             reencode(job.source_path, dest, job.start, job.end, crf=23, preset="veryfast")
@@ -257,17 +258,17 @@ class UploadCaptioner(_ApiBase):
                 blob = path.read_bytes()
             except Exception as exc:  # noqa: BLE001
                 return Result(error=f"clip file: {reason(exc)}")
-        field = self.up.get("file_field", "file")
-        mime = self.up.get("mime", "video/mp4")
+        field = self.up["file_field"]
+        mime = self.up["mime"]
 
         def files():
             return {field: (f"{job.clip_id}.mp4", blob, mime)}
 
         data = self.client.post(self.url(), data=self.form(job), files=files, stop=stop)
-        text = dotted(data, self.up.get("response_field", "caption"))
+        text = dotted(data, self.up["response_field"])
         info = {"n": None, "times": None, "size": None, "file_bytes": len(blob)}
         if not isinstance(text, str) or not text.strip():
-            field_name = self.up.get("response_field", "caption")
+            field_name = self.up["response_field"]
             return Result(frames=info, error=f"no caption at {field_name!r} in the answer")
         tokens = {}
         if self.up.get("tokens_field"):

@@ -21,14 +21,14 @@ log = logging.getLogger(__name__)
 
 def caption_in_batches(vlm, jobs: list[ClipJob], on_result: OnResult) -> None:
     """Caption ``jobs`` with ``vlm`` (a loaded ``LocalVLM``) in batches of ``batch_size``."""
-    batcher = Batcher(int(vlm.cfg.get("batch_size", 1)))
+    batcher = Batcher(int(vlm.cfg["batch_size"]))
     plans = {job.clip_id: vlm.plan(job) for job in jobs}
     pending: dict = {}
 
     def decode(job):
         return vlm.decode(job, plans[job.clip_id])
 
-    workers = int(vlm.cfg.get("decode_workers", 2))
+    workers = int(vlm.cfg["decode_workers"])
     for job, video in prefetch(decode, jobs, workers=workers, ahead=2 * batcher.batch_size):
         plan = plans[job.clip_id]
         if isinstance(video, Exception):

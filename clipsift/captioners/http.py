@@ -21,6 +21,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from ..config import with_defaults
 from ..redaction import redact
 
 log = logging.getLogger(__name__)
@@ -79,14 +80,14 @@ class HttpClient:
         import requests
 
         self.requests = requests
-        self.api = api
+        self.api = api = with_defaults("caption.api", api)
         self._key, self.key_env = read_key(api)
-        self.timeout = float(api.get("timeout", 120))
-        self.retries = int(api.get("retries", 5))
-        self.backoff = float(api.get("backoff", 1.0))
-        self.backoff_max = float(api.get("backoff_max", 60.0))
-        self.max_retry_after = float(api.get("max_retry_after", 300.0))
-        self.headers = {str(k): str(v) for k, v in (api.get("headers") or {}).items()}
+        self.timeout = float(api["timeout"])
+        self.retries = int(api["retries"])
+        self.backoff = float(api["backoff"])
+        self.backoff_max = float(api["backoff_max"])
+        self.max_retry_after = float(api["max_retry_after"])
+        self.headers = {str(k): str(v) for k, v in api["headers"].items()}
         if api.get("referer"):
             self.headers["HTTP-Referer"] = str(api["referer"])
         if api.get("title"):
@@ -106,8 +107,7 @@ class HttpClient:
     def _headers(self) -> dict:
         h = dict(self.headers)
         if self._key:
-            name = self.api.get("auth_header", "Authorization")
-            scheme = self.api.get("auth_scheme", "Bearer")
+            name, scheme = self.api["auth_header"], self.api["auth_scheme"]
             h[name] = f"{scheme} {self._key}" if scheme else self._key
         return h
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import with_defaults
 from ..models.frames import clip_frames
 from ..models.hub import load, resolved_revision
 from .base import ClipJob, FramePlan, Result, Timer, format_prompt, prompt_hash, sample_frames
@@ -75,7 +76,7 @@ class LocalVLM:
     temporal_multiple = 1  # frames per temporal patch (the frame count is a multiple of it)
 
     def __init__(self, cfg: dict, *, device: str = "cpu"):
-        self.cfg = cfg
+        self.cfg = cfg = with_defaults("caption", cfg)
         self.device = device
         self.model_id = str(cfg["model_id"])
         self.revision = cfg.get("revision") or None
@@ -111,8 +112,8 @@ class LocalVLM:
 
         from ..models.device import pick_dtype
 
-        trc = bool(self.cfg.get("trust_remote_code", False))
-        dtype = pick_dtype(self.device, self.cfg.get("dtype", "auto"))
+        trc = bool(self.cfg["trust_remote_code"])
+        dtype = pick_dtype(self.device, self.cfg["dtype"])
         kwargs = {"dtype": dtype}
         if self.cfg.get("attn_implementation"):
             kwargs["attn_implementation"] = self.cfg["attn_implementation"]
@@ -127,7 +128,7 @@ class LocalVLM:
             AutoTokenizer, self.model_id, revision=self.revision, trust_remote_code=trc
         )
         self.tokenizer.padding_side = "left"
-        want = self.cfg.get("video_inputs", "auto")
+        want = self.cfg["video_inputs"]
         has_tv = torchvision_available()
         if want == "processor" and not has_tv:
             raise RuntimeError(
@@ -325,7 +326,7 @@ class LocalVLM:
                 gen["top_k"] = int(self.cfg["top_k"])
         else:
             gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if self.cfg.get("repetition_penalty", 1.0) != 1.0:
+        if self.cfg["repetition_penalty"] != 1.0:
             gen["repetition_penalty"] = float(self.cfg["repetition_penalty"])
         return gen
 
@@ -336,7 +337,7 @@ class LocalVLM:
         with Timer() as t:
             inputs = self.build_inputs(texts, [v for _, _, v in items])
             inputs = on_device(inputs, self.device, self.dtype)
-            torch.manual_seed(int(self.cfg.get("seed", 0)))
+            torch.manual_seed(int(self.cfg["seed"]))
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **self.generation_kwargs())
         n_in = inputs["input_ids"].shape[1]

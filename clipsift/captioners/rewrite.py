@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from ..config import with_defaults
 from ..io.decode import reason
 from ..models.batching import Batcher, is_oom
 from ..models.hub import load, resolved_revision
@@ -32,7 +33,7 @@ def rewrite_prompt(template: str, caption: str) -> str:
 
 class LocalRewriter:
     def __init__(self, rcfg: dict, *, device: str = "cpu"):
-        self.cfg = rcfg
+        self.cfg = rcfg = with_defaults("caption.rewrite", rcfg)
         self.device = device
         self.model_id = str(rcfg["model_id"])
         self.revision = rcfg.get("revision") or None
@@ -60,8 +61,8 @@ class LocalRewriter:
 
         from ..models.device import pick_dtype
 
-        trc = bool(self.cfg.get("trust_remote_code", False))
-        self.dtype = pick_dtype(self.device, self.cfg.get("dtype", "auto"))
+        trc = bool(self.cfg["trust_remote_code"])
+        self.dtype = pick_dtype(self.device, self.cfg["dtype"])
         self.model, rec = load(
             AutoModelForCausalLM,
             self.model_id,
@@ -98,7 +99,7 @@ class LocalRewriter:
                 gen.update(do_sample=True, temperature=temperature, top_p=float(self.cfg["top_p"]))
             else:
                 gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            torch.manual_seed(int(self.cfg.get("seed", 0)))
+            torch.manual_seed(int(self.cfg["seed"]))
             with torch.inference_mode():
                 out = self.model.generate(**enc, **gen)
         n_in = enc["input_ids"].shape[1]
@@ -126,7 +127,7 @@ class LocalRewriter:
 
     def rewrite(self, items: list[tuple[str, str]], on_result) -> None:
         """``items`` are ``(clip_id, caption)``; ``on_result(clip_id, Result)`` per item."""
-        batcher = Batcher(int(self.cfg.get("batch_size", 8)))
+        batcher = Batcher(int(self.cfg["batch_size"]))
 
         def call(chunk):
             try:
@@ -143,8 +144,9 @@ class LocalRewriter:
 
 class ApiRewriter:
     def __init__(self, rcfg: dict, api_defaults: dict):
-        self.cfg = rcfg
-        self.api = {**(api_defaults or {}), **(rcfg.get("api") or {})}
+        self.cfg = rcfg = with_defaults("caption.rewrite", rcfg)
+        # caption.api with the rewrite's overrides (then any option still missing: its default)
+        self.api = with_defaults("caption.api", {**(api_defaults or {}), **rcfg["api"]})
         self.system = rcfg["prompts"]["system"]
         self.user = rcfg["prompts"]["user"]
 
@@ -184,7 +186,7 @@ class ApiRewriter:
                 "messages": msgs,
                 "max_tokens": int(self.cfg["max_new_tokens"]),
                 "temperature": float(self.cfg.get("temperature") or 0.0),
-                "top_p": float(self.cfg.get("top_p", 1.0)),
+                "top_p": float(self.cfg["top_p"]),
             }
             with Timer() as t:
                 try:
@@ -208,13 +210,14 @@ class ApiRewriter:
             res.latency = round(t.seconds, 4)
             return clip_id, res
 
-        with ThreadPoolExecutor(max_workers=max(1, int(self.api.get("concurrency", 4)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, int(self.api["concurrency"]))) as pool:
             for clip_id, res in pool.map(one, items):
                 on_result(clip_id, res)
 
 
 def make_rewriter(caption_cfg: dict, *, device: str = "cpu"):
+    caption_cfg = with_defaults("caption", caption_cfg)
     rcfg = caption_cfg["rewrite"]
-    if rcfg.get("provider", "local") == "api":
-        return ApiRewriter(rcfg, caption_cfg.get("api") or {})
+    if rcfg["provider"] == "api":
+        return ApiRewriter(rcfg, caption_cfg["api"])
     return LocalRewriter(rcfg, device=device)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from ..config import with_defaults
 from ..models.device import free_memory
 from . import make_captioner
 from .base import ClipJob, stable_hash
@@ -106,6 +107,7 @@ def caption_shard(
     ``device`` is the captioner's device; ``device_for(pref)`` resolves the rewrite and alignment
     models' ``device`` settings (default: the captioner's device).
     """
+    cfg = with_defaults("caption", cfg)
     device_for = device_for or (lambda pref: device if pref in ("auto", "", None) else pref)
     jobs = kept_jobs(clips, source, selection)
     captioner = make_captioner(cfg, device=device)
@@ -115,7 +117,7 @@ def caption_shard(
 
     with CaptionCache(cache_path) as cache:
         results, ident, inputs_path = _caption(captioner, jobs, cache, ph, sh, counts)
-        records = _records(jobs, results, ident, ph, sh, cfg.get("cleanup") or {})
+        records = _records(jobs, results, ident, ph, sh, cfg["cleanup"])
         counts["errors"] = sum(1 for r in records.values() if r["error"])
         if counts["errors"]:
             log.warning("caption: %d of %d clips have no caption", counts["errors"], len(jobs))
@@ -130,7 +132,7 @@ def caption_shard(
         "prompts": {"system": captioner.system, "user": captioner.user},
         "settings": captioner.settings(),
         "inputs_path": inputs_path,
-        "cleanup": cfg.get("cleanup") or {},
+        "cleanup": cfg["cleanup"],
         "rewrite": rewrite_meta,
         "alignment": align_meta,
         "counts": counts,
@@ -197,17 +199,17 @@ def _from_cache(cache, pending: list[ClipJob], ident, ph, sh, results: dict) -> 
 def _later_steps(records: dict, jobs: list[ClipJob], cfg: dict, cache, device_for) -> tuple:
     """The optional rewrite and alignment of the records; their metas (None when off)."""
     rewrite_meta = None
-    if (cfg.get("rewrite") or {}).get("enabled"):
+    if cfg["rewrite"]["enabled"]:
         rewrite_meta = _rewrite(records, cfg, cache, device_for)
     align_meta = None
-    if (cfg.get("alignment") or {}).get("enabled"):
+    if cfg["alignment"]["enabled"]:
         by_id = {j.clip_id: j for j in jobs}
         align_meta = _align(records, by_id, cfg, cache, device_for)
     return rewrite_meta, align_meta
 
 
 def _records(jobs, results, ident, ph, sh, cleanup: dict) -> dict[str, dict]:
-    on = cleanup.get("enabled", True)
+    on = cleanup["enabled"]
     out = {}
     for job in jobs:
         res = results.get(job.clip_id) or {"error": "not captioned"}
@@ -215,8 +217,8 @@ def _records(jobs, results, ident, ph, sh, cleanup: dict) -> dict[str, dict]:
         text = (
             clean_caption(
                 raw,
-                strip_boilerplate=cleanup.get("strip_boilerplate", True),
-                drop_unfinished=cleanup.get("drop_unfinished", True),
+                strip_boilerplate=cleanup["strip_boilerplate"],
+                drop_unfinished=cleanup["drop_unfinished"],
             )
             if on
             else raw
@@ -254,11 +256,11 @@ def _rewrite(records: dict, cfg: dict, cache: CaptionCache, device_for) -> dict:
     from .rewrite import make_rewriter
 
     rcfg = cfg["rewrite"]
-    rewriter = make_rewriter(cfg, device=device_for(rcfg.get("device", "auto")))
+    rewriter = make_rewriter(cfg, device=device_for(rcfg["device"]))
     ph, sh = rewriter.prompt_hash(), stable_hash(rewriter.settings())
     items = [(cid, r["captions"]["generated"]) for cid, r in records.items() if r["caption"]]
     done, ident = _rewrite_texts(rewriter, items, cache, ph, sh)
-    _store_rewrites(records, done, ident, ph, cfg.get("cleanup") or {})
+    _store_rewrites(records, done, ident, ph, cfg["cleanup"])
     return {**{k: ident.get(k) for k in IDENTITY_KEYS if ident.get(k)}, "prompt_hash": ph}
 
 
@@ -301,9 +303,8 @@ def _store_rewrites(records: dict, done: dict, ident: dict, ph: str, cleanup: di
     for cid, res in done.items():
         text = clean_caption(
             res.get("caption"),
-            strip_boilerplate=cleanup.get("enabled", True)
-            and cleanup.get("strip_boilerplate", True),
-            drop_unfinished=cleanup.get("enabled", True) and cleanup.get("drop_unfinished", True),
+            strip_boilerplate=cleanup["enabled"] and cleanup["strip_boilerplate"],
+            drop_unfinished=cleanup["enabled"] and cleanup["drop_unfinished"],
         )
         error = res.get("error") or (None if text else "empty rewrite")
         rec = records[cid]
@@ -326,7 +327,7 @@ def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_fo
     from .alignment import make_aligner, passes
 
     acfg = cfg["alignment"]
-    aligner = make_aligner(acfg, device=device_for(acfg.get("device", "auto")))
+    aligner = make_aligner(acfg, device=device_for(acfg["device"]))
     sh = stable_hash(aligner.settings())
     ident = aligner.identity()
     threshold = acfg.get("threshold")
@@ -373,6 +374,6 @@ def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_fo
         **extra,  # what else names the model (kind, weights sha256, tokenizer)
         "model": ident["model"],
         "revision": ident["resolved_revision"],
-        "frames": int(aligner.settings().get("frames", acfg.get("frames", 4))),
+        "frames": int(aligner.settings().get("frames", acfg["frames"])),
         "threshold": threshold,
     }

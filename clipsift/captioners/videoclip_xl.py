@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import defaults
+from ..config import defaults, with_defaults
 from ..io.decode import reason
 from ..models.frames import clip_frames
 from ..models.hub import fetch_file, file_sha256, load, load_state_dict
@@ -278,8 +278,8 @@ class VideoClipXLAligner:
     """``caption.alignment`` with ``kind: videoclip_xl`` (same interface as ``ClipAligner``)."""
 
     def __init__(self, acfg: dict, *, device: str = "cpu"):
-        self.cfg = acfg
-        self.vcfg = {**DEFAULTS, **(acfg.get("videoclip_xl") or {})}
+        self.cfg = acfg = with_defaults("caption.alignment", acfg)
+        self.vcfg = acfg["videoclip_xl"]
         self.device = device
         self.model = None
         self._sha = None  # of the file loaded
@@ -335,7 +335,7 @@ class VideoClipXLAligner:
 
         path, rec = fetch_file(self._spec())
         self._sha = rec["sha256"]
-        self.dtype = pick_dtype(self.device, self.cfg.get("dtype", "auto"))
+        self.dtype = pick_dtype(self.device, self.cfg["dtype"])
         self.model = load_model(path).to(self.device, dtype=self.dtype)
         self.tokenizer, _ = load(
             AutoTokenizer, self.vcfg["tokenizer"], revision=self.vcfg["tokenizer_revision"]

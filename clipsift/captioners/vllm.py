@@ -40,7 +40,7 @@ class VllmBackend:
 
         from ..models.hub import load
 
-        trc = bool(self.cfg.get("trust_remote_code", False))
+        trc = bool(self.cfg["trust_remote_code"])
         self.tokenizer, _ = load(
             AutoTokenizer, self.model_id, revision=self.revision, trust_remote_code=trc
         )
@@ -63,16 +63,16 @@ class VllmBackend:
                 "(pip install vllm); it is not one of clipsift's dependencies"
             ) from None
         self.load_prompting()
-        opts = self.cfg.get("vllm") or {}
+        opts = self.cfg["vllm"]
         kwargs = {
             "model": self.model_id,
             "revision": self.revision,
-            "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
-            "tensor_parallel_size": int(opts.get("tensor_parallel_size", 1)),
-            "max_num_seqs": int(opts.get("max_num_seqs", 8)),
-            "gpu_memory_utilization": float(opts.get("gpu_memory_utilization", 0.9)),
+            "trust_remote_code": bool(self.cfg["trust_remote_code"]),
+            "tensor_parallel_size": int(opts["tensor_parallel_size"]),
+            "max_num_seqs": int(opts["max_num_seqs"]),
+            "gpu_memory_utilization": float(opts["gpu_memory_utilization"]),
             "limit_mm_per_prompt": {"video": 1},
-            "seed": int(self.cfg.get("seed", 0)),
+            "seed": int(self.cfg["seed"]),
         }
         if opts.get("max_model_len"):
             kwargs["max_model_len"] = int(opts["max_model_len"])
@@ -89,11 +89,11 @@ class VllmBackend:
         out = {
             "max_tokens": int(self.cfg["max_new_tokens"]),
             "temperature": temperature,  # 0: greedy in vLLM too
-            "seed": int(self.cfg.get("seed", 0)),
-            "repetition_penalty": float(self.cfg.get("repetition_penalty", 1.0)),
+            "seed": int(self.cfg["seed"]),
+            "repetition_penalty": float(self.cfg["repetition_penalty"]),
         }
         if temperature > 0:
-            out["top_p"] = float(self.cfg.get("top_p", 1.0))
+            out["top_p"] = float(self.cfg["top_p"])
             if self.cfg.get("top_k") is not None:
                 out["top_k"] = int(self.cfg["top_k"])
         return out

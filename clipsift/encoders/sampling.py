@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..config import with_defaults
 from .base import valid_count
 
 
@@ -46,13 +47,14 @@ class FramePlan:
 
 def step_for(fps: float, cfg: dict) -> float:
     """Source frames between taken frames (see the module docstring)."""
-    target = cfg.get("target_fps")
+    cfg = with_defaults("encode.frames", cfg)
+    target = cfg["target_fps"]
     if target:
         return max(1.0, fps / float(target)) if fps else 1.0
-    rules = [r for r in cfg.get("stride_by_fps") or [] if fps and fps >= float(r["min_fps"]) - 1e-6]
+    rules = [r for r in cfg["stride_by_fps"] if fps and fps >= float(r["min_fps"]) - 1e-6]
     if rules:
         return float(max(rules, key=lambda r: float(r["min_fps"]))["stride"])
-    return float(cfg.get("stride", 1))
+    return float(cfg["stride"])
 
 
 def plan_frames(
@@ -60,11 +62,12 @@ def plan_frames(
 ) -> FramePlan:
     """The frames of the clip ``[start_frame, end_frame)`` to encode, per ``cfg`` (the
     ``encode.frames`` section), for a VAE that compresses time by ``temporal``."""
+    cfg = with_defaults("encode.frames", cfg)
     step = step_for(fps, cfg)
     out_fps = fps / step if fps else 0.0
-    first = int(start_frame) + int(cfg.get("skip_start", 0))
+    first = int(start_frame) + int(cfg["skip_start"])
     span = int(end_frame) - first  # source frames left
-    requested = valid_count(int(cfg["count"]), temporal) if cfg.get("count") else None
+    requested = valid_count(int(cfg["count"]), temporal) if cfg["count"] else None
     if requested == 0:
         requested = 1
     fits = math.floor((span - 1) / step + 1e-9) + 1 if span > 0 else 0  # frames that fit
@@ -72,9 +75,9 @@ def plan_frames(
     n = requested if requested is not None else valid_count(fits, temporal)
     if n and fits >= n:
         pass
-    elif cfg.get("too_short", "drop") == "shorten" or requested is None:
+    elif cfg["too_short"] == "shorten" or requested is None:
         n = valid_count(fits, temporal)
-        need = max(1, valid_count(int(cfg.get("min_count") or 1), temporal) or 1)
+        need = max(1, valid_count(int(cfg["min_count"]), temporal) or 1)
         if n < need:
             plan.reason = f"too_short: {fits} frames at step {step:g} < min_count {need}"
             return plan
@@ -82,7 +85,7 @@ def plan_frames(
         plan.reason = f"too_short: {fits} frames at step {step:g} < count {n}"
         return plan
     offset = 0.0
-    if cfg.get("position", "start") == "center":
+    if cfg["position"] == "center":
         offset = ((span - 1) - (n - 1) * step) / 2
     plan.indices = [first + int(math.floor(offset + k * step + 0.5)) for k in range(n)]
     return plan

@@ -276,7 +276,7 @@ MEASURE = Measure(
         Test("stable_text", "ocr.stable_text", "==", "reject_stable_text", False, verdict=False),
     ),
     model=lambda cfg: (
-        f"rapidocr-onnxruntime PP-OCRv4 ({cfg.get('lang', 'ch')})",
+        f"rapidocr-onnxruntime PP-OCRv4 ({cfg['lang']})",
         "rapidocr-onnxruntime",
     ),
 )

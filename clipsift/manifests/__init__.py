@@ -30,11 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import with_defaults
 from ..io.files import place
 
 log = logging.getLogger(__name__)
-
-DEFAULT_FORMATS = ["hunyuan", "conversation", "easyanimate", "text"]
 
 
 class ManifestConfigError(ValueError):
@@ -55,11 +54,11 @@ class Context:
 
     @property
     def absolute(self) -> bool:
-        return self.cfg.get("paths", "relative") == "absolute"
+        return self.cfg["paths"] == "absolute"
 
     @property
     def link(self) -> str:
-        return self.cfg.get("link", "hardlink")
+        return self.cfg["link"]
 
     def ref(self, path, base: Path) -> str:
         """``path`` as named from a file in ``base`` (for loaders that join it with a root)."""
@@ -83,7 +82,7 @@ class Context:
 def check_config(config: dict) -> None:
     """Cross-field checks of ``encode.manifests`` at parse time."""
     enc = config.get("encode") or {}
-    formats = (enc.get("manifests") or {}).get("formats", DEFAULT_FORMATS)
+    formats = with_defaults("encode.manifests", enc.get("manifests"))["formats"]
     if "omnivideo" in formats and enc.get("enabled"):
         from .omnivideo import requirements
 
@@ -128,19 +127,20 @@ def write_manifests(
     """Every manifest of ``cfg["formats"]`` over the encoded clips of all shards, into ``out_dir``
     (an empty folder that the caller swaps into place: paths are computed for its final name,
     ``cfg["final_dir"]`` when it differs). Returns counts per manifest."""
+    cfg = with_defaults("encode.manifests", cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(out_dir, Path(cfg.get("final_dir") or out_dir).absolute(), cfg)
     items = collect_items(latents, clip_files, ctx.final)
     counts: dict = {"clips": len(items)}
-    for name in cfg.get("formats", DEFAULT_FORMATS):
+    for name in cfg["formats"]:
         extra = WRITERS[name](items, ctx)
         counts |= {f"{name}.{k}": v for k, v in (extra or {}).items()}
     empty = sum(1 for it in items if not (it["prompt"] or "").strip())
     if empty:
-        check_empty_prompts(empty, len(items), cfg.get("empty_prompts", "warn"))
+        check_empty_prompts(empty, len(items), cfg["empty_prompts"])
         counts["empty_prompts"] = empty
-    log.info("manifests: %d clips (%s)", len(items), ", ".join(cfg.get("formats", DEFAULT_FORMATS)))
+    log.info("manifests: %d clips (%s)", len(items), ", ".join(cfg["formats"]))
     return counts
 
 
@@ -177,6 +177,6 @@ WRITERS = {
 }
 
 __all__ = [
-    "DEFAULT_FORMATS", "WRITERS", "Context", "EmptyPrompts", "ManifestConfigError", "check_config",
+    "WRITERS", "Context", "EmptyPrompts", "ManifestConfigError", "check_config",
     "place", "write_manifests",
 ]  # fmt: skip

@@ -44,7 +44,7 @@ def easyanimate_entry(file_path: str, text: str, width=None, height=None) -> dic
 
 
 def write_conversation(items: list[dict], ctx: Context) -> None:
-    question = ctx.cfg.get("question", "<video>\nDescribe this video.")
+    question = ctx.cfg["question"]
     conv = [
         {
             "id": it["clip_id"],

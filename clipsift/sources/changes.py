@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import with_defaults
 from ..ingest import content_hash
 from ..io.atomic import write_parquet
 
@@ -89,10 +90,10 @@ def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list
 
 def check_sources(config: dict, results: str | os.PathLike) -> None:
     """Raise :class:`SourcesChanged` when an ingested source file changed (see the module)."""
-    ingest = config.get("ingest", {})
-    if not ingest.get("check_sources", True):
+    ingest = with_defaults("ingest", config.get("ingest"))
+    if not ingest["check_sources"]:
         return
-    changes = find_changes(results, ingest.get("hash", "blake2b"))
+    changes = find_changes(results, ingest["hash"])
     if not changes:
         return
     shards = sorted({c.shard for c in changes})

@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pandas as pd
 
+from ..config import with_defaults
 from ..io.atomic import atomic_path
 from ..io.decode import VideoError, iter_frames, open_video, seek_to
 from ..io.x264 import X264_THREADS, x264_options
@@ -63,6 +64,7 @@ def scenes_to_clips(
     are real time, also at a variable frame rate (never ``frame / fps``). Frames the table skips
     (``scan.luma_stride`` > 1) get times interpolated between their recorded neighbours.
     """
+    cfg = with_defaults("split", cfg)
     by_video = dict(tuple(scenes.groupby("video_id", sort=False)))
     times_of = {}
     if frames is not None and len(frames):
@@ -70,7 +72,7 @@ def scenes_to_clips(
             g = g.sort_values("frame")
             times_of[vid] = (g["frame"].to_numpy(np.int64), g["time"].to_numpy(np.float64))
     rows = []
-    whole = cfg.get("mode", "scenes") == "whole"
+    whole = cfg["mode"] == "whole"
     for info in source.to_dict("records"):
         video_id = info["video_id"]
         first_id = video_id if whole else clip_id(video_id, 0)
