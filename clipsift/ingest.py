@@ -105,6 +105,22 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
     return df
 
 
+# The source options that the per-shard rules read: an archive source's, which (re)fetch and
+# extract its members (fetch_archive). Everything else about a source (its path, columns,
+# shard_size, ...) acts through the plan, whose shard files change only when their items do.
+FETCH_KEYS = ("name", "type", "repo", "revision", "repo_type", "token_env", "retries", "cache_dir",
+              "max_member_mb", "max_extracted_mb", "max_ratio", "extensions", "caption_key")  # fmt: skip
+
+
+def fetch_params(source_cfg: dict) -> dict:
+    """The ``source`` param of the per-shard rules from ingest to export: the keys of
+    ``source_cfg`` they read (the type; for an archive source, :data:`FETCH_KEYS`), so editing
+    any other option of a source re-runs none of its shards."""
+    if source_cfg.get("type") != "hf_archives":
+        return {"type": source_cfg.get("type")}
+    return {k: source_cfg[k] for k in FETCH_KEYS if k in source_cfg}
+
+
 def usable(source: pd.DataFrame) -> pd.DataFrame:
     """Videos later stages decode: no error, not a duplicate."""
     return source[source["error"].isna() & source["duplicate_of"].isna()]

@@ -20,7 +20,7 @@ rule caption:
         gpu=gpus_needed(config.get("caption", {})),
     params:
         caption=config.get("caption", {}),
-        source=source_of,
+        source=fetched_source,
         max_error_share=config["max_error_share"],
     script:
         "../scripts/caption.py"

@@ -5,6 +5,7 @@ from clipsift.checks import cross_checks
 from clipsift.config import ConfigError
 from clipsift.encoders import VAES
 from clipsift.filters.ocr import SCAN_KEYS as OCR_SCAN_KEYS
+from clipsift.ingest import fetch_params
 from clipsift.plan import limit_shards, load_shards
 from clipsift.plugins import gpus_for
 from clipsift.scorers import REGISTRY
@@ -114,6 +115,12 @@ def releases():
 
 def source_of(wildcards):
     return SOURCES[SHARDS[wildcards.shard]["source"]]
+
+
+def fetched_source(wildcards):
+    """The source options the per-shard rules read (clipsift.ingest.fetch_params): editing
+    the others (shard_size, paths, columns: they act through the plan) reruns no shard."""
+    return fetch_params(source_of(wildcards))
 
 
 def enabled_scorers():

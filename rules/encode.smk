@@ -35,7 +35,7 @@ rule encode:
             if k not in ("manifests", "enabled")
         },
         max_error_share=config["max_error_share"],
-        source=source_of,
+        source=fetched_source,
     script:
         "../scripts/encode.py"
 

@@ -49,7 +49,7 @@ rule export_clips:
         # what the clip files depend on
         export={k: EXPORT[k] for k in ("max_height", "crf", "preset", "link")},
         materialize=config["split"]["materialize"],
-        source=source_of,
+        source=fetched_source,
         max_error_share=config["max_error_share"],
     script:
         "../scripts/export_clips.py"

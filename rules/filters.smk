@@ -29,6 +29,6 @@ rule ocr:
         gpu=1 if config["filters"]["ocr"]["gpu"] and not scan_ocr() else 0,
     params:
         ocr=config["filters"]["ocr"],
-        source=source_of,
+        source=fetched_source,
     script:
         "../scripts/ocr.py"

@@ -8,7 +8,7 @@ rule ingest:
     conda:
         "../envs/clipsift.yaml"
     params:
-        source=source_of,
+        source=fetched_source,
         hash=config["ingest"]["hash"],
     script:
         "../scripts/ingest.py"

@@ -14,7 +14,7 @@ rule score_cpu:
         "../envs/clipsift.yaml"
     params:
         cfg=lambda w: config["scorers"][w.scorer],
-        source=source_of,
+        source=fetched_source,
         max_error_share=config["max_error_share"],
     script:
         "../scripts/score.py"
@@ -55,7 +55,7 @@ rule score_gpu:
         gpu=1,
     params:
         cfg=lambda w: config["scorers"][w.scorer],
-        source=source_of,
+        source=fetched_source,
         max_error_share=config["max_error_share"],
     script:
         "../scripts/score.py"

@@ -19,7 +19,7 @@ rule scan:
     params:
         scan=config["scan"],
         ocr=scan_ocr(),
-        source=source_of,
+        source=fetched_source,
     script:
         "../scripts/scan.py"
 
@@ -38,6 +38,6 @@ rule split:
         "../envs/clipsift.yaml"
     params:
         split=config["split"],
-        source=source_of,
+        source=fetched_source,
     script:
         "../scripts/split.py"

@@ -144,6 +144,20 @@ def test_one_shard_again(done):
     assert {j.shard for j in res.jobs} == {S1}
 
 
+def test_changed_source_option_of_the_plan_reruns_no_shard(done):
+    """A source's shard_size (or another option that acts through the plan) is not a param of
+    the per-shard rules (clipsift.ingest.fetch_params): existing shards keep their items, so
+    no shard runs again (before, every shard of the source did, from ingest). Only the
+    provenance, which records the whole config, and the card and report made from it do."""
+    workdir, cfg = done
+    src = {**cfg["sources"][0], "shard_size": 5, "recursive": False}
+    try:
+        res = run_snakemake(workdir, {**cfg, "sources": [src]}, dryrun=True)
+    finally:
+        write_config(workdir, cfg)
+    assert counts(res) == {"provenance": 1, "card": 1, "report": 1}
+
+
 def test_changed_split_option_does_not_decode_again(done):
     workdir, cfg = done
     changed = {**cfg, "split": {**cfg["split"], "min_seconds": 1.0}}
