@@ -90,6 +90,16 @@ def _with_bound(cfg: dict, name: str, col: str, op: str, value: float) -> dict:
     return trial
 
 
+def save_png(fig, path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG (atomically) and close it; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def histograms(table: pd.DataFrame, cfg: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     bounds: dict[str, list[float]] = {}
@@ -108,12 +118,7 @@ def histograms(table: pd.DataFrame, cfg: dict, out_dir: Path) -> list[Path]:
         if col in bounds:
             ax.legend(fontsize=8)
         ax.set_title(f"{col} (n={len(vals)})", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / f"{col}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_png(fig, out_dir / f"{col}.png"))
     return paths
 
 

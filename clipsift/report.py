@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import reasons  # noqa: E402
-from .calibration import histograms  # noqa: E402
+from .calibration import histograms, save_png  # noqa: E402
 from .config import with_defaults  # noqa: E402
 from .counts import test_names  # noqa: E402
 from .filters import REGISTRY as FILTERS  # noqa: E402
@@ -66,12 +66,7 @@ def funnel_chart(funnel: list[dict], path: str | os.PathLike) -> Path:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in UNIT_COLOURS.values()]
     ax.legend(handles, list(UNIT_COLOURS), loc="lower right", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 # ----------------------------------------------------------------------------- contact sheets
@@ -145,12 +140,7 @@ def contact_sheet(
             label += f"\n{_short(row['caption'], 70)}"
         axes[i][1].set_title(label, fontsize=9)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _float(v) -> float:
