@@ -1,6 +1,6 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
-from clipsift import runlock
+from clipsift import filters, runlock
 from clipsift.checks import cross_checks
 from clipsift.config import ConfigError
 from clipsift.encoders import VAES
@@ -119,7 +119,8 @@ def source_of(wildcards):
 
 def fetched_source(wildcards):
     """The source options the per-shard rules read (clipsift.ingest.fetch_params): editing
-    the others (shard_size, paths, columns: they act through the plan) reruns no shard."""
+    the others (shard_size, paths, columns: they act through the plan) reruns no shard.
+    """
     return fetch_params(source_of(wildcards))
 
 
@@ -158,13 +159,15 @@ def ocr_inputs(wildcards):
     return {k: v.format(shard=wildcards.shard) for k, v in inputs.items()}
 
 
-def filter_output(name):
-    """A filter's per-shard output, or nothing when the filter is disabled."""
-    return shard_path(f"{name}.json") if config["filters"][name]["enabled"] else []
+def filter_outputs():
+    """Each enabled filter's per-shard output, named by the filter (``**filter_outputs()`` in
+    a rule's input: selection and the dataset read every registered filter alike)."""
+    return {n: shard_path(f"{n}.json") for n in filters.enabled(config["filters"])}
 
 
-def all_filter_outputs(name):
-    return all_shards(f"{name}.json") if config["filters"][name]["enabled"] else []
+def all_filter_outputs():
+    """The same for every shard."""
+    return {n: all_shards(f"{n}.json") for n in filters.enabled(config["filters"])}
 
 
 def stage_on(name):
@@ -214,9 +217,7 @@ def shard_tables(wildcards):
         "scores": shard_path("scores.parquet"),
         "selection": shard_path(selection_file()),
     }
-    for name in ("flash", "ocr"):
-        if config["filters"][name]["enabled"]:
-            inputs[name] = shard_path(f"{name}.json")
+    inputs |= filter_outputs()
     if stage_on("caption"):
         inputs["captions"] = shard_path("caption.json")
     if stage_on("encode"):

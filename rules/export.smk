@@ -57,12 +57,11 @@ rule export_clips:
 
 rule export:
     input:
+        **all_filter_outputs(),
         sources=all_shards("source.parquet"),
         clips=all_shards("clips.parquet"),
         selection=all_shards(selection_file()),
         scores=all_shards("scores.parquet"),
-        flash=all_filter_outputs("flash"),
-        ocr=all_filter_outputs("ocr"),
         clip_files=CLIP_INDEXES if EXPORT["clips"] else [],
         captions=all_shards("caption.json") if stage_on("caption") else [],
         latents=all_shards("latents.parquet") if stage_on("encode") else [],

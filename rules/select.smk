@@ -1,10 +1,9 @@
 # Selection reads stored measurements; all thresholds are its params. Calibration reads them too.
 rule select:
     input:
+        **filter_outputs(),
         clips=shard_path("clips.parquet"),
         scores=shard_path("scores.parquet"),
-        flash=filter_output("flash"),
-        ocr=filter_output("ocr"),
         dups=dedup_output(),
     output:
         shard_path("selection.parquet"),
@@ -40,10 +39,9 @@ rule select_captions:
 
 rule calibrate:
     input:
+        **all_filter_outputs(),
         clips=all_shards("clips.parquet"),
         scores=all_shards("scores.parquet"),
-        flash=all_filter_outputs("flash"),
-        ocr=all_filter_outputs("ocr"),
     output:
         report(
             directory(f"{R}/report/calibration"),
