@@ -28,7 +28,7 @@ import torch
 from fakes.tiny_dover import TINY, TINY_SAMPLING, dover_state_dict, save_dover, seeded_state_dict
 from helpers import base_config, run_snakemake, shard_table
 
-from clipsift.config import with_defaults
+from clipsift.config import defaults, with_defaults
 from clipsift.io.decode import iter_frames
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.scorers import REGISTRY, ShardInputs, dover, run_scorer
@@ -134,7 +134,9 @@ def test_fused_score_is_fuse_results():
 def test_registered_as_a_gpu_scorer_with_the_release_weights():
     assert REGISTRY["dover"].device == "gpu"
     assert REGISTRY["dover"].target == "clipsift.scorers.dover:score_dover"
-    assert dover.DEFAULTS["weights"]["url"].endswith("/releases/download/v0.1.0/DOVER.pth")
+    assert defaults("scorers.dover")["weights"]["url"].endswith(
+        "/releases/download/v0.1.0/DOVER.pth"
+    )
 
 
 # ----------------------------------------------------------------------------- scoring videos

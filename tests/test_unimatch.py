@@ -17,12 +17,15 @@ import torch.nn.functional as F
 import yaml
 from helpers import base_config, render_lumas, run_snakemake, shard_table
 
+from clipsift.config import defaults
 from clipsift.io.decode import read_frames_at
 from clipsift.models import hub
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.scorers import REGISTRY, ShardInputs, run_scorer
 from clipsift.scorers import unimatch as um
 from clipsift.scorers.gmflow_net import GMFlow, sizes_of
+
+DEFAULTS = defaults("scorers.unimatch")
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -138,15 +141,15 @@ def test_checkpoints_load_strictly_from_the_published_layout(tmp_path):
 
 
 def test_the_defaults_name_the_published_file_pinned_by_sha256():
-    assert um.DEFAULTS["weights"]["url"] == (
+    assert DEFAULTS["weights"]["url"] == (
         "https://s3.eu-central-1.amazonaws.com/avg-projects/unimatch/pretrained/"
         "gmflow-scale1-mixdata-train320x576-4c3a6e9a.pth"
     )  # MODEL_ZOO.md, GMFlow-scale1-mixdata
-    sha = um.DEFAULTS["weights"]["sha256"]
+    sha = DEFAULTS["weights"]["sha256"]
     assert len(sha) == 64 and sha.startswith("4c3a6e9a")  # the name's suffix (torch.hub rule)
     # the seed's sampling (the defaults are config/schema.yaml's: test_config_checks)
-    assert (um.DEFAULTS["pairs"], um.DEFAULTS["size"]) == (3, [320, 576])
-    assert um.DEFAULTS["enabled"] is False
+    assert (DEFAULTS["pairs"], DEFAULTS["size"]) == (3, [320, 576])
+    assert DEFAULTS["enabled"] is False
     assert REGISTRY["unimatch"].device == "gpu"
 
 
@@ -161,7 +164,7 @@ def test_the_preset_validates_and_records_the_seeds_threshold():
     validate_config(config)
     u = config["scorers"]["unimatch"]
     assert u["enabled"] and u["pairs"] == 3 and u["size"] == [320, 576]
-    assert u["weights"] == um.DEFAULTS["weights"]
+    assert u["weights"] == DEFAULTS["weights"]
     assert u["weights_path"] is None
     t = config["select"]["thresholds"]
     assert t["unimatch.score"] == {"min": 87.0, "record_only": True}

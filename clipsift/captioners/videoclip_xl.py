@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import defaults, with_defaults
+from ..config import with_defaults
 from ..io.decode import reason
 from ..models.frames import clip_frames
 from ..models.hub import fetch_file, file_sha256, load, load_state_dict
@@ -50,8 +50,6 @@ LONG_HEAD = 20  # Long-CLIP: positions below this keep CLIP's embedding, the res
 MEAN = np.array([0.485, 0.456, 0.406]).reshape(1, 1, 3)
 STD = np.array([0.229, 0.224, 0.225]).reshape(1, 1, 3)
 ALIASES = {"model.": "text_model.", "viclip_model.": "vision_model."}  # EasyAnimate's copy
-
-DEFAULTS = defaults("caption.alignment.videoclip_xl")  # config/schema.yaml's
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,10 @@ class FramePlan:
 
 def step_for(fps: float, cfg: dict) -> float:
     """Source frames between taken frames (see the module docstring)."""
-    cfg = with_defaults("encode.frames", cfg)
+    return _step(fps, with_defaults("encode.frames", cfg))
+
+
+def _step(fps: float, cfg: dict) -> float:
     target = cfg["target_fps"]
     if target:
         return max(1.0, fps / float(target)) if fps else 1.0
@@ -63,7 +66,7 @@ def plan_frames(
     """The frames of the clip ``[start_frame, end_frame)`` to encode, per ``cfg`` (the
     ``encode.frames`` section), for a VAE that compresses time by ``temporal``."""
     cfg = with_defaults("encode.frames", cfg)
-    step = step_for(fps, cfg)
+    step = _step(fps, cfg)
     out_fps = fps / step if fps else 0.0
     first = int(start_frame) + int(cfg["skip_start"])
     span = int(end_frame) - first  # source frames left

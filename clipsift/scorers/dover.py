@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import defaults, with_defaults
+from ..config import with_defaults
 from ..io.decode import VideoError, iter_frames, reason
 from ..models.frames import prefetch
 from . import dover_net
@@ -57,8 +57,6 @@ STD = (58.395, 57.12, 57.375)
 # fuse_results (evaluate_a_set_of_videos.py): standardise each branch, weigh, sigmoid
 TECH_SHIFT, TECH_SCALE, TECH_WEIGHT = 0.1107, 0.07355, 0.6104
 AES_SHIFT, AES_SCALE, AES_WEIGHT = -0.08285, 0.03774, 0.3896
-
-DEFAULTS = defaults("scorers.dover")  # config/schema.yaml's
 
 
 def fuse(technical: float, aesthetic: float) -> dict:

@@ -33,8 +33,7 @@ from .aesthetic import short_side
 log = logging.getLogger(__name__)
 
 # the defaults are config/schema.yaml's (the pipeline's validated config holds the same)
-DEFAULTS = defaults("scorers.clip_iqa")
-PROMPTS = DEFAULTS["prompts"]  # the paper's pairs
+PROMPTS = defaults("scorers.clip_iqa")["prompts"]  # the paper's pairs
 
 
 def _features(out) -> torch.Tensor:

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import defaults, with_defaults
+from ..config import with_defaults
 from ..io.decode import VideoError, read_frames_at, reason
 from ..models.batching import Batcher
 from ..models.frames import prefetch
@@ -54,7 +54,6 @@ from .gmflow_net import ATTN_SPLITS, STRIDE, GMFlow
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = defaults("scorers.unimatch")  # config/schema.yaml's
 MULTIPLE = STRIDE * ATTN_SPLITS  # 16
 
 
