@@ -482,7 +482,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     scan_cfg, ocr_cfg = cfg["scan"], cfg["filters"]["ocr"]
     t = dict.fromkeys(
         (
-            "decode", "analysis", "det_input", "detector", "transitions", "luma", "flow",
+            "decode", "analysis", "detector", "transitions", "luma", "flow",
             "technical", "ocr_frame", "ocr", "finish", "loop",
         ),
         0.0,
@@ -494,7 +494,6 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     meter = FlowMeter(method=scan_cfg["flow"], preset=scan_cfg["flow_preset"])
     every = max(1, round(fps / scan_cfg["sample_fps"]))
     lumas, pending, prev_gray, next_ocr = [], None, None, 0.0
-    det_size = None
     tcfg = scan_cfg["transitions"]
     blends = TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
     it = iter_frames(path)
@@ -505,13 +504,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         t["decode"] += c1 - c0
         if fr is None:
             break
-        gray, bgr = fr.analysis(width)
-        c2 = clock()
-        if det_size is None and scan_cfg["detector_width"] < width:
-            h, w = bgr.shape[:2]
-            dw = scan_cfg["detector_width"]
-            det_size = (dw, max(2, round(h * dw / w)))
-        small = bgr if det_size is None else cv2.resize(bgr, det_size, interpolation=cv2.INTER_AREA)
+        gray, small = fr.analysis(width, min(scan_cfg["detector_width"], width))
         c2b = clock()
         detector.push(fr.index, small)
         c3 = clock()
@@ -520,8 +513,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         c3b = clock()
         lumas.append(cv2.mean(gray)[0])
         c4 = clock()
-        t["analysis"] += c2 - c1
-        t["det_input"] += c2b - c2
+        t["analysis"] += c2b - c1
         t["detector"] += c3 - c2b
         t["transitions"] += c3b - c3
         t["luma"] += c4 - c3b
@@ -581,15 +573,13 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
         det, small = make_detector(scan_cfg, fps), make_detector(scan_cfg, fps)
         n, next_ocr = 0, 0.0
         for fr in iter_frames(path):
-            _, bgr = fr.analysis(width)
-            size = (dw, max(2, round(bgr.shape[0] * dw / bgr.shape[1])))
             # the first call after the decode costs more (cold caches): alternate the order
             for which in ("small", "det") if n % 2 else ("det", "small"):
                 c0 = clock()
                 if which == "small":
-                    small.push(fr.index, cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
+                    small.push(fr.index, fr.analysis(width, dw)[1])
                 else:
-                    det.push(fr.index, bgr)
+                    det.push(fr.index, fr.analysis(width)[1])
                 t[which] += clock() - c0
             if fr.time >= next_ocr - 1e-6:  # the scan's OCR frames, at each max_side
                 for s in sides:
@@ -608,9 +598,9 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     return [
         (
             "scene detector input",
-            f"{dw} px BGR (detector_width; resize of the {width} px frame included)",
+            f"{dw} px BGR (detector_width; Frame.analysis included)",
             t["small"],
-            f"{width} px BGR (the analysis frame, as before detector_width)",
+            f"{width} px BGR (as before detector_width; Frame.analysis included)",
             t["det"],
             f"cuts {same}; a negative saving: the alternative costs more",
         ),
@@ -917,8 +907,8 @@ def render(rows, parts, facts, truth, breakdown, what, cfg, load, first, args, e
         total = sum(t.values())
         names = {
             "decode": "decode (iter_frames)",
-            "analysis": f"small frames (Frame.analysis, {scan['analysis_width']} px gray + BGR)",
-            "det_input": f"detector input (cv2.resize to {scan['detector_width']} px)",
+            "analysis": f"small frames (Frame.analysis: {scan['analysis_width']} px gray, "
+            f"{scan['detector_width']} px BGR)",
             "detector": f"scene detector ({scan['detector']}) push",
             "transitions": "transition finder (fades, dissolves) push",
             "luma": "mean luma (cv2.mean)",

@@ -58,24 +58,33 @@ class Frame:
         img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
         return img if width is None else resize_to_width(img, width, self._sar())
 
-    def analysis(self, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Small gray and BGR frames of display width ``width`` from one resize of each plane."""
+    def analysis(self, width: int, bgr_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Small gray frame of display width ``width`` and BGR frame of display width
+        ``bgr_width`` (default: ``width``), from one resize of each plane: the scan's detector
+        needs colour at half the size of the gray frames, and the colour conversion of a 4:2:0
+        frame costs in proportion to its pixels."""
         f = self.av_frame
+        bgr_width = bgr_width or width
         if f.format.name not in PLANAR_420:
             img = _rotate(f.to_ndarray(format="bgr24"), self.rotation)
             bgr = resize_to_width(img, width, self._sar())
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            return gray, (
+                bgr if bgr_width == width else resize_to_width(img, bgr_width, self._sar())
+            )
         y = _plane(f, 0)
         h0, w0 = y.shape
         w, h = _even_size(w0, h0, width, self.rotation, self.sar)
+        gray = np.ascontiguousarray(shrink(y, (w, h)))  # the plane itself at its own size
+        bw, bh = _even_size(w0, h0, bgr_width, self.rotation, self.sar)
         # 4:2:0 planes resized separately, then one colour conversion at the small size
-        i420 = np.empty((h * 3 // 2, w), np.uint8)
-        i420[:h] = shrink(y, (w, h))
-        u = shrink(_plane(f, 1), (w // 2, h // 2))
-        v = shrink(_plane(f, 2), (w // 2, h // 2))
-        i420.reshape(-1)[h * w :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
+        i420 = np.empty((bh * 3 // 2, bw), np.uint8)
+        i420[:bh] = gray if (bw, bh) == (w, h) else shrink(gray if bw <= w else y, (bw, bh))
+        u = shrink(_plane(f, 1), (bw // 2, bh // 2))
+        v = shrink(_plane(f, 2), (bw // 2, bh // 2))
+        i420.reshape(-1)[bh * bw :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
         bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-        return _rotate(i420[:h], self.rotation), _rotate(bgr, self.rotation)
+        return _rotate(gray, self.rotation), _rotate(bgr, self.rotation)
 
     def rgb(self, size: int | tuple[int, int] | None = None) -> np.ndarray:
         """RGB image; ``size`` is a width (aspect kept) or ``(width, height)``."""
@@ -121,9 +130,12 @@ def _even_size(w0: int, h0: int, width: int, rotation: int, sar: float = 1.0) ->
 
 
 def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Downscale to ``size`` (w, h): exact halvings with INTER_LINEAR (a 2x2 mean), then one
-    INTER_AREA step. One INTER_AREA resize from 1080p cost 62 % of decoding the frame; this
-    costs about half of that for frames within a grey level (bench/README.md)."""
+    """Downscale to ``size`` (w, h): exact halvings with INTER_LINEAR (a 2x2 mean), then, for
+    what is left (a factor under 2, e.g. 1.5 from 1080p to 320 px), one INTER_LINEAR step: at
+    such a factor its 2x2 taps still reach every source pixel. One INTER_AREA resize from 1080p
+    cost 62 % of decoding the frame, and INTER_AREA's last 1.5x step alone about as much as the
+    halvings before it; halvings and a bilinear step cost about a third of that
+    (bench/README.md)."""
     w, h = size
     while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h:
         img = cv2.resize(
@@ -131,7 +143,9 @@ def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         )
     if img.shape[1] == w and img.shape[0] == h:
         return img
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    if img.shape[1] < w or img.shape[0] < h:  # an upscale on one axis (odd aspect or SAR)
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def resize_to_width(img: np.ndarray, width: int, sar: float = 1.0) -> np.ndarray:
