@@ -504,7 +504,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         t["decode"] += c1 - c0
         if fr is None:
             break
-        gray, small = fr.analysis(width, min(scan_cfg["detector_width"], width))
+        gray, small = fr.analysis(width, min(scan_cfg["detector_width"], width), quick=True)
         c2b = clock()
         detector.push(fr.index, small)
         c3 = clock()
@@ -577,9 +577,9 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
             for which in ("small", "det") if n % 2 else ("det", "small"):
                 c0 = clock()
                 if which == "small":
-                    small.push(fr.index, fr.analysis(width, dw)[1])
+                    small.push(fr.index, fr.analysis(width, dw, quick=True)[1])
                 else:
-                    det.push(fr.index, fr.analysis(width)[1])
+                    det.push(fr.index, fr.analysis(width, quick=True)[1])
                 t[which] += clock() - c0
             if fr.time >= next_ocr - 1e-6:  # the scan's OCR frames, at each max_side
                 for s in sides:

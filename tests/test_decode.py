@@ -237,6 +237,22 @@ def test_analysis_frames_small_gray_and_bgr(tiny_videos):
     assert g.shape[1] % 2 == 0 and g.shape[0] % 2 == 0 and c.shape[:2] == g.shape
 
 
+def test_analysis_frames_at_two_widths_and_the_quick_path(tiny_videos):
+    """The scan's call: gray at the analysis width and BGR at the detector's, ``quick`` (a
+    bilinear last step below 2x); both stay the same picture as the exact resize."""
+    fr = next(iter(iter_frames(tiny_videos["b"])))
+    gray, bgr = fr.analysis(240, 120, quick=True)
+    assert gray.shape == (134, 240) and bgr.shape == (68, 120, 3)  # even sizes for 4:2:0
+    ref = cv2.resize(fr.luma(), (240, 134), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(gray.astype(int) - ref).mean() < 2
+    full = cv2.resize(fr.bgr(), (120, 68), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(bgr.astype(int) - full).mean() < 8 < np.abs(bgr[..., ::-1] - full).mean()
+    # without quick the frames are the exact resize OCR reads (bgr(width) is this call)
+    exact_gray, exact_bgr = fr.analysis(240)
+    assert np.array_equal(exact_bgr, fr.bgr(240))
+    assert np.abs(exact_gray.astype(int) - ref).max() <= 1
+
+
 # ----------------------------------------------------------------------------- resources
 
 

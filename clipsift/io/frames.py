@@ -58,11 +58,15 @@ class Frame:
         img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
         return img if width is None else resize_to_width(img, width, self._sar())
 
-    def analysis(self, width: int, bgr_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def analysis(
+        self, width: int, bgr_width: int | None = None, *, quick: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Small gray frame of display width ``width`` and BGR frame of display width
         ``bgr_width`` (default: ``width``), from one resize of each plane: the scan's detector
         needs colour at half the size of the gray frames, and the colour conversion of a 4:2:0
-        frame costs in proportion to its pixels."""
+        frame costs in proportion to its pixels. ``quick``: the last resize step below 2x is
+        bilinear (:func:`shrink`), for the scan's per-frame frames; not for OCR."""
+        last = cv2.INTER_LINEAR if quick else cv2.INTER_AREA
         f = self.av_frame
         bgr_width = bgr_width or width
         if f.format.name not in PLANAR_420:
@@ -75,13 +79,14 @@ class Frame:
         y = _plane(f, 0)
         h0, w0 = y.shape
         w, h = _even_size(w0, h0, width, self.rotation, self.sar)
-        gray = np.ascontiguousarray(shrink(y, (w, h)))  # the plane itself at its own size
+        gray = np.ascontiguousarray(shrink(y, (w, h), last))  # the plane itself at its own size
         bw, bh = _even_size(w0, h0, bgr_width, self.rotation, self.sar)
         # 4:2:0 planes resized separately, then one colour conversion at the small size
         i420 = np.empty((bh * 3 // 2, bw), np.uint8)
-        i420[:bh] = gray if (bw, bh) == (w, h) else shrink(gray if bw <= w else y, (bw, bh))
-        u = shrink(_plane(f, 1), (bw // 2, bh // 2))
-        v = shrink(_plane(f, 2), (bw // 2, bh // 2))
+        small = gray if bw <= w else y
+        i420[:bh] = gray if (bw, bh) == (w, h) else shrink(small, (bw, bh), last)
+        u = shrink(_plane(f, 1), (bw // 2, bh // 2), last)
+        v = shrink(_plane(f, 2), (bw // 2, bh // 2), last)
         i420.reshape(-1)[bh * bw :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
         bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
         return _rotate(gray, self.rotation), _rotate(bgr, self.rotation)
@@ -129,13 +134,14 @@ def _even_size(w0: int, h0: int, width: int, rotation: int, sar: float = 1.0) ->
     return (th, tw) if rotation in (90, 270) else (tw, th)
 
 
-def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Downscale to ``size`` (w, h): exact halvings with INTER_LINEAR (a 2x2 mean), then, for
-    what is left (a factor under 2, e.g. 1.5 from 1080p to 320 px), one INTER_LINEAR step: at
-    such a factor its 2x2 taps still reach every source pixel. One INTER_AREA resize from 1080p
-    cost 62 % of decoding the frame, and INTER_AREA's last 1.5x step alone about as much as the
-    halvings before it; halvings and a bilinear step cost about a third of that
-    (bench/README.md)."""
+def shrink(img: np.ndarray, size: tuple[int, int], last: int = cv2.INTER_AREA) -> np.ndarray:
+    """Downscale to ``size`` (w, h): exact halvings with INTER_LINEAR (a 2x2 mean), then one
+    ``last`` step for what is left. One INTER_AREA resize from 1080p cost 62 % of decoding the
+    frame; the halvings cost about a third of that (bench/README.md). ``last`` INTER_LINEAR
+    halves it again where a factor under 2 is left (1080p to 320 px: 1.5, where INTER_AREA's
+    generic path cost as much as the halvings): at such a factor its 2x2 taps still reach every
+    source pixel, but it keeps less fine detail than INTER_AREA, which OCR needs (a one-word
+    sign was lost at 720p)."""
     w, h = size
     while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h:
         img = cv2.resize(
@@ -145,7 +151,7 @@ def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return img
     if img.shape[1] < w or img.shape[0] < h:  # an upscale on one axis (odd aspect or SAR)
         return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img, (w, h), interpolation=last)
 
 
 def resize_to_width(img: np.ndarray, width: int, sar: float = 1.0) -> np.ndarray:

@@ -82,7 +82,7 @@ def scan_video(
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
     for fr in iter_frames(path, errors=damaged):
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
-        gray, bgr = fr.analysis(width, min(cfg["detector_width"], width))
+        gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
         detector.push(fr.index, bgr)
         if blends is not None:
             blends.push(fr.index, gray)
