@@ -72,7 +72,10 @@ def test_blur_lowers_sharpness_and_view_input_works():
     sharp = frame_technical(padded[:, :640])
     blurred = frame_technical(cv2.GaussianBlur(img, (0, 0), 2))
     assert sharp["sharpness"] > 3 * blurred["sharpness"] > 0
-    assert sharp["sharpness"] == pytest.approx(cv2.Laplacian(img, cv2.CV_64F).var())
+    assert sharp["sharpness"] == pytest.approx(cv2.Laplacian(img, cv2.CV_64F).var(), rel=1e-12)
+    # a picture of extreme steps: the Laplacian's largest values, squared and summed, stay exact
+    board = ((np.indices((1080, 1920)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    assert frame_technical(board, crop=[0, 0, 1920, 1080])["sharpness"] == 1020.0**2
 
 
 def test_exposure_and_clipping():
