@@ -29,7 +29,6 @@ import pandas as pd  # noqa: E402
 from . import reasons  # noqa: E402
 from .calibration import histograms, save_png  # noqa: E402
 from .config import with_defaults  # noqa: E402
-from .counts import test_names  # noqa: E402
 from .filters import REGISTRY as FILTERS  # noqa: E402
 from .io.atomic import atomic_path  # noqa: E402
 from .io.decode import VideoError, read_frames_at  # noqa: E402
@@ -212,7 +211,7 @@ def score_table(meta: pd.DataFrame, config: dict) -> pd.DataFrame:
     return meta[["clip_id", "video_id", "error", "split_reason", *cols]]
 
 
-def rejected_rows(meta: pd.DataFrame, tests) -> dict[str, pd.DataFrame]:
+def rejected_rows(meta: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Rejected clips per reason key (a clip with several reasons is in each group), biggest
     group first; each row's ``reason`` is the reason text of that group."""
     groups: dict[str, list[dict]] = {}
@@ -253,7 +252,6 @@ def write_report(
     config = prov["config"]
     counts = prov["counts"]
     sel_cfg = with_filters(config["select"], config["filters"])
-    tests = test_names(sel_cfg)
     width = cfg["frame_width"]
     rel = Path(os.path.relpath(fig_final or fig_dir, out_html.parent)).as_posix()
     figs: dict[str, list[Path]] = {}
@@ -261,7 +259,7 @@ def write_report(
     figs["funnel"] = [funnel_chart(counts["funnel"], fig_dir / "funnel.png")]
     figs["histograms"] = histograms(score_table(meta, config), sel_cfg, fig_dir / "histograms")
     figs["kept"] = [_kept_sheet(meta, cfg, fig_dir, dataset_dir, width)]
-    figs["rejected"] = _rejected_sheets(meta, tests, cfg, fig_dir, width)
+    figs["rejected"] = _rejected_sheets(meta, cfg, fig_dir, width)
     timings = job_timings(workdir, logs)
     _write_page(out_html, _report_body(prov, figs, timings, rel))
     return {k: [os.fspath(p) for p in v] for k, v in figs.items()}
@@ -282,11 +280,11 @@ def _kept_sheet(
     )  # fmt: skip
 
 
-def _rejected_sheets(meta: pd.DataFrame, tests, cfg: dict, fig_dir: Path, width: int) -> list[Path]:
+def _rejected_sheets(meta: pd.DataFrame, cfg: dict, fig_dir: Path, width: int) -> list[Path]:
     """One contact sheet per rejection reason, biggest group first, up to ``max_reasons``."""
     sheets = []
     per_reason = cfg["rejected_per_reason"]
-    groups = rejected_rows(meta, tests)
+    groups = rejected_rows(meta)
     for key, rows in list(groups.items())[: cfg["max_reasons"]]:
         # rejected clips are not exported: their frames come from the sources
         sheets.append(

@@ -16,6 +16,7 @@ from ..io.decode import reason
 from ..models.batching import Batcher, is_oom
 from ..models.hub import load, resolved_revision
 from .base import Result, Timer, chunks, prompt_hash
+from .generation import answer_tokens, eos_ids
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +104,10 @@ class LocalRewriter:
             with torch.inference_mode():
                 out = self.model.generate(**enc, **gen)
         n_in = enc["input_ids"].shape[1]
-        eos = self.model.generation_config.eos_token_id
-        eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        eos = eos_ids(self.model, self.tokenizer)
         results = []
         for i in range(len(captions)):
-            kept, n_out = [], 0
-            for tok in out[i, n_in:].tolist():
-                n_out += 1
-                if tok in eos:
-                    break
-                kept.append(tok)
-            while kept and kept[-1] == self.tokenizer.pad_token_id:
-                kept.pop()
-                n_out -= 1
+            kept, n_out = answer_tokens(out[i, n_in:].tolist(), eos, self.tokenizer.pad_token_id)
             results.append(
                 Result(
                     caption=self.tokenizer.decode(kept, skip_special_tokens=True),
