@@ -136,12 +136,12 @@ def _even_size(w0: int, h0: int, width: int, rotation: int, sar: float = 1.0) ->
 
 def shrink(img: np.ndarray, size: tuple[int, int], last: int = cv2.INTER_AREA) -> np.ndarray:
     """Downscale to ``size`` (w, h): exact halvings with INTER_LINEAR (a 2x2 mean), then one
-    ``last`` step for what is left. One INTER_AREA resize from 1080p cost 62 % of decoding the
-    frame; the halvings cost about a third of that (bench/README.md). ``last`` INTER_LINEAR
-    halves it again where a factor under 2 is left (1080p to 320 px: 1.5, where INTER_AREA's
-    generic path cost as much as the halvings): at such a factor its 2x2 taps still reach every
-    source pixel, but it keeps less fine detail than INTER_AREA, which OCR needs (a one-word
-    sign was lost at 720p)."""
+    ``last`` step for what is left. A 1080p luma plane to 320 px, one thread, on the bench's
+    frames: one INTER_AREA resize 0.84 ms, halvings then INTER_AREA 0.56 ms, halvings then
+    INTER_LINEAR 0.34 ms (INTER_AREA's generic path for the last 1.5x costs as much as the
+    halvings). At a factor under 2 the bilinear taps still reach every source pixel, but keep
+    less fine detail than INTER_AREA, which OCR needs (a one-word sign was lost at 720p): so
+    ``last`` is INTER_LINEAR only for the scan's per-frame frames."""
     w, h = size
     while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h:
         img = cv2.resize(
