@@ -143,6 +143,22 @@ def test_reader_defaults_are_the_schema_defaults(tmp_path):
     assert OcrReader.from_config(ocr | {"min_chars": 1, "width_scale": 1.0}).min_chars == 1
 
 
+def test_detector_input_is_rapidocrs_own_bit_for_bit(reader):
+    """The reader's table-based detector preprocessing gives RapidOCR's float32 input exactly,
+    at the sizes read() hands it and at sizes RapidOCR itself resizes."""
+    det = reader._engine.text_det
+    rapidocr = type(det).get_preprocess  # RapidOCR's own, unpatched
+    rng = np.random.default_rng(0)
+    for h, w in [(256, 384), (224, 320), (480, 480), (270, 480), (1080, 1920), (33, 50)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ours, theirs = det.get_preprocess(max(h, w))(img), rapidocr(det, max(h, w))(img)
+        assert ours.dtype == theirs.dtype == np.float32 and ours.flags["C_CONTIGUOUS"]
+        assert np.array_equal(ours, theirs), (h, w)
+    # a frame that is not 3-channel uint8 goes through RapidOCR's own preprocessing
+    img = rng.random((64, 96, 3)).astype(np.float32) * 255
+    assert np.array_equal(det.get_preprocess(96)(img), rapidocr(det, 96)(img))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_busy_textures_give_no_text_like_box(reader, kind):
     for seed in range(3):

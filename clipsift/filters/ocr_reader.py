@@ -62,6 +62,7 @@ texture.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 
@@ -91,6 +92,40 @@ def det_size(width: int, height: int, max_side: int, width_scale: float = 1.0) -
         max(32, round(width * s * width_scale / 32) * 32),
         max(32, round(height * s / 32) * 32),
     )
+
+
+def _fast_det_input(det) -> None:
+    """Give RapidOCR's detector a cheaper preprocessing with the same output, bit for bit.
+
+    RapidOCR's ``DetPreProcess`` resizes the frame (a copy here: :meth:`OcrReader.read` already
+    sized it), scales it to [-1, 1] in float32 (mean and std 0.5) and transposes it to NCHW. A
+    uint8 pixel has only 256 values, so after RapidOCR's own resize this looks the result up in
+    a table made by RapidOCR's own ``normalize``. For a 384x256 frame: 2.0 -> 0.5 ms, about 5 %
+    of a text-free frame's OCR (both in one process, bench videos). Other inputs (not 3-channel
+    uint8, or a mean or std per channel) go through RapidOCR's own preprocessing.
+    """
+    own = det.get_preprocess
+
+    @functools.lru_cache(maxsize=4)
+    def get_preprocess(max_wh: int):
+        op = own(max_wh)
+        ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+        table = op.normalize(ramp).astype(np.float32)  # (256, 1, 3)
+        if not (table == table[:, :, :1]).all():
+            return op  # a mean or std per channel: keep RapidOCR's arithmetic
+        table = np.ascontiguousarray(table[:, 0, 0])
+
+        def preprocess(img: np.ndarray) -> np.ndarray | None:
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                return op(img)
+            resized = op.resize(img)
+            if resized is None:
+                return None
+            return np.take(table, np.ascontiguousarray(resized.transpose(2, 0, 1)))[None]
+
+        return preprocess
+
+    det.get_preprocess = get_preprocess
 
 
 class OcrReader:
@@ -152,6 +187,7 @@ class OcrReader:
             kwargs["rec_keys_path"] = rec_keys_path
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
         self._engine = RapidOCR(**kwargs)
+        _fast_det_input(self._engine.text_det)
         self.threshold = threshold
         self.max_side = max_side
         self.width_scale = width_scale
