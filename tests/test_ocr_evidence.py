@@ -241,3 +241,43 @@ def test_summarise_counts_only_text_like_boxes():
     again = summarise(frames, stable_iou=0.8, min_chars=2, min_conf=0.8)
     assert again["text_area_max"] == pytest.approx(0.2)
     assert [b["text_like"] for b in again["frames"][1]["boxes"]] == [True, False, False]
+
+
+def test_a_clip_between_grid_frames_is_read_by_seeking(tmp_path, reader):
+    """With filters.ocr.every_seconds longer than a clip, the scan's grid can miss the clip; its
+    record then comes from its first, middle and last frame, read by seeking, not an error."""
+    from clipsift.config import validate_config
+    from clipsift.ingest import ingest_shard
+    from clipsift.painting import Segment
+    from clipsift.sample import render_video
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    video = tmp_path / "v.mp4"
+    render_video(
+        video,
+        [Segment(75, seed=1, pan=(2, 0)), Segment(60, seed=9, text="SALE ENDS FRIDAY"),
+         Segment(75, seed=4, pan=(0, 1))],
+        fps=30, size=(640, 360),
+    )  # fmt: skip
+    cfg = validate_config({"sources": [{"name": "v", "type": "folder", "path": str(tmp_path)}]})
+    ocr_cfg = cfg["filters"]["ocr"] | {"every_seconds": 5.0}  # grid frames at 0 s and 5 s
+    items = pd.DataFrame(
+        [{"source": "v", "video_id": "v", "uri": str(video), "path": str(video), "caption": None}]
+    )
+    source = ingest_shard(items)
+    scenes, frames, _, rows = scan_shard(source, cfg["scan"], ocr_cfg)
+    clips = scenes_to_clips(scenes, source, cfg["split"] | {"min_seconds": 1.5}, frames)
+    kept = clips[clips["split_reason"].isna() & clips["error"].isna()]
+    assert list(kept["start_frame"]) == [0, 75, 135], kept
+    assert sorted(rows["frame"]) == [0, 150]  # the middle clip (2.5-4.5 s) holds none
+    records = ocr_from_scan(kept, rows, ocr_cfg)
+    assert list(records) == list(kept["clip_id"])
+    middle = records[kept["clip_id"].iloc[1]]
+    assert middle["error"] is None, middle
+    assert len(middle["frames"]) == 3  # first, middle and last
+    assert all(75 <= f["frame"] < 135 for f in middle["frames"]), middle["frames"]
+    assert middle["text_frame_ratio"] == 1 and middle["text_area_mean"] > 0
+    for clip_id in kept["clip_id"].iloc[[0, 2]]:  # the others: the scan's rows, no text
+        rec = records[clip_id]
+        assert rec["error"] is None and len(rec["frames"]) == 1 and rec["text_frame_ratio"] == 0

@@ -152,11 +152,16 @@ def summarise(
 
 
 def ocr_from_scan(clips, rows, cfg: dict) -> dict:
-    """``ocr.json`` from the OCR rows the scan wrote (frames on a time grid): no decoding here."""
+    """``ocr.json`` from the OCR rows the scan wrote (frames on a time grid): no decoding here,
+    except for a clip that holds no grid frame (shorter than ``every_seconds``, or between two
+    grid frames): its first, middle and last frame are read by seeking (:func:`ocr_shard`), so a
+    short clip is measured rather than failed."""
     import json
+    import logging
 
     by_video = dict(tuple(rows.groupby("video_id"))) if len(rows) else {}
     out: dict = {}
+    missing = []
     for clip in clips.itertuples():
         if skip := skip_reason(clip):
             out[clip.clip_id] = {"error": skip}
@@ -164,9 +169,7 @@ def ocr_from_scan(clips, rows, cfg: dict) -> dict:
         r = rows_in_clip(by_video, clip)
         r = r if r is not None else []
         if not len(r):
-            out[clip.clip_id] = {
-                "error": f"no OCR frame inside the clip (filters.ocr.every_seconds {cfg['every_seconds']} s is longer than the clip)"
-            }
+            missing.append(clip.clip_id)
             continue
         per_frame = [
             {
@@ -184,7 +187,14 @@ def ocr_from_scan(clips, rows, cfg: dict) -> dict:
             min_conf=cfg.get("min_conf"),
         )
         out[clip.clip_id] = rec | {"error": None}
-    return out
+    if missing:
+        logging.getLogger(__name__).info(
+            "ocr: %d clips hold no frame of the scan's grid (every_seconds %s): reading their "
+            "first, middle and last frame", len(missing), cfg["every_seconds"],
+        )  # fmt: skip
+        seek = cfg | {"frames": "first_middle_last"}
+        out |= ocr_shard(clips[clips["clip_id"].isin(missing)], seek)
+    return {clip_id: out[clip_id] for clip_id in clips["clip_id"]}
 
 
 def clip_frame_times(clip, cfg: dict) -> list[float]:
