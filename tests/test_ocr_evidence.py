@@ -281,3 +281,51 @@ def test_a_clip_between_grid_frames_is_read_by_seeking(tmp_path, reader):
     for clip_id in kept["clip_id"].iloc[[0, 2]]:  # the others: the scan's rows, no text
         rec = records[clip_id]
         assert rec["error"] is None and len(rec["frames"]) == 1 and rec["text_frame_ratio"] == 0
+
+
+def test_quiet_footage_reads_every_other_grid_frame_and_text_the_full_grid(tmp_path):
+    """OcrGrid at every_seconds 1 and quiet_every_seconds 2: text-free shots read one frame in
+    two; the frame before the text's first read is read after all, and the text shot gets the
+    same frames and the same record as with the full grid (quiet_every_seconds null)."""
+    from clipsift.config import validate_config
+    from clipsift.ingest import ingest_shard
+    from clipsift.painting import Segment
+    from clipsift.sample import render_video
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    video = tmp_path / "v.mp4"
+    render_video(
+        video,
+        [Segment(90, seed=1, pan=(1, 0), texture="flat"),  # 0-3 s
+         Segment(120, seed=9, text="SALE ENDS FRIDAY"),  # 3-7 s
+         Segment(90, seed=4, pan=(0, 1), texture="flat")],  # 7-10 s
+        fps=30, size=(640, 360),
+    )  # fmt: skip
+    cfg = validate_config({"sources": [{"name": "v", "type": "folder", "path": str(tmp_path)}]})
+    ocr_cfg = cfg["filters"]["ocr"]
+    assert (ocr_cfg["every_seconds"], ocr_cfg["quiet_every_seconds"]) == (1.0, 2.0)
+    items = pd.DataFrame(
+        [{"source": "v", "video_id": "v", "uri": str(video), "path": str(video), "caption": None}]
+    )
+    source = ingest_shard(items)
+    quiet = scan_shard(source, cfg["scan"], ocr_cfg)
+    full = scan_shard(source, cfg["scan"], ocr_cfg | {"quiet_every_seconds": None})
+    rows, full_rows = quiet[3], full[3]
+    assert list(full_rows["frame"]) == list(range(0, 300, 30))
+    found = {int(r.frame) for r in full_rows.itertuples() if json.loads(r.boxes)}
+    assert found == {90, 120, 150, 180}, found  # the text shot, nothing on the flat shots
+    # 0 (none) .. 60 (none) .. 120 (text: 90 read after all) 150 180 210 (none) .. 270
+    assert list(rows["frame"]) == [0, 60, 90, 120, 150, 180, 210, 270]
+    same = full_rows.set_index("frame").loc[list(rows["frame"])].reset_index()
+    pd.testing.assert_frame_equal(rows.reset_index(drop=True), same[rows.columns])
+    clips = scenes_to_clips(quiet[0], source, cfg["split"], quiet[1])
+    kept = clips[clips["split_reason"].isna() & clips["error"].isna()]
+    assert list(kept["start_frame"]) == [0, 90, 210], kept
+    text_clip = kept["clip_id"].iloc[1]
+    a = ocr_from_scan(kept, rows, ocr_cfg)
+    b = ocr_from_scan(kept, full_rows, ocr_cfg)
+    assert a[text_clip] == b[text_clip] and a[text_clip]["text_frame_ratio"] == 1
+    for clip_id in kept["clip_id"].iloc[[0, 2]]:
+        assert a[clip_id]["error"] is None and a[clip_id]["text_frame_ratio"] == 0
+        assert len(a[clip_id]["frames"]) < len(b[clip_id]["frames"])

@@ -8,7 +8,8 @@ everything that needs a dense look at it is taken from the same frames:
 - at ``sample_fps``: optical flow between the sample frame and the next one (motion score), and
   technical measures on the full-size luma plane (sharpness, exposure, black borders);
 - with ``filters.ocr.frames: scan`` (the default), OCR on one frame every ``every_seconds`` at a
-  capped size: reading OCR frames afterwards by seeking cost as much as decoding the video again.
+  capped size, one every ``quiet_every_seconds`` while no box is found (:class:`OcrGrid`):
+  reading OCR frames afterwards by seeking cost as much as decoding the video again.
 
 Per-clip scores are aggregated later from these per-frame and per-sample rows, so changing the
 clip bounds (``split``) or any threshold never decodes again.
@@ -54,7 +55,8 @@ def scan_video(
 ) -> tuple[list, list, list, list]:
     """Scenes, per-frame luma rows, per-sample rows and OCR rows of one video. Raises VideoError.
 
-    ``ocr`` is ``(OcrReader, every_seconds, max_side)`` when OCR runs in this pass.
+    ``ocr`` is ``(OcrReader, every_seconds, quiet_every_seconds, max_side)`` when OCR runs in
+    this pass (:class:`OcrGrid`).
 
     One loop on purpose: every measure reads each decoded frame while it is in the cache, and
     the video is decoded once (the sample rows, the OCR row and the scenes have helpers).
@@ -76,8 +78,9 @@ def scan_video(
     every = max(1, round(fps / cfg["sample_fps"]))
     stride = cfg["luma_stride"]
 
-    frames, samples, times, lumas, texts = [], [], [], [], []
-    prev_gray, pending, next_ocr = None, None, 0.0
+    frames, samples, times, lumas = [], [], [], []
+    prev_gray, pending = None, None
+    texts = OcrGrid(video_id, *ocr) if ocr is not None else None
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
     for fr in iter_frames(path, errors=damaged):
@@ -98,14 +101,8 @@ def scan_video(
         if fr.index % every == 0:
             pending = _sample(fr, gray.shape[1], video_id)
             samples.append(pending)
-        if ocr is not None and fr.time >= next_ocr - 1e-6:
-            reader, ocr_every, max_side = ocr
-            img = fr.bgr(_ocr_width(fr.av_frame, fr.rotation, max_side))
-            texts.append(
-                {"video_id": video_id, "frame": fr.index, "time": fr.time, "width": img.shape[1],
-                 "height": img.shape[0], "boxes": json.dumps(reader.read(img))}
-            )  # fmt: skip
-            next_ocr = fr.time + ocr_every
+        if texts is not None:
+            texts.push(fr)
         prev_gray = gray
         n += 1
     if n == 0:
@@ -114,7 +111,57 @@ def scan_video(
         log.warning("%s: %d damaged packet(s) skipped (%s)", video_id, len(damaged), damaged[0])
     bounds = _scene_bounds(detector.finish(n), lumas, blends, cfg)
     scenes = _scenes(bounds, times, video_id, fps, decode_errors=len(damaged))
-    return scenes, frames, samples, texts
+    return scenes, frames, samples, texts.rows() if texts is not None else []
+
+
+class OcrGrid:
+    """The scan's OCR frames of one video: the first frame at or after every ``every`` seconds
+    (the grid), read at ``max_side``. While the frames read find no box at all, only one every
+    ``quiet_every`` seconds is read (None: every grid frame); the grid frame skipped last is
+    held, and read after all when the next frame read has a box, so text keeps the full grid
+    from the grid frame before it appears until a frame read has no box again.
+
+    Text-free footage, most of it, then costs half the OCR at the defaults (1 and 2 s), and
+    where text is a clip gets the frames of the full grid; a clip with text part of the time has
+    its text-free part read at half the density, so its ``text_frame_ratio`` leans towards the
+    text. A clip that holds no frame read is read by seeking in the ocr step
+    (:func:`clipsift.filters.ocr.ocr_from_scan`)."""
+
+    def __init__(self, video_id, reader, every: float, quiet_every: float | None, max_side: int):
+        self.video_id, self.reader, self.max_side = video_id, reader, max_side
+        self.every = every
+        self.quiet_every = max(every, quiet_every) if quiet_every else every
+        self._rows: list[dict] = []
+        self._next = 0.0  # time of the next grid frame
+        self._last: float | None = None  # time of the last frame read
+        self._found = False  # whether the last frame read had a box
+        self._held = None  # the grid frame skipped last (a Frame)
+
+    def push(self, fr) -> None:
+        if fr.time < self._next - 1e-6:
+            return
+        self._next = fr.time + self.every
+        quiet = self._last is not None and not self._found
+        if quiet and fr.time < self._last + self.quiet_every - 1e-6:
+            self._held = fr
+            return
+        self._found = bool(self._read(fr))
+        if self._found and self._held is not None:
+            self._read(self._held)
+        self._held, self._last = None, fr.time
+
+    def _read(self, fr) -> list[dict]:
+        img = fr.bgr(_ocr_width(fr.av_frame, fr.rotation, self.max_side))
+        boxes = self.reader.read(img)
+        self._rows.append(
+            {"video_id": self.video_id, "frame": fr.index, "time": fr.time,
+             "width": img.shape[1], "height": img.shape[0], "boxes": json.dumps(boxes)}
+        )  # fmt: skip
+        return boxes
+
+    def rows(self) -> list[dict]:
+        """The OCR rows in frame order (a held frame is read after the one that followed it)."""
+        return sorted(self._rows, key=lambda r: r["frame"])
 
 
 def _scenes(bounds: list, times: list[float], video_id: str, fps: float, decode_errors: int):
@@ -207,7 +254,7 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
         from ..filters.ocr_reader import OcrReader
 
         reader = OcrReader.from_config(ocr_cfg)
-        ocr = (reader, ocr_cfg["every_seconds"], ocr_cfg["max_side"])
+        ocr = (reader, *(ocr_cfg[k] for k in ("every_seconds", "quiet_every_seconds", "max_side")))
     all_scenes, all_frames, all_samples, all_texts = [], [], [], []
     t0 = time.monotonic()
     total_s = 0.0
