@@ -581,7 +581,7 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     # the scan's OCR grid as configured, every grid frame (quiet_every_seconds null), and the
     # configured grid at max_side 320
     q = ocr_cfg["quiet_every_seconds"]
-    grids = {"now": (q, side0), "full": (None, side0), "small": (q, 320)}
+    grids = {"ocr now": (q, side0), "ocr full": (None, side0), "ocr 320": (q, 320)}
     readers = {side: ocr_reader(ocr_cfg, side) for side in {side0, 320}}
     clock = time.process_time
     rng = np.random.default_rng(0)
@@ -641,18 +641,18 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
         ),
         (
             "OCR grid in the scan",
-            f"quiet_every_seconds {q}: {n_ocr['now']} frames {sorted(texts['now'])}",
-            t["now"],
-            f"every grid frame (null): {n_ocr['full']} frames {sorted(texts['full'])}",
-            t["full"],
+            f"quiet_every_seconds {q}: {n_ocr['ocr now']} frames {sorted(texts['ocr now'])}",
+            t["ocr now"],
+            f"every grid frame (null): {n_ocr['ocr full']} frames {sorted(texts['ocr full'])}",
+            t["ocr full"],
             "OcrGrid.push timed (Frame.bgr + OcrReader.read); texts found in brackets",
         ),
         (
             "OCR frame size",
-            f"max_side {side0}: {sorted(texts['now'])}",
-            t["now"],
-            f"max_side 320: {n_ocr['small']} frames {sorted(texts['small'])}",
-            t["small"],
+            f"max_side {side0}: {sorted(texts['ocr now'])}",
+            t["ocr now"],
+            f"max_side 320: {n_ocr['ocr 320']} frames {sorted(texts['ocr 320'])}",
+            t["ocr 320"],
             "same grid (quiet_every_seconds as configured); texts found in brackets",
         ),
     ]
