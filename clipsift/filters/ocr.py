@@ -154,9 +154,9 @@ def summarise(
 
 def ocr_from_scan(clips, rows, cfg: dict) -> dict:
     """``ocr.json`` from the OCR rows the scan wrote (frames on a time grid): no decoding here,
-    except for a clip that holds no grid frame (shorter than ``every_seconds``, or between two
-    grid frames): its first, middle and last frame are read by seeking (:func:`ocr_shard`), so a
-    short clip is measured rather than failed."""
+    except for a clip that holds no frame the scan read (shorter than ``every_seconds``, or
+    between two frames read on the quiet grid): its first, middle and last frame are read by
+    seeking (:func:`ocr_shard`), so a short clip is measured rather than failed."""
     import json
     import logging
 
@@ -190,8 +190,9 @@ def ocr_from_scan(clips, rows, cfg: dict) -> dict:
         out[clip.clip_id] = rec | {"error": None}
     if missing:
         logging.getLogger(__name__).info(
-            "ocr: %d clips hold no frame of the scan's grid (every_seconds %s): reading their "
-            "first, middle and last frame", len(missing), cfg["every_seconds"],
+            "ocr: %d clips hold no OCR frame of the scan (every_seconds %s, quiet %s): reading "
+            "their first, middle and last frame", len(missing), cfg["every_seconds"],
+            cfg.get("quiet_every_seconds"),
         )  # fmt: skip
         seek = cfg | {"frames": "first_middle_last"}
         out |= ocr_shard(clips[clips["clip_id"].isin(missing)], seek)
