@@ -401,12 +401,10 @@ class TimedReader:
         self.reader, self.cpu, self.calls = reader, 0.0, 0
 
     def read(self, img):
-        c0 = time.process_time()
-        try:
-            return self.reader.read(img)
-        finally:
-            self.cpu += time.process_time() - c0
-            self.calls += 1
+        boxes, cost = timed(lambda: self.reader.read(img))
+        self.cpu += cost.cpu
+        self.calls += 1
+        return boxes
 
 
 def ocr_reader(ocr_cfg: dict, max_side: int | None = None) -> OcrReader:

@@ -11,11 +11,16 @@ from clipsift.smk import results_dir, rule_logging
 with rule_logging(snakemake) as log:  # noqa: F821
     sm = snakemake  # noqa: F821
     clips = pd.read_parquet(sm.input.clips)
-    # the seek modes read frames, and so does scan mode for a clip between two grid frames
     source = pd.read_parquet(sm.input.source)
-    localize(source, sm.params.source, results_dir(sm), sm.wildcards.shard)
+
+    def on_disk():  # archive members, for the frames read by seeking
+        localize(source, sm.params.source, results_dir(sm), sm.wildcards.shard)
+
     if sm.input.get("scan_ocr"):
-        records = ocr_from_scan(clips, pd.read_parquet(sm.input.scan_ocr), sm.params.ocr)
+        # reads frames only for a clip that holds none of the scan's OCR frames
+        rows = pd.read_parquet(sm.input.scan_ocr)
+        records = ocr_from_scan(clips, rows, sm.params.ocr, prepare=on_disk)
     else:
+        on_disk()
         records = ocr_shard(clips, sm.params.ocr)
     write_json(sm.output[0], records)

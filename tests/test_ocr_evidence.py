@@ -271,7 +271,9 @@ def test_a_clip_between_grid_frames_is_read_by_seeking(tmp_path, reader):
     kept = clips[clips["split_reason"].isna() & clips["error"].isna()]
     assert list(kept["start_frame"]) == [0, 75, 135], kept
     assert sorted(rows["frame"]) == [0, 150]  # the middle clip (2.5-4.5 s) holds none
-    records = ocr_from_scan(kept, rows, ocr_cfg)
+    prepared = []
+    records = ocr_from_scan(kept, rows, ocr_cfg, prepare=lambda: prepared.append(1))
+    assert prepared == [1]  # called once, before the reads (the job's archive members)
     assert list(records) == list(kept["clip_id"])
     middle = records[kept["clip_id"].iloc[1]]
     assert middle["error"] is None, middle
@@ -323,7 +325,9 @@ def test_quiet_footage_reads_every_other_grid_frame_and_text_the_full_grid(tmp_p
     kept = clips[clips["split_reason"].isna() & clips["error"].isna()]
     assert list(kept["start_frame"]) == [0, 90, 210], kept
     text_clip = kept["clip_id"].iloc[1]
-    a = ocr_from_scan(kept, rows, ocr_cfg)
+    prepared = []
+    a = ocr_from_scan(kept, rows, ocr_cfg, prepare=lambda: prepared.append(1))
+    assert not prepared  # every clip holds a frame the scan read: nothing to seek
     b = ocr_from_scan(kept, full_rows, ocr_cfg)
     assert a[text_clip] == b[text_clip] and a[text_clip]["text_frame_ratio"] == 1
     for clip_id in kept["clip_id"].iloc[[0, 2]]:

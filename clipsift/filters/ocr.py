@@ -152,11 +152,12 @@ def summarise(
     }
 
 
-def ocr_from_scan(clips, rows, cfg: dict) -> dict:
+def ocr_from_scan(clips, rows, cfg: dict, prepare=None) -> dict:
     """``ocr.json`` from the OCR rows the scan wrote (frames on a time grid): no decoding here,
     except for a clip that holds no frame the scan read (shorter than ``every_seconds``, or
     between two frames read on the quiet grid): its first, middle and last frame are read by
-    seeking (:func:`ocr_shard`), so a short clip is measured rather than failed."""
+    seeking (:func:`ocr_shard`), so a short clip is measured rather than failed. ``prepare`` is
+    called once before such reads (the ocr job puts archive members back on disk there)."""
     import json
     import logging
 
@@ -194,6 +195,8 @@ def ocr_from_scan(clips, rows, cfg: dict) -> dict:
             "their first, middle and last frame", len(missing), cfg["every_seconds"],
             cfg.get("quiet_every_seconds"),
         )  # fmt: skip
+        if prepare is not None:
+            prepare()
         seek = cfg | {"frames": "first_middle_last"}
         out |= ocr_shard(clips[clips["clip_id"].isin(missing)], seek)
     return {clip_id: out[clip_id] for clip_id in clips["clip_id"]}
