@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         " | scan CPU / decode CPU |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    default_out = None
+    default_out, default_videos = None, {}
     for name, change in SETTINGS.items():
         if args.settings and name not in args.settings:
             continue
@@ -224,9 +224,11 @@ def main(argv=None) -> int:
         )
         clips = scenes_to_clips(scenes, source, cfg["split"], frames)
         total = {"dirty": 0, "error": 0, "missed": 0, "cuts": 0, "cuts_found": 0}
+        per_video = {}
         for vid, group in kept_clips(clips).groupby("video_id"):
             t = by_id[vid]
             sc = boundary_scores(t, group, round(cfg["split"]["min_seconds"] * t["fps"]) + 2)
+            per_video[t["name"]] = (t["fps"], sc)
             for key in total:
                 total[key] = max(total[key], sc[key]) if key == "error" else total[key] + sc[key]
         lines.append(
@@ -235,13 +237,27 @@ def main(argv=None) -> int:
         )
         if not change:
             default_out = (cfg, clips, samples, texts, scan_cpu)
+            default_videos = per_video
     if default_out:
-        lines += ["", *ocr_and_motion(default_out, source, by_id)]
+        lines += ["", *video_table(default_videos), "", *ocr_and_motion(default_out, source, by_id)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
         Path(args.out).write_text(text)
     return 0
+
+
+def video_table(per_video: dict) -> list[str]:
+    """The default setting's boundary scores per video (the first table keeps the worst)."""
+    lines = [
+        "| video (default setting) | fps | cuts found | dirty clips | timing error (frames) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, (fps, sc) in sorted(per_video.items()):
+        lines.append(
+            f"| {name} | {fps} | {sc['cuts_found']}/{sc['cuts']} | {sc['dirty']} | {sc['error']} |"
+        )
+    return lines
 
 
 def ocr_and_motion(default_out, source, by_id) -> list[str]:

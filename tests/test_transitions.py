@@ -4,6 +4,8 @@ one frame, at several frame rates; camera motion, rotation, noise and flashes ar
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +13,7 @@ from clipsift.config import ConfigError, validate_config
 from clipsift.sample import Segment, render_video, score_scenes
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.scan import FRAME_COLUMNS, scan_video
-from clipsift.split.transitions import cut_out
+from clipsift.split.transitions import _refined_shift, cut_out
 
 SIZE = (320, 180)
 
@@ -56,6 +58,37 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
     # at 60 fps a 2-s dissolve is 120 frames of 0.8 % steps: its ends are found from a line
     # fitted to the blend, with one frame of margin, so a frame or two more may be left out
     assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
+
+
+def test_a_dissolve_out_of_a_slow_pan_at_60_fps_keeps_no_blended_frame(tmp_path):
+    """A 1-s dissolve between slow pans (15 and 22.5 px/s): a twentieth of a pixel per frame on
+    the finder's 64-px frames, extrapolated over 60 frames. Measured from one pair of frames
+    that motion read 40 % slow, and the last blended frame stayed in the next clip."""
+    fps = 60
+    plan = [
+        Segment(120, seed=112, pan=(0, 0.25)),
+        Segment(150, seed=122, pan=(-0.375, 0), dissolve=60),
+        Segment(60, seed=3),
+    ]
+    truth = render_video(tmp_path / "p.webm", plan, fps=fps, size=SIZE)
+    scenes = scenes_of(tmp_path / "p.webm", fps)
+    score = score_scenes(truth, scenes, min_frames=30)
+    assert score["dirty"] == 0 and score["missed"] == 0, (scenes, truth["transitions"])
+    assert score["boundary_error"] <= 2, (scenes, truth["transitions"])
+
+
+def test_a_sub_pixel_shift_is_measured_closely():
+    """The finder's velocity of a shot: phase correlation pulls a shift of a fraction of a pixel
+    towards a whole one; the gradient refinement does not."""
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.random((72, 128)).astype(np.float32) * 255, (0, 0), 2)
+    small = lambda img: cv2.resize(img, (64, 36), interpolation=cv2.INTER_AREA)  # noqa: E731
+    for dx, dy in [(0.1, -0.05), (0.225, 0.1), (0.4, -0.2), (1.65, 0.8)]:
+        mat = np.float32([[1, 0, 2 * dx], [0, 1, 2 * dy]])
+        moved = cv2.warpAffine(big, mat, (128, 72), borderMode=cv2.BORDER_REPLICATE)
+        got = _refined_shift(small(big), small(moved))
+        assert abs(got[0] - dx) < 0.03 + 0.05 * abs(dx), (dx, dy, got)
+        assert abs(got[1] - dy) < 0.03 + 0.05 * abs(dy), (dx, dy, got)
 
 
 def test_without_the_transition_finder_a_dissolve_stays_inside_a_scene(tmp_path):

@@ -13,11 +13,14 @@ of them (ends too alike, a single jump, no change in brightness or contrast). A 
 left is a transition when its ends are two different pictures (or one is flat), every frame
 inside is a blend of the ends, each moved as its shot moves (``alpha`` and a small residual),
 alpha rises steadily, and the frames' contrast is that of such a blend. A line fitted to alpha
-gives the first and last blended frame; they belong to no clip. Frames that are one flat colour
-near black or white (the dip of a fade, a blank) belong to no clip either.
+gives the first and last blended frame (widened over faint frames that stand out from the
+clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
+of its frames, so windows are tested that long after their last frame. Frames that are one flat
+colour near black or white (the dip of a fade, a blank) belong to no clip either.
 
-Cost, from ``bench/throughput.py``: 0.25-0.35 ms per frame on one core, next to the 3-8 ms a
-720p or 1080p frame costs to decode; more on footage with many transitions.
+Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
+720p or 1080p frame costs to decode; about 4 ms on footage with a transition every 3 s, as every
+window around one is fitted frame by frame.
 """
 
 from __future__ import annotations
@@ -55,14 +58,22 @@ class TransitionFinder:
         self.max_contrast_error = max_contrast_error
         self.max_similarity = max_similarity
         self.blank_std = blank_std
-        # ring buffers by frame index: a window, the frame before it and the one after it
-        self._size = self.lengths[-1] + 3
+        # a shot's motion is measured over up to ``lag`` frames at each end of a window (a slow
+        # pan moves a 64-px frame by a twentieth of a pixel per frame: one pair measures that
+        # poorly, and the error grows over a long window), so windows are tested ``lag`` frames
+        # after their last frame
+        self.lag = max(2, round(0.15 * fps))
+        # ring buffers by frame index: a window and ``lag`` frames before and after it
+        self._size = self.lengths[-1] + 2 * self.lag + 3
+        self._count = 0  # frames pushed
+        self._tested = -1  # the last frame whose windows were tested
         self._fine: np.ndarray | None = None  # 64 px gray frames, flattened
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
         self._mean = np.zeros(self._size, np.float32)
         self._std = np.zeros(self._size, np.float32)
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._marked: set[int] = set()
+        self._shifts: dict[tuple[int, int], tuple[float, float]] = {}  # (a, b): shift a -> b
 
     def push(self, index: int, gray: np.ndarray) -> None:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
@@ -87,8 +98,14 @@ class TransitionFinder:
         self._fine8[k] = fine8
         self._fine[k] = fine8
         self._mean[k], self._std[k] = mean, std
-        # windows [s, e] end at the previous frame: the frame after e shows how e's shot moves
-        e = index - 1
+        self._count = index + 1
+        # the frames after a window show how its second shot moves
+        if index - 1 - self.lag >= 0:
+            self._windows(index - 1 - self.lag)
+            self._tested = index - 1 - self.lag
+
+    def _windows(self, e: int) -> None:
+        """Screen and test the windows ``[s, e]`` that end at frame ``e``."""
         starts = e - np.asarray([n for n in self.lengths if n <= e], np.int64)
         if not len(starts):
             return
@@ -104,7 +121,7 @@ class TransitionFinder:
             dtype=cv2.CV_32S,
         )  # fmt: skip
         change = sums.ravel().astype(np.float32) / np.float32(rows.shape[1])
-        back = (e - np.arange(self._size - 3)) % self._size  # frame e, then back in time
+        back = (e - np.arange(self.lengths[-1] + 1)) % self._size  # frame e, then back in time
         at = e - starts - 1  # per window: position of its second frame in ``back``
         jump = np.maximum.accumulate(self._step[back])[at]
         dip = np.minimum.accumulate(self._std[back[1:]])[np.maximum(at - 1, 0)]
@@ -124,13 +141,10 @@ class TransitionFinder:
         if min(sa, sb) >= 0.5 * max(sa, sb) and _shifted_similarity(a, b) > self.max_similarity:
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
-        # end of the window (a global shift per frame, measured from the frame before s and
-        # the frame after e): f_k = A_k + alpha_k (B_k - A_k), with a small residual
-        # (no motion where the neighbour is another shot or a step of the transition itself)
+        # end of the window (a global shift per frame, measured over the frames before s and
+        # after e): f_k = A_k + alpha_k (B_k - A_k), with a small residual
         change = float(np.abs(a - b).mean())
-        still = (0.0, 0.0)
-        va = _shift(fine(s - 1), a) if s > 0 and self._step[s % size] < 0.25 * change else still
-        vb = _shift(b, fine(e + 1)) if self._step[(e + 1) % size] < 0.25 * change else still
+        va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
         mid = (s + e) // 2  # the middle frame first: most windows that fail, fail there
         first = self._blend_fit(s, e, va, vb, [mid])
         if first[1].max() > self.max_residual:
@@ -162,18 +176,47 @@ class TransitionFinder:
         slope, at0 = np.polyfit(middle.astype(np.float64), alpha[middle].astype(np.float64), 1)
         if slope <= 0:
             return "steps"
-        # the line is 0 on the last clean frame before and 1 on the first clean frame after;
-        # a ramp longer than 30 frames gets one frame more at each end: its first and last
-        # frames are a blend of under 3 %, which coding noise hides from the fit
+        # the line is 0 on the last clean frame before and 1 on the first clean frame after.
+        # A ramp longer than 30 frames starts one frame earlier: its first frame is a blend of
+        # under 3 %, which coding noise hides from the fit
         pad = int(slope < 1 / 30)
-        lo, hi = round(-at0 / slope) + 1 - pad, round((1 - at0) / slope) - 1 + pad
+        lo, hi = round(-at0 / slope) + 1 - pad, round((1 - at0) / slope) - 1
         lo, hi = max(0, lo), min(len(alpha) - 1, hi)
         if e - s > 1.5 * (hi - lo + 3):
             # a loose window: its shots' motion is extrapolated far, so its ends are less sure;
             # a tighter window (lengths step by 1.35) marks this transition
             return "loose"
+        # the faint frames at each end may still hold a blend that the line misses: a decoded
+        # blend lags the edit (the frames after a dissolve hold 0.5-2 % of the old shot), and a
+        # shot that turns or zooms (no global shift) reads too little alpha. Each end widens
+        # over the frames that stand out from the clean frames beyond them
+        lo = _widen_start(alpha, lo)
+        hi = len(alpha) - 1 - _widen_start(1.0 - alpha[::-1], len(alpha) - 1 - hi)
         self._marked.update(range(lo + s + 1, hi + s + 2))
         return ""
+
+    def _velocity(self, i: int, way: int, change: float) -> tuple[float, float]:
+        """The global shift per frame of the shot at frame ``i``, measured towards ``way``
+        (-1: the frames before ``i``, 1: after) over up to ``lag`` frames of that shot: steps
+        under a quarter of the window's change (no motion across a cut or the transition)."""
+        n = 0
+        for k in range(1, self.lag + 1):
+            j = i + way * k
+            if not 0 <= j < self._count:
+                break
+            if self._step[(j if way > 0 else j + 1) % self._size] >= 0.25 * change:
+                break  # _step[f]: frame f against frame f - 1
+            n = k
+        if n == 0:
+            return 0.0, 0.0
+        a, b = sorted((i, i + way * n))
+        if (a, b) not in self._shifts:  # windows that share an end share its measure
+            if len(self._shifts) > 4 * self._size:
+                self._shifts = {k: v for k, v in self._shifts.items() if k[0] > i - self._size}
+            fine = lambda f: self._fine[f % self._size].reshape(self._shape)  # noqa: E731
+            self._shifts[a, b] = _refined_shift(fine(a), fine(b))
+        dx, dy = self._shifts[a, b]
+        return dx / n, dy / n
 
     def _blend_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
         """alpha and relative residual of frames ``ks`` as blends of the moved ends."""
@@ -194,6 +237,9 @@ class TransitionFinder:
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
         frames in ``exclude``."""
+        for e in range(self._tested + 1, self._count - 1):
+            self._windows(e)  # the last windows, with fewer frames after them
+        self._tested = max(self._tested, self._count - 2)
         ranges: list[list[int]] = []
         for i in sorted(self._marked - set(exclude)):
             if ranges and i == ranges[-1][1] + 1:
@@ -201,6 +247,27 @@ class TransitionFinder:
             else:
                 ranges.append([i, i])
         return ranges
+
+
+def _widen_start(alpha: np.ndarray, lo: int, *, floor: float = 0.01, m: int = 8) -> int:
+    """Move ``lo`` back over the frames before it whose alpha stands out from the clean frames
+    before them: above a line fitted to the last ``m`` of them (a shot's alpha may drift as
+    its motion is extrapolated; never downwards) by more than ``floor`` and three robust
+    deviations of that fit. At least 3 clean frames are needed to judge. The end of a ramp
+    widens the same way on ``1 - alpha`` reversed."""
+    while lo > 0:
+        before = alpha[max(0, lo - 1 - m) : lo - 1].astype(np.float64)
+        if len(before) < 3:
+            break
+        x = np.arange(len(before), dtype=np.float64)
+        slope, at0 = np.polyfit(x, before, 1)
+        slope = max(float(slope), 0.0)
+        res = before - (at0 + slope * x)
+        tol = max(floor, 3 * 1.4826 * float(np.median(np.abs(res - np.median(res)))))
+        if alpha[lo - 1] <= at0 + slope * len(before) + tol:
+            break
+        lo -= 1
+    return lo
 
 
 FINE = 64  # width (px) of the frames the finder compares
@@ -211,6 +278,25 @@ def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """The global shift (px) that takes frame ``a`` to frame ``b`` (phase correlation)."""
     (dx, dy), _ = cv2.phaseCorrelate(a, b)
     return dx, dy
+
+
+def _refined_shift(a: np.ndarray, b: np.ndarray, rounds: int = 2) -> tuple[float, float]:
+    """``_shift`` refined by least squares on the image gradients (Lucas-Kanade for one global
+    shift): phase correlation pulls sub-pixel shifts towards whole pixels (0.45 px reads as
+    0.3), and a slow pan's error grows with every frame it is extrapolated over."""
+    v = np.asarray(_shift(a, b), np.float64)
+    inner = (slice(M, -M), slice(M, -M))
+    target = b[inner].ravel().astype(np.float64)
+    for _ in range(rounds):
+        moved = _moved(a, (float(v[0]), float(v[1])), 1)
+        gy, gx = np.gradient(moved)
+        grad = np.stack([gx[inner].ravel(), gy[inner].ravel()], axis=1).astype(np.float64)
+        # b(x) = moved(x - d) ~ moved(x) - d . grad(x), so the step solves grad d = moved - b
+        step, *_ = np.linalg.lstsq(grad, moved[inner].ravel() - target, rcond=None)
+        if not np.isfinite(step).all() or np.abs(step).max() > 1.0:
+            break  # no smooth gradient to follow (flat or too far): keep phase correlation
+        v += step
+    return float(v[0]), float(v[1])
 
 
 def _moved(img: np.ndarray, v: tuple[float, float], steps: int) -> np.ndarray:
