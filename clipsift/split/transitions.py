@@ -66,7 +66,6 @@ class TransitionFinder:
         # ring buffers by frame index: a window and ``lag`` frames before and after it
         self._size = self.lengths[-1] + 2 * self.lag + 3
         self._count = 0  # frames pushed
-        self._tested = -1  # the last frame whose windows were tested
         self._fine: np.ndarray | None = None  # 64 px gray frames, flattened
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
         self._mean = np.zeros(self._size, np.float32)
@@ -102,7 +101,6 @@ class TransitionFinder:
         # the frames after a window show how its second shot moves
         if index - 1 - self.lag >= 0:
             self._windows(index - 1 - self.lag)
-            self._tested = index - 1 - self.lag
 
     def _windows(self, e: int) -> None:
         """Screen and test the windows ``[s, e]`` that end at frame ``e``."""
@@ -134,8 +132,7 @@ class TransitionFinder:
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
         size = self._size
-        fine = lambda i: self._fine[i % size].reshape(self._shape)  # noqa: E731
-        a, b = fine(s), fine(e)
+        a, b = self._frame(s), self._frame(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
         # 1. the ends are two different pictures (not one picture moved), or one end is flat
         if min(sa, sb) >= 0.5 * max(sa, sb) and _shifted_similarity(a, b) > self.max_similarity:
@@ -213,17 +210,20 @@ class TransitionFinder:
         if (a, b) not in self._shifts:  # windows that share an end share its measure
             if len(self._shifts) > 4 * self._size:
                 self._shifts = {k: v for k, v in self._shifts.items() if k[0] > i - self._size}
-            fine = lambda f: self._fine[f % self._size].reshape(self._shape)  # noqa: E731
-            self._shifts[a, b] = _refined_shift(fine(a), fine(b))
+            self._shifts[a, b] = _refined_shift(self._frame(a), self._frame(b))
         dx, dy = self._shifts[a, b]
         return dx / n, dy / n
+
+    def _frame(self, i: int) -> np.ndarray:
+        """Frame ``i``'s 64-px gray image (float32) from the ring."""
+        return self._fine[i % self._size].reshape(self._shape)
 
     def _blend_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
         """alpha and relative residual of frames ``ks`` as blends of the moved ends."""
         if not ks:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         size, shape = self._size, self._shape
-        a, b = (self._fine[i % size].reshape(shape) for i in (s, e))
+        a, b = self._frame(s), self._frame(e)
         crop = (slice(None), slice(M, -M), slice(M, -M))
         ak = np.stack([_moved(a, va, k - s) for k in ks])[crop].reshape(len(ks), -1)
         bk = np.stack([_moved(b, vb, k - e) for k in ks])[crop].reshape(len(ks), -1)
@@ -237,9 +237,9 @@ class TransitionFinder:
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
         frames in ``exclude``."""
-        for e in range(self._tested + 1, self._count - 1):
-            self._windows(e)  # the last windows, with fewer frames after them
-        self._tested = max(self._tested, self._count - 2)
+        # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
+        for e in range(max(0, self._count - 1 - self.lag), self._count - 1):
+            self._windows(e)
         ranges: list[list[int]] = []
         for i in sorted(self._marked - set(exclude)):
             if ranges and i == ranges[-1][1] + 1:
