@@ -13,7 +13,7 @@ from clipsift.config import ConfigError, validate_config
 from clipsift.sample import Segment, render_video, score_scenes
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.scan import FRAME_COLUMNS, scan_video
-from clipsift.split.transitions import _refined_shift, cut_out
+from clipsift.split.transitions import _refined_motion, cut_out
 
 SIZE = (320, 180)
 
@@ -77,18 +77,42 @@ def test_a_dissolve_out_of_a_slow_pan_at_60_fps_keeps_no_blended_frame(tmp_path)
     assert score["boundary_error"] <= 2, (scenes, truth["transitions"])
 
 
-def test_a_sub_pixel_shift_is_measured_closely():
-    """The finder's velocity of a shot: phase correlation pulls a shift of a fraction of a pixel
-    towards a whole one; the gradient refinement does not."""
+def test_a_turning_shot_after_a_dissolve_starts_within_a_frame(tmp_path):
+    """A 0.5-s dissolve into a shot turning at 10 degrees per second, at 60 fps: read as a
+    shift, the turning shot's own first frames looked like the tail of the blend, and its start
+    was placed 2 frames late (a turn or zoom is now measured with the shift)."""
+    fps = 60
+    plan = [
+        Segment(120, seed=142, pan=(0.75, 0.25)),
+        Segment(150, seed=152, dissolve=30, rotate=10 / fps),
+        Segment(60, seed=3),
+    ]
+    truth = render_video(tmp_path / "r.webm", plan, fps=fps, size=SIZE)
+    scenes = scenes_of(tmp_path / "r.webm", fps)
+    score = score_scenes(truth, scenes, min_frames=30)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
+def test_a_shots_shift_turn_and_zoom_are_measured_closely():
+    """The finder's motion of a shot: phase correlation pulls a shift of a fraction of a pixel
+    towards a whole one and reads no turn or zoom at all; the gradient refinement measures
+    all three (a turning shot read as a shift looks like the tail of a blend)."""
     rng = np.random.default_rng(0)
     big = cv2.GaussianBlur(rng.random((72, 128)).astype(np.float32) * 255, (0, 0), 2)
     small = lambda img: cv2.resize(img, (64, 36), interpolation=cv2.INTER_AREA)  # noqa: E731
-    for dx, dy in [(0.1, -0.05), (0.225, 0.1), (0.4, -0.2), (1.65, 0.8)]:
-        mat = np.float32([[1, 0, 2 * dx], [0, 1, 2 * dy]])
+    cases = [(0.1, -0.05, 0, 1), (0.225, 0.1, 0, 1), (0.4, -0.2, 0, 1), (1.65, 0.8, 0, 1)]
+    cases += [(0, 0, 1.5, 1), (0.5, 0.2, 3, 1), (0, 0, -2, 1.02), (0, 0, 6, 1)]
+    for dx, dy, deg, zoom in cases:
+        mat = cv2.getRotationMatrix2D((63.5, 35.5), deg, zoom)  # about the centre
+        mat[:, 2] += (2 * dx, 2 * dy)
         moved = cv2.warpAffine(big, mat, (128, 72), borderMode=cv2.BORDER_REPLICATE)
-        got = _refined_shift(small(big), small(moved))
-        assert abs(got[0] - dx) < 0.03 + 0.05 * abs(dx), (dx, dy, got)
-        assert abs(got[1] - dy) < 0.03 + 0.05 * abs(dy), (dx, dy, got)
+        c, t = _refined_motion(small(big), small(moved))
+        case = (dx, dy, deg, zoom, c, t)
+        assert abs(t.real - dx) < 0.03 + 0.05 * abs(dx), case
+        assert abs(t.imag - dy) < 0.03 + 0.05 * abs(dy), case
+        assert abs(-np.degrees(np.angle(c)) - deg) < 0.05 + 0.02 * abs(deg), case
+        assert abs(abs(c) - zoom) < 0.002, case
 
 
 def test_without_the_transition_finder_a_dissolve_stays_inside_a_scene(tmp_path):

@@ -19,11 +19,13 @@ of its frames, so windows are tested that long after their last frame. Frames th
 colour near black or white (the dip of a fade, a blank) belong to no clip either.
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
-720p or 1080p frame costs to decode; about 4 ms on footage with a transition every 3 s, as every
+720p or 1080p frame costs to decode; 4.5-10 ms on footage with a transition every 3 s, as every
 window around one is fitted frame by frame.
 """
 
 from __future__ import annotations
+
+import functools
 
 import cv2
 import numpy as np
@@ -72,7 +74,7 @@ class TransitionFinder:
         self._std = np.zeros(self._size, np.float32)
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._marked: set[int] = set()
-        self._shifts: dict[tuple[int, int], tuple[float, float]] = {}  # (a, b): shift a -> b
+        self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
 
     def push(self, index: int, gray: np.ndarray) -> None:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
@@ -138,8 +140,8 @@ class TransitionFinder:
         if min(sa, sb) >= 0.5 * max(sa, sb) and _shifted_similarity(a, b) > self.max_similarity:
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
-        # end of the window (a global shift per frame, measured over the frames before s and
-        # after e): f_k = A_k + alpha_k (B_k - A_k), with a small residual
+        # end of the window (a shift, turn and zoom per frame, measured over the frames before
+        # s and after e): f_k = A_k + alpha_k (B_k - A_k), with a small residual
         change = float(np.abs(a - b).mean())
         va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
         mid = (s + e) // 2  # the middle frame first: most windows that fail, fail there
@@ -184,18 +186,20 @@ class TransitionFinder:
             # a tighter window (lengths step by 1.35) marks this transition
             return "loose"
         # the faint frames at each end may still hold a blend that the line misses: a decoded
-        # blend lags the edit (the frames after a dissolve hold 0.5-2 % of the old shot), and a
-        # shot that turns or zooms (no global shift) reads too little alpha. Each end widens
-        # over the frames that stand out from the clean frames beyond them
+        # blend lags the edit (the frames after a dissolve hold 0.5-3 % of the old shot, and a
+        # slow dissolve's decoded ramp runs that much late), and a shot's motion is measured
+        # with some error. Each end widens over the frames that stand out from the clean frames
+        # beyond them
         lo = _widen_start(alpha, lo)
         hi = len(alpha) - 1 - _widen_start(1.0 - alpha[::-1], len(alpha) - 1 - hi)
         self._marked.update(range(lo + s + 1, hi + s + 2))
         return ""
 
-    def _velocity(self, i: int, way: int, change: float) -> tuple[float, float]:
-        """The global shift per frame of the shot at frame ``i``, measured towards ``way``
-        (-1: the frames before ``i``, 1: after) over up to ``lag`` frames of that shot: steps
-        under a quarter of the window's change (no motion across a cut or the transition)."""
+    def _velocity(self, i: int, way: int, change: float) -> Motion:
+        """The motion per frame (turn, zoom and shift) of the shot at frame ``i``, measured
+        towards ``way`` (-1: the frames before ``i``, 1: after) over up to ``lag`` frames of
+        that shot: steps under a quarter of the window's change (no motion across a cut or the
+        transition)."""
         n = 0
         for k in range(1, self.lag + 1):
             j = i + way * k
@@ -205,14 +209,13 @@ class TransitionFinder:
                 break  # _step[f]: frame f against frame f - 1
             n = k
         if n == 0:
-            return 0.0, 0.0
+            return STILL
         a, b = sorted((i, i + way * n))
-        if (a, b) not in self._shifts:  # windows that share an end share its measure
-            if len(self._shifts) > 4 * self._size:
-                self._shifts = {k: v for k, v in self._shifts.items() if k[0] > i - self._size}
-            self._shifts[a, b] = _refined_shift(self._frame(a), self._frame(b))
-        dx, dy = self._shifts[a, b]
-        return dx / n, dy / n
+        if (a, b) not in self._motions:  # windows that share an end share its measure
+            if len(self._motions) > 4 * self._size:
+                self._motions = {k: v for k, v in self._motions.items() if k[0] > i - self._size}
+            self._motions[a, b] = _refined_motion(self._frame(a), self._frame(b))
+        return _per_frame(self._motions[a, b], n)
 
     def _frame(self, i: int) -> np.ndarray:
         """Frame ``i``'s 64-px gray image (float32) from the ring."""
@@ -280,37 +283,96 @@ def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return dx, dy
 
 
-def _refined_shift(a: np.ndarray, b: np.ndarray, rounds: int = 2) -> tuple[float, float]:
-    """``_shift`` refined by least squares on the image gradients (Lucas-Kanade for one global
-    shift): phase correlation pulls sub-pixel shifts towards whole pixels (0.45 px reads as
-    0.3), and a slow pan's error grows with every frame it is extrapolated over."""
-    v = np.asarray(_shift(a, b), np.float64)
+# A shot's motion between two frames is a similarity about the frame's centre: with pixel
+# positions as complex numbers z (x + iy, from the centre), z -> c z + t, where c turns and
+# zooms (|c| the zoom, arg c the turn) and t shifts. A pan is c = 1; its steps add up, and any
+# similarity's k-th step is c^k z + t (c^k - 1) / (c - 1), so one measure over n frames gives the
+# motion per frame and its extrapolation over a window.
+Motion = tuple[complex, complex]  # (c, t)
+STILL: Motion = (1 + 0j, 0j)
+
+
+def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
+    """The motion that takes frame ``a`` to frame ``b``: ``_shift``, refined by least squares on
+    the image gradients (Lucas-Kanade) as a shift, then as a similarity (turn, zoom and shift),
+    kept when it fits clearly better (under 0.7 times the shift's squared error). Phase correlation pulls sub-pixel shifts towards whole
+    pixels (0.45 px reads as 0.3), a slow pan's error grows with every frame it is extrapolated
+    over, and a turning shot is no shift at all: its blends read too little alpha near its edges.
+    A turn or zoom fitted to coding noise, on the other hand, would bend a long window."""
+    h, w = a.shape
     inner = (slice(M, -M), slice(M, -M))
+    zx, zy = _centred_grid(h, w)
     target = b[inner].ravel().astype(np.float64)
-    for _ in range(rounds):
-        moved = _moved(a, (float(v[0]), float(v[1])), 1)
-        gy, gx = np.gradient(moved)
-        grad = np.stack([gx[inner].ravel(), gy[inner].ravel()], axis=1).astype(np.float64)
-        # b(x) = moved(x - d) ~ moved(x) - d . grad(x), so the step solves grad d = moved - b
-        step, *_ = np.linalg.lstsq(grad, moved[inner].ravel() - target, rcond=None)
-        if not np.isfinite(step).all() or np.abs(step).max() > 1.0:
-            break  # no smooth gradient to follow (flat or too far): keep phase correlation
-        v += step
-    return float(v[0]), float(v[1])
+    by, bx = np.gradient(b)
+    bx, by = bx[inner].ravel(), by[inner].ravel()
+
+    def refine(m: Motion, turn: bool, rounds: int) -> tuple[Motion, float]:
+        """``m`` after ``rounds`` Gauss-Newton steps, and the mean squared difference of ``a``
+        so moved from ``b``."""
+        full = _moved(a, m, 1)
+        for _ in range(rounds):
+            moved = full[inner].ravel()
+            gy, gx = np.gradient(full)
+            # both images' slopes (fewer steps overshoot than with one image's)
+            gx, gy = (gx[inner].ravel() + bx) / 2, (gy[inner].ravel() + by) / 2
+            # b(z) = moved(z - d(z)) ~ moved(z) - grad . d(z), with d(z) = p z + q (complex p,
+            # q; p = 0 for a shift): the step solves grad . d = moved - b for (q, p)
+            cols = [gx, gy] + ([gx * zx + gy * zy, gy * zx - gx * zy] if turn else [])
+            jac = np.stack(cols, axis=1).astype(np.float64)
+            try:
+                step = np.linalg.solve(jac.T @ jac, jac.T @ (moved - target))
+            except np.linalg.LinAlgError:
+                break  # no gradient at all (a flat frame)
+            d = complex(1 + step[2], step[3]) if turn else 1 + 0j
+            if not np.isfinite(step).all() or np.abs(step[:2]).max() > 1.0 or abs(d - 1) > 0.15:
+                break  # no smooth gradient to follow (flat, or too far): keep what we have
+            m = (d * m[0], d * m[1] + complex(step[0], step[1]))
+            full = _moved(a, m, 1)
+        return m, float(np.square(full[inner].ravel() - target).mean())
+
+    shift, fit = refine((1 + 0j, complex(*_shift(a, b))), False, 2)
+    turned, turned_fit = refine(shift, True, 3)
+    return turned if turned_fit < 0.7 * fit else shift
 
 
-def _moved(img: np.ndarray, v: tuple[float, float], steps: int) -> np.ndarray:
-    """``img`` shifted by ``steps`` times ``v`` (itself when that is under 0.05 px)."""
-    if abs(v[0] * steps) + abs(v[1] * steps) < 0.05:
+@functools.cache
+def _centred_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the pixels ``M`` px inside an ``h`` x ``w`` frame, from its centre, flattened."""
+    ys, xs = np.mgrid[M : h - M, M : w - M].astype(np.float64)
+    return (xs - (w - 1) / 2).ravel(), (ys - (h - 1) / 2).ravel()
+
+
+def _per_frame(m: Motion, n: int) -> Motion:
+    """The motion per frame of one measured over ``n`` frames (the n-th root of the similarity)."""
+    c, t = m
+    if abs(c - 1) < 1e-9:
+        return 1 + 0j, t / n
+    c1 = c ** (1 / n)
+    return c1, t * (c1 - 1) / (c - 1)
+
+
+def _moved(img: np.ndarray, v: Motion, steps: int) -> np.ndarray:
+    """``img`` moved ``steps`` times by ``v`` (backwards for negative steps; itself when no
+    pixel moves by 0.05 px)."""
+    c, t = v
+    if abs(c - 1) < 1e-9:
+        ck, tk = 1 + 0j, t * steps
+    else:
+        ck = c**steps
+        tk = t * (ck - 1) / (c - 1)
+    h, w = img.shape
+    centre = complex((w - 1) / 2, (h - 1) / 2)
+    if abs(ck - 1) * abs(centre) + abs(tk.real) + abs(tk.imag) < 0.05:
         return img
-    mat = np.float32([[1, 0, v[0] * steps], [0, 1, v[1] * steps]])
-    return cv2.warpAffine(img, mat, img.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+    off = tk + centre - ck * centre  # about the centre, in OpenCV's pixel coordinates
+    mat = np.float32([[ck.real, -ck.imag, off.real], [ck.imag, ck.real, off.imag]])
+    return cv2.warpAffine(img, mat, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
 def _shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Correlation of ``b`` with ``a`` moved by their phase-correlation shift (a pan's frames
     stay similar, two shots do not); ``M`` px at the edges are left out."""
-    moved = _moved(a, _shift(a, b), 1)
+    moved = _moved(a, (1 + 0j, complex(*_shift(a, b))), 1)
     x, y = moved[M:-M, M:-M], b[M:-M, M:-M]
     x, y = x - x.mean(), y - y.mean()
     return float((x * y).mean() / (x.std() * y.std() + 1e-6))
