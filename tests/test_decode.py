@@ -219,6 +219,55 @@ def test_rotation_probe_and_arrays(rotated):
     assert rot[0].bgr(160).shape == (90, 160, 3)
 
 
+def _bitstream_sar_video(path, n=12):
+    """Frames of 160x90 coded pixels, 16:11 wide, with the SAR only in the H.264 bitstream (the
+    muxer is not told, so an MP4 gets no pasp box and a Matroska file no display size)."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 90, "yuv420p"
+        s.codec_context.options = {"x264-params": "sar=16/11"}
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((90, 160, 3), 10 * i, np.uint8), "rgb24")
+            frame.pts = i
+            out.mux(s.encode(frame))
+        out.mux(s.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mov", "mkv", "ts"])
+def test_a_quick_open_reads_what_ffmpegs_probe_decode_reads(tmp_path, rotated, monkeypatch, ext):
+    """The reading paths open an MP4 or MOV without FFmpeg decoding its first frame to probe it
+    (they decode it themselves): the probe, frame times and geometry are the same as with that
+    decode, the SAR stored only in the bitstream included."""
+    from clipsift.io import decode
+
+    path = _bitstream_sar_video(tmp_path / f"sar.{ext}")
+    paths = [path, rotated[1]] if ext == "mp4" else [path]
+
+    def facts():
+        out = []
+        for p in paths:
+            frames = [(f.index, f.time, f.sar, f.display_size()) for f in iter_frames(p)]
+            later = [(f.index, f.time, f.sar) for f in iter_frames(p, start=0.5)]
+            shape = read_frames_at(p, [0.45], size=100)[0].shape
+            out.append((probe(p), frames, later, shape))
+        return out
+
+    quick = facts()
+    with monkeypatch.context() as m:
+        slow = decode._open_input
+        m.setattr(decode, "_open_input", lambda p, quick: slow(p, False))
+        assert facts() == quick
+    got = quick[0][0]
+    assert got["sar"] == pytest.approx(16 / 11) and (got["width"], got["height"]) == (233, 90)
+    assert got["pix_fmt"] == "yuv420p" and got["n_frames"] in (12, None)
+    # nothing decoded yet: FFmpeg skipped its trial decode for MP4 and MOV only
+    with open_video(path, quick=True) as (_, stream):
+        assert (stream.codec_context.pix_fmt is None) == (ext in ("mp4", "mov"))
+    with open_video(path) as (_, stream):
+        assert stream.codec_context.pix_fmt == "yuv420p"
+
+
 def test_analysis_frames_small_gray_and_bgr(tiny_videos):
     fr = next(iter(iter_frames(tiny_videos["b"])))
     gray, bgr = fr.analysis(160)
