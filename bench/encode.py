@@ -165,7 +165,7 @@ def run_family(name: str, args: dict, queue) -> None:
             read_clip(
                 clip.source_path,
                 plan.indices,
-                clip.fps,
+                (clip.start_frame, clip.start_time),
                 geo.rect,
                 (geo.bucket.width, geo.bucket.height),
             )

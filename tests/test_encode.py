@@ -221,7 +221,7 @@ def test_read_clip_takes_the_planned_frames(tmp_path):
     expected_rgb = np.clip(np.round((np.array(lumas) - 16) * 255 / 219), 0, 255)
     for cfg in ({"count": 9, "stride": 3, "skip_start": 2}, {"count": 9, "target_fps": 10}):
         plan = plan_frames(5, 40, 25.0, cfg, 4)
-        frames = read_clip(str(path), plan.indices, 25.0, (0, 0, 64, 48), (32, 16))
+        frames = read_clip(str(path), plan.indices, (0, 0.0), (0, 0, 64, 48), (32, 16))
         assert frames.shape == (9, 16, 32, 3)
         got = [int(np.argmin(np.abs(expected_rgb - f.mean()))) for f in frames]
         assert got == plan.indices
@@ -233,7 +233,7 @@ def test_read_clip_crops_and_resizes_exactly(videos):
     import cv2
 
     rect, size = (24, 8, 112, 80), (28, 20)
-    got = read_clip(str(videos["land"]), [3, 4], 10.0, rect, size)
+    got = read_clip(str(videos["land"]), [3, 4], (0, 0.0), rect, size)
     with av.open(str(videos["land"])) as c:
         full = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][3:5]
     x, y, w, h = rect
@@ -245,7 +245,7 @@ def test_read_clip_past_the_end_is_an_error(tmp_path, videos):
     from clipsift.io.decode import VideoError
 
     with pytest.raises(VideoError):
-        read_clip(str(videos["land"]), list(range(25, 40)), 10.0, (0, 0, 160, 96), (80, 48))
+        read_clip(str(videos["land"]), list(range(25, 40)), (0, 0.0), (0, 0, 160, 96), (80, 48))
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -336,7 +336,7 @@ def test_every_vae_family(name, models, videos, tmp_path):
     frames = read_clip(
         str(videos["land"]),
         json.loads((out / "land_0000.json").read_text())["frames"]["indices"],
-        10.0,
+        (0, 0.0),
         tuple(row["crop"]),
         (int(row["width"]), int(row["height"])),
     )

@@ -13,11 +13,13 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
 from __future__ import annotations
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import all_shards_table, base_config, run_snakemake
 
+from clipsift.config import with_defaults
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.sample import Segment, render_video
 from clipsift.split.clips import stream_copy
@@ -94,6 +96,71 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
     assert sar in (None, 1) or float(sar) == 1.0
     assert w / h == pytest.approx(16 / 9, rel=0.01), (w, h)
     assert (an["width"].iloc[0], an["height"].iloc[0]) == (1024, 576)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
+    """A shot filmed at 30 fps that drops to 5 fps for its last second, then a hard cut to a
+    30-fps shot: its last frame lasts 0.2 s, four times the clip's average frame. Every stage
+    that reads frames after the split gets frames of the clip: OCR's first, middle and last
+    (before: the last was the next shot's first frame), the learned scorers' evenly spread
+    frames (the same), the encoder's planned frames by number (before: frame numbers over the
+    clip's average rate, wrong frames in the first clip and a failed read in the second), and
+    UniMatch's adjacent pairs with their real time gaps."""
+    from clipsift.encoders.sampling import plan_frames
+    from clipsift.encoders.video import read_clip
+    from clipsift.filters.ocr import clip_frame_times, frame_number
+    from clipsift.ingest import ingest_shard
+    from clipsift.io.decode import frames_by_index
+    from clipsift.models.runner import clip_times
+    from clipsift.scorers import unimatch
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    times = [i / 30 for i in range(45)] + [1.5 + i / 5 for i in range(5)]
+    times += [2.5 + i / 30 for i in range(75)]
+    path = tmp_path / f"drop.{ext}"
+    render_video(path, [Segment(50, seed=38, pan=(2, 0)), Segment(75, seed=39, pan=(0, 1.5))],
+                 fps=30, size=(192, 108), times=times)  # fmt: skip
+    decoded = list(iter_frames(path))
+    assert [f.time for f in decoded] == pytest.approx(times, abs=1e-3)
+    small = np.stack([f.gray(96).astype(np.float32) for f in decoded])
+
+    def which(img: np.ndarray) -> int:
+        """The decoded frame this image is (nearest by pixels)."""
+        g = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        g = cv2.resize(g, small.shape[:0:-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+        return int(np.argmin(((small - g) ** 2).mean(axis=(1, 2))))
+
+    items = pd.DataFrame([{"source": "s", "video_id": "v", "uri": str(path), "path": str(path),
+                           "caption": None}])  # fmt: skip
+    source = ingest_shard(items)
+    scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
+    split = with_defaults("split", None) | {"min_seconds": 1.0}
+    clips = scenes_to_clips(scenes, source, split, frames)
+    assert [(c.start_frame, c.end_frame) for c in clips.itertuples()] == [(0, 50), (50, 125)]
+    assert list(clips["frame_rate_mode"]) == ["variable", "variable"]
+    assert list(clips["last_time"]) == [decoded[49].time, decoded[124].time]
+    ocr_cfg = with_defaults("filters.ocr", None) | {"frames": "first_middle_last"}
+    for clip in clips.itertuples():
+        inside = range(clip.start_frame, clip.end_frame)
+        ts = clip_frame_times(clip, ocr_cfg)
+        got = [which(img) for img in read_frames_at(path, ts, fmt="gray")]
+        assert all(i in inside for i in got), (clip.clip_id, got)
+        assert got[-1] == clip.end_frame - 1
+        assert [frame_number(clip, ts[0]), frame_number(clip, ts[-1])] == [got[0], got[-1]]
+        got = [which(img) for img in read_frames_at(path, clip_times(clip, 5), fmt="gray")]
+        assert all(i in inside for i in got) and got[-1] == clip.end_frame - 1
+        plan = plan_frames(clip.start_frame, clip.end_frame, clip.fps, {"count": 9}, 4)
+        first = (clip.start_frame, clip.start_time)
+        enc = read_clip(str(path), plan.indices, first, (0, 0, 192, 108), (96, 54))
+        assert [which(img) for img in enc] == plan.indices
+        offsets = unimatch.pair_offsets(clip, 3)
+        pairs = [f for _, f in frames_by_index(path, offsets, (0, clip.start_time))]
+        want = [clip.start_frame + o for o in offsets]
+        assert [f.index for f in pairs] == offsets
+        assert [which(f.gray()) for f in pairs] == want
+        assert [f.time for f in pairs] == [decoded[i].time for i in want]
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv", "webm", "ts", "avi"])

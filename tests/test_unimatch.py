@@ -18,7 +18,7 @@ import yaml
 from helpers import base_config, render_lumas, run_snakemake, shard_table
 
 from clipsift.config import defaults
-from clipsift.io.decode import read_frames_at
+from clipsift.io.decode import frames_by_index
 from clipsift.models import hub
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.scorers import REGISTRY, ShardInputs, run_scorer
@@ -211,13 +211,14 @@ def test_the_seeds_frame_pairs():
     assert um.pair_starts(100, 4) == [0, 20, 40, 60]
 
 
-def test_pair_times_read_exactly_those_frames(tmp_path):
+def test_pairs_are_exactly_those_frames(tmp_path):
     video = render_lumas(tmp_path / "count.mp4", [8 * i for i in range(30)], fps=10, gop=30)
     clip = pd.DataFrame([clip_row("v_0000", video, (64, 48), 0.7, 2.7, frames=(7, 27))])
     clip = next(clip.itertuples())
-    frames = read_frames_at(video, um.pair_times(clip, 3), fmt="gray")
-    lumas = [int(round(f.mean() / 8)) for f in frames]
-    assert lumas == [7, 8, 12, 13, 17, 18]  # 20 frames from frame 7: stride 5
+    assert um.pair_offsets(clip, 3) == [0, 1, 5, 6, 10, 11]  # 20 frames: stride 5
+    frames = [f for _, f in frames_by_index(video, um.pair_offsets(clip, 3), (0, 0.7))]
+    lumas = [int(round(f.luma().mean() / 8)) for f in frames]
+    assert lumas == [7, 8, 12, 13, 17, 18]
 
 
 def test_scores_are_the_networks_flow_on_the_seeds_frames(videos):
@@ -287,6 +288,21 @@ def test_units_per_frame_per_second_and_per_diagonal(videos):
     np.testing.assert_allclose(
         out.loc["still_0000", "rel_per_s"], 5.0 * 10 / np.hypot(*SIZE), rtol=1e-6
     )
+
+
+def test_per_second_uses_each_pairs_real_time_gap(tmp_path):
+    """Variable frame rate: 8 frames 0.1 s apart, then 8 frames 0.025 s apart (clip average 16
+    fps). Pairs start at frames 0, 4 and 8 (16 // 4 = 4): gaps 0.1, 0.1 and 0.025 s. A
+    constant flow of 5 px per pair is then 50, 50 and 200 px/s, not 5 x 16 = 80."""
+    times = [i / 10 for i in range(8)] + [0.8 + i / 40 for i in range(8)]
+    path = tmp_path / "vfr.mp4"
+    render_video(path, [Segment(16, seed=53)], fps=10, size=(112, 64), times=times)
+    clip = clip_row("v_0000", path, (112, 64), 0.0, 0.975, fps=16.0, frames=(0, 16))
+    model = ConstantFlow(**TINY, encoder_dims=TINY_DIMS)
+    out = um.score_clips(pd.DataFrame([clip]), model, {"size": SIZE}).iloc[0]
+    assert out["error"] is None and out["n_pairs"] == 3
+    np.testing.assert_allclose(out["score"], 5.0, rtol=1e-6)
+    np.testing.assert_allclose(out["px_per_s"], (50 + 50 + 200) / 3, rtol=1e-6)
 
 
 def test_clips_that_cannot_be_scored_get_an_error(videos, tmp_path):

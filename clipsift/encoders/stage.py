@@ -278,7 +278,7 @@ def _encode_latents(vae, jobs, rows, cfg, out_dir: Path, final_dir: Path, cache)
             return read_clip(
                 clip.source_path,
                 plan.indices,
-                float(clip.fps),
+                (int(clip.start_frame), float(clip.start_time)),
                 geo.rect,
                 (geo.bucket.width, geo.bucket.height),
             )

@@ -6,11 +6,13 @@ tests of ``MEASURE``.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..models.frames import sample_span
 from ..split.clips import rows_in_clip, skip_reason
 from . import Measure, Test
 from .ocr_reader import OcrReader, is_text_like
@@ -204,12 +206,28 @@ def ocr_from_scan(clips, rows, cfg: dict, prepare=None) -> dict:
 
 def clip_frame_times(clip, cfg: dict) -> list[float]:
     """Times (s) of the frames OCR reads in a clip: first, middle, last; or one every N seconds."""
-    half = 0.5 / float(clip.fps)
-    a, b = float(clip.start_time) + half, float(clip.end_time) - half
+    a, b = sample_span(
+        float(clip.start_time),
+        float(clip.end_time),
+        float(clip.fps),
+        getattr(clip, "last_time", None),
+    )
     if cfg["frames"] == "first_middle_last":
         return [a, (a + b) / 2, b]
     n = max(2, min(cfg["max_frames"], int((b - a) / cfg["every_seconds"]) + 1))
     return list(np.linspace(a, b, n))
+
+
+def frame_number(clip, t: float) -> int:
+    """The number of the clip's frame that a read at time ``t`` takes (the nearest; halfway, the
+    earlier): exact at the clip's first and last frame, whose times the clip carries, and in
+    between on constant frame rate; on variable frame rate the middle is the nearest estimate."""
+    a, b = int(clip.start_frame), int(clip.end_frame) - 1
+    ta, fps = float(clip.start_time), float(clip.fps)
+    last = getattr(clip, "last_time", None)
+    tb = float(last) if last is not None and last == last else float(clip.end_time) - 1 / fps
+    x = a + (t - ta) * (b - a) / (tb - ta) if b > a and tb > ta else a
+    return int(min(max(math.ceil(x - 0.5 - 1e-9), a), max(a, b)))
 
 
 def ocr_shard(clips, cfg: dict) -> dict:
@@ -250,7 +268,7 @@ def ocr_shard(clips, cfg: dict) -> dict:
         for clip, ts in zip(todo, times, strict=True):
             imgs = flat[k : k + len(ts)]
             k += len(ts)
-            numbers = [int(round(t * float(clip.fps))) for t in ts]
+            numbers = [frame_number(clip, t) for t in ts]
             rec = ocr_record(imgs, numbers, reader, stable_iou=cfg["stable_iou"])
             out[clip.clip_id] = rec | {"error": None}
             done += 1

@@ -236,6 +236,37 @@ def iter_frames(
             raise VideoError(f"decode failed: {reason(exc)}") from exc
 
 
+def frames_by_index(
+    path: str | os.PathLike,
+    indices: Sequence[int],
+    first: tuple[int, float],
+    *,
+    threads: int = 1,
+) -> Iterator[tuple[int, Frame]]:
+    """The frames numbered ``indices`` (ascending, repeats allowed), exactly, on any frame rate:
+    ``first`` is a frame the scan numbered, ``(index, presentation time)`` (a clip's
+    ``start_frame`` and ``start_time``), at or before every wanted frame. Decoding starts at that
+    frame's time and counts frames from there; ``index / fps`` would miss on variable frame rate
+    (a clip after a 30 -> 10 fps switch was looked for seconds after the end of its video).
+
+    Yields ``(k, frame)`` for each ``indices[k]`` in order (a repeated index yields the same
+    :class:`Frame` again); raises :class:`VideoError` when the video ends first."""
+    base, t0 = int(first[0]), float(first[1])
+    if any(b < a for a, b in zip(indices, indices[1:], strict=False)) or (
+        len(indices) and indices[0] < base
+    ):
+        raise ValueError(f"indices must be ascending from {base}")
+    k = 0
+    for n, fr in enumerate(iter_frames(path, start=t0, threads=threads)):
+        while k < len(indices) and indices[k] == base + n:
+            yield k, Frame(base + n, fr.time, fr.av_frame, fr.sar)
+            k += 1
+        if k == len(indices):
+            return
+    if k < len(indices):
+        raise VideoError(f"clip ended after {k} of {len(indices)} frames")
+
+
 def tolerant_decode(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
     """Every frame the decoder can make, packet by packet: a refused packet is skipped and its
     error appended to ``errors``."""

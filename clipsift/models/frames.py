@@ -19,18 +19,28 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def uniform_times(start: float, end: float, fps: float, n: int) -> list[float]:
-    """``n`` frame times spread evenly inside ``[start, end)``, at frame centres."""
+def sample_span(
+    start: float, end: float, fps: float, last: float | None = None
+) -> tuple[float, float]:
+    """The first and last times to sample a clip ``[start, end)`` at; a reader takes the frame
+    nearest a time. ``last`` is the time of the clip's last frame: then the span is the clip's
+    first and last frame times, exact frames whatever the frame rate. Without it (clip tables
+    written before ``last_time``): frame centres at the clip's average ``fps``, which on variable
+    frame rate can fall nearer the next clip's first frame (a last frame four times as long as
+    the average one: the next shot was read)."""
+    if last is not None and last == last and start <= float(last) < end:  # NaN != NaN
+        return start, float(last)
     half = 0.5 / fps
+    return start + half, max(start + half, end - half)
+
+
+def uniform_times(
+    start: float, end: float, fps: float, n: int, last: float | None = None
+) -> list[float]:
+    """``n`` frame times spread evenly inside ``[start, end)`` (:func:`sample_span`)."""
     if n == 1:
         return [(start + end) / 2]
-    return list(np.linspace(start + half, end - half, n))
-
-
-def rate_times(start: float, end: float, fps: float, rate: float, max_n: int) -> list[float]:
-    """Frames at ``rate`` per second, at most ``max_n`` (then spread evenly), at least one."""
-    n = max(1, min(max_n, int((end - start) * rate)))
-    return uniform_times(start, end, fps, n)
+    return list(np.linspace(*sample_span(start, end, fps, last), n))
 
 
 def clip_frames(clip, times: list[float], size=None) -> list[np.ndarray]:

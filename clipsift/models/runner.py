@@ -55,7 +55,8 @@ class FrameResults:
 
 def clip_times(clip, n: int) -> list[float]:
     fps = float(clip.fps) if clip.fps and clip.fps > 0 else 30.0
-    return uniform_times(float(clip.start_time), float(clip.end_time), fps, n)
+    last = getattr(clip, "last_time", None)
+    return uniform_times(float(clip.start_time), float(clip.end_time), fps, n, last)
 
 
 def _groups(clips, group: int) -> list[tuple[str, list]]:

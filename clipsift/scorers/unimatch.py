@@ -29,10 +29,11 @@ checkpoint, frames 0, 10, 20, 30 (v1.1-1.2; v1.3: 0, 15, ..., 135), portrait fra
 before the 320x576 resize, and the mean of ``|u|`` and ``|v|`` (v1.2) or of the length (v1.3).
 
 Units. ``score`` is px per frame at the inference size. ``px_per_s`` converts each flow vector
-back to source pixels (x by W/576, y by H/320) and multiplies the mean length by the frame rate
-(adjacent frames); ``rel_per_s`` divides that by the source diagonal: frame diagonals per
-second, the unit of ``motion.rel_per_s`` (DIS, textured pixels only; GMFlow fills flat areas
-from their surroundings). For a source of aspect 1.8 ``rel_per_s = score * fps / 659`` (659 =
+back to source pixels (x by W/576, y by H/320) and divides each pair's mean length by the time
+between its two frames (adjacent frames, counted from the clip's first one: on variable frame
+rate too), averaged over the pairs; ``rel_per_s`` divides that by the source diagonal: frame
+diagonals per second, the unit of ``motion.rel_per_s`` (DIS, textured pixels only; GMFlow fills
+flat areas from their surroundings). For a source of aspect 1.8 ``rel_per_s = score * fps / 659`` (659 =
 the 320x576 diagonal); for 16:9 within 1 % (horizontal motion 0.3 %, vertical 0.9 %).
 """
 
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import with_defaults
-from ..io.decode import VideoError, read_frames_at, reason
+from ..io.decode import VideoError, frames_by_index, reason
 from ..models.batching import Batcher
 from ..models.frames import prefetch
 from .gmflow_net import ATTN_SPLITS, STRIDE, GMFlow
@@ -96,14 +97,9 @@ def frame_count(clip) -> int:
     return int(round((float(clip.end_time) - float(clip.start_time)) * float(clip.fps)))
 
 
-def pair_times(clip, pairs: int) -> list[float]:
-    """Frame-centre times (s, in the source) of both frames of every pair, in order."""
-    fps = float(clip.fps)
-    return [
-        float(clip.start_time) + (i + 0.5) / fps
-        for s in pair_starts(frame_count(clip), pairs)
-        for i in (s, s + 1)
-    ]
+def pair_offsets(clip, pairs: int) -> list[int]:
+    """Clip-relative numbers of both frames of every pair, in order."""
+    return [i for s in pair_starts(frame_count(clip), pairs) for i in (s, s + 1)]
 
 
 def pad_amounts(h: int, w: int) -> tuple[int, int, int, int]:
@@ -123,18 +119,26 @@ def prepare(frames: list[np.ndarray], size) -> torch.Tensor:
 
 
 def _decode(item, cfg) -> dict:
-    """clip_id -> (pairs tensor, source (W, H)) or an error string, for one video's clips."""
+    """clip_id -> (pairs tensor, source (W, H), seconds between each pair's frames) or an error
+    string, for one video's clips. Frames are counted from the clip's first one (its start
+    time), so a pair is two adjacent frames on variable frame rate too, and its real time gap
+    turns pixels per frame into pixels per second."""
     path, clips = item
     out = {}
     for clip in clips:
-        times = pair_times(clip, int(cfg["pairs"]))
-        if not times:
+        offsets = pair_offsets(clip, int(cfg["pairs"]))
+        if not offsets:
             out[clip.clip_id] = f"unimatch: {frame_count(clip)} frame(s), a pair needs 2"
             continue
         try:
-            frames = read_frames_at(path, times, fmt="rgb")
+            frames, times = [], []
+            for _, fr in frames_by_index(path, offsets, (0, float(clip.start_time))):
+                frames.append(fr.rgb())
+                times.append(fr.time)
             h, w = frames[0].shape[:2]
-            out[clip.clip_id] = (prepare(frames, cfg["size"]), (w, h))
+            gaps = np.diff(times)[::2]
+            gaps[~(gaps > 0)] = 1.0 / float(clip.fps)  # timestamps that do not advance
+            out[clip.clip_id] = (prepare(frames, cfg["size"]), (w, h), gaps)
         except (VideoError, OSError, ValueError) as exc:
             out[clip.clip_id] = f"frames: {reason(exc)}"
     return out
@@ -154,8 +158,8 @@ def pair_lengths(flow: torch.Tensor, size, src_wh) -> tuple[np.ndarray, np.ndarr
     return inf.cpu().numpy().astype(np.float64), src.cpu().numpy().astype(np.float64)
 
 
-def clip_row(clip, inf: np.ndarray, src: np.ndarray, src_wh, label: str) -> dict:
-    px_per_s = float(src.mean() * float(clip.fps))
+def clip_row(clip, inf: np.ndarray, src: np.ndarray, src_wh, gaps: np.ndarray, label: str) -> dict:
+    px_per_s = float(np.mean(src / gaps))  # each pair's source pixels over its real time gap
     return {
         "clip_id": clip.clip_id,
         "score": float(inf.mean()),
@@ -189,17 +193,18 @@ def score_clips(clips: pd.DataFrame, model: GMFlow, cfg: dict, record: dict | No
     for clip in by_id.values():
         groups.setdefault(clip.source_path, []).append(clip)
     batcher, rows, t0 = Batcher(int(cfg["batch_size"])), {}, time.monotonic()
-    pending: list[tuple[str, torch.Tensor, tuple]] = []  # (clip_id, pair, source size)
+    pending: list[tuple[str, torch.Tensor, tuple, float]] = []  # (clip_id, pair, size, gap)
 
     def flush(items):
-        out = flows(model, [p for _, p, _ in items], batcher, device, dtype)
+        out = flows(model, [p for _, p, _, _ in items], batcher, device, dtype)
         per: dict[str, list] = {}
-        for (cid, _, wh), flow in zip(items, out, strict=True):
-            per.setdefault(cid, []).append((*pair_lengths(flow[None], cfg["size"], wh), wh))
+        for (cid, _, wh, gap), flow in zip(items, out, strict=True):
+            per.setdefault(cid, []).append((*pair_lengths(flow[None], cfg["size"], wh), wh, gap))
         for cid, parts in per.items():
             inf = np.concatenate([p[0] for p in parts])
             src = np.concatenate([p[1] for p in parts])
-            rows[cid] = clip_row(by_id[cid], inf, src, parts[0][2], label)
+            gaps = np.array([p[3] for p in parts])
+            rows[cid] = clip_row(by_id[cid], inf, src, parts[0][2], gaps, label)
 
     items = list(groups.items())
     workers = cfg["workers"]
@@ -210,8 +215,8 @@ def score_clips(clips: pd.DataFrame, model: GMFlow, cfg: dict, record: dict | No
             if isinstance(value, str):
                 rows[cid] = {"clip_id": cid, "error": value}
                 continue
-            pairs, wh = value
-            pending.extend((cid, p, wh) for p in pairs)
+            pairs, wh, gaps = value
+            pending.extend((cid, p, wh, g) for p, g in zip(pairs, gaps, strict=True))
         # flush whole clips only, so that a clip's pairs are reduced together
         if len(pending) >= batcher.batch_size:
             flush(pending)

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 CLIP_COLUMNS = [
     "clip_id", "video_id", "scene", "window", "start_frame", "end_frame", "start_time", "end_time",
-    "duration", "n_frames", "fps", "frame_rate_mode", "width", "height", "source_path", "path",
-    "split_reason", "error",
+    "last_time", "duration", "n_frames", "fps", "frame_rate_mode", "width", "height",
+    "source_path", "path", "split_reason", "error",
 ]  # fmt: skip
 VFR_SPREAD = 0.05  # frame intervals that vary more than this (relative) make a video "variable"
 
@@ -182,8 +182,10 @@ def _video_clips(
 
 def _row(base, video_id, k, scene, window, a, b, times, reason) -> dict:
     """A clip over frames ``[a, b)``: from frame a's time to frame b's (the video's end for the
-    last frame); its ``fps`` is its own average rate (the source's, for constant-rate video)."""
+    last frame), and ``last_time``, frame b - 1's own time; its ``fps`` is its own average rate
+    (the source's, for constant-rate video)."""
     start, end = float(times[a]), float(times[b])
+    last = float(times[b - 1]) if b > a else start
     n = b - a
     rate = float(base["fps"] or 0)
     if n and end > start and (base["frame_rate_mode"] == "variable" or not rate):
@@ -191,7 +193,7 @@ def _row(base, video_id, k, scene, window, a, b, times, reason) -> dict:
     return base | {
         "clip_id": clip_id(video_id, k), "scene": scene, "window": window,
         "start_frame": a, "end_frame": b, "start_time": start, "end_time": end,
-        "duration": end - start, "n_frames": n, "fps": rate, "split_reason": reason,
+        "last_time": last, "duration": end - start, "n_frames": n, "fps": rate, "split_reason": reason,
         "error": None,
     }  # fmt: skip
 
