@@ -91,7 +91,7 @@ def bench_local(name, model_dir, jobs, batch_size, max_new_tokens, repeats=2):
     t0 = time.perf_counter()
     for job in jobs:
         plan = cap.plan(job)
-        clip_frames(job, plan.times, size=plan.size)
+        clip_frames(job, plan.indices, size=plan.size)
     decode_s = time.perf_counter() - t0
     return {
         "family": name,

@@ -106,12 +106,15 @@ def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
     (before: the last was the next shot's first frame), the learned scorers' evenly spread
     frames (the same), the encoder's planned frames by number (before: frame numbers over the
     clip's average rate, wrong frames in the first clip and a failed read in the second), and
-    UniMatch's adjacent pairs with their real time gaps."""
+    UniMatch's adjacent pairs with their real time gaps, and the captioners' frames by number
+    (before: ``start + (i + 0.25) / fps``, the next shot's frame last)."""
+    from clipsift.captioners.base import ClipJob, sample_frames
     from clipsift.encoders.sampling import plan_frames
     from clipsift.encoders.video import read_clip
     from clipsift.filters.ocr import clip_frame_times, frame_number
     from clipsift.ingest import ingest_shard
     from clipsift.io.decode import frames_by_index
+    from clipsift.models.frames import clip_frames
     from clipsift.models.runner import clip_times
     from clipsift.scorers import unimatch
     from clipsift.split.clips import scenes_to_clips
@@ -155,6 +158,12 @@ def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
         first = (clip.start_frame, clip.start_time)
         enc = read_clip(str(path), plan.indices, first, (0, 0, 192, 108), (96, 54))
         assert [which(img) for img in enc] == plan.indices
+        job = ClipJob(clip.clip_id, "v", str(path), clip.start_time, clip.end_time, clip.fps,
+                      clip.n_frames, 192, 108)  # fmt: skip
+        plan = sample_frames(job, rate=4.0, max_frames=8)
+        want = [clip.start_frame + i for i in plan.indices]
+        assert [which(img) for img in clip_frames(job, plan.indices, size=96)] == want
+        assert want[-1] == clip.end_frame - 1
         offsets = unimatch.pair_offsets(clip, 3)
         pairs = [f for _, f in frames_by_index(path, offsets, (0, clip.start_time))]
         want = [clip.start_frame + o for o in offsets]

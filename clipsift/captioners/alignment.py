@@ -67,7 +67,7 @@ class ClipAligner:
         torch = self.torch
         plan = sample_frames(job, rate=1e9, max_frames=int(self.cfg["frames"]))
         side = 2 * max(int(v) for v in _sizes(getattr(self.image_processor, "size", None)) or [224])
-        frames = clip_frames(job, plan.times, size=fit_side(job.width, job.height, side))
+        frames = clip_frames(job, plan.indices, size=fit_side(job.width, job.height, side))
         px = self.image_processor(images=frames, return_tensors="pt")["pixel_values"]
         enc = self.tokenizer(
             [caption], padding=True, truncation=True, max_length=self.max_len, return_tensors="pt"

@@ -137,7 +137,7 @@ class ApiCaptioner(_ApiBase):
             return [], {"n": 0, "times": [], "size": None}
         plan = sample_frames(job, rate=1e9, max_frames=n)
         size = fit_side(int(job.width), int(job.height), int(self.api["max_side"]))
-        images = clip_frames(job, plan.times, size=size)
+        images = clip_frames(job, plan.indices, size=size)
         info = {"n": len(images), "times": [round(t - job.start, 3) for t in plan.times]}
         info["size"] = list(size)
         return images, info

@@ -62,8 +62,8 @@ OnResult = Callable[[ClipJob, Result], None]
 class FramePlan:
     """Which frames of a clip a model sees and at what size."""
 
-    times: list[float]  # seconds in the source video
-    indices: list[int]  # frame numbers counted from the clip's first frame
+    times: list[float]  # seconds in the source video (planned at the clip's average rate)
+    indices: list[int]  # frame numbers counted from the clip's first frame: what is read
     size: tuple[int, int]  # (width, height) the frames are decoded to
 
     def record(self, job: ClipJob) -> dict:
@@ -78,8 +78,9 @@ def sample_frames(job: ClipJob, rate: float, max_frames: int, multiple: int = 1)
     """Frames at ``rate`` per second of the clip, at most ``max_frames``, spread evenly.
 
     The count is a multiple of ``multiple`` (Qwen models pair frames in time); a clip with fewer
-    frames than that repeats its frames. Times point a quarter frame after each frame's start, so
-    the decoder's nearest-frame search lands on exactly the indexed frame.
+    frames than that repeats its frames. Frames are read by number (:func:`clip_frames`); the
+    times, a quarter frame after each frame's start at the clip's average rate, are what the
+    records show (exact at a constant frame rate).
     """
     n_avail = max(1, int(job.n_frames))
     n = max(1, min(int(max_frames), round(job.duration * rate)))

@@ -260,7 +260,7 @@ class LocalVLM:
         )
 
     def decode(self, job: ClipJob, plan: FramePlan) -> Video:
-        frames = clip_frames(job, plan.times, size=plan.size)
+        frames = clip_frames(job, plan.indices, size=plan.size)
         return Video(
             np.stack(frames),
             {

@@ -251,11 +251,11 @@ def preprocess(frames: list[np.ndarray], size: int, channel_order: str = "rgb") 
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
 
 
-def frame_times(job: ClipJob, count: int) -> list[float]:
-    """EasyAnimate's "uniform" frames, ``linspace(0, n, count, endpoint=False)``, as times."""
+def frame_indices(job: ClipJob, count: int) -> list[int]:
+    """EasyAnimate's "uniform" frames, ``linspace(0, n, count, endpoint=False)``, counted from
+    the clip's first frame."""
     n = max(1, int(job.n_frames))
-    idx = np.linspace(0, n, count, endpoint=False).astype(int)
-    return [job.start + (int(i) + 0.25) / job.fps for i in idx]
+    return [int(i) for i in np.linspace(0, n, count, endpoint=False).astype(int)]
 
 
 def token_ids(tokenizer, text: str, context: int) -> torch.Tensor:
@@ -341,7 +341,7 @@ class VideoClipXLAligner:
 
     def inputs(self, job: ClipJob, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.model.dims
-        frames = clip_frames(job, frame_times(job, d.frames), size=None)
+        frames = clip_frames(job, frame_indices(job, d.frames), size=None)
         video = preprocess(frames, d.image, self.vcfg["channel_order"])[None]
         return token_ids(self.tokenizer, caption, d.context), video
 

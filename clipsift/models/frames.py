@@ -13,7 +13,7 @@ from typing import TypeVar
 import av
 import numpy as np
 
-from ..io.decode import VideoError, read_frames_at
+from ..io.decode import VideoError, frames_by_index
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,9 +43,17 @@ def uniform_times(
     return list(np.linspace(*sample_span(start, end, fps, last), n))
 
 
-def clip_frames(clip, times: list[float], size=None) -> list[np.ndarray]:
-    """RGB frames of one clip at ``times`` (seconds in the source)."""
-    return read_frames_at(clip.source_path, times, size=size, fmt="rgb")
+def clip_frames(job, indices: list[int], size=None) -> list[np.ndarray]:
+    """RGB frames of one clip (a captioner's job: ``source_path``, ``start``) by number, counted
+    from the clip's first frame (0), ascending (repeats allowed): exact at any frame rate, where
+    ``start + i / fps`` read other frames, or the next shot, on variable frame rate."""
+    out: list[np.ndarray] = []
+    last = None  # (index, image): a repeated frame is converted once
+    for _, fr in frames_by_index(job.source_path, indices, (0, float(job.start))):
+        if last is None or last[0] != fr.index:
+            last = (fr.index, fr.rgb(size))
+        out.append(last[1])
+    return out
 
 
 def decode_width(width, height, short_side: int | None) -> int | None:
