@@ -98,8 +98,8 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
     assert (an["width"].iloc[0], an["height"].iloc[0]) == (1024, 576)
 
 
-@pytest.mark.parametrize("ext", ["mp4", "mkv"])
-def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
+@pytest.mark.parametrize(("ext", "stride"), [("mp4", 1), ("mkv", 1), ("mkv", 4)])
+def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext, stride):
     """A shot filmed at 30 fps that drops to 5 fps for its last second, then a hard cut to a
     30-fps shot: its last frame lasts 0.2 s, four times the clip's average frame. Every stage
     that reads frames after the split gets frames of the clip: OCR's first, middle and last
@@ -107,7 +107,10 @@ def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
     frames (the same), the encoder's planned frames by number (before: frame numbers over the
     clip's average rate, wrong frames in the first clip and a failed read in the second), and
     UniMatch's adjacent pairs with their real time gaps, and the captioners' frames by number
-    (before: ``start + (i + 0.25) / fps``, the next shot's frame last)."""
+    (before: ``start + (i + 0.25) / fps``, the next shot's frame last). With
+    ``scan.luma_stride`` 4 the per-frame table skips frames: a clip still starts at its cut's own
+    time (interpolated, Matroska's milliseconds put it after its frame and counting began one
+    frame late)."""
     from clipsift.captioners.base import ClipJob, sample_frames
     from clipsift.encoders.sampling import plan_frames
     from clipsift.encoders.video import read_clip
@@ -138,7 +141,8 @@ def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
     items = pd.DataFrame([{"source": "s", "video_id": "v", "uri": str(path), "path": str(path),
                            "caption": None}])  # fmt: skip
     source = ingest_shard(items)
-    scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
+    scan = with_defaults("scan", None) | {"luma_stride": stride}
+    scenes, frames, _, _ = scan_shard(source, scan)
     split = with_defaults("split", None) | {"min_seconds": 1.0}
     clips = scenes_to_clips(scenes, source, split, frames)
     assert [(c.start_frame, c.end_frame) for c in clips.itertuples()] == [(0, 50), (50, 125)]
@@ -170,6 +174,19 @@ def test_later_stages_read_a_variable_rate_clips_own_frames(tmp_path, ext):
         assert [f.index for f in pairs] == offsets
         assert [which(f.gray()) for f in pairs] == want
         assert [f.time for f in pairs] == [decoded[i].time for i in want]
+
+
+def test_a_read_takes_the_frame_at_its_time_where_frames_come_fast(tmp_path):
+    """8 s at 5 fps, then 1 s at 60 fps (average 11 fps): a read at a frame's own time in the
+    burst takes that frame (stopping half an average frame early took the one before it)."""
+    times = [i / 5 for i in range(40)] + [8 + i / 60 for i in range(60)]
+    path = tmp_path / "burst.mp4"
+    render_video(path, [Segment(100, seed=40, pan=(2, 1))], fps=30, size=(96, 64), times=times)
+    decoded = list(iter_frames(path))
+    want = [0, 39, 40, 41, 70, 99, 45]
+    got = read_frames_at(path, [decoded[i].time for i in want], fmt="gray")
+    for i, img in zip(want, got, strict=True):
+        assert np.array_equal(img, decoded[i].gray()), i
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv", "webm", "ts", "avi"])

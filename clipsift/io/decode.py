@@ -246,8 +246,8 @@ def frames_by_index(
     """The frames numbered ``indices`` (ascending, repeats allowed), exactly, on any frame rate:
     ``first`` is a frame the scan numbered, ``(index, presentation time)`` (a clip's
     ``start_frame`` and ``start_time``), at or before every wanted frame. Decoding starts at that
-    frame's time and counts frames from there; ``index / fps`` would miss on variable frame rate
-    (a clip after a 30 -> 10 fps switch was looked for seconds after the end of its video).
+    frame's time (the frame nearest it) and counts frames from there; ``index / fps`` would miss
+    on variable frame rate (a clip after a 30 -> 5 fps drop was looked for past its video's end).
 
     Yields ``(k, frame)`` for each ``indices[k]`` in order (a repeated index yields the same
     :class:`Frame` again); raises :class:`VideoError` when the video ends first."""
@@ -257,7 +257,7 @@ def frames_by_index(
     ):
         raise ValueError(f"indices must be ascending from {base}")
     k = 0
-    for n, fr in enumerate(iter_frames(path, start=t0, threads=threads)):
+    for n, fr in enumerate(_from_nearest(iter_frames(path, start=t0 - LEAD, threads=threads), t0)):
         while k < len(indices) and indices[k] == base + n:
             yield k, Frame(base + n, fr.time, fr.av_frame, fr.sar)
             k += 1
@@ -265,6 +265,26 @@ def frames_by_index(
             return
     if k < len(indices):
         raise VideoError(f"clip ended after {k} of {len(indices)} frames")
+
+
+LEAD = 0.5  # s decoded before a frame looked for by time: its neighbour before it (a 2 fps video)
+
+
+def _from_nearest(frames: Iterator[Frame], t0: float) -> Iterator[Frame]:
+    """``frames`` from the one nearest ``t0`` on (halfway, the earlier): a time interpolated by
+    the split (``scan.luma_stride`` > 1) or rounded by a container (Matroska keeps milliseconds)
+    can lie a little after its frame's own, and the first frame at or after it would be the
+    next one, which shifts every frame counted from it."""
+    prev = None
+    for fr in frames:
+        if fr.time < t0 - SEEK_TOLERANCE:
+            prev = fr
+            continue
+        if prev is not None and t0 - prev.time <= fr.time - t0 + 1e-9:
+            yield prev
+        yield fr
+        yield from frames
+        return
 
 
 def tolerant_decode(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
@@ -328,6 +348,14 @@ def frame_time(av_frame, stream) -> float:
     return float((av_frame.pts - start) * stream.time_base)
 
 
+def _nearer(a, b, target: float):
+    """Of two decoded ``(time, frame)``, ``a`` before ``b``, the one nearer ``target``; on a tie
+    ``a``, the frame on screen at that time (mid-frame times stay in the shot)."""
+    if a is None or abs(b[0] - target) < abs(a[0] - target) - 1e-9:
+        return b
+    return a
+
+
 def read_frames_at(
     path: str | os.PathLike,
     times: Sequence[float],
@@ -349,38 +377,38 @@ def read_frames_at(
         fps = stream_fps(stream) or 30.0
         counted = counted_times(container)  # then one pass from the start, in ascending time
         decoder = None
-        current = None  # last decoded (time, frame)
-        gop, last_key = (
-            2.0,
-            None,
-        )  # longest keyframe interval seen (s): seeking closer gains nothing
+        current = before = None  # the last two decoded (time, frame), in order
+        # the longest keyframe interval seen (s): seeking closer than that gains nothing
+        gop, last_key = 2.0, None
         for idx in order:
             target = float(times[idx])
+            behind = current is not None and target < (before or current)[0] - 1e-6
             if counted and decoder is None:
-                decoder, current = enumerate(container.decode(stream)), None
-            elif not counted and (
-                current is None or target < current[0] - 1e-6 or target - current[0] > gop
-            ):
+                decoder = enumerate(container.decode(stream))
+            elif not counted and (current is None or behind or target - current[0] > gop):
                 decoder = enumerate(seek_decode(container, stream, target))
-                current, last_key = None, None
-            chosen = current
-            try:
-                for n, av_frame in decoder:
-                    t = n / fps if counted else frame_time(av_frame, stream)
-                    current = (t, av_frame)
-                    if av_frame.key_frame:
-                        if last_key is not None and t > last_key:
-                            gop = max(gop, t - last_key)
-                        last_key = t
-                    if t >= target - 0.5 / fps:
-                        # nearest of this frame and the previous one; on a tie the previous,
-                        # the frame on screen at that time (mid-frame times stay in the shot)
-                        if chosen is None or abs(t - target) < abs(chosen[0] - target) - 1e-9:
-                            chosen = current
-                        break
-                    chosen = current
-            except av.FFmpegError as exc:
-                raise VideoError(f"decode failed: {reason(exc)}") from exc
+                current, before, last_key = None, None, None
+            if current is not None and current[0] >= target - SEEK_TOLERANCE:
+                chosen = _nearer(before, current, target)  # decoded already (a repeated time)
+            else:
+                chosen = current
+                try:
+                    for n, av_frame in decoder:
+                        t = n / fps if counted else frame_time(av_frame, stream)
+                        before, current = current, (t, av_frame)
+                        if av_frame.key_frame:
+                            if last_key is not None and t > last_key:
+                                gop = max(gop, t - last_key)
+                            last_key = t
+                        # the first frame at or after the target, against the one before it
+                        # (stopping half an average frame early missed the frame at the target
+                        # where frames come faster than the average)
+                        if t >= target - SEEK_TOLERANCE:
+                            chosen = _nearer(chosen, current, target)
+                            break
+                        chosen = current
+                except av.FFmpegError as exc:
+                    raise VideoError(f"decode failed: {reason(exc)}") from exc
             if chosen is None:
                 raise VideoError(f"no frame at {target:.3f}s")
             frame = Frame(0, chosen[0], chosen[1], sample_aspect(stream))

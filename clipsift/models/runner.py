@@ -1,7 +1,8 @@
 """The loop every frame-based model scorer shares: sample frames per clip, decode them ahead of
 the model, run the model over batches of frames, hand back per-frame outputs per clip.
 
-- Frames: ``frames`` per clip at uniform times (frame centres), read with one open container per
+- Frames: ``frames`` per clip at uniform times from its first frame to its last
+  (:func:`clipsift.models.frames.sample_span`), read with one open container per
   group of clips of the same video, at a decode width just large enough for the model input
   (:func:`clipsift.models.frames.decode_width`).
 - Overlap: decoding and the image processor run in ``workers`` threads

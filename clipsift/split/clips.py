@@ -62,7 +62,9 @@ def scenes_to_clips(
     Times are the decoder's: ``frames`` (the scan's per-frame table: video_id, frame, time) gives
     each frame's presentation time, so a clip's start and end times, duration and length bounds
     are real time, also at a variable frame rate (never ``frame / fps``). Frames the table skips
-    (``scan.luma_stride`` > 1) get times interpolated between their recorded neighbours.
+    (``scan.luma_stride`` > 1) get times interpolated between their recorded neighbours and
+    the scenes' exact start times (a window boundary inside a scene may then be off by a frame's
+    fraction at a constant rate, more at a variable one; readers take the nearest frame).
     """
     cfg = with_defaults("split", cfg)
     by_video = dict(tuple(scenes.groupby("video_id", sort=False)))
@@ -122,7 +124,11 @@ def frame_times(scenes: pd.DataFrame, recorded, fps: float) -> np.ndarray:
     n = int(scenes["n_frames"].iloc[0])
     end = float(scenes["end_time"].iloc[-1])
     if recorded is not None and len(recorded[0]):
-        idx, t = recorded
+        # scene starts are exact whatever the table skips (the scan times every frame): pinned
+        # too, so that a clip that starts at a cut starts at its frame's own time
+        pins = scenes["start_frame"].to_numpy(np.int64), scenes["start_time"].to_numpy(np.float64)
+        idx, first = np.unique(np.concatenate([recorded[0], pins[0]]), return_index=True)
+        t = np.concatenate([recorded[1], pins[1]])[first]
     else:
         idx = scenes["start_frame"].to_numpy(np.int64)
         t = scenes["start_time"].to_numpy(np.float64)
