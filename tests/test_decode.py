@@ -10,6 +10,7 @@ from helpers import decoded_lumas, keyframe_times, open_fds, render_lumas
 
 from clipsift.io.decode import (
     VideoError,
+    frames_by_index,
     iter_frames,
     open_video,
     probe,
@@ -156,6 +157,24 @@ def test_read_frames_at_nearest_frames_in_request_order(luma_video):
     assert len(got) == len(times)
     assert [float(g.mean()) for g in got] == [LUMA[nearest_index(t)] for t in times]
     assert all(g.shape == (48, 64) and g.flags.c_contiguous for g in got)
+
+
+@pytest.mark.parametrize("off", [0.0, 0.3, -0.3, 0.49])
+def test_frames_by_index_counts_from_the_frame_nearest_the_start(luma_video, off):
+    """A clip's start time a little off its frame's own (interpolated, or rounded to
+    milliseconds) still counts from that frame, before or after it; repeats are yielded."""
+    first = 57  # frame 60 is a keyframe (gop 10): the frame before it is behind the seek
+    for base in (first, 60):
+        t0 = (base + off) / FPS
+        want = [base, base + 1, base + 1, base + 9]
+        got = [
+            (k, f.index, f.luma().mean()) for k, f in frames_by_index(luma_video, want, (base, t0))
+        ]
+        assert [g[:2] for g in got] == list(enumerate(want))
+        assert [g[2] for g in got] == pytest.approx(LUMA[want], abs=0.5)
+    assert list(frames_by_index(luma_video, [], (3, 0.12))) == []
+    with pytest.raises(VideoError):
+        list(frames_by_index(luma_video, [N - 2, N + 3], (N - 2, (N - 2) / FPS)))
 
 
 def test_read_frames_at_repeated_calls_and_seeks_backwards(luma_video):

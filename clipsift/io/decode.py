@@ -193,9 +193,12 @@ def iter_frames(
     threads: int = 1,
     skip_loop_filter: bool = False,
     errors: list[str] | None = None,
+    lead: float = 0.0,
 ) -> Iterator[Frame]:
     """Decode frames in order, from the first frame at or after ``start`` (seconds) up to ``end``
-    (exclusive), by the frames' own timestamps.
+    (exclusive), by the frames' own timestamps. ``lead``: also the frames up to that many
+    seconds before ``start`` that decoding from the seek (to the keyframe at or before
+    ``start``) passes anyway.
 
     Indices count decoded frames from the start of the video when ``start`` is None; after a seek
     they are estimated from the time and the average frame rate (times are exact).
@@ -223,7 +226,7 @@ def iter_frames(
         try:
             for n, av_frame in enumerate(frames):
                 t = n / fps if counted else frame_time(av_frame, stream)
-                if start is not None and t < start - SEEK_TOLERANCE:
+                if start is not None and t < start - lead - SEEK_TOLERANCE:
                     continue
                 if end is not None and t >= end - SEEK_TOLERANCE:
                     break
@@ -257,7 +260,8 @@ def frames_by_index(
     ):
         raise ValueError(f"indices must be ascending from {base}")
     k = 0
-    for n, fr in enumerate(_from_nearest(iter_frames(path, start=t0 - LEAD, threads=threads), t0)):
+    decoded = iter_frames(path, start=t0, lead=LEAD, threads=threads)
+    for n, fr in enumerate(_from_nearest(decoded, t0)):
         while k < len(indices) and indices[k] == base + n:
             yield k, Frame(base + n, fr.time, fr.av_frame, fr.sar)
             k += 1
@@ -267,7 +271,10 @@ def frames_by_index(
         raise VideoError(f"clip ended after {k} of {len(indices)} frames")
 
 
-LEAD = 0.5  # s decoded before a frame looked for by time: its neighbour before it (a 2 fps video)
+# s before a frame looked for by time that are kept: the frame nearest that time is then among
+# them even when the time lies a little after it (the seek itself still goes to the keyframe at
+# or before the time, which is at or before that frame: a keyframe nearer would be the frame)
+LEAD = 0.5
 
 
 def _from_nearest(frames: Iterator[Frame], t0: float) -> Iterator[Frame]:
