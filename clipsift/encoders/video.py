@@ -53,12 +53,9 @@ def read_clip(
     bw, bh = size
     out = np.empty((len(indices), bh, bw, 3), np.uint8)
     convert = _converter(rect, size)
-    last = None  # (frame, converted image): a frame chosen twice is converted once
     try:
-        for k, fr in frames_by_index(path, indices, first, threads=threads):
-            if last is None or last[0] != fr.index:
-                last = (fr.index, convert(fr))
-            out[k] = last[1]
+        for k, img in frames_by_index(path, indices, first, convert=convert, threads=threads):
+            out[k] = img
     except VideoError:
         raise
     except (av.FFmpegError, cv2.error, OSError, ValueError) as exc:

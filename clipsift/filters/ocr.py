@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..models.frames import sample_span
-from ..split.clips import rows_in_clip, skip_reason
+from ..split.clips import last_time, rows_in_clip, skip_reason
 from . import Measure, Test
 from .ocr_reader import OcrReader, is_text_like
 
@@ -210,7 +210,7 @@ def clip_frame_times(clip, cfg: dict) -> list[float]:
         float(clip.start_time),
         float(clip.end_time),
         float(clip.fps),
-        getattr(clip, "last_time", None),
+        last_time(clip),
     )
     if cfg["frames"] == "first_middle_last":
         return [a, (a + b) / 2, b]
@@ -224,8 +224,8 @@ def frame_number(clip, t: float) -> int:
     between on constant frame rate; on variable frame rate the middle is the nearest estimate."""
     a, b = int(clip.start_frame), int(clip.end_frame) - 1
     ta, fps = float(clip.start_time), float(clip.fps)
-    last = getattr(clip, "last_time", None)
-    tb = float(last) if last is not None and last == last else float(clip.end_time) - 1 / fps
+    last = last_time(clip)
+    tb = last if last is not None else float(clip.end_time) - 1 / fps
     x = a + (t - ta) * (b - a) / (tb - ta) if b > a and tb > ta else a
     return int(min(max(math.ceil(x - 0.5 - 1e-9), a), max(a, b)))
 

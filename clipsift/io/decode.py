@@ -14,7 +14,7 @@ Why it looks the way it does (figures measured by bench/throughput.py, bench/res
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 
@@ -244,16 +244,18 @@ def frames_by_index(
     indices: Sequence[int],
     first: tuple[int, float],
     *,
+    convert: Callable[[Frame], object] = lambda frame: frame,
     threads: int = 1,
-) -> Iterator[tuple[int, Frame]]:
+) -> Iterator[tuple[int, object]]:
     """The frames numbered ``indices`` (ascending, repeats allowed), exactly, on any frame rate:
     ``first`` is a frame the scan numbered, ``(index, presentation time)`` (a clip's
     ``start_frame`` and ``start_time``), at or before every wanted frame. Decoding starts at that
     frame's time (the frame nearest it) and counts frames from there; ``index / fps`` would miss
     on variable frame rate (a clip after a 30 -> 5 fps drop was looked for past its video's end).
 
-    Yields ``(k, frame)`` for each ``indices[k]`` in order (a repeated index yields the same
-    :class:`Frame` again); raises :class:`VideoError` when the video ends first."""
+    Yields ``(k, convert(frame))`` for each ``indices[k]`` in order (a repeated index yields the
+    same converted value again, converted once); raises :class:`VideoError` when the video ends
+    first."""
     base, t0 = int(first[0]), float(first[1])
     if any(b < a for a, b in zip(indices, indices[1:], strict=False)) or (
         len(indices) and indices[0] < base
@@ -262,8 +264,10 @@ def frames_by_index(
     k = 0
     decoded = iter_frames(path, start=t0, lead=LEAD, threads=threads)
     for n, fr in enumerate(_from_nearest(decoded, t0)):
+        if k < len(indices) and indices[k] == base + n:
+            value = convert(Frame(base + n, fr.time, fr.av_frame, fr.sar))
         while k < len(indices) and indices[k] == base + n:
-            yield k, Frame(base + n, fr.time, fr.av_frame, fr.sar)
+            yield k, value
             k += 1
         if k == len(indices):
             return
@@ -287,7 +291,7 @@ def _from_nearest(frames: Iterator[Frame], t0: float) -> Iterator[Frame]:
         if fr.time < t0 - SEEK_TOLERANCE:
             prev = fr
             continue
-        if prev is not None and t0 - prev.time <= fr.time - t0 + 1e-9:
+        if prev is not None and _earlier_is_nearer(prev.time, fr.time, t0):
             yield prev
         yield fr
         yield from frames
@@ -355,12 +359,15 @@ def frame_time(av_frame, stream) -> float:
     return float((av_frame.pts - start) * stream.time_base)
 
 
+def _earlier_is_nearer(earlier: float, later: float, target: float) -> bool:
+    """Whether the earlier of two frame times is the nearer ``target``; on a tie it is, the frame
+    on screen at that time (mid-frame times stay in the shot)."""
+    return abs(later - target) >= abs(earlier - target) - 1e-9
+
+
 def _nearer(a, b, target: float):
-    """Of two decoded ``(time, frame)``, ``a`` before ``b``, the one nearer ``target``; on a tie
-    ``a``, the frame on screen at that time (mid-frame times stay in the shot)."""
-    if a is None or abs(b[0] - target) < abs(a[0] - target) - 1e-9:
-        return b
-    return a
+    """Of two decoded ``(time, frame)``, ``a`` before ``b`` (or None), the one nearer ``target``."""
+    return a if a is not None and _earlier_is_nearer(a[0], b[0], target) else b
 
 
 def read_frames_at(

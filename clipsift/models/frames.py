@@ -28,8 +28,8 @@ def sample_span(
     written before ``last_time``): frame centres at the clip's average ``fps``, which on variable
     frame rate can fall nearer the next clip's first frame (a last frame four times as long as
     the average one: the next shot was read)."""
-    if last is not None and last == last and start <= float(last) < end:  # NaN != NaN
-        return start, float(last)
+    if last is not None and start <= last < end:
+        return start, last
     half = 0.5 / fps
     return start + half, max(start + half, end - half)
 
@@ -47,13 +47,13 @@ def clip_frames(job, indices: list[int], size=None) -> list[np.ndarray]:
     """RGB frames of one clip (a captioner's job: ``source_path``, ``start``) by number, counted
     from the clip's first frame (0), ascending (repeats allowed): exact at any frame rate, where
     ``start + i / fps`` read other frames, or the next shot, on variable frame rate."""
-    out: list[np.ndarray] = []
-    last = None  # (index, image): a repeated frame is converted once
-    for _, fr in frames_by_index(job.source_path, indices, (0, float(job.start))):
-        if last is None or last[0] != fr.index:
-            last = (fr.index, fr.rgb(size))
-        out.append(last[1])
-    return out
+    first = (0, float(job.start))
+    return [
+        img
+        for _, img in frames_by_index(
+            job.source_path, indices, first, convert=lambda frame: frame.rgb(size)
+        )
+    ]
 
 
 def decode_width(width, height, short_side: int | None) -> int | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..io.decode import VideoError, read_frames_at, reason
+from ..split.clips import last_time
 from .batching import Batcher
 from .frames import decode_width, prefetch, uniform_times
 
@@ -56,8 +57,7 @@ class FrameResults:
 
 def clip_times(clip, n: int) -> list[float]:
     fps = float(clip.fps) if clip.fps and clip.fps > 0 else 30.0
-    last = getattr(clip, "last_time", None)
-    return uniform_times(float(clip.start_time), float(clip.end_time), fps, n, last)
+    return uniform_times(float(clip.start_time), float(clip.end_time), fps, n, last_time(clip))
 
 
 def _groups(clips, group: int) -> list[tuple[str, list]]:

@@ -33,8 +33,9 @@ back to source pixels (x by W/576, y by H/320) and divides each pair's mean leng
 between its two frames (adjacent frames, counted from the clip's first one: on variable frame
 rate too), averaged over the pairs; ``rel_per_s`` divides that by the source diagonal: frame
 diagonals per second, the unit of ``motion.rel_per_s`` (DIS, textured pixels only; GMFlow fills
-flat areas from their surroundings). For a source of aspect 1.8 ``rel_per_s = score * fps / 659`` (659 =
-the 320x576 diagonal); for 16:9 within 1 % (horizontal motion 0.3 %, vertical 0.9 %).
+flat areas from their surroundings). For a source of aspect 1.8
+``rel_per_s = score * fps / 659`` (659 = the 320x576 diagonal); for 16:9 within 1 % (horizontal
+motion 0.3 %, vertical 0.9 %).
 """
 
 from __future__ import annotations
@@ -131,10 +132,10 @@ def _decode(item, cfg) -> dict:
             out[clip.clip_id] = f"unimatch: {frame_count(clip)} frame(s), a pair needs 2"
             continue
         try:
-            frames, times = [], []
-            for _, fr in frames_by_index(path, offsets, (0, float(clip.start_time))):
-                frames.append(fr.rgb())
-                times.append(fr.time)
+            read = frames_by_index(
+                path, offsets, (0, float(clip.start_time)), convert=lambda f: (f.rgb(), f.time)
+            )
+            frames, times = zip(*(value for _, value in read), strict=True)
             h, w = frames[0].shape[:2]
             gaps = np.diff(times)[::2]
             gaps[~(gaps > 0)] = 1.0 / float(clip.fps)  # timestamps that do not advance

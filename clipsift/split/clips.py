@@ -45,6 +45,12 @@ def skip_reason(clip) -> str | None:
     return None
 
 
+def last_time(clip) -> float | None:
+    """The time of the clip's last frame; None for clip tables written before the column."""
+    value = getattr(clip, "last_time", None)
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def rows_in_clip(by_video: dict, clip) -> pd.DataFrame | None:
     """The per-frame rows (a ``frame`` column) of the clip's video that fall inside the clip;
     ``by_video`` maps video ids to that video's rows."""
@@ -199,8 +205,8 @@ def _row(base, video_id, k, scene, window, a, b, times, reason) -> dict:
     return base | {
         "clip_id": clip_id(video_id, k), "scene": scene, "window": window,
         "start_frame": a, "end_frame": b, "start_time": start, "end_time": end,
-        "last_time": last, "duration": end - start, "n_frames": n, "fps": rate, "split_reason": reason,
-        "error": None,
+        "last_time": last, "duration": end - start, "n_frames": n, "fps": rate,
+        "split_reason": reason, "error": None,
     }  # fmt: skip
 
 
