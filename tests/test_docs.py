@@ -68,6 +68,37 @@ def test_readme_is_short_and_its_links_resolve():
     assert not missing, missing
 
 
+def test_the_readmes_threshold_migration_holds():
+    """The README's YAML block is a valid config section, and the per-frame threshold in its
+    comment stops the run naming the new column; its bounds times the frame rate the README
+    names are the new bounds."""
+    import yaml
+
+    from clipsift.config import ConfigError, load_config
+    from clipsift.selection import ThresholdError, check_thresholds
+
+    text = README.read_text()
+    (block,) = [m[2] for m in FENCE.finditer(text) if m[1] == "yaml" and "_per_s" in m[2]]
+    section = yaml.safe_load(block)["select"]
+    config = load_config(REPO / "config" / "config.yaml", {"select": section})
+    check_thresholds(config)  # the new name is measured by the default config
+    ((new_col, bounds),) = section["thresholds"].items()
+    old_col, old = re.search(r"# was ([\w.]+): (\{.*\})", block).groups()
+    old = yaml.safe_load(old)
+    rate = float(re.search(r"tuned at \((\d+) here\)", text)[1])
+    assert old_col + "_per_s" == new_col
+    assert {k: v * rate for k, v in old.items()} == pytest.approx({k: bounds[k] for k in old})
+    config = load_config(
+        REPO / "config" / "config.yaml", {"select": {"thresholds": {old_col: old}}}
+    )
+    with pytest.raises(ThresholdError, match=re.escape(repr(new_col))):
+        check_thresholds(config)
+    # the removed scan option, and what the README says replaces it
+    removed, instead = re.search(r"`(scan\.\w+)` is gone .*?use\s+`([\w.]+)`", text, re.S).groups()
+    with pytest.raises(ConfigError, match=re.escape(instead)):
+        load_config(REPO / "config" / "config.yaml", {"scan": {removed.split(".")[1]: 15}})
+
+
 def test_config_reference_is_current(tmp_path):
     copy = tmp_path / "config.md"
     shutil.copy(REPO / "docs" / "config.md", copy)
