@@ -327,3 +327,52 @@ def test_the_same_video_scanned_again_gives_the_same_samples(tmp_path):
         for _ in range(4)
     }  # fmt: skip
     assert len(runs) == 1, runs
+
+
+@pytest.mark.slow
+def test_the_scan_skips_deblocking_only_where_no_measure_of_pixels_sees_it(tmp_path):
+    """``scan.skip_loop_filter: noref`` decodes the frames no other frame predicts from (x264's
+    B-frames here) without H.264's deblocking filter. Their blockier pixels never spread, and a
+    sample due on such a frame moves to the next deblocked one: every sample's technical
+    measures are exactly those of a full decode of its frame, while the same measure on a
+    skipped B-frame is not (what the move avoids). Cuts are those of a full decode."""
+    from clipsift.config import validate_config
+    from clipsift.io.decode import iter_frames
+    from clipsift.sample import render_video, sample_plan
+    from clipsift.split.scan import _sample, scan_video
+
+    video = tmp_path / "v.mp4"
+    # crf 32: blocks the filter has work on, as in much of what users download
+    render_video(video, sample_plan()["motion.mp4"], fps=30, size=(640, 360), crf=32)
+    cfg = validate_config({"sources": [{"name": "v", "type": "folder", "path": "."}]})["scan"]
+    assert cfg["skip_loop_filter"] == "noref"  # the default
+    every = round(30 / cfg["sample_fps"])
+    skipped = scan_video(str(video), "v", 30.0, cfg)
+    full = scan_video(str(video), "v", 30.0, cfg | {"skip_loop_filter": "none"})
+    assert [s["start_frame"] for s in skipped[0]] == [s["start_frame"] for s in full[0]]
+
+    frames = {fr.index: fr for fr in iter_frames(video)}  # every frame deblocked
+    bframes = {
+        i for i, fr in frames.items() if fr.av_frame.pict_type == av.video.frame.PictureType.B
+    }
+    grid = [s["frame"] for s in full[2]]
+    assert grid == list(range(0, len(frames), every))
+    moved = [g for g in grid if g in bframes]
+    assert len(skipped[2]) >= len(grid) - 1  # the last one may find no deblocked frame
+    assert moved, "no sample was due on a B-frame: the test shows nothing"
+    for row in skipped[2]:
+        g = row["frame"] // every * every
+        assert row["frame"] - g < every and (row["frame"] == g) == (g not in bframes)
+        assert row["frame"] not in bframes or row["frame"] - g == every - 1
+        want = _sample(frames[row["frame"]], cfg["analysis_width"], "v")
+        assert {k: row[k] for k in want} == want, row["frame"]
+
+    # what the move avoids: a B-frame decoded without the filter measures otherwise
+    blocky = {
+        fr.index: frame_technical(fr.luma())["sharpness"]
+        for fr in iter_frames(video, skip_loop_filter="noref")
+        if fr.index in moved
+    }
+    assert any(blocky[i] != frame_technical(frames[i].luma())["sharpness"] for i in moved), (
+        "decoding without the filter changed no B-frame: the default would not need the move"
+    )

@@ -124,6 +124,15 @@ def test_iter_frames_count_index_time_and_content(luma_video):
     assert frames[7].gray(32).mean() == pytest.approx(LUMA[7], abs=0.5)
 
 
+def test_a_loop_filter_level_is_one_of_ffmpegs(luma_video):
+    # luma_video is lossless (qp 0): H.264 filters nothing there, so every level reads the same
+    for level in ("none", "noref", "all"):
+        frames = list(iter_frames(luma_video, skip_loop_filter=level))
+        assert np.array_equal([f.luma().mean() for f in frames], LUMA)
+    with pytest.raises(ValueError, match="'nonref': one of none, noref, bidir, nokey, all"):
+        list(iter_frames(luma_video, skip_loop_filter="nonref"))
+
+
 @pytest.mark.parametrize("start,end", [(1.0, 1.4), (2.02, 3.0), (0.0, 0.2), (5.5, None)])
 def test_iter_frames_range(luma_video, start, end):
     frames = list(iter_frames(luma_video, start=start, end=end))

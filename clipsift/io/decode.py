@@ -61,7 +61,7 @@ def open_video(
     path: str | os.PathLike,
     *,
     threads: int = 1,
-    skip_loop_filter: bool = False,
+    skip_loop_filter: str | None = None,
     export_mvs: bool = False,
     skip_frame: str | None = None,
     quick: bool = False,
@@ -87,9 +87,8 @@ def open_video(
         else:
             ctx.thread_count = 1
         options = {}
-        if skip_loop_filter:
-            # analysis only: 8-17 % faster decoding, slightly blockier pixels
-            options["skip_loop_filter"] = "all"
+        if skip_loop_filter and skip_loop_filter != "none":
+            options["skip_loop_filter"] = _discard(skip_loop_filter)
         if export_mvs:
             options["flags2"] = "+export_mvs"
         if options:
@@ -99,6 +98,20 @@ def open_video(
         yield container, stream
     finally:
         container.close()
+
+
+# FFmpeg's AVDiscard levels, as its options name them: which frames skip the in-loop deblocking
+# filter. "noref": only frames no other frame predicts from (most B-frames of H.264 and HEVC), so
+# the blockier pixels never spread; about 7 % faster decoding on x264's default GOP. "all": every
+# frame, 15-17 % faster, but the blocks spread through each GOP (sharpness read 7 % high at crf
+# 18 and 38 % at crf 32): only for measures that never look at pixels, such as motion vectors.
+LOOP_FILTER_SKIPS = ("none", "noref", "bidir", "nokey", "all")
+
+
+def _discard(level: str) -> str:
+    if level not in LOOP_FILTER_SKIPS:
+        raise ValueError(f"skip_loop_filter {level!r}: one of {', '.join(LOOP_FILTER_SKIPS)}")
+    return level
 
 
 def reason(exc: BaseException) -> str:
@@ -191,7 +204,7 @@ def iter_frames(
     start: float | None = None,
     end: float | None = None,
     threads: int = 1,
-    skip_loop_filter: bool = False,
+    skip_loop_filter: str | None = None,
     errors: list[str] | None = None,
     lead: float = 0.0,
 ) -> Iterator[Frame]:
