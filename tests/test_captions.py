@@ -272,6 +272,30 @@ def test_images_path_builds_what_the_model_expects(name, tiny_models, clip_video
     assert out.logits.shape[:2] == ids.shape
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_processor_path_hands_one_video_per_clip(name, tiny_models, clip_videos):
+    """What ``inputs_from_processor`` passes as ``videos`` and ``video_metadata``, replayed
+    through transformers' own ``make_batched_videos`` and ``make_batched_metadata`` (which need
+    no torchvision): one video per clip, its frames and metadata in clip order. SmolVLM's
+    processor takes videos nested per prompt, and transformers 5.17 checks that each prompt's
+    list holds as many videos as the prompt has video tokens: a flat list counted a clip's frames
+    as videos and failed every clip (seen on a GPU machine, bench/results/)."""
+    from transformers.video_utils import make_batched_metadata, make_batched_videos
+
+    cap = family(name)(local_config(tiny_models, name, max_frames=4))
+    items = items_for(cap, clip_videos)
+    videos = [v for _, _, v in items]
+    frames, metadata = cap.processor_videos(videos)
+    batched = make_batched_videos(frames)
+    assert len(batched) == len(videos)
+    for got, video in zip(batched, videos, strict=True):
+        assert np.array_equal(np.asarray(got), video.frames)
+    meta = make_batched_metadata(batched, metadata)
+    assert [m.frames_indices for m in meta] == [v.metadata["frames_indices"] for v in videos]
+    if name == "smolvlm2":  # transformers 5.17's SmolVLMProcessor.validate_inputs
+        assert [len(per_prompt) for per_prompt in frames] == [1] * len(videos)
+
+
 @pytest.mark.skipif(not torchvision_available(), reason=NO_TORCHVISION)
 @pytest.mark.parametrize("name", FAMILIES)
 def test_processor_and_images_paths_build_the_same_inputs(name, tiny_models, clip_videos):

@@ -284,13 +284,18 @@ class LocalVLM:
     def processor_call_kwargs(self) -> dict:
         return {}
 
-    def inputs_from_processor(self, texts: list[str], videos: list[Video]):
+    def processor_videos(self, videos: list[Video]) -> tuple[list, list]:
+        """``videos`` and ``video_metadata`` as the processor takes them: one entry per clip."""
         from transformers.video_utils import VideoMetadata
 
+        return [v.frames for v in videos], [VideoMetadata(**v.metadata) for v in videos]
+
+    def inputs_from_processor(self, texts: list[str], videos: list[Video]):
+        frames, metadata = self.processor_videos(videos)
         return self.processor(
             text=texts,
-            videos=[v.frames for v in videos],
-            video_metadata=[VideoMetadata(**v.metadata) for v in videos],
+            videos=frames,
+            video_metadata=metadata,
             do_sample_frames=False,
             padding=True,
             return_tensors="pt",

@@ -108,6 +108,13 @@ class SmolVLM2(LocalVLM):
             text += FRAME.format(timestamp=f"{int(sec // 60):02d}:{int(sec % 60):02d}") + image
         return text + OUTRO
 
+    def processor_videos(self, videos: list[Video]) -> tuple[list, list]:
+        # nested per prompt, as SmolVLMProcessor documents: transformers 5.17 counts each
+        # prompt's videos as len(videos[i]) (a flat list counted a clip's frames as videos and
+        # failed every clip); 5.24 flattens the nesting
+        frames, metadata = super().processor_videos(videos)
+        return [[f] for f in frames], [[m] for m in metadata]
+
     def video_tensors(self, videos: list[Video]):
         side = int(self.video_cfg["max_image_size"]["longest_edge"])
         out = self.image_processor(
