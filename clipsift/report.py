@@ -37,7 +37,7 @@ from .selection import with_filters  # noqa: E402
 log = logging.getLogger(__name__)
 
 UNIT_COLOURS = {"videos": "#8172b3", "clips": "#4c72b0"}
-FRAME_POSITIONS = (0.1, 0.5, 0.9)  # of the clip's duration
+FRAME_POSITIONS = (0.1, 0.5, 0.9)  # of the span from the clip's first frame to its last
 
 
 # ----------------------------------------------------------------------------- funnel
@@ -84,7 +84,11 @@ def clip_frames(row: dict, dataset_dir: Path | None, width: int) -> tuple[list, 
     """Three frames of a clip: from the exported file when there is one, else from the source
     over the clip's time range. Unreadable clips give ``None`` frames."""
     start, end = _float(row.get("start_time")), _float(row.get("end_time"))
-    dur = max(end - start, 0.0)
+    last = _float(row.get("last_time"))
+    # over the span from the first frame to the last (end on tables without last_time): on a
+    # variable frame rate a last frame that lasts long put 90 % of the duration past it, into
+    # the next shot
+    dur = max((last if last > start else end) - start, 0.0)
     rel = [p * dur for p in FRAME_POSITIONS]
     if dataset_dir is not None and isinstance(row.get("file"), str):
         path, times = dataset_dir / row["file"], rel

@@ -135,3 +135,25 @@ def test_report_of_a_real_build(tmp_path_factory):
     timings = rp.job_timings(wd).set_index("rule")
     assert timings.loc["export_clips", "jobs"] == 2 and timings.loc["scan", "total_s"] > 0
     assert "<td>export_clips</td>" in html.split("Jobs and time per rule")[1]
+
+
+def test_thumbnails_stay_inside_a_clip_whose_last_frame_lasts_long(tmp_path):
+    """A clip of 11 frames 0.1 s apart whose last frame lasts 0.6 s (a variable frame rate),
+    then the next shot: 90 % of the clip's duration (1.44 s) lies nearer the next shot's first
+    frame than the clip's last; the thumbnails are taken over first to last frame instead."""
+    from clipsift.io.decode import read_frames_at
+    from clipsift.sample import Segment, render_video
+
+    times = [i / 10 for i in range(11)] + [1.6 + i / 10 for i in range(15)]
+    video = tmp_path / "v.mp4"
+    render_video(video, [Segment(11, seed=1), Segment(15, seed=2)], fps=10, size=(320, 180),
+                 times=times)  # fmt: skip
+    every = read_frames_at(video, times, size=96)
+    row = {"clip_id": "a", "source_path": str(video), "start_time": 0.0, "last_time": 1.0,
+           "end_time": 1.6}  # fmt: skip
+    imgs, _ = rp.clip_frames(row, None, 96)
+    diffs = [[np.abs(img.astype(int) - f.astype(int)).mean() for f in every] for img in imgs]
+    assert [int(np.argmin(d)) for d in diffs] == [1, 5, 9]
+    # a table without last_time: over the duration, as before (the last one is the next shot's)
+    old, _ = rp.clip_frames(row | {"last_time": None}, None, 96)
+    assert int(np.argmin([np.abs(old[2].astype(int) - f.astype(int)).mean() for f in every])) == 11
