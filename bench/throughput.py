@@ -673,7 +673,7 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     skip = scan_cfg["skip_loop_filter"]
     best = Best()
     for _ in range(repeat):
-        for level in {skip, "none", "all"}:
+        for level in dict.fromkeys((skip, "none", "all")):
             best.run(level, lambda level=level: decode_only(paths, skip_loop_filter=level))
     dec, full, slf = best[skip][1], best["none"][1], best["all"][1]
     same = "same" if cuts["det"] == cuts["small"] else "DIFFERENT"

@@ -102,7 +102,7 @@ def open_video(
 
 # FFmpeg's AVDiscard levels, as its options name them: which frames skip the in-loop deblocking
 # filter. "noref": only frames no other frame predicts from (most B-frames of H.264 and HEVC), so
-# the blockier pixels never spread; about 7 % faster decoding on x264's default GOP. "all": every
+# the blockier pixels never spread; about 6 % faster decoding on x264's default GOP. "all": every
 # frame, 15-17 % faster, but the blocks spread through each GOP (sharpness read 7 % high at crf
 # 18 and 38 % at crf 32): only for measures that never look at pixels, such as motion vectors.
 LOOP_FILTER_SKIPS = ("none", "noref", "bidir", "nokey", "all")
@@ -215,6 +215,9 @@ def iter_frames(
 
     Indices count decoded frames from the start of the video when ``start`` is None; after a seek
     they are estimated from the time and the average frame rate (times are exact).
+
+    ``skip_loop_filter``: frames decoded without the deblocking filter, an AVDiscard level of
+    :data:`LOOP_FILTER_SKIPS` (None or "none": every frame filtered, as a player shows it).
 
     ``errors``: a list to tolerate damaged data in a whole-video decode (``start`` None): a packet
     the decoder refuses is skipped and its error appended, and decoding goes on with the next

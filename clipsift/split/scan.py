@@ -12,7 +12,7 @@ everything that needs a dense look at it is taken from the same frames:
   reading OCR frames afterwards by seeking cost as much as decoding the video again.
 
 The decode skips the deblocking filter on frames no other frame predicts from
-(``skip_loop_filter``: about 5 % less decoding); a sample due on such a frame moves to the next
+(``skip_loop_filter``: about 6 % less decoding); a sample due on such a frame moves to the next
 deblocked one, so the technical measures read what a full decode gives.
 
 Per-clip scores are aggregated later from these per-frame and per-sample rows, so changing the
