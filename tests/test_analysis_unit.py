@@ -214,6 +214,22 @@ def test_motion_vectors_of_a_pan_and_a_still(tmp_path):
     assert still["n_frames"] >= 3 and still["mv_px"] < 0.05
 
 
+def test_motion_vectors_per_second_are_the_same_at_24_and_48_fps(tmp_path):
+    """One pan speed in px per second at two frame rates: the per-frame values halve, the
+    per-second ones (each frame's vectors over the real time from its reference) do not."""
+    _encode(tmp_path / "24.mp4", 4, 2, n=48, fps=24)
+    _encode(tmp_path / "48.mp4", 2, 1, n=96, fps=48)
+    slow, fast = (motion_vectors(tmp_path / f"{r}.mp4", 0.0, 2.0) for r in (24, 48))
+    truth = np.hypot(4, 2) * 24  # px per second
+    for mv in (slow, fast):
+        assert mv["n_frames"] >= 3
+        assert mv["mv_px_per_s"] == pytest.approx(truth, rel=0.25)
+        assert mv["mv_rel_per_s"] == pytest.approx(mv["mv_px_per_s"] / 400)  # 320x240
+        assert mv["mv_min_region_per_s"] == pytest.approx(truth, rel=0.25)
+    assert fast["mv_px_per_s"] == pytest.approx(slow["mv_px_per_s"], rel=0.1)
+    assert fast["mv_px"] == pytest.approx(slow["mv_px"] / 2, rel=0.1)
+
+
 # ----------------------------------------------------------------------------- OCR
 
 

@@ -4,6 +4,7 @@ through the real Snakefile on generated videos whose content is known."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pandas as pd
@@ -224,7 +225,12 @@ def test_motion_vectors_scorer_measures_a_pan(tmp_path):
     run_snakemake(tmp_path / "w", cfg)
     meta = metadata(tmp_path / "w").set_index("video_id")
     assert meta.loc["m-pan", "motion_vectors.px"] == pytest.approx(3.0, rel=0.25)
+    assert meta.loc["m-pan", "motion_vectors.px_per_s"] == pytest.approx(90.0, rel=0.25)
+    assert meta.loc["m-pan", "motion_vectors.rel_per_s"] == pytest.approx(
+        meta.loc["m-pan", "motion_vectors.px_per_s"] / math.hypot(320, 180)
+    )
     assert meta.loc["m-still", "motion_vectors.px"] < 0.3
+    assert meta.loc["m-still", "motion_vectors.px_per_s"] < 9
     assert "ocr.text_area_mean" in meta and meta["ocr_verdict"].isna().all()
 
 

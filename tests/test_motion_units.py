@@ -110,6 +110,25 @@ def test_a_variable_frame_rate_video_scores_each_part_per_second(tmp_path, confi
     assert slow == pytest.approx(speed, rel=0.1) and fast == pytest.approx(speed, rel=0.1)
 
 
+def test_motion_vectors_per_second_follow_a_variable_frame_rate(tmp_path):
+    """The motion-vector scorer on 24 fps then 48 fps, one pan speed in px per second: each
+    frame's vectors over the real time from its reference give that speed in both parts; the
+    per-frame values (NeMo's convention, frames at the average rate) miss it in both."""
+    from clipsift.scorers.motion import motion_vectors
+
+    speed = 120.0
+    times = [i / 24 for i in range(48)] + [2.0 + i / 48 for i in range(96)]
+    segs = [Segment(48, seed=5, pan=(speed / 24, 0)), Segment(96, seed=6, pan=(speed / 48, 0))]
+    path = tmp_path / "vfr.mp4"
+    render_video(path, segs, fps=48, size=(640, 360), times=times)
+    for (a, b), per_frame in (((0.0, 2.0), speed / 24), ((2.0, 4.0), speed / 48)):
+        mv = motion_vectors(path, a, b)
+        assert mv["n_frames"] >= 3
+        assert mv["mv_px_per_s"] == pytest.approx(speed, rel=0.05)
+        assert mv["mv_min_region_per_s"] == pytest.approx(speed, rel=0.05)
+        assert mv["mv_px"] != pytest.approx(per_frame, rel=0.1)  # 36 fps average: both wrong
+
+
 def test_aggregate_uses_each_pairs_interval_and_falls_back_to_the_frame_rate():
     # one pair over 1/30 s, one over 1/60 s (a variable frame rate): both 60 px/s at scale 2
     recs = [

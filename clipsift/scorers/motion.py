@@ -211,6 +211,10 @@ def aggregate_motion(samples: Sequence[dict], *, scale: float, diagonal: float, 
     }
 
 
+MV_COLUMNS = ("mv_px", "mv_rel", "mv_min_region", "mv_min_region_rel", "mv_px_per_s",
+              "mv_rel_per_s", "mv_min_region_per_s")  # fmt: skip
+
+
 def motion_vectors(
     path: str | os.PathLike,
     start: float,
@@ -232,13 +236,18 @@ def motion_vectors(
 
     Returns ``mv_px`` (area-weighted mean magnitude of inter blocks, source px per frame),
     ``mv_rel`` = mv_px / (W + H) (the NeMo convention), ``mv_min_region`` (the weakest
-    ``patch``-px square, mean over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``.
+    ``patch``-px square, mean over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``;
+    and per second of real time, each frame's vectors over the time from its reference frame to
+    it (the decoder's timestamps, so also right at a variable frame rate): ``mv_px_per_s``,
+    ``mv_rel_per_s`` (frame diagonals per second, the unit of ``motion.rel_per_s``) and
+    ``mv_min_region_per_s``. The per-frame values halve from 30 to 60 fps; these do not.
     Intra blocks carry no vector and are left out. Streams without exported vectors give None:
     all-intra ones and, in FFmpeg, HEVC and VP9 (checked; H.264, MPEG-2 and MPEG-4 part 2 work),
     so the scan needs optical flow as the general path.
     """
     per_frame: list[float] = []
-    patch_sum = patch_n = None
+    per_second: list[float] = []
+    patch_sum = patch_sum_s = patch_n = None
     width = height = 0
     # Vectors need neither the loop filter nor the non-reference (B) frames: skipping both cut
     # decoding of a 720p x264 video from 0.25 to 0.11 CPU-s per 300 frames (export_mvs itself
@@ -266,13 +275,17 @@ def motion_vectors(
                         width, height = frame.width, frame.height
                         nx, ny = -(-width // patch), -(-height // patch)
                         if patch_sum is None:
-                            patch_sum, patch_n = np.zeros(nx * ny), np.zeros(nx * ny)
-                        dist = max(1.0, round((t - anchor_t) * fps))
+                            patch_sum, patch_sum_s, patch_n = np.zeros((3, nx * ny))
+                        gap = t - anchor_t  # seconds from the reference frame to this one
+                        dist = max(1.0, round(gap * fps))
+                        per_s = dist / gap if gap > 0 else fps  # px per frame -> px per second
                         mean, cells = _frame_vectors(side.to_ndarray(), dist, patch, nx, ny)
                         if mean is not None:
                             per_frame.append(mean)
+                            per_second.append(mean * per_s)
                             seen = ~np.isnan(cells)
                             patch_sum[seen] += cells[seen]
+                            patch_sum_s[seen] += cells[seen] * per_s
                             patch_n[seen] += 1
                         next_t = (
                             start + (np.floor((t - start) * sample_fps + 1e-6) + 1) / sample_fps
@@ -282,10 +295,8 @@ def motion_vectors(
         except av.FFmpegError as exc:
             raise VideoError(f"decode failed: {reason(exc)}") from exc
     if not per_frame:
-        return dict.fromkeys(("mv_px", "mv_rel", "mv_min_region", "mv_min_region_rel")) | {
-            "n_frames": 0
-        }
-    mv_px = float(np.mean(per_frame))
+        return dict.fromkeys(MV_COLUMNS) | {"n_frames": 0}
+    mv_px, px_per_s = float(np.mean(per_frame)), float(np.mean(per_second))
     seen = patch_n > 0
     weakest = float((patch_sum[seen] / patch_n[seen]).min())
     return {
@@ -293,6 +304,9 @@ def motion_vectors(
         "mv_rel": mv_px / (width + height),
         "mv_min_region": weakest,
         "mv_min_region_rel": weakest / (width + height),
+        "mv_px_per_s": px_per_s,
+        "mv_rel_per_s": px_per_s / float(np.hypot(width, height)),
+        "mv_min_region_per_s": float((patch_sum_s[seen] / patch_n[seen]).min()),
         "n_frames": len(per_frame),
     }
 
