@@ -81,7 +81,7 @@ from clipsift.scorers.motion import FlowMeter, motion_vectors
 from clipsift.scorers.technical import border_profile, find_borders, frame_technical
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.detectors import make_detector
-from clipsift.split.scan import OcrGrid, filtered, merge_flash_cuts, scan_shard
+from clipsift.split.scan import OcrGrid, SampleGrid, merge_flash_cuts, scan_shard
 from clipsift.split.transitions import TransitionFinder, cut_out
 
 cv2.setNumThreads(1)
@@ -556,16 +556,15 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     width = scan_cfg["analysis_width"]
     detector = make_detector(scan_cfg, fps)
     meter = FlowMeter(method=scan_cfg["flow"], preset=scan_cfg["flow_preset"])
-    every = max(1, round(fps / scan_cfg["sample_fps"]))
-    skip = scan_cfg["skip_loop_filter"]
-    lumas, pending, prev_gray, due = [], None, None, None
+    sampled = SampleGrid(max(1, round(fps / scan_cfg["sample_fps"])), scan_cfg["skip_loop_filter"])
+    lumas, pending, prev_gray = [], None, None
     timed = TimedReader(reader)
     grid = OcrGrid(
         "v", timed, ocr_cfg["every_seconds"], ocr_cfg["quiet_every_seconds"], ocr_cfg["max_side"]
     )
     tcfg = scan_cfg["transitions"]
     blends = TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
-    it = iter_frames(path, skip_loop_filter=skip)
+    it = iter_frames(path, skip_loop_filter=sampled.skip)
     while True:
         c0 = clock()
         fr = next(it, None)
@@ -592,10 +591,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
             counts["pairs"] += 1
         c5 = clock()
         t["flow"] += c5 - c4
-        if fr.index % every == 0:
-            due = fr.index
-        if due is not None and (filtered(fr, skip) or fr.index - due >= every - 1):
-            due = None
+        if sampled.take(fr):
             luma = fr.luma()
             rows, cols = border_profile(luma)
             bars = find_borders([rows], [cols])

@@ -80,16 +80,15 @@ def scan_video(
         else None
     )
     meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
-    every = max(1, round(fps / cfg["sample_fps"]))
+    sampled = SampleGrid(max(1, round(fps / cfg["sample_fps"])), cfg["skip_loop_filter"])
     stride = cfg["luma_stride"]
-    skip = cfg["skip_loop_filter"]
 
     frames, samples, times, lumas = [], [], [], []
-    prev_gray, pending, due = None, None, None
+    prev_gray, pending = None, None
     texts = OcrGrid(video_id, *ocr) if ocr is not None else None
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
-    for fr in iter_frames(path, errors=damaged, skip_loop_filter=skip):
+    for fr in iter_frames(path, errors=damaged, skip_loop_filter=sampled.skip):
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
         detector.push(fr.index, bgr)
@@ -104,14 +103,9 @@ def scan_video(
             pending.update(meter.measure(prev_gray, gray))
             pending["dt"] = fr.time - pending["time"]  # the pair's real interval (VFR too)
             pending = None
-        if fr.index % every == 0:
-            due = fr.index
-        # a sample's technical measures need a deblocked frame: one decoded without the loop
-        # filter hands it on to the next frame that has it (before the next sample is due)
-        if due is not None and (filtered(fr, skip) or fr.index - due >= every - 1):
+        if sampled.take(fr):
             pending = _sample(fr, gray.shape[1], video_id)
             samples.append(pending)
-            due = None
         if texts is not None:
             texts.push(fr)
         prev_gray = gray
@@ -173,6 +167,28 @@ class OcrGrid:
     def rows(self) -> list[dict]:
         """The OCR rows in frame order (a held frame is read after the one that followed it)."""
         return sorted(self._rows, key=lambda r: r["frame"])
+
+
+class SampleGrid:
+    """Which decoded frames are samples: one due every ``every`` frames (``fr.index % every``).
+    The technical measures need a deblocked frame, so with frames decoded without the loop filter
+    (``skip``, a ``skip_loop_filter`` level) a sample due on one of them moves to the next frame
+    that was filtered, at most ``every - 1`` frames on (before the next one is due)."""
+
+    def __init__(self, every: int, skip: str):
+        self.every, self.skip = every, skip
+        self._due: int | None = None  # index of the grid frame whose sample is not taken yet
+
+    def take(self, fr) -> bool:
+        """Whether ``fr`` (frames pushed in order) is a sample."""
+        if fr.index % self.every == 0:
+            self._due = fr.index
+        if self._due is None:
+            return False
+        if not (filtered(fr, self.skip) or fr.index - self._due >= self.every - 1):
+            return False
+        self._due = None
+        return True
 
 
 def filtered(fr, skip: str) -> bool:
