@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from clipsift.config import ConfigError, validate_config
+from clipsift.io.decode import iter_frames
 from clipsift.sample import Segment, render_video, score_scenes
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.scan import FRAME_COLUMNS, scan_video
-from clipsift.split.transitions import _refined_motion, cut_out
+from clipsift.split.transitions import TransitionFinder, _refined_motion, cut_out
 
 SIZE = (320, 180)
 
@@ -60,21 +61,46 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
     assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
 
 
+def slow_pan_dissolve() -> list[Segment]:
+    """A 1-s dissolve at 60 fps between slow pans (15 and 22.5 px/s)."""
+    return [
+        Segment(120, seed=112, pan=(0, 0.25)),
+        Segment(150, seed=122, pan=(-0.375, 0), dissolve=60),
+        Segment(60, seed=3),
+    ]
+
+
 def test_a_dissolve_out_of_a_slow_pan_at_60_fps_keeps_no_blended_frame(tmp_path):
     """A 1-s dissolve between slow pans (15 and 22.5 px/s): a twentieth of a pixel per frame on
     the finder's 64-px frames, extrapolated over 60 frames. Measured from one pair of frames
     that motion read 40 % slow, and the last blended frame stayed in the next clip."""
     fps = 60
-    plan = [
-        Segment(120, seed=112, pan=(0, 0.25)),
-        Segment(150, seed=122, pan=(-0.375, 0), dissolve=60),
-        Segment(60, seed=3),
-    ]
+    plan = slow_pan_dissolve()
     truth = render_video(tmp_path / "p.webm", plan, fps=fps, size=SIZE)
     scenes = scenes_of(tmp_path / "p.webm", fps)
     score = score_scenes(truth, scenes, min_frames=30)
     assert score["dirty"] == 0 and score["missed"] == 0, (scenes, truth["transitions"])
     assert score["boundary_error"] <= 2, (scenes, truth["transitions"])
+
+
+def test_only_a_window_that_holds_the_whole_ramp_marks_a_dissolve(tmp_path):
+    """A window that starts or ends inside a dissolve also passes the blend tests (its end is
+    itself a blend), but its line is fitted to part of the ramp: such windows marked frames past
+    the end of a decoded 2-s dissolve at 60 fps. The frames beyond a window's ends must go no
+    further along its ramp."""
+    fps = 60
+    plan = slow_pan_dissolve()
+    truth = render_video(tmp_path / "p.webm", plan, fps=fps, size=SIZE)
+    (first, last), *_ = truth["transitions"]
+    finder = TransitionFinder(fps)
+    for fr in iter_frames(str(tmp_path / "p.webm")):
+        finder.push(fr.index, fr.analysis(SIZE[0], quick=True)[0])
+        if fr.index == last + 30:
+            break
+    assert finder._test(first - 2, last + 3) == ""  # the whole ramp: a transition
+    assert finder._test(first + 10, last + 3) == "partial"  # starts inside it
+    assert finder._test(first - 2, last - 10) == "partial"  # ends inside it
+    assert finder._test(first + 5, last - 5) == "partial"
 
 
 def test_a_turning_shot_after_a_dissolve_starts_within_a_frame(tmp_path):

@@ -12,7 +12,8 @@ So for every frame ``e`` and window lengths ``L`` of 0.1-2.5 s in steps of 1.35x
 of them (ends too alike, a single jump, no change in brightness or contrast). A window that is
 left is a transition when its ends are two different pictures (or one is flat), every frame
 inside is a blend of the ends, each moved as its shot moves (``alpha`` and a small residual),
-alpha rises steadily, and the frames' contrast is that of such a blend. A line fitted to alpha
+alpha rises steadily, the frames' contrast is that of such a blend, and the frames beyond
+each end go no further along the ramp (the window holds all of it). A line fitted to alpha
 gives the first and last blended frame (widened over faint frames that stand out from the
 clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
 of its frames, so windows are tested that long after their last frame. Frames that are one flat
@@ -185,6 +186,18 @@ class TransitionFinder:
             # a loose window: its shots' motion is extrapolated far, so its ends are less sure;
             # a tighter window (lengths step by 1.35) marks this transition
             return "loose"
+        # 5. the window holds the whole ramp: beyond each end, its shot's frames go no further
+        # along it. A window that starts or ends inside a slow dissolve passes 1-4 (an end that
+        # is itself a blend is a picture too), but its line is fitted to part of the ramp, which
+        # coding bends near its end: one such window marked two frames past a 2-s dissolve at
+        # 60 fps. A window that holds all of it marks this transition
+        for i, way in ((s, -1), (e, 1)):
+            n = self._same_shot(i, way, change)
+            if n >= 3:
+                ks = sorted(i + way * k for k in range(1, n + 1))
+                beyond = self._blend_fit(s, e, va, vb, ks)[0].astype(np.float64)
+                if np.polyfit(np.arange(n, dtype=np.float64), beyond, 1)[0] > 0.5 * slope:
+                    return "partial"
         # the faint frames at each end may still hold a blend that the line misses: a decoded
         # blend lags the edit (the frames after a dissolve hold 0.5-3 % of the old shot, and a
         # slow dissolve's decoded ramp runs that much late), and a shot's motion is measured
@@ -198,16 +211,8 @@ class TransitionFinder:
     def _velocity(self, i: int, way: int, change: float) -> Motion:
         """The motion per frame (turn, zoom and shift) of the shot at frame ``i``, measured
         towards ``way`` (-1: the frames before ``i``, 1: after) over up to ``lag`` frames of
-        that shot: steps under a quarter of the window's change (no motion across a cut or the
-        transition)."""
-        n = 0
-        for k in range(1, self.lag + 1):
-            j = i + way * k
-            if not 0 <= j < self._count:
-                break
-            if self._step[(j if way > 0 else j + 1) % self._size] >= 0.25 * change:
-                break  # _step[f]: frame f against frame f - 1
-            n = k
+        that shot (:meth:`_same_shot`)."""
+        n = self._same_shot(i, way, change)
         if n == 0:
             return STILL
         a, b = sorted((i, i + way * n))
@@ -216,6 +221,20 @@ class TransitionFinder:
                 self._motions = {k: v for k, v in self._motions.items() if k[0] > i - self._size}
             self._motions[a, b] = _refined_motion(self._frame(a), self._frame(b))
         return _per_frame(self._motions[a, b], n)
+
+    def _same_shot(self, i: int, way: int, change: float) -> int:
+        """How many of the up to ``lag`` frames beyond frame ``i`` (``way`` -1: before it, 1:
+        after) are of its shot: steps under a quarter of the window's ``change`` (no cut or
+        transition between)."""
+        n = 0
+        for k in range(1, self.lag + 1):
+            j = i + way * k
+            if not 0 <= j < self._count:
+                break
+            if self._step[(j if way > 0 else j + 1) % self._size] >= 0.25 * change:
+                break  # _step[f]: frame f against frame f - 1
+            n = k
+        return n
 
     def _frame(self, i: int) -> np.ndarray:
         """Frame ``i``'s 64-px gray image (float32) from the ring."""
