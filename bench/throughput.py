@@ -398,7 +398,7 @@ def analyse(source: pd.DataFrame, scan: tuple, cfg: dict, mode: str) -> tuple[di
         res, costs[name] = timed(fn)
         return res
 
-    clips = run("split", lambda: scenes_to_clips(scenes, source, cfg["split"]))
+    clips = run("split", lambda: scenes_to_clips(scenes, source, cfg["split"], frames))
     out = {"clips": clips}
     if mode == "scan":
         out["ocr"] = run("ocr", lambda: ocr_from_scan(clips, ocr_rows, ocr_cfg))
