@@ -189,8 +189,8 @@ class TransitionFinder:
         # 5. the window holds the whole ramp: beyond each end, its shot's frames go no further
         # along it. A window that starts or ends inside a slow dissolve passes 1-4 (an end that
         # is itself a blend is a picture too), but its line is fitted to part of the ramp, which
-        # coding bends near its end: one such window marked two frames past a 2-s dissolve at
-        # 60 fps. A window that holds all of it marks this transition
+        # coding bends near its end: such windows marked frames past the end of 1- and 2-s
+        # dissolves. A window that holds all of it marks this transition
         for i, way in ((s, -1), (e, 1)):
             n = self._same_shot(i, way, change)
             if n >= 3:
