@@ -2,17 +2,29 @@
 
 Small analysis frames come from the decoded Y (and U/V) planes resized with OpenCV, which costs
 about a sixth of PyAV's own scaler at 1080p (bench/throughput.py, bench/results/).
+
+Luma is the coded Y plane at 8 bits, whatever the chroma subsampling (4:2:0, 4:2:2, 4:4:4) or
+bit depth (10-bit HEVC from phones, 4:2:2 10-bit from cameras): a 10-bit sample is rounded to
+its 8-bit level, so limited-range black is 16 and white 235 in every format and thresholds
+such as ``technical.luma_mean`` mean the same. (Through FFmpeg's gray conversion, which the
+other formats took before, limited range was stretched to 0-255: a scene at level 24 in 8-bit
+4:2:0 read 9 in 10 bits or 4:2:2, under the default minimum of 20, one at 230 read 249, over the
+maximum of 235, and sharpness 36 % higher.)
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 import av
 import cv2
 import numpy as np
 
-PLANAR_420 = {"yuv420p", "yuvj420p"}
+# planar YUV formats read plane by plane: any chroma subsampling, 8 to 16 bits per sample
+_PLANAR_YUV = re.compile(r"yuvj?(?:420|422|444|440|411|410)p(?:(\d+)(le|be))?")
+_U8, _U16LE, _U16BE = np.dtype(np.uint8), np.dtype("<u2"), np.dtype(">u2")
 
 
 @dataclass
@@ -43,8 +55,9 @@ class Frame:
         return 1.0 / self.sar if self.rotation in (90, 270) else self.sar
 
     def luma(self) -> np.ndarray:
-        """Full-size Y plane (a view where possible), rotation applied."""
-        return _rotate(_plane(self.av_frame, 0), self.rotation)
+        """Full-size Y plane at 8 bits (a view where possible), rotation applied."""
+        y = _plane(self.av_frame, 0)
+        return _rotate(to_8bit(y, yuv_bits(self.av_frame) or 8), self.rotation)
 
     def gray(self, width: int | None = None) -> np.ndarray:
         """Y plane resized to ``width`` (aspect kept), rotation applied."""
@@ -53,7 +66,7 @@ class Frame:
 
     def bgr(self, width: int | None = None) -> np.ndarray:
         """BGR image, optionally resized to ``width`` before colour conversion (cheap path)."""
-        if width is not None and self.av_frame.format.name in PLANAR_420:
+        if width is not None and yuv_bits(self.av_frame) is not None:
             return self.analysis(width)[1]
         img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
         return img if width is None else resize_to_width(img, width, self._sar())
@@ -69,7 +82,8 @@ class Frame:
         last = cv2.INTER_LINEAR if quick else cv2.INTER_AREA
         f = self.av_frame
         bgr_width = bgr_width or width
-        if f.format.name not in PLANAR_420:
+        bits = yuv_bits(f)
+        if bits is None:
             img = _rotate(f.to_ndarray(format="bgr24"), self.rotation)
             bgr = resize_to_width(img, width, self._sar())
             gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
@@ -79,14 +93,15 @@ class Frame:
         y = _plane(f, 0)
         h0, w0 = y.shape
         w, h = _even_size(w0, h0, width, self.rotation, self.sar)
-        gray = np.ascontiguousarray(shrink(y, (w, h), last))  # the plane itself at its own size
+        # the plane itself at its own size; deeper samples are resized, then rounded to 8 bits
+        gray = np.ascontiguousarray(to_8bit(shrink(y, (w, h), last), bits))
         bw, bh = _even_size(w0, h0, bgr_width, self.rotation, self.sar)
-        # 4:2:0 planes resized separately, then one colour conversion at the small size
+        # the planes resized separately to 4:2:0 at the small size, then one colour conversion
         i420 = np.empty((bh * 3 // 2, bw), np.uint8)
         small = gray if bw <= w else y
-        i420[:bh] = gray if (bw, bh) == (w, h) else shrink(small, (bw, bh), last)
-        u = shrink(_plane(f, 1), (bw // 2, bh // 2), last)
-        v = shrink(_plane(f, 2), (bw // 2, bh // 2), last)
+        i420[:bh] = gray if (bw, bh) == (w, h) else to_8bit(shrink(small, (bw, bh), last), bits)
+        u = to_8bit(shrink(_plane(f, 1), (bw // 2, bh // 2), last), bits)
+        v = to_8bit(shrink(_plane(f, 2), (bw // 2, bh // 2), last), bits)
         i420.reshape(-1)[bh * bw :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
         bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
         return _rotate(gray, self.rotation), _rotate(bgr, self.rotation)
@@ -99,16 +114,38 @@ class Frame:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def yuv_bits(frame: av.VideoFrame) -> int | None:
+    """Bits per sample of a planar YUV frame (8 for yuv420p, 10 for yuv422p10le, ...); None for
+    any other layout (RGB, semi-planar, palette, gray), which goes through FFmpeg's converter."""
+    return _bits_of(frame.format.name)
+
+
+@functools.cache
+def _bits_of(pix_fmt: str) -> int | None:
+    m = _PLANAR_YUV.fullmatch(pix_fmt)
+    return None if m is None else int(m.group(1) or 8)
+
+
+def to_8bit(img: np.ndarray, bits: int) -> np.ndarray:
+    """Samples of ``bits`` bits as uint8, rounded to the nearest 8-bit level (a 10-bit 64, black
+    in limited range, is 16)."""
+    if img.dtype == np.uint8:
+        return img
+    return cv2.convertScaleAbs(img, alpha=2.0 ** (8 - bits))
+
+
 def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
-    if frame.format.name not in PLANAR_420:
+    """Plane ``i`` of a planar YUV frame as stored (uint8, or uint16 above 8 bits); plane 0 of
+    another layout as FFmpeg's 8-bit gray."""
+    bits = yuv_bits(frame)
+    if bits is None:
         if i == 0:
             return frame.to_ndarray(format="gray")
-        raise ValueError("chroma planes only for 4:2:0 input")
+        raise ValueError(f"chroma planes only for planar YUV input, not {frame.format.name}")
     plane = frame.planes[i]
-    h = frame.height if i == 0 else (frame.height + 1) // 2
-    w = frame.width if i == 0 else (frame.width + 1) // 2
-    buf = np.frombuffer(plane, np.uint8)
-    return buf.reshape(-1, plane.line_size)[:h, :w]
+    dtype = _U8 if bits == 8 else _U16LE if frame.format.name.endswith("le") else _U16BE
+    buf = np.frombuffer(plane, dtype)
+    return buf.reshape(-1, plane.line_size // dtype.itemsize)[: plane.height, : plane.width]
 
 
 def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
