@@ -25,7 +25,7 @@ from helpers import all_shards_table, base_config, run_snakemake
 
 from clipsift.config import with_defaults
 from clipsift.io.decode import iter_frames, probe, read_frames_at
-from clipsift.io.frames import yuv_bits
+from clipsift.io.frames import full_range, yuv_bits
 from clipsift.sample import Segment, render_video
 from clipsift.scorers.technical import frame_technical
 from clipsift.split.clips import stream_copy
@@ -285,15 +285,18 @@ def _write(tmp_path, cfg):
     return path
 
 
-def lossless_copy(src, dest, pix_fmt: str, codec: str) -> None:
-    """``src``'s decoded frames, converted to ``pix_fmt`` and encoded losslessly: every copy holds
-    the same luma (8-bit copies exactly; 10-bit ones at 4x the level, FFmpeg's expansion)."""
+def lossless_copy(src, dest, pix_fmt: str, codec: str, full: bool = False) -> None:
+    """``src``'s decoded frames in ``pix_fmt``, encoded losslessly: every copy holds the same
+    luma (8-bit copies exactly; 10-bit ones at 4x the level, FFmpeg's expansion). A ``full``
+    range copy (4:2:0) holds the same planes rescaled to the full range of its bit depth."""
     with av.open(str(src)) as ic, av.open(str(dest), "w") as oc:
         s = oc.add_stream(codec, rate=25)
         s.width, s.height, s.pix_fmt = 320, 180, pix_fmt
         s.options = {"qp": "0"} if codec == "libx264" else {"x265-params": "lossless=1:log-level=1"}
+        if full:
+            s.codec_context.color_range = 2  # JPEG: the encoder flags the stream full range
         for i, frame in enumerate(ic.decode(video=0)):
-            out = frame.reformat(format=pix_fmt)
+            out = full_range_copy(frame, pix_fmt) if full else frame.reformat(format=pix_fmt)
             out.pts, out.time_base = i, Fraction(1, 25)
             for packet in s.encode(out):
                 oc.mux(packet)
@@ -301,35 +304,61 @@ def lossless_copy(src, dest, pix_fmt: str, codec: str) -> None:
             oc.mux(packet)
 
 
+def full_range_copy(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
+    """A limited-range yuv420p frame's planes mapped to the full range of ``pix_fmt`` (4:2:0):
+    luma 16-235 and chroma 16-240 onto 0 .. 2**bits - 1."""
+    top = 1023 if "10" in pix_fmt else 255
+    yuv = frame.to_ndarray().astype(np.float64)  # yuv420p: Y rows, then U and V
+    h = frame.height
+    y, uv = yuv[:h], yuv[h:]
+    planes = [(y - 16) * top / 219, (uv - 128) * top / 224 + (top + 1) / 2]
+    dtype = np.uint16 if top > 255 else np.uint8
+    y, uv = (np.clip(np.rint(p), 0, top).astype(dtype) for p in planes)
+    u, v = uv.reshape(2, h // 2, -1)
+    out = av.VideoFrame(frame.width, h, pix_fmt)
+    for plane, arr in zip(out.planes, (y, u, v), strict=True):
+        buf = np.zeros((plane.height, plane.line_size // arr.itemsize), dtype)
+        buf[:, : arr.shape[1]] = arr
+        plane.update(buf.tobytes())
+    out.color_range = 2
+    return out
+
+
 @pytest.mark.parametrize(
-    "pix_fmt, codec, ext",
-    [("yuv422p", "libx264", "mkv"), ("yuv444p", "libx264", "mp4"),
-     ("yuv420p10le", "libx264", "mkv"), ("yuv422p10le", "libx264", "mov"),
-     ("yuv420p10le", "libx265", "mp4")],
+    "pix_fmt, codec, ext, full",
+    [("yuv422p", "libx264", "mkv", False), ("yuv444p", "libx264", "mp4", False),
+     ("yuv420p10le", "libx264", "mkv", False), ("yuv422p10le", "libx264", "mov", False),
+     ("yuv420p10le", "libx265", "mp4", False), ("yuvj420p", "libx264", "mp4", True),
+     ("yuv420p10le", "libx265", "mkv", True)],
 )  # fmt: skip
-def test_every_planar_format_gives_the_same_8_bit_luma(tmp_path, pix_fmt, codec, ext):
-    """Phones write 10-bit HEVC, cameras 4:2:2, screen recorders 4:4:4. Through FFmpeg's gray
-    conversion these formats' luma was stretched from limited range to 0-255: a scene at level 24
-    in 8-bit 4:2:0 read 9 (under ``technical.luma_mean``'s default minimum of 20), and sharpness
-    36 % higher. Luma is now the coded Y plane at 8 bits in every planar format."""
+def test_every_planar_format_and_range_gives_the_same_luma(tmp_path, pix_fmt, codec, ext, full):
+    """Phones write 10-bit HEVC (some of them full range), cameras 4:2:2, screen recorders 4:4:4.
+    Through FFmpeg's gray conversion these formats' luma was stretched from limited range to
+    0-255: a scene at level 24 in 8-bit 4:2:0 read 9 (under ``technical.luma_mean``'s default
+    minimum of 20), and sharpness 36 % higher; full-range frames kept their own levels, and
+    their small colour frames had crushed blacks. Luma is now the Y plane on the 8-bit
+    limited-range scale in every planar format and range."""
     render_video(
         tmp_path / "src.mp4",
         [Segment(10, seed=1, pan=(2, 0)), Segment(10, seed=2, texture="foliage", noise=2.0)],
         fps=25, size=(320, 180),
     )  # fmt: skip
-    lossless_copy(tmp_path / "src.mp4", tmp_path / f"copy.{ext}", pix_fmt, codec)
+    lossless_copy(tmp_path / "src.mp4", tmp_path / f"copy.{ext}", pix_fmt, codec, full)
     src, copy = list(iter_frames(tmp_path / "src.mp4")), list(iter_frames(tmp_path / f"copy.{ext}"))
     assert len(copy) == len(src) == 20
     bits = yuv_bits(copy[0].av_frame)
-    assert copy[0].av_frame.format.name == pix_fmt and bits == (10 if "10" in pix_fmt else 8)
-    tol = 0 if bits == 8 else 1  # a 10-bit level rounds back to its 8-bit one, or the next
+    assert bits == (10 if "10" in pix_fmt else 8) and full_range(copy[0].av_frame) == full
+    # a 10-bit or full-range level rounds back to its 8-bit one or the next
+    tol = 1 if full or bits > 8 else 0
     for a, b in zip(src, copy, strict=True):
         la, lb = a.luma(), b.luma()
+        if full:  # levels outside 16-235 (coding noise) have no full-range code
+            la = np.clip(la, 16, 235)
         assert lb.dtype == np.uint8 and lb.shape == la.shape
         assert np.abs(la.astype(int) - lb).max() <= tol
         ta, tb = frame_technical(la), frame_technical(lb)
         assert abs(ta["luma_mean"] - tb["luma_mean"]) < 0.6
-        assert tb["sharpness"] == pytest.approx(ta["sharpness"], rel=0.02)
+        assert tb["sharpness"] == pytest.approx(ta["sharpness"], rel=0.03)
         (ga, ca), (gb, cb) = a.analysis(160, 80), b.analysis(160, 80)
         assert np.abs(ga.astype(int) - gb).max() <= tol + 1
         # the colour frame: chroma resized from another layout, so close, not equal

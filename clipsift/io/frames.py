@@ -3,13 +3,17 @@
 Small analysis frames come from the decoded Y (and U/V) planes resized with OpenCV, which costs
 about a sixth of PyAV's own scaler at 1080p (bench/throughput.py, bench/results/).
 
-Luma is the coded Y plane at 8 bits, whatever the chroma subsampling (4:2:0, 4:2:2, 4:4:4) or
-bit depth (10-bit HEVC from phones, 4:2:2 10-bit from cameras): a 10-bit sample is rounded to
-its 8-bit level, so limited-range black is 16 and white 235 in every format and thresholds
-such as ``technical.luma_mean`` mean the same. (Through FFmpeg's gray conversion, which the
-other formats took before, limited range was stretched to 0-255: a scene at level 24 in 8-bit
-4:2:0 read 9 in 10 bits or 4:2:2, under the default minimum of 20, one at 230 read 249, over the
-maximum of 235, and sharpness 36 % higher.)
+Luma is the coded Y plane on the scale of 8-bit limited-range video (black 16, white 235),
+whatever the chroma subsampling (4:2:0, 4:2:2, 4:4:4), bit depth (10-bit HEVC from phones,
+4:2:2 10-bit from cameras) or range: a 10-bit sample is rounded to its 8-bit level, and a
+full-range source (``yuvj*`` or flagged full range, as some phones, webcams and screen
+recorders write) is mapped from 0-255 onto 16-235, so thresholds such as
+``technical.luma_mean`` mean the same for every source. (Through FFmpeg's gray conversion,
+which the other formats took before, limited range was stretched to 0-255: a scene at level 24
+in 8-bit 4:2:0 read 9 in 10 bits or 4:2:2, under the default minimum of 20, one at 230 read
+249, over the maximum of 235, and sharpness 36 % higher.) Colour at small sizes is OpenCV's
+BT.601 limited-range conversion, so a full-range frame's planes are mapped to limited range
+first (unmapped, its blacks were crushed and its whites clipped).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 # planar YUV formats read plane by plane: any chroma subsampling, 8 to 16 bits per sample
 _PLANAR_YUV = re.compile(r"yuvj?(?:420|422|444|440|411|410)p(?:(\d+)(le|be))?")
 _U8, _U16LE, _U16BE = np.dtype(np.uint8), np.dtype("<u2"), np.dtype(">u2")
+AVCOL_RANGE_JPEG = 2  # FFmpeg's AVColorRange for full range
 
 
 @dataclass
@@ -55,9 +60,12 @@ class Frame:
         return 1.0 / self.sar if self.rotation in (90, 270) else self.sar
 
     def luma(self) -> np.ndarray:
-        """Full-size Y plane at 8 bits (a view where possible), rotation applied."""
-        y = _plane(self.av_frame, 0)
-        return _rotate(to_8bit(y, yuv_bits(self.av_frame) or 8), self.rotation)
+        """Full-size Y plane at 8 bits, limited range (a view where possible), rotation applied."""
+        f = self.av_frame
+        bits = yuv_bits(f)
+        # other layouts come as FFmpeg's gray, which is full range
+        full = bits is None or full_range(f)
+        return _rotate(to_8bit(_plane(f, 0), bits or 8, full=full), self.rotation)
 
     def gray(self, width: int | None = None) -> np.ndarray:
         """Y plane resized to ``width`` (aspect kept), rotation applied."""
@@ -86,22 +94,29 @@ class Frame:
         if bits is None:
             img = _rotate(f.to_ndarray(format="bgr24"), self.rotation)
             bgr = resize_to_width(img, width, self._sar())
-            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            gray = to_8bit(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 8, full=True)
             return gray, (
                 bgr if bgr_width == width else resize_to_width(img, bgr_width, self._sar())
             )
+        full = full_range(f)
         y = _plane(f, 0)
         h0, w0 = y.shape
         w, h = _even_size(w0, h0, width, self.rotation, self.sar)
-        # the plane itself at its own size; deeper samples are resized, then rounded to 8 bits
-        gray = np.ascontiguousarray(to_8bit(shrink(y, (w, h), last), bits))
+        # the plane itself at its own size; samples are resized, then put on the 8-bit scale
+        gray = np.ascontiguousarray(to_8bit(shrink(y, (w, h), last), bits, full=full))
         bw, bh = _even_size(w0, h0, bgr_width, self.rotation, self.sar)
         # the planes resized separately to 4:2:0 at the small size, then one colour conversion
         i420 = np.empty((bh * 3 // 2, bw), np.uint8)
-        small = gray if bw <= w else y
-        i420[:bh] = gray if (bw, bh) == (w, h) else to_8bit(shrink(small, (bw, bh), last), bits)
-        u = to_8bit(shrink(_plane(f, 1), (bw // 2, bh // 2), last), bits)
-        v = to_8bit(shrink(_plane(f, 2), (bw // 2, bh // 2), last), bits)
+        if (bw, bh) == (w, h):
+            i420[:bh] = gray
+        elif bw <= w:
+            i420[:bh] = shrink(gray, (bw, bh), last)  # already on the 8-bit scale
+        else:
+            i420[:bh] = to_8bit(shrink(y, (bw, bh), last), bits, full=full)
+        u, v = (
+            to_8bit(shrink(_plane(f, i), (bw // 2, bh // 2), last), bits, full=full, chroma=True)
+            for i in (1, 2)
+        )
         i420.reshape(-1)[bh * bw :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
         bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
         return _rotate(gray, self.rotation), _rotate(bgr, self.rotation)
@@ -126,12 +141,20 @@ def _bits_of(pix_fmt: str) -> int | None:
     return None if m is None else int(m.group(1) or 8)
 
 
-def to_8bit(img: np.ndarray, bits: int) -> np.ndarray:
-    """Samples of ``bits`` bits as uint8, rounded to the nearest 8-bit level (a 10-bit 64, black
-    in limited range, is 16)."""
-    if img.dtype == np.uint8:
-        return img
-    return cv2.convertScaleAbs(img, alpha=2.0 ** (8 - bits))
+def full_range(frame: av.VideoFrame) -> bool:
+    """Whether the frame's samples span the full range (JPEG levels), not 16-235 (MPEG)."""
+    return frame.format.name.startswith("yuvj") or frame.color_range == AVCOL_RANGE_JPEG
+
+
+def to_8bit(img: np.ndarray, bits: int, *, full: bool = False, chroma: bool = False) -> np.ndarray:
+    """Samples of ``bits`` bits as uint8 on the scale of 8-bit limited-range video, rounded: a
+    limited-range sample keeps its level (a 10-bit 64, black, is 16); a ``full`` range one is
+    mapped from 0 .. 2**bits - 1 onto 16-235 (luma) or 16-240 about 128 (``chroma``)."""
+    if not full:
+        return img if bits == 8 else cv2.convertScaleAbs(img, alpha=2.0 ** (8 - bits))
+    k = (224 if chroma else 219) / 255
+    beta = 128 * (1 - k) if chroma else 16
+    return cv2.convertScaleAbs(img, alpha=255 / (2**bits - 1) * k, beta=beta)
 
 
 def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
