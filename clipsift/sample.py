@@ -244,6 +244,57 @@ def score_scenes(truth: dict, scenes: list[tuple[int, int]], min_frames: int = 1
     return {"dirty": dirty, "boundary_error": worst, "missed": missed}
 
 
+# ----------------------------------------------------------------------------- other formats
+
+
+def copy_as(
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    pix_fmt: str,
+    codec: str = "libx264",
+    *,
+    full_range: bool = False,
+) -> None:
+    """Encode the decoded frames of ``src`` (a limited-range yuv420p render) losslessly in
+    ``pix_fmt`` with ``codec`` (libx264 or libx265), as phones (10-bit HEVC), cameras (4:2:2) and
+    screen recorders (4:4:4, full range) write them: every copy holds the same luma (8-bit
+    copies exactly; deeper ones at ``2 ** (bits - 8)`` times the level, FFmpeg's expansion).
+    ``full_range`` (4:2:0 formats): the planes rescaled to the full range of the bit depth and
+    the stream flagged so. Frame times are 1/25 s apart."""
+    with av.open(os.fspath(src)) as ic, av.open(os.fspath(dest), "w") as oc:
+        ctx = ic.streams.video[0].codec_context
+        s = oc.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = ctx.width, ctx.height, pix_fmt
+        s.options = {"qp": "0"} if codec == "libx264" else {"x265-params": "lossless=1:log-level=1"}
+        if full_range:
+            s.codec_context.color_range = 2  # JPEG
+        for i, frame in enumerate(ic.decode(video=0)):
+            out = _full_range(frame, pix_fmt) if full_range else frame.reformat(format=pix_fmt)
+            out.pts, out.time_base = i, Fraction(1, 25)
+            for packet in s.encode(out):
+                oc.mux(packet)
+        for packet in s.encode():
+            oc.mux(packet)
+
+
+def _full_range(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
+    """A limited-range yuv420p frame's planes mapped to the full range of ``pix_fmt`` (4:2:0):
+    luma 16-235 and chroma 16-240 onto 0 .. 2**bits - 1 (levels outside them clip)."""
+    top = 2 ** int(pix_fmt.split("p")[-1][:-2] or 8) - 1 if pix_fmt.endswith("le") else 255
+    h = frame.height
+    yuv = frame.to_ndarray().astype(np.float64)  # yuv420p: the Y rows, then U's and V's
+    scaled = [(yuv[:h] - 16) * top / 219, (yuv[h:] - 128) * top / 224 + (top + 1) / 2]
+    dtype = np.uint16 if top > 255 else np.uint8
+    y, uv = (np.clip(np.rint(p), 0, top).astype(dtype) for p in scaled)
+    out = av.VideoFrame(frame.width, h, pix_fmt)
+    for plane, arr in zip(out.planes, (y, *uv.reshape(2, h // 2, -1)), strict=True):
+        buf = np.zeros((plane.height, plane.line_size // arr.itemsize), dtype)
+        buf[:, : arr.shape[1]] = arr
+        plane.update(buf.tobytes())
+    out.color_range = 2
+    return out
+
+
 # ----------------------------------------------------------------------------- corrupt input
 
 

@@ -14,8 +14,6 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
 import cv2
 import numpy as np
@@ -26,7 +24,7 @@ from helpers import all_shards_table, base_config, run_snakemake
 from clipsift.config import with_defaults
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
-from clipsift.sample import Segment, render_video
+from clipsift.sample import Segment, copy_as, render_video
 from clipsift.scorers.technical import frame_technical
 from clipsift.split.clips import stream_copy
 
@@ -285,45 +283,6 @@ def _write(tmp_path, cfg):
     return path
 
 
-def lossless_copy(src, dest, pix_fmt: str, codec: str, full: bool = False) -> None:
-    """``src``'s decoded frames in ``pix_fmt``, encoded losslessly: every copy holds the same
-    luma (8-bit copies exactly; 10-bit ones at 4x the level, FFmpeg's expansion). A ``full``
-    range copy (4:2:0) holds the same planes rescaled to the full range of its bit depth."""
-    with av.open(str(src)) as ic, av.open(str(dest), "w") as oc:
-        s = oc.add_stream(codec, rate=25)
-        s.width, s.height, s.pix_fmt = 320, 180, pix_fmt
-        s.options = {"qp": "0"} if codec == "libx264" else {"x265-params": "lossless=1:log-level=1"}
-        if full:
-            s.codec_context.color_range = 2  # JPEG: the encoder flags the stream full range
-        for i, frame in enumerate(ic.decode(video=0)):
-            out = full_range_copy(frame, pix_fmt) if full else frame.reformat(format=pix_fmt)
-            out.pts, out.time_base = i, Fraction(1, 25)
-            for packet in s.encode(out):
-                oc.mux(packet)
-        for packet in s.encode():
-            oc.mux(packet)
-
-
-def full_range_copy(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
-    """A limited-range yuv420p frame's planes mapped to the full range of ``pix_fmt`` (4:2:0):
-    luma 16-235 and chroma 16-240 onto 0 .. 2**bits - 1."""
-    top = 1023 if "10" in pix_fmt else 255
-    yuv = frame.to_ndarray().astype(np.float64)  # yuv420p: Y rows, then U and V
-    h = frame.height
-    y, uv = yuv[:h], yuv[h:]
-    planes = [(y - 16) * top / 219, (uv - 128) * top / 224 + (top + 1) / 2]
-    dtype = np.uint16 if top > 255 else np.uint8
-    y, uv = (np.clip(np.rint(p), 0, top).astype(dtype) for p in planes)
-    u, v = uv.reshape(2, h // 2, -1)
-    out = av.VideoFrame(frame.width, h, pix_fmt)
-    for plane, arr in zip(out.planes, (y, u, v), strict=True):
-        buf = np.zeros((plane.height, plane.line_size // arr.itemsize), dtype)
-        buf[:, : arr.shape[1]] = arr
-        plane.update(buf.tobytes())
-    out.color_range = 2
-    return out
-
-
 @pytest.mark.parametrize(
     "pix_fmt, codec, ext, full",
     [("yuv422p", "libx264", "mkv", False), ("yuv444p", "libx264", "mp4", False),
@@ -343,7 +302,7 @@ def test_every_planar_format_and_range_gives_the_same_luma(tmp_path, pix_fmt, co
         [Segment(10, seed=1, pan=(2, 0)), Segment(10, seed=2, texture="foliage", noise=2.0)],
         fps=25, size=(320, 180),
     )  # fmt: skip
-    lossless_copy(tmp_path / "src.mp4", tmp_path / f"copy.{ext}", pix_fmt, codec, full)
+    copy_as(tmp_path / "src.mp4", tmp_path / f"copy.{ext}", pix_fmt, codec, full_range=full)
     src, copy = list(iter_frames(tmp_path / "src.mp4")), list(iter_frames(tmp_path / f"copy.{ext}"))
     assert len(copy) == len(src) == 20
     bits = yuv_bits(copy[0].av_frame)
