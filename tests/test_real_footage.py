@@ -14,6 +14,8 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import cv2
 import numpy as np
@@ -26,7 +28,7 @@ from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
 from clipsift.sample import Segment, copy_as, render_video
 from clipsift.scorers.technical import frame_technical
-from clipsift.split.clips import stream_copy
+from clipsift.split.clips import reencode, stream_copy
 
 LEAN = {
     "filters": {"ocr": {"enabled": False}, "flash": {"enabled": False}},
@@ -322,3 +324,54 @@ def test_every_planar_format_and_range_gives_the_same_luma(tmp_path, pix_fmt, co
         assert np.abs(ga.astype(int) - gb).max() <= tol + 1
         # the colour frame: chroma resized from another layout, so close, not equal
         assert np.abs(ca.astype(int) - cb).mean() < 3
+
+
+BARS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (200, 120, 90), (30, 60, 200)]
+
+
+def colour_bars(path, matrix: str | None) -> None:
+    """Ten 640x360 frames of colour bars, converted to yuv420p with ``matrix`` (swscale's name;
+    None: FFmpeg's default, BT.601) and tagged so, losslessly."""
+    w, h = 640, 360
+    bars = np.zeros((h, w, 3), np.uint8)
+    for i, c in enumerate(BARS):
+        bars[:, i * w // len(BARS) : (i + 1) * w // len(BARS)] = c
+    with av.open(str(path), "w") as oc:
+        s = oc.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt, s.options = w, h, "yuv420p", {"qp": "0"}
+        if matrix == "ITU709":
+            ctx = s.codec_context
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1  # BT.709
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(bars, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=matrix)
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in s.encode(frame):
+                oc.mux(packet)
+        for packet in s.encode():
+            oc.mux(packet)
+
+
+def bar_colours(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return np.array([rgb[h // 2, int((i + 0.5) * w / len(BARS))] for i in range(len(BARS))])
+
+
+@pytest.mark.parametrize("matrix", [None, "ITU709"])
+def test_colours_follow_the_sources_matrix_in_small_frames_and_exports(tmp_path, matrix):
+    """HD footage is tagged BT.709; OpenCV's small-frame conversion knew BT.601 only, so the
+    small frames (captions, thumbnails, OCR) and resized exports of a BT.709 source showed its
+    red as 233 and its green with red 20, and exported clips went out untagged (players show an
+    untagged HD clip as BT.709). Small frames now use the tagged matrix, and a re-encoded clip is
+    written with its source's matrix and tags; an untagged source stays BT.601, untagged."""
+    colour_bars(tmp_path / "bars.mp4", matrix)
+    fr = next(iter_frames(tmp_path / "bars.mp4"))
+    assert fr.av_frame.colorspace == (1 if matrix else 2)
+    assert np.abs(bar_colours(fr.rgb()).astype(int) - BARS).max() <= 4  # FFmpeg's conversion
+    assert np.abs(bar_colours(fr.rgb(320)).astype(int) - BARS).max() <= 4
+    for max_height in (None, 180):  # a clip at the source's size, and one resized
+        out = tmp_path / f"clip-{max_height}.mp4"
+        reencode(str(tmp_path / "bars.mp4"), out, 0.0, 0.4, max_height=max_height)
+        clip = next(iter_frames(out))
+        assert clip.av_frame.colorspace == fr.av_frame.colorspace
+        assert np.abs(bar_colours(clip.rgb()).astype(int) - BARS).max() <= 5

@@ -30,6 +30,8 @@ import numpy as np
 _PLANAR_YUV = re.compile(r"yuvj?(?:420|422|444|440|411|410)p(?:(\d+)(le|be))?")
 _U8, _U16LE, _U16BE = np.dtype(np.uint8), np.dtype("<u2"), np.dtype(">u2")
 AVCOL_RANGE_JPEG = 2  # FFmpeg's AVColorRange for full range
+# FFmpeg's AVColorSpace codes with a YUV matrix other than BT.601: their luma weights (Kr, Kb)
+_MATRICES = {1: (0.2126, 0.0722), 9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}  # BT.709, BT.2020
 
 
 @dataclass
@@ -106,19 +108,17 @@ class Frame:
         gray = np.ascontiguousarray(to_8bit(shrink(y, (w, h), last), bits, full=full))
         bw, bh = _even_size(w0, h0, bgr_width, self.rotation, self.sar)
         # the planes resized separately to 4:2:0 at the small size, then one colour conversion
-        i420 = np.empty((bh * 3 // 2, bw), np.uint8)
         if (bw, bh) == (w, h):
-            i420[:bh] = gray
+            yb = gray
         elif bw <= w:
-            i420[:bh] = shrink(gray, (bw, bh), last)  # already on the 8-bit scale
+            yb = shrink(gray, (bw, bh), last)  # already on the 8-bit scale
         else:
-            i420[:bh] = to_8bit(shrink(y, (bw, bh), last), bits, full=full)
+            yb = to_8bit(shrink(y, (bw, bh), last), bits, full=full)
         u, v = (
             to_8bit(shrink(_plane(f, i), (bw // 2, bh // 2), last), bits, full=full, chroma=True)
             for i in (1, 2)
         )
-        i420.reshape(-1)[bh * bw :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
-        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+        bgr = yuv420_to_bgr(yb, u, v, f.colorspace)
         return _rotate(gray, self.rotation), _rotate(bgr, self.rotation)
 
     def rgb(self, size: int | tuple[int, int] | None = None) -> np.ndarray:
@@ -139,6 +139,38 @@ def yuv_bits(frame: av.VideoFrame) -> int | None:
 def _bits_of(pix_fmt: str) -> int | None:
     m = _PLANAR_YUV.fullmatch(pix_fmt)
     return None if m is None else int(m.group(1) or 8)
+
+
+def yuv420_to_bgr(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int) -> np.ndarray:
+    """8-bit limited-range 4:2:0 planes as BGR, with the matrix the frame is tagged with
+    (FFmpeg's ``AVColorSpace``): BT.709 or BT.2020 where tagged so, else BT.601, as FFmpeg
+    converts an untagged frame. OpenCV's conversion knows BT.601 only: a BT.709 red read 233."""
+    bh, bw = y.shape
+    k = _MATRICES.get(colorspace)
+    if k is None:
+        i420 = np.empty((bh * 3 // 2, bw), np.uint8)
+        i420[:bh] = y
+        i420.reshape(-1)[bh * bw :] = np.concatenate([u.ravel(), v.ravel()])  # any even h
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+    uv = (cv2.resize(c, (bw, bh), interpolation=cv2.INTER_LINEAR) for c in (u, v))
+    return cv2.transform(cv2.merge([y, *uv]), _bgr_from_yuv(*k))
+
+
+@functools.cache
+def _bgr_from_yuv(kr: float, kb: float) -> np.ndarray:
+    """The affine map (3x4: B, G, R rows from Y, U, V and 1) of limited-range YUV with luma
+    weights ``kr`` and ``kb`` to full-range BGR."""
+    kg = 1 - kr - kb
+    ys, cs = 255 / 219, 255 / 224
+    m = np.array(
+        [
+            [ys, 2 * (1 - kb) * cs, 0],
+            [ys, -2 * (1 - kb) * kb / kg * cs, -2 * (1 - kr) * kr / kg * cs],
+            [ys, 0, 2 * (1 - kr) * cs],
+        ]
+    )
+    offset = -(m[:, 0] * 16 + (m[:, 1] + m[:, 2]) * 128)
+    return np.hstack([m, offset[:, None]]).astype(np.float32)
 
 
 def full_range(frame: av.VideoFrame) -> bool:

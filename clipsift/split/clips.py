@@ -308,18 +308,21 @@ def reencode(
         # A fixed thread count, not the job's: x264's output depends on it (frame threads and
         # lookahead), so `--cores 1` and `--cores 8` would write different bytes.
         ostream.codec_context.thread_count = X264_THREADS
-        n, width = 0, None
+        n, width, matrix = 0, None, None
         for fr in iter_frames(src, start=start, end=end):
             if n == 0:
                 # square pixels at the display aspect (rotation and sample aspect applied)
                 w0, h0 = fr.display_size()
                 width = target_width(w0, h0, max_height) or (w0 if fr.sar != 1.0 else None)
+                matrix = colour_tags(fr.av_frame, ostream.codec_context)
             img = fr.rgb(width) if width else fr.rgb()
             if n == 0:
                 ostream.height, ostream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
             frame = av.VideoFrame.from_ndarray(
                 np.ascontiguousarray(img[: ostream.height, : ostream.width]), format="rgb24"
             )
+            if matrix is not None:
+                frame = frame.reformat(format="yuv420p", dst_colorspace=matrix)
             frame.pts, frame.time_base = n, 1 / Fraction(rate)
             n += 1
             for packet in ostream.encode(frame):
@@ -330,6 +333,23 @@ def reencode(
             out.mux(packet)
         size = {"width": ostream.width, "height": ostream.height}
     return size | {"n_frames": n, "fps": float(rate)}
+
+
+# A source's AVColorSpace -> the swscale matrix its re-encoded clip is written with
+_EXPORT_MATRICES = {1: "ITU709", 5: "ITU601", 6: "ITU601", 9: "BT2020", 10: "BT2020"}
+
+
+def colour_tags(source: av.VideoFrame, ctx) -> str | None:
+    """Tag the encoder ``ctx`` with the source frame's colour matrix, primaries and transfer,
+    and return the matrix to convert RGB with (None: an untagged source, written untagged with
+    FFmpeg's default BT.601, as before). An untagged HD clip is shown as BT.709 by most players,
+    so a BT.709 source written the default way would play with shifted colours."""
+    matrix = _EXPORT_MATRICES.get(int(source.colorspace))
+    if matrix is not None:
+        ctx.colorspace = int(source.colorspace)
+        ctx.color_primaries = int(source.color_primaries)
+        ctx.color_trc = int(source.color_trc)
+    return matrix
 
 
 def target_width(width: int, height: int, max_height: int | None) -> int | None:
