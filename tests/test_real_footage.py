@@ -324,6 +324,8 @@ def test_every_planar_format_and_range_gives_the_same_luma(tmp_path, pix_fmt, co
         assert np.abs(ga.astype(int) - gb).max() <= tol + 1
         # the colour frame: chroma resized from another layout, so close, not equal
         assert np.abs(ca.astype(int) - cb).mean() < 3
+    # at full size FFmpeg converts (the encoders' input), with each frame's own range
+    assert np.abs(src[5].rgb().astype(int) - copy[5].rgb()).mean() < 3
 
 
 BARS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (200, 120, 90), (30, 60, 200)]
