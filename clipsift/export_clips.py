@@ -90,9 +90,11 @@ def _key(obj) -> str:
 
 
 def encode_settings(cfg: dict) -> dict:
-    """What the bytes of an encoded clip depend on (besides the clip)."""
+    """What the bytes of an encoded clip depend on (besides the clip). ``method`` counts changes
+    to how frames are encoded (3: the source's colour matrix and tags, 8-bit levels of every
+    format and range), so a cache from before is dropped, not mixed in."""
     return {"max_height": cfg["max_height"], "crf": cfg["crf"], "preset": cfg["preset"],
-            "method": 2}  # fmt: skip
+            "method": 3}  # fmt: skip
 
 
 def kept_clips(

@@ -11,8 +11,9 @@ recorders write) is mapped from 0-255 onto 16-235, so thresholds such as
 ``technical.luma_mean`` mean the same for every source. (Through FFmpeg's gray conversion,
 which the other formats took before, limited range was stretched to 0-255: a scene at level 24
 in 8-bit 4:2:0 read 9 in 10 bits or 4:2:2, under the default minimum of 20, one at 230 read
-249, over the maximum of 235, and sharpness 36 % higher.) Colour at small sizes is OpenCV's
-BT.601 limited-range conversion, so a full-range frame's planes are mapped to limited range
+249, over the maximum of 235, and sharpness 36 % higher.) Colour at small sizes is converted
+from 8-bit limited-range planes, with the matrix the frame is tagged with (BT.709, BT.2020) or
+BT.601 (:func:`yuv420_to_bgr`), so a full-range frame's planes are mapped to limited range
 first (unmapped, its blacks were crushed and its whites clipped).
 """
 
