@@ -258,9 +258,9 @@ def copy_as(
     """Encode the decoded frames of ``src`` (a limited-range yuv420p render) losslessly in
     ``pix_fmt`` with ``codec`` (libx264 or libx265), as phones (10-bit HEVC), cameras (4:2:2) and
     screen recorders (4:4:4, full range) write them: every copy holds the same luma (8-bit
-    copies exactly; deeper ones at ``2 ** (bits - 8)`` times the level, FFmpeg's expansion).
-    ``full_range`` (4:2:0 formats): the planes rescaled to the full range of the bit depth and
-    the stream flagged so. Frame times are 1/25 s apart."""
+    copies exactly; deeper ones at about ``2 ** (bits - 8)`` times the level, FFmpeg's
+    expansion). ``full_range`` (4:2:0 formats): the planes rescaled to the full range of the bit
+    depth and the stream flagged so. Frame times are 1/25 s apart."""
     with av.open(os.fspath(src)) as ic, av.open(os.fspath(dest), "w") as oc:
         ctx = ic.streams.video[0].codec_context
         s = oc.add_stream(codec, rate=25)
