@@ -7,7 +7,8 @@ frames losslessly (``clipsift.sample.copy_as``) into the layouts real footage co
 4:2:0 (the render itself), 4:2:2 and 4:4:4 H.264, 10-bit H.264 and HEVC (phones), and full-range
 8-bit H.264 and 10-bit HEVC. For each file it prints, in one process and one thread:
 
-- decode only: plain PyAV, one thread, every frame, touching nothing;
+- decode only: plain PyAV, one thread, every frame, touching nothing (``throughput.py``'s
+  baseline and timer);
 - the scan with OCR in the pass (``scan_video``, schema defaults): CPU, decode / scan, and the
   analysis's own cost, scan minus decode (the lossless copies are large and decode slowly, so
   the ratio moves with the file; what the pixel format changes is the analysis);
@@ -32,12 +33,12 @@ import datetime as dt
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+from throughput import plain_decode, timed  # the same baseline and timer as throughput.py
 
 from clipsift.config import validate_config
 from clipsift.filters.ocr_reader import OcrReader
@@ -54,22 +55,6 @@ FORMATS = [
     ("H.264 4:2:0 8-bit, full range", "h264-420-full.mp4", "yuvj420p", "libx264", True),
     ("HEVC 4:2:0 10-bit, full range", "hevc-420-10-full.mkv", "yuv420p10le", "libx265", True),
 ]
-
-
-def least_cpu(fn, repeat: int):
-    out, best = None, float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        out = fn()
-        best = min(best, time.process_time() - t0)
-    return out, best
-
-
-def decode_only(path: Path) -> int:
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        stream.codec_context.thread_count = 1
-        return sum(1 for _ in c.decode(stream))
 
 
 def render(folder: Path, size: tuple[int, int], seconds: float) -> dict[str, Path]:
@@ -111,11 +96,11 @@ def main(argv=None) -> int:
         results = {}
         for _ in range(args.repeat):  # rounds: every file once per round
             for name, path in paths.items():
-                n, dec = least_cpu(lambda path=path: decode_only(path), 1)
-                out, scan = least_cpu(
-                    lambda path=path: scan_video(str(path), "v", 25.0, cfg["scan"], ocr), 1
+                n, dec = timed(lambda path=path: plain_decode([path]))
+                out, scan = timed(
+                    lambda path=path: scan_video(str(path), "v", 25.0, cfg["scan"], ocr)
                 )
-                costs[name] = [min(costs[name][0], dec), min(costs[name][1], scan)]
+                costs[name] = [min(costs[name][0], dec.cpu), min(costs[name][1], scan.cpu)]
                 results[name] = (n, out)
         lines = [
             f"# The scan in every pixel format ({args.size}, {args.seconds:g} s at 25 fps, "

@@ -247,6 +247,32 @@ def score_scenes(truth: dict, scenes: list[tuple[int, int]], min_frames: int = 1
 # ----------------------------------------------------------------------------- other formats
 
 
+def write_lossless(
+    dest: str | os.PathLike,
+    frames,
+    size: tuple[int, int],
+    pix_fmt: str,
+    codec: str = "libx264",
+    **tags: int,
+) -> None:
+    """Encode ``frames`` (PyAV frames in ``pix_fmt``, 1/25 s apart) losslessly with ``codec``
+    (libx264 or libx265) at ``dest``; ``tags`` are set on the encoder (``color_range``,
+    ``colorspace``, ``color_primaries``, ``color_trc``: FFmpeg's codes), which writes them into
+    the stream."""
+    with av.open(os.fspath(dest), "w") as oc:
+        s = oc.add_stream(codec, rate=25)
+        (s.width, s.height), s.pix_fmt = size, pix_fmt
+        s.options = {"qp": "0"} if codec == "libx264" else {"x265-params": "lossless=1:log-level=1"}
+        for name, value in tags.items():
+            setattr(s.codec_context, name, value)
+        for i, frame in enumerate(frames):
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in s.encode(frame):
+                oc.mux(packet)
+        for packet in s.encode():
+            oc.mux(packet)
+
+
 def copy_as(
     src: str | os.PathLike,
     dest: str | os.PathLike,
@@ -255,26 +281,19 @@ def copy_as(
     *,
     full_range: bool = False,
 ) -> None:
-    """Encode the decoded frames of ``src`` (a limited-range yuv420p render) losslessly in
-    ``pix_fmt`` with ``codec`` (libx264 or libx265), as phones (10-bit HEVC), cameras (4:2:2) and
-    screen recorders (4:4:4, full range) write them: every copy holds the same luma (8-bit
-    copies exactly; deeper ones at about ``2 ** (bits - 8)`` times the level, FFmpeg's
-    expansion). ``full_range`` (4:2:0 formats): the planes rescaled to the full range of the bit
-    depth and the stream flagged so. Frame times are 1/25 s apart."""
-    with av.open(os.fspath(src)) as ic, av.open(os.fspath(dest), "w") as oc:
+    """The decoded frames of ``src`` (a limited-range yuv420p render) in ``pix_fmt``, losslessly
+    (:func:`write_lossless`), as phones (10-bit HEVC), cameras (4:2:2) and screen recorders
+    (4:4:4, full range) write them: every copy holds the same luma (8-bit copies exactly; deeper
+    ones at about ``2 ** (bits - 8)`` times the level, FFmpeg's expansion). ``full_range`` (4:2:0
+    formats): the planes rescaled to the full range of the bit depth and the stream flagged so."""
+    with av.open(os.fspath(src)) as ic:
         ctx = ic.streams.video[0].codec_context
-        s = oc.add_stream(codec, rate=25)
-        s.width, s.height, s.pix_fmt = ctx.width, ctx.height, pix_fmt
-        s.options = {"qp": "0"} if codec == "libx264" else {"x265-params": "lossless=1:log-level=1"}
-        if full_range:
-            s.codec_context.color_range = 2  # JPEG
-        for i, frame in enumerate(ic.decode(video=0)):
-            out = _full_range(frame, pix_fmt) if full_range else frame.reformat(format=pix_fmt)
-            out.pts, out.time_base = i, Fraction(1, 25)
-            for packet in s.encode(out):
-                oc.mux(packet)
-        for packet in s.encode():
-            oc.mux(packet)
+        frames = (
+            _full_range(f, pix_fmt) if full_range else f.reformat(format=pix_fmt)
+            for f in ic.decode(video=0)
+        )
+        tags = {"color_range": 2} if full_range else {}  # JPEG
+        write_lossless(dest, frames, (ctx.width, ctx.height), pix_fmt, codec, **tags)
 
 
 def _full_range(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:

@@ -14,8 +14,6 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
 import cv2
 import numpy as np
@@ -26,7 +24,7 @@ from helpers import all_shards_table, base_config, run_snakemake
 from clipsift.config import with_defaults
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
-from clipsift.sample import Segment, copy_as, render_video
+from clipsift.sample import Segment, copy_as, render_video, write_lossless
 from clipsift.scorers.technical import frame_technical
 from clipsift.split.clips import reencode, stream_copy
 
@@ -338,20 +336,14 @@ def colour_bars(path, matrix: str | None) -> None:
     bars = np.zeros((h, w, 3), np.uint8)
     for i, c in enumerate(BARS):
         bars[:, i * w // len(BARS) : (i + 1) * w // len(BARS)] = c
-    with av.open(str(path), "w") as oc:
-        s = oc.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt, s.options = w, h, "yuv420p", {"qp": "0"}
-        if matrix == "ITU709":
-            ctx = s.codec_context
-            ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1  # BT.709
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(bars, format="rgb24")
-            frame = frame.reformat(format="yuv420p", dst_colorspace=matrix)
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            for packet in s.encode(frame):
-                oc.mux(packet)
-        for packet in s.encode():
-            oc.mux(packet)
+    frames = (
+        av.VideoFrame.from_ndarray(bars, format="rgb24").reformat(
+            format="yuv420p", dst_colorspace=matrix
+        )
+        for _ in range(10)
+    )
+    bt709 = {"colorspace": 1, "color_primaries": 1, "color_trc": 1} if matrix == "ITU709" else {}
+    write_lossless(path, frames, (w, h), "yuv420p", **bt709)
 
 
 def bar_colours(rgb: np.ndarray) -> np.ndarray:
