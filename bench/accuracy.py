@@ -5,7 +5,8 @@ text and motion are known, in MP4, MKV, WebM and MPEG-TS: dissolves of 0.3-2 s a
 black and white between moving shots at 24, 30 and 60 fps; shots of 5-10 frames between hard
 cuts; a variable-frame-rate video with a cut at a rate switch and dropped frames; busy textless
 textures (``clipsift.textures``); text from one-word signs to subtitles; still flat shots with
-sensor noise; pans and rotations of known speed at 24, 30 and 60 fps.
+sensor noise; pans and rotations of known speed at 24, 30 and 60 fps; and broadcast-style
+interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces.
 
 For each detector setting it runs the scan and the split with the schema's defaults and prints:
 - cut recall: rendered hard cuts with a scene boundary within one frame;
@@ -17,7 +18,8 @@ For each detector setting it runs the scan and the split with the schema's defau
 
 With the default setting it also prints the OCR verdicts (textless clips rejected, clips with
 text flagged, against ``select.ocr.max_text_area`` and ``max_text_frames``) and the motion scores against the rendered
-speeds: relative error per fps, the spread of one motion over 24/30/60 fps, and the still flat
+speeds: relative error per fps (and of the interlaced pans), the spread of one motion over
+24/30/60 fps, and the still flat
 shots against the static bound (``select.thresholds``' minimum on the motion column).
 
     python bench/accuracy.py --out bench/results/accuracy.md
@@ -114,6 +116,15 @@ def corpus(w: int) -> list[dict]:
     still = [Segment(75, seed=250 + j, texture="flat", noise=sigma) for j, sigma in
              enumerate((1.0, 2.5, 4.0))] + [Segment(75, seed=254, noise=3.0)]  # fmt: skip
     out.append({"name": "still.ts", "segments": still, "fps": 25})
+    # broadcast: interlaced fields in MPEG-TS (every reader deinterlaces them), pans, a
+    # dissolve and a fade through black
+    broadcast = [
+        Segment(75, seed=270, pan=(4.0 * k, 0)),
+        Segment(75, seed=271, pan=(0, -3.0 * k), dissolve=12),
+        Segment(60, seed=272, fade_out=12),
+        Segment(75, seed=273, fade_in=12, pan=(-2.0 * k, 1.0 * k)),
+    ]
+    out.append({"name": "broadcast.ts", "segments": broadcast, "fps": 25, "interlaced": True})
     for i, fps in enumerate((24, 30, 60)):
         v = lambda px_s, fps=fps: px_s * k / fps  # noqa: E731
         segs = [
@@ -132,7 +143,12 @@ def render(folder: Path, size: tuple[int, int]) -> dict[str, dict]:
     for video in corpus(size[0]):
         path = folder / video["name"]
         truth[video["name"]] = render_video(
-            path, video["segments"], fps=video["fps"], size=size, times=video.get("times")
+            path,
+            video["segments"],
+            fps=video["fps"],
+            size=size,
+            times=video.get("times"),
+            interlaced=video.get("interlaced", False),
         ) | {"name": video["name"]}
     return truth
 
@@ -299,14 +315,19 @@ def ocr_and_motion(default_out, source, by_id) -> list[str]:
     by_motion: dict[int, list[float]] = {}
     for clip in kept.itertuples():
         t = by_id[clip.video_id]
-        if not clip.video_id.startswith("motion_"):
+        fields = clip.video_id == "broadcast"
+        if not (clip.video_id.startswith("motion_") or fields):
             continue
         seg = next(s for s in t["segments"] if s["start"] <= clip.start_frame < s["end"])
         true = seg["speed_px_per_frame"] * t["fps"]
+        if not true:
+            continue
         got = float(motion.loc[clip.clip_id, "px_per_s"])
-        by_motion.setdefault(seg["seed"], []).append(got / true)
+        if not fields:  # the same motion at 24, 30 and 60 fps
+            by_motion.setdefault(seg["seed"], []).append(got / true)
+        kind = "rotation" if seg["rotate_deg_per_frame"] else "pan"
         lines.append(
-            f"| seed {seg['seed']} ({'rotation' if seg['rotate_deg_per_frame'] else 'pan'}) "
+            f"| seed {seg['seed']} ({kind}{', interlaced' if fields else ''}) "
             f"| {t['fps']:g} | {true:.1f} | {got:.1f} | {100 * (got / true - 1):+.1f} % |"
         )
     spread = max((max(v) / min(v) - 1) * 100 for v in by_motion.values())

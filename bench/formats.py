@@ -5,7 +5,9 @@ Renders one H.264 video (``clipsift.sample.render_video``: pans, hard cuts, busy
 burned-in sign; film grain so that it decodes like camera footage), then copies its decoded
 frames losslessly (``clipsift.sample.copy_as``) into the layouts real footage comes in: 8-bit
 4:2:0 (the render itself), 4:2:2 and 4:4:4 H.264, 10-bit H.264 and HEVC (phones), and full-range
-8-bit H.264 and 10-bit HEVC. For each file it prints, in one process and one thread:
+8-bit H.264 and 10-bit HEVC; and renders the same scenes once more as interlaced fields in
+MPEG-TS (broadcast), which every reader deinterlaces (``clipsift.io.deinterlace``). For each
+file it prints, in one process and one thread:
 
 - decode only: plain PyAV, one thread, every frame, touching nothing (``throughput.py``'s
   baseline and timer);
@@ -13,7 +15,8 @@ frames losslessly (``clipsift.sample.copy_as``) into the layouts real footage co
   analysis's own cost, scan minus decode (the lossless copies are large and decode slowly, so
   the ratio moves with the file; what the pixel format changes is the analysis);
 - the scan's measures: mean ``luma_mean`` and ``sharpness`` of the technical samples, the scenes
-  found and the text read, which should be the same in every row.
+  found and the text read, which should be the same in every row (the interlaced row's
+  sharpness is lower: a moving field holds half the rows).
 
 Each cost is the least of ``--repeat`` rounds, every file once per round.
 
@@ -54,6 +57,8 @@ FORMATS = [
     ("HEVC 4:2:0 10-bit", "hevc-420-10.mp4", "yuv420p10le", "libx265", False),
     ("H.264 4:2:0 8-bit, full range", "h264-420-full.mp4", "yuvj420p", "libx264", True),
     ("HEVC 4:2:0 10-bit, full range", "hevc-420-10-full.mkv", "yuv420p10le", "libx265", True),
+    # rendered again, as fields (not a lossless copy): the scan deinterlaces it
+    ("H.264 4:2:0 8-bit, interlaced (MPEG-TS)", "interlaced.ts", None, "fields", False),
 ]
 
 
@@ -69,7 +74,9 @@ def render(folder: Path, size: tuple[int, int], seconds: float) -> dict[str, Pat
     render_video(src, segments, fps=25, size=size)
     paths = {}
     for name, file, pix_fmt, codec, full in FORMATS:
-        if pix_fmt is not None:
+        if codec == "fields":
+            render_video(folder / file, segments, fps=25, size=size, interlaced=True)
+        elif pix_fmt is not None:
             copy_as(src, folder / file, pix_fmt, codec, full_range=full)
         paths[name] = folder / file
     return paths

@@ -57,8 +57,9 @@ def int_or_none(v) -> int | None:
 
 def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
-    mp4 with even sides that fit ``max_height``, no rotation, square pixels, only the video
-    stream, and no container or stream metadata beyond what an encoder writes."""
+    mp4 with even sides that fit ``max_height``, no rotation, square pixels, progressive (an
+    interlaced one is exported deinterlaced), only the video stream, and no container or
+    stream metadata beyond what an encoder writes."""
     n_src, w, h = (
         int_or_none(src.get("n_frames")),
         int_or_none(clip.get("width")),
@@ -80,6 +81,10 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
             if len(container.streams) != 1 or sample_aspect(stream) != 1.0:
                 return False
             keys = set(container.metadata) | set(stream.metadata)
+            # the first frame, not the source table: tables ingested before the column
+            first = next(container.decode(stream), None)
+            if first is None or first.interlaced_frame:
+                return False
     except (VideoError, av.FFmpegError, OSError):
         return False
     return keys <= _PLAIN_METADATA
@@ -125,9 +130,13 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     ``cache`` (``where`` is the cache), found there (``how`` "cached") when it holds it, else
     kept there with its info. The file's name holds the settings' key and the clip's (source
     bytes, frames and times)."""
-    ckey = _key({"source": src.get("hash") or file_identity(clip["source_path"]),
-                 **{k: clip[k] for k in ("start_frame", "end_frame", "start_time",
-                                         "end_time")}})[:12]  # fmt: skip
+    key = {
+        "source": src.get("hash") or file_identity(clip["source_path"]),
+        **{k: clip[k] for k in ("start_frame", "end_frame", "start_time", "end_time")},
+    }
+    if src.get("interlaced") == 1:  # True (numpy's too); None or NaN in older source tables
+        key["fields"] = "bwdif"  # deinterlaced since: a clip cached combed is not used
+    ckey = _key(key)[:12]
     cached = where / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
     info_path = cached.with_suffix(".json")
     if cache and cached.exists() and info_path.exists():

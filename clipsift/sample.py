@@ -53,6 +53,7 @@ def render_video(
     preset: str = "veryfast",
     times: list[float] | None = None,
     sar: tuple[int, int] | None = None,
+    interlaced: bool = False,
 ) -> dict:
     """Encode ``segments`` to H.264 at ``path`` (written atomically); return ground truth. The
     container follows the suffix (.mp4, .mkv, .ts, .avi; .webm holds VP9).
@@ -69,6 +70,12 @@ def render_video(
     rate; millisecond precision, as phones write them); ``sar`` stores non-square pixels, e.g.
     ``(16, 11)``: the scenes are drawn at the display ``size`` and squeezed to the coded width
     ``round(width / sar)``, so a player that honours the SAR shows them as drawn.
+    ``interlaced`` encodes fields (x264's interlaced mode) bottom field first, as DV and many
+    camcorders do: the bottom field of frame i is frame i's picture and the top field the
+    next frame's of the same scene (each field its own instant, so what moves is combed), in
+    luma and in chroma rows; a player that deinterlaces shows frame i's picture. (FFmpeg's
+    x264 wrapper takes the field order from each frame's flags, which PyAV cannot set: frames
+    without the flag are coded bottom field first.)
     """
     w, h = size
     if w % 2 or h % 2:
@@ -85,26 +92,30 @@ def render_video(
     if sar:
         coded_w = int(round(coded_w * sar[1] / sar[0])) // 2 * 2
     n_total = sum(seg.frames for seg in segments)
+    if interlaced and Path(path).suffix.lower() == ".webm":
+        raise ValueError("VP9 (WebM) has no interlaced coding")
+    if interlaced and coded_h % 4:
+        raise ValueError(f"coded height {coded_h}: each 4:2:0 field needs an even height")
     if times is not None and len(times) != n_total:
         raise ValueError(f"{len(times)} times for {n_total} frames")
 
     with atomic_path(path) as tmp, av.open(os.fspath(tmp), "w") as container:
         webm = Path(path).suffix.lower() == ".webm"  # WebM holds VP8/VP9 only
         stream = _stream(container, webm, rate, (coded_w, coded_h), crf, preset, gop)
+        if interlaced:
+            opts = dict(stream.codec_context.options)
+            opts["x264-params"] = ":".join(
+                p for p in (opts.get("x264-params"), "interlaced=1") if p
+            )
+            stream.codec_context.options = opts
         if rotation:
             stream.set_display_rotation(rotation)
         if sar:
             stream.codec_context.sample_aspect_ratio = Fraction(*sar)
         if times is not None:  # millisecond timestamps, also in the encoder (60 fps and more)
             stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
-        for i, img in enumerate(all_frames(segments, w, h)):
-            if rotation:
-                img = cv2.rotate(img, _TO_CODED[rotation])
-            if sar:
-                img = cv2.resize(img, (coded_w, coded_h), interpolation=cv2.INTER_AREA)
-            # OpenCV's I420 conversion is BT.601 limited range like swscale's default, and
-            # ~20x faster than letting PyAV reformat rgb24 inside encode()
-            i420 = cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
+        coded = _coded_i420(segments, size, rotation, sar, (coded_w, coded_h))
+        for i, i420 in enumerate(_woven(coded, segments) if interlaced else coded):
             frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
             if times is None:
                 frame.pts, frame.time_base = i, 1 / rate
@@ -118,6 +129,46 @@ def render_video(
         truth["times"] = [round(t * 1000) / 1000 for t in times]
     truth["sar"] = list(sar) if sar else [1, 1]
     return truth
+
+
+def _coded_i420(segments, size, rotation, sar, coded):
+    """Each frame as stored: turned to its coded orientation, squeezed by the SAR, and I420."""
+    for img in all_frames(segments, *size):
+        if rotation:
+            img = cv2.rotate(img, _TO_CODED[rotation])
+        if sar:
+            img = cv2.resize(img, coded, interpolation=cv2.INTER_AREA)
+        # OpenCV's I420 conversion is BT.601 limited range like swscale's default, and
+        # ~20x faster than letting PyAV reformat rgb24 inside encode()
+        yield cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420)
+
+
+def _woven(frames, segments):
+    """I420 frames with each frame's even rows (the top field, in luma and in each chroma plane)
+    from the next frame of its scene; the last frame of a scene is whole."""
+    last = set(np.cumsum([seg.frames for seg in segments]) - 1)
+    prev = None
+    for i, cur in enumerate(frames):
+        if prev is not None:
+            yield _weave(prev, cur) if i - 1 not in last else prev
+        prev = cur
+    if prev is not None:
+        yield prev
+
+
+def _weave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``first``'s odd rows (the bottom field) and ``second``'s even rows, plane by plane (I420
+    buffers: the Y rows, then the U and V planes, each (h/2) x (w/2), packed after them)."""
+    w = first.shape[1]
+    h = first.shape[0] * 2 // 3
+    out = first.copy()
+    out[0:h:2] = second[0:h:2]
+    flat, other = out.reshape(-1), second.reshape(-1)
+    n = (h // 2) * (w // 2)
+    for at in (h * w, h * w + n):
+        c = flat[at : at + n].reshape(h // 2, w // 2)
+        c[0::2] = other[at : at + n].reshape(h // 2, w // 2)[0::2]
+    return out
 
 
 def _stream(container, webm: bool, rate, coded: tuple[int, int], crf: int, preset: str, gop):

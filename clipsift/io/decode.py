@@ -9,6 +9,8 @@ Why it looks the way it does (figures measured by bench/throughput.py, bench/res
   of video pipelines.
 - Rotation from the display matrix is applied to every array we hand out; frame indices count
   decoded frames and times come from each frame's pts, so variable frame rate stays correct.
+- Frames coded as fields are deinterlaced as they are decoded, one picture per frame
+  (:mod:`clipsift.io.deinterlace`), so no reader sees combing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import av
 import cv2
 import numpy as np
 
+from .deinterlace import progressive
 from .frames import Frame
 
 
@@ -137,7 +140,8 @@ def stream_fps(stream) -> float:
 
 
 def probe(path: str | os.PathLike) -> dict:
-    """Container facts plus one decoded frame (to prove the video decodes and read its rotation).
+    """Container facts plus one decoded frame (to prove the video decodes and read its rotation,
+    pixel format and whether it is interlaced).
 
     Never raises: an unreadable video returns ``{"error": reason}`` with the other fields empty.
     """
@@ -152,6 +156,7 @@ def probe(path: str | os.PathLike) -> dict:
         "codec": None,
         "pix_fmt": None,
         "bit_rate": None,
+        "interlaced": None,
         "error": None,
     }
     try:
@@ -175,6 +180,8 @@ def probe(path: str | os.PathLike) -> dict:
             if first is None:
                 raise VideoError("no decodable frame")
             out["pix_fmt"] = first.format.name
+            # fields (broadcast, DV, camcorders): every reader deinterlaces them (deinterlace.py)
+            out["interlaced"] = bool(first.interlaced_frame)
             rotation = int(first.rotation or 0) % 360
             out["rotation"] = rotation
             sar = sample_aspect(stream)
@@ -238,6 +245,7 @@ def iter_frames(
             frames = tolerant_decode(container, stream, errors)
         else:
             frames = container.decode(stream)
+        frames = progressive(frames, stream.time_base)
         base = None  # after a seek: the estimated index of the first frame decoded
         try:
             for n, av_frame in enumerate(frames):
@@ -414,9 +422,11 @@ def read_frames_at(
             target = float(times[idx])
             behind = current is not None and target < (before or current)[0] - 1e-6
             if counted and decoder is None:
-                decoder = enumerate(container.decode(stream))
+                decoder = enumerate(progressive(container.decode(stream), stream.time_base))
             elif not counted and (current is None or behind or target - current[0] > gop):
-                decoder = enumerate(seek_decode(container, stream, target))
+                decoder = enumerate(
+                    progressive(seek_decode(container, stream, target), stream.time_base)
+                )
                 current, before, last_key = None, None, None
             if current is not None and current[0] >= target - SEEK_TOLERANCE:
                 chosen = _nearer(before, current, target)  # decoded already (a repeated time)
