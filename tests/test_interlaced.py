@@ -1,10 +1,10 @@
 """Interlaced footage (broadcast 1080i/576i in MPEG-TS, DV, camcorders) is read as whole pictures.
 
 Each test video exists twice, rendered from the same scenes: progressive, and interlaced (x264's
-field coding, top field first) with each frame's second field (top: bottom field first, as DV) taken from the next frame of its
-scene, so anything that moves is combed. Ground truth: a deinterlaced frame ``i`` shows the
-progressive frame ``i``. Read as stored, the combing read as detail (sharpness several times the
-progressive picture's), and an exported clip kept it.
+field coding, bottom field first as in DV), each frame's second field (the top one) taken from
+the next frame of its scene, so anything that moves is combed. Ground truth: a deinterlaced frame
+``i`` shows the progressive frame ``i``. Read as stored, the comb read as detail (sharpness more
+than 1.5 times the progressive picture's), and an exported clip kept it.
 """
 
 from __future__ import annotations
