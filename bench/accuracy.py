@@ -17,10 +17,10 @@ For each detector setting it runs the scan and the split with the schema's defau
 - CPU: the scan's CPU time over decoding alone, both measured in this run on the same videos.
 
 With the default setting it also prints the OCR verdicts (textless clips rejected, clips with
-text flagged, against ``select.ocr.max_text_area`` and ``max_text_frames``) and the motion scores against the rendered
-speeds: relative error per fps (and of the interlaced pans), the spread of one motion over
-24/30/60 fps, and the still flat
-shots against the static bound (``select.thresholds``' minimum on the motion column).
+text flagged, against ``select.ocr.max_text_area`` and ``max_text_frames``) and the motion
+scores against the rendered speeds: relative error per fps (and of the interlaced pans), the
+spread of one motion over 24/30/60 fps, and the still flat shots against the static bound
+(``select.thresholds``' minimum on the motion column).
 
     python bench/accuracy.py --out bench/results/accuracy.md
 """
