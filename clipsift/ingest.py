@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io.decode import probe
+from .io.decode import HDR_TRANSFERS, probe
 from .io.hashing import file_digest
 from .sources import SourceError, fetch_archive
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SOURCE_COLUMNS = [
     "video_id", "source", "uri", "path", "caption", "extra", "size", "hash", "duplicate_of",
     "duration", "fps", "n_frames", "width", "height", "rotation", "sar", "codec", "pix_fmt", "bit_rate",
-    "interlaced", "error", "mtime_ns",
+    "interlaced", "transfer", "error", "mtime_ns",
 ]  # fmt: skip
 
 
@@ -102,6 +102,15 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
         n_err,
         int(df["duplicate_of"].notna().sum()),
     )
+    hdr = df[df["transfer"].isin(list(HDR_TRANSFERS))]
+    if len(hdr):
+        # nothing tone-maps HDR: a silent wash-out in every caption and latent otherwise
+        log.warning(
+            "ingest: %d HDR video(s) (%s), e.g. %s: measured, captioned, encoded and exported "
+            "from their coded values, without tone mapping (source.parquet: transfer)",
+            len(hdr), ", ".join(sorted({HDR_TRANSFERS[t] for t in hdr["transfer"]})),
+            hdr["video_id"].iloc[0],
+        )  # fmt: skip
     return df
 
 

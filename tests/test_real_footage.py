@@ -10,6 +10,8 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
   AVI (MPEG-TS seeks land late; AVI has no usable timestamps with B-frames).
 - The same pictures in 4:2:2, 4:4:4 and 10 bits (H.264 and a phone's HEVC) give the same 8-bit
   luma, technical measures and small frames as in 8-bit 4:2:0.
+- HDR sources (PQ, HLG) are recorded by their transfer, and ingest warns that nothing tone-maps
+  them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from helpers import all_shards_table, base_config, run_snakemake
 
 from clipsift.config import with_defaults
+from clipsift.ingest import ingest_shard
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
 from clipsift.sample import Segment, copy_as, render_video, write_lossless
@@ -369,3 +372,27 @@ def test_colours_follow_the_sources_matrix_in_small_frames_and_exports(tmp_path,
         clip = next(iter_frames(out))
         assert clip.av_frame.colorspace == fr.av_frame.colorspace
         assert np.abs(bar_colours(clip.rgb()).astype(int) - BARS).max() <= 5
+
+
+def test_hdr_sources_are_recorded_and_ingest_says_they_are_not_tone_mapped(tmp_path, caplog):
+    """Phones record HLG and HDR masters are PQ; nothing in the pipeline tone-maps them, so
+    their captions and latents come from the coded values. The source table records each
+    video's transfer characteristic and ingest warns, naming the kinds."""
+    grey = np.full((72, 128, 3), 120, np.uint8)
+    rows = []
+    for name, trc in (("sdr", 1), ("hlg", 18), ("pq", 16), ("untagged", None)):
+        path = tmp_path / f"{name}.mkv"
+        tags = {} if trc is None else {"colorspace": 9, "color_primaries": 9, "color_trc": trc}
+        frames = (
+            av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p10le")
+            for _ in range(5)
+        )
+        write_lossless(path, frames, (128, 72), "yuv420p10le", "libx265", **tags)
+        rows.append({"source": "v", "video_id": name, "uri": str(path), "path": str(path)})
+    with caplog.at_level("WARNING", logger="clipsift.ingest"):
+        source = ingest_shard(pd.DataFrame(rows)).set_index("video_id")
+    assert source["transfer"].fillna("-").to_dict() == {
+        "sdr": "bt709", "hlg": "arib-std-b67", "pq": "smpte2084", "untagged": "-"
+    }  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "HDR" in r.getMessage()]
+    assert len(warned) == 1 and "2 HDR video(s) (HLG, PQ)" in warned[0], warned

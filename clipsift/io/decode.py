@@ -139,9 +139,23 @@ def stream_fps(stream) -> float:
     return float(rate) if rate else 0.0
 
 
+# FFmpeg's AVColorTransferCharacteristic codes, by its names; 2 (unspecified) has none
+_TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+              11: "iec61966-2-4", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
+              16: "smpte2084", 18: "arib-std-b67"}  # fmt: skip
+HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+
+
+def transfer_name(code) -> str | None:
+    """The transfer characteristic a frame is tagged with, by FFmpeg's name (None: unspecified);
+    ``smpte2084`` (PQ) and ``arib-std-b67`` (HLG) are HDR (:data:`HDR_TRANSFERS`)."""
+    code = int(code or 2)
+    return None if code == 2 else _TRANSFERS.get(code, f"trc-{code}")
+
+
 def probe(path: str | os.PathLike) -> dict:
     """Container facts plus one decoded frame (to prove the video decodes and read its rotation,
-    pixel format and whether it is interlaced).
+    pixel format, whether it is interlaced, and its transfer characteristic).
 
     Never raises: an unreadable video returns ``{"error": reason}`` with the other fields empty.
     """
@@ -157,6 +171,7 @@ def probe(path: str | os.PathLike) -> dict:
         "pix_fmt": None,
         "bit_rate": None,
         "interlaced": None,
+        "transfer": None,
         "error": None,
     }
     try:
@@ -182,6 +197,7 @@ def probe(path: str | os.PathLike) -> dict:
             out["pix_fmt"] = first.format.name
             # fields (broadcast, DV, camcorders): every reader deinterlaces them (deinterlace.py)
             out["interlaced"] = bool(first.interlaced_frame)
+            out["transfer"] = transfer_name(first.color_trc)
             rotation = int(first.rotation or 0) % 360
             out["rotation"] = rotation
             sar = sample_aspect(stream)
