@@ -34,6 +34,7 @@ from .io.atomic import write_json
 from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import file_identity, place
 from .io.hashing import file_digest, json_digest
+from .io.hdr import HDR_TRANSFERS, hdr_transfer
 from .split.clips import reencode, target_width
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,9 @@ def int_or_none(v) -> int | None:
 
 def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
-    mp4 with even sides that fit ``max_height``, no rotation, square pixels, progressive (an
-    interlaced one is exported deinterlaced), only the video stream, and no container or
-    stream metadata beyond what an encoder writes."""
+    mp4 with even sides that fit ``max_height``, no rotation, square pixels, progressive and
+    SDR (an interlaced one is exported deinterlaced, an HDR one tone-mapped), only the video
+    stream, and no container or stream metadata beyond what an encoder writes."""
     n_src, w, h = (
         int_or_none(src.get("n_frames")),
         int_or_none(clip.get("width")),
@@ -83,7 +84,7 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
             keys = set(container.metadata) | set(stream.metadata)
             # the first frame, not the source table: tables ingested before the column
             first = next(container.decode(stream), None)
-            if first is None or first.interlaced_frame:
+            if first is None or first.interlaced_frame or hdr_transfer(first) is not None:
                 return False
     except (VideoError, av.FFmpegError, OSError):
         return False
@@ -136,6 +137,8 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     }
     if src.get("interlaced") == 1:  # True (numpy's too); None or NaN in older source tables
         key["fields"] = "bwdif"  # deinterlaced since: a clip cached combed is not used
+    if src.get("transfer") in HDR_TRANSFERS:
+        key["hdr"] = "sdr-bt709"  # tone-mapped since
     ckey = _key(key)[:12]
     cached = where / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
     info_path = cached.with_suffix(".json")

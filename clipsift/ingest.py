@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io.decode import HDR_TRANSFERS, probe
+from .io.decode import probe
 from .io.hashing import file_digest
+from .io.hdr import HDR_TRANSFERS
 from .sources import SourceError, fetch_archive
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,11 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
     )
     hdr = df[df["transfer"].isin(list(HDR_TRANSFERS))]
     if len(hdr):
-        # nothing tone-maps HDR: a silent wash-out in every caption and latent otherwise
+        # pictures are tone-mapped (clipsift.io.hdr), the scan's luma measures are not
         log.warning(
-            "ingest: %d HDR video(s) (%s), e.g. %s: measured, captioned, encoded and exported "
-            "from their coded values, without tone mapping (source.parquet: transfer)",
+            "ingest: %d HDR video(s) (%s), e.g. %s: tone-mapped to SDR BT.709 for captions, "
+            "scorers, latents and clip files; the scan's luma measures (technical.luma_mean, "
+            "flash) read their coded levels, darker than shown for PQ (source.parquet: transfer)",
             len(hdr), ", ".join(sorted({HDR_TRANSFERS[t] for t in hdr["transfer"]})),
             hdr["video_id"].iloc[0],
         )  # fmt: skip

@@ -24,6 +24,7 @@ import pytest
 from helpers import all_shards_table, base_config, run_snakemake
 
 from clipsift.config import with_defaults
+from clipsift.export_clips import source_fits
 from clipsift.ingest import ingest_shard
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
@@ -374,20 +375,113 @@ def test_colours_follow_the_sources_matrix_in_small_frames_and_exports(tmp_path,
         assert np.abs(bar_colours(clip.rgb()).astype(int) - BARS).max() <= 5
 
 
-def test_hdr_sources_are_recorded_and_ingest_says_they_are_not_tone_mapped(tmp_path, caplog):
-    """Phones record HLG and HDR masters are PQ; nothing in the pipeline tone-maps them, so
-    their captions and latents come from the coded values. The source table records each
-    video's transfer characteristic and ingest warns, naming the kinds."""
-    grey = np.full((72, 128, 3), 120, np.uint8)
+# BT.2087: linear BT.709 RGB in BT.2020 primaries
+BT709_TO_BT2020 = np.array(
+    [[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]]
+)
+HDR_BARS = [(200, 40, 40), (40, 180, 60), (50, 70, 210), (225, 225, 225), (128, 128, 128),
+            (210, 160, 120), (16, 16, 16)]  # fmt: skip
+
+
+def pq_oetf(nits: np.ndarray) -> np.ndarray:
+    """Display light to PQ signal (SMPTE ST 2084), written here from the standard."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = np.power(np.clip(nits / 10000, 0, 1), m1)
+    return np.power((c1 + c2 * y) / (1 + c3 * y), m2)
+
+
+def hlg_signal(nits: np.ndarray) -> np.ndarray:
+    """Display light on a 1000 cd/m2 display to HLG signal: the inverse OOTF, then the OETF
+    (BT.2100), written here from the standard."""
+    a, b = 0.17883277, 0.28466892
+    c = 0.5 - a * np.log(4 * a)
+    yd = np.maximum(nits @ np.array([0.2627, 0.6780, 0.0593]), 1e-9)
+    ys = np.power(yd / 1000, 1 / 1.2)
+    e = nits / (1000 * np.power(ys, 0.2))[..., None]
+    return np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-9)) + c)
+
+
+def hdr_bars(path, trc: int, extra_nits: float | None = None) -> np.ndarray:
+    """``HDR_BARS`` (SDR BT.709 colours, coded with gamma 2.4) placed in HDR as BT.2408 says
+    (SDR white at 203 cd/m2, BT.2020 primaries), coded with PQ (16) or HLG (18) in 10-bit
+    HEVC, tagged so; ``extra_nits``: one more bar of that grey light. Returns the SDR bars."""
+    w, h = 448, 128
+    bars = np.zeros((h, w, 3), np.uint8)
+    colours = HDR_BARS + ([None] if extra_nits else [])
+    step = w // len(colours)
+    nits = np.zeros((h, w, 3))
+    for i, c in enumerate(colours):
+        cols = slice(i * step, (i + 1) * step)
+        if c is None:
+            nits[:, cols] = extra_nits
+            continue
+        bars[:, cols] = c
+        nits[:, cols] = (BT709_TO_BT2020 @ np.power(np.array(c) / 255, 2.4)) * 203
+    signal = pq_oetf(nits) if trc == 16 else hlg_signal(nits)
+    rgb48 = np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
+    frames = (
+        av.VideoFrame.from_ndarray(rgb48, format="rgb48le").reformat(
+            format="yuv420p10le", dst_colorspace="BT2020"
+        )
+        for _ in range(5)
+    )
+    tags = {"colorspace": 9, "color_primaries": 9, "color_trc": trc}
+    write_lossless(path, frames, (w, h), "yuv420p10le", "libx265", **tags)
+    return bars
+
+
+def bar_means(rgb: np.ndarray, n: int) -> np.ndarray:
+    step = rgb.shape[1] // n
+    return np.array([rgb[16:-16, i * step + 8 : (i + 1) * step - 8].reshape(-1, 3).mean(0)
+                     for i in range(n)])  # fmt: skip
+
+
+@pytest.mark.parametrize(("trc", "name"), [(16, "PQ"), (18, "HLG")])
+def test_hdr_pictures_come_tone_mapped_to_sdr_for_models_and_clips(tmp_path, trc, name):
+    """Phones record HLG and HDR masters are PQ. Converted as coded, their pictures were flat and
+    desaturated (mid grey 128 read 150-160, the red bar's green and blue far above the SDR
+    grade's). SDR content placed in HDR as BT.2408 says comes back as it was graded; highlights
+    above SDR white roll off into the top of the range, brighter staying brighter; exported clips are SDR BT.709
+    and tagged so."""
+    src = tmp_path / f"{name}.mkv"
+    truth = hdr_bars(src, trc, extra_nits=1000.0)
+    n = len(HDR_BARS) + 1
+    want = bar_means(truth, n)[:-1]
+    fr = next(iter_frames(src))
+    got = bar_means(fr.rgb(), n)
+    assert np.abs(got[:-1] - want).max() <= 5, (got.round(1), want)
+    # as coded, the same frame was far from the grade
+    coded = bar_means(fr.av_frame.to_ndarray(format="rgb24"), n)[:-1]
+    assert np.abs(coded - want).max() > 20
+    # 1000 cd/m2, five times SDR white: rolled off, brighter than the white bar, not clipped flat
+    white, highlight = got[3], got[-1]
+    assert (highlight > white + 3).all() and (highlight <= 255).all()
+    # sized reads (captions, latents) agree with the full-size picture
+    small = bar_means(fr.rgb(224), n)
+    assert np.abs(small[:-1] - want).max() <= 6
+    # the export: SDR BT.709 pictures, tagged BT.709
+    reencode(str(src), tmp_path / "clip.mp4", 0.0, 1.0)
+    with av.open(str(tmp_path / "clip.mp4")) as c:
+        out = next(c.decode(video=0))
+    assert (out.colorspace, out.color_primaries, out.color_trc) == (1, 1, 1)
+    assert np.abs(bar_means(out.to_ndarray(format="rgb24"), n)[:-1] - want).max() <= 7
+
+
+def test_hdr_sources_are_recorded_and_ingest_says_what_is_tone_mapped(tmp_path, caplog):
+    """The source table records each video's transfer characteristic, and ingest warns about HDR
+    sources: their pictures are tone-mapped, the scan's luma measures are not."""
     rows = []
     for name, trc in (("sdr", 1), ("hlg", 18), ("pq", 16), ("untagged", None)):
         path = tmp_path / f"{name}.mkv"
-        tags = {} if trc is None else {"colorspace": 9, "color_primaries": 9, "color_trc": trc}
-        frames = (
-            av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p10le")
-            for _ in range(5)
-        )
-        write_lossless(path, frames, (128, 72), "yuv420p10le", "libx265", **tags)
+        if trc in (16, 18):
+            hdr_bars(path, trc)
+        else:
+            tags = {} if trc is None else {"colorspace": 1, "color_primaries": 1, "color_trc": 1}
+            grey = np.full((72, 128, 3), 120, np.uint8)
+            frames = (av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p")
+                      for _ in range(5))  # fmt: skip
+            write_lossless(path, frames, (128, 72), "yuv420p", **tags)
         rows.append({"source": "v", "video_id": name, "uri": str(path), "path": str(path)})
     with caplog.at_level("WARNING", logger="clipsift.ingest"):
         source = ingest_shard(pd.DataFrame(rows)).set_index("video_id")
@@ -396,3 +490,18 @@ def test_hdr_sources_are_recorded_and_ingest_says_they_are_not_tone_mapped(tmp_p
     }  # fmt: skip
     warned = [r.getMessage() for r in caplog.records if "HDR" in r.getMessage()]
     assert len(warned) == 1 and "2 HDR video(s) (HLG, PQ)" in warned[0], warned
+
+
+def test_a_whole_hdr_file_is_never_published_as_it_is(tmp_path):
+    """A whole H.264 mp4 that fits is exported as the source file itself, unless it is HDR:
+    the dataset's clips are SDR BT.709, so an HDR one is re-encoded, tone-mapped."""
+    grey = np.full((72, 128, 3), 120, np.uint8)
+    clip = {"start_frame": 0, "end_frame": 5, "width": 128, "height": 72}
+    for name, tags in (("sdr", {}), ("pq", {"colorspace": 9, "color_primaries": 9,
+                                            "color_trc": 16})):  # fmt: skip
+        path = tmp_path / f"{name}.mp4"
+        frames = (av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p")
+                  for _ in range(5))  # fmt: skip
+        write_lossless(path, frames, (128, 72), "yuv420p", **tags)
+        src = {"path": str(path), **probe(path)}
+        assert source_fits(clip, src, None) is (name == "sdr"), name

@@ -26,6 +26,7 @@ import numpy as np
 
 from .deinterlace import progressive
 from .frames import Frame
+from .hdr import transfer_name
 
 
 class VideoError(Exception):
@@ -137,20 +138,6 @@ def sample_aspect(stream) -> float:
 def stream_fps(stream) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 0.0
-
-
-# FFmpeg's AVColorTransferCharacteristic codes, by its names; 2 (unspecified) has none
-_TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
-              11: "iec61966-2-4", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
-              16: "smpte2084", 18: "arib-std-b67"}  # fmt: skip
-HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
-
-
-def transfer_name(code) -> str | None:
-    """The transfer characteristic a frame is tagged with, by FFmpeg's name (None: unspecified);
-    ``smpte2084`` (PQ) and ``arib-std-b67`` (HLG) are HDR (:data:`HDR_TRANSFERS`)."""
-    code = int(code or 2)
-    return None if code == 2 else _TRANSFERS.get(code, f"trc-{code}")
 
 
 def probe(path: str | os.PathLike) -> dict:

@@ -27,6 +27,8 @@ import av
 import cv2
 import numpy as np
 
+from .hdr import hdr_transfer, to_sdr
+
 # planar YUV formats read plane by plane: any chroma subsampling, 8 to 16 bits per sample
 _PLANAR_YUV = re.compile(r"yuvj?(?:420|422|444|440|411|410)p(?:(\d+)(le|be))?")
 _U8, _U16LE, _U16BE = np.dtype(np.uint8), np.dtype("<u2"), np.dtype(">u2")
@@ -123,11 +125,26 @@ class Frame:
         return _rotate(gray, self.rotation), _rotate(bgr, self.rotation)
 
     def rgb(self, size: int | tuple[int, int] | None = None) -> np.ndarray:
-        """RGB image; ``size`` is a width (aspect kept) or ``(width, height)``."""
+        """RGB image; ``size`` is a width (aspect kept) or ``(width, height)``. HDR frames (PQ,
+        HLG) come tone-mapped to SDR BT.709 (:mod:`clipsift.io.hdr`): this is the picture
+        models, scorers and clip files get."""
+        transfer = hdr_transfer(self.av_frame)
+        if transfer is not None:
+            return self._sdr_rgb(size, transfer)
         img = self.bgr(size if isinstance(size, int) else None)
         if isinstance(size, tuple):
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def _sdr_rgb(self, size, transfer: int) -> np.ndarray:
+        """An HDR frame as SDR RGB: converted at 16 bits with its own matrix and range by
+        FFmpeg, resized (fewer pixels to tone-map), then tone-mapped."""
+        img = _rotate(self.av_frame.to_ndarray(format="rgb48le"), self.rotation)
+        if isinstance(size, int):
+            img = resize_to_width(img, size, self._sar())
+        elif isinstance(size, tuple):
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        return to_sdr(img, transfer, int(self.av_frame.color_primaries or 0))
 
 
 def yuv_bits(frame: av.VideoFrame) -> int | None:

@@ -20,6 +20,7 @@ import pandas as pd
 from ..config import with_defaults
 from ..io.atomic import atomic_path
 from ..io.decode import VideoError, iter_frames, open_video, seek_to
+from ..io.hdr import hdr_transfer
 from ..io.x264 import X264_THREADS, x264_options
 
 log = logging.getLogger(__name__)
@@ -343,7 +344,11 @@ def colour_tags(source: av.VideoFrame, ctx) -> str | None:
     """Tag the encoder ``ctx`` with the source frame's colour matrix, primaries and transfer,
     and return the matrix to convert RGB with (None: an untagged source, written untagged with
     FFmpeg's default BT.601, as before). An untagged HD clip is shown as BT.709 by most players,
-    so a BT.709 source written the default way would play with shifted colours."""
+    so a BT.709 source written the default way would play with shifted colours. An HDR source
+    (PQ, HLG) is written as what :meth:`Frame.rgb` made of it, SDR BT.709, and tagged so."""
+    if hdr_transfer(source) is not None:
+        ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1  # BT.709
+        return "ITU709"
     matrix = _EXPORT_MATRICES.get(int(source.colorspace))
     if matrix is not None:
         ctx.colorspace = int(source.colorspace)
