@@ -331,19 +331,22 @@ def copy_as(
     codec: str = "libx264",
     *,
     full_range: bool = False,
+    **tags: int,
 ) -> None:
     """The decoded frames of ``src`` (a limited-range yuv420p render) in ``pix_fmt``, losslessly
     (:func:`write_lossless`), as phones (10-bit HEVC), cameras (4:2:2) and screen recorders
     (4:4:4, full range) write them: every copy holds the same luma (8-bit copies exactly; deeper
     ones at about ``2 ** (bits - 8)`` times the level, FFmpeg's expansion). ``full_range`` (4:2:0
-    formats): the planes rescaled to the full range of the bit depth and the stream flagged so."""
+    formats): the planes rescaled to the full range of the bit depth and the stream flagged so.
+    ``tags``: more encoder tags (``colorspace``, ``color_primaries``, ``color_trc``), which
+    relabel the same samples (e.g. as HLG, to time what an HDR source costs)."""
     with av.open(os.fspath(src)) as ic:
         ctx = ic.streams.video[0].codec_context
         frames = (
             _full_range(f, pix_fmt) if full_range else f.reformat(format=pix_fmt)
             for f in ic.decode(video=0)
         )
-        tags = {"color_range": 2} if full_range else {}  # JPEG
+        tags = tags | ({"color_range": 2} if full_range else {})  # JPEG
         write_lossless(dest, frames, (ctx.width, ctx.height), pix_fmt, codec, **tags)
 
 
