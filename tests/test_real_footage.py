@@ -440,8 +440,8 @@ def bar_means(rgb: np.ndarray, n: int) -> np.ndarray:
 @pytest.mark.parametrize(("trc", "name"), [(16, "PQ"), (18, "HLG")])
 def test_hdr_pictures_come_tone_mapped_to_sdr_for_models_and_clips(tmp_path, trc, name):
     """Phones record HLG and HDR masters are PQ. Converted as coded, their pictures were flat and
-    desaturated (mid grey 128 read 150-160, the red bar's green and blue far above the SDR
-    grade's). SDR content placed in HDR as BT.2408 says comes back as it was graded; highlights
+    desaturated (mid grey 128 read 105 in PQ and 112 in HLG, the red bar's green and blue far
+    above the SDR grade's). SDR content placed in HDR as BT.2408 says comes back as it was graded; highlights
     above SDR white roll off into the top of the range, brighter staying brighter; exported clips are SDR BT.709
     and tagged so."""
     src = tmp_path / f"{name}.mkv"
@@ -468,6 +468,14 @@ def test_hdr_pictures_come_tone_mapped_to_sdr_for_models_and_clips(tmp_path, trc
     assert np.abs(bar_means(out.to_ndarray(format="rgb24"), n)[:-1] - want).max() <= 7
 
 
+def grey_video(path, **tags: int) -> None:
+    """Five 128x72 grey yuv420p frames, H.264 lossless, with encoder colour ``tags``."""
+    grey = np.full((72, 128, 3), 120, np.uint8)
+    frames = (av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p")
+              for _ in range(5))  # fmt: skip
+    write_lossless(path, frames, (128, 72), "yuv420p", **tags)
+
+
 def test_hdr_sources_are_recorded_and_ingest_says_what_is_tone_mapped(tmp_path, caplog):
     """The source table records each video's transfer characteristic, and ingest warns about HDR
     sources: their pictures are tone-mapped, the scan's luma measures are not."""
@@ -478,10 +486,7 @@ def test_hdr_sources_are_recorded_and_ingest_says_what_is_tone_mapped(tmp_path, 
             hdr_bars(path, trc)
         else:
             tags = {} if trc is None else {"colorspace": 1, "color_primaries": 1, "color_trc": 1}
-            grey = np.full((72, 128, 3), 120, np.uint8)
-            frames = (av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p")
-                      for _ in range(5))  # fmt: skip
-            write_lossless(path, frames, (128, 72), "yuv420p", **tags)
+            grey_video(path, **tags)
         rows.append({"source": "v", "video_id": name, "uri": str(path), "path": str(path)})
     with caplog.at_level("WARNING", logger="clipsift.ingest"):
         source = ingest_shard(pd.DataFrame(rows)).set_index("video_id")
@@ -495,13 +500,10 @@ def test_hdr_sources_are_recorded_and_ingest_says_what_is_tone_mapped(tmp_path, 
 def test_a_whole_hdr_file_is_never_published_as_it_is(tmp_path):
     """A whole H.264 mp4 that fits is exported as the source file itself, unless it is HDR:
     the dataset's clips are SDR BT.709, so an HDR one is re-encoded, tone-mapped."""
-    grey = np.full((72, 128, 3), 120, np.uint8)
     clip = {"start_frame": 0, "end_frame": 5, "width": 128, "height": 72}
     for name, tags in (("sdr", {}), ("pq", {"colorspace": 9, "color_primaries": 9,
                                             "color_trc": 16})):  # fmt: skip
         path = tmp_path / f"{name}.mp4"
-        frames = (av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format="yuv420p")
-                  for _ in range(5))  # fmt: skip
-        write_lossless(path, frames, (128, 72), "yuv420p", **tags)
+        grey_video(path, **tags)
         src = {"path": str(path), **probe(path)}
         assert source_fits(clip, src, None) is (name == "sdr"), name

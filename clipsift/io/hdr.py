@@ -55,7 +55,7 @@ _LUMA_2020 = np.array([0.2627, 0.6780, 0.0593], np.float32)
 _TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
               11: "iec61966-2-4", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
               16: "smpte2084", 18: "arib-std-b67"}  # fmt: skip
-HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+HDR_TRANSFERS = {_TRANSFERS[PQ]: "PQ", _TRANSFERS[HLG]: "HLG"}
 
 
 def transfer_name(code) -> str | None:
