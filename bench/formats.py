@@ -5,8 +5,9 @@ Renders one H.264 video (``clipsift.sample.render_video``: pans, hard cuts, busy
 burned-in sign; film grain so that it decodes like camera footage), then copies its decoded
 frames losslessly (``clipsift.sample.copy_as``) into the layouts real footage comes in: 8-bit
 4:2:0 (the render itself), 4:2:2 and 4:4:4 H.264, 10-bit H.264 and HEVC (phones), and full-range
-8-bit H.264 and 10-bit HEVC, and 10-bit HEVC tagged HLG (the same samples, which the scan reads
-alike and ``Frame.rgb`` tone-maps, ``clipsift.io.hdr``); and renders the same scenes once more
+8-bit H.264 and 10-bit HEVC, and 10-bit HEVC tagged HLG (the same samples, whose cuts and text
+the scan reads alike, while its luma measures and ``Frame.rgb`` see the SDR picture they show,
+``clipsift.io.hdr``); and renders the same scenes once more
 as interlaced fields in MPEG-TS (broadcast), which every reader deinterlaces
 (``clipsift.io.deinterlace``). For each file it prints, in one process and one thread:
 
@@ -17,7 +18,8 @@ as interlaced fields in MPEG-TS (broadcast), which every reader deinterlaces
   the ratio moves with the file; what the pixel format changes is the analysis);
 - the scan's measures: mean ``luma_mean`` and ``sharpness`` of the technical samples, the scenes
   found and the text read, which should be the same in every row (the interlaced row's
-  sharpness is lower: a moving field holds half the rows);
+  sharpness is lower: a moving field holds half the rows; the HLG row's luma measures read
+  the brighter, more contrasted picture those samples show as HLG);
 - ``Frame.rgb()`` at full size, CPU per frame over the first frames (the picture captioners,
   scorers, encoders and exports get: for HDR, the tone mapping).
 
@@ -63,7 +65,7 @@ FORMATS = [
     ("HEVC 4:2:0 10-bit", "hevc-420-10.mp4", "yuv420p10le", "libx265", False, {}),
     ("H.264 4:2:0 8-bit, full range", "h264-420-full.mp4", "yuvj420p", "libx264", True, {}),
     ("HEVC 4:2:0 10-bit, full range", "hevc-420-10-full.mkv", "yuv420p10le", "libx265", True, {}),
-    # the same samples tagged HLG: the scan reads them alike, rgb() tone-maps them
+    # the same samples tagged HLG: the same cuts and text; luma and rgb() as HLG shows them
     ("HEVC 4:2:0 10-bit, tagged HLG", "hevc-420-10-hlg.mkv", "yuv420p10le", "libx265", False,
      HLG_TAGS),
     # rendered again, as fields (not a lossless copy): the scan deinterlaces it

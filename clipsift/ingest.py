@@ -105,11 +105,11 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
     )
     hdr = df[df["transfer"].isin(list(HDR_TRANSFERS))]
     if len(hdr):
-        # pictures are tone-mapped (clipsift.io.hdr), the scan's luma measures are not
+        # a lossy conversion the dataset's users should know about (clipsift.io.hdr)
         log.warning(
             "ingest: %d HDR video(s) (%s), e.g. %s: tone-mapped to SDR BT.709 for captions, "
-            "scorers, latents and clip files; the scan's luma measures (technical.luma_mean, "
-            "flash) read their coded levels, darker than shown for PQ (source.parquet: transfer)",
+            "scorers, latents and clip files, and their luma measures (technical.*, flash) read "
+            "at SDR levels (source.parquet: transfer)",
             len(hdr), ", ".join(sorted({HDR_TRANSFERS[t] for t in hdr["transfer"]})),
             hdr["video_id"].iloc[0],
         )  # fmt: skip

@@ -10,8 +10,8 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
   AVI (MPEG-TS seeks land late; AVI has no usable timestamps with B-frames).
 - The same pictures in 4:2:2, 4:4:4 and 10 bits (H.264 and a phone's HEVC) give the same 8-bit
   luma, technical measures and small frames as in 8-bit 4:2:0.
-- HDR sources (PQ, HLG) are recorded by their transfer, and ingest warns that nothing tone-maps
-  them.
+- HDR sources (PQ, HLG) are recorded by their transfer and ingest warns about them; their pictures
+  come tone-mapped to SDR, and their luma measures read SDR levels.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from helpers import all_shards_table, base_config, run_snakemake
 
 from clipsift.config import with_defaults
 from clipsift.export_clips import source_fits
+from clipsift.filters.flash import find_flashes
 from clipsift.ingest import ingest_shard
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
 from clipsift.sample import Segment, copy_as, render_video, write_lossless
 from clipsift.scorers.technical import frame_technical
 from clipsift.split.clips import reencode, stream_copy
+from clipsift.split.scan import scan_video
 
 LEAN = {
     "filters": {"ocr": {"enabled": False}, "flash": {"enabled": False}},
@@ -402,32 +404,43 @@ def hlg_signal(nits: np.ndarray) -> np.ndarray:
     return np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-9)) + c)
 
 
-def hdr_bars(path, trc: int, extra_nits: float | None = None) -> np.ndarray:
-    """``HDR_BARS`` (SDR BT.709 colours, coded with gamma 2.4) placed in HDR as BT.2408 says
-    (SDR white at 203 cd/m2, BT.2020 primaries), coded with PQ (16) or HLG (18) in 10-bit
-    HEVC, tagged so; ``extra_nits``: one more bar of that grey light. Returns the SDR bars."""
-    w, h = 448, 128
-    bars = np.zeros((h, w, 3), np.uint8)
-    colours = HDR_BARS + ([None] if extra_nits else [])
-    step = w // len(colours)
-    nits = np.zeros((h, w, 3))
-    for i, c in enumerate(colours):
-        cols = slice(i * step, (i + 1) * step)
-        if c is None:
-            nits[:, cols] = extra_nits
-            continue
-        bars[:, cols] = c
-        nits[:, cols] = (BT709_TO_BT2020 @ np.power(np.array(c) / 255, 2.4)) * 203
-    signal = pq_oetf(nits) if trc == 16 else hlg_signal(nits)
-    rgb48 = np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
-    frames = (
-        av.VideoFrame.from_ndarray(rgb48, format="rgb48le").reformat(
-            format="yuv420p10le", dst_colorspace="BT2020"
+def hdr_video(path, trc: int, pictures: list[np.ndarray]) -> None:
+    """SDR BT.709 RGB ``pictures`` (uint8, gamma 2.4, as light relative to SDR white; a float
+    array is light in cd/m2 already) placed in HDR as BT.2408 says (SDR white at 203 cd/m2,
+    BT.2020 primaries), coded with PQ (16) or HLG (18) in 10-bit HEVC, tagged so."""
+    h, w = pictures[0].shape[:2]
+    frames = []
+    for pic in pictures:
+        nits = (
+            pic if pic.dtype.kind == "f" else (np.power(pic / 255, 2.4) @ BT709_TO_BT2020.T) * 203
         )
-        for _ in range(5)
-    )
+        signal = pq_oetf(nits) if trc == 16 else hlg_signal(nits)
+        rgb48 = np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
+        frames.append(av.VideoFrame.from_ndarray(rgb48, format="rgb48le").reformat(
+            format="yuv420p10le", dst_colorspace="BT2020"))  # fmt: skip
     tags = {"colorspace": 9, "color_primaries": 9, "color_trc": trc}
     write_lossless(path, frames, (w, h), "yuv420p10le", "libx265", **tags)
+
+
+def sdr_bars(n: int = len(HDR_BARS)) -> np.ndarray:
+    """``HDR_BARS`` side by side in a 448x128 picture of ``n`` bars (those past the colours
+    black)."""
+    bars = np.zeros((128, 448, 3), np.uint8)
+    step = 448 // n
+    for i, c in enumerate(HDR_BARS):
+        bars[:, i * step : (i + 1) * step] = c
+    return bars
+
+
+def hdr_bars(path, trc: int, extra_nits: float | None = None) -> np.ndarray:
+    """``HDR_BARS`` in HDR (:func:`hdr_video`), five frames; ``extra_nits``: one more bar of
+    that grey light. Returns the SDR bars."""
+    n = len(HDR_BARS) + bool(extra_nits)
+    bars = sdr_bars(n)
+    nits = (np.power(bars / 255, 2.4) @ BT709_TO_BT2020.T) * 203
+    if extra_nits:
+        nits[:, (n - 1) * (448 // n) :] = extra_nits
+    hdr_video(path, trc, [nits] * 5)
     return bars
 
 
@@ -476,9 +489,38 @@ def grey_video(path, **tags: int) -> None:
     write_lossless(path, frames, (128, 72), "yuv420p", **tags)
 
 
+@pytest.mark.parametrize(("trc", "name"), [(16, "PQ"), (18, "HLG")])
+def test_hdr_luma_measures_read_the_levels_a_viewer_sees(tmp_path, trc, name):
+    """The scan's luma measures (the flash filter's per-frame luma, ``technical.luma_mean``)
+    read an HDR frame at the levels of its SDR picture, so thresholds in SDR levels mean the
+    same. Coded, PQ holds SDR white at 143 and HLG at 180: the bars read 99 (PQ) and 107 (HLG)
+    against the grade's 118, and a flash from grey 110 to 200 rose 30 levels in PQ, under the 40
+    the flash filter needs. The cut detector keeps reading the coded signal."""
+    grey, flash = np.full((128, 448, 3), 110, np.uint8), np.full((128, 448, 3), 200, np.uint8)
+    pictures = [sdr_bars()] * 6 + [grey] * 4 + [flash] + [grey] * 4
+    src = tmp_path / f"{name}.mkv"
+    hdr_video(src, trc, pictures)
+    # the SDR grade's luma (BT.709, limited range)
+    truth = np.array([16 + 219 / 255 * (p @ [0.2126, 0.7152, 0.0722]).mean() for p in pictures])
+    scenes, frames, samples, _ = scan_video(str(src), "v", 25.0, with_defaults("scan", None))
+    luma = np.array([row[3] for row in frames])
+    # greys exactly (the table maps a neutral grey through the same tone map as the pictures);
+    # the colour bars within 6 (a colour's luma moves with its largest component)
+    assert np.abs(luma - truth)[6:].max() <= 1.5, luma.round(1)
+    assert np.abs(luma - truth)[:6].max() <= 6, luma.round(1)
+    assert find_flashes(luma) == [10]
+    by_frame = {s["frame"]: s["luma_mean"] for s in samples}
+    assert all(abs(v - truth[f]) <= 6 for f, v in by_frame.items()), (by_frame, truth)
+    # the detector's coded frames: the cut between the bars and the grey, the flash no cut
+    assert [sc["start_frame"] for sc in scenes] == [0, 6]
+    if trc == 16:  # coded, the flash was too faint to be one
+        coded = [cv2.mean(fr.analysis(64)[0])[0] for fr in iter_frames(src)]
+        assert coded[10] - coded[9] < 40
+
+
 def test_hdr_sources_are_recorded_and_ingest_says_what_is_tone_mapped(tmp_path, caplog):
     """The source table records each video's transfer characteristic, and ingest warns about HDR
-    sources: their pictures are tone-mapped, the scan's luma measures are not."""
+    sources: their pictures are tone-mapped to SDR."""
     rows = []
     for name, trc in (("sdr", 1), ("hlg", 18), ("pq", 16), ("untagged", None)):
         path = tmp_path / f"{name}.mkv"

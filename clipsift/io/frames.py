@@ -8,7 +8,8 @@ whatever the chroma subsampling (4:2:0, 4:2:2, 4:4:4), bit depth (10-bit HEVC fr
 4:2:2 10-bit from cameras) or range: a 10-bit sample is rounded to its 8-bit level, and a
 full-range source (``yuvj*`` or flagged full range, as some phones, webcams and screen
 recorders write) is mapped from 0-255 onto 16-235, so thresholds such as
-``technical.luma_mean`` mean the same for every source. (Through FFmpeg's gray conversion,
+``technical.luma_mean`` mean the same for every source; an HDR frame's luma (PQ, HLG) is read
+at the levels of its SDR picture (:meth:`Frame.sdr_levels`). (Through FFmpeg's gray conversion,
 which the other formats took before, limited range was stretched to 0-255: a scene at level 24
 in 8-bit 4:2:0 read 9 in 10 bits or 4:2:2, under the default minimum of 20, one at 230 read
 249, over the maximum of 235, and sharpness 36 % higher.) Colour at small sizes is converted
@@ -27,7 +28,7 @@ import av
 import cv2
 import numpy as np
 
-from .hdr import hdr_transfer, to_sdr
+from .hdr import hdr_transfer, sdr_luma_table, to_sdr
 
 # planar YUV formats read plane by plane: any chroma subsampling, 8 to 16 bits per sample
 _PLANAR_YUV = re.compile(r"yuvj?(?:420|422|444|440|411|410)p(?:(\d+)(le|be))?")
@@ -65,12 +66,21 @@ class Frame:
         return 1.0 / self.sar if self.rotation in (90, 270) else self.sar
 
     def luma(self) -> np.ndarray:
-        """Full-size Y plane at 8 bits, limited range (a view where possible), rotation applied."""
+        """Full-size Y plane at 8 bits, limited range (a view where possible), rotation applied;
+        an HDR frame's at the levels of its SDR picture (:meth:`sdr_levels`)."""
         f = self.av_frame
         bits = yuv_bits(f)
         # other layouts come as FFmpeg's gray, which is full range
         full = bits is None or full_range(f)
-        return _rotate(to_8bit(_plane(f, 0), bits or 8, full=full), self.rotation)
+        return self.sdr_levels(_rotate(to_8bit(_plane(f, 0), bits or 8, full=full), self.rotation))
+
+    def sdr_levels(self, luma: np.ndarray) -> np.ndarray:
+        """8-bit limited-range ``luma`` of this frame as its SDR picture has it: an HDR frame's
+        through :func:`clipsift.io.hdr.sdr_luma_table` (PQ codes SDR white at 143, HLG at 180),
+        any other as it is. For luma measures and their thresholds; not for what compares
+        frames by their coded signal (cuts, blends, flow)."""
+        transfer = hdr_transfer(self.av_frame)
+        return luma if transfer is None else cv2.LUT(luma, sdr_luma_table(transfer))
 
     def gray(self, width: int | None = None) -> np.ndarray:
         """Y plane resized to ``width`` (aspect kept), rotation applied."""

@@ -16,8 +16,10 @@ places SDR in HDR, so SDR-looking content comes back as it was graded:
    reference white itself comes out at 90 % of SDR white's light, code 244);
 4. BT.1886's display gamma (2.4) inverted, as SDR video is coded.
 
-Luma for the scan's measures stays the coded Y plane (``clipsift.io.frames``): HLG's levels are
-close to SDR's by design; a PQ scene reads darker there than it looks.
+The scan's luma measures (``technical.*``, flashes) read the Y plane through
+:func:`sdr_luma_table`, the same mapping of a neutral grey, so a threshold in SDR levels means the
+same for an HDR source; the scan's detector, transition finder and flow keep the coded planes
+(an edit blends the coded signal, and a blend stays linear there).
 """
 
 from __future__ import annotations
@@ -134,3 +136,16 @@ def to_sdr(rgb16: np.ndarray, transfer: int, primaries: int = BT2020) -> np.ndar
     rel *= (roll_off(top, peak) / np.maximum(top, np.float32(1e-6)))[..., None]
     np.minimum(rel, 1.0, out=rel)
     return _gamma_table()[(rel * 65535 + 0.5).astype(np.uint16)]
+
+
+@functools.cache
+def sdr_luma_table(transfer: int) -> np.ndarray:
+    """Per 8-bit limited-range luma code of an HDR frame, the luma (same scale) of its SDR
+    picture: each code as a neutral grey through :func:`to_sdr`. 256 uint8 entries, for
+    ``cv2.LUT``. Exact for greys; a colour's own luma moves a little differently (the tone map
+    works on its largest component), which a scene's mean hardly sees. Codes below black (16)
+    come out black, as the signal clips there."""
+    e = np.clip((np.arange(256, dtype=np.float64) - 16) / 219, 0.0, 1.0)
+    grey = np.repeat(np.round(e * 65535).astype(np.uint16)[None, :, None], 3, axis=2)
+    sdr = to_sdr(grey, transfer, BT709)[0, :, 0].astype(np.float64)
+    return np.round(16 + sdr * 219 / 255).astype(np.uint8)

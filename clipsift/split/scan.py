@@ -95,7 +95,7 @@ def scan_video(
         if blends is not None:
             blends.push(fr.index, gray)
         times.append(fr.time)
-        lumas.append(cv2.mean(gray)[0])
+        lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
         if fr.index % stride == 0:
             frames.append((video_id, fr.index, fr.time, lumas[-1]))
         if pending is not None:
