@@ -1,0 +1,107 @@
+"""The codecs footage comes in besides H.264, HEVC and VP9: broadcast MPEG-2 in MPEG-TS (B-frames,
+a start time that is not 0), MJPEG (full-range ``yuvj420p``) and MPEG-4 Part 2 with B-frames in
+AVI (old cameras, DivX), the editing intermediates ProRes 4:2:2 10-bit and DNxHR in MOV, AV1 in
+MP4 (web downloads) and VP8 in WebM. Each is probed, scanned, sought and exported exactly as
+H.264 is: the same frame count and times, the cut on its frame, seeks that land on the requested
+frame, and an exported clip that holds the clip's frames.
+
+Ground truth: one render (two panning shots, a hard cut at frame 40) whose decoded pictures
+are encoded again with each codec, frame i at i / 25 s.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from clipsift.config import with_defaults
+from clipsift.io.decode import iter_frames, probe, read_frames_at
+from clipsift.sample import Segment, render_video
+from clipsift.split.clips import reencode
+from clipsift.split.scan import scan_video
+
+FPS, CUT, N = 25, 40, 85
+SIZE = (320, 180)
+
+# file, encoder, pixel format, encoder options, codec-context settings (a colorspace: the matrix
+# the pictures are converted with; else BT.601, FFmpeg's default for untagged video)
+CODECS = [
+    ("mpeg2.ts", "mpeg2video", "yuv420p", {"b": "3000000"}, {"gop_size": 15, "max_b_frames": 2}),
+    ("mjpeg.avi", "mjpeg", "yuvj420p", {"b": "8000000"}, {}),
+    ("mpeg4.avi", "mpeg4", "yuv420p", {"b": "2000000"}, {"max_b_frames": 2}),
+    ("prores.mov", "prores_ks", "yuv422p10le", {}, {}),
+    # DNxHR is BT.709 by definition: FFmpeg's decoder tags its frames so
+    ("dnxhr.mov", "dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, {"colorspace": 1}),
+    ("av1.mp4", "libsvtav1", "yuv420p", {"preset": "12"}, {}),
+    ("vp8.webm", "libvpx", "yuv420p", {"b": "1000000"}, {}),
+]
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> list[np.ndarray]:
+    """The render's decoded RGB pictures: frames 0-39 pan right, 40-84 another scene pans down."""
+    path = tmp_path_factory.mktemp("codecs") / "base.mp4"
+    segs = [Segment(CUT, seed=51, pan=(2, 0)), Segment(N - CUT, seed=52, pan=(0, 1.5))]
+    render_video(path, segs, fps=FPS, size=SIZE)
+    return [f.rgb() for f in iter_frames(path)]
+
+
+def encode(path, pictures, codec: str, pix_fmt: str, options: dict, settings: dict) -> None:
+    with av.open(str(path), "w") as oc:
+        s = oc.add_stream(codec, rate=FPS)
+        (s.width, s.height), s.pix_fmt = SIZE, pix_fmt
+        for name, value in settings.items():
+            setattr(s.codec_context, name, value)
+        if options:
+            s.codec_context.options = {k: str(v) for k, v in options.items()}
+        for i, rgb in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format=pix_fmt, dst_colorspace="ITU709" if settings.get("colorspace") else None
+            )
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            oc.mux(s.encode(frame))
+        oc.mux(s.encode(None))
+
+
+def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.mark.parametrize(("name", "codec", "pix_fmt", "options", "settings"), CODECS)
+def test_every_codec_is_cut_sought_and_exported_like_h264(
+    tmp_path, pictures, name, codec, pix_fmt, options, settings
+):
+    path = tmp_path / name
+    encode(path, pictures, codec, pix_fmt, options, settings)
+
+    info = probe(path)
+    assert info["error"] is None, info
+    assert (info["width"], info["height"]) == SIZE
+    assert info["n_frames"] == pytest.approx(N, abs=1)
+
+    frames = list(iter_frames(path))
+    assert [round(f.time * FPS, 3) for f in frames] == list(range(N))
+    decoded = [f.rgb() for f in frames]
+    # the codec's own loss only: every frame is nearest to its own picture
+    assert all(mean_abs(d, pictures[i]) < 6 for i, d in enumerate(decoded)), name
+
+    scenes, *_ = scan_video(str(path), "v", float(FPS), with_defaults("scan", None))
+    assert [(s["start_frame"], s["end_frame"]) for s in scenes] == [(0, CUT), (CUT, N)]
+
+    # seeks land on the requested frame: a range, and single frames in any order
+    ranged = [round(f.time * FPS) for f in iter_frames(path, start=2.0, end=2.8)]
+    assert ranged == list(range(50, 70))
+    wanted = [62, 10, 80, 41]
+    got = read_frames_at(path, [i / FPS for i in wanted])
+    assert all(np.array_equal(g, decoded[i]) for g, i in zip(got, wanted, strict=True)), name
+
+    # the exported clip holds the second shot's frames, from its first
+    out = reencode(str(path), tmp_path / "clip.mp4", CUT / FPS, N / FPS)
+    assert out["n_frames"] == N - CUT
+    clip = [f.rgb() for f in iter_frames(tmp_path / "clip.mp4")]
+    assert len(clip) == N - CUT
+    assert mean_abs(clip[0], decoded[CUT]) < 4 < 20 < mean_abs(clip[0], decoded[CUT - 1])
+    assert mean_abs(clip[-1], decoded[N - 1]) < 4
