@@ -5,8 +5,9 @@ text and motion are known, in MP4, MKV, WebM and MPEG-TS: dissolves of 0.3-2 s a
 black and white between moving shots at 24, 30 and 60 fps; shots of 5-10 frames between hard
 cuts; a variable-frame-rate video with a cut at a rate switch and dropped frames; busy textless
 textures (``clipsift.textures``); text from one-word signs to subtitles; still flat shots with
-sensor noise; pans and rotations of known speed at 24, 30 and 60 fps; and broadcast-style
-interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces.
+sensor noise; pans and rotations of known speed at 24, 30 and 60 fps; broadcast-style
+interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces; and an
+edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut.
 
 For each detector setting it runs the scan and the split with the schema's defaults and prints:
 - cut recall: rendered hard cuts with a scene boundary within one frame;
@@ -125,6 +126,16 @@ def corpus(w: int) -> list[dict]:
         Segment(75, seed=273, fade_in=12, pan=(-2.0 * k, 1.0 * k)),
     ]
     out.append({"name": "broadcast.ts", "segments": broadcast, "fps": 25, "interlaced": True})
+    # an edit: a hard cut to a shot that fades out 2.5 s later, then a fade in to a shot that
+    # is cut away from 2.5 s later (a window from before the first cut to the fade's dark end
+    # once read as one blend and dropped the whole shot)
+    edits = [
+        Segment(75, seed=62, pan=(0, 0.6 * k)),
+        Segment(75, seed=63, pan=(0.4 * k, 0), fade_out=12),
+        Segment(75, seed=64, fade_in=12, pan=(0, 0.4 * k)),
+        Segment(75, seed=65, pan=(-0.5 * k, 0)),
+    ]
+    out.append({"name": "edits.mkv", "segments": edits, "fps": 30})
     for i, fps in enumerate((24, 30, 60)):
         v = lambda px_s, fps=fps: px_s * k / fps  # noqa: E731
         segs = [

@@ -29,6 +29,7 @@ from clipsift.filters.flash import find_flashes
 from clipsift.ingest import ingest_shard
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
+from clipsift.painting import all_frames
 from clipsift.sample import Segment, copy_as, render_video, write_lossless
 from clipsift.scorers.technical import frame_technical
 from clipsift.split.clips import reencode, stream_copy
@@ -516,6 +517,21 @@ def test_hdr_luma_measures_read_the_levels_a_viewer_sees(tmp_path, trc, name):
     if trc == 16:  # coded, the flash was too faint to be one
         coded = [cv2.mean(fr.analysis(64)[0])[0] for fr in iter_frames(src)]
         assert coded[10] - coded[9] < 40
+
+
+@pytest.mark.parametrize(("trc", "name"), [(16, "PQ"), (18, "HLG")])
+def test_an_hdr_fade_through_white_leaves_no_clip_of_white(tmp_path, trc, name):
+    """The flat frames at the dip of a fade through white are blank, as in SDR: an HDR master's
+    white is its reference white (203 cd/m2), coded 144 in PQ and 181 in HLG, which read as no
+    near-white level coded and left a scene of the two white frames; its SDR level is 226."""
+    plan = [Segment(40, seed=61, pan=(2, 0), fade_out=10, fade_color="white"),
+            Segment(40, seed=62, pan=(0, 1.5), fade_in=10, fade_color="white")]  # fmt: skip
+    src = tmp_path / f"{name}.mkv"
+    hdr_video(src, trc, list(all_frames(plan, 320, 180)))
+    scenes, *_ = scan_video(str(src), "v", 25.0, with_defaults("scan", None))
+    found = [(sc["start_frame"], sc["end_frame"]) for sc in scenes]
+    assert len(found) == 2, found  # the fade's frames 30-49 belong to none
+    assert abs(found[0][0]) + abs(found[0][1] - 30) + abs(found[1][0] - 50) <= 2, found
 
 
 def test_hdr_sources_are_recorded_and_ingest_says_what_is_tone_mapped(tmp_path, caplog):

@@ -148,6 +148,28 @@ def test_a_shots_shift_turn_and_zoom_are_measured_closely():
         assert c == 1 and abs(t) < 0.05, (sigma, c, t)
 
 
+@pytest.mark.parametrize("fps", [24, 30, 60])
+def test_a_shot_cut_to_and_then_faded_out_is_kept(tmp_path, fps):
+    """A hard cut to a shot that fades out 2 s later, then fades in to a shot cut away from 2 s
+    later. A window from before the cut to the fade's dark end passed as one blend (the shot
+    sat at one alpha, half way to its faded end, with a residual just under the bound): the
+    whole 2-s shot and the last 0.6 s of the one before were left out. Alpha holding still
+    over a quarter of a ramp is no blend."""
+    s = seconds(fps)
+    plan = [
+        Segment(s(2), seed=62, pan=(0, 36 / fps)),
+        Segment(s(2), seed=63, pan=(24 / fps, 0), fade_out=s(0.4)),
+        Segment(s(2), seed=64, fade_in=s(0.4), pan=(0, 24 / fps)),
+        Segment(s(2), seed=65, pan=(-30 / fps, 0)),
+    ]
+    truth = render_video(tmp_path / "t.mp4", plan, fps=fps, size=SIZE)
+    scenes = scenes_of(tmp_path / "t.mp4", fps)
+    score = score_scenes(truth, scenes, min_frames=round(0.5 * fps))
+    assert score["dirty"] == score["missed"] == 0, scenes
+    # at 60 fps the decoded frames just before the fade already hold 2-3 % of it (B-frames)
+    assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
+
+
 def test_without_the_transition_finder_a_dissolve_stays_inside_a_scene(tmp_path):
     """The reason the finder exists: the cut detector alone keeps blended frames."""
     truth = render_video(tmp_path / "t.mp4", transitions_plan(30), fps=30, size=SIZE)

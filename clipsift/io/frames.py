@@ -74,13 +74,20 @@ class Frame:
         full = bits is None or full_range(f)
         return self.sdr_levels(_rotate(to_8bit(_plane(f, 0), bits or 8, full=full), self.rotation))
 
-    def sdr_levels(self, luma: np.ndarray) -> np.ndarray:
-        """8-bit limited-range ``luma`` of this frame as its SDR picture has it: an HDR frame's
-        through :func:`clipsift.io.hdr.sdr_luma_table` (PQ codes SDR white at 143, HLG at 180),
-        any other as it is. For luma measures and their thresholds; not for what compares
-        frames by their coded signal (cuts, blends, flow)."""
+    @property
+    def sdr_table(self) -> np.ndarray | None:
+        """For an HDR frame, the 256 8-bit limited-range luma levels of its SDR picture by coded
+        level (:func:`clipsift.io.hdr.sdr_luma_table`: PQ codes SDR white at 143, HLG at 180);
+        None for any other."""
         transfer = hdr_transfer(self.av_frame)
-        return luma if transfer is None else cv2.LUT(luma, sdr_luma_table(transfer))
+        return None if transfer is None else sdr_luma_table(transfer)
+
+    def sdr_levels(self, luma: np.ndarray) -> np.ndarray:
+        """8-bit limited-range ``luma`` of this frame as its SDR picture has it (an HDR frame's
+        through :attr:`sdr_table`, any other as it is). For luma measures and their thresholds;
+        not for what compares frames by their coded signal (cuts, blends, flow)."""
+        table = self.sdr_table
+        return luma if table is None else cv2.LUT(luma, table)
 
     def gray(self, width: int | None = None) -> np.ndarray:
         """Y plane resized to ``width`` (aspect kept), rotation applied."""

@@ -93,7 +93,7 @@ def scan_video(
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
         detector.push(fr.index, bgr)
         if blends is not None:
-            blends.push(fr.index, gray)
+            blends.push(fr.index, gray, fr.sdr_table)
         times.append(fr.time)
         lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
         if fr.index % stride == 0:

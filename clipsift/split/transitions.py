@@ -12,12 +12,13 @@ So for every frame ``e`` and window lengths ``L`` of 0.1-2.5 s in steps of 1.35x
 of them (ends too alike, a single jump, no change in brightness or contrast). A window that is
 left is a transition when its ends are two different pictures (or one is flat), every frame
 inside is a blend of the ends, each moved as its shot moves (``alpha`` and a small residual),
-alpha rises steadily, the frames' contrast is that of such a blend, and the frames beyond
-each end go no further along the ramp (the window holds all of it). A line fitted to alpha
+alpha rises steadily (no jump, no stall), the frames' contrast is that of such a blend, and the
+frames beyond each end go no further along the ramp (the window holds all of it). A line fitted to alpha
 gives the first and last blended frame (widened over faint frames that stand out from the
 clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
 of its frames, so windows are tested that long after their last frame. Frames that are one flat
-colour near black or white (the dip of a fade, a blank) belong to no clip either.
+colour near black or white as seen (the dip of a fade, a blank; an HDR frame by its SDR
+levels) belong to no clip either.
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 4.5-10 ms on footage with a transition every 3 s, as every
@@ -77,9 +78,10 @@ class TransitionFinder:
         self._marked: set[int] = set()
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
 
-    def push(self, index: int, gray: np.ndarray) -> None:
+    def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
-        without gaps."""
+        without gaps. ``levels``: the luma a viewer sees by coded level (an HDR frame's SDR
+        levels, ``Frame.sdr_table``), for what is near black or white: PQ codes white at about 144."""
         h, w = gray.shape[:2]
         small = cv2.resize(gray, (FINE, max(2, round(h * FINE / w))), interpolation=cv2.INTER_AREA)
         if self._fine is None:
@@ -88,7 +90,8 @@ class TransitionFinder:
             self._rows = np.empty((len(self.lengths), small.size), np.uint8)
             self._shape = small.shape
         mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(small))
-        if std < self.blank_std and not 24 <= mean <= 232:
+        seen = mean if levels is None else float(levels[min(255, round(mean))])
+        if std < self.blank_std and not BLANK_BLACK <= seen < BLANK_WHITE:
             self._marked.add(index)
         k = index % self._size
         fine8 = small.ravel()
@@ -153,11 +156,17 @@ class TransitionFinder:
         if rest[1].max(initial=0.0) > self.max_residual:
             return "residual"
         alpha = np.insert(rest[0], mid - s - 1, first[0])
-        # 3. a steady rise: no step back, no single jump carrying most of the change (a cut)
+        # 3. a steady rise: no step back, no single jump carrying most of the change (a cut),
+        # and no stall: a quarter of the ramp's frames in a row move alpha by under 0.05 in a
+        # blend of any pace or easing, while a shot cut to and then faded out sits still at one
+        # alpha, half way to its faded end, until it fades
         steps = np.diff(np.concatenate(([0.0], alpha, [1.0])))
-        ramp = steps[1:][(alpha > 0.1) & (alpha < 0.9)]
+        inside = (alpha > 0.1) & (alpha < 0.9)
+        ramp = steps[1:][inside]
         if steps.min() < -0.1 or steps.max() > 0.6 or len(ramp) < 2:
             return "steps"
+        if _stalls(alpha, inside):
+            return "stall"
         # 4. contrast as a blend has it: std((1 - t) a + t b) follows from the ends alone, and
         # dips in a dissolve; moving pictures keep theirs
         cov = float(((a - a.mean()) * (b - b.mean())).mean())
@@ -271,6 +280,18 @@ class TransitionFinder:
         return ranges
 
 
+def _stalls(alpha: np.ndarray, inside: np.ndarray) -> bool:
+    """Whether alpha holds still (moves under 0.05) over a quarter of the frames from the first
+    to the last one ``inside`` the ramp (at least 3 in a row)."""
+    idx = np.flatnonzero(inside)
+    run = alpha[idx[0] : idx[-1] + 1]
+    span = max(3, int(np.ceil(len(run) / 4)))
+    if len(run) < span:
+        return False
+    windows = np.lib.stride_tricks.sliding_window_view(run, span)
+    return bool((windows.max(axis=1) - windows.min(axis=1)).min() < 0.05)
+
+
 def _widen_start(alpha: np.ndarray, lo: int, *, floor: float = 0.01, m: int = 8) -> int:
     """Move ``lo`` back over the frames before it whose alpha stands out from the clean frames
     before them: above a line fitted to the last ``m`` of them (a shot's alpha may drift as
@@ -293,6 +314,9 @@ def _widen_start(alpha: np.ndarray, lo: int, *, floor: float = 0.01, m: int = 8)
 
 
 FINE = 64  # width (px) of the frames the finder compares
+# a flat frame below / at or above these 8-bit limited-range luma levels (as seen: an HDR
+# frame's SDR levels) is blank: near black, or near white (HDR reference white reads 226)
+BLANK_BLACK, BLANK_WHITE = 24, 224
 M = 4  # px left out at the edges of a moved frame (what moved in from outside is unknown)
 
 
