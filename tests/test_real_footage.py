@@ -494,7 +494,7 @@ def grey_video(path, **tags: int) -> None:
 def test_hdr_luma_measures_read_the_levels_a_viewer_sees(tmp_path, trc, name):
     """The scan's luma measures (the flash filter's per-frame luma, ``technical.luma_mean``)
     read an HDR frame at the levels of its SDR picture, so thresholds in SDR levels mean the
-    same. Coded, PQ holds SDR white at 143 and HLG at 180: the bars read 99 (PQ) and 107 (HLG)
+    same. Coded, PQ holds SDR white at 144 and HLG at 181: the bars read 99 (PQ) and 107 (HLG)
     against the grade's 118, and a flash from grey 110 to 200 rose 30 levels in PQ, under the 40
     the flash filter needs. The cut detector keeps reading the coded signal."""
     grey, flash = np.full((128, 448, 3), 110, np.uint8), np.full((128, 448, 3), 200, np.uint8)
@@ -521,9 +521,10 @@ def test_hdr_luma_measures_read_the_levels_a_viewer_sees(tmp_path, trc, name):
 
 @pytest.mark.parametrize(("trc", "name"), [(16, "PQ"), (18, "HLG")])
 def test_an_hdr_fade_through_white_leaves_no_clip_of_white(tmp_path, trc, name):
-    """The flat frames at the dip of a fade through white are blank, as in SDR: an HDR master's
-    white is its reference white (203 cd/m2), coded 144 in PQ and 181 in HLG, which read as no
-    near-white level coded and left a scene of the two white frames; its SDR level is 226."""
+    """The flat frames at the dip of a fade through white are blank, as in SDR. An HDR master's
+    white is its reference white (203 cd/m2), coded 144 in PQ and 181 in HLG: read as coded,
+    that is no near-white level, and the two white frames were left as a scene; as seen, its
+    SDR level, it is 226."""
     plan = [Segment(40, seed=61, pan=(2, 0), fade_out=10, fade_color="white"),
             Segment(40, seed=62, pan=(0, 1.5), fade_in=10, fade_color="white")]  # fmt: skip
     src = tmp_path / f"{name}.mkv"

@@ -77,8 +77,8 @@ class Frame:
     @property
     def sdr_table(self) -> np.ndarray | None:
         """For an HDR frame, the 256 8-bit limited-range luma levels of its SDR picture by coded
-        level (:func:`clipsift.io.hdr.sdr_luma_table`: PQ codes SDR white at 143, HLG at 180);
-        None for any other."""
+        level (:func:`clipsift.io.hdr.sdr_luma_table`: PQ codes SDR white at about 144, HLG at
+        181); None for any other."""
         transfer = hdr_transfer(self.av_frame)
         return None if transfer is None else sdr_luma_table(transfer)
 

@@ -13,9 +13,9 @@ of them (ends too alike, a single jump, no change in brightness or contrast). A 
 left is a transition when its ends are two different pictures (or one is flat), every frame
 inside is a blend of the ends, each moved as its shot moves (``alpha`` and a small residual),
 alpha rises steadily (no jump, no stall), the frames' contrast is that of such a blend, and the
-frames beyond each end go no further along the ramp (the window holds all of it). A line fitted to alpha
-gives the first and last blended frame (widened over faint frames that stand out from the
-clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
+frames beyond each end go no further along the ramp (the window holds all of it). A line fitted
+to alpha gives the first and last blended frame (widened over faint frames that stand out from
+the clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
 of its frames, so windows are tested that long after their last frame. Frames that are one flat
 colour near black or white as seen (the dip of a fade, a blank; an HDR frame by its SDR
 levels) belong to no clip either.
@@ -81,7 +81,8 @@ class TransitionFinder:
     def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
         without gaps. ``levels``: the luma a viewer sees by coded level (an HDR frame's SDR
-        levels, ``Frame.sdr_table``), for what is near black or white: PQ codes white at about 144."""
+        levels, ``Frame.sdr_table``), for what is near black or white: PQ codes its white at
+        about 144."""
         h, w = gray.shape[:2]
         small = cv2.resize(gray, (FINE, max(2, round(h * FINE / w))), interpolation=cv2.INTER_AREA)
         if self._fine is None:
@@ -314,8 +315,9 @@ def _widen_start(alpha: np.ndarray, lo: int, *, floor: float = 0.01, m: int = 8)
 
 
 FINE = 64  # width (px) of the frames the finder compares
-# a flat frame below / at or above these 8-bit limited-range luma levels (as seen: an HDR
-# frame's SDR levels) is blank: near black, or near white (HDR reference white reads 226)
+# a flat frame is blank when its luma as seen (8-bit limited range; an HDR frame's SDR level) is
+# under BLANK_BLACK or at least BLANK_WHITE: near black, or near white (HDR reference white
+# reads 226)
 BLANK_BLACK, BLANK_WHITE = 24, 224
 M = 4  # px left out at the edges of a moved frame (what moved in from outside is unknown)
 
