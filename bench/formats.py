@@ -7,9 +7,9 @@ frames losslessly (``clipsift.sample.copy_as``) into the layouts real footage co
 4:2:0 (the render itself), 4:2:2 and 4:4:4 H.264, 10-bit H.264 and HEVC (phones), and full-range
 8-bit H.264 and 10-bit HEVC, and 10-bit HEVC tagged HLG (the same samples, whose cuts and text
 the scan reads alike, while its luma measures and ``Frame.rgb`` see the SDR picture they show,
-``clipsift.io.hdr``); and renders the same scenes once more
-as interlaced fields in MPEG-TS (broadcast), which every reader deinterlaces
-(``clipsift.io.deinterlace``). For each file it prints, in one process and one thread:
+``clipsift.io.hdr``); and renders the same scenes once more as interlaced fields in MPEG-TS
+(broadcast), which every reader deinterlaces (``clipsift.io.deinterlace``). For each file it
+prints, in one process and one thread:
 
 - decode only: plain PyAV, one thread, every frame, touching nothing (``throughput.py``'s
   baseline and timer);

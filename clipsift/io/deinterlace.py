@@ -5,8 +5,8 @@ fields captured 1/50 or 1/60 s apart. Read as whole frames, anything that moves 
 other row shows the other field's instant. Combing reads as detail (sharpness 54 % above the
 progressive picture's on ``bench/formats.py``'s render), and a clip exported with it teaches a
 video model comb teeth. (The scan's small frames halve the rows by averaging, which blends the
-fields: cuts, transitions and flow read the same either way, ``bench/accuracy.py``.) So frames flagged interlaced go
-through FFmpeg's ``bwdif`` (motion adaptive: still areas keep both fields, moving ones are
+fields: cuts, transitions and flow read the same either way, ``bench/accuracy.py``.) So frames
+flagged interlaced go through FFmpeg's ``bwdif`` (motion adaptive: still areas keep both fields, moving ones are
 interpolated from the first field in time), one picture per frame: frame counts, indices and
 timestamps are those of the decoded stream, and every reader (the scan, OCR seeks, the scorers,
 captioners, encoders and the export) sees the same pictures. Progressive frames pass untouched,
