@@ -6,11 +6,11 @@ other row shows the other field's instant. Combing reads as detail (sharpness 54
 progressive picture's on ``bench/formats.py``'s render), and a clip exported with it teaches a
 video model comb teeth. (The scan's small frames halve the rows by averaging, which blends the
 fields: cuts, transitions and flow read the same either way, ``bench/accuracy.py``.) So frames
-flagged interlaced go through FFmpeg's ``bwdif`` (motion adaptive: still areas keep both fields, moving ones are
-interpolated from the first field in time), one picture per frame: frame counts, indices and
-timestamps are those of the decoded stream, and every reader (the scan, OCR seeks, the scorers,
-captioners, encoders and the export) sees the same pictures. Progressive frames pass untouched,
-and a progressive stream never builds a filter.
+flagged interlaced go through FFmpeg's ``bwdif`` (motion adaptive: still areas keep both fields,
+moving ones are interpolated from the first field in time), one picture per frame: frame counts,
+indices and timestamps are those of the decoded stream, and every reader (the scan, OCR seeks,
+the scorers, captioners, encoders and the export) sees the same pictures. Progressive frames
+pass untouched, and a progressive stream never builds a filter.
 """
 
 from __future__ import annotations
