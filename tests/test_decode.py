@@ -17,6 +17,7 @@ from clipsift.io.decode import (
     read_frames_at,
 )
 from clipsift.sample import Segment, render_video, write_corrupt
+from clipsift.split.clips import stream_copy
 
 FPS = 25
 N = 150  # 6 s
@@ -85,21 +86,69 @@ def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kin
         assert p["error"] == "empty file"
 
 
-def test_probe_audio_only_is_no_video_stream(tmp_path):
+def _cover(out, attached: bool) -> list[av.Packet]:
+    """Adds a 1-picture MJPEG stream to ``out``, flagged as an attached picture (cover art) or
+    not, and returns its packets (muxed once every stream is added: the header is written then)."""
+    cover = out.add_stream("mjpeg", rate=1)
+    cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+    if attached:
+        cover.disposition = av.stream.Disposition.attached_pic
+    picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+    return [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_a_cover_picture_or_still_track_before_the_film_is_not_the_video(tmp_path, luma_video, ext):
+    """Downloads carry cover art (an attached picture) and some files a still or thumbnail
+    track, which may come before the film: it was taken as the video (a "film" of one picture)."""
+    path = tmp_path / f"covered.{ext}"
+    with av.open(str(luma_video)) as src, av.open(str(path), "w") as out:
+        picture = _cover(out, attached=ext == "mp4")  # Matroska keeps it as a track of its own
+        film = out.add_stream_from_template(src.streams.video[0])
+        for packet in picture:
+            out.mux(packet)
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = film
+                out.mux(packet)
+    with av.open(str(path)) as c:  # the picture is a video stream, first where the format allows
+        assert [s.codec_context.name for s in c.streams.video] == (
+            ["mjpeg", "h264"] if ext == "mkv" else ["h264", "mjpeg"]
+        )
+    p = probe(path)
+    assert (p["codec"], p["width"], p["height"], p["n_frames"]) == ("h264", 64, 48, N)
+    assert p["fps"] == pytest.approx(FPS)
+    lumas = [float(f.luma().mean()) for f in iter_frames(path)]
+    assert np.allclose(lumas, LUMA, atol=0.5)
+    stream_copy(str(path), tmp_path / "part.mp4", 2.0, 3.0)  # exports copy the film's packets
+    with open_video(tmp_path / "part.mp4") as (c, s):
+        assert s.codec_context.name == "h264" and len(c.streams.video) == 1
+
+
+@pytest.mark.parametrize("cover", [False, True])
+def test_an_audio_file_is_no_video(tmp_path, cover):
+    """With its cover art (a song saved as .mp4), an audio file was probed as a "video" at
+    90,000 fps, its one picture counted once per 1/90,000 s of the song."""
     path = tmp_path / "audio.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("aac", rate=8000)
         stream.layout = "mono"
-        for i in range(10):
+        for packet in _cover(out, attached=True) if cover else []:
+            out.mux(packet)
+        for i in range(20):
             frame = av.AudioFrame.from_ndarray(
                 np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
             )
             frame.sample_rate, frame.pts = 8000, i * 1024
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    assert probe(path)["error"] == "no video stream"
-    with pytest.raises(VideoError, match="no video stream"):
+    message = "no video stream" + (
+        " (only an attached picture, such as cover art)" if cover else ""
+    )
+    assert probe(path)["error"] == message
+    with pytest.raises(VideoError) as error:
         list(iter_frames(path))
+    assert str(error.value) == message
 
 
 def test_unreadable_video_raises_video_error(tmp_path):

@@ -23,6 +23,7 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
+from av.stream import Disposition
 
 from .deinterlace import progressive
 from .frames import Frame
@@ -81,9 +82,7 @@ def open_video(
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VideoError(f"cannot open: {reason(exc)}") from exc
     try:
-        if not container.streams.video:
-            raise VideoError("no video stream")
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         ctx = stream.codec_context
         if threads and threads > 1:
             ctx.thread_type = "AUTO"
@@ -102,6 +101,21 @@ def open_video(
         yield container, stream
     finally:
         container.close()
+
+
+def main_video_stream(container) -> av.video.stream.VideoStream:
+    """The video a viewer plays: FFmpeg's choice (``av_find_best_stream``: the default track,
+    then the one with the most frames and bits) among the video streams that are not an attached
+    picture. Cover art is a one-picture "video" stream (an MP4's ``covr``, a Matroska image
+    attachment) and may come first, as may a still or thumbnail track: taken as the video, it
+    made a 1-picture clip source of a long film, or a "video" of an audio file with a cover."""
+    video = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
+    if not video:
+        if container.streams.video:
+            raise VideoError("no video stream (only an attached picture, such as cover art)")
+        raise VideoError("no video stream")
+    best = container.streams.best("video")
+    return best if best in video else video[0]
 
 
 # FFmpeg's AVDiscard levels, as its options name them: which frames skip the in-loop deblocking
