@@ -61,6 +61,40 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
     assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
 
 
+@pytest.mark.slow
+def test_at_240_fps_shots_are_found_to_a_few_ms_at_the_work_per_second_of_60_fps(
+    tmp_path, monkeypatch
+):
+    """Slow-motion and game footage runs at 120-240 fps. Tested frame by frame at every end,
+    the finder's work grew with the square of the rate (the scan of a 12-s 240-fps video took
+    94 CPU-s); above 50 fps it tests every few frames and fits only a passing window's every
+    frame, so a second of video costs about what it does at 60 fps, and ends stay within 2
+    frames (8 ms, a quarter of a 30-fps frame). The plan stops before the slow 2-s dissolve
+    between still shots: at 240 fps x264 codes its first 6 frames (0.2 % steps) as the old shot
+    itself (decoded, they fit it with alpha 0.00 %), and the finder starts it on the first
+    decoded frame that holds any of the new shot, 6 frames after the rendered edit."""
+    plan = lambda fps: transitions_plan(fps)[:6]  # noqa: E731
+    fitted = []
+    blend_fit = TransitionFinder._blend_fit
+
+    def counted(self, s, e, va, vb, ks):
+        fitted.append(len(ks))
+        return blend_fit(self, s, e, va, vb, ks)
+
+    monkeypatch.setattr(TransitionFinder, "_blend_fit", counted)
+    work = {}
+    for fps in (60, 240):
+        truth = render_video(tmp_path / f"{fps}.mp4", plan(fps), fps=fps, size=SIZE)
+        fitted.clear()
+        scenes = scenes_of(tmp_path / f"{fps}.mp4", fps)
+        work[fps] = sum(fitted) / truth["duration"]  # frames fitted per second of video
+        score = score_scenes(truth, scenes, min_frames=round(0.5 * fps))
+        assert score["dirty"] == 0 and score["missed"] == 0, (fps, scenes, truth["transitions"])
+        assert score["boundary_error"] <= (1 if fps == 60 else 2), (scenes, truth["transitions"])
+    # frame by frame at every end, 240 fps would fit 16 times the frames per second of 60 fps
+    assert work[240] < 2 * work[60], work
+
+
 def slow_pan_dissolve() -> list[Segment]:
     """A 1-s dissolve at 60 fps between slow pans (15 and 22.5 px/s)."""
     return [

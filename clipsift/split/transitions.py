@@ -22,7 +22,9 @@ levels) belong to no clip either.
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 4.5-10 ms on footage with a transition every 3 s, as every
-window around one is fitted frame by frame.
+window around one is fitted frame by frame. Above 50 fps windows end on, and are first tested
+on, every ``fps // 50``-th frame (see ``stride``), so a second of 240-fps video costs about what
+it does at 60 fps.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ class TransitionFinder:
         # poorly, and the error grows over a long window), so windows are tested ``lag`` frames
         # after their last frame
         self.lag = max(2, round(0.15 * fps))
+        # above 50 fps, windows end on every ``stride``-th frame and are tested on every
+        # ``stride``-th frame inside (the rate of 50-100 fps footage), and only a window that
+        # passes is fitted frame by frame for its ends. Tested frame by frame at every end, the
+        # cost grew with the square of the rate: 35 times the decoding of a 640x360 video at 240
+        # fps with a transition every 3 s
+        self.stride = max(1, int(fps // 50))
         # ring buffers by frame index: a window and ``lag`` frames before and after it
         self._size = self.lengths[-1] + 2 * self.lag + 3
         self._count = 0  # frames pushed
@@ -106,7 +114,7 @@ class TransitionFinder:
         self._mean[k], self._std[k] = mean, std
         self._count = index + 1
         # the frames after a window show how its second shot moves
-        if index - 1 - self.lag >= 0:
+        if index - 1 - self.lag >= 0 and (index - 1 - self.lag) % self.stride == 0:
             self._windows(index - 1 - self.lag)
 
     def _windows(self, e: int) -> None:
@@ -149,14 +157,16 @@ class TransitionFinder:
         # s and after e): f_k = A_k + alpha_k (B_k - A_k), with a small residual
         change = float(np.abs(a - b).mean())
         va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
-        mid = (s + e) // 2  # the middle frame first: most windows that fail, fail there
-        first = self._blend_fit(s, e, va, vb, [mid])
+        ks = np.arange(s + 1, e, self.stride)  # the frames tested (all, up to 50 fps)
+        x = ks - (s + 1)  # their places in the window
+        mid = len(ks) // 2  # the middle frame first: most windows that fail, fail there
+        first = self._blend_fit(s, e, va, vb, [int(ks[mid])])
         if first[1].max() > self.max_residual:
             return "residual"
-        rest = self._blend_fit(s, e, va, vb, [k for k in range(s + 1, e) if k != mid])
+        rest = self._blend_fit(s, e, va, vb, [int(k) for k in np.delete(ks, mid)])
         if rest[1].max(initial=0.0) > self.max_residual:
             return "residual"
-        alpha = np.insert(rest[0], mid - s - 1, first[0])
+        alpha = np.insert(rest[0], mid, first[0])
         # 3. a steady rise: no step back, no single jump carrying most of the change (a cut),
         # and no stall: a quarter of the ramp's frames in a row move alpha by under 0.05 in a
         # blend of any pace or easing, while a shot cut to and then faded out sits still at one
@@ -175,23 +185,17 @@ class TransitionFinder:
         pred = np.sqrt(
             np.maximum((1 - t) ** 2 * sa * sa + t * t * sb * sb + 2 * t * (1 - t) * cov, 0)
         )
-        obs = self._std[np.arange(s + 1, e) % size]
+        obs = self._std[ks % size]
         if np.abs(obs - pred).max() > self.max_contrast_error * max(sa, sb):
             return "contrast"
         # the blend's frames: a line fitted to alpha over the ramp's middle (0.1-0.9) meets 0
         # and 1 where the transition starts and ends; the faint first and last steps of a long
         # dissolve are below the coding noise, the line is not. Fades and dissolves are linear
         # ramps in edits; an eased one loses its faintest frames here
-        middle = np.flatnonzero((alpha > 0.1) & (alpha < 0.9))
-        slope, at0 = np.polyfit(middle.astype(np.float64), alpha[middle].astype(np.float64), 1)
-        if slope <= 0:
+        line = _line(alpha, x, e - s - 1)
+        if line is None:
             return "steps"
-        # the line is 0 on the last clean frame before and 1 on the first clean frame after.
-        # A ramp longer than 30 frames starts one frame earlier: its first frame is a blend of
-        # under 3 %, which coding noise hides from the fit
-        pad = int(slope < 1 / 30)
-        lo, hi = round(-at0 / slope) + 1 - pad, round((1 - at0) / slope) - 1
-        lo, hi = max(0, lo), min(len(alpha) - 1, hi)
+        slope, lo, hi = line
         if e - s > 1.5 * (hi - lo + 3):
             # a loose window: its shots' motion is extrapolated far, so its ends are less sure;
             # a tighter window (lengths step by 1.35) marks this transition
@@ -203,11 +207,18 @@ class TransitionFinder:
         # dissolves. A window that holds all of it marks this transition
         for i, way in ((s, -1), (e, 1)):
             n = self._same_shot(i, way, change)
-            if n >= 3:
-                ks = sorted(i + way * k for k in range(1, n + 1))
-                beyond = self._blend_fit(s, e, va, vb, ks)[0].astype(np.float64)
-                if np.polyfit(np.arange(n, dtype=np.float64), beyond, 1)[0] > 0.5 * slope:
+            if n >= 3 * self.stride:
+                out = sorted(i + way * k for k in range(self.stride, n + 1, self.stride))
+                beyond = self._blend_fit(s, e, va, vb, out)[0].astype(np.float64)
+                at = np.asarray(out, np.float64) - out[0]
+                if np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
                     return "partial"
+        if self.stride > 1:  # the ends to the frame: every frame's alpha
+            alpha = self._blend_fit(s, e, va, vb, list(range(s + 1, e)))[0]
+            line = _line(alpha, np.arange(len(alpha)), len(alpha))
+            if line is None:
+                return "steps"
+            _, lo, hi = line
         # the faint frames at each end may still hold a blend that the line misses: a decoded
         # blend lags the edit (the frames after a dissolve hold 0.5-3 % of the old shot, and a
         # slow dissolve's decoded ramp runs that much late), and a shot's motion is measured
@@ -279,6 +290,21 @@ class TransitionFinder:
             else:
                 ranges.append([i, i])
         return ranges
+
+
+def _line(alpha: np.ndarray, x: np.ndarray, n: int) -> tuple[float, int, int] | None:
+    """A line fitted to ``alpha`` at places ``x`` over the ramp's middle (0.1-0.9): its slope
+    per frame and the first and last blended places (of ``n``), where it leaves 0 and meets 1;
+    None for a line that does not rise. The line is 0 on the last clean frame before and 1 on
+    the first clean frame after. A ramp longer than 30 frames starts one frame earlier: its
+    first frame is a blend of under 3 %, which coding noise hides from the fit."""
+    middle = np.flatnonzero((alpha > 0.1) & (alpha < 0.9))
+    slope, at0 = np.polyfit(x[middle].astype(np.float64), alpha[middle].astype(np.float64), 1)
+    if slope <= 0:
+        return None
+    pad = int(slope < 1 / 30)
+    lo, hi = round(-at0 / slope) + 1 - pad, round((1 - at0) / slope) - 1
+    return float(slope), max(0, lo), min(n - 1, hi)
 
 
 def _stalls(alpha: np.ndarray, inside: np.ndarray) -> bool:
