@@ -251,6 +251,39 @@ def test_damage_in_the_middle_keeps_the_rest_of_the_video(tmp_path):
     assert frames["time"].max() > 5.5  # frames after the damage are there
 
 
+def test_joined_files_whose_clock_restarts_are_an_error_not_wrong_clips(tmp_path):
+    """Two MPEG-TS recordings joined with ``cat``: the second one's times start again at 0.
+    Scanned as one video, its shots got the times of the first one's, and the export, which
+    finds frames by time, wrote the first file's pictures into the second one's clips (and a
+    shot whose end came before its start was dropped as too short). It is an error row now."""
+    from clipsift.config import load_config
+    from clipsift.split.scan import scan_shard
+
+    parts = [tmp_path / "a.ts", tmp_path / "b.ts"]
+    for i, part in enumerate(parts):
+        segs = [Segment(45, seed=60 + 2 * i, pan=(2, 0)), Segment(45, seed=61 + 2 * i)]
+        render_video(part, segs, fps=30, size=(192, 108))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    times = [round(f.time, 3) for f in iter_frames(joined)]
+    assert len(times) == 180 and times[89:92] == [2.967, 0.0, 0.033]  # the reset, as decoded
+
+    cfg = load_config(
+        _write(tmp_path, {"sources": [{"name": "v", "type": "folder", "path": "x"}]})
+    )["scan"]
+    source = pd.DataFrame([{"video_id": "j", "path": str(joined), "fps": 30.0, "duration": 3.0}])
+    scenes, *_ = scan_shard(source, cfg)
+    assert len(scenes) == 1 and scenes["error"].iloc[0].startswith(
+        "frame times go back at frame 90 (2.967 s, then 0.000 s)"
+    ), scenes["error"].iloc[0]
+    # each file alone is fine
+    source = pd.DataFrame(
+        [{"video_id": p.stem, "path": str(p), "fps": 30.0, "duration": 3.0} for p in parts]
+    )
+    scenes, *_ = scan_shard(source, cfg)
+    assert scenes["error"].isna().all() and list(scenes["start_frame"]) == [0, 45, 0, 45]
+
+
 @pytest.mark.parametrize("fps", [None, float("nan"), 0.0])
 def test_a_video_without_a_frame_rate_is_scanned(tmp_path, fps):
     """A stream that states no rate no longer fails its whole shard's scan: clip times are the

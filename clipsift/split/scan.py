@@ -55,6 +55,37 @@ FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
 OCR_COLUMNS = ["video_id", "frame", "time", "width", "height", "boxes"]
 
 
+class ClockCheck:
+    """Raises :class:`VideoError` where frame times go back and stay back: files joined with
+    ``cat`` (MPEG-TS recordings, whose second part's clock starts again at 0) or a recorder
+    restarting its clock. Every stage after the scan finds frames by time, and the export of the
+    frames after such a reset wrote those before it. A single frame out of order, as a decoder
+    hands out after damaged packets (1.6 s between 2.633 and 2.667), is no reset; neither is a
+    frame or two early in a stream whose reordering the decoder underestimated."""
+
+    BACK = 1.0  # s behind the latest time so far
+    FRAMES = 3  # in a row
+
+    def __init__(self):
+        self.latest = -math.inf
+        self.behind: list[tuple[int, float]] = []  # (index, time) of the frames in a row behind
+
+    def push(self, index: int, t: float) -> None:
+        if t >= self.latest - self.BACK:
+            self.behind.clear()
+            self.latest = max(self.latest, t)
+            return
+        self.behind.append((index, t))
+        if len(self.behind) == self.FRAMES:
+            first, back_to = self.behind[0]
+            raise VideoError(
+                f"frame times go back at frame {first} ({self.latest:.3f} s, then "
+                f"{back_to:.3f} s): files joined without a remux, or a clock reset; the frames "
+                "after it cannot be found by time (split the file there, or remux it so that "
+                "its times run on)"
+            )
+
+
 def scan_video(
     path: str, video_id: str, fps: float, cfg: dict, ocr=None
 ) -> tuple[list, list, list, list]:
@@ -88,7 +119,9 @@ def scan_video(
     texts = OcrGrid(video_id, *ocr) if ocr is not None else None
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
+    clock = ClockCheck()
     for fr in iter_frames(path, errors=damaged, skip_loop_filter=sampled.skip):
+        clock.push(fr.index, fr.time)
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
         detector.push(fr.index, bgr)
