@@ -62,6 +62,10 @@ def vfr_videos(tmp_path_factory):
                  Segment(20, seed=35)], fps=30, size=(320, 180), times=times)  # fmt: skip
     render_video(out / "anamorphic.mp4", [Segment(75, seed=36)], fps=25, size=(1024, 576),
                  sar=(16, 11))  # fmt: skip
+    # a recording paused for 20 s after 3.3 s of its first shot, then resumed; a cut at 25 s
+    paused = [i / 30 for i in range(100)] + [23.3 + i / 30 for i in range(125)]
+    render_video(out / "paused.mp4", [Segment(150, seed=43, pan=(1, 0)), Segment(75, seed=44)],
+                 fps=30, size=(320, 180), times=paused)  # fmt: skip
     return out
 
 
@@ -94,6 +98,15 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
     kept = ft[ft["split_reason"].isna()].sort_values("start_frame")
     assert kept["duration"].sum() == pytest.approx(15.0, abs=0.5)
     assert (kept["duration"] <= 10.0 + 1e-6).all()
+
+    # a pause: the frame before it, shown for 20 s, is in no clip (it made a 20-s clip of one
+    # frame); the 1.7 s after it are too short, and the clip before it lasts 3.3 s
+    pa = clips[clips["video_id"] == "v-paused"].sort_values("start_frame")
+    runs = zip(pa["start_frame"], pa["end_frame"], pa["split_reason"].fillna(""), strict=True)
+    assert list(runs) == [(0, 99, ""), (100, 150, "too_short"), (150, 225, "")]
+    assert pa["duration"].iloc[0] == pytest.approx(3.3, abs=0.01)
+    got = shot_means(tmp_path / "results" / "dataset" / meta.loc[pa.index[0], "file"])
+    assert len(got) == 99
 
     # non-square pixels: 704x576 coded, 16:11 pixels, shown 1024x576
     assert probe(vfr_videos / "anamorphic.mp4")["width"] == 1024

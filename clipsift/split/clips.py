@@ -172,25 +172,43 @@ def _video_clips(
     base = base | {"frame_rate_mode": rate_mode(times)}
     out, k = [], 0
     for sc in scenes.to_dict("records"):
-        a, b = int(sc["start_frame"]), int(sc["end_frame"])
+        first, end = int(sc["start_frame"]), int(sc["end_frame"])
         # trim only the sides that border a cut, not the start or end of the video
-        if a > 0:
-            a += trim
-        if b < n_total:
-            b -= trim
-        length = times[b] - times[a] if b > a else 0.0
-        if b <= a or length < cfg["min_seconds"] - 1e-6:  # times are sums of float ticks
-            out.append(_row(base, video_id, k, sc["scene"], 0, a, max(a, b), times, "too_short"))
-            k += 1
-            continue
-        # windows of equal real time, each starting on the frame nearest its start time
-        n_win = max(1, math.ceil(length / cfg["max_seconds"] - 1e-9))
-        targets = times[a] + np.arange(1, n_win) * length / n_win
-        edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
-        for w, (wa, wb) in enumerate(zip(edges, edges[1:], strict=False)):
-            out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, times, None))
-            k += 1
+        if first > 0:
+            first += trim
+        if end < n_total:
+            end -= trim
+        for a, b in unheld(times, first, end, cfg["max_hold_seconds"]):
+            length = times[b] - times[a] if b > a else 0.0
+            if b <= a or length < cfg["min_seconds"] - 1e-6:  # times are sums of float ticks
+                row = _row(base, video_id, k, sc["scene"], 0, a, max(a, b), times, "too_short")
+                out.append(row)
+                k += 1
+                continue
+            # windows of equal real time, each starting on the frame nearest its start time
+            n_win = max(1, math.ceil(length / cfg["max_seconds"] - 1e-9))
+            targets = times[a] + np.arange(1, n_win) * length / n_win
+            edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
+            for w, (wa, wb) in enumerate(zip(edges, edges[1:], strict=False)):
+                out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, times, None))
+                k += 1
     return out
+
+
+def unheld(times: np.ndarray, a: int, b: int, hold: float | None) -> list[tuple[int, int]]:
+    """Frames ``[a, b)`` as the runs between frames shown longer than ``hold`` seconds (the
+    next frame's time comes that much later: a recording paused and resumed, a screen recorder
+    that sends no frame while nothing changes). Such a frame belongs to no clip, as a cut's
+    transition frames: exported at a constant rate, it was a freeze as long as its hold (a 20-s
+    pause made a 20-s clip of one frame). ``[(a, b)]`` when none is held; ``[(a, a)]``, no frame
+    (a ``too_short`` row), when every frame is (a slideshow)."""
+    if hold is None or b <= a:
+        return [(a, b)]
+    held = np.flatnonzero(np.diff(times[a : b + 1]) > hold) + a
+    if not len(held):
+        return [(a, b)]
+    runs = [(x, y) for x, y in zip([a, *(held + 1)], [*held, b], strict=True) if y > x]
+    return runs or [(a, a)]
 
 
 def _row(base, video_id, k, scene, window, a, b, times, reason) -> dict:
