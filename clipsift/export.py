@@ -275,6 +275,35 @@ def write_metadata(meta: pd.DataFrame, parquet_path, jsonl_path) -> None:
     write_jsonl(jsonl_path, json_records(meta))
 
 
+class EmptyDataset(RuntimeError):
+    pass
+
+
+def check_kept(meta: pd.DataFrame, allow_empty: bool = False) -> None:
+    """A dataset without a kept clip is a run that made nothing, however green: stop, with why
+    each clip went (``export.allow_empty`` publishes it anyway). Thresholds from another
+    source's calibration, a column that every clip lacks, sources that all fail to decode: each
+    used to end in rc 0 and an empty ``kept.parquet``."""
+    if allow_empty or meta["keep"].fillna(False).astype(bool).any():
+        return
+    why: dict[str, int] = {}
+    for rejections in reasons.column_of(meta):
+        for test in dict.fromkeys(r["test"] for r in rejections):
+            why[test] = why.get(test, 0) + 1
+    counted = ", ".join(f"{t} {n}" for t, n in sorted(why.items(), key=lambda kv: -kv[1]))
+    errors = meta["error"].dropna() if "error" in meta else pd.Series([], dtype=object)
+    first = f"; first error: {errors.iloc[0]}" if len(errors) else ""
+    clips, videos = len(meta), meta["video_id"].nunique()
+    raise EmptyDataset(
+        f"no clip kept: {clips} clip{'s' * (clips != 1)} of {videos} video{'s' * (videos != 1)}, "
+        "rejected by "
+        f"{counted or 'nothing recorded'} (a clip counts under each of its reasons){first}. "
+        "Check the sources and the select thresholds (results/shards/*/selection.parquet has "
+        "every clip's reasons; clipsift status shows the funnel), or set export.allow_empty: "
+        "true to write an empty dataset."
+    )
+
+
 def write_dataset(meta: pd.DataFrame, out: dict, easyanimate: dict | None = None) -> None:
     """``out``: parquet, jsonl (every clip), kept (parquet), rejected (parquet), and
     easyanimate (json, optional: ``easyanimate`` is the ``export.easyanimate`` section)."""

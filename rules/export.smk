@@ -83,7 +83,13 @@ rule export:
     params:
         export={
             k: EXPORT[k]
-            for k in ("dedupe_across_shards", "clips", "webdataset", "easyanimate")
+            for k in (
+                "dedupe_across_shards",
+                "clips",
+                "webdataset",
+                "easyanimate",
+                "allow_empty",
+            )
         },
     script:
         "../scripts/export.py"

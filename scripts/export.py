@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from clipsift.card import write_card
-from clipsift.export import build_metadata, cross_shard_duplicates, write_dataset
+from clipsift.export import build_metadata, check_kept, cross_shard_duplicates, write_dataset
 from clipsift.io.atomic import atomic_dir, write_json, write_parquet
 from clipsift.portable import path_roots
 from clipsift.provenance import build_provenance, read_inputs
@@ -31,6 +31,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
         dataset = Path(sm.output.parquet).parent
         roots = path_roots(sm.config["sources"], sm.config["results"])
         meta = build_metadata(sm.input, sm.params.export, dataset, roots)
+        check_kept(meta, sm.params.export["allow_empty"])
         write_dataset(meta, dict(sm.output.items()), sm.params.export["easyanimate"])
         if sm.output.get("webdataset"):
             with atomic_dir(sm.output.webdataset) as tmp:

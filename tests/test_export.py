@@ -29,6 +29,7 @@ from helpers import (
     base_config,
     count_frames,
     run_snakemake,
+    snakemake_cli,
     write_config,
 )
 
@@ -776,3 +777,28 @@ def test_easyanimate_train_file_says_or_stops_on_empty_prompts(caplog):
     with pytest.raises(EmptyPrompts, match="export.easyanimate.empty_prompts: allow"):
         ex.easyanimate_train_file(kept, {"empty_prompts": "error"})
     assert len(ex.easyanimate_train_file(kept, {"empty_prompts": "allow"})) == 2
+
+
+@pytest.mark.slow
+def test_a_run_that_keeps_no_clip_stops_and_says_why(tiny_videos, tmp_path):
+    """Thresholds that no clip passes (here a motion minimum far above any pan) ended in rc 0 and
+    an empty kept.parquet. The export now stops with each reason's count, as a user runs it;
+    ``export.allow_empty`` writes the empty dataset."""
+    src = [{"name": "v", "type": "folder", "path": str(tiny_videos["a"].parent)}]
+    strict = {"thresholds": {"motion.rel_per_s": {"min": 100.0}}}
+    write_config(tmp_path, base_config(src, lean=True, select=strict))
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode != 0
+    # a, b and c: three clips long enough and one too short (c, 1.5 s), from three videos
+    assert "no clip kept: 4 clips of 3 videos, rejected by motion.rel_per_s>= 3, too_short 1" in (
+        r.stderr
+    ), r.stderr[-3000:]
+    assert "export.allow_empty" in r.stderr
+    dataset = tmp_path / "results" / "dataset"
+    assert not (dataset / "kept.parquet").exists()
+
+    write_config(tmp_path, base_config(src, lean=True, select=strict, export={"allow_empty": True}))
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(pd.read_parquet(dataset / "kept.parquet")) == 0
+    assert len(pd.read_parquet(dataset / "rejected.parquet")) == 4
