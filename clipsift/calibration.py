@@ -100,6 +100,14 @@ def save_png(fig, path) -> Path:
     return path
 
 
+def _span(vals: pd.Series) -> tuple[float, float] | None:
+    """The histogram's range: numpy's own (None), except for values equal but for float noise,
+    which leave it no finite bins ("Too many bins for data range"): clips cut to one length
+    last 3.0 and 3.000000000000001 s. Those are drawn as numpy draws a constant, +-0.5."""
+    lo, hi = float(vals.min()), float(vals.max())
+    return None if hi - lo > 1e-9 * max(1.0, abs(hi)) else (lo - 0.5, hi + 0.5)
+
+
 def histograms(table: pd.DataFrame, cfg: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     bounds: dict[str, list[float]] = {}
@@ -112,7 +120,7 @@ def histograms(table: pd.DataFrame, cfg: dict, out_dir: Path) -> list[Path]:
         vals = pd.to_numeric(table.loc[measurable, col], errors="coerce").dropna()
         fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
         if len(vals):
-            ax.hist(vals, bins=min(40, max(5, len(vals) // 2)), color="#4c72b0")
+            ax.hist(vals, bins=min(40, max(5, len(vals) // 2)), range=_span(vals), color="#4c72b0")
         for b in bounds.get(col, []):
             ax.axvline(b, color="#c44e52", linestyle="--", label=f"threshold {b:g}")
         if col in bounds:

@@ -157,3 +157,22 @@ def test_thumbnails_stay_inside_a_clip_whose_last_frame_lasts_long(tmp_path):
     # a table without last_time: over the duration, as before (the last one is the next shot's)
     old, _ = rp.clip_frames(row | {"last_time": None}, None, 96)
     assert int(np.argmin([np.abs(old[2].astype(int) - f.astype(int)).mean() for f in every])) == 11
+
+
+def test_histograms_of_values_equal_but_for_float_noise(tmp_path):
+    """Clips cut to one length last 3.0 and 3.000000000000001 s: numpy found no finite bins for
+    that range and the calibrate job (and the report) crashed on such a dataset."""
+    from clipsift.calibration import histograms
+    from clipsift.config import validate_config
+    from clipsift.selection import with_filters
+
+    table = pd.DataFrame(
+        {"error": [None] * 4, "split_reason": [None] * 4, "duration": [3.0, 3.0 + 1e-15] * 2,
+         "motion.rel_per_s": [0.05, 0.0, 0.05, 0.0], "motion.n_pairs": [6.0] * 4}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="Too many bins"):  # what numpy itself does
+        np.histogram(table["duration"], bins=5)
+    cfg = validate_config(base_config([{"name": "v", "type": "folder", "path": "."}]))
+    paths = histograms(table, with_filters(cfg["select"], cfg["filters"]), tmp_path)
+    assert {p.name for p in paths} >= {"duration.png", "motion.rel_per_s.png"}
+    assert all(png_size(p)[0] > 0 for p in paths)
