@@ -86,6 +86,38 @@ def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kin
         assert p["error"] == "empty file"
 
 
+def _copy_video(src_path, out) -> None:
+    """Every packet of ``src_path``'s video into a new stream of ``out`` (a remux)."""
+    with av.open(str(src_path)) as src:
+        film = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = film
+                out.mux(packet)
+
+
+@pytest.mark.parametrize("ext", ["mkv", "webm"])
+def test_a_file_written_as_it_was_recorded_has_its_duration(tmp_path, luma_video, ext):
+    """A WebM from a browser's MediaRecorder, or any Matroska file written live, states no
+    duration in its header (and has no seek index): it was an error row, "zero duration". The
+    duration now comes from its packets' times, and it is scanned and sought as any other."""
+    src = luma_video
+    if ext == "webm":  # VP9: WebM holds no H.264
+        src = render_video(tmp_path / "vp9.webm", [Segment(N, seed=5)], fps=FPS, size=(64, 48))
+        src = src["path"]
+    path = tmp_path / f"live.{ext}"
+    with av.open(str(path), "w", options={"live": "1"}) as out:
+        _copy_video(src, out)
+    with av.open(str(path)) as c:
+        assert c.duration is None and not c.streams.video[0].frames  # the header has none
+    p = probe(path)
+    assert p["error"] is None, p
+    assert p["duration"] == pytest.approx(N / FPS, abs=0.002)
+    assert p["n_frames"] == N
+    times = [f.time for f in iter_frames(path, start=2.0, end=2.2)]  # no index: still found
+    assert times == pytest.approx([2.0 + i / FPS for i in range(5)], abs=0.002)
+
+
 def _cover(out, attached: bool) -> list[av.Packet]:
     """Adds a 1-picture MJPEG stream to ``out``, flagged as an attached picture (cover art) or
     not, and returns its packets (muxed once every stream is added: the header is written then)."""
@@ -102,15 +134,11 @@ def test_a_cover_picture_or_still_track_before_the_film_is_not_the_video(tmp_pat
     """Downloads carry cover art (an attached picture) and some files a still or thumbnail
     track, which may come before the film: it was taken as the video (a "film" of one picture)."""
     path = tmp_path / f"covered.{ext}"
-    with av.open(str(luma_video)) as src, av.open(str(path), "w") as out:
+    with av.open(str(path), "w") as out:
         picture = _cover(out, attached=ext == "mp4")  # Matroska keeps it as a track of its own
-        film = out.add_stream_from_template(src.streams.video[0])
+        _copy_video(luma_video, out)
         for packet in picture:
             out.mux(packet)
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = film
-                out.mux(packet)
     with av.open(str(path)) as c:  # the picture is a video stream, first where the format allows
         assert [s.codec_context.name for s in c.streams.video] == (
             ["mjpeg", "h264"] if ext == "mkv" else ["h264", "mjpeg"]

@@ -205,6 +205,8 @@ def probe(path: str | os.PathLike) -> dict:
             out["sar"] = sar
             # what a viewer sees: rotation applied, non-square pixels at the display aspect
             out["width"], out["height"] = Frame(0, 0.0, first, sar).display_size()
+            if duration is None and not stream.frames:
+                duration = packet_span(path, fps)
             n = stream.frames or (round(duration * fps) if duration and fps else None)
             out["n_frames"] = int(n) if n else None
             if duration is None and n and fps:
@@ -217,6 +219,26 @@ def probe(path: str | os.PathLike) -> dict:
     except (av.FFmpegError, OSError, ValueError) as exc:
         out["error"] = f"probe failed: {reason(exc)}"
     return out
+
+
+def packet_span(path: str | os.PathLike, fps: float) -> float | None:
+    """Seconds from the first frame's time to the end of the last, from the video's packets read
+    without decoding them, for a file whose header states no duration: a WebM or Matroska file
+    written as it was recorded (browsers' MediaRecorder, live recordings) has none, and was an
+    error row ("zero duration"). Reading the packets costs about what the content hash costs,
+    which reads the whole file too. None when no packet has a time."""
+    with av.open(os.fspath(path), metadata_errors="ignore") as container:
+        stream = main_video_stream(container)
+        last = None  # (pts, duration) of the packet shown last
+        for packet in container.demux(stream):
+            if packet.pts is not None and (last is None or packet.pts > last[0]):
+                last = (packet.pts, packet.duration)
+    if last is None:
+        return None
+    end = (last[0] - (stream.start_time or 0)) * stream.time_base
+    # a block's duration is often left out (its frame lasts until the next one): one frame
+    tail = last[1] * stream.time_base if last[1] else (1 / fps if fps else 0)
+    return float(end + tail)
 
 
 SEEK_TOLERANCE = 1e-4  # s: times are the decoder's own, so a frame "at" a time matches closely
