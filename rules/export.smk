@@ -83,14 +83,13 @@ rule export:
     params:
         export={
             k: EXPORT[k]
-            for k in (
-                "dedupe_across_shards",
-                "clips",
-                "webdataset",
-                "easyanimate",
-                "allow_empty",
-            )
+            for k in ("dedupe_across_shards", "clips", "webdataset", "easyanimate")
         },
+        # a first look (limit_shards) or a calibration sample may keep nothing: only a whole
+        # run stops when no clip is kept
+        allow_empty=EXPORT["allow_empty"]
+        or config["limit_shards"] is not None
+        or config["calibrate"]["sample_size"] > 0,
     script:
         "../scripts/export.py"
 

@@ -31,7 +31,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
         dataset = Path(sm.output.parquet).parent
         roots = path_roots(sm.config["sources"], sm.config["results"])
         meta = build_metadata(sm.input, sm.params.export, dataset, roots)
-        check_kept(meta, sm.params.export["allow_empty"])
+        check_kept(meta, sm.params.allow_empty)
         write_dataset(meta, dict(sm.output.items()), sm.params.export["easyanimate"])
         if sm.output.get("webdataset"):
             with atomic_dir(sm.output.webdataset) as tmp:
