@@ -14,6 +14,20 @@ def test_names(select_cfg: dict) -> list[tuple[str, str, str]]:
     return [(name, col, op) for name, col, op, _, rec in rules(select_cfg) if not rec]
 
 
+def rejection_tests(meta: pd.DataFrame) -> pd.Series:
+    """Per clip, the tests of its rejections (``too_short``, ``error``, ``{column}>=`` ...)."""
+    return pd.Series([[r["test"] for r in rs] for rs in rejections_of(meta)], index=meta.index)
+
+
+def clips_per_test(reasons: pd.Series) -> dict[str, int]:
+    """How many clips each test rejected (a clip counts once under each of its tests)."""
+    rejected: dict[str, int] = {}
+    for keys in reasons:
+        for k in dict.fromkeys(keys):
+            rejected[k] = rejected.get(k, 0) + 1
+    return rejected
+
+
 def stage_counts(
     meta: pd.DataFrame,
     sources: list[pd.DataFrame],
@@ -25,12 +39,8 @@ def stage_counts(
     sel_cfg = with_filters(config["select"], config["filters"])
     tests = test_names(sel_cfg)
     keep = meta["keep"].fillna(False).astype(bool)
-    reasons = pd.Series([[r["test"] for r in rs] for rs in rejections_of(meta)],
-                        index=meta.index)  # fmt: skip
-    rejected: dict[str, int] = {}
-    for keys in reasons:
-        for k in dict.fromkeys(keys):
-            rejected[k] = rejected.get(k, 0) + 1
+    reasons = rejection_tests(meta)
+    rejected = clips_per_test(reasons)
     err = meta["error"].notna() if "error" in meta else pd.Series(False, index=meta.index)
     short = meta["split_reason"].eq("too_short") if "split_reason" in meta else err & False
     dup_in_shard = src.get("duplicate_of", pd.Series([], dtype=object)).map(

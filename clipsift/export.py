@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import reasons
 from .config import with_defaults
+from .counts import clips_per_test, rejection_tests
 from .io.atomic import write_json, write_jsonl, write_parquet
 from .portable import portable_table
 from .selection import clip_table, filter_records, load_json
@@ -286,10 +287,7 @@ def check_kept(meta: pd.DataFrame, allow_empty: bool = False) -> None:
     used to end in rc 0 and an empty ``kept.parquet``."""
     if allow_empty or meta["keep"].fillna(False).astype(bool).any():
         return
-    why: dict[str, int] = {}
-    for rejections in reasons.column_of(meta):
-        for test in dict.fromkeys(r["test"] for r in rejections):
-            why[test] = why.get(test, 0) + 1
+    why = clips_per_test(rejection_tests(meta))
     counted = ", ".join(f"{t} {n}" for t, n in sorted(why.items(), key=lambda kv: -kv[1]))
     errors = meta["error"].dropna() if "error" in meta else pd.Series([], dtype=object)
     first = f"; first error: {errors.iloc[0]}" if len(errors) else ""
