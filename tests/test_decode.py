@@ -118,6 +118,32 @@ def test_a_file_written_as_it_was_recorded_has_its_duration(tmp_path, luma_video
     assert times == pytest.approx([2.0 + i / FPS for i in range(5)], abs=0.002)
 
 
+@pytest.mark.parametrize("tags", [True, False])
+def test_a_matroska_file_whose_sound_runs_on_has_the_pictures_duration(tmp_path, luma_video, tags):
+    """Matroska states no duration per track, and the container's is its longest stream's: an
+    MKV whose sound runs 4 s past the picture probed at 10 s and 250 frames for a 6-s, 150-frame
+    video (the status's video hours and the scan's progress took them). FFmpeg and mkvmerge
+    tag each track with its DURATION; a file without the tags is timed by its packets."""
+    path = tmp_path / "long_sound.mkv"
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("aac", rate=48000)
+        _copy_video(luma_video, out)
+        for k in range(0, (N // FPS + 4) * 48000, 1024):
+            quiet = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
+            quiet.sample_rate, quiet.pts = 48000, k
+            out.mux(sound.encode(quiet))
+        out.mux(sound.encode(None))
+    if not tags:  # as a muxer that writes no track tags leaves it (the tag name is renamed)
+        path.write_bytes(path.read_bytes().replace(b"DURATION", b"XURATION"))
+    with av.open(str(path)) as c:
+        assert c.duration / av.time_base > N / FPS + 3.5  # the container's: the sound's end
+        assert ("DURATION" in c.streams.video[0].metadata) is tags
+    p = probe(path)
+    assert p["error"] is None, p
+    assert p["duration"] == pytest.approx(N / FPS, abs=0.002)
+    assert p["n_frames"] == N
+
+
 def _cover(out, attached: bool) -> list[av.Packet]:
     """Adds a 1-picture MJPEG stream to ``out``, flagged as an attached picture (cover art) or
     not, and returns its packets (muxed once every stream is added: the header is written then)."""

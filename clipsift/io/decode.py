@@ -16,6 +16,7 @@ Why it looks the way it does (figures measured by bench/throughput.py, bench/res
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -187,7 +188,11 @@ def probe(path: str | os.PathLike) -> dict:
             duration = None
             if stream.duration and stream.time_base:
                 duration = float(stream.duration * stream.time_base)
-            elif container.duration:
+            else:
+                duration = tagged_duration(stream)
+            # the container's duration is its longest stream's: an MKV's audio may run on
+            # seconds past the picture (17 s stated for an 11-s video); the packets tell
+            if duration is None and container.duration and len(container.streams) == 1:
                 duration = container.duration / av.time_base
             first = None
             for frame in container.decode(stream):
@@ -207,6 +212,8 @@ def probe(path: str | os.PathLike) -> dict:
             out["width"], out["height"] = Frame(0, 0.0, first, sar).display_size()
             if duration is None and not stream.frames:
                 duration = packet_span(path, fps)
+            if duration is None and container.duration:
+                duration = container.duration / av.time_base
             n = stream.frames or (round(duration * fps) if duration and fps else None)
             out["n_frames"] = int(n) if n else None
             if duration is None and n and fps:
@@ -219,6 +226,20 @@ def probe(path: str | os.PathLike) -> dict:
     except (av.FFmpegError, OSError, ValueError) as exc:
         out["error"] = f"probe failed: {reason(exc)}"
     return out
+
+
+def tagged_duration(stream) -> float | None:
+    """The ``DURATION`` tag of a Matroska or WebM track (``HH:MM:SS.fraction``, written by
+    FFmpeg and mkvmerge), in seconds: Matroska states no duration per track otherwise. None
+    when the tag is missing or malformed."""
+    m = _DURATION_TAG.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
+    if m is None:
+        return None
+    seconds = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    return seconds if seconds > 0 else None
+
+
+_DURATION_TAG = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d*)?)")
 
 
 def packet_span(path: str | os.PathLike, fps: float) -> float | None:
