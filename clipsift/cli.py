@@ -8,10 +8,27 @@ import sys
 from pathlib import Path
 
 
-def _load_config(path: str) -> dict:
-    from .config import load_config
+def _load_config(paths: list[str]) -> dict:
+    from .config import load_run_config
 
-    return load_config(path)
+    return load_run_config(paths)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. 640x360) as (w, h); argparse reports anything else as a usage error."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: WIDTHxHEIGHT, e.g. 640x360") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: even sizes of at least 16 px")
+    return w, h
+
+
+CONFIG_HELP = (
+    "the run's config files, as given to snakemake's --configfile: merged over "
+    "config/config.yaml in order, as snakemake merges them (default: config/config.yaml alone)"
+)
 
 
 def cmd_plan(args) -> int:
@@ -25,8 +42,7 @@ def cmd_plan(args) -> int:
 def cmd_sample(args) -> int:
     from .sample import generate_sample
 
-    w, h = (int(v) for v in args.size.split("x"))
-    truth = generate_sample(args.out, size=(w, h), fps=args.fps, seed=args.seed)
+    truth = generate_sample(args.out, size=args.size, fps=args.fps, seed=args.seed)
     print(f"wrote {len(truth)} sample videos to {args.out}")
     return 0
 
@@ -34,6 +50,9 @@ def cmd_sample(args) -> int:
 def cmd_status(args) -> int:
     from .status_view import status_table, watch
 
+    if args.results and args.results_dir and args.results != args.results_dir:
+        raise SystemExit("clipsift status: give the results folder once (RESULTS or --results)")
+    args.results = args.results or args.results_dir
     config = None if args.results else _load_config(args.config)
     results = Path(args.results or config["results"])
     if args.watch:
@@ -109,17 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="clipsift", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("plan", help="(re)plan shards: add new videos of the sources to new shards")
-    sp.add_argument("--config", default="config/config.yaml")
+    sp.add_argument("--config", nargs="+", default=[], metavar="FILE", help=CONFIG_HELP)
     sp.set_defaults(func=cmd_plan)
     sp = sub.add_parser("sample", help="generate the sample videos with their ground truth")
-    sp.add_argument("out", nargs="?", default="sample/videos")
-    sp.add_argument("--size", default="640x360")
-    sp.add_argument("--fps", type=int, default=30)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("out", nargs="?", default="sample/videos", help="folder (sample/videos)")
+    sp.add_argument("--size", type=_size, default="640x360", help="WIDTHxHEIGHT (640x360)")
+    sp.add_argument("--fps", type=int, default=30, help="frames per second (30)")
+    sp.add_argument("--seed", type=int, default=0, help="textures and shot order (0)")
     sp.set_defaults(func=cmd_sample)
     sp = sub.add_parser("status", help="progress of a run, per stage (works while it runs)")
-    sp.add_argument("--config", default="config/config.yaml")
-    sp.add_argument("--results", default=None)
+    sp.add_argument(
+        "results_dir", nargs="?", metavar="RESULTS", help="the results folder (same as --results)"
+    )
+    sp.add_argument("--config", nargs="+", default=[], metavar="FILE", help=CONFIG_HELP)
+    sp.add_argument("--results", default=None, help="the results folder (default: the config's)")
     sp.add_argument("--watch", action="store_true", help="print it again every --interval s")
     sp.add_argument("--interval", type=float, default=10.0, help="seconds between updates")
     sp.add_argument(
@@ -130,15 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         "accept-changes",
         help="re-ingest the shards whose source files changed since they were ingested",
     )
-    sp.add_argument("--config", default="config/config.yaml")
-    sp.add_argument("--results", default=None)
+    sp.add_argument("--config", nargs="+", default=[], metavar="FILE", help=CONFIG_HELP)
+    sp.add_argument("--results", default=None, help="the results folder (default: the config's)")
     sp.set_defaults(func=cmd_accept_changes)
     sp = sub.add_parser(
         "shards", help="list a Hub dataset's archive shards (tar, tar.gz, zip) into a shards_file"
     )
     sp.add_argument("repo", help="the Hub repo id, e.g. org/name")
-    sp.add_argument("--revision", default="main")
-    sp.add_argument("--repo-type", default="dataset", choices=["dataset", "model", "space"])
+    sp.add_argument("--revision", default="main", help="branch, tag or commit (main)")
+    sp.add_argument(
+        "--repo-type", default="dataset", choices=["dataset", "model", "space"], help="(dataset)"
+    )
     sp.add_argument("--prefix", default="", help="only archives under this path, e.g. train/")
     sp.add_argument("--first", type=int, default=None, help="only the first N, in name order")
     sp.add_argument("--out", default=None, help="write the shards_file here (default: print)")
@@ -156,7 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     sp.set_defaults(func=cmd_config_doc)
     args = p.parse_args(argv)
-    return args.func(args)
+    from .config import ConfigError
+    from .sources.base import SourceError
+
+    try:
+        return args.func(args)
+    except (ConfigError, SourceError) as exc:  # the user's to fix: the message, no traceback
+        msg = str(exc)
+        print(msg if msg.startswith("clipsift") else f"clipsift {args.cmd}: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -88,12 +88,47 @@ def check_yaml(path: str | Path) -> None:
         raise ConfigError(f"clipsift: {path} is not valid YAML: {exc}") from None
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+def _read(path: str | Path) -> dict:
     try:
-        config = yaml.safe_load(Path(path).read_text()) or {}
+        config = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:  # the file and the line, as PyYAML found them
         raise ConfigError(f"clipsift: {path} is not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"clipsift: cannot read the config {path}: {exc.strerror}") from None
+    if config is not None and not isinstance(config, dict):
+        raise ConfigError(f"clipsift: {path} holds a {type(config).__name__}, not a mapping")
+    return config or {}
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    config = _read(path)
     config.update(overrides or {})
+    return validate_config(config)
+
+
+# the file the Snakefile's ``configfile:`` reads, relative to the folder snakemake runs in
+RUN_CONFIG = Path("config") / "config.yaml"
+
+
+def load_run_config(paths: list[str | Path] | tuple = ()) -> dict:
+    """The config of ``snakemake --configfile PATHS...`` run in this folder: the Snakefile's
+    ``config/config.yaml`` (when here), then each of ``paths`` merged over it in order as
+    Snakemake merges them (``snakemake.utils.update_config``: mappings key by key, anything else,
+    lists included, replaced), validated with the schema's defaults. So ``clipsift status
+    --config my.yaml`` reads the run that ``snakemake --configfile my.yaml`` made, when
+    ``my.yaml`` holds only what it changes."""
+    from snakemake.utils import update_config
+
+    layers = [RUN_CONFIG] if RUN_CONFIG.is_file() else []
+    layers += [Path(p) for p in paths]
+    if not layers:
+        raise ConfigError(
+            f"clipsift: no config: {RUN_CONFIG} is not here. Run it in the folder you run "
+            "snakemake in, or give the run's files with --config FILE..., or --results DIR."
+        )
+    config: dict = {}
+    for path in layers:
+        update_config(config, _read(path))
     return validate_config(config)
 
 

@@ -174,6 +174,31 @@ def test_export_done_and_the_cli(midrun, monkeypatch, capsys):
     assert "export: done at" in out and "| ingest | 2/3 | 1 |" in out
 
 
+def test_the_cli_reads_the_config_files_of_the_run_as_snakemake_merges_them(midrun):
+    """``snakemake --configfile my.yaml`` merges my.yaml over config/config.yaml; clipsift's
+    ``--config my.yaml`` read my.yaml alone ("'sources' is a required property" for a file of
+    overrides). It now layers them as snakemake does; a config mistake is a message, not a
+    traceback, and the results folder may come as an argument."""
+    from helpers import clipsift_cli, write_config
+
+    project, res = midrun / "project", midrun / "results"
+    source = {"name": "a", "type": "folder", "path": "videos"}
+    write_config(project, {"results": "elsewhere", "sources": [source]})
+    (project / "my.yaml").write_text(f"results: {res}\n")
+    for args in (["--config", "my.yaml"], [str(res)]):
+        run = clipsift_cli(project, "status", *args)
+        assert run.returncode == 0, run.stderr
+        assert f"{res}: 3 shard(s) planned" in run.stdout and "| ingest | 2/3 |" in run.stdout
+    run = clipsift_cli(project, "status", "--config", "my.yaml", "typo.yaml")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "cannot read the config typo.yaml" in run.stderr
+    (project / "typo.yaml").write_text("shard_sise: 4\n")
+    run = clipsift_cli(project, "status", "--config", "my.yaml", "typo.yaml")
+    assert run.returncode == 2 and "did you mean 'shard_size'?" in run.stderr
+    run = clipsift_cli(midrun, "status")  # not the project folder: no config/config.yaml
+    assert run.returncode == 2 and "no config: config/config.yaml is not here" in run.stderr
+
+
 def test_unreadable_or_vanished_files_count_as_not_done(midrun):
     res = midrun / "results"
     (res / "shards" / "s1" / "clips.parquet").write_bytes(b"not parquet")
