@@ -39,6 +39,9 @@ class Plugin:
     device: str = "cpu"  # "gpu": runs on a GPU when there is one (its rule asks for one)
     needs: tuple[str, ...] = ()  # Python packages it cannot load without
     gives: tuple[str, ...] = ()  # what it writes besides its own output ("embeddings")
+    # a scorer's columns besides clip_id and error, so that a threshold on any other stops the
+    # run when the Snakefile is parsed; () when they depend on the config (checked once written)
+    columns: tuple[str, ...] = ()
 
     def load(self):
         return resolve(self.target)

@@ -7,6 +7,7 @@ stages that measure, so changing one re-runs selection and what follows, not a m
 
 from __future__ import annotations
 
+import difflib
 import json
 
 import numpy as np
@@ -55,8 +56,10 @@ def check_thresholds(config: dict) -> None:
     """Every ``select.thresholds`` key must name a column that this config measures:
     ``{scorer}.{column}`` of an enabled scorer, ``{filter}.*`` of an enabled filter, or a
     clip field. Otherwise every clip would fail that test as "missing", silently: a config
-    error, raised when the Snakefile is parsed. (The column itself is checked by ``select``,
-    against what the scorer wrote.)"""
+    error, raised when the Snakefile is parsed. A built-in scorer declares its columns, so a
+    misspelt column stops the run here too, not after the scan (``motion.rel_per_sec``);
+    a filter's or an undeclared scorer's column is checked by ``select``, against what was
+    written."""
     scorers = sorted(n for n, c in config.get("scorers", {}).items() if c.get("enabled"))
     on = filters.enabled(config.get("filters", {}))
     cap = config.get("select", {}).get("caption") or {}
@@ -72,9 +75,19 @@ def check_thresholds(config: dict) -> None:
         if col in REMOVED_COLUMNS:
             new, how = REMOVED_COLUMNS[col]
             raise ThresholdError(f"select.thresholds: {col!r} was removed; use {new!r}: {how}.")
-        prefix = col.split(".", 1)[0]
-        if col in CLIP_FIELDS or ("." in col and prefix in [*scorers, *on]):
+        prefix, _, rest = col.partition(".")
+        if col in CLIP_FIELDS or (rest and prefix in on):
             continue
+        if rest and prefix in scorers:
+            known = _scorer_columns(prefix)
+            if not known or rest in known:
+                continue
+            close = difflib.get_close_matches(rest, known, n=1)
+            raise ThresholdError(
+                f"select.thresholds: {col!r} is not a column of {prefix!r}"
+                + (f" (did you mean {prefix + '.' + close[0]!r}?)" if close else "")
+                + f"; it writes {', '.join(f'{prefix}.{c}' for c in known)}"
+            )
         raise ThresholdError(
             f"select.thresholds: {col!r} names no measured column. A threshold is "
             f"'<scorer>.<column>' of an enabled scorer ({', '.join(scorers) or 'none'}), "
@@ -82,6 +95,13 @@ def check_thresholds(config: dict) -> None:
             f"{', '.join(CLIP_FIELDS)}. Enable the scorer, or remove the threshold (setting "
             "select.thresholds replaces the defaults, motion.rel_per_s and technical.luma_mean)."
         )
+
+
+def _scorer_columns(name: str) -> tuple[str, ...]:
+    """The columns the scorer ``name`` declares (() for one that does not, or is unknown)."""
+    from .scorers import REGISTRY
+
+    return tuple(getattr(REGISTRY.get(name), "columns", ()) or ())
 
 
 def check_columns(table: pd.DataFrame, cfg: dict) -> None:

@@ -214,6 +214,24 @@ def test_motion_vectors_of_a_pan_and_a_still(tmp_path):
     assert still["n_frames"] >= 3 and still["mv_px"] < 0.05
 
 
+def test_the_motion_vectors_scorer_writes_the_columns_it_declares(tmp_path):
+    """Thresholds are checked against the declared columns before the run; run_scorer stops a
+    scorer that writes others."""
+    import pandas as pd
+
+    from clipsift.scorers import REGISTRY, ShardInputs, run_scorer
+
+    _encode(tmp_path / "pan.mp4", 4, 2)
+    clips = pd.DataFrame(
+        [{"clip_id": "c", "source_path": str(tmp_path / "pan.mp4"), "start_time": 0.0,
+          "end_time": 2.0, "error": None, "split_reason": None}]
+    )  # fmt: skip
+    out = run_scorer("motion_vectors", ShardInputs(clips, pd.DataFrame()), {})
+    assert out["error"].isna().all()
+    assert set(out.columns) - {"clip_id", "error"} == set(REGISTRY["motion_vectors"].columns)
+    assert out.loc[0, "px_per_s"] > 0
+
+
 def test_motion_vectors_per_second_are_the_same_at_24_and_48_fps(tmp_path):
     """One pan speed in px per second at two frame rates: the per-frame values halve, the
     per-second ones (each frame's vectors over the real time from its reference) do not."""

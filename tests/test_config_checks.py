@@ -19,6 +19,10 @@ def test_thresholds_must_name_a_measured_column(tmp_path):
     bad = base_config(src, select={"thresholds": {"motoin.rel": {"min": 0.001}}})
     with pytest.raises(ThresholdError, match=r"'motoin.rel' names no measured column.*motion"):
         check_thresholds(validated(tmp_path, bad))
+    # a misspelt column of a scorer that declares its columns: before any job, not after the scan
+    typo = base_config(src, select={"thresholds": {"motion.rel_per_sec": {"min": 0.015}}})
+    with pytest.raises(ThresholdError, match=r"did you mean 'motion.rel_per_s'\?"):
+        check_thresholds(validated(tmp_path, typo))
     # the default technical threshold with the technical scorer off
     off = base_config(src, scorers={"technical": {"enabled": False}})
     with pytest.raises(ThresholdError, match="'technical.luma_mean'"):
@@ -40,12 +44,23 @@ def test_a_misspelt_threshold_stops_the_run(tmp_path, tiny_videos):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "'motoin.rel' names no measured column" in out, out
     assert not (tmp_path / "cli" / "results" / "shards").exists()
-    # a column the scorer never writes: the select job stops, naming what it wrote
-    cfg = base_config(src, lean=True, select={"thresholds": {"motion.rell": {"min": 0.001}}})
+    # a column the motion scorer does not write: it declares its columns, so the same
+    cfg["select"] = {"thresholds": {"motion.rell": {"min": 0.001}}}
+    write_config(tmp_path / "cli", cfg)
+    r = snakemake_cli(tmp_path / "cli", "--snakefile", SNAKEFILE, "--cores", "1")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "'motion.rell' is not a column of 'motion'" in out, out
+    assert "it writes motion.px_per_s, motion.rel_per_s" in out
+    assert not (tmp_path / "cli" / "results" / "shards").exists()
+    # a filter's column is known once written: the select job stops, naming what it wrote
+    cfg = base_config(
+        src, lean=True, filters={"flash": {"enabled": True}},
+        select={"thresholds": {"flash.ratioo": {"max": 0.5}}},
+    )  # fmt: skip
     with pytest.raises(Exception):  # noqa: B017  (Snakemake's own error for a failed job)
         run_snakemake(tmp_path / "api", cfg, targets=["results/shards/v-00000/selection.parquet"])
     log = (tmp_path / "api" / "results" / "logs" / "select" / "v-00000.log").read_text()
-    assert "'motion.rell' is not a column of 'motion'; it wrote" in log and "motion.rel" in log
+    assert "'flash.ratioo' is not a column of 'flash'; it wrote" in log and "flash.ratio" in log
     assert not (tmp_path / "api" / "results" / "shards" / "v-00000" / "selection.parquet").exists()
 
 

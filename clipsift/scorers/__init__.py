@@ -23,23 +23,45 @@ log = logging.getLogger(__name__)
 
 
 EMB = ("embeddings",)  # writes embeddings/{scorer}.npy, which near_duplicates may compare
+# the columns each scorer writes (checked against what it wrote by run_scorer); clip_iqa's
+# follow its prompts
+MOTION = ("px_per_s", "rel_per_s", "min_region_per_s", "textured", "n_pairs")
+MOTION_VECTORS = ("px", "rel", "min_region", "min_region_rel", "px_per_s", "rel_per_s",
+                  "min_region_per_s", "n_frames")  # fmt: skip
+TECHNICAL = (
+    "n_samples", "sharpness_mean", "sharpness_min", "luma_mean", "luma_min", "luma_max",
+    "contrast_mean", "clipped_low_mean", "clipped_low_max", "clipped_high_mean",
+    "clipped_high_max", "border_top", "border_bottom", "border_left", "border_right", "crop",
+    "border_ratio",
+)  # fmt: skip
+AESTHETIC = ("score", "score_mean", "score_min", "score_max", "n_frames", "model", "head")
+DOVER = ("technical", "aesthetic", "technical_norm", "aesthetic_norm", "score", "n_frames",
+         "model")  # fmt: skip
+UNIMATCH = ("score", "px_per_s", "rel_per_s", "n_pairs", "weights")
 # the device a scorer's rule asks for: "gpu" scorers run in rule score_gpu (resources gpu=1)
 REGISTRY = Registry(
     "scorer",
     {
-        "motion": Plugin("clipsift.scorers.motion:score_motion"),
-        "motion_vectors": Plugin("clipsift.scorers.motion:score_motion_vectors"),
-        "technical": Plugin("clipsift.scorers.technical:score_technical"),
-        "aesthetic": Plugin("clipsift.scorers.aesthetic:score_aesthetic", "gpu", gives=EMB),
-        "aesthetic_linear": Plugin(
-            "clipsift.scorers.aesthetic:score_aesthetic_linear", "gpu", gives=EMB
+        "motion": Plugin("clipsift.scorers.motion:score_motion", columns=MOTION),
+        "motion_vectors": Plugin(
+            "clipsift.scorers.motion:score_motion_vectors", columns=MOTION_VECTORS
         ),
+        "technical": Plugin("clipsift.scorers.technical:score_technical", columns=TECHNICAL),
+        "aesthetic": Plugin(
+            "clipsift.scorers.aesthetic:score_aesthetic", "gpu", gives=EMB, columns=AESTHETIC
+        ),
+        "aesthetic_linear": Plugin(
+            "clipsift.scorers.aesthetic:score_aesthetic_linear",
+            "gpu",
+            gives=EMB,
+            columns=AESTHETIC,
+        ),  # fmt: skip
         "aesthetic_v2_5": Plugin(
-            "clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu", gives=EMB
+            "clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu", gives=EMB, columns=AESTHETIC
         ),
         "clip_iqa": Plugin("clipsift.scorers.quality:score_clip_iqa", "gpu", gives=EMB),
-        "dover": Plugin("clipsift.scorers.dover:score_dover", "gpu"),
-        "unimatch": Plugin("clipsift.scorers.unimatch:score_unimatch", "gpu"),
+        "dover": Plugin("clipsift.scorers.dover:score_dover", "gpu", columns=DOVER),
+        "unimatch": Plugin("clipsift.scorers.unimatch:score_unimatch", "gpu", columns=UNIMATCH),
     },
 )
 
@@ -67,11 +89,12 @@ def usable_clips(clips: pd.DataFrame) -> pd.DataFrame:
 
 def run_scorer(name: str, inputs: ShardInputs, cfg: dict) -> pd.DataFrame:
     """Score the usable clips; every other clip gets a row whose ``error`` says why it has no score."""
-    fn = REGISTRY.load(name)
+    entry = REGISTRY.entry(name)
     ok = usable_clips(inputs.clips)
-    scored = fn(ok, inputs, cfg) if len(ok) else pd.DataFrame({"clip_id": []})
+    scored = entry.load()(ok, inputs, cfg) if len(ok) else pd.DataFrame({"clip_id": []})
     if "error" not in scored:
         scored["error"] = None
+    check_declared(name, entry, scored)
     rest = inputs.clips.loc[
         ~inputs.clips.index.isin(ok.index), ["clip_id", "error", "split_reason"]
     ]
@@ -84,6 +107,19 @@ def run_scorer(name: str, inputs: ShardInputs, cfg: dict) -> pd.DataFrame:
     out = pd.concat([scored, rest], ignore_index=True) if len(rest) else scored
     log.info("%s: %d clips scored, %d not scored", name, len(scored), len(rest))
     return out
+
+
+def check_declared(name: str, entry: Plugin, scored: pd.DataFrame) -> None:
+    """A scorer that declares its columns wrote exactly them (where it scored any clip): the
+    thresholds were checked against the declaration before the run."""
+    if not getattr(entry, "columns", ()) or scored["error"].notna().all():
+        return
+    wrote = set(scored.columns) - {"clip_id", "error"}
+    if wrote != set(entry.columns):
+        raise RuntimeError(
+            f"scorer {name!r} wrote the columns {sorted(wrote)}, but declares {sorted(entry.columns)} "
+            "(clipsift.scorers.REGISTRY): fix the declaration"
+        )
 
 
 def merge_scores(paths: dict[str, str | Path]) -> pd.DataFrame:
