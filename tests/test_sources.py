@@ -232,6 +232,35 @@ def test_metalist_errors(tmp_path):
         list_items(metalist("m.xlsx"), root=tmp_path)
 
 
+def _list_of(tmp_path: Path, kind: str, videos: list[str]) -> dict:
+    """A source of ``kind`` listing ``videos`` (as written), one row each."""
+    if kind == "metalist":
+        (tmp_path / "m.csv").write_text("video,caption\n" + "".join(f"{v},x\n" for v in videos))
+        return metalist("m.csv")
+    if kind == "hunyuan":
+        for i, v in enumerate(videos):
+            (tmp_path / f"{i}.json").write_text(json.dumps({"video_path": v}))
+        (tmp_path / "meta_file.list").write_text("".join(f"{i}.json\n" for i in range(len(videos))))
+        return {"name": "h", "type": kind, "path": "meta_file.list"}
+    rows = [{"id": f"c{i}", "video": v, "conversations": []} for i, v in enumerate(videos)]
+    (tmp_path / "c.json").write_text(json.dumps(rows))
+    return {"name": "c", "type": kind, "path": "c.json"}
+
+
+@pytest.mark.parametrize("kind", ["metalist", "hunyuan", "conversation"])
+def test_a_listed_url_stops_the_plan_saying_what_to_do(tmp_path, kind):
+    """Lists of web datasets hold URLs; a URL became a "missing file" at a mangled local path
+    (``list folder/https:/host/a.mp4``). It now stops the plan naming the row and what to do;
+    a ``file://`` URL is read as its path."""
+    local = touch(tmp_path / "v" / "a b.mp4")
+    src = _list_of(tmp_path, kind, [local.as_uri(), "https://example.com/clips/b.mp4"])
+    where = "line 2" if kind == "hunyuan" else "row 2"
+    with pytest.raises(SourceError, match=rf"{where}.*'https://example.com/clips/b.mp4' is a URL"):
+        list_items(src, root=tmp_path)
+    items = list_items(_list_of(tmp_path, kind, [local.as_uri(), "v/b.mp4"]), root=tmp_path)
+    assert sorted(it.path for it in items) == [str(local), str(tmp_path / "v" / "b.mp4")]
+
+
 def test_repeated_ids_get_suffixes(tmp_path):
     rows = [
         {"video": "a.mp4", "id": "x"},

@@ -55,7 +55,7 @@ REGISTRY = Registry(
             "gpu",
             gives=EMB,
             columns=AESTHETIC,
-        ),  # fmt: skip
+        ),
         "aesthetic_v2_5": Plugin(
             "clipsift.scorers.aesthetic:score_aesthetic_v2_5", "gpu", gives=EMB, columns=AESTHETIC
         ),

@@ -2,7 +2,9 @@
 
 Relative video paths resolve against ``base_dir`` (itself relative to the workflow folder) when set, else
 against the list file's folder (hunyuan: each JSON file's folder). A listed video that does not exist is
-kept: probing turns it into an error row later.
+kept: probing turns it into an error row later. A listed URL (``https://``, ``s3://``: lists of web
+datasets often hold them) stops the plan with what to do; clipsift reads local files (``file://``
+URLs are read as their paths).
 
 Dotted keys (``video_key``, ``id_key``, ``caption_key``): a key present as is wins; otherwise the key is
 split at a dot whose left part names a nested object, trying the leftmost such dot first and recursing
@@ -15,7 +17,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from .base import Item, SourceError, slug_id
 from .folder import path_id, resolve, source_path
@@ -27,6 +31,25 @@ FORMATS = {
     **{".parquet": "parquet", ".pq": "parquet"},
 }
 _MISSING = object()
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def video_path(video: str, base: Path, where: str) -> Path:
+    """A listed video's local path (relative ones against ``base``); a URL other than
+    ``file://`` is a :class:`SourceError`: it became a "missing file" at a mangled path
+    (``base/https:/host/a.mp4``)."""
+    if _URL.match(video):
+        url = urlparse(video)
+        if url.scheme.lower() != "file":
+            raise SourceError(
+                f"{where}: {video!r} is a URL; clipsift reads local files. Download the videos "
+                "and list their paths (relative ones against `base_dir`), or use an `hf_archives` "
+                "source for a Hugging Face dataset of archive shards"
+            )
+        video = unquote(url.path)
+    return resolve(video, base)
 
 
 def lookup(row: dict, key: str):
@@ -165,7 +188,7 @@ def list_metalist(source: dict, root: Path) -> list[Item]:
             )
         if not isinstance(video, str):
             raise SourceError(f"{label}: row {n}: {vkey!r} is not a path string: {video!r}")
-        vpath = resolve(video, base)
+        vpath = video_path(video, base, f"{label}: row {n}")
         if id_key:
             given = lookup(row, id_key)
             if not present(given):
@@ -207,7 +230,7 @@ def list_hunyuan(source: dict, root: Path) -> list[Item]:
             raise SourceError(f"{where}: expected a JSON object")
         if not present(meta.get("video_path")) or not isinstance(meta["video_path"], str):
             raise SourceError(f"{where}: no video_path")
-        vpath = resolve(meta["video_path"], base or jpath.parent)
+        vpath = video_path(meta["video_path"], base or jpath.parent, where)
         raw = meta.get("raw_caption")
         _, caption = (
             first_present(raw, ("long caption", "short caption"))
@@ -248,7 +271,7 @@ def list_conversation(source: dict, root: Path) -> list[Item]:
         video = row.get("video")
         if not present(video) or not isinstance(video, str):
             raise SourceError(f"{label}: row {n} has no 'video' path")
-        vpath = resolve(video, base)
+        vpath = video_path(video, base, f"{label}: row {n}")
         vid = slug_id(str(row["id"])) if present(row.get("id")) else path_id(vpath, base)[0]
         # the caption is the first answer; "<video>" tokens only ever sit in the human turn
         turns = row.get("conversations") or []
