@@ -261,6 +261,28 @@ def test_a_listed_url_stops_the_plan_saying_what_to_do(tmp_path, kind):
     assert sorted(it.path for it in items) == [str(local), str(tmp_path / "v" / "b.mp4")]
 
 
+def test_a_hugging_face_video_column_in_a_parquet_list(tmp_path):
+    """``datasets``' Video feature is a {bytes, path} struct: its path is read; embedded bytes
+    stop the plan saying what to do (the error quoted the whole video, megabytes of it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    touch(tmp_path / "v" / "a.mp4")
+    rows = [{"video": {"bytes": None, "path": "v/a.mp4"}, "caption": "a"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "paths.parquet")
+    (item,) = list_items(metalist("paths.parquet"), root=tmp_path)
+    assert item.path == str(tmp_path / "v" / "a.mp4") and item.caption == "a"
+    rows = [{"video": {"bytes": b"\x00" * 1_000_000, "path": "a.mp4"}, "caption": "a"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bytes.parquet")
+    with pytest.raises(SourceError, match="holds the video's bytes") as err:
+        list_items(metalist("bytes.parquet"), root=tmp_path)
+    assert len(str(err.value)) < 400
+    (tmp_path / "odd.jsonl").write_text(json.dumps({"video": ["x" * 10_000]}) + "\n")
+    with pytest.raises(SourceError, match="is not a path string") as err:
+        list_items(metalist("odd.jsonl"), root=tmp_path)
+    assert len(str(err.value)) < 400
+
+
 def test_repeated_ids_get_suffixes(tmp_path):
     rows = [
         {"video": "a.mp4", "id": "x"},

@@ -186,8 +186,20 @@ def list_metalist(source: dict, root: Path) -> list[Item]:
             raise SourceError(
                 f"{label}: row {n} has no video path: no {want}; fix the row or set `video_key`"
             )
+        if isinstance(video, dict) and ("bytes" in video or "path" in video):
+            # a Hugging Face `datasets` Video column: {"bytes", "path"}, bytes when embedded
+            if video.get("bytes"):
+                raise SourceError(
+                    f"{label}: row {n}: {vkey!r} holds the video's bytes (a Hugging Face "
+                    "`datasets` Video column with embedded files); clipsift reads video files: "
+                    "write them out and list their paths, or use an `hf_archives` source for a "
+                    "dataset of archive shards"
+                )
+            video = video.get("path")
         if not isinstance(video, str):
-            raise SourceError(f"{label}: row {n}: {vkey!r} is not a path string: {video!r}")
+            shown = repr(video)
+            shown = shown if len(shown) <= 120 else shown[:120] + "..."
+            raise SourceError(f"{label}: row {n}: {vkey!r} is not a path string: {shown}")
         vpath = video_path(video, base, f"{label}: row {n}")
         if id_key:
             given = lookup(row, id_key)
