@@ -26,8 +26,9 @@ def _size(text: str) -> tuple[int, int]:
 
 
 CONFIG_HELP = (
-    "the run's config files, as given to snakemake's --configfile: merged over "
-    "config/config.yaml in order, as snakemake merges them (default: config/config.yaml alone)"
+    "a config file of the run, as given to snakemake's --configfile; repeat it for several, in "
+    "that order (--config a.yaml --config b.yaml): merged over config/config.yaml as snakemake "
+    "merges them (default: config/config.yaml alone)"
 )
 
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="clipsift", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("plan", help="(re)plan shards: add new videos of the sources to new shards")
-    sp.add_argument("--config", nargs="+", default=[], metavar="FILE", help=CONFIG_HELP)
+    sp.add_argument("--config", action="append", default=[], metavar="FILE", help=CONFIG_HELP)
     sp.set_defaults(func=cmd_plan)
     sp = sub.add_parser("sample", help="generate the sample videos with their ground truth")
     sp.add_argument("out", nargs="?", default="sample/videos", help="folder (sample/videos)")
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument(
         "results_dir", nargs="?", metavar="RESULTS", help="the results folder (same as --results)"
     )
-    sp.add_argument("--config", nargs="+", default=[], metavar="FILE", help=CONFIG_HELP)
+    sp.add_argument("--config", action="append", default=[], metavar="FILE", help=CONFIG_HELP)
     sp.add_argument("--results", default=None, help="the results folder (default: the config's)")
     sp.add_argument("--watch", action="store_true", help="print it again every --interval s")
     sp.add_argument("--interval", type=float, default=10.0, help="seconds between updates")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "accept-changes",
         help="re-ingest the shards whose source files changed since they were ingested",
     )
-    sp.add_argument("--config", nargs="+", default=[], metavar="FILE", help=CONFIG_HELP)
+    sp.add_argument("--config", action="append", default=[], metavar="FILE", help=CONFIG_HELP)
     sp.add_argument("--results", default=None, help="the results folder (default: the config's)")
     sp.set_defaults(func=cmd_accept_changes)
     sp = sub.add_parser(

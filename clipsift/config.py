@@ -124,7 +124,7 @@ def load_run_config(paths: list[str | Path] | tuple = ()) -> dict:
     if not layers:
         raise ConfigError(
             f"clipsift: no config: {RUN_CONFIG} is not here. Run it in the folder you run "
-            "snakemake in, or give the run's files with --config FILE..., or --results DIR."
+            "snakemake in, or give the run's files with --config FILE, or --results DIR."
         )
     config: dict = {}
     for path in layers:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import cv2
 import numpy as np
@@ -86,12 +88,15 @@ def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kin
         assert p["error"] == "empty file"
 
 
-def _copy_video(src_path, out) -> None:
-    """Every packet of ``src_path``'s video into a new stream of ``out`` (a remux)."""
+def _copy_video(src_path, out, shift: float = 0.0) -> None:
+    """Every packet of ``src_path``'s video into a new stream of ``out`` (a remux), its times
+    ``shift`` seconds later."""
     with av.open(str(src_path)) as src:
         film = out.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:
+                later = round(shift / packet.time_base)
+                packet.pts, packet.dts = packet.pts + later, packet.dts + later
                 packet.stream = film
                 out.mux(packet)
 
@@ -118,17 +123,20 @@ def test_a_file_written_as_it_was_recorded_has_its_duration(tmp_path, luma_video
     assert times == pytest.approx([2.0 + i / FPS for i in range(5)], abs=0.002)
 
 
-@pytest.mark.parametrize("tags", [True, False])
-def test_a_matroska_file_whose_sound_runs_on_has_the_pictures_duration(tmp_path, luma_video, tags):
+@pytest.mark.parametrize("tags,start", [(True, 0), (False, 0), (True, 2)])
+def test_a_matroska_file_whose_sound_runs_on_has_the_pictures_duration(
+    tmp_path, luma_video, tags, start
+):
     """Matroska states no duration per track, and the container's is its longest stream's: an
     MKV whose sound runs 4 s past the picture probed at 10 s and 250 frames for a 6-s, 150-frame
     video (the status's video hours and the scan's progress took them). FFmpeg and mkvmerge
-    tag each track with its DURATION; a file without the tags is timed by its packets."""
+    tag each track with its DURATION (its end time: a picture that starts at 2 s is tagged 8 s);
+    a file without the tags is timed by its packets."""
     path = tmp_path / "long_sound.mkv"
     with av.open(str(path), "w") as out:
         sound = out.add_stream("aac", rate=48000)
-        _copy_video(luma_video, out)
-        for k in range(0, (N // FPS + 4) * 48000, 1024):
+        _copy_video(luma_video, out, shift=start)
+        for k in range(0, (N // FPS + 4 + start) * 48000, 1024):
             quiet = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
             quiet.sample_rate, quiet.pts = 48000, k
             out.mux(sound.encode(quiet))
@@ -142,6 +150,22 @@ def test_a_matroska_file_whose_sound_runs_on_has_the_pictures_duration(tmp_path,
     assert p["error"] is None, p
     assert p["duration"] == pytest.approx(N / FPS, abs=0.002)
     assert p["n_frames"] == N
+
+
+def test_a_duration_tag_with_a_language_and_a_late_start():
+    """mkvmerge tags its statistics in English, which FFmpeg names DURATION-eng; the tag is the
+    track's end time, so a track that starts late is that much shorter."""
+    from types import SimpleNamespace
+
+    from clipsift.io.decode import tagged_duration
+
+    def track(tags, start=None):
+        return SimpleNamespace(metadata=tags, start_time=start, time_base=Fraction(1, 1000))
+
+    assert tagged_duration(track({"DURATION-eng": "00:01:02.500000000"})) == 62.5
+    assert tagged_duration(track({"DURATION": "01:00:00.000"}, start=2000)) == 3598.0
+    assert tagged_duration(track({"DURATION": "garbage"})) is None
+    assert tagged_duration(track({})) is None
 
 
 def _cover(out, attached: bool) -> list[av.Packet]:

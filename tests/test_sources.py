@@ -259,6 +259,9 @@ def test_a_listed_url_stops_the_plan_saying_what_to_do(tmp_path, kind):
         list_items(src, root=tmp_path)
     items = list_items(_list_of(tmp_path, kind, [local.as_uri(), "v/b.mp4"]), root=tmp_path)
     assert sorted(it.path for it in items) == [str(local), str(tmp_path / "v" / "b.mp4")]
+    # a host, or a relative path written as a URL, is no local file: said, not guessed
+    with pytest.raises(SourceError, match=r"'file://v/a b.mp4' names a host \('v'\)"):
+        list_items(_list_of(tmp_path, kind, ["file://v/a b.mp4"]), root=tmp_path)
 
 
 def test_a_hugging_face_video_column_in_a_parquet_list(tmp_path):

@@ -189,11 +189,11 @@ def test_the_cli_reads_the_config_files_of_the_run_as_snakemake_merges_them(midr
         run = clipsift_cli(project, "status", *args)
         assert run.returncode == 0, run.stderr
         assert f"{res}: 3 shard(s) planned" in run.stdout and "| ingest | 2/3 |" in run.stdout
-    run = clipsift_cli(project, "status", "--config", "my.yaml", "typo.yaml")
+    run = clipsift_cli(project, "status", "--config", "my.yaml", "--config", "typo.yaml")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "cannot read the config typo.yaml" in run.stderr
     (project / "typo.yaml").write_text("shard_sise: 4\n")
-    run = clipsift_cli(project, "status", "--config", "my.yaml", "typo.yaml")
+    run = clipsift_cli(project, "status", "--config", "my.yaml", "--config", "typo.yaml")
     assert run.returncode == 2 and "did you mean 'shard_size'?" in run.stderr
     run = clipsift_cli(midrun, "status")  # not the project folder: no config/config.yaml
     assert run.returncode == 2 and "no config: config/config.yaml is not here" in run.stderr

@@ -229,13 +229,20 @@ def probe(path: str | os.PathLike) -> dict:
 
 
 def tagged_duration(stream) -> float | None:
-    """The ``DURATION`` tag of a Matroska or WebM track (``HH:MM:SS.fraction``, written by
-    FFmpeg and mkvmerge), in seconds: Matroska states no duration per track otherwise. None
-    when the tag is missing or malformed."""
-    m = _DURATION_TAG.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
+    """Seconds from a Matroska or WebM track's first frame to its end, from its ``DURATION``
+    tag (``HH:MM:SS.fraction``, written by FFmpeg and mkvmerge; ``DURATION-eng`` where the tag
+    has a language): Matroska states no duration per track otherwise. The tag is the track's end
+    time, so its start is taken off. None when the tag is missing or malformed."""
+    tags = stream.metadata
+    text = tags.get("DURATION") or next(
+        (v for k, v in tags.items() if k.upper().startswith("DURATION-")), ""
+    )
+    m = _DURATION_TAG.fullmatch(str(text).strip())
     if m is None:
         return None
     seconds = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    if stream.start_time and stream.time_base:
+        seconds -= max(0.0, float(stream.start_time * stream.time_base))
     return seconds if seconds > 0 else None
 
 

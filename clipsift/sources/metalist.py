@@ -48,6 +48,11 @@ def video_path(video: str, base: Path, where: str) -> Path:
                 "and list their paths (relative ones against `base_dir`), or use an `hf_archives` "
                 "source for a Hugging Face dataset of archive shards"
             )
+        if url.netloc not in ("", "localhost"):  # file://host/... or a relative path so written
+            raise SourceError(
+                f"{where}: {video!r} names a host ({url.netloc!r}); a file:// URL here is "
+                "file:///absolute/path, and a relative path is written without file://"
+            )
         video = unquote(url.path)
     return resolve(video, base)
 
