@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import with_defaults
 from ..io.atomic import atomic_path
-from ..io.decode import VideoError, iter_frames, open_video, seek_to
+from ..io.decode import VideoError, iter_frames, open_video, reason, seek_to
 from ..io.hdr import hdr_transfer
 from ..io.x264 import X264_THREADS, x264_options
 
@@ -237,25 +237,31 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
         return clips
     clips = clips.copy()
     todo = clips["error"].isna() & clips["split_reason"].isna()
+    fallbacks: dict[str, int] = {}
     for i in clips.index[todo]:
         row = clips.loc[i]
         dest = out_dir / f"{row['clip_id']}.mp4"
+        args = (row["source_path"], dest, row["start_time"], row["end_time"])
         try:
             if mode == "copy":
-                stream_copy(row["source_path"], dest, row["start_time"], row["end_time"])
+                try:
+                    stream_copy(*args)
+                except CopyUnsupported as exc:  # re-encoded instead: frame-exact, as MP4
+                    fallbacks[str(exc)] = fallbacks.get(str(exc), 0) + 1
+                    reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
             else:
-                reencode(
-                    row["source_path"],
-                    dest,
-                    row["start_time"],
-                    row["end_time"],
-                    crf=cfg["crf"],
-                    preset=cfg["preset"],
-                )
+                reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
             clips.loc[i, "path"] = os.fspath(dest.resolve())
         except (VideoError, av.FFmpegError) as exc:
             clips.loc[i, "error"] = f"{mode} failed: {exc}"
+    for why, n in fallbacks.items():
+        log.warning("materialize copy: %d clip(s) re-encoded instead: %s", n, why)
     return clips
+
+
+class CopyUnsupported(VideoError):
+    """The clip's codec cannot be stream-copied into an MP4 file (VP8, ProRes, DNxHR, FLV1,
+    WMV): the clip is re-encoded instead."""
 
 
 def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
@@ -296,7 +302,14 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
         packets = packets[: shown[-1] + 1] if shown else packets[:1]
         offset = packets[0].dts
         with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
-            ostream = out.add_stream_from_template(stream)
+            try:
+                # opaque: the stream's codec as it is, not looked up by its decoder's name
+                # (AV1 decodes with libdav1d, which is no encoder: "unknown codec")
+                ostream = out.add_stream_from_template(stream, opaque=True)
+            except ValueError as exc:  # FFmpeg's MP4 muxer has no tag for this codec
+                raise CopyUnsupported(
+                    f"MP4 cannot hold {stream.codec_context.name} ({reason(exc)})"
+                ) from None
             for packet in packets:
                 packet.dts -= offset
                 if packet.pts is not None:
