@@ -120,3 +120,11 @@ def test_every_codec_is_cut_sought_and_exported_like_h264(
     first = next(k for k, c in enumerate(copied) if mean_abs(c, decoded[CUT]) < 4)
     assert len(copied) - first == N - CUT
     assert mean_abs(copied[-1], decoded[N - 1]) < 4
+    if name == "vp8.webm":  # the upload captioner's `cut: copy` falls back the same way
+        from clipsift.captioners.api import UploadCaptioner
+        from clipsift.captioners.base import ClipJob
+
+        job = ClipJob("c", "v", str(path), CUT / FPS, N / FPS, FPS, N - CUT, *SIZE)
+        upload = UploadCaptioner({"api": {"upload": {"cut": "copy"}}})
+        sent = upload.clip_file(job, tmp_path)
+        assert len([f for f in iter_frames(sent)]) == N - CUT
