@@ -532,6 +532,10 @@ def hub_cache(tmp_path, monkeypatch):
         tar_file("clips/c d.MKV", b"ccc"),
         tar_file("clips/c d.json", b"{not json"),
         tar_file("readme.txt", b"hello"),
+        # what a Mac adds: resource forks beside the files, and in zips a __MACOSX folder
+        tar_file("clips/._a.mp4", b"\x00\x05\x16\x07"),
+        tar_file("__MACOSX/clips/._b.mp4", b"\x00\x05\x16\x07"),
+        tar_file(".cache/x.mp4", b"xxx"),
     ]
     make_tar(touch(repo / "snapshots" / COMMIT / "train/000.tar"), members)
     # HF_HUB_OFFLINE / HF_HUB_CACHE are read when huggingface_hub is imported: patch the constants too
