@@ -242,16 +242,11 @@ class UploadCaptioner(_ApiBase):
     def clip_file(self, job: ClipJob, tmp: Path) -> Path:
         if job.path and job.path != job.source_path and os.path.exists(job.path):
             return Path(job.path)  # materialized clip (split.materialize copy/reencode)
-        from ..split.clips import CopyUnsupported, reencode, stream_copy
+        from ..split.clips import copy_or_reencode, reencode
 
         dest = tmp / f"{job.clip_id}.mp4"
-        if self.up["cut"] == "copy":
-            try:
-                stream_copy(job.source_path, dest, job.start, job.end)
-                return dest
-            except CopyUnsupported:  # a codec MP4 cannot hold (VP8, ProRes): re-encoded
-                pass
-        reencode(job.source_path, dest, job.start, job.end, crf=23, preset="veryfast")
+        cut = copy_or_reencode if self.up["cut"] == "copy" else reencode
+        cut(job.source_path, dest, job.start, job.end, crf=23, preset="veryfast")
         return dest
 
     def one(self, job: ClipJob, stop) -> Result:

@@ -185,15 +185,6 @@ def probe(path: str | os.PathLike) -> dict:
             out["bit_rate"] = int(container.bit_rate or ctx.bit_rate or 0) or None
             fps = stream_fps(stream)
             out["fps"] = fps or None
-            duration = None
-            if stream.duration and stream.time_base:
-                duration = float(stream.duration * stream.time_base)
-            else:
-                duration = tagged_duration(stream)
-            # the container's duration is its longest stream's: an MKV's audio may run on
-            # seconds past the picture (17 s stated for an 11-s video); the packets tell
-            if duration is None and container.duration and len(container.streams) == 1:
-                duration = container.duration / av.time_base
             first = None
             for frame in container.decode(stream):
                 first = frame
@@ -210,10 +201,7 @@ def probe(path: str | os.PathLike) -> dict:
             out["sar"] = sar
             # what a viewer sees: rotation applied, non-square pixels at the display aspect
             out["width"], out["height"] = Frame(0, 0.0, first, sar).display_size()
-            if duration is None and not stream.frames:
-                duration = packet_span(path, fps)
-            if duration is None and container.duration:
-                duration = container.duration / av.time_base
+            duration = video_duration(container, stream, path, fps)
             n = stream.frames or (round(duration * fps) if duration and fps else None)
             out["n_frames"] = int(n) if n else None
             if duration is None and n and fps:
@@ -226,6 +214,23 @@ def probe(path: str | os.PathLike) -> dict:
     except (av.FFmpegError, OSError, ValueError) as exc:
         out["error"] = f"probe failed: {reason(exc)}"
     return out
+
+
+def video_duration(container, stream, path, fps: float) -> float | None:
+    """Seconds of the picture: the stream's own duration, else its Matroska tag, else the
+    container's when the picture is its only stream, else the span of its packets (for a file
+    that counts no frames), else the container's. The container's is its longest stream's: an
+    MKV's sound may run on past the picture (17 s stated for an 11-s video)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tagged = tagged_duration(stream)
+    if tagged is not None:
+        return tagged
+    whole = container.duration / av.time_base if container.duration else None
+    if whole is not None and len(container.streams) == 1:
+        return whole
+    span = None if stream.frames else packet_span(path, fps)
+    return span if span is not None else whole
 
 
 def tagged_duration(stream) -> float | None:

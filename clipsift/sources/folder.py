@@ -50,6 +50,13 @@ def source_path(source: dict, root: Path, *, kind: str) -> Path:
     return resolve(source["path"], root)
 
 
+def hidden(name: str) -> bool:
+    """A file or folder name no one means as a video or a folder of them: a dot entry (.git,
+    macOS's ``._clip.mp4`` resource forks) or the ``__MACOSX`` folder the Finder adds to every
+    zip it makes (each fork was an error row, "cannot open")."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def list_folder(source: dict, root: Path) -> list[Item]:
     folder = source_path(source, root, kind="folder of videos")
     if not folder.is_dir():
@@ -58,12 +65,11 @@ def list_folder(source: dict, root: Path) -> list[Item]:
     exts = extensions(source)
     items = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        # hidden entries (.git, macOS "._x.mp4" resource forks) are never videos
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not hidden(d))
         if not source.get("recursive", True):
             dirnames[:] = []
         for name in sorted(filenames):
-            if name.startswith(".") or not has_ext(name, exts):
+            if hidden(name) or not has_ext(name, exts):
                 continue
             path = Path(dirpath) / name
             vid, rel = path_id(path, folder)

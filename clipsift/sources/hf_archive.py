@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from .base import Item, SourceError, slug_id, unique_sorted
 from .extract import ARCHIVE_SUFFIXES, Limits, safe_extract
-from .folder import extensions, has_ext, resolve, strip_ext
+from .folder import extensions, has_ext, hidden, resolve, strip_ext
 from .metalist import as_text, lookup
 
 log = logging.getLogger(__name__)
@@ -218,13 +218,6 @@ def _sidecar_caption(dest: Path, stem: str, members: set[str], caption_key: str)
     return None
 
 
-def _hidden(member: str) -> bool:
-    """A member no one means as a video, as a folder source skips it: under a hidden folder, a
-    dot file (macOS's ``._clip.mp4`` resource forks), or in the ``__MACOSX`` folder that the
-    Finder adds to every zip it makes (an error row per video, each "cannot open")."""
-    return any(p.startswith(".") or p == "__MACOSX" for p in member.split("/"))
-
-
 def fetch_archive(source: dict, archive: str, dest: Path) -> list[Item]:
     """Download one archive (Hub cache, retries), extract it safely into ``dest``, return its video items."""
     from huggingface_hub import hf_hub_download
@@ -265,7 +258,8 @@ def fetch_archive(source: dict, archive: str, dest: Path) -> list[Item]:
     prefix = f"hf://{repo_type}s/{repo}@{revision}/{archive}"
     items = []
     for member in members:
-        if not has_ext(member, exts) or _hidden(member):
+        # skipped as a folder source skips them: hidden files, in hidden folders or __MACOSX
+        if not has_ext(member, exts) or any(hidden(p) for p in member.split("/")):
             continue
         stem = strip_ext(member)
         items.append(

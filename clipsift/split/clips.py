@@ -244,11 +244,9 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
         args = (row["source_path"], dest, row["start_time"], row["end_time"])
         try:
             if mode == "copy":
-                try:
-                    stream_copy(*args)
-                except CopyUnsupported as exc:  # re-encoded instead: frame-exact, as MP4
-                    fallbacks[str(exc)] = fallbacks.get(str(exc), 0) + 1
-                    reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
+                why = copy_or_reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
+                if why:
+                    fallbacks[why] = fallbacks.get(why, 0) + 1
             else:
                 reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
             clips.loc[i, "path"] = os.fspath(dest.resolve())
@@ -262,6 +260,18 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
 class CopyUnsupported(VideoError):
     """The clip's codec cannot be stream-copied into an MP4 file (VP8, ProRes, DNxHR, FLV1,
     WMV): the clip is re-encoded instead."""
+
+
+def copy_or_reencode(src: str, dest: Path, start: float, end: float, **encode) -> str | None:
+    """A stream copy of the clip (:func:`stream_copy`), or, for a codec MP4 cannot hold, the
+    clip re-encoded (:func:`reencode` with ``encode``; frame-exact, as MP4). Returns why it was
+    re-encoded, or None for a copy."""
+    try:
+        stream_copy(src, dest, start, end)
+        return None
+    except CopyUnsupported as exc:
+        reencode(src, dest, start, end, **encode)
+        return str(exc)
 
 
 def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
