@@ -437,9 +437,9 @@ class TimedReader:
         return boxes
 
 
-def ocr_reader(ocr_cfg: dict, max_side: int | None = None) -> OcrReader:
+def ocr_reader(ocr_cfg: dict, max_side: int | None = None, **overrides) -> OcrReader:
     """A reader as ``scan_shard`` builds it, warmed up."""
-    reader = OcrReader.from_config(ocr_cfg, max_side=max_side or ocr_cfg["max_side"])
+    reader = OcrReader.from_config(ocr_cfg, max_side=max_side or ocr_cfg["max_side"], **overrides)
     reader.read(np.zeros((270, 480, 3), np.uint8))
     return reader
 
@@ -627,23 +627,29 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     width, side0 = scan_cfg["analysis_width"], ocr_cfg["max_side"]
     dw = min(scan_cfg["detector_width"], width)
     # the scan's OCR grid as configured, every grid frame (quiet_every_seconds null), and the
-    # configured grid at max_side 320
+    # configured grid at max_side 320, and the configured grid with the other OCR graphs
+    # (lean_graph flipped)
     q = ocr_cfg["quiet_every_seconds"]
-    grids = {"ocr now": (q, side0), "ocr full": (None, side0), "ocr 320": (q, 320)}
+    lean = ocr_cfg["lean_graph"]
+    grids = {"ocr now": (q, side0), "ocr full": (None, side0), "ocr 320": (q, 320),
+             "ocr graphs": (q, "graphs")}  # fmt: skip
     readers = {side: ocr_reader(ocr_cfg, side) for side in {side0, 320}}
+    readers["graphs"] = ocr_reader(ocr_cfg, side0, lean_graph=not lean)
     clock = time.process_time
     rng = np.random.default_rng(0)
     t: defaultdict[str, float] = defaultdict(float)
     cuts: dict[str, list] = {"det": [], "small": []}
     texts: dict[str, set] = {k: set() for k in grids}
     n_ocr: dict[str, int] = dict.fromkeys(grids, 0)
+    boxes: dict[str, list] = {k: [] for k in grids}
     for path in paths:
         fps = probe(path)["fps"] or 30.0
         det, small = make_detector(scan_cfg, fps), make_detector(scan_cfg, fps)
         ocr = {
-            k: OcrGrid("v", readers[side], ocr_cfg["every_seconds"], quiet, side)
+            k: OcrGrid("v", readers[side], ocr_cfg["every_seconds"], quiet,
+                       side0 if side == "graphs" else side)
             for k, (quiet, side) in grids.items()
-        }
+        }  # fmt: skip
         n = 0
         for fr in iter_frames(path):
             # the first call after the decode costs more (cold caches), and frame types repeat
@@ -664,6 +670,7 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
             rows = grid.rows()
             n_ocr[k] += len(rows)
             texts[k] |= {b["text"] for r in rows for b in json.loads(r["boxes"])}
+            boxes[k] += [(r["frame"], [b["box"] for b in json.loads(r["boxes"])]) for r in rows]
         cuts["det"].append(det.finish(n))
         cuts["small"].append(small.finish(n))
     skip = scan_cfg["skip_loop_filter"]
@@ -715,6 +722,15 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
             f"max_side 320: {n_ocr['ocr 320']} frames {sorted(texts['ocr 320'])}",
             t["ocr 320"],
             "same grid (quiet_every_seconds as configured); texts found in brackets",
+        ),
+        (
+            "OCR graphs",
+            f"lean_graph {lean}: {sorted(texts['ocr now'])}",
+            t["ocr now"],
+            f"lean_graph {not lean}: {n_ocr['ocr graphs']} frames {sorted(texts['ocr graphs'])}",
+            t["ocr graphs"],
+            "same grid and size; the models as shipped or folded (clipsift.filters.ocr_graph); "
+            + ("boxes identical" if boxes["ocr now"] == boxes["ocr graphs"] else "BOXES DIFFER"),
         ),
     ]
 

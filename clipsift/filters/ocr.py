@@ -21,7 +21,7 @@ from .ocr_reader import OcrReader, is_text_like
 # others (min_chars, min_conf, stable_iou, ...) are applied again by the ocr step to those rows,
 # so changing them never decodes the videos again.
 SCAN_KEYS = ("threshold", "lang", "max_side", "box_thresh", "width_scale", "gpu", "every_seconds",
-             "quiet_every_seconds")  # fmt: skip
+             "quiet_every_seconds", "lean_graph")  # fmt: skip
 
 
 def text_area_ratio(boxes: Sequence[dict], width: int, height: int) -> float:
