@@ -123,6 +123,23 @@ def test_a_file_written_as_it_was_recorded_has_its_duration(tmp_path, luma_video
     assert times == pytest.approx([2.0 + i / FPS for i in range(5)], abs=0.002)
 
 
+def test_a_bare_h264_stream_is_an_error_row_that_says_to_remux_it(tmp_path):
+    """A ``.h264`` file (a camera module's or an encoder's output without a container) has no
+    frame times: every decoded frame is at 0 s, so it stays an error row, one that says why and
+    what to do."""
+    path = tmp_path / "bare.h264"
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for y in LUMA[:30]:
+            img = np.full((48, 64), int(y), np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="gray")))
+        out.mux(stream.encode())
+    p = probe(path)
+    assert p["duration"] is None and p["width"] == 64
+    assert "H.264 elementary stream" in p["error"] and "remux" in p["error"]
+
+
 @pytest.mark.parametrize("tags,start", [(True, 0), (False, 0), (True, 2)])
 def test_a_matroska_file_whose_sound_runs_on_has_the_pictures_duration(
     tmp_path, luma_video, tags, start

@@ -208,12 +208,29 @@ def probe(path: str | os.PathLike) -> dict:
                 duration = n / fps
             out["duration"] = duration
             if not duration or duration <= 0:
-                raise VideoError("zero duration")
+                raise VideoError(no_duration(container))
     except VideoError as exc:
         out["error"] = str(exc)
     except (av.FFmpegError, OSError, ValueError) as exc:
         out["error"] = f"probe failed: {reason(exc)}"
     return out
+
+
+# FFmpeg's demuxers of bare codec streams: no container, so no frame times
+ELEMENTARY = {"h264": "H.264", "hevc": "HEVC", "vvc": "H.266", "av1": "AV1", "mpegvideo": "MPEG"}
+
+
+def no_duration(container) -> str:
+    """The error of a video without a duration; a bare elementary stream (``.h264``, ``.hevc``:
+    what a camera module or an encoder writes without a container) has no frame times at all,
+    and remuxing it is the fix."""
+    name = ELEMENTARY.get(container.format.name)
+    if name is None:
+        return "zero duration"
+    return (
+        f"zero duration: a bare {name} elementary stream has no frame times; remux it into MP4 "
+        "or MKV (e.g. ffmpeg -framerate <fps> -i <file> -c copy out.mp4)"
+    )
 
 
 def video_duration(container, stream, path, fps: float) -> float | None:
