@@ -42,9 +42,9 @@ class Builder:
         self.k += 1
         return f"t{self.k}"
 
-    def scalar(self, v: float) -> str:
+    def scalar(self, v: float, shape=(1,)) -> str:
         out = self.name()
-        t = numpy_helper.from_array(np.array([v], np.float32))
+        t = numpy_helper.from_array(np.full(shape, v, np.float32))
         self.nodes.append(helper.make_node("Constant", [], [out], value=t))
         return out
 
@@ -63,10 +63,11 @@ class Builder:
         ]
         return self.op("Conv", x, w, b, kernel_shape=[k, k], pads=[k // 2] * 4, group=group)
 
-    def affine(self, x: str) -> str:
+    def affine(self, x: str, scale: float | None = None, shape=(1,)) -> str:
         """Paddle's learnable affine block: Mul(scale, x) then Add(x, bias)."""
-        y = self.op("Mul", self.scalar(float(RNG.uniform(0.3, 2))), x)
-        return self.op("Add", y, self.scalar(float(RNG.uniform(-1, 1))))
+        scale = float(RNG.uniform(0.3, 2)) if scale is None else scale
+        y = self.op("Mul", self.scalar(scale, shape), x)
+        return self.op("Add", y, self.scalar(float(RNG.uniform(-1, 1)), shape))
 
     def hardswish(self, x: str) -> str:
         clip = self.op(
@@ -74,9 +75,10 @@ class Builder:
         )
         return self.op("Div", self.op("Mul", x, clip), self.scalar(6.0))
 
-    def model(self, outputs: list[str], c: int) -> bytes:
+    def model(self, outputs: list[str], c: int, rank: int = 4) -> bytes:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])
-        outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, c, 9, 9]) for o in outputs]
+        shape = [1] * (rank - 4) + [1, c, 9, 9]
+        outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, shape) for o in outputs]
         g = helper.make_graph(self.nodes, "g", [x], outs, self.inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
         m.ir_version = 8
@@ -119,6 +121,39 @@ def test_a_value_that_another_node_also_reads_is_not_folded_away(tmp_path):
     x = RNG.normal(0, 2, (1, 4, 9, 9)).astype(np.float32)
     for got, want in zip(run(lean, x), run(model, x), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_what_a_fold_would_change_is_left_as_it_is(tmp_path):
+    """A rank-5 'scalar' broadcasts the output to rank 5, and b / s of a tiny scale does not fit
+    a float32: neither block is folded, and the outputs stay."""
+    b = Builder()
+    y = b.affine(b.conv("x", 4, 4, 3), shape=(1, 1, 1, 1, 1))
+    model = b.model([y], 4, rank=5)
+    lean = lean_bytes(tmp_path, model)
+    assert ops(lean) == ops(model)
+    x = RNG.normal(0, 2, (1, 4, 9, 9)).astype(np.float32)
+    (want,), (got,) = run(model, x), run(lean, x)
+    assert got.shape == want.shape == (1, 1, 4, 9, 9)
+
+    b = Builder()
+    h = b.hardswish(b.affine(b.conv("x", 4, 4, 3)))
+    y = b.conv(b.affine(h, scale=1e-39), 4, 4, 3, group=4)
+    model = b.model([y], 4)
+    lean = lean_bytes(tmp_path, model)
+    assert ops(lean) == Counter({"Conv": 2, "HardSwish": 1, "Mul": 1, "Add": 1})
+    (want,), (got,) = run(model, x), run(lean, x)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_the_rewrite_replaced_are_left_out(tmp_path):
+    b = Builder()
+    y = b.conv(b.affine(b.hardswish(b.affine(b.conv("x", 4, 8, 3)))), 8, 8, 1)
+    model = b.model([y], 8)
+    m = onnx.load_from_string(lean_bytes(tmp_path, model))
+    used = {i for n in m.graph.node for i in n.input}
+    assert m.graph.initializer and all(i.name in used for i in m.graph.initializer)
+    assert len(m.graph.initializer) == 4  # two convs' new weights and biases
 
 
 def test_a_graph_without_the_patterns_keeps_its_operators(tmp_path):
@@ -197,3 +232,13 @@ def with_text_frame() -> np.ndarray:
     from test_ocr_evidence import bgr_texture, with_text
 
     return with_text(bgr_texture("stone", 3), "SALE ENDS FRIDAY", 18, "sign", None)[0]
+
+
+def test_lean_graphs_that_onnx_runtime_refuses_run_as_shipped(monkeypatch, caplog):
+    import clipsift.filters.ocr_reader as reader_mod
+
+    monkeypatch.setattr(reader_mod, "_lean", lambda path: b"not a model")
+    with caplog.at_level("WARNING", logger="clipsift.filters.ocr_reader"):
+        boxes = OcrReader().read(with_text_frame())
+    assert "do not load, the models run as shipped" in caplog.text
+    assert any(b["text_like"] for b in boxes)

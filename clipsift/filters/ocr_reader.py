@@ -145,13 +145,45 @@ def _package_model(kind: str) -> Path:
     return root / cfg[kind.capitalize()]["model_path"]
 
 
-@functools.lru_cache(maxsize=4)
 def _lean(path: str) -> bytes:
-    """:func:`~clipsift.filters.ocr_graph.lean_model`, once per process per model (a shard job
-    builds one reader; the tests and the benches build many)."""
+    """:func:`~clipsift.filters.ocr_graph.lean_model`, once per process per model file (a shard
+    job builds one reader; the tests and the benches build many)."""
+    st = os.stat(path)
+    return _lean_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _lean_cached(path: str, size: int, mtime_ns: int) -> bytes:
     from .ocr_graph import lean_model
 
     return lean_model(path)
+
+
+def _lean_engine(make, kwargs: dict):
+    """``make(**kwargs)`` (RapidOCR) on the lean graphs of its detector and recogniser (the
+    shipped ones, or ``rec_model_path``). A model that the rewrite or ONNX Runtime refuses in
+    its lean form runs as shipped, with a warning: slower, the same boxes."""
+    models = {"det_model_path": _package_model("det"),
+              "rec_model_path": kwargs.get("rec_model_path") or _package_model("rec")}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="clipsift-ocr-") as tmp:
+        lean = {}
+        for key, path in models.items():
+            try:
+                graph = _lean(str(path))
+            except Exception as exc:
+                log.warning("%s runs as shipped: no lean graph (%s)", path, exc)
+                continue
+            lean[key] = os.path.join(tmp, f"{key}.onnx")
+            with open(lean[key], "wb") as f:
+                f.write(graph)
+        try:
+            # ONNX Runtime reads the files when it builds its sessions, here
+            return make(**(kwargs | lean))
+        except Exception as exc:
+            if not lean:
+                raise
+            log.warning("the lean OCR graphs do not load, the models run as shipped (%s)", exc)
+    return make(**kwargs)
 
 
 class OcrReader:
@@ -214,22 +246,7 @@ class OcrReader:
         if rec_keys_path:
             kwargs["rec_keys_path"] = rec_keys_path
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        with tempfile.TemporaryDirectory(prefix="clipsift-ocr-") as tmp:
-            if lean_graph:
-                # the same detector and recogniser in fewer operators (ocr_graph): ONNX Runtime
-                # reads the files when it builds its sessions, here
-                models = {"det_model_path": _package_model("det"),
-                          "rec_model_path": rec_model_path or _package_model("rec")}  # fmt: skip
-                for key, path in models.items():
-                    try:
-                        lean = _lean(str(path))
-                    except Exception as exc:  # a model the rewrite does not know: run it as is
-                        log.warning("%s runs as shipped: no lean graph (%s)", path, exc)
-                        continue
-                    kwargs[key] = os.path.join(tmp, f"{key}.onnx")
-                    with open(kwargs[key], "wb") as f:
-                        f.write(lean)
-            self._engine = RapidOCR(**kwargs)
+        self._engine = _lean_engine(RapidOCR, kwargs) if lean_graph else RapidOCR(**kwargs)
         _fast_det_input(self._engine.text_det)
         self.threshold = threshold
         self.max_side = max_side
