@@ -297,6 +297,75 @@ def test_joined_files_whose_clock_restarts_are_an_error_not_wrong_clips(tmp_path
     assert scenes["error"].isna().all() and list(scenes["start_frame"]) == [0, 45, 0, 45]
 
 
+def _size_switches(path, parts: list[tuple[int, int]], n: int = 60, fps: int = 25) -> None:
+    """One pan over one texture, coded at each size of ``parts`` in turn (``n`` frames each):
+    MPEG-TS parts joined as a broadcast's SD/HD switch or a video call's resolution change
+    arrive, one stream whose picture size changes. Each part is muxed on its own, so each starts
+    0.2 s after the last frame before it (the muxer's own delays would otherwise overlap)."""
+    from fractions import Fraction
+
+    from clipsift.textures import busy_texture
+
+    texture = busy_texture("foliage", 7, 360, 900)  # RGB
+    data = b""
+    for k, (w, h) in enumerate(parts):
+        part = path.parent.parent / f"{path.stem}-part{k}.ts"  # outside the source folder
+        with av.open(str(part), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.time_base = Fraction(1, 90000)
+            for i in range(n):
+                j = k * n + i
+                view = texture[:, 3 * j : 3 * j + 480]  # 4:3, 3 px per frame to the right
+                if w * 3 != h * 4:  # 16:9: the middle band of the same view
+                    view = view[(360 - 270) // 2 : (360 + 270) // 2]
+                img = cv2.resize(np.ascontiguousarray(view), (w, h), interpolation=cv2.INTER_AREA)
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame.pts, frame.time_base = round((j / fps + 0.2 * k) * 90000), stream.time_base
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode())
+        data += part.read_bytes()
+    path.write_bytes(data)
+
+
+def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path):
+    """A stream whose picture size changes mid-way (4:3 SD, then 16:9 HD, then SD again) crashed
+    the scan (the detector compared frames of two sizes), and the shard's scan failed 3 times.
+    Now each change is a cut even where the picture goes on (a pan), every clip has the size of
+    its frames (its metadata and its file), and a whole-video clip, which would hold two sizes,
+    is an error row."""
+    from clipsift.split.clips import scenes_to_clips
+
+    src = tmp_path / "videos" / "switch.ts"
+    src.parent.mkdir()
+    _size_switches(src, [(480, 360), (1280, 720), (480, 360)])
+    assert [f.av_frame.width for f in iter_frames(src)][58:62] == [480, 480, 1280, 1280]
+
+    scenes, frames, *_ = scan_video(str(src), "v", 25.0, with_defaults("scan", None))
+    scenes = pd.DataFrame(scenes)
+    assert list(scenes["start_frame"]) == [0, 60, 120]  # the pan alone has no cut
+    assert [(r.width, r.height) for r in scenes.itertuples()] == [
+        (480, 360),
+        (1280, 720),
+        (480, 360),
+    ]
+    source = pd.DataFrame([{"video_id": "v", "path": str(src), "fps": 25.0, "width": 480,
+                            "height": 360, "duplicate_of": None, "error": None}])  # fmt: skip
+    frames = pd.DataFrame(frames, columns=["video_id", "frame", "time", "luma"])
+    whole = scenes_to_clips(scenes, source, {"mode": "whole"}, frames)
+    assert whole["error"].iloc[0].startswith("the picture size changes (480x360, 1280x720)")
+
+    work = tmp_path / "run"
+    cfg = base_config([{"name": "s", "type": "folder", "path": str(src.parent)}], lean=True)
+    run_snakemake(work, cfg)
+    meta = pd.read_parquet(work / "results" / "dataset" / "metadata.parquet")
+    assert list(meta["width"]) == [480, 1280, 480] and list(meta["height"]) == [360, 720, 360]
+    for row in meta.itertuples():
+        with av.open(str(work / "results" / "dataset" / row.file)) as c:
+            assert (c.streams.video[0].width, c.streams.video[0].height) == (row.width, row.height)
+            assert c.streams.video[0].frames == 60
+
+
 @pytest.mark.parametrize("fps", [None, float("nan"), 0.0])
 def test_a_video_without_a_frame_rate_is_scanned(tmp_path, fps):
     """A stream that states no rate no longer fails its whole shard's scan: clip times are the

@@ -107,15 +107,33 @@ def scenes_to_clips(
         group = group.sort_values("scene")
         times = frame_times(group, times_of.get(video_id), float(base["fps"] or 0) or 30.0)
         if whole:
-            rows.append(_whole_video(video_id, base, cfg, times))
+            rows.append(_whole_video(video_id, base, cfg, times, group))
         else:
             rows += _video_clips(video_id, group, base, cfg, times)
     return pd.DataFrame(rows, columns=CLIP_COLUMNS)
 
 
-def _whole_video(video_id: str, base: dict, cfg: dict, times: np.ndarray) -> dict:
+def scene_size(scene: dict) -> tuple[int, int] | None:
+    """A scene row's display (width, height); None from a scan that did not record it."""
+    w, h = scene.get("width"), scene.get("height")
+    if w is None or h is None or pd.isna(w) or pd.isna(h):
+        return None
+    return int(w), int(h)
+
+
+def _whole_video(
+    video_id: str, base: dict, cfg: dict, times: np.ndarray, scenes: pd.DataFrame
+) -> dict:
     """``split.mode: whole``: the video from its first frame to its last is one clip, named by
-    the video's id (a trainer's sample id is then the video's)."""
+    the video's id (a trainer's sample id is then the video's). A video whose picture size
+    changes is an error row: a clip has one size."""
+    sizes = list(dict.fromkeys(s for s in map(scene_size, scenes.to_dict("records")) if s))
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for w, h in sizes)
+        return base | {"clip_id": video_id, "error": f"the picture size changes ({listed}): a "
+                       "whole-video clip has one size (split.mode: scenes cuts at each change)"}  # fmt: skip
+    if sizes:
+        base = base | {"width": sizes[0][0], "height": sizes[0][1]}
     n = len(times) - 1
     base = base | {"frame_rate_mode": rate_mode(times)}
     short = n <= 0 or times[n] - times[0] < cfg["min_seconds"] - 1e-6
@@ -173,6 +191,9 @@ def _video_clips(
     out, k = [], 0
     for sc in scenes.to_dict("records"):
         first, end = int(sc["start_frame"]), int(sc["end_frame"])
+        size = scene_size(sc)
+        if size is not None:  # the scene's own picture size (a video's can change: scan.py)
+            base = base | {"width": size[0], "height": size[1]}
         # trim only the sides that border a cut, not the start or end of the video
         if first > 0:
             first += trim

@@ -49,6 +49,8 @@ SCENE_COLUMNS = [
     "end_time",
     "n_frames",
     "decode_errors",
+    "width",
+    "height",
     "error",
 ]
 FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
@@ -103,13 +105,6 @@ def scan_video(
         # still come from the decoder's timestamps
         log.warning("%s: unknown frame rate (%r); sampling as at 30 fps", video_id, fps)
         fps = 30.0
-    detector = make_detector(cfg, fps)
-    tcfg = cfg["transitions"]
-    blends = (
-        TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
-        if tcfg["enabled"]
-        else None
-    )
     meter = FlowMeter(method=cfg["flow"], preset=cfg["flow_preset"])
     sampled = SampleGrid(max(1, round(fps / cfg["sample_fps"])), cfg["skip_loop_filter"])
     stride = cfg["luma_stride"]
@@ -120,13 +115,20 @@ def scan_video(
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
     clock = ClockCheck()
+    part = None  # the run of frames of one picture size (a Geometry)
+    parts: list[Geometry] = []
     for fr in iter_frames(path, errors=damaged, skip_loop_filter=sampled.skip):
         clock.push(fr.index, fr.time)
+        size = fr.display_size()
+        if part is None or size != part.size:
+            # a new picture size (a video call's resolution switch, a broadcast's SD/HD
+            # change): a cut, and the frame comparisons start again at it
+            part = Geometry(fr.index, size, cfg, fps)
+            parts.append(part)
+            prev_gray, pending = None, None
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
-        detector.push(fr.index, bgr)
-        if blends is not None:
-            blends.push(fr.index, gray, fr.sdr_table)
+        part.push(fr, gray, bgr)
         times.append(fr.time)
         lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
         if fr.index % stride == 0:
@@ -147,9 +149,47 @@ def scan_video(
         raise VideoError(f"no decodable frame{': ' + damaged[0] if damaged else ''}")
     if damaged:
         log.warning("%s: %d damaged packet(s) skipped (%s)", video_id, len(damaged), damaged[0])
-    bounds = _scene_bounds(detector.finish(n), lumas, blends, cfg)
+    if len(parts) > 1:
+        sizes = ", ".join(f"{p.label} from frame {p.start}" for p in parts[:6])
+        log.info("%s: the picture size changes %d time(s) (%s%s): a cut at each", video_id,
+                 len(parts) - 1, sizes, ", ..." if len(parts) > 6 else "")  # fmt: skip
+    ends = [p.start for p in parts[1:]] + [n]
+    bounds = [b for p, end in zip(parts, ends, strict=True) for b in p.bounds(end, lumas, cfg)]
+    if not bounds:
+        raise VideoError("no scene: every frame is part of a transition or blank")
     scenes = _scenes(bounds, times, video_id, fps, decode_errors=len(damaged))
+    for sc in scenes:
+        part = next(p for p in reversed(parts) if p.start <= sc["start_frame"])
+        sc["width"], sc["height"] = part.size
     return scenes, frames, samples, texts.rows() if texts is not None else []
+
+
+class Geometry:
+    """The frames of a video from ``start`` on that have one display ``size``: a scene detector
+    and a transition finder of their own (they compare each frame with those before it, at one
+    size), fed frame indices counted from ``start``."""
+
+    def __init__(self, start: int, size: tuple[int, int], cfg: dict, fps: float):
+        self.start, self.size = start, size
+        self.label = f"{size[0]}x{size[1]}"
+        self.detector = make_detector(cfg, fps)
+        tcfg = cfg["transitions"]
+        self.blends = (
+            TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
+            if tcfg["enabled"]
+            else None
+        )
+
+    def push(self, fr, gray: np.ndarray, bgr: np.ndarray) -> None:
+        self.detector.push(fr.index - self.start, bgr)
+        if self.blends is not None:
+            self.blends.push(fr.index - self.start, gray, fr.sdr_table)
+
+    def bounds(self, end: int, lumas: list[float], cfg: dict) -> list[tuple[int, int]]:
+        """Scenes ``[a, b)`` of frames ``start`` to ``end``, in the video's frame indices."""
+        own = _scene_bounds(self.detector.finish(end - self.start), lumas[self.start : end],
+                            self.blends, cfg)  # fmt: skip
+        return [(a + self.start, b + self.start) for a, b in own]
 
 
 class OcrGrid:
@@ -270,15 +310,14 @@ def _sample(fr, analysis_width: int, video_id: str) -> dict:
 
 def _scene_bounds(bounds: list, lumas: list[float], blends, cfg: dict) -> list:
     """The detector's scenes less what is not a scene: cuts made by a flash merged (with
-    ``merge_flash_cuts``), and the frames of fades, dissolves and blanks cut out."""
+    ``merge_flash_cuts``), and the frames of fades, dissolves and blanks cut out (none left
+    when every frame is one)."""
     flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
     if cfg["merge_flash_cuts"]:
         bounds = merge_flash_cuts(bounds, flashes)
     if blends is not None:
         # a flash frame is blank too, but it stays in its clip for the flash filter to judge
         bounds = cut_out(bounds, blends.finish(exclude=flashes))
-    if not bounds:
-        raise VideoError("no scene: every frame is part of a transition or blank")
     return bounds
 
 
@@ -352,7 +391,8 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     if samples.empty:
         samples = pd.DataFrame(columns=["video_id", "frame", "time"])
     texts = pd.DataFrame(all_texts, columns=OCR_COLUMNS)
-    for col in ("frame", "start_frame", "end_frame", "scene", "n_frames", "decode_errors"):
+    for col in ("frame", "start_frame", "end_frame", "scene", "n_frames", "decode_errors", "width",
+                "height"):  # fmt: skip
         for df in (scenes, frames, samples, texts):
             if col in df:
                 df[col] = df[col].astype("Int64")
