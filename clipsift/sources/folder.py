@@ -64,10 +64,21 @@ def list_folder(source: dict, root: Path) -> list[Item]:
         raise SourceError(f"source {source.get('name')!r}: {folder} {what}; fix `path`")
     exts = extensions(source)
     items = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    # subfolders that are symlinks are followed (datasets are often assembled from links to
+    # other disks; os.walk's default skipped them, and their videos, without a word), each
+    # real folder once: a link back up (a loop) or a second link to one folder adds nothing
+    seen = {os.path.realpath(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not hidden(d))
         if not source.get("recursive", True):
             dirnames[:] = []
+        kept = []
+        for d in dirnames:
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if hidden(name) or not has_ext(name, exts):
                 continue
