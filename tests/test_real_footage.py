@@ -314,6 +314,7 @@ def _size_switches(path, parts: list[tuple[int, int]], n: int = 60, fps: int = 2
             stream = out.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             stream.time_base = Fraction(1, 90000)
+            stream.options = {"g": "25"}  # a keyframe every second, as broadcasts have
             for i in range(n):
                 j = k * n + i
                 view = texture[:, 3 * j : 3 * j + 480]  # 4:3, 3 px per frame to the right
@@ -332,8 +333,8 @@ def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path)
     """A stream whose picture size changes mid-way (4:3 SD, then 16:9 HD, then SD again) crashed
     the scan (the detector compared frames of two sizes), and the shard's scan failed 3 times.
     Now each change is a cut even where the picture goes on (a pan), every clip has the size of
-    its frames (its metadata and its file), and a whole-video clip, which would hold two sizes,
-    is an error row."""
+    its frames (its metadata and its file), a copied clip holds no frame of the part before,
+    and a whole-video clip, which would hold two sizes, is an error row."""
     from clipsift.split.clips import scenes_to_clips
 
     src = tmp_path / "videos" / "switch.ts"
@@ -354,6 +355,13 @@ def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path)
     frames = pd.DataFrame(frames, columns=["video_id", "frame", "time", "luma"])
     whole = scenes_to_clips(scenes, source, {"mode": "whole"}, frames)
     assert whole["error"].iloc[0].startswith("the picture size changes (480x360, 1280x720)")
+    # materialize: copy starts at the last keyframe at or before the clip (each part starts with
+    # one): the MPEG-TS seek landed a GOP early, and the HD clip began with 8 SD frames
+    for sc in scenes.itertuples():
+        stream_copy(str(src), tmp_path / "copy.mp4", sc.start_time, sc.end_time)
+        with av.open(str(tmp_path / "copy.mp4")) as c:
+            sizes = [(f.width, f.height) for f in c.decode(video=0)]
+        assert sizes == [(sc.width, sc.height)] * 60
 
     work = tmp_path / "run"
     cfg = base_config([{"name": "s", "type": "folder", "path": str(src.parent)}], lean=True)

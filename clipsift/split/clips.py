@@ -296,7 +296,8 @@ def copy_or_reencode(src: str, dest: Path, start: float, end: float, **encode) -
 
 
 def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
-    """Remux packets from the keyframe at or before ``start`` up to ``end`` (keyframe-accurate).
+    """Remux packets from the last keyframe at or before ``start`` up to ``end``
+    (keyframe-accurate).
 
     In decode order a B-frame shown before ``end`` can follow a frame shown after it, so packets
     are taken while their decode time is before ``end``; the ones after the last packet shown
@@ -329,6 +330,10 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
             back = max(1.0, 2 * back)
         if not packets:
             raise VideoError("no keyframe in range")
+        # from the last keyframe shown at or before start: a seek that landed early (MPEG-TS,
+        # AVI) put whole GOPs of the shot before into the clip
+        packets = packets[max((i for i, p in enumerate(packets) if p.is_keyframe and
+                               p.pts is not None and secs(p.pts) <= start + 1e-4), default=0):]  # fmt: skip
         shown = [i for i, p in enumerate(packets) if p.pts is not None and secs(p.pts) < end]
         packets = packets[: shown[-1] + 1] if shown else packets[:1]
         offset = packets[0].dts
