@@ -32,7 +32,7 @@ from clipsift.io.frames import full_range, yuv_bits
 from clipsift.painting import all_frames
 from clipsift.sample import Segment, copy_as, render_video, write_lossless
 from clipsift.scorers.technical import frame_technical
-from clipsift.split.clips import reencode, stream_copy
+from clipsift.split.clips import copy_or_reencode, reencode, stream_copy
 from clipsift.split.scan import scan_video
 
 LEAN = {
@@ -297,28 +297,31 @@ def test_joined_files_whose_clock_restarts_are_an_error_not_wrong_clips(tmp_path
     assert scenes["error"].isna().all() and list(scenes["start_frame"]) == [0, 45, 0, 45]
 
 
-def _size_switches(path, parts: list[tuple[int, int]], n: int = 60, fps: int = 25) -> None:
+def _size_switches(path, parts: list[tuple], n: int = 60, fps: int = 25) -> None:
     """One pan over one texture, coded at each size of ``parts`` in turn (``n`` frames each):
     MPEG-TS parts joined as a broadcast's SD/HD switch or a video call's resolution change
     arrive, one stream whose picture size changes. Each part is muxed on its own, so each starts
-    0.2 s after the last frame before it (the muxer's own delays would otherwise overlap)."""
+    0.2 s after the last frame before it (the muxer's own delays would otherwise overlap).
+    A part ``(w, h, sar)`` has non-square pixels: its view is the one a viewer sees at w x sar."""
     from fractions import Fraction
 
     from clipsift.textures import busy_texture
 
     texture = busy_texture("foliage", 7, 360, 900)  # RGB
     data = b""
-    for k, (w, h) in enumerate(parts):
+    for k, (w, h, *sar) in enumerate(parts):
+        sar = Fraction(sar[0]) if sar else Fraction(1)
         part = path.parent.parent / f"{path.stem}-part{k}.ts"  # outside the source folder
         with av.open(str(part), "w", format="mpegts") as out:
             stream = out.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.codec_context.sample_aspect_ratio = sar
             stream.time_base = Fraction(1, 90000)
             stream.options = {"g": "25"}  # a keyframe every second, as broadcasts have
             for i in range(n):
                 j = k * n + i
                 view = texture[:, 3 * j : 3 * j + 480]  # 4:3, 3 px per frame to the right
-                if w * 3 != h * 4:  # 16:9: the middle band of the same view
+                if w * sar * 3 != h * 4:  # 16:9: the middle band of the same view
                     view = view[(360 - 270) // 2 : (360 + 270) // 2]
                 img = cv2.resize(np.ascontiguousarray(view), (w, h), interpolation=cv2.INTER_AREA)
                 frame = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -329,12 +332,15 @@ def _size_switches(path, parts: list[tuple[int, int]], n: int = 60, fps: int = 2
     path.write_bytes(data)
 
 
-def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path):
+def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path, monkeypatch):
     """A stream whose picture size changes mid-way (4:3 SD, then 16:9 HD, then SD again) crashed
     the scan (the detector compared frames of two sizes), and the shard's scan failed 3 times.
     Now each change is a cut even where the picture goes on (a pan), every clip has the size of
     its frames (its metadata and its file), a copied clip holds no frame of the part before,
     and a whole-video clip, which would hold two sizes, is an error row."""
+    from clipsift.filters.ocr import ocr_shard
+    from clipsift.filters.ocr_reader import OcrReader
+    from clipsift.models.runner import FrameModel, _decode_group, _groups
     from clipsift.split.clips import scenes_to_clips
 
     src = tmp_path / "videos" / "switch.ts"
@@ -355,13 +361,35 @@ def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path)
     frames = pd.DataFrame(frames, columns=["video_id", "frame", "time", "luma"])
     whole = scenes_to_clips(scenes, source, {"mode": "whole"}, frames)
     assert whole["error"].iloc[0].startswith("the picture size changes (480x360, 1280x720)")
+    # also where a part has no scene of its own (all blank): the whole clip spans it
+    later = scenes_to_clips(scenes.iloc[1:2], source, {"mode": "whole"}, frames)
+    assert later["error"].iloc[0].startswith("the picture size changes (480x360, 1280x720)")
     # materialize: copy starts at the last keyframe at or before the clip (each part starts with
-    # one): the MPEG-TS seek landed a GOP early, and the HD clip began with 8 SD frames
+    # one): the MPEG-TS seek landed a GOP early, and the HD clip began with 8 SD frames. A clip
+    # of another size than the stream's header is re-encoded: the copy kept the SD header.
+    how = []
     for sc in scenes.itertuples():
-        stream_copy(str(src), tmp_path / "copy.mp4", sc.start_time, sc.end_time)
+        how.append(copy_or_reencode(str(src), tmp_path / "copy.mp4", sc.start_time, sc.end_time))
         with av.open(str(tmp_path / "copy.mp4")) as c:
+            head = (c.streams.video[0].width, c.streams.video[0].height)
             sizes = [(f.width, f.height) for f in c.decode(video=0)]
-        assert sizes == [(sc.width, sc.height)] * 60
+        assert sizes == [(sc.width, sc.height)] * 60 and head == (sc.width, sc.height)
+    assert how == [None, "the clip's pictures are 1280x720, the stream's header 480x360", None]
+
+    # stages that read frames by time read each clip at its own size (they read every clip of
+    # a video at the first one's: a 4:3 clip after a 16:9 one came out squashed)
+    clips = scenes_to_clips(scenes, source, {"min_seconds": 1.0}, frames)
+    seek = with_defaults("filters", None)["ocr"] | {"frames": "first_middle_last"}
+    read, shapes = OcrReader.read, []
+    monkeypatch.setattr(OcrReader, "read", lambda self, img: shapes.append(img.shape[:2]) or
+                        read(self, img))  # fmt: skip
+    ocr_shard(clips, seek)
+    assert sorted(shapes) == [(270, 480)] * 3 + [(360, 480)] * 6  # 3 frames of each clip
+    model = FrameModel(preprocess=lambda imgs: {im.shape[:2] for im in imgs}, forward=None,
+                       short_side=180)  # fmt: skip
+    for path, group in _groups(clips, group=8):
+        done = _decode_group((path, group), model, 2)
+        assert all(done[c.clip_id] == {(180, round(180 * c.width / c.height))} for c in group)
 
     work = tmp_path / "run"
     cfg = base_config([{"name": "s", "type": "folder", "path": str(src.parent)}], lean=True)
@@ -372,6 +400,24 @@ def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path)
         with av.open(str(work / "results" / "dataset" / row.file)) as c:
             assert (c.streams.video[0].width, c.streams.video[0].height) == (row.width, row.height)
             assert c.streams.video[0].frames == 60
+
+
+def test_a_pixel_aspect_change_mid_stream_is_followed(tmp_path):
+    """MPEG-TS states no pixel aspect of its own, and a broadcast's can change: 16:9 SD
+    (720x576, anamorphic 64:45), then square-pixel HD, then 4:3 SD (same coded size, 16:15).
+    The first frame's aspect was used throughout: the HD part came out 1820x720, stretched
+    1.42 times, in the scan's scenes and in every frame read by time."""
+    src = tmp_path / "videos" / "dvb.ts"
+    src.parent.mkdir()
+    _size_switches(src, [(720, 576, "64/45"), (1280, 720), (720, 576, "16/15")], n=40)
+    scenes, *_ = scan_video(str(src), "v", 25.0, with_defaults("scan", None))
+    sizes = [(sc["start_frame"], sc["width"], sc["height"]) for sc in scenes]
+    assert sizes[:2] == [(0, 1024, 576), (40, 1280, 720)]
+    # the aspect-only change: the decoder's aspect may move up to two frames early
+    assert len(sizes) == 3 and 78 <= sizes[2][0] <= 80 and sizes[2][1:] == (768, 576)
+    times = [f.time for f in iter_frames(src)]
+    imgs = read_frames_at(src, [times[10], times[50], times[110]], size=320, fmt="rgb")
+    assert [im.shape[:2] for im in imgs] == [(180, 320), (180, 320), (240, 320)]
 
 
 @pytest.mark.parametrize("fps", [None, float("nan"), 0.0])

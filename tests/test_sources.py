@@ -75,20 +75,25 @@ def test_folder_recursive_extensions_and_ids(tmp_path):
 
 def test_folder_follows_linked_subfolders_once(tmp_path):
     """Subfolders that are symlinks (a dataset assembled from links to other disks) were skipped
-    without a word; they are followed now, each real folder once, so a link back up (a loop)
-    or a second link to the same folder lists nothing twice."""
-    vids, disk = tmp_path / "vids", tmp_path / "disk2"
-    touch(vids / "own" / "a.mp4")
+    without a word; they are followed now, each real folder once, so a second link to the same
+    folder lists nothing twice. A link into the folder itself (a ``latest`` link) renames
+    nothing, and a link back up (a loop) or to a folder that holds the source adds nothing."""
+    vids, disk = tmp_path / "data" / "vids", tmp_path / "disk2"
+    touch(vids / "2024" / "12" / "a.mp4")
+    touch(tmp_path / "data" / "elsewhere" / "z.mp4")
     touch(disk / "b.mp4")
     touch(disk / "deep" / "c.mp4")
     (vids / "linked").symlink_to(disk, target_is_directory=True)
     (vids / "again").symlink_to(disk, target_is_directory=True)  # the same folder twice
+    (vids / "latest").symlink_to(vids / "2024" / "12", target_is_directory=True)  # inward
+    (vids / "parent").symlink_to(tmp_path / "data", target_is_directory=True)  # holds vids
     (disk / "deep" / "up").symlink_to(vids, target_is_directory=True)  # a loop
-    (vids / "clip.mp4").symlink_to(vids / "own" / "a.mp4")  # a linked file: listed, as before
-    items = list_items({"name": "f", "type": "folder", "path": "vids"}, root=tmp_path)
+    (disk / "deep" / "side").symlink_to(disk, target_is_directory=True)  # a loop in the link
+    (vids / "clip.mp4").symlink_to(vids / "2024" / "12" / "a.mp4")  # a linked file, as before
+    items = list_items({"name": "f", "type": "folder", "path": "data/vids"}, root=tmp_path)
     rel = sorted(it.extra["relpath"] for it in items)
     # "again" sorts first, so it is the path the linked folder is listed under
-    assert rel == ["again/b.mp4", "again/deep/c.mp4", "clip.mp4", "own/a.mp4"]
+    assert rel == ["2024/12/a.mp4", "again/b.mp4", "again/deep/c.mp4", "clip.mp4"]
 
 
 def test_folder_missing_and_unknown_type(tmp_path):

@@ -250,28 +250,31 @@ def ocr_shard(clips, cfg: dict) -> dict:
                 out[clip.clip_id] = {"error": skip}
             else:
                 todo.append(clip)
-        if not todo:
-            continue
-        times = [clip_frame_times(c, cfg) for c in todo]
-        try:
-            flat = read_frames_at(
-                todo[0].source_path,
-                [t for ts in times for t in ts],
-                size=_capped(todo[0], cfg["max_side"]),
-                fmt="bgr",
-            )
-        except VideoError as exc:
-            for c in todo:
-                out[c.clip_id] = {"error": str(exc)}
-            continue
-        k = 0
-        for clip, ts in zip(todo, times, strict=True):
-            imgs = flat[k : k + len(ts)]
-            k += len(ts)
-            numbers = [frame_number(clip, t) for t in ts]
-            rec = ocr_record(imgs, numbers, reader, stable_iou=cfg["stable_iou"])
-            out[clip.clip_id] = rec | {"error": None}
-            done += 1
+        # one read per picture size: a video's size can change, and with it its clips'
+        by_size: dict[tuple, list] = {}
+        for clip in todo:
+            by_size.setdefault((clip.width, clip.height), []).append(clip)
+        for sized in by_size.values():
+            times = [clip_frame_times(c, cfg) for c in sized]
+            try:
+                flat = read_frames_at(
+                    sized[0].source_path,
+                    [t for ts in times for t in ts],
+                    size=_capped(sized[0], cfg["max_side"]),
+                    fmt="bgr",
+                )
+            except VideoError as exc:
+                for c in sized:
+                    out[c.clip_id] = {"error": str(exc)}
+                continue
+            k = 0
+            for clip, ts in zip(sized, times, strict=True):
+                imgs = flat[k : k + len(ts)]
+                k += len(ts)
+                numbers = [frame_number(clip, t) for t in ts]
+                rec = ocr_record(imgs, numbers, reader, stable_iou=cfg["stable_iou"])
+                out[clip.clip_id] = rec | {"error": None}
+                done += 1
         log.info("ocr: %s, %d clips done (%.1f s)", video_id, done, time.monotonic() - t0)
     return out
 

@@ -142,7 +142,30 @@ def reason(exc: BaseException) -> str:
 def sample_aspect(stream) -> float:
     """The stream's sample (pixel) aspect ratio as a float; 1.0 when unset or invalid: the
     container's, else the bitstream's (after a quick open, known once a frame is decoded)."""
-    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return aspect_value(stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio)
+
+
+# Containers that state no pixel aspect of their own: the bitstream's is the one, and it can
+# change mid-stream (a broadcast's 16:9 anamorphic SD, then square-pixel HD).
+BITSTREAM_ASPECT = frozenset({"mpegts", "mpeg", "mpegvideo", "h264", "hevc"})
+
+
+def frame_aspect(follow: bool, stream, av_frame, known: float) -> float:
+    """The pixel aspect of ``av_frame``: ``known`` (the stream's, as read at its first frame),
+    except where ``follow`` (a container of :data:`BITSTREAM_ASPECT`): there the decoder's
+    current aspect applies to a frame of the decoder's current size. PyAV hands out no aspect
+    per frame, and the decoder's runs a frame or two ahead of the frames it returns at a change
+    (they keep ``known``, the last frame's)."""
+    if not follow:
+        return known
+    ctx = stream.codec_context
+    if (ctx.width, ctx.height) != (av_frame.width, av_frame.height):
+        return known
+    return aspect_value(ctx.sample_aspect_ratio)
+
+
+def aspect_value(sar) -> float:
+    """A sample aspect ratio as a float; 1.0 when unset or out of bounds."""
     try:
         value = float(sar) if sar else 1.0
     except (TypeError, ZeroDivisionError):
@@ -325,7 +348,8 @@ def iter_frames(
         stream,
     ):
         fps = stream_fps(stream) or 30.0
-        sar = None  # read once the first frame is decoded (a quick open)
+        sar = None  # read once the first frame is decoded (a quick open), then per frame
+        follow = container.format.name in BITSTREAM_ASPECT
         counted = counted_times(container)
         seek = start and not counted
         if seek:
@@ -345,8 +369,7 @@ def iter_frames(
                     break
                 if seek and base is None:
                     base = int(round(t * fps)) - n
-                if sar is None:
-                    sar = sample_aspect(stream)
+                sar = frame_aspect(follow, stream, av_frame, sar or sample_aspect(stream))
                 yield Frame(base + n if seek else n, t, av_frame, sar)
         except av.FFmpegError as exc:
             raise VideoError(f"decode failed: {reason(exc)}") from exc
@@ -503,6 +526,7 @@ def read_frames_at(
     with open_video(path, quick=True) as (container, stream):
         fps = stream_fps(stream) or 30.0
         counted = counted_times(container)  # then one pass from the start, in ascending time
+        follow = container.format.name in BITSTREAM_ASPECT
         decoder = None
         current = before = None  # the last two decoded (time, frame), in order
         # the longest keyframe interval seen (s): seeking closer than that gains nothing
@@ -540,7 +564,8 @@ def read_frames_at(
                     raise VideoError(f"decode failed: {reason(exc)}") from exc
             if chosen is None:
                 raise VideoError(f"no frame at {target:.3f}s")
-            frame = Frame(0, chosen[0], chosen[1], sample_aspect(stream))
+            sar = frame_aspect(follow, stream, chosen[1], sample_aspect(stream))
+            frame = Frame(0, chosen[0], chosen[1], sar)
             if fmt == "gray":
                 img = frame.gray(size if isinstance(size, int) else None)
                 if isinstance(size, tuple):

@@ -61,12 +61,14 @@ def clip_times(clip, n: int) -> list[float]:
 
 
 def _groups(clips, group: int) -> list[tuple[str, list]]:
-    """Clips grouped by source video (first-appearance order), at most ``group`` per item."""
-    by_path: dict[str, list] = {}
+    """Clips grouped by source video and picture size (first-appearance order), at most
+    ``group`` per item: one read decodes a group at one size (a video's picture size can
+    change, and with it its clips')."""
+    by_path: dict[tuple, list] = {}
     for clip in clips.itertuples(index=False):
-        by_path.setdefault(clip.source_path, []).append(clip)
+        by_path.setdefault((clip.source_path, clip.width, clip.height), []).append(clip)
     items = []
-    for path, cl in by_path.items():
+    for (path, *_), cl in by_path.items():
         for i in range(0, len(cl), max(1, group)):
             items.append((path, cl[i : i + group]))
     return items

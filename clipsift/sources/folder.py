@@ -57,6 +57,15 @@ def hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
+def _inward_link(path: str, root: str) -> bool:
+    """Whether ``path`` is a symlink to ``root`` (a real path), a folder inside it, or a folder
+    that holds it."""
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep) or root.startswith(real + os.sep)
+
+
 def list_folder(source: dict, root: Path) -> list[Item]:
     folder = source_path(source, root, kind="folder of videos")
     if not folder.is_dir():
@@ -64,21 +73,23 @@ def list_folder(source: dict, root: Path) -> list[Item]:
         raise SourceError(f"source {source.get('name')!r}: {folder} {what}; fix `path`")
     exts = extensions(source)
     items = []
-    # subfolders that are symlinks are followed (datasets are often assembled from links to
-    # other disks; os.walk's default skipped them, and their videos, without a word), each
-    # real folder once: a link back up (a loop) or a second link to one folder adds nothing
-    seen = {os.path.realpath(folder)}
+    # Subfolders that are symlinks to folders elsewhere are followed (datasets are assembled
+    # from links to other disks; os.walk's default skipped them, and their videos, without a
+    # word). A link into the folder itself is not: its videos are listed under their own paths
+    # (a `latest` link must not rename them), and a link to a folder that holds this one is a
+    # loop. Each real folder is listed once, under the first path the sorted walk reaches.
+    root = os.path.realpath(folder)
+    walked: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not hidden(d))
+        real = os.path.realpath(dirpath)
+        if real in walked:  # a second link to a folder elsewhere
+            dirnames[:] = []
+            continue
+        walked.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not hidden(d) and
+                             not _inward_link(os.path.join(dirpath, d), root))  # fmt: skip
         if not source.get("recursive", True):
             dirnames[:] = []
-        kept = []
-        for d in dirnames:
-            real = os.path.realpath(os.path.join(dirpath, d))
-            if real not in seen:
-                seen.add(real)
-                kept.append(d)
-        dirnames[:] = kept
         for name in sorted(filenames):
             if hidden(name) or not has_ext(name, exts):
                 continue

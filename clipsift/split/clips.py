@@ -128,10 +128,13 @@ def _whole_video(
     the video's id (a trainer's sample id is then the video's). A video whose picture size
     changes is an error row: a clip has one size."""
     sizes = list(dict.fromkeys(s for s in map(scene_size, scenes.to_dict("records")) if s))
-    if len(sizes) > 1:
-        listed = ", ".join(f"{w}x{h}" for w, h in sizes)
-        return base | {"clip_id": video_id, "error": f"the picture size changes ({listed}): a "
-                       "whole-video clip has one size (split.mode: scenes cuts at each change)"}  # fmt: skip
+    # every size of the video, also of parts with no scene left (all blank); an older scan
+    # recorded its scenes' sizes only
+    every = scenes["video_sizes"].iloc[0] if "video_sizes" in scenes else None
+    labels = every.split() if isinstance(every, str) else [f"{w}x{h}" for w, h in sizes]
+    if len(labels) > 1:
+        return base | {"clip_id": video_id, "error": f"the picture size changes ({', '.join(labels)}):"
+                       " a whole-video clip has one size (split.mode: scenes cuts at each change)"}  # fmt: skip
     if sizes:
         base = base | {"width": sizes[0][0], "height": sizes[0][1]}
     n = len(times) - 1
@@ -336,6 +339,14 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
                                p.pts is not None and secs(p.pts) <= start + 1e-4), default=0):]  # fmt: skip
         shown = [i for i, p in enumerate(packets) if p.pts is not None and secs(p.pts) < end]
         packets = packets[: shown[-1] + 1] if shown else packets[:1]
+        coded = first_picture_size(stream, packets)
+        if coded is not None and coded != (stream.codec_context.width, stream.codec_context.height):
+            # the MP4 would carry the stream's first size in its header (and H.264's parameter
+            # sets of that size) over pictures of another: a stream whose size changes
+            head = f"{stream.codec_context.width}x{stream.codec_context.height}"
+            raise CopyUnsupported(
+                f"the clip's pictures are {coded[0]}x{coded[1]}, the stream's header {head}"
+            )
         offset = packets[0].dts
         with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
             try:
@@ -352,6 +363,21 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
                     packet.pts -= offset
                 packet.stream = ostream
                 out.mux(packet)
+
+
+def first_picture_size(stream, packets) -> tuple[int, int] | None:
+    """Coded (width, height) of the first picture ``packets`` decode to, on a decoder of its
+    own (None when none decodes in the first few packets)."""
+    ctx = av.CodecContext.create(stream.codec_context.name, "r")
+    if stream.codec_context.extradata:
+        ctx.extradata = stream.codec_context.extradata
+    try:
+        for packet in [*packets[:8], None]:
+            for frame in ctx.decode(packet):
+                return frame.width, frame.height
+    except av.FFmpegError:
+        return None
+    return None
 
 
 def reencode(

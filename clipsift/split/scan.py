@@ -51,6 +51,7 @@ SCENE_COLUMNS = [
     "decode_errors",
     "width",
     "height",
+    "video_sizes",
     "error",
 ]
 FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
@@ -158,9 +159,13 @@ def scan_video(
     if not bounds:
         raise VideoError("no scene: every frame is part of a transition or blank")
     scenes = _scenes(bounds, times, video_id, fps, decode_errors=len(damaged))
+    # every size of the video, also of parts left without a scene (all blank): a whole-video
+    # clip spans them (split.mode whole)
+    every = " ".join(dict.fromkeys(p.label for p in parts))
     for sc in scenes:
         part = next(p for p in reversed(parts) if p.start <= sc["start_frame"])
         sc["width"], sc["height"] = part.size
+        sc["video_sizes"] = every
     return scenes, frames, samples, texts.rows() if texts is not None else []
 
 
