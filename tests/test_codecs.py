@@ -128,3 +128,27 @@ def test_every_codec_is_cut_sought_and_exported_like_h264(
         upload = UploadCaptioner({"api": {"upload": {"cut": "copy"}}})
         sent = upload.clip_file(job, tmp_path)
         assert len([f for f in iter_frames(sent)]) == N - CUT
+
+
+def test_a_copy_from_the_start_of_a_matroska_file_with_b_frames(tmp_path, pictures):
+    """Matroska leaves the first packet's decode time out where B-frames follow: the copy
+    skipped that packet, the video's first keyframe, and a clip in the first GOP failed ("no
+    keyframe in range") or held one frame. Every frame of the first shot is there now."""
+    path = tmp_path / "h264.mkv"
+    opts = {"x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2", "crf": "20"}
+    encode(path, pictures, "libx264", "yuv420p", opts, {})
+    with av.open(str(path)) as c:
+        assert next(c.demux(video=0)).dts is None  # as Matroska has it
+    decoded = [f.rgb() for f in iter_frames(path)]
+    rows = [{"clip_id": f"c{k}", "source_path": str(path), "start_time": a / FPS,
+             "end_time": CUT / FPS, "error": None, "split_reason": None, "path": None}
+            for k, a in enumerate((0, 5))]  # fmt: skip
+    cfg = {"materialize": "copy", "crf": 18, "preset": "veryfast"}
+    done = materialize(pd.DataFrame(rows), tmp_path / "clips", cfg)
+    assert done["error"].isna().all(), list(done["error"])
+    for path_out in done["path"]:
+        copied = [f.rgb() for f in iter_frames(path_out)]
+        # from the first keyframe, frame 0: every frame of the shot, in order
+        assert len(copied) >= CUT and all(
+            mean_abs(c, decoded[i]) < 4 for i, c in enumerate(copied[:CUT])
+        )

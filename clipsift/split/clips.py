@@ -320,11 +320,12 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
             seek_to(container, stream, at)
             packets = []
             for packet in container.demux(stream):
-                if packet.dts is None:
+                # Matroska leaves the first packet's decode time out where B-frames follow
+                # (filled in below): skipping it skipped the video's first keyframe
+                decoded_at = packet.dts if packet.dts is not None else packet.pts
+                if decoded_at is None or (not packets and not packet.is_keyframe):
                     continue
-                if not packets and not packet.is_keyframe:
-                    continue
-                if secs(packet.dts) >= end:
+                if secs(decoded_at) >= end:
                     break
                 packets.append(packet)
             first = packets[0].pts if packets else None
@@ -347,6 +348,7 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
             raise CopyUnsupported(
                 f"the clip's pictures are {coded[0]}x{coded[1]}, the stream's header {head}"
             )
+        fill_decode_times(packets, stream)
         offset = packets[0].dts
         with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
             try:
@@ -363,6 +365,26 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
                     packet.pts -= offset
                 packet.stream = ostream
                 out.mux(packet)
+
+
+def fill_decode_times(packets: list, stream) -> None:
+    """Give packets without a decode time one, a frame apart from their neighbours in decode
+    order (MP4 needs them; a Matroska stream with B-frames leaves the first one's out). Raises
+    :class:`CopyUnsupported` where that would decode a frame after it is shown."""
+    rate = stream.average_rate or stream.guessed_rate or 25
+    step = next((p.duration for p in packets if p.duration), None) or max(
+        1, round(1 / (float(rate) * stream.time_base))
+    )
+    known = next((i for i, p in enumerate(packets) if p.dts is not None), None)
+    if known is None:
+        raise CopyUnsupported("no packet states a decode time")
+    for i in range(known - 1, -1, -1):
+        packets[i].dts = packets[i + 1].dts - step
+    for i in range(known + 1, len(packets)):
+        if packets[i].dts is None:
+            packets[i].dts = packets[i - 1].dts + step
+    if any(p.pts is not None and p.dts > p.pts for p in packets):
+        raise CopyUnsupported("decode times cannot be inferred for the packets")
 
 
 def first_picture_size(stream, packets) -> tuple[int, int] | None:
