@@ -152,3 +152,25 @@ def test_a_copy_from_the_start_of_a_matroska_file_with_b_frames(tmp_path, pictur
         assert len(copied) >= CUT and all(
             mean_abs(c, decoded[i]) < 4 for i, c in enumerate(copied[:CUT])
         )
+
+
+def test_copies_of_short_clips_of_an_avi_with_b_frames_hold_every_frame(tmp_path, pictures):
+    """AVI states decode times only (MPEG-4 Part 2 with B-frames, as DivX and old cameras
+    wrote): a stream copy cut by those times lost each clip's last frame. Such clips are
+    re-encoded, frame-exact."""
+    path = tmp_path / "divx.avi"
+    encode(path, pictures, "mpeg4", "yuv420p", {"b": "2000000"},
+           {"gop_size": 12, "max_b_frames": 2})  # fmt: skip
+    decoded = [f.rgb() for f in iter_frames(path)]
+    rows = [{"clip_id": f"c{a}", "source_path": str(path), "start_time": a / FPS,
+             "end_time": (a + 5) / FPS, "error": None, "split_reason": None, "path": None}
+            for a in range(1, 13)]  # fmt: skip
+    cfg = {"materialize": "copy", "crf": 18, "preset": "veryfast"}
+    done = materialize(pd.DataFrame(rows), tmp_path / "clips", cfg)
+    assert done["error"].isna().all(), list(done["error"])
+    for a, out in zip(range(1, 13), done["path"], strict=True):
+        copied = [f.rgb() for f in iter_frames(out)]
+        # each of the clip's five frames is there, in order (a copy may start earlier)
+        at = [next((k for k, c in enumerate(copied) if mean_abs(c, decoded[i]) < 4), None)
+              for i in range(a, a + 5)]  # fmt: skip
+        assert None not in at and at == sorted(at), (a, at)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import with_defaults
 from ..io.atomic import atomic_path
-from ..io.decode import VideoError, iter_frames, open_video, reason, seek_to
+from ..io.decode import VideoError, counted_times, iter_frames, open_video, reason, seek_to
 from ..io.hdr import hdr_transfer
 from ..io.x264 import X264_THREADS, x264_options
 
@@ -308,6 +308,10 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
     frame or two past ``end``).
     """
     with open_video(src) as (container, stream):
+        if counted_times(container) and stream.codec_context.has_b_frames:
+            # AVI states decode times only, and packs B-frames with the frame before them: the
+            # copies lost their last frame (DivX and old cameras' MPEG-4)
+            raise CopyUnsupported("AVI with B-frames has no presentation times to cut by")
         tb = stream.time_base
         zero = stream.start_time or 0  # times are from the stream's start, packets' are not
 
