@@ -631,10 +631,11 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
     # (lean_graph flipped)
     q = ocr_cfg["quiet_every_seconds"]
     lean = ocr_cfg["lean_graph"]
-    grids = {"ocr now": (q, side0), "ocr full": (None, side0), "ocr 320": (q, 320),
-             "ocr graphs": (q, "graphs")}  # fmt: skip
-    readers = {side: ocr_reader(ocr_cfg, side) for side in {side0, 320}}
-    readers["graphs"] = ocr_reader(ocr_cfg, side0, lean_graph=not lean)
+    now, small = ocr_reader(ocr_cfg, side0), ocr_reader(ocr_cfg, 320)
+    other = ocr_reader(ocr_cfg, side0, lean_graph=not lean)
+    # name: (quiet_every_seconds, max_side, reader)
+    grids = {"ocr now": (q, side0, now), "ocr full": (None, side0, now),
+             "ocr 320": (q, 320, small), "ocr graphs": (q, side0, other)}  # fmt: skip
     clock = time.process_time
     rng = np.random.default_rng(0)
     t: defaultdict[str, float] = defaultdict(float)
@@ -646,10 +647,9 @@ def what_if(paths: list[str], cfg: dict, repeat: int) -> list[tuple]:
         fps = probe(path)["fps"] or 30.0
         det, small = make_detector(scan_cfg, fps), make_detector(scan_cfg, fps)
         ocr = {
-            k: OcrGrid("v", readers[side], ocr_cfg["every_seconds"], quiet,
-                       side0 if side == "graphs" else side)
-            for k, (quiet, side) in grids.items()
-        }  # fmt: skip
+            k: OcrGrid("v", reader, ocr_cfg["every_seconds"], quiet, side)
+            for k, (quiet, side, reader) in grids.items()
+        }
         n = 0
         for fr in iter_frames(path):
             # the first call after the decode costs more (cold caches), and frame types repeat

@@ -239,8 +239,9 @@ def probe(path: str | os.PathLike) -> dict:
     return out
 
 
-# FFmpeg's demuxers of bare codec streams: no container, so no frame times
-ELEMENTARY = {"h264": "H.264", "hevc": "HEVC", "vvc": "H.266", "av1": "AV1", "mpegvideo": "MPEG"}
+# FFmpeg's demuxers of bare codec streams that give no frame times (a bare MPEG-2 or MPEG-4
+# Part 2 stream, AV1 in OBU or IVF has them)
+ELEMENTARY = {"h264": "H.264", "hevc": "HEVC"}
 
 
 def no_duration(container) -> str:

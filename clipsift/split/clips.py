@@ -19,7 +19,15 @@ import pandas as pd
 
 from ..config import with_defaults
 from ..io.atomic import atomic_path
-from ..io.decode import VideoError, counted_times, iter_frames, open_video, reason, seek_to
+from ..io.decode import (
+    VideoError,
+    counted_times,
+    iter_frames,
+    open_video,
+    reason,
+    seek_to,
+    stream_fps,
+)
 from ..io.hdr import hdr_transfer
 from ..io.x264 import X264_THREADS, x264_options
 
@@ -340,8 +348,9 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
             raise VideoError("no keyframe in range")
         # from the last keyframe shown at or before start: a seek that landed early (MPEG-TS,
         # AVI) put whole GOPs of the shot before into the clip
-        packets = packets[max((i for i, p in enumerate(packets) if p.is_keyframe and
-                               p.pts is not None and secs(p.pts) <= start + 1e-4), default=0):]  # fmt: skip
+        keys = [i for i, p in enumerate(packets)
+                if p.is_keyframe and p.pts is not None and secs(p.pts) <= start + 1e-4]  # fmt: skip
+        packets = packets[keys[-1] :] if keys else packets
         shown = [i for i, p in enumerate(packets) if p.pts is not None and secs(p.pts) < end]
         packets = packets[: shown[-1] + 1] if shown else packets[:1]
         coded = first_picture_size(stream, packets)
@@ -375,9 +384,8 @@ def fill_decode_times(packets: list, stream) -> None:
     """Give packets without a decode time one, a frame apart from their neighbours in decode
     order (MP4 needs them; a Matroska stream with B-frames leaves the first one's out). Raises
     :class:`CopyUnsupported` where that would decode a frame after it is shown."""
-    rate = stream.average_rate or stream.guessed_rate or 25
     step = next((p.duration for p in packets if p.duration), None) or max(
-        1, round(1 / (float(rate) * stream.time_base))
+        1, round(1 / ((stream_fps(stream) or 25.0) * stream.time_base))
     )
     known = next((i for i, p in enumerate(packets) if p.dts is not None), None)
     if known is None:
