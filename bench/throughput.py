@@ -159,7 +159,14 @@ def generate(
     cuts: dict[str, list[int]] = {}
     for size in sizes:
         key = f"{size[0]}x{size[1]}"
-        sub = folder / (f"{key}-grain{grain:g}-seed{seed}" if grain > 0 else key)
+        # the plan's cuts depend on ``seconds``: a file rendered for another length is another
+        # video, so the length is in the folder's name (reused with other cuts, it read as 0 hits)
+        clean_dir = folder / f"{key}-{seconds:g}s"
+        sub = (
+            clean_dir.with_name(f"{clean_dir.name}-grain{grain:g}-seed{seed}")
+            if grain > 0
+            else clean_dir
+        )
         paths = []
         for k, (name, segments) in enumerate(plan(seconds, size).items()):
             path = sub / name
@@ -167,7 +174,7 @@ def generate(
             if not path.exists():
                 t0 = time.perf_counter()
                 if grain > 0:
-                    clean = folder / key / name
+                    clean = clean_dir / name
                     if not clean.exists():
                         render_video(clean, segments, fps=30, size=size, crf=CRF)
                     add_grain(clean, path, grain, seed=seed * 1000 + k)
