@@ -18,7 +18,7 @@ import pandas as pd
 from .io.decode import probe
 from .io.hashing import file_digest
 from .io.hdr import HDR_TRANSFERS
-from .sources import SourceError, fetch_archive
+from .sources import SourceError, SourceUnavailable, fetch_archive
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,10 @@ def shard_items(
             continue
         try:
             members = fetch_archive(source_cfg, row["archive"], extracted_dir(results, shard))
+        except SourceUnavailable:
+            raise  # not the archive's fault: the job fails, and a retry or the next run fetches it
         except SourceError as exc:
-            # the whole archive is unusable: one error row, the run goes on
+            # the archive itself is unusable (unsafe, a bomb, not an archive): one error row
             rows.append({**row, "video_id": f"{shard}-archive", "error": str(exc)})
             continue
         for it in members:

@@ -21,6 +21,5 @@ rule caption:
     params:
         caption=config.get("caption", {}),
         source=fetched_source,
-        max_error_share=config["max_error_share"],
     script:
         "../scripts/caption.py"

@@ -34,7 +34,6 @@ rule encode:
             for k, v in config["encode"].items()
             if k not in ("manifests", "enabled")
         },
-        max_error_share=config["max_error_share"],
         source=fetched_source,
     script:
         "../scripts/encode.py"

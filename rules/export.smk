@@ -50,7 +50,6 @@ rule export_clips:
         export={k: EXPORT[k] for k in ("max_height", "crf", "preset", "link")},
         materialize=config["split"]["materialize"],
         source=fetched_source,
-        max_error_share=config["max_error_share"],
     script:
         "../scripts/export_clips.py"
 

@@ -15,7 +15,6 @@ rule score_cpu:
     params:
         cfg=lambda w: config["scorers"][w.scorer],
         source=fetched_source,
-        max_error_share=config["max_error_share"],
     script:
         "../scripts/score.py"
 
@@ -56,6 +55,5 @@ rule score_gpu:
     params:
         cfg=lambda w: config["scorers"][w.scorer],
         source=fetched_source,
-        max_error_share=config["max_error_share"],
     script:
         "../scripts/score.py"

@@ -55,7 +55,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
         "caption",
         shard,
         [c.get("error") for c in out["clips"].values()],
-        sm.params.max_error_share,
+        sm.config["max_error_share"],
     )
     c = out["meta"]["counts"]
     log.info(

@@ -36,5 +36,5 @@ with rule_logging(snakemake) as log:  # noqa: F821
     log.info("timing: %s", {k: round(v, 2) for k, v in table.attrs.pop("timing", {}).items()})
     if len(table):
         errors = table["error"].where(table["status"].eq("error"), None)
-        check_error_share("encode", sm.wildcards.shard, errors, sm.params.max_error_share)
+        check_error_share("encode", sm.wildcards.shard, errors, sm.config["max_error_share"])
     write_parquet(sm.output.table, table)

@@ -31,7 +31,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             cache_dir=results / "cache" / "export" / shard,
             duplicates=dups[dups["shard"] == shard] if dups is not None else None,
         )
-    check_error_share("export", shard, index["error"], sm.params.max_error_share)
+    check_error_share("export", shard, index["error"], sm.config["max_error_share"])
     write_parquet(sm.output.table, index)
     log.info(
         "%d kept clips exported, %d failed",

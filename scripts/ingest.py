@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from clipsift.failures import MIN_FAILED_VIDEOS, VIDEO_CAUSES, check_error_share
 from clipsift.ingest import ingest_shard, shard_items
 from clipsift.io.atomic import write_parquet
 from clipsift.smk import results_dir, rule_logging
@@ -11,4 +12,14 @@ with rule_logging(snakemake) as log:  # noqa: F821
     items = shard_items(
         pd.read_parquet(sm.input.plan), sm.params.source, sm.wildcards.shard, results_dir(sm)
     )
-    write_parquet(sm.output[0], ingest_shard(items, hash_algo=sm.params.hash))
+    table = ingest_shard(items, hash_algo=sm.params.hash)
+    check_error_share(
+        "ingest",
+        sm.wildcards.shard,
+        table["error"],
+        sm.config["max_error_share"],
+        unit="videos",
+        causes=VIDEO_CAUSES,
+        min_failed=MIN_FAILED_VIDEOS,
+    )
+    write_parquet(sm.output[0], table)

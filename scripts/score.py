@@ -29,7 +29,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
         f"scorer {sm.wildcards.scorer}",
         sm.wildcards.shard,
         tried["error"],
-        sm.params.max_error_share,
+        sm.config["max_error_share"],
     )
     write_parquet(sm.output[0], scored)
     emb = sm.output.get("embeddings")

@@ -391,3 +391,7 @@ def test_error_share_bound():
     check_error_share("x", "s", [], 0.5)  # nothing tried
     with pytest.raises(StageFailed, match=r"2 of 3 clips failed \(67%.*First errors: a; b"):
         check_error_share("x", "s", ["a", None, "b"], 0.5)
+    # ingest counts a shard's failed videos from 3 (a last shard may hold one corrupt video)
+    check_error_share("ingest", "s", ["bad", "bad"], 0.5, unit="videos", min_failed=3)
+    with pytest.raises(StageFailed, match=r"3 of 4 videos failed \(75%.*First errors: bad\. "):
+        check_error_share("ingest", "s", ["bad"] * 3 + [None], 0.5, unit="videos", min_failed=3)

@@ -70,7 +70,16 @@ def test_probe_fields(luma_video, tiny_videos):
     assert q["fps"] == pytest.approx(10) and q["duration"] == pytest.approx(4.0, abs=0.1)
 
 
-@pytest.mark.parametrize("kind", ["empty", "garbage", "truncated", "missing", "text", "folder"])
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 12345678\n"
+)
+
+
+@pytest.mark.parametrize(
+    "kind", ["empty", "garbage", "truncated", "missing", "text", "folder", "lfs", "html"]
+)
 def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kind):
     path = tmp_path / "bad.mp4"
     if kind in ("empty", "garbage"):
@@ -81,11 +90,23 @@ def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kin
         path.write_text("this is not a video\n" * 100)
     elif kind == "folder":
         path.mkdir()
+    elif kind == "lfs":  # a Hub dataset cloned without Git LFS: pointers where videos should be
+        path.write_text(LFS_POINTER)
+    elif kind == "html":  # a failed download that saved the server's error page
+        path.write_text("\n<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n")
     p = probe(path)
     assert isinstance(p["error"], str) and p["error"]
     assert p["duration"] is None and p["width"] is None and p["n_frames"] is None
     if kind == "empty":
         assert p["error"] == "empty file"
+    if kind == "lfs":
+        assert (
+            p["error"].startswith("cannot open: a Git LFS pointer") and "git lfs pull" in p["error"]
+        )
+    if kind == "html":
+        assert p["error"] == "cannot open: an HTML page, not a video (a failed download?)"
+    if kind in ("garbage", "text"):  # nothing to tell: FFmpeg's own reason
+        assert "LFS" not in p["error"] and "HTML" not in p["error"]
 
 
 def _copy_video(src_path, out, shift: float = 0.0) -> None:

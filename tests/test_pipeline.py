@@ -397,6 +397,85 @@ def plan_cli(wd: Path, monkeypatch) -> None:
         assert cli.main(["plan", "--config", "config/config.yaml"]) == 0
 
 
+def test_an_archive_that_cannot_be_fetched_fails_its_job_and_is_fetched_next_run(
+    tmp_path, tiny_videos, monkeypatch
+):
+    """An archive the Hub cannot give now (offline here; a network outage, a 5xx after the
+    retries, a token without access) is not data about the archive: it was one error row, so
+    the shard was done and no later run fetched it again (its videos lost for good). The ingest
+    job fails with the reason, the other shards go on, and once the archive can be fetched the
+    next run ingests it."""
+    arch = tmp_path / "archives"
+    arch.mkdir()
+    files = {
+        "000.tar": make_tar(arch / "000.tar", {"a.mp4": tiny_videos["a"].read_bytes()}),
+        "001.tar": make_tar(arch / "001.tar", {"b.mp4": tiny_videos["b"].read_bytes()}),
+    }
+    cache = make_hub_cache(tmp_path / "hub", "org/clips", {"000.tar": files["000.tar"]})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = {"name": "hf", "type": "hf_archives", "repo": "org/clips", "shards": list(files),
+              "cache_dir": str(cache)}  # fmt: skip
+    wd = tmp_path / "wd"
+    cfg = base_config([source], lean=True)
+    targets = [f"results/shards/hf-00{i}/source.parquet" for i in "01"]
+    with pytest.raises(Exception):  # noqa: B017 - Snakemake raises its own error types
+        run_snakemake(wd, cfg, targets=targets)
+    assert (wd / targets[0]).exists() and not (wd / targets[1]).exists()
+    log = (wd / "results/logs/ingest/hf-001.log").read_text()
+    assert "001.tar in dataset repo org/clips@main: not in the local Hub cache" in log
+
+    make_hub_cache(cache, "org/clips", {"001.tar": files["001.tar"]})  # reachable again
+    res = run_snakemake(wd, cfg, targets=targets)
+    assert [(j.rule, j.shard) for j in res.jobs] == [("ingest", "hf-001")]
+    src = shard_table(wd, "hf-001", "source.parquet")
+    assert list(src["video_id"]) == ["hf-001-b"] and src["error"].isna().all()
+
+
+def test_a_shard_whose_videos_mostly_fail_stops_at_ingest(tmp_path, tiny_videos):
+    """A dataset cloned without Git LFS: pointer files where the videos should be. Each was an
+    error row ("cannot open: Invalid data"), and the run ended with rc 0 and a few clips. Past
+    max_error_share of a shard's videos (at least 3 of them), the ingest job stops, naming the
+    cause; raising max_error_share accepts the shard."""
+    from test_decode import LFS_POINTER
+
+    videos = tmp_path / "videos"
+    (videos / "good").mkdir(parents=True)
+    (videos / "lfs").mkdir()
+    shutil.copy(tiny_videos["a"], videos / "good" / "a.mp4")
+    shutil.copy(tiny_videos["b"], videos / "good" / "b.mp4")
+    for i in range(3):
+        (videos / "lfs" / f"p{i}.mp4").write_text(LFS_POINTER)
+
+    def ingest(wd: Path, cfg: dict) -> list[str]:
+        """Run the ingest of every shard of the plan; the shards."""
+        run_snakemake(wd, cfg, dryrun=True)  # writes the plan
+        shards = sorted(plan_shards(wd))
+        run_snakemake(wd, cfg, targets=[f"results/shards/{s}/source.parquet" for s in shards])
+        return shards
+
+    # one shard holds a.mp4 and b.mp4 with two pointers (2 of 4 failed: at most half), the
+    # other the third pointer alone (1 failed: under the 3 that count)
+    cfg = base_config([{"name": "vid", "type": "folder", "path": str(videos)}], lean=True)
+    wd = tmp_path / "wd"
+    failed = [shard_table(wd, s, "source.parquet")["error"].notna().sum() for s in ingest(wd, cfg)]
+    assert failed == [2, 1]
+
+    for i in range(3, 6):
+        (videos / "lfs" / f"p{i}.mp4").write_text(LFS_POINTER)
+    cfg["shard_size"] = 8  # one shard: 6 of 8 failed
+    wd = tmp_path / "wd8"
+    with pytest.raises(Exception):  # noqa: B017 - Snakemake raises its own error types
+        ingest(wd, cfg)
+    (shard,) = plan_shards(wd)
+    assert not (wd / f"results/shards/{shard}/source.parquet").exists()
+    log = (wd / f"results/logs/ingest/{shard}.log").read_text()
+    assert f"ingest of shard {shard}: 6 of 8 videos failed (75%, over max_error_share = 0.5)" in log
+    assert "First errors: cannot open: a Git LFS pointer, not the video: fetch the files" in log
+    cfg["max_error_share"] = 1.0
+    ingest(wd, cfg)
+    assert shard_table(wd, shard, "source.parquet")["error"].notna().sum() == 6
+
+
 def file_state(paths) -> dict:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
 

@@ -158,6 +158,18 @@ def test_changed_source_option_of_the_plan_reruns_no_shard(done):
     assert counts(res) == {"provenance": 1, "card": 1, "report": 1}
 
 
+def test_changed_max_error_share_reruns_nothing(done):
+    """Raising max_error_share accepts a shard that failed; it was a param of the score, caption,
+    encode and export rules, so every finished job of theirs ran again (scorers and encoders
+    included). The jobs read it from the config now; only the provenance records it."""
+    workdir, cfg = done
+    try:
+        res = run_snakemake(workdir, {**cfg, "max_error_share": 1.0}, dryrun=True)
+    finally:
+        write_config(workdir, cfg)
+    assert counts(res) == {"provenance": 1, "card": 1, "report": 1}
+
+
 def test_changed_split_option_does_not_decode_again(done):
     workdir, cfg = done
     changed = {**cfg, "split": {**cfg["split"], "min_seconds": 1.0}}

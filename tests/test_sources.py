@@ -18,6 +18,7 @@ import pytest
 from clipsift.sources import (
     Item,
     SourceError,
+    SourceUnavailable,
     UnsafeArchiveError,
     fetch_archive,
     hf_archive,
@@ -531,6 +532,36 @@ def test_safe_extract_not_an_archive(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"not an archive")
     with pytest.raises(SourceError, match="not a tar"):
         safe_extract(tmp_path / "x.bin", tmp_path / "out", max_member_bytes=10)
+
+
+def test_a_machine_fault_while_extracting_is_no_fault_of_the_archive(tmp_path, monkeypatch):
+    """A full disk (or a folder without write permission, an I/O error) while extracting is the
+    machine's: SourceUnavailable, which fails the ingest job (it is retried, and the next run
+    extracts again) instead of an error row that loses the archive's videos for good. An
+    archive that cannot be read is the archive's: a SourceError, an error row."""
+    import errno
+    import gzip
+
+    from helpers import make_tar as tar_of
+
+    from clipsift.sources import extract
+
+    arch = tar_of(tmp_path / "a.tar", {"a.mp4": b"x" * 100})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(extract, "_copy", full)
+        with pytest.raises(SourceUnavailable, match=r"a\.tar: cannot extract into .*No space left"):
+            safe_extract(arch, tmp_path / "out", max_member_bytes=1000)
+    assert not (tmp_path / "out").exists()
+
+    cut = tmp_path / "cut.tar.gz"  # a gzip stream cut short: the archive's fault
+    cut.write_bytes(gzip.compress(arch.read_bytes())[:-30])
+    with pytest.raises(SourceError, match="cut.tar.gz: cannot extract") as err:
+        safe_extract(cut, tmp_path / "out2", max_member_bytes=1000)
+    assert not isinstance(err.value, SourceUnavailable)
 
 
 # ---------------------------------------------------------------- fetch_archive (real huggingface_hub, offline)

@@ -81,7 +81,7 @@ def open_video(
     try:
         container = _open_input(os.fspath(path), quick)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoError(f"cannot open: {reason(exc)}") from exc
+        raise VideoError(f"cannot open: {not_a_video(path) or reason(exc)}") from exc
     try:
         stream = main_video_stream(container)
         ctx = stream.codec_context
@@ -131,6 +131,27 @@ def _discard(level: str) -> str:
     if level not in LOOP_FILTER_SKIPS:
         raise ValueError(f"skip_loop_filter {level!r}: one of {', '.join(LOOP_FILTER_SKIPS)}")
     return level
+
+
+# What a file named as a video holds instead, told by how it begins: a dataset cloned without
+# Git LFS has pointer files where its videos should be, and a failed download may save the
+# server's error page (FFmpeg says only "Invalid data found when processing input").
+_NOT_VIDEOS = (
+    (b"version https://git-lfs.github.com/spec/",
+     "a Git LFS pointer, not the video: fetch the files (git lfs pull)"),
+    (b"<!doctype html", "an HTML page, not a video (a failed download?)"),
+    (b"<html", "an HTML page, not a video (a failed download?)"),
+)  # fmt: skip
+
+
+def not_a_video(path: str | os.PathLike) -> str | None:
+    """Why the file at ``path`` is no video where its first bytes tell (:data:`_NOT_VIDEOS`)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip().lower()
+    except OSError:
+        return None
+    return next((why for start, why in _NOT_VIDEOS if head.startswith(start)), None)
 
 
 def reason(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..plugins import Plugin, Registry, UnknownPlugin
-from .base import VIDEO_EXTENSIONS, Item, SourceError, slug_id, unique_sorted
+from .base import VIDEO_EXTENSIONS, Item, SourceError, SourceUnavailable, slug_id, unique_sorted
 from .extract import UnsafeArchiveError, safe_extract
 from .hf_archive import fetch_archive, list_archives, with_retries
 
@@ -19,6 +19,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "Item",
     "SourceError",
+    "SourceUnavailable",
     "UnsafeArchiveError",
     "fetch_archive",
     "list_archives",

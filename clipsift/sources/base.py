@@ -13,6 +13,12 @@ class SourceError(Exception):
     """The source as configured cannot be read (a missing folder, a bad list): the run stops."""
 
 
+class SourceUnavailable(SourceError):
+    """A shard's videos cannot be fetched now (the network, the Hub, access, the disk), as
+    opposed to what is wrong with the archive itself: the ingest job fails and is retried, and
+    the next run fetches it again, where an error row would lose the shard for good."""
+
+
 @dataclass
 class Item:
     """One source video.

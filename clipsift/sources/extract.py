@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.atomic import atomic_dir
-from .base import SourceError
+from .base import SourceError, SourceUnavailable
 
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 ARCHIVE_SUFFIXES = (*_TAR_SUFFIXES, ".zip")
@@ -186,6 +186,10 @@ def safe_extract(
                     files.add(rel)
     except SourceError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+    except OSError as e:
+        if e.errno is not None:  # the machine's (a full disk, no permission, an I/O error)
+            raise SourceUnavailable(f"{archive.name}: cannot extract into {dest}: {e}") from e
+        raise SourceError(f"{archive.name}: cannot extract: {e}") from e  # e.g. not gzip data
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise SourceError(f"{archive.name}: cannot extract: {e}") from e
     return sorted(files)

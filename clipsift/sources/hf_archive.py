@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .base import Item, SourceError, slug_id, unique_sorted
+from .base import Item, SourceError, SourceUnavailable, slug_id, unique_sorted
 from .extract import ARCHIVE_SUFFIXES, Limits, safe_extract
 from .folder import extensions, has_ext, hidden, resolve, strip_ext
 from .metalist import as_text, lookup
@@ -243,7 +243,7 @@ def fetch_archive(source: dict, archive: str, dest: Path) -> list[Item]:
     try:
         local = with_retries(download, retries, BASE_DELAY)
     except Exception as e:
-        raise SourceError(_explain(e, where, token_env, retries)) from e
+        raise SourceUnavailable(_explain(e, where, token_env, retries)) from e
 
     mib = 1024 * 1024
     limits = Limits(
