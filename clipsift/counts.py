@@ -19,6 +19,14 @@ def rejection_tests(meta: pd.DataFrame) -> pd.Series:
     return pd.Series([[r["test"] for r in rs] for rs in rejections_of(meta)], index=meta.index)
 
 
+def source_captions_of_several_scenes(meta: pd.DataFrame) -> pd.Series:
+    """Kept clips whose training caption is the source's caption of their whole video while the
+    split found several scenes in it (a caption given per video describes every shot of it)."""
+    scenes = meta.groupby("video_id")["scene"].transform("nunique")
+    keep = meta["keep"].fillna(False).astype(bool)
+    return keep & meta["caption_source"].eq("source") & scenes.gt(1)
+
+
 def clips_per_test(reasons: pd.Series) -> dict[str, int]:
     """How many clips each test rejected (a clip counts once under each of its tests)."""
     rejected: dict[str, int] = {}
@@ -76,6 +84,10 @@ def stage_counts(
     }
     if "file" in meta:
         counts["exported"] = int((keep & meta["file"].notna()).sum())
+    if "caption_source" in meta:
+        counts["source_caption_of_several_scenes"] = int(
+            source_captions_of_several_scenes(meta).sum()
+        )
     if any(c.startswith("caption.") for c in meta.columns):  # the caption stage ran
         counts["captioned"] = int((keep & meta["caption_source"].eq("caption")).sum())
         counts["with_source_caption"] = int((keep & meta["caption_source"].eq("source")).sum())

@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import reasons
 from .config import with_defaults
-from .counts import clips_per_test, rejection_tests
+from .counts import clips_per_test, rejection_tests, source_captions_of_several_scenes
 from .io.atomic import write_json, write_jsonl, write_parquet
 from .portable import portable_table
 from .selection import clip_table, filter_records, load_json
@@ -254,6 +254,15 @@ def _training_caption(meta: pd.DataFrame) -> pd.DataFrame:
     has_src = meta["source_caption"].map(lambda v: isinstance(v, str) and bool(v.strip()))
     meta["caption"] = np.where(has_gen, generated, np.where(has_src, meta["source_caption"], None))
     meta["caption_source"] = np.where(has_gen, "caption", np.where(has_src, "source", None))
+    parts = source_captions_of_several_scenes(meta)
+    if parts.any():
+        log.warning(
+            "export: %d kept clip(s) of %d video(s) train on their video's source caption, though "
+            "the video was cut into several scenes: the caption may describe other shots (e.g. "
+            "%s). Caption the clips (caption.enabled), or keep one-shot videos whole "
+            "(split.mode: whole)",
+            int(parts.sum()), meta.loc[parts, "video_id"].nunique(), meta.loc[parts, "clip_id"].iloc[0],
+        )  # fmt: skip
     return meta.drop(columns=[c for c in ("caption.text",) if c in meta])
 
 

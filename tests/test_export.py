@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -37,7 +38,7 @@ from clipsift import card as cardmod
 from clipsift import export as ex
 from clipsift import export_clips as xc
 from clipsift import provenance as pv
-from clipsift.counts import stage_counts
+from clipsift.counts import source_captions_of_several_scenes, stage_counts
 from clipsift.io.decode import probe
 from clipsift.sample import Segment, render_video, write_corrupt
 from clipsift.split.clips import reencode
@@ -225,7 +226,7 @@ def write_shard(root: Path, shard: str, clips: pd.DataFrame, source: pd.DataFram
     return d
 
 
-def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path):
+def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path, caplog):
     v = tmp_path / "v.mp4"
     src0 = pd.DataFrame([{"video_id": "a", "source": "s", "uri": "a", "caption": "given a",
                           "hash": "h1", "codec": "h264", "rotation": 0, "duplicate_of": None},
@@ -282,7 +283,14 @@ def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path):
         selection=per("selection.parquet"), flash=[], ocr=[], captions=per("caption.json"),
         latents=per("latents.parquet"), clip_files=[str(dataset / "clips" / f"{s}.parquet") for s in shards],
     )  # fmt: skip
-    meta = ex.build_metadata(inputs, {"dedupe_across_shards": True}, dataset).set_index("clip_id")
+    with caplog.at_level(logging.WARNING, logger="clipsift.export"):
+        meta = ex.build_metadata(inputs, {"dedupe_across_shards": True}, dataset)
+    # a_0001 trains on video a's caption, and a has two scenes: said; c (one scene) is not
+    parts = source_captions_of_several_scenes(meta)
+    assert list(meta.loc[parts, "clip_id"]) == ["a_0001"]
+    assert "1 kept clip(s) of 1 video(s) train on their video's source caption" in caplog.text
+    assert "(e.g. a_0001)" in caplog.text
+    meta = meta.set_index("clip_id")
     assert list(meta.columns[:7]) == [
         "shard",
         "video_id",
@@ -339,6 +347,7 @@ def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path):
     assert counts["ingest"]["duplicates_across_shards"] == 1
     assert counts["split"] == {"clips": 5, "too_short": 1, "measurable": 4, "video_errors": 0}
     assert counts["kept"] == 2 and counts["captioned"] == 1 and counts["encoded"] == 1
+    assert counts["with_source_caption"] == counts["source_caption_of_several_scenes"] == 1
     assert counts["select"]["rejected_by"] == {"duplicate": 1, "export_failed": 1, "too_short": 1}
     stages = {r["stage"]: r["count"] for r in counts["funnel"]}
     assert stages["clips"] == 5 and stages["long enough"] == 4 and stages["not duplicates"] == 3
