@@ -213,10 +213,37 @@ def test_a_read_takes_the_frame_at_its_time_where_frames_come_fast(tmp_path):
         assert np.array_equal(img, decoded[i].gray()), i
 
 
-@pytest.mark.parametrize("ext", ["mp4", "mkv", "webm", "ts", "avi"])
+def clock_wrapped(src, dest, at: float) -> None:
+    """``src`` remuxed to MPEG-TS with its times moved so that the 33-bit clock (90 kHz, about
+    26.5 h) wraps ``at`` seconds in, as it does somewhere in one of every 26 hour-long broadcast
+    recordings. FFmpeg reads the times before the wrap below 0 (the stream starts at -``at``)."""
+    with av.open(str(src)) as inp, av.open(str(dest), "w", format="mpegts") as out:
+        video = inp.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        first = None
+        for packet in inp.demux(video):
+            if packet.dts is None:
+                continue
+            first = packet.pts if first is None else first
+            shift = round((2**33 / 90000 - at) / packet.time_base) - first
+            packet.pts, packet.dts, packet.stream = packet.pts + shift, packet.dts + shift, stream
+            out.mux(packet)  # the muxer writes the low 33 bits
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "webm", "ts", "avi", "wrapped.ts"])
 def test_seeks_land_on_the_requested_frame(tmp_path, ext):
+    """Reads by time and copies from every container; ``wrapped.ts``: an MPEG-TS whose clock
+    wraps 1.5 s in, where a seek to the start (a copy of the first clip, a read that goes back)
+    went to time 0 instead, after the wrap: 'no keyframe in range'."""
     path = tmp_path / f"pan.{ext}"
-    render_video(path, [Segment(120, seed=37, pan=(3, 0))], fps=30, size=(192, 108), gop=50)
+    if ext == "wrapped.ts":
+        render_video(tmp_path / "pan.mp4", [Segment(120, seed=37, pan=(3, 0))], fps=30,
+                     size=(192, 108), gop=50)  # fmt: skip
+        clock_wrapped(tmp_path / "pan.mp4", path, 1.5)
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].start_time * c.streams.video[0].time_base < -1.4
+    else:
+        render_video(path, [Segment(120, seed=37, pan=(3, 0))], fps=30, size=(192, 108), gop=50)
     frames = list(iter_frames(path))
     times = [f.time for f in frames]
     assert times == pytest.approx([i / 30 for i in range(120)], abs=1e-3)
@@ -234,6 +261,28 @@ def test_seeks_land_on_the_requested_frame(tmp_path, ext):
         copied = [float(f.luma().mean()) for f in iter_frames(tmp_path / "copy.mp4")]
         assert means[60] in copied or means[50] == copied[0]
         assert len(copied) >= 30
+        stream_copy(str(path), tmp_path / "first.mp4", 0.0, 1.0)  # from the file's start
+        copied = [float(f.luma().mean()) for f in iter_frames(tmp_path / "first.mp4")]
+        assert copied[:30] == means[:30]
+
+
+def test_motion_vectors_read_their_clip_from_any_start_of_the_clock(tmp_path):
+    """The motion-vector scorer sought its clip's start as a pts, not from the stream's start: on
+    an MPEG-TS whose clock wraps it started 1.5 s late and read a still shot's vectors for a pan
+    (or none), and its seek was not checked. A still shot, then a pan: the pan's clip measures
+    the same in MP4, in MPEG-TS (which starts at 1.4 s) and in one whose clock wraps."""
+    from clipsift.scorers.motion import motion_vectors
+
+    mp4 = tmp_path / "v.mp4"
+    segs = [Segment(60, seed=50), Segment(60, seed=51, pan=(4, 0))]
+    render_video(mp4, segs, fps=30, size=(192, 108), gop=25)
+    plain, wrapped = tmp_path / "v.ts", tmp_path / "w.ts"
+    render_video(plain, segs, fps=30, size=(192, 108), gop=25)
+    clock_wrapped(mp4, wrapped, 3.0)
+    got = [motion_vectors(p, 2.0, 4.0) for p in (mp4, plain, wrapped)]
+    assert got[0]["n_frames"] >= 3 and got[0]["mv_px_per_s"] == pytest.approx(120, rel=0.25)
+    assert got[2] == got[0]  # the same packets
+    assert got[1]["mv_px_per_s"] == pytest.approx(got[0]["mv_px_per_s"], rel=0.05)
 
 
 def test_damage_in_the_middle_keeps_the_rest_of_the_video(tmp_path):

@@ -477,10 +477,13 @@ def counted_times(container) -> bool:
 
 def seek_to(container, stream, at: float) -> None:
     """Seek to the keyframe at or before ``at`` seconds from the stream's start (to the file's
-    start for 0: a seek to the first pts lands late in MPEG-TS). Callers check where it landed."""
+    start for 0). Callers check where it landed."""
     try:
         if at <= 0:
-            container.seek(0)
+            # a second before the file's start: a seek to its first pts lands late in MPEG-TS,
+            # and one to 0 after it where times start below 0 (an MPEG-TS recording in which
+            # the 33-bit clock wraps is read with times below 0 up to the wrap)
+            container.seek(min(0, container.start_time or 0) - av.time_base)
         else:
             pts = int(Fraction(at).limit_denominator(10**6) / stream.time_base)
             container.seek((stream.start_time or 0) + pts, stream=stream, backward=True)

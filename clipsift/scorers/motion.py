@@ -49,7 +49,14 @@ import numpy as np
 from av.video.frame import PictureType
 
 from clipsift.config import with_defaults
-from clipsift.io.decode import VideoError, frame_time, open_video, reason, stream_fps
+from clipsift.io.decode import (
+    VideoError,
+    frame_time,
+    open_video,
+    reason,
+    seek_decode,
+    stream_fps,
+)
 
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -259,12 +266,14 @@ def motion_vectors(
         stream,
     ):
         fps = stream_fps(stream) or 30.0
-        if start > 0:
-            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+        # a verified seek, by time from the stream's start: this one went to ``start`` as a
+        # pts, a stream that starts at 1.4 s (MPEG-TS) was read from 1.4 s too early, and one
+        # whose clock wraps from -5.7 s on, 5.7 s too late; an MPEG-TS seek may land late
+        frames = seek_decode(container, stream, start) if start > 0 else container.decode(stream)
         anchor_t = None  # time of the last I or P frame
         next_t = start
         try:
-            for frame in container.decode(stream):
+            for frame in frames:
                 t = frame_time(frame, stream)
                 if t >= end - 1e-6:
                     break
