@@ -118,6 +118,14 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
     return df
 
 
+def probed_errors(items: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """The ``error`` of the videos :func:`ingest_shard` itself tried (``table`` holds one row
+    per item, in order): an item that came with an error (a refused archive, a failed
+    generation) was judged by the stage that made it, and is not ingest's to count."""
+    given = items["error"] if "error" in items else pd.Series(None, index=items.index)
+    return table["error"][[not isinstance(e, str) for e in given]]
+
+
 # The source options that the per-shard rules read: an archive source's, which (re)fetch and
 # extract its members (fetch_archive). Everything else about a source (its path, columns,
 # shard_size, ...) acts through the plan, whose shard files change only when their items do.

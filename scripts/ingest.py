@@ -3,7 +3,7 @@
 import pandas as pd
 
 from clipsift.failures import MIN_FAILED_VIDEOS, VIDEO_CAUSES, check_error_share
-from clipsift.ingest import ingest_shard, shard_items
+from clipsift.ingest import ingest_shard, probed_errors, shard_items
 from clipsift.io.atomic import write_parquet
 from clipsift.smk import results_dir, rule_logging
 
@@ -16,7 +16,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
     check_error_share(
         "ingest",
         sm.wildcards.shard,
-        table["error"],
+        probed_errors(items, table),
         sm.config["max_error_share"],
         unit="videos",
         causes=VIDEO_CAUSES,

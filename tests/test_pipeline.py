@@ -476,6 +476,27 @@ def test_a_shard_whose_videos_mostly_fail_stops_at_ingest(tmp_path, tiny_videos)
     assert shard_table(wd, shard, "source.parquet")["error"].notna().sum() == 6
 
 
+def test_ingest_counts_only_the_errors_it_found(tmp_path, tiny_videos):
+    """Items that come with an error (a refused archive, a failed generation) were judged by the
+    stage that made them (generate stops when every item fails): ingest's share of failed
+    videos counts the videos it probed itself."""
+    from clipsift.ingest import ingest_shard, probed_errors
+
+    missing = str(tmp_path / "gone.mp4")
+    items = pd.DataFrame(
+        [{"video_id": f"g-{i}", "path": None, "error": "generate: out of memory"} for i in range(3)]
+        + [{"video_id": "g-ok", "path": str(tiny_videos["a"]), "error": None},
+           {"video_id": "g-gone", "path": missing, "error": None}]
+    )  # fmt: skip
+    table = ingest_shard(items)
+    assert list(table["error"].notna()) == [True, True, True, False, True]
+    assert [e if isinstance(e, str) else None for e in probed_errors(items, table)] == [
+        None,
+        "missing file",
+    ]
+    assert len(probed_errors(items.drop(columns="error"), table)) == 5
+
+
 def file_state(paths) -> dict:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
 
