@@ -12,6 +12,12 @@ is read (Snakemake deletes the outputs of a job before it re-runs it) is counted
 Jobs running are Snakemake's own markers (``.snakemake/incomplete`` in the working directory):
 an output marked there is being written, or its job was killed (the next run redoes it).
 
+Failed jobs: a job that raises writes ``job failed`` and its traceback into its log
+(``results/logs/...``, :func:`clipsift.smk.rule_logging`), and each attempt starts its log
+afresh, so a log that holds the marker is a job whose last attempt failed. The status lists each
+with its error (a stage that stopped, `max_error_share`; a model that did not load), which a
+keep-going run otherwise leaves in Snakemake's scroll-back only.
+
 Throughput of a stage: the video-seconds of the shards it has done, except the first one (its
 start is not known), over the wall time from its first to its last done output; shown once
 those are at least 10 s apart. It reads the per-shard output times, so it is the rate of the
@@ -99,6 +105,16 @@ class StageStatus:
 
 
 @dataclass
+class FailedJob:
+    """A job whose last attempt failed: its log (relative to the results folder), when the log
+    was last written, and the error's first line."""
+
+    log: str
+    time: float
+    error: str
+
+
+@dataclass
 class RunStatus:
     results: Path
     shards: list[dict]
@@ -109,6 +125,7 @@ class RunStatus:
     clips: int
     kept: int
     running_other: int = 0
+    failed: list[FailedJob] = field(default_factory=list)
 
 
 def collect(
@@ -158,7 +175,46 @@ def collect(
         clips=sum(i.selected for i in sel),
         kept=sum(i.kept for i in sel),
         running_other=sum(running.values()),
+        failed=failed_jobs(results),
     )
+
+
+# ----------------------------------------------------------------------------- failed jobs
+
+FAILED_MARK = re.compile(r"^\S+ \S+ ERROR clipsift\.\S+: job failed$", re.M)
+TAIL_BYTES = 64 * 1024  # a traceback fits; a long log is not read whole
+
+
+def failed_jobs(results: Path) -> list[FailedJob]:
+    """The jobs under ``results/logs`` whose log ends their last attempt with an error (see the
+    module notes), newest first."""
+    out = []
+    for log in (results / "logs").rglob("*.log") if (results / "logs").is_dir() else []:
+        try:
+            with open(log, "rb") as fh:
+                size = fh.seek(0, 2)
+                fh.seek(max(0, size - TAIL_BYTES))
+                text = fh.read().decode("utf-8", "replace")
+            when = log.stat().st_mtime
+        except OSError:  # removed while read
+            continue
+        marks = list(FAILED_MARK.finditer(text))
+        if marks:
+            error = final_error(text[marks[-1].end() :])
+            out.append(FailedJob(str(log.relative_to(results)), when, error))
+    return sorted(out, key=lambda f: (-f.time, f.log))
+
+
+def final_error(traceback: str) -> str:
+    """The first line of the exception a traceback ends with, without its module path
+    (``clipsift.failures.StageFailed: ...`` -> ``StageFailed: ...``)."""
+    lines = traceback.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback ")]
+    for line in lines[starts[-1] + 1 :] if starts else lines:
+        if line.strip() and not line.startswith((" ", "\t")):
+            name, sep, message = line.partition(": ")
+            return f"{name.rsplit('.', 1)[-1]}{sep}{message}"[:400]
+    return "(no error message in the log)"
 
 
 # ----------------------------------------------------------------------------- reasons

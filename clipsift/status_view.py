@@ -53,7 +53,16 @@ def status_table(
     if st.rejections:
         lines += ["", "clip rejections by reason (a clip may have several):"]
         lines += [f"  {k:7d}  {r}" for r, k in st.rejections.most_common()]
+    if st.failed:
+        lines += ["", "failed jobs (the last attempt of each; its log under the results folder):"]
+        for job in st.failed[:SHOWN_FAILED]:
+            lines += [f"  {_ts(job.time)}  {job.log}", f"      {job.error}"]
+        if len(st.failed) > SHOWN_FAILED:
+            lines.append(f"  ... and {len(st.failed) - SHOWN_FAILED} more")
     return "\n".join(lines)
+
+
+SHOWN_FAILED = 10
 
 
 def watch(

@@ -16,6 +16,7 @@ import pytest
 from helpers import (
     all_shards_table,
     base_config,
+    clipsift_cli,
     count_frames,
     frame_times,
     gray_frames,
@@ -471,9 +472,14 @@ def test_a_shard_whose_videos_mostly_fail_stops_at_ingest(tmp_path, tiny_videos)
     log = (wd / f"results/logs/ingest/{shard}.log").read_text()
     assert f"ingest of shard {shard}: 6 of 8 videos failed (75%, over max_error_share = 0.5)" in log
     assert "First errors: cannot open: a Git LFS pointer, not the video: fetch the files" in log
+    # `clipsift status` says which job failed and why (a keep-going run scrolls it away)
+    out = clipsift_cli(wd, "status").stdout
+    assert "failed jobs (the last attempt of each" in out and f"logs/ingest/{shard}.log" in out
+    assert f"      StageFailed: ingest of shard {shard}: 6 of 8 videos failed" in out
     cfg["max_error_share"] = 1.0
     ingest(wd, cfg)
     assert shard_table(wd, shard, "source.parquet")["error"].notna().sum() == 6
+    assert "failed jobs" not in clipsift_cli(wd, "status").stdout  # the new attempt's log
 
 
 def test_ingest_counts_only_the_errors_it_found(tmp_path, tiny_videos):

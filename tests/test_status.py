@@ -266,3 +266,44 @@ def test_watch_follows_a_live_run(tmp_path, tiny_videos):
     assert any("run: active (pid" in b for b in blocks[:-1])
     last = blocks[-1]
     assert "run: none active" in last and "export: done at" in last and "| ingest | 3/3 |" in last
+
+
+def test_failed_jobs_come_from_their_logs(midrun):
+    """A job's log that ends its last attempt with rule_logging's marker and a traceback is a
+    failed job, with the first line of the last exception (chained ones included); a log of a
+    job that ran fine, or one still running, is not."""
+    from clipsift.status import failed_jobs
+
+    logs = midrun / "results" / "logs"
+    (logs / "scan").mkdir(parents=True)
+    (logs / "scan" / "s0.log").write_text("2026-12-05 10:00:00,000 INFO clipsift.scan: done\n")
+    (logs / "score" / "dover").mkdir(parents=True)
+    (logs / "score" / "dover" / "s1.log").write_text(
+        "2026-12-05 10:00:00,000 INFO clipsift.score_gpu: loading\n"
+        "2026-12-05 10:00:01,000 ERROR clipsift.score_gpu: job failed\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "OSError: no file named model.safetensors\n"
+        "\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "y.py", line 2, in <module>\n'
+        "    raise LoadError(...)\n"
+        "clipsift.generators.stage.LoadError: cannot load dover: no weights\n"
+        "  second line of the message\n"
+    )
+    (logs / "export.log").write_text(
+        "2026-12-05 10:00:02,000 ERROR clipsift.export: job failed\nTraceback (most recent "
+        'call last):\n  File "z.py", line 3, in <module>\nclipsift.export.EmptyDataset: no '
+        "clip kept: 4 clips of 3 videos\n"
+    )
+    os.utime(logs / "export.log", (T0 + 500, T0 + 500))
+    os.utime(logs / "score" / "dover" / "s1.log", (T0 + 400, T0 + 400))
+    got = [(f.log, f.error) for f in failed_jobs(midrun / "results")]
+    assert got == [
+        ("logs/export.log", "EmptyDataset: no clip kept: 4 clips of 3 videos"),
+        ("logs/score/dover/s1.log", "LoadError: cannot load dover: no weights"),
+    ]
+    text = status_table(midrun / "results", workdir=midrun)
+    assert "failed jobs" in text and "      LoadError: cannot load dover: no weights" in text
