@@ -24,7 +24,7 @@ those are at least 10 s apart. It reads the per-shard output times, so it is the
 whole cluster (or machine), not of one job.
 
 The whole table reads a few parquet footers and small columns per shard: about 5 ms of CPU a
-shard, 10 s for 2,000 shards.
+shard, 10 s for 2,000 shards; the failed jobs, the last 16 KB of every log: 0.3 s for 16,000.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def collect(
 # ----------------------------------------------------------------------------- failed jobs
 
 FAILED_MARK = re.compile(r"^\S+ \S+ ERROR clipsift\.\S+: job failed$", re.M)
-TAIL_BYTES = 64 * 1024  # a traceback fits; a long log is not read whole
+TAIL_BYTES = 16 * 1024  # a traceback fits; a long log is not read whole
 
 
 def failed_jobs(results: Path) -> list[FailedJob]:
@@ -194,10 +194,13 @@ def failed_jobs(results: Path) -> list[FailedJob]:
             with open(log, "rb") as fh:
                 size = fh.seek(0, 2)
                 fh.seek(max(0, size - TAIL_BYTES))
-                text = fh.read().decode("utf-8", "replace")
+                data = fh.read()
             when = log.stat().st_mtime
         except OSError:  # removed while read
             continue
+        if b" ERROR clipsift." not in data:  # most logs: no decoding, no pattern
+            continue
+        text = data.decode("utf-8", "replace")
         marks = list(FAILED_MARK.finditer(text))
         if marks:
             error = final_error(text[marks[-1].end() :])
