@@ -21,8 +21,10 @@ def rejection_tests(meta: pd.DataFrame) -> pd.Series:
 
 def source_captions_of_several_scenes(meta: pd.DataFrame) -> pd.Series:
     """Kept clips whose training caption is the source's caption of their whole video while the
-    split found several scenes in it (a caption given per video describes every shot of it)."""
-    scenes = meta.groupby("video_id")["scene"].transform("nunique")
+    split found several scenes in it, each long enough to be a clip (a caption given per video
+    describes every shot of it; a short intro that became no clip is left out of the count)."""
+    measured = meta["scene"].where(meta["split_reason"].isna() & meta["error"].isna())
+    scenes = measured.groupby(meta["video_id"]).transform("nunique")
     keep = meta["keep"].fillna(False).astype(bool)
     return keep & meta["caption_source"].eq("source") & scenes.gt(1)
 

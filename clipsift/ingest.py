@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .failures import MIN_FAILED_VIDEOS, VIDEO_CAUSES, check_error_share
 from .io.decode import probe
 from .io.hashing import file_digest
 from .io.hdr import HDR_TRANSFERS
@@ -118,12 +119,22 @@ def ingest_shard(items: pd.DataFrame, *, hash_algo: str = "blake2b") -> pd.DataF
     return df
 
 
-def probed_errors(items: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
-    """The ``error`` of the videos :func:`ingest_shard` itself tried (``table`` holds one row
-    per item, in order): an item that came with an error (a refused archive, a failed
-    generation) was judged by the stage that made it, and is not ingest's to count."""
+def check_probed(items: pd.DataFrame, table: pd.DataFrame, shard: str, max_share: float) -> None:
+    """Stop the ingest job (:class:`clipsift.failures.StageFailed`) when more than ``max_share``
+    of the videos it probed, and at least :data:`~clipsift.failures.MIN_FAILED_VIDEOS`, cannot
+    be read (``table``: :func:`ingest_shard` of ``items``, one row per item, in order). An item
+    that came with an error (a refused archive, a failed generation) was judged by the stage
+    that made it, and is not ingest's to count."""
     given = items["error"] if "error" in items else pd.Series(None, index=items.index)
-    return table["error"][[not isinstance(e, str) for e in given]]
+    check_error_share(
+        "ingest",
+        shard,
+        table["error"][[not isinstance(e, str) for e in given]],
+        max_share,
+        unit="videos",
+        causes=VIDEO_CAUSES,
+        min_failed=MIN_FAILED_VIDEOS,
+    )
 
 
 # The source options that the per-shard rules read: an archive source's, which (re)fetch and

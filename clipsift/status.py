@@ -183,6 +183,7 @@ def collect(
 
 FAILED_MARK = re.compile(r"^\S+ \S+ ERROR clipsift\.\S+: job failed$", re.M)
 TAIL_BYTES = 16 * 1024  # a traceback fits; a long log is not read whole
+LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")  # rule_logging's format
 
 
 def failed_jobs(results: Path) -> list[FailedJob]:
@@ -195,6 +196,14 @@ def failed_jobs(results: Path) -> list[FailedJob]:
                 size = fh.seek(0, 2)
                 fh.seek(max(0, size - TAIL_BYTES))
                 data = fh.read()
+                last = data.rstrip().rpartition(b"\n")[2]
+                if (
+                    size > TAIL_BYTES
+                    and not LOG_LINE.match(last)
+                    and b" ERROR clipsift." not in data
+                ):
+                    fh.seek(0)  # it ends in no log line, a traceback too long for the tail
+                    data = fh.read()
             when = log.stat().st_mtime
         except OSError:  # removed while read
             continue
@@ -217,7 +226,16 @@ def final_error(traceback: str) -> str:
         if line.strip() and not line.startswith((" ", "\t")):
             name, sep, message = line.partition(": ")
             return f"{name.rsplit('.', 1)[-1]}{sep}{message}"[:400]
+    # an exception group prints itself and its members after "| ", their frames indented more
+    for line in lines:
+        group = GROUP_LINE.match(line)
+        if group:
+            name, sep, message = group.group(1).partition(": ")
+            return f"{name.rsplit('.', 1)[-1]}{sep}{message}"[:400]
     return "(no error message in the log)"
+
+
+GROUP_LINE = re.compile(r"^\s*\| ([A-Za-z_][\w.]*(?:: .*)?)$")
 
 
 # ----------------------------------------------------------------------------- reasons

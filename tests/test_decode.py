@@ -78,7 +78,7 @@ LFS_POINTER = (
 
 
 @pytest.mark.parametrize(
-    "kind", ["empty", "garbage", "truncated", "missing", "text", "folder", "lfs", "html"]
+    "kind", ["empty", "garbage", "truncated", "missing", "text", "folder", "lfs", "html", "xml"]
 )
 def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kind):
     path = tmp_path / "bad.mp4"
@@ -92,8 +92,10 @@ def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kin
         path.mkdir()
     elif kind == "lfs":  # a Hub dataset cloned without Git LFS: pointers where videos should be
         path.write_text(LFS_POINTER)
-    elif kind == "html":  # a failed download that saved the server's error page
-        path.write_text("\n<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n")
+    elif kind == "html":  # a failed download that saved the server's error page (with a BOM)
+        path.write_text("\ufeff\n<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n")
+    elif kind == "xml":  # an object store's error answer
+        path.write_text('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>')
     p = probe(path)
     assert isinstance(p["error"], str) and p["error"]
     assert p["duration"] is None and p["width"] is None and p["n_frames"] is None
@@ -105,6 +107,8 @@ def test_probe_bad_input_gives_error_and_never_raises(tmp_path, tiny_videos, kin
         )
     if kind == "html":
         assert p["error"] == "cannot open: an HTML page, not a video (a failed download?)"
+    if kind == "xml":
+        assert p["error"] == "cannot open: an XML document, not a video (a failed download?)"
     if kind in ("garbage", "text"):  # nothing to tell: FFmpeg's own reason
         assert "LFS" not in p["error"] and "HTML" not in p["error"]
 

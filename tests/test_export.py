@@ -354,6 +354,22 @@ def test_build_metadata_joins_captions_latents_and_clip_files(tmp_path, caplog):
     assert stages["exported"] == stages["kept"] == 2
 
 
+def test_a_source_caption_counts_as_of_several_scenes_only_for_scenes_that_became_clips():
+    """A video whose split left a short intro (too short for a clip) and one shot: its caption is
+    the shot's. One with two shots long enough: its caption describes both."""
+    meta = pd.DataFrame(
+        {
+            "video_id": ["x", "x", "y", "y", "z"],
+            "scene": [0, 1, 0, 1, 0],
+            "split_reason": ["too_short", None, None, None, None],
+            "error": [None] * 5,
+            "keep": [False, True, True, False, True],
+            "caption_source": [None, "source", "source", None, "source"],
+        }
+    )
+    assert list(source_captions_of_several_scenes(meta)) == [False, False, True, False, False]
+
+
 def _validated(cfg: dict) -> dict:
     from snakemake.utils import validate
 

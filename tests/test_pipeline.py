@@ -486,21 +486,22 @@ def test_ingest_counts_only_the_errors_it_found(tmp_path, tiny_videos):
     """Items that come with an error (a refused archive, a failed generation) were judged by the
     stage that made them (generate stops when every item fails): ingest's share of failed
     videos counts the videos it probed itself."""
-    from clipsift.ingest import ingest_shard, probed_errors
+    from clipsift.failures import StageFailed
+    from clipsift.ingest import check_probed, ingest_shard
 
-    missing = str(tmp_path / "gone.mp4")
+    gone = [{"video_id": f"g-gone{i}", "path": str(tmp_path / f"{i}.mp4"), "error": None}
+            for i in range(3)]  # fmt: skip
     items = pd.DataFrame(
         [{"video_id": f"g-{i}", "path": None, "error": "generate: out of memory"} for i in range(3)]
-        + [{"video_id": "g-ok", "path": str(tiny_videos["a"]), "error": None},
-           {"video_id": "g-gone", "path": missing, "error": None}]
-    )  # fmt: skip
+        + [{"video_id": "g-ok", "path": str(tiny_videos["a"]), "error": None}]
+    )
     table = ingest_shard(items)
-    assert list(table["error"].notna()) == [True, True, True, False, True]
-    assert [e if isinstance(e, str) else None for e in probed_errors(items, table)] == [
-        None,
-        "missing file",
-    ]
-    assert len(probed_errors(items.drop(columns="error"), table)) == 5
+    assert list(table["error"].notna()) == [True, True, True, False]
+    check_probed(items, table, "g", 0.5)  # 0 of 1 probed failed (3 of 4 rows have an error)
+    # three missing files that ingest found itself: 3 of 4 probed videos failed
+    probed = pd.DataFrame(gone + [items.iloc[3].to_dict()])
+    with pytest.raises(StageFailed, match=r"ingest of shard g: 3 of 4 videos failed"):
+        check_probed(probed, ingest_shard(probed), "g", 0.5)
 
 
 def file_state(paths) -> dict:

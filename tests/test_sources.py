@@ -541,6 +541,7 @@ def test_a_machine_fault_while_extracting_is_no_fault_of_the_archive(tmp_path, m
     archive that cannot be read is the archive's: a SourceError, an error row."""
     import errno
     import gzip
+    import lzma
 
     from helpers import make_tar as tar_of
 
@@ -559,9 +560,14 @@ def test_a_machine_fault_while_extracting_is_no_fault_of_the_archive(tmp_path, m
 
     cut = tmp_path / "cut.tar.gz"  # a gzip stream cut short: the archive's fault
     cut.write_bytes(gzip.compress(arch.read_bytes())[:-30])
-    with pytest.raises(SourceError, match="cut.tar.gz: cannot extract") as err:
-        safe_extract(cut, tmp_path / "out2", max_member_bytes=1000)
-    assert not isinstance(err.value, SourceUnavailable)
+    # a file, then a folder of the same name (File exists); a corrupt xz stream
+    clash = tar_of(tmp_path / "clash.tar", {"a": b"x", "a/b.mp4": b"y"})
+    xz = tmp_path / "bad.tar.xz"
+    xz.write_bytes(lzma.compress(arch.read_bytes())[:40] + b"\0" * 200)
+    for bad in (cut, clash, xz):
+        with pytest.raises(SourceError, match=f"{bad.name}: cannot extract") as err:
+            safe_extract(bad, tmp_path / "out2", max_member_bytes=1000)
+        assert not isinstance(err.value, SourceUnavailable), bad.name
 
 
 # ---------------------------------------------------------------- fetch_archive (real huggingface_hub, offline)

@@ -298,12 +298,33 @@ def test_failed_jobs_come_from_their_logs(midrun):
         'call last):\n  File "z.py", line 3, in <module>\nclipsift.export.EmptyDataset: no '
         "clip kept: 4 clips of 3 videos\n"
     )
-    os.utime(logs / "export.log", (T0 + 500, T0 + 500))
-    os.utime(logs / "score" / "dover" / "s1.log", (T0 + 400, T0 + 400))
+    # an error longer than the tail that is read first; an exception group
+    (logs / "caption").mkdir()
+    (logs / "caption" / "s0.log").write_text(
+        "2026-12-05 10:00:03,000 ERROR clipsift.caption: job failed\nTraceback (most recent "
+        'call last):\n  File "c.py", line 4, in <module>\nclipsift.failures.StageFailed: '
+        + "x" * 20_000
+        + "\n"
+    )
+    (logs / "caption" / "s1.log").write_text(
+        "2026-12-05 10:00:04,000 ERROR clipsift.caption: job failed\n"
+        "  + Exception Group Traceback (most recent call last):\n"
+        '  |   File "d.py", line 6, in <module>\n'
+        "  | ExceptionGroup: two (2 sub-exceptions)\n"
+        "  +-+---------------- 1 ----------------\n"
+        "    | ValueError: a\n"
+        "    +------------------------------------\n"
+    )
+    for k, name in enumerate(
+        ("export.log", "score/dover/s1.log", "caption/s0.log", "caption/s1.log")
+    ):
+        os.utime(logs / name, (T0 + 500 - k, T0 + 500 - k))
     got = [(f.log, f.error) for f in failed_jobs(midrun / "results")]
     assert got == [
         ("logs/export.log", "EmptyDataset: no clip kept: 4 clips of 3 videos"),
         ("logs/score/dover/s1.log", "LoadError: cannot load dover: no weights"),
+        ("logs/caption/s0.log", "StageFailed: " + "x" * (400 - len("StageFailed: "))),
+        ("logs/caption/s1.log", "ExceptionGroup: two (2 sub-exceptions)"),
     ]
     text = status_table(midrun / "results", workdir=midrun)
     assert "failed jobs" in text and "      LoadError: cannot load dover: no weights" in text

@@ -141,6 +141,8 @@ _NOT_VIDEOS = (
      "a Git LFS pointer, not the video: fetch the files (git lfs pull)"),
     (b"<!doctype html", "an HTML page, not a video (a failed download?)"),
     (b"<html", "an HTML page, not a video (a failed download?)"),
+    # an object store's answer to a failed request (S3, GCS: <Error><Code>AccessDenied...)
+    (b"<?xml", "an XML document, not a video (a failed download?)"),
 )  # fmt: skip
 
 
@@ -148,7 +150,7 @@ def not_a_video(path: str | os.PathLike) -> str | None:
     """Why the file at ``path`` is no video where its first bytes tell (:data:`_NOT_VIDEOS`)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(64).lstrip().lower()
+            head = f.read(64).removeprefix(b"\xef\xbb\xbf").lstrip().lower()  # a UTF-8 BOM
     except OSError:
         return None
     return next((why for start, why in _NOT_VIDEOS if head.startswith(start)), None)
@@ -480,10 +482,12 @@ def seek_to(container, stream, at: float) -> None:
     start for 0). Callers check where it landed."""
     try:
         if at <= 0:
-            # a second before the file's start: a seek to its first pts lands late in MPEG-TS,
-            # and one to 0 after it where times start below 0 (an MPEG-TS recording in which
-            # the 33-bit clock wraps is read with times below 0 up to the wrap)
-            container.seek(min(0, container.start_time or 0) - av.time_base)
+            # to 0 (a seek to the first pts lands late in MPEG-TS), or where times start below
+            # 0, a second before the start (an MPEG-TS recording in which the 33-bit clock wraps
+            # is read with times below 0 up to the wrap, and a seek to 0 went past the wrap).
+            # Only there: AVI and FLV refuse a seek before their first index entry
+            start = container.start_time or 0
+            container.seek(start - av.time_base if start < 0 else 0)
         else:
             pts = int(Fraction(at).limit_denominator(10**6) / stream.time_base)
             container.seek((stream.start_time or 0) + pts, stream=stream, backward=True)

@@ -13,6 +13,8 @@ header may lie, and extraction stops before a chunk would pass a limit.
 
 from __future__ import annotations
 
+import errno
+import lzma
 import re
 import stat
 import tarfile
@@ -27,6 +29,14 @@ from .base import SourceError, SourceUnavailable
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 ARCHIVE_SUFFIXES = (*_TAR_SUFFIXES, ".zip")
 _CHUNK = 1 << 20
+
+
+# Errors of the machine, not of the archive, while extracting: a full disk or quota, a read-only
+# or forbidden folder, an I/O error, out of memory or file handles. The ingest job fails on them
+# (retried, and the next run extracts again); any other OSError (``File exists``, ``Is a
+# directory``, ``File name too long``: the archive's names) makes the archive an error row.
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                            errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE})  # fmt: skip
 
 
 class UnsafeArchiveError(SourceError):
@@ -187,9 +197,10 @@ def safe_extract(
     except SourceError:
         raise
     except OSError as e:
-        if e.errno is not None:  # the machine's (a full disk, no permission, an I/O error)
+        if e.errno in MACHINE_ERRNOS:
             raise SourceUnavailable(f"{archive.name}: cannot extract into {dest}: {e}") from e
-        raise SourceError(f"{archive.name}: cannot extract: {e}") from e  # e.g. not gzip data
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as e:
+        # the archive's own: not gzip data, a file and a folder of one name, a name too long
+        raise SourceError(f"{archive.name}: cannot extract: {e}") from e
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError) as e:
         raise SourceError(f"{archive.name}: cannot extract: {e}") from e
     return sorted(files)
