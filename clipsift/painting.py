@@ -33,6 +33,9 @@ class Segment:
     letterbox: tuple[int, int] = (0, 0)  # black bars: (top/bottom height, left/right width)
     fade_color: str = "black"  # "black" or "white": what the fades go through
     dissolve: int = 0  # first frames cross-fading from the previous scene (which keeps moving)
+    wipe: int = 0  # first frames wiping in over the previous scene (which keeps moving)
+    wipe_shape: str = "right"  # the edge of the wipe: "right" (a vertical edge moving right),
+    #                            "down" (a horizontal one moving down) or "iris" (a growing circle)
     texture: str = "shapes"  # "shapes", "flat" (a smooth gradient: sky, wall) or a kind of
     #                          clipsift.textures (busy, textless: fractal, foliage, ...)
     noise: float = 0.0  # sensor noise: Gaussian sigma in levels, new on every frame
@@ -154,25 +157,50 @@ def _burn_text(img: np.ndarray, layout: dict) -> None:
 def all_frames(segments: list[Segment], w: int, h: int):
     """Every RGB frame of the video in order. A scene with ``dissolve = d`` starts with d frames
     that blend the previous scene (still moving) into it: frame k of the d shows
-    ``(1 - a) * previous + a * this`` with ``a = (k + 1) / (d + 1)``."""
+    ``(1 - a) * previous + a * this`` with ``a = (k + 1) / (d + 1)``. One with ``wipe = d``
+    starts with d frames that show it inside a region covering the share ``a`` of the frame
+    (:func:`wipe_mask`) and the previous scene (still moving) outside."""
     tail: list[np.ndarray] = []  # the previous scene's frames past its end, for a dissolve
     for k, seg in enumerate(segments):
-        extra = segments[k + 1].dissolve if k + 1 < len(segments) else 0
+        nxt = segments[k + 1] if k + 1 < len(segments) else None
+        extra = (nxt.dissolve or nxt.wipe) if nxt else 0
         frames = segment_frames(seg, w, h, extra)
         for t in range(seg.frames):
             img = next(frames)
             if t < len(tail):
                 a = (t + 1) / (len(tail) + 1)
-                img = cv2.addWeighted(tail[t], 1.0 - a, img, a, 0.0)
+                if seg.wipe:
+                    img = np.where(wipe_mask(seg.wipe_shape, a, w, h)[..., None], img, tail[t])
+                else:
+                    img = cv2.addWeighted(tail[t], 1.0 - a, img, a, 0.0)
             yield img
         tail = list(frames)
+
+
+WIPE_SHAPES = ("right", "down", "iris")
+
+
+def wipe_mask(shape: str, a: float, w: int, h: int) -> np.ndarray:
+    """Where a wipe ``a`` of the way through (0-1) shows the new scene: the left ``a`` of the
+    width ("right"), the top ``a`` of the height ("down"), or a circle about the centre whose
+    radius is ``a`` of the half diagonal ("iris": it covers the corners at the end)."""
+    if shape == "right":
+        return np.broadcast_to(np.arange(w) < a * w, (h, w))
+    if shape == "down":
+        return np.broadcast_to((np.arange(h) < a * h)[:, None], (h, w))
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.hypot(xs + 0.5 - w / 2, ys + 0.5 - h / 2) < a * math.hypot(w / 2, h / 2)
 
 
 def check_segment(seg: Segment, w: int, h: int) -> None:
     if seg.frames < 1:
         raise ValueError("a segment needs at least one frame")
-    if seg.fade_in + seg.fade_out + seg.dissolve > seg.frames:
-        raise ValueError("fade_in + fade_out + dissolve longer than the segment")
+    if seg.fade_in + seg.fade_out + seg.dissolve + seg.wipe > seg.frames:
+        raise ValueError("fade_in + fade_out + dissolve + wipe longer than the segment")
+    if seg.dissolve and seg.wipe:
+        raise ValueError("a segment starts with a dissolve or a wipe, not both")
+    if seg.wipe_shape not in WIPE_SHAPES:
+        raise ValueError(f"wipe_shape {seg.wipe_shape!r}: one of {', '.join(WIPE_SHAPES)}")
     if seg.fade_color not in ("black", "white"):
         raise ValueError(f"fade_color {seg.fade_color!r}: black or white")
     if seg.rotate and any(seg.pan):

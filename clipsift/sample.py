@@ -188,11 +188,11 @@ def _stream(container, webm: bool, rate, coded: tuple[int, int], crf: int, prese
 
 
 def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:
-    cuts, fades, dissolves, flash_frames, texts, segs = [], [], [], [], [], []
+    cuts, fades, dissolves, wipes, flash_frames, texts, segs = [], [], [], [], [], [], []
     start = 0
     for k, seg in enumerate(segments):
         end = start + seg.frames
-        if k and not segments[k - 1].fade_out and not seg.fade_in and not seg.dissolve:
+        if k and not segments[k - 1].fade_out and not (seg.fade_in or seg.dissolve or seg.wipe):
             cuts.append(start)
         if seg.fade_in:
             fades.append([start, start + seg.fade_in - 1])
@@ -200,6 +200,8 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
             fades.append([end - seg.fade_out, end - 1])
         if seg.dissolve:
             dissolves.append([start, start + seg.dissolve - 1])
+        if seg.wipe:
+            wipes.append([start, start + seg.wipe - 1])
         flash_frames += sorted(start + f for f in seg.flashes)
         if seg.text:
             box = text_layout(seg.text, w, h, tuple(seg.letterbox), seg.text_scale)["box"]
@@ -217,6 +219,8 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
                 "fade_out": seg.fade_out,
                 "fade_color": seg.fade_color,
                 "dissolve": seg.dissolve,
+                "wipe": seg.wipe,
+                "wipe_shape": seg.wipe_shape if seg.wipe else None,
                 "text": seg.text,
                 "texture": seg.texture,
                 "noise": seg.noise,
@@ -241,8 +245,9 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
         "cuts": cuts,
         "fades": fades,
         "dissolves": dissolves,
-        # [first, last] frames that belong to no clean scene (fades and dissolves)
-        "transitions": sorted(fades + dissolves),
+        "wipes": wipes,
+        # [first, last] frames that belong to no clean scene (fades, dissolves and wipes)
+        "transitions": sorted(fades + dissolves + wipes),
         "flash_frames": flash_frames,
         "text": texts,
         "segments": segs,
@@ -251,7 +256,7 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
 
 
 def _transition_frames(truth: dict) -> np.ndarray:
-    """True for every frame of a fade or dissolve (older ground truth: fades only), plus one
+    """True for every frame of a fade, dissolve or wipe (older ground truth: fades only), plus one
     False past the end."""
     bad = np.zeros(truth["n_frames"] + 1, bool)
     for first, last in truth.get("transitions", truth["fades"]):
@@ -261,7 +266,7 @@ def _transition_frames(truth: dict) -> np.ndarray:
 
 def true_shots(truth: dict) -> list[tuple[int, int]]:
     """The clean shots ``[start, end)`` of a rendered video: frames between hard cuts that are
-    not part of a fade or a dissolve (what a perfect splitter keeps)."""
+    not part of a fade, a dissolve or a wipe (what a perfect splitter keeps)."""
     n = truth["n_frames"]
     bad = _transition_frames(truth)
     edges = set(truth["cuts"])
