@@ -300,8 +300,8 @@ def main(argv=None) -> int:
 
 def wipes_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
     """The default setting on :func:`wipes_corpus`: per video, and per wipe its frames and the
-    frames of it that kept clips hold (an iris's first and last frames change under 1 % of the
-    picture at the finder's 64 px)."""
+    frames of it that kept clips hold. The finder models no wipe (docs/clips.md says why): this
+    table measures what that leaves in the clips."""
     print("scanning: wipes ...", file=sys.stderr)
     truth = render(work / "wipes", size, wipes_corpus(size[0]))
     items = pd.DataFrame([{"source": "bench", "video_id": Path(n).stem, "uri": str(work / "wipes" / n),

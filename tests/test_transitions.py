@@ -61,52 +61,6 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
     assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
 
 
-def wipes_plan(fps: float, shape: str = "edges") -> list[Segment]:
-    """Wipes between moving shots alike in brightness and contrast: edges moving right (0.5 s),
-    down (1 s) and right again (0.3 s); or irises (a circle growing from the centre: 1 s, 0.5 s)."""
-    s = seconds(fps)
-    if shape == "iris":
-        return [
-            Segment(s(1.5), seed=21, pan=(40 / fps, 0)),
-            Segment(s(2.0), seed=22, wipe=s(1.0), wipe_shape="iris"),
-            Segment(s(1.5), seed=23, pan=(0, 20 / fps), wipe=s(0.5), wipe_shape="iris"),
-        ]
-    return [
-        Segment(s(1.5), seed=11, pan=(60 / fps, 0)),
-        Segment(s(1.5), seed=12, pan=(0, 30 / fps), wipe=s(0.5)),
-        Segment(s(2.0), seed=13, pan=(-45 / fps, 0), wipe=s(1.0), wipe_shape="down"),
-        Segment(s(1.5), seed=15, pan=(30 / fps, 15 / fps), wipe=s(0.3)),
-    ]
-
-
-@pytest.mark.parametrize("fps", [24, 30, 60])
-def test_wipes_are_left_out_and_shots_found_within_a_frame(tmp_path, fps):
-    """A wipe (the next shot uncovered behind an edge that sweeps the picture) was no boundary
-    at all: no frame differs much from the one before, its frames are no blend of the shots, and
-    shots alike in brightness and contrast passed no screen. One scene held both shots. Each
-    pixel of a wipe's frame is now one shot or the other, and the screens also compare colour."""
-    truth = render_video(tmp_path / "w.mp4", wipes_plan(fps), fps=fps, size=SIZE)
-    assert len(truth["wipes"]) == 3 and truth["cuts"] == []
-    scenes = scenes_of(tmp_path / "w.mp4", fps)
-    score = score_scenes(truth, scenes, min_frames=round(0.5 * fps))
-    assert score["dirty"] == 0 and score["missed"] == 0, (scenes, truth["transitions"])
-    assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
-
-
-def test_an_iris_wipe_parts_its_shots_but_may_leave_its_faintest_frames(tmp_path):
-    """An iris's first frames show a circle of a few pixels of the next shot, and its last ones
-    the corners of the last: under 1 % of the picture at the finder's 64 px, where a frame's
-    share of each shot is told. The shots are parted, and only those frames may stay in them."""
-    fps = 30
-    truth = render_video(tmp_path / "i.mp4", wipes_plan(fps, "iris"), fps=fps, size=SIZE)
-    scenes = scenes_of(tmp_path / "i.mp4", fps)
-    assert score_scenes(truth, scenes, min_frames=round(0.5 * fps))["missed"] == 0
-    for first, last in truth["wipes"]:
-        n = last - first + 1
-        middle = range(first + n // 5, last + 1 - n // 5)  # a fifth in from each end
-        assert not any(a <= f < b for f in middle for a, b in scenes), (scenes, first, last)
-
-
 def test_a_wipe_mask_uncovers_its_share_of_the_frame():
     from clipsift.painting import wipe_mask
 

@@ -188,7 +188,7 @@ class Geometry:
     def push(self, fr, gray: np.ndarray, bgr: np.ndarray) -> None:
         self.detector.push(fr.index - self.start, bgr)
         if self.blends is not None:
-            self.blends.push(fr.index - self.start, gray, fr.sdr_table, cv2.mean(bgr)[:3])
+            self.blends.push(fr.index - self.start, gray, fr.sdr_table)
 
     def bounds(self, end: int, lumas: list[float], cfg: dict) -> list[tuple[int, int]]:
         """Scenes ``[a, b)`` of frames ``start`` to ``end``, in the video's frame indices."""

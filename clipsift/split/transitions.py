@@ -1,4 +1,4 @@
-"""Gradual transitions (fades through black or white, dissolves, wipes) and blank frames.
+"""Gradual transitions (fades through black or white, dissolves) and blank frames.
 
 Cut detectors compare neighbouring frames, so a transition that spreads its change over 0.3-2 s
 either passes unseen or is cut somewhere in its middle, and its blended frames end up inside a
@@ -19,14 +19,6 @@ the clean ones beyond them); they belong to no clip. A shot's motion is measured
 of its frames, so windows are tested that long after their last frame. Frames that are one flat
 colour near black or white as seen (the dip of a fade, a blank; an HDR frame by its SDR
 levels) belong to no clip either.
-
-A wipe is no blend: an edge (or a growing circle, an iris) sweeps the picture, and every pixel
-shows one shot or the other. Where a window's frames are no blend, they are tested as that
-(:meth:`TransitionFinder._wipe_fit`): each pixel nearer one moved end than the other, and the
-share of the picture the second shot has taken in place of alpha, under the same tests of a
-steady rise, a whole ramp and its ends (contrast follows no blend there). Two shots of one
-brightness and contrast gave a window no reason to be tested (a wipe has no contrast dip), so the
-screens also compare the ends' mean colour when the caller gives it (``push(colour=...)``).
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 4.5-10 ms on footage with a transition every 3 s, as every
@@ -90,23 +82,15 @@ class TransitionFinder:
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
         self._mean = np.zeros(self._size, np.float32)
         self._std = np.zeros(self._size, np.float32)
-        self._colour = np.zeros((self._size, 3), np.float32)  # mean B, G, R (0 when not given)
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._marked: set[int] = set()
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
 
-    def push(
-        self,
-        index: int,
-        gray: np.ndarray,
-        levels: np.ndarray | None = None,
-        colour: tuple[float, float, float] | None = None,
-    ) -> None:
+    def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
         without gaps. ``levels``: the luma a viewer sees by coded level (an HDR frame's SDR
         levels, ``Frame.sdr_table``), for what is near black or white: PQ codes its white at
-        about 144. ``colour``: the frame's mean B, G, R, which tells apart two shots of one
-        brightness and contrast."""
+        about 144."""
         h, w = gray.shape[:2]
         small = cv2.resize(gray, (FINE, max(2, round(h * FINE / w))), interpolation=cv2.INTER_AREA)
         if self._fine is None:
@@ -128,7 +112,6 @@ class TransitionFinder:
         self._fine8[k] = fine8
         self._fine[k] = fine8
         self._mean[k], self._std[k] = mean, std
-        self._colour[k] = colour if colour is not None else (0.0, 0.0, 0.0)
         self._count = index + 1
         # the frames after a window show how its second shot moves
         if index - 1 - self.lag >= 0 and (index - 1 - self.lag) % self.stride == 0:
@@ -158,9 +141,6 @@ class TransitionFinder:
         sa, sm = self._std[ring], self._mean[ring]
         lo, hi = np.minimum(sa, self._std[ke]), np.maximum(sa, self._std[ke])
         differ = (np.abs(sm - self._mean[ke]) > 6) | (lo < 0.8 * hi) | (dip < 0.9 * lo)
-        # or in colour: two shots alike in brightness and contrast (a wipe between them has no
-        # contrast dip), where a pan's frames keep their colour as they keep their brightness
-        differ |= np.abs(self._colour[ring] - self._colour[ke]).max(axis=1) > 6
         for s in starts[(change >= self.min_change) & (jump < 0.5 * change) & differ]:
             self._test(int(s), e)
 
@@ -180,16 +160,10 @@ class TransitionFinder:
         ks = np.arange(s + 1, e, self.stride)  # the frames tested (all, up to 50 fps)
         x = ks - (s + 1)  # their places in the window
         mid = len(ks) // 2  # the middle frame first: most windows that fail, fail there
-        fit = self._blend_fit
-        first = fit(s, e, va, vb, [int(ks[mid])])
+        first = self._blend_fit(s, e, va, vb, [int(ks[mid])])
         if first[1].max() > self.max_residual:
-            # 2b. or a wipe: every pixel shows one shot or the other, and ``alpha`` is the share
-            # of the frame the second one has taken (:meth:`_wipe_fit`)
-            fit = self._wipe_fit
-            first = fit(s, e, va, vb, [int(ks[mid])])
-            if first[1].max() > self.max_residual:
-                return "residual"
-        rest = fit(s, e, va, vb, [int(k) for k in np.delete(ks, mid)])
+            return "residual"
+        rest = self._blend_fit(s, e, va, vb, [int(k) for k in np.delete(ks, mid)])
         if rest[1].max(initial=0.0) > self.max_residual:
             return "residual"
         alpha = np.insert(rest[0], mid, first[0])
@@ -205,15 +179,14 @@ class TransitionFinder:
         if _stalls(alpha, inside):
             return "stall"
         # 4. contrast as a blend has it: std((1 - t) a + t b) follows from the ends alone, and
-        # dips in a dissolve; moving pictures keep theirs (a wipe's frames are no blend)
+        # dips in a dissolve; moving pictures keep theirs
         cov = float(((a - a.mean()) * (b - b.mean())).mean())
         t = np.clip(alpha, 0.0, 1.0)
         pred = np.sqrt(
             np.maximum((1 - t) ** 2 * sa * sa + t * t * sb * sb + 2 * t * (1 - t) * cov, 0)
         )
         obs = self._std[ks % size]
-        blend = fit == self._blend_fit
-        if blend and np.abs(obs - pred).max() > self.max_contrast_error * max(sa, sb):
+        if np.abs(obs - pred).max() > self.max_contrast_error * max(sa, sb):
             return "contrast"
         # the blend's frames: a line fitted to alpha over the ramp's middle (0.1-0.9) meets 0
         # and 1 where the transition starts and ends; the faint first and last steps of a long
@@ -236,12 +209,12 @@ class TransitionFinder:
             n = self._same_shot(i, way, change)
             if n >= 3 * self.stride:
                 out = sorted(i + way * k for k in range(self.stride, n + 1, self.stride))
-                beyond = fit(s, e, va, vb, out)[0].astype(np.float64)
+                beyond = self._blend_fit(s, e, va, vb, out)[0].astype(np.float64)
                 at = np.asarray(out, np.float64) - out[0]
                 if np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
                     return "partial"
         if self.stride > 1:  # the ends to the frame: every frame's alpha
-            alpha = fit(s, e, va, vb, list(range(s + 1, e)))[0]
+            alpha = self._blend_fit(s, e, va, vb, list(range(s + 1, e)))[0]
             line = _line(alpha, np.arange(len(alpha)), len(alpha))
             if line is None:
                 return "steps"
@@ -303,54 +276,6 @@ class TransitionFinder:
         alpha = (f * d).sum(axis=1) / np.maximum((d * d).sum(axis=1), 1e-6)
         resid = np.abs(f - alpha[:, None] * d).mean(axis=1)
         return alpha, resid / np.maximum(np.abs(d).mean(axis=1), 1e-6)
-
-    def _wipe_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
-        """The share of frames ``ks`` that shows the second shot, and their relative residual,
-        as wipes between the moved ends: each pixel is the nearer of the two. The share is of
-        the picture's area, each pixel on the side of the pixels around it where the ends differ
-        clearly (elsewhere both ends look alike); the residual counts every pixel, so that an
-        object moving through a shot (where neither end has it) is no wipe. In a dissolve's
-        middle every pixel is half way: a residual of 0.5."""
-        if not ks:
-            return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        # the whole frame, less what each end's motion brought in from outside it: a wipe begins
-        # and ends at the frame's edges and corners, which a fixed margin would leave out
-        a, b = self._frame(s), self._frame(e)
-        ones = np.ones_like(a)
-        shares, resids = [], []
-        for k in ks:
-            ak, bk = _moved(a, va, k - s), _moved(b, vb, k - e)
-            in_a = _moved(ones, va, k - s, cv2.BORDER_CONSTANT) > 0.999
-            in_b = _moved(ones, vb, k - e, cv2.BORDER_CONSTANT) > 0.999
-            valid = in_a & in_b
-            f = self._frame(k)
-            da, db, d = np.abs(f - ak), np.abs(f - bk), np.abs(bk - ak)
-            if not valid.any():  # moved out of the frame altogether
-                shares.append(0.0)
-                resids.append(np.inf)
-                continue
-            tell = max(WIPE_MIN_DIFF, 0.5 * float(d[valid].mean()))
-            clear = valid & (d >= tell)
-            side_b = (db < da) & clear
-            # where one end's motion brought in what it does not know (a band at an edge), a
-            # pixel that matches the other end is on that side: leaving the band out would
-            # shrink one side's area and bias the share (a wipe towards a panning shot's edge)
-            only_a, only_b = in_a & ~in_b & (da < 0.5 * tell), in_b & ~in_a & (db < 0.5 * tell)
-            clear |= only_a | only_b
-            side_b |= only_b
-            # each pixel takes the side of the clear pixels around it (a Gaussian vote): the
-            # share is then of the frame's area, as a wipe's edge sweeps it, not of the clear
-            # pixels, which gather where the shots have detail; lone misread pixels are outvoted
-            votes = cv2.GaussianBlur(side_b.astype(np.float32), (0, 0), WIPE_VOTE)
-            weight = cv2.GaussianBlur(clear.astype(np.float32), (0, 0), WIPE_VOTE)
-            known = (in_a | in_b) & (weight > 0.05)
-            shares.append(
-                float((votes[known] > 0.5 * weight[known]).mean()) if known.any() else 0.0
-            )
-            resids.append(
-                float(np.minimum(da, db)[valid].mean()) / max(float(d[valid].mean()), 1e-6)
-            )
-        return np.float32(shares), np.float32(resids)
 
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
@@ -421,8 +346,6 @@ FINE = 64  # width (px) of the frames the finder compares
 # reads 226)
 BLANK_BLACK, BLANK_WHITE = 24, 224
 M = 4  # px left out at the edges of a moved frame (what moved in from outside is unknown)
-WIPE_MIN_DIFF = 6.0  # levels: a pixel whose ends differ less tells neither shot apart in a wipe
-WIPE_VOTE = 1.5  # px (of the 64-px frame): sigma of the vote that gives every pixel a side
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -499,11 +422,9 @@ def _per_frame(m: Motion, n: int) -> Motion:
     return c1, t * (c1 - 1) / (c - 1)
 
 
-def _moved(
-    img: np.ndarray, v: Motion, steps: int, border: int = cv2.BORDER_REPLICATE
-) -> np.ndarray:
+def _moved(img: np.ndarray, v: Motion, steps: int) -> np.ndarray:
     """``img`` moved ``steps`` times by ``v`` (backwards for negative steps; itself when no
-    pixel moves by 0.05 px); ``border``: what fills where nothing moved in."""
+    pixel moves by 0.05 px)."""
     c, t = v
     if abs(c - 1) < 1e-9:
         ck, tk = 1 + 0j, t * steps
@@ -516,7 +437,7 @@ def _moved(
         return img
     off = tk + centre - ck * centre  # about the centre, in OpenCV's pixel coordinates
     mat = np.float32([[ck.real, -ck.imag, off.real], [ck.imag, ck.real, off.imag]])
-    return cv2.warpAffine(img, mat, (w, h), borderMode=border)
+    return cv2.warpAffine(img, mat, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
 def _shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
