@@ -190,6 +190,13 @@ def render(folder: Path, size: tuple[int, int], videos=None) -> dict[str, dict]:
 # ----------------------------------------------------------------------------- measuring
 
 
+def ingested(paths: list[str]) -> pd.DataFrame:
+    """``source.parquet`` of ``paths``, video ids from their names."""
+    items = [{"source": "bench", "video_id": Path(p).stem, "uri": p, "path": p, "caption": None}
+             for p in paths]  # fmt: skip
+    return ingest_shard(pd.DataFrame(items))
+
+
 def cpu(fn):
     t0 = time.process_time()
     out = fn()
@@ -246,11 +253,7 @@ def main(argv=None) -> int:
     print(f"rendering the labelled set at {args.size} into {work} ...", file=sys.stderr)
     truth = render(work / "videos", size)
     paths = [str(work / "videos" / name) for name in truth]
-    items = pd.DataFrame(
-        [{"source": "bench", "video_id": Path(p).stem, "uri": p, "path": p, "caption": None}
-         for p in paths]
-    )  # fmt: skip
-    source = ingest_shard(items)
+    source = ingested(paths)
     by_id = {Path(t["name"]).stem: t for t in truth.values()}
     base = default_config()
     _, decode_cpu = cpu(lambda: [sum(1 for _ in iter_frames(p)) for p in paths])
@@ -304,9 +307,7 @@ def wipes_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
     table measures what that leaves in the clips."""
     print("scanning: wipes ...", file=sys.stderr)
     truth = render(work / "wipes", size, wipes_corpus(size[0]))
-    items = pd.DataFrame([{"source": "bench", "video_id": Path(n).stem, "uri": str(work / "wipes" / n),
-                           "path": str(work / "wipes" / n), "caption": None} for n in truth])  # fmt: skip
-    source = ingest_shard(items)
+    source = ingested([str(work / "wipes" / n) for n in truth])
     scenes, frames, *_ = scan_shard(source, cfg["scan"], None)
     clips = kept_clips(scenes_to_clips(scenes, source, cfg["split"], frames))
     lines = [

@@ -183,6 +183,7 @@ def collect(
 
 FAILED_MARK = re.compile(r"^\S+ \S+ ERROR clipsift\.\S+: job failed$", re.M)
 TAIL_BYTES = 16 * 1024  # a traceback fits; a long log is not read whole
+ERROR = b" ERROR clipsift."  # in every line rule_logging writes at level ERROR
 LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")  # rule_logging's format
 
 
@@ -197,17 +198,13 @@ def failed_jobs(results: Path) -> list[FailedJob]:
                 fh.seek(max(0, size - TAIL_BYTES))
                 data = fh.read()
                 last = data.rstrip().rpartition(b"\n")[2]
-                if (
-                    size > TAIL_BYTES
-                    and not LOG_LINE.match(last)
-                    and b" ERROR clipsift." not in data
-                ):
+                if size > TAIL_BYTES and not LOG_LINE.match(last) and ERROR not in data:
                     fh.seek(0)  # it ends in no log line, a traceback too long for the tail
                     data = fh.read()
             when = log.stat().st_mtime
         except OSError:  # removed while read
             continue
-        if b" ERROR clipsift." not in data:  # most logs: no decoding, no pattern
+        if ERROR not in data:  # most logs: no decoding, no pattern
             continue
         text = data.decode("utf-8", "replace")
         marks = list(FAILED_MARK.finditer(text))
@@ -222,17 +219,15 @@ def final_error(traceback: str) -> str:
     (``clipsift.failures.StageFailed: ...`` -> ``StageFailed: ...``)."""
     lines = traceback.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback ")]
-    for line in lines[starts[-1] + 1 :] if starts else lines:
-        if line.strip() and not line.startswith((" ", "\t")):
-            name, sep, message = line.partition(": ")
-            return f"{name.rsplit('.', 1)[-1]}{sep}{message}"[:400]
+    plain = (line for line in (lines[starts[-1] + 1 :] if starts else lines)
+             if line.strip() and not line.startswith((" ", "\t")))  # fmt: skip
     # an exception group prints itself and its members after "| ", their frames indented more
-    for line in lines:
-        group = GROUP_LINE.match(line)
-        if group:
-            name, sep, message = group.group(1).partition(": ")
-            return f"{name.rsplit('.', 1)[-1]}{sep}{message}"[:400]
-    return "(no error message in the log)"
+    group = (m.group(1) for m in map(GROUP_LINE.match, lines) if m)
+    found = next(plain, None) or next(group, None)
+    if found is None:
+        return "(no error message in the log)"
+    name, sep, message = found.partition(": ")
+    return f"{name.rsplit('.', 1)[-1]}{sep}{message}"[:400]
 
 
 GROUP_LINE = re.compile(r"^\s*\| ([A-Za-z_][\w.]*(?:: .*)?)$")
