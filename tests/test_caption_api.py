@@ -20,9 +20,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes.chat_server import FakeChatServer
-from fakes.clips import caption_config, caption_run_config, render_caption_videos, tables
+from fakes.clips import (
+    caption_config,
+    caption_run_config,
+    render_caption_videos,
+    tables,
+    vfr_caption_clip,
+)
 from helpers import plan_shards, run_snakemake, wait_for
 
+from clipsift.captioners.api import ApiCaptioner
 from clipsift.captioners.http import AuthError, HttpClient, redact, retry_after_seconds
 from clipsift.captioners.shard import caption_shard
 
@@ -107,6 +114,16 @@ def test_request_carries_key_frames_and_headers(server, key, clip_videos):
     assert len(images) == 2 and all(u.startswith("data:image/jpeg;base64,") for u in images)
     img = cv2.imdecode(np.frombuffer(base64.b64decode(images[0].split(",", 1)[1]), np.uint8), 1)
     assert img.shape[:2] == (36, 64)  # max_side 64, aspect kept
+
+
+def test_frames_sent_are_timed_by_the_decoder(server, key, tmp_path):
+    """On a clip of 10-fps frames in a stream that states 30 fps, the record's frame times are
+    the frames' own (``index / fps`` made the 4-s clip 1.3 s long)."""
+    job, real = vfr_caption_clip(tmp_path)
+    images, info = ApiCaptioner(api_config(server, frames=4)).frames(job)
+    assert len(images) == info["n"] == 4
+    assert info["times"] == pytest.approx([real[i] for i in (0, 13, 26, 39)], abs=1e-3)
+    assert info["times"][-1] > 3.8
 
 
 def test_text_only(server, key, clip_videos):

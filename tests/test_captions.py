@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fakes.clips import caption_config, caption_run_config, render_caption_videos, tables
+from fakes.clips import (
+    caption_config,
+    caption_run_config,
+    render_caption_videos,
+    tables,
+    vfr_caption_clip,
+)
 from fakes.tiny_vlm import BUILDERS, tiny_causal_lm, tiny_clip
 from helpers import plan_shards, run_snakemake, wait_for
 
@@ -294,6 +300,44 @@ def test_the_processor_path_hands_one_video_per_clip(name, tiny_models, clip_vid
     assert [m.frames_indices for m in meta] == [v.metadata["frames_indices"] for v in videos]
     if name == "smolvlm2":  # transformers 5.17's SmolVLMProcessor.validate_inputs
         assert [len(per_prompt) for per_prompt in frames] == [1] * len(videos)
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory):
+    return vfr_caption_clip(tmp_path_factory.mktemp("vfr_caption"))
+
+
+def test_captions_of_a_variable_frame_rate_clip_tell_its_frames_real_times(tiny_models, vfr_clip):
+    """A 4-s clip of 10-fps frames in a stream that states 30 fps: each frame's time is the
+    decoded one, in the records, in Qwen3-VL's timestamps, Qwen2.5-VL's seconds per temporal
+    patch and SmolVLM2's frame labels (``index / fps`` made it 1.3 s long)."""
+    import re
+
+    job, real = vfr_clip
+    assert job.n_frames / job.duration == pytest.approx(10.0)
+    for name in ("qwen3_vl", "qwen2_5_vl", "smolvlm2"):
+        cap = family(name)(local_config(tiny_models, name, video_inputs="images", max_frames=8,
+                                        fps=2.0))  # fmt: skip
+        cap.load()
+        plan = cap.plan(job)
+        video = cap.decode(job, plan)
+        want = [real[i] for i in plan.indices]
+        assert video.timestamps == pytest.approx(want, abs=1e-3)
+        assert want[-1] > 3.5  # the clip's last frames, 3.9 s in
+        (result,) = cap.generate([(job, plan, video)])
+        assert result.frames["times"] == pytest.approx(want, abs=1e-3)
+        inputs = cap.build_inputs([cap.render(job)], [video])
+        text = cap.tokenizer.decode(inputs["input_ids"][0])
+        if name == "qwen3_vl":
+            pairs = [(a + b) / 2 for a, b in zip(want[::2], want[1::2], strict=True)]
+            got = [float(x) for x in re.findall(r"<([0-9.]+) seconds>", text)]
+            assert got == pytest.approx(pairs, abs=0.051)  # printed to 0.1 s
+        elif name == "qwen2_5_vl":
+            per_patch = inputs["second_per_grid_ts"][0].item()
+            assert per_patch == pytest.approx(cap.temporal * job.duration / len(want), rel=1e-3)
+        else:
+            labels = re.findall(r"Frame from (\d\d):(\d\d):", text)
+            assert [60 * int(m) + int(s) for m, s in labels] == [int(t) for t in want]
 
 
 @pytest.mark.skipif(not torchvision_available(), reason=NO_TORCHVISION)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..config import with_defaults
 from ..io.decode import reason
-from ..models.frames import clip_frames
+from ..models.frames import timed_clip_frames
 from .base import ClipJob, Result, Timer, fit_side, format_prompt, prompt_hash, sample_frames
 from .http import ApiError, AuthError, Cancelled, HttpClient, dotted
 
@@ -137,10 +137,8 @@ class ApiCaptioner(_ApiBase):
             return [], {"n": 0, "times": [], "size": None}
         plan = sample_frames(job, rate=1e9, max_frames=n)
         size = fit_side(int(job.width), int(job.height), int(self.api["max_side"]))
-        images = clip_frames(job, plan.indices, size=size)
-        info = {"n": len(images), "times": [round(t - job.start, 3) for t in plan.times]}
-        info["size"] = list(size)
-        return images, info
+        images, times = timed_clip_frames(job, plan.indices, size=size)
+        return images, plan.record(job, times) | {"size": list(size)}
 
     def payload(self, job: ClipJob, images) -> dict:
         quality = int(self.api["jpeg_quality"])

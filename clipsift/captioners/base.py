@@ -39,6 +39,15 @@ class ClipJob:
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
 
+    @property
+    def rate(self) -> float:
+        """The clip's own average frame rate (its frames over its real duration): on variable
+        frame rate the stream's nominal ``fps`` can be several times off for one clip (10-fps
+        frames of a 30-fps stream)."""
+        if self.duration > 0 and self.n_frames > 0:
+            return self.n_frames / self.duration
+        return self.fps
+
 
 @dataclass
 class Result:
@@ -66,10 +75,14 @@ class FramePlan:
     indices: list[int]  # frame numbers counted from the clip's first frame: what is read
     size: tuple[int, int]  # (width, height) the frames are decoded to
 
-    def record(self, job: ClipJob) -> dict:
+    def record(self, job: ClipJob, decoded: Sequence[float] | None = None) -> dict:
+        """What the records say about the frames: ``decoded`` are the frames' own times (s from
+        the clip's start, :func:`~clipsift.models.frames.timed_clip_frames`), the planned ones
+        where the clip was not decoded."""
+        times = decoded if decoded is not None else [t - job.start for t in self.times]
         return {
             "n": len(self.times),
-            "times": [round(t - job.start, 3) for t in self.times],
+            "times": [round(t, 3) for t in times],
             "size": list(self.size),
         }
 
@@ -78,9 +91,10 @@ def sample_frames(job: ClipJob, rate: float, max_frames: int, multiple: int = 1)
     """Frames at ``rate`` per second of the clip, at most ``max_frames``, spread evenly.
 
     The count is a multiple of ``multiple`` (Qwen models pair frames in time); a clip with fewer
-    frames than that repeats its frames. Frames are read by number (:func:`clip_frames`); the
-    times, a quarter frame after each frame's start at the clip's average rate, are what the
-    records show (exact at a constant frame rate).
+    frames than that repeats its frames. Frames are read by number (:func:`clip_frames`), so on
+    variable frame rate they are spread evenly over the clip's frames, not its seconds. The
+    planned times, a quarter frame after each frame's start at the clip's average rate
+    (:attr:`ClipJob.rate`), stand in for the decoded ones only where a clip could not be read.
     """
     n_avail = max(1, int(job.n_frames))
     n = max(1, min(int(max_frames), round(job.duration * rate)))
@@ -88,7 +102,7 @@ def sample_frames(job: ClipJob, rate: float, max_frames: int, multiple: int = 1)
         cap = max(multiple, int(max_frames) // multiple * multiple)
         n = min(cap, max(multiple, math.ceil(n / multiple) * multiple))
     idx = np.linspace(0, n_avail - 1, n).round().astype(int).tolist()
-    times = [job.start + (i + 0.25) / job.fps for i in idx]
+    times = [job.start + (i + 0.25) / job.rate for i in idx]
     return FramePlan(times, idx, (0, 0))
 
 

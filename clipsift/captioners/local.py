@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import with_defaults
-from ..models.frames import clip_frames
+from ..models.frames import timed_clip_frames
 from ..models.hub import load, resolved_revision
 from .base import ClipJob, FramePlan, Result, Timer, format_prompt, prompt_hash, sample_frames
 from .generation import answer_tokens, caption_in_batches, eos_ids, on_device
@@ -58,9 +58,14 @@ class Video:
 
     frames: np.ndarray  # (F, H, W, 3) uint8 RGB
     metadata: dict  # total_num_frames, fps, duration, frames_indices, width, height
+    times: list[float] | None = None  # each frame's presentation time, s from the clip's start
 
     @property
     def timestamps(self) -> list[float]:
+        """When each frame was seen: the decoded times, else ``index / fps`` (the metadata's fps
+        is the clip's own average rate, which transformers' processors divide by)."""
+        if self.times is not None:
+            return list(self.times)
         return [i / self.metadata["fps"] for i in self.metadata["frames_indices"]]
 
 
@@ -260,17 +265,18 @@ class LocalVLM:
         )
 
     def decode(self, job: ClipJob, plan: FramePlan) -> Video:
-        frames = clip_frames(job, plan.indices, size=plan.size)
+        frames, times = timed_clip_frames(job, plan.indices, size=plan.size)
         return Video(
             np.stack(frames),
             {
                 "total_num_frames": int(job.n_frames),
-                "fps": float(job.fps),
+                "fps": float(job.rate),
                 "duration": float(job.duration),
                 "frames_indices": list(plan.indices),
                 "width": plan.size[0],
                 "height": plan.size[1],
             },
+            times,
         )
 
     # ------------------------------------------------------------------ model inputs
@@ -349,13 +355,13 @@ class LocalVLM:
         eos = eos_ids(self.model, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         results = []
-        for i, (job, plan, _) in enumerate(items):
+        for i, (job, plan, video) in enumerate(items):
             kept, n_out = answer_tokens(out[i, n_in:].tolist(), eos, pad)
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
             results.append(
                 Result(
                     caption=text,
-                    frames=plan.record(job),
+                    frames=plan.record(job, video.timestamps),
                     tokens={
                         "prompt": int(inputs["attention_mask"][i].sum()),
                         "output": n_out,

@@ -49,12 +49,13 @@ def smart_resize_video(
     return h_bar, w_bar
 
 
-def group_timestamps(indices: list[int], fps: float, temporal: int) -> list[float]:
-    """The time of each temporal patch: the mean time of its frames (last frame repeated)."""
-    idx = list(indices)
-    if len(idx) % temporal:
-        idx += [idx[-1]] * (temporal - len(idx) % temporal)
-    ts = [i / fps for i in idx]
+def group_timestamps(times: list[float], temporal: int) -> list[float]:
+    """The time of each temporal patch: the mean of its first and last frame's (the last frame
+    repeated to fill the patch), as ``Qwen3VLProcessor`` has it. ``times`` are the frames' own
+    (decoded): the processor's ``index / fps`` is exact only at a constant frame rate."""
+    ts = list(times)
+    if len(ts) % temporal:
+        ts += [ts[-1]] * (temporal - len(ts) % temporal)
     return [(ts[i] + ts[i + temporal - 1]) / 2 for i in range(0, len(ts), temporal)]
 
 
@@ -95,7 +96,7 @@ class Qwen3VL(QwenVLBase):
             p, (gt, gh, gw) = self.patches(v)
             pixels.append(p)
             grids.append([gt, gh, gw])
-            times = group_timestamps(v.metadata["frames_indices"], v.metadata["fps"], self.temporal)
+            times = group_timestamps(v.timestamps, self.temporal)
             per_frame = self.video_token * (gh * gw // self.merge**2)
             reps.append(
                 "".join(

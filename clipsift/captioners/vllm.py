@@ -106,12 +106,12 @@ class VllmBackend:
         with Timer() as t:
             outs = self.llm.generate(requests, self.sampling, use_tqdm=False)
         results = []
-        for (job, plan, _), out in zip(items, outs, strict=True):
+        for (job, plan, video), out in zip(items, outs, strict=True):
             gen = out.outputs[0]
             results.append(
                 Result(
                     caption=gen.text,
-                    frames=plan.record(job),
+                    frames=plan.record(job, video.timestamps),
                     tokens={
                         "prompt": len(out.prompt_token_ids or []),
                         "output": len(gen.token_ids),

@@ -47,13 +47,21 @@ def clip_frames(job, indices: list[int], size=None) -> list[np.ndarray]:
     """RGB frames of one clip (a captioner's job: ``source_path``, ``start``) by number, counted
     from the clip's first frame (0), ascending (repeats allowed): exact at any frame rate, where
     ``start + i / fps`` read other frames, or the next shot, on variable frame rate."""
+    return timed_clip_frames(job, indices, size)[0]
+
+
+def timed_clip_frames(job, indices: list[int], size=None) -> tuple[list[np.ndarray], list[float]]:
+    """:func:`clip_frames` and each frame's presentation time, in seconds from the clip's start:
+    what a model is told about when its frames were seen (``index / fps`` put a clip after a
+    30 -> 10 fps switch at a third of its real length)."""
     first = (0, float(job.start))
-    return [
-        img
-        for _, img in frames_by_index(
-            job.source_path, indices, first, convert=lambda frame: frame.rgb(size)
-        )
-    ]
+    images, times = [], []
+    for _, (img, t) in frames_by_index(
+        job.source_path, indices, first, convert=lambda frame: (frame.rgb(size), frame.time)
+    ):
+        images.append(img)
+        times.append(max(0.0, t - float(job.start)))
+    return images, times
 
 
 def decode_width(width, height, short_side: int | None) -> int | None:

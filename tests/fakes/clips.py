@@ -33,6 +33,23 @@ def render_caption_videos(out: Path) -> dict[str, Path]:
     return {"a": out / "a.mp4", "b": out / "b.mp4", "bad": out / "bad.mp4"}
 
 
+def vfr_caption_clip(out: Path):
+    """The second shot of a video that drops from 30 to 10 fps at a hard cut (as phones drop
+    frames in low light) as a caption job (``ClipJob``), and its frames' decoded times in
+    seconds from the clip's start."""
+    from clipsift.captioners.base import ClipJob
+    from clipsift.io.decode import iter_frames
+
+    path = out / "switch.mp4"
+    times = [i / 30 for i in range(75)] + [2.5 + i / 10 for i in range(40)]
+    render_video(path, [Segment(75, seed=31), Segment(40, seed=32)], fps=30, size=(160, 90),
+                 times=times)  # fmt: skip
+    decoded = [f.time for f in iter_frames(path)]
+    start, end = decoded[75], decoded[-1] + 0.1
+    job = ClipJob("v_0001", "v", str(path), start, end, 30.0, 40, 160, 90)
+    return job, [t - start for t in decoded[75:]]
+
+
 def tables(videos: dict[str, Path]):
     """clips / source / selection tables of a shard: 4 kept clips (one undecodable), 1 rejected."""
 
