@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -311,7 +312,6 @@ def test_captions_of_a_variable_frame_rate_clip_tell_its_frames_real_times(tiny_
     """A 4-s clip of 10-fps frames in a stream that states 30 fps: each frame's time is the
     decoded one, in the records, in Qwen3-VL's timestamps, Qwen2.5-VL's seconds per temporal
     patch and SmolVLM2's frame labels (``index / fps`` made it 1.3 s long)."""
-    import re
 
     job, real = vfr_clip
     assert job.n_frames / job.duration == pytest.approx(10.0)
@@ -660,7 +660,7 @@ def test_alignment_threshold_drops_misaligned_pairs(tmp_path, tiny_models, clip_
 # ----------------------------------------------------------------------------- vLLM backend
 
 
-@pytest.mark.parametrize("name", ["qwen2_5_vl", "llava_next_video"])
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "qwen3_vl", "llava_next_video"])
 def test_vllm_requests_are_the_transformers_prompts_and_frames(name, tiny_models, clip_videos):
     """caption.backend: vllm builds, for each clip, the prompt text and frames the transformers
     path feeds its model, and vLLM sampling arguments from the same settings; its cache key
@@ -680,7 +680,20 @@ def test_vllm_requests_are_the_transformers_prompts_and_frames(name, tiny_models
         assert req["prompt"] == ref.render(job)
         assert "<video>" in req["prompt"] or "<|video_pad|>" in req["prompt"]  # one placeholder
         assert plan2.size == plan.size
-        np.testing.assert_array_equal(req["multi_modal_data"]["video"], video.frames)
+        sent = req["multi_modal_data"]["video"]
+        if name == "qwen3_vl":
+            # vLLM's Qwen3-VL parser takes (frames, metadata) only; it replaces exactly this
+            # string, and writes <t seconds> per temporal patch as the mean of index / fps
+            sent, meta = sent
+            assert meta["do_sample_frames"] is False
+            assert meta["frames_indices"] == plan.indices and meta["fps"] == job.rate
+            assert req["prompt"].count("<|vision_start|><|video_pad|><|vision_end|>") == 1
+            idx = meta["frames_indices"]
+            vllm_times = [(idx[i] + idx[i + 1]) / 2 / meta["fps"] for i in range(0, len(idx), 2)]
+            ours = ref.build_inputs([ref.render(job)], [video])["input_ids"][0]
+            ours = re.findall(r"<([0-9.]+) seconds>", ref.tokenizer.decode(ours))
+            assert [f"{t:.1f}" for t in vllm_times] == ours
+        np.testing.assert_array_equal(sent, video.frames)
     assert vl.sampling_kwargs() == {"max_tokens": 8, "temperature": 0.0, "seed": 0,
                                     "repetition_penalty": 1.0}  # fmt: skip
     hot = make_captioner(cfg | {"backend": "vllm", "temperature": 0.7, "top_k": 20})

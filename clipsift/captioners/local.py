@@ -79,6 +79,7 @@ class LocalVLM:
     # without torchvision); the model's stored video processor config overrides them
     video_defaults: dict = {}
     temporal_multiple = 1  # frames per temporal patch (the frame count is a multiple of it)
+    vllm_video_metadata = False  # caption.backend vllm: the video goes with its metadata
 
     def __init__(self, cfg: dict, *, device: str = "cpu"):
         self.cfg = cfg = with_defaults("caption", cfg)

@@ -99,7 +99,14 @@ class VllmBackend:
         return out
 
     def request(self, job, video) -> dict:
-        return {"prompt": self.render(job), "multi_modal_data": {"video": video.frames}}
+        """One ``LLM.generate`` request. Qwen3-VL's vLLM processor takes a video only with its
+        metadata, ``(frames, metadata)`` (its data parser needs it: bare frames fail every
+        clip), and writes each temporal patch's ``<t seconds>`` from it as ``index / fps``;
+        ``do_sample_frames`` False keeps it from sampling the sampled frames again."""
+        frames = video.frames
+        if self.vllm_video_metadata:
+            frames = (frames, {**video.metadata, "do_sample_frames": False})
+        return {"prompt": self.render(job), "multi_modal_data": {"video": frames}}
 
     def generate(self, items) -> list[Result]:
         requests = [self.request(job, video) for job, _, video in items]
