@@ -28,7 +28,7 @@ class ClipJob:
     source_path: str
     start: float
     end: float
-    fps: float
+    fps: float  # the clip table's: its own average rate on variable frame rate
     n_frames: int
     width: int
     height: int
@@ -38,15 +38,6 @@ class ClipJob:
     @property
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
-
-    @property
-    def rate(self) -> float:
-        """The clip's own average frame rate (its frames over its real duration): on variable
-        frame rate the stream's nominal ``fps`` can be several times off for one clip (10-fps
-        frames of a 30-fps stream)."""
-        if self.duration > 0 and self.n_frames > 0:
-            return self.n_frames / self.duration
-        return self.fps
 
 
 @dataclass
@@ -93,8 +84,9 @@ def sample_frames(job: ClipJob, rate: float, max_frames: int, multiple: int = 1)
     The count is a multiple of ``multiple`` (Qwen models pair frames in time); a clip with fewer
     frames than that repeats its frames. Frames are read by number (:func:`clip_frames`), so on
     variable frame rate they are spread evenly over the clip's frames, not its seconds. The
-    planned times, a quarter frame after each frame's start at the clip's average rate
-    (:attr:`ClipJob.rate`), stand in for the decoded ones only where a clip could not be read.
+    planned times, a quarter frame after each frame's start at the clip's ``fps`` (the clip
+    table's: its own average rate on variable frame rate), stand in for the decoded ones only
+    where a clip could not be read.
     """
     n_avail = max(1, int(job.n_frames))
     n = max(1, min(int(max_frames), round(job.duration * rate)))
@@ -102,7 +94,7 @@ def sample_frames(job: ClipJob, rate: float, max_frames: int, multiple: int = 1)
         cap = max(multiple, int(max_frames) // multiple * multiple)
         n = min(cap, max(multiple, math.ceil(n / multiple) * multiple))
     idx = np.linspace(0, n_avail - 1, n).round().astype(int).tolist()
-    times = [job.start + (i + 0.25) / job.rate for i in idx]
+    times = [job.start + (i + 0.25) / job.fps for i in idx]
     return FramePlan(times, idx, (0, 0))
 
 

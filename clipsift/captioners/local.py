@@ -62,8 +62,8 @@ class Video:
 
     @property
     def timestamps(self) -> list[float]:
-        """When each frame was seen: the decoded times, else ``index / fps`` (the metadata's fps
-        is the clip's own average rate, which transformers' processors divide by)."""
+        """When each frame was seen: the decoded times, else ``index / fps`` (the clip's average
+        rate, which transformers' processors divide by)."""
         if self.times is not None:
             return list(self.times)
         return [i / self.metadata["fps"] for i in self.metadata["frames_indices"]]
@@ -271,7 +271,7 @@ class LocalVLM:
             np.stack(frames),
             {
                 "total_num_frames": int(job.n_frames),
-                "fps": float(job.rate),
+                "fps": float(job.fps),
                 "duration": float(job.duration),
                 "frames_indices": list(plan.indices),
                 "width": plan.size[0],

@@ -34,20 +34,30 @@ def render_caption_videos(out: Path) -> dict[str, Path]:
 
 
 def vfr_caption_clip(out: Path):
-    """The second shot of a video that drops from 30 to 10 fps at a hard cut (as phones drop
-    frames in low light) as a caption job (``ClipJob``), and its frames' decoded times in
+    """One 5-s shot whose frame rate drops from 30 to 10 fps halfway through it (2 s, then 3 s:
+    a phone in low light), made into a clip by the pipeline's ingest, scan and split, as a
+    caption job (``ClipJob``, as ``kept_jobs`` builds it), and its frames' decoded times in
     seconds from the clip's start."""
     from clipsift.captioners.base import ClipJob
+    from clipsift.config import with_defaults
+    from clipsift.ingest import ingest_shard
     from clipsift.io.decode import iter_frames
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
 
-    path = out / "switch.mp4"
-    times = [i / 30 for i in range(75)] + [2.5 + i / 10 for i in range(40)]
-    render_video(path, [Segment(75, seed=31), Segment(40, seed=32)], fps=30, size=(160, 90),
+    path = out / "drop.mp4"
+    times = [i / 30 for i in range(60)] + [2.0 + i / 10 for i in range(30)]
+    render_video(path, [Segment(90, seed=32, pan=(1.0, 0))], fps=30, size=(160, 90),
                  times=times)  # fmt: skip
+    items = pd.DataFrame([{"source": "s", "video_id": "v", "uri": str(path), "path": str(path),
+                           "caption": None}])  # fmt: skip
+    source = ingest_shard(items)
+    scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
+    (clip,) = scenes_to_clips(scenes, source, with_defaults("split", None), frames).itertuples()
+    job = ClipJob(clip.clip_id, "v", str(path), float(clip.start_time), float(clip.end_time),
+                  float(clip.fps), int(clip.n_frames), 160, 90)  # fmt: skip
     decoded = [f.time for f in iter_frames(path)]
-    start, end = decoded[75], decoded[-1] + 0.1
-    job = ClipJob("v_0001", "v", str(path), start, end, 30.0, 40, 160, 90)
-    return job, [t - start for t in decoded[75:]]
+    return job, [t - job.start for t in decoded[clip.start_frame : clip.end_frame]]
 
 
 def tables(videos: dict[str, Path]):
