@@ -9,6 +9,8 @@ rule encode:
         source=shard_path("source.parquet"),
         selection=shard_path(selection_file()),
         scores=shard_path("scores.parquet"),
+        # each frame's time: a variable-rate clip's frames are taken by time
+        frames=shard_path("scan/frames.parquet"),
         # the caption stage's captions when that stage is on (encode then uses them)
         captions=lambda w: (
             shard_path("caption.json").format(shard=w.shard)

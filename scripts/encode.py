@@ -32,6 +32,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             final_dir=Path(sm.output.dir),
             lock_dir=results_dir(sm) / ".gpu_locks",
             cache_dir=results_dir(sm) / "cache" / "encode" / sm.wildcards.shard,
+            frames=pd.read_parquet(sm.input.frames, columns=["video_id", "frame", "time"]),
         )
     log.info("timing: %s", {k: round(v, 2) for k, v in table.attrs.pop("timing", {}).items()})
     if len(table):

@@ -169,6 +169,67 @@ def test_plan_too_short_drop_or_shorten():
 # ----------------------------------------------------------------------------- buckets
 
 
+def test_plan_by_time_on_a_variable_frame_rate():
+    """A shot at 30 fps for 2 s, then 10 fps for 4 s: taken at its average 16.7 fps with
+    target_fps 10 (a step of 1.67), frames are 0.1 s apart in both parts, counted from their
+    times; at a constant rate, times give the frames that counting gives."""
+    times = np.array([i / 30 for i in range(60)] + [2.0 + i / 10 for i in range(40)])
+    fps = 100 / 6.0
+    cfg = {"count": None, "target_fps": 10, "stride": 1}
+    p = plan_frames(0, 100, fps, cfg, 4, times)
+    assert p.count == 57 and p.fps == pytest.approx(10.0)
+    assert np.allclose(np.diff(times[p.indices]), 0.1, atol=1e-6)
+    by_count = plan_frames(0, 100, fps, cfg, 4)
+    gaps = np.diff(times[by_count.indices])
+    assert gaps.min() < 0.07 and gaps.max() > 0.15  # 0.6 times the speed, then 1.8 times
+    # the source slower than the rate taken: its frames repeat, as a constant-rate copy has them
+    # (never above the clip's average rate: target_fps 20 takes 16.7 fps, a step of 1)
+    slow = plan_frames(0, 100, fps, {"count": 9, "target_fps": 20, "skip_start": 55}, 4, times)
+    assert slow.step == 1 and slow.fps == pytest.approx(fps)
+    wanted = times[55] + np.arange(9) / fps
+    assert np.abs(times[slow.indices] - wanted).max() <= 0.05 + 1e-9  # the nearest frames
+    assert slow.indices == [55, 57, 59, 60, 61, 61, 62, 63, 63]  # 30 fps, then 10 from 2.0 s
+    cfr = np.arange(300) / 30.0
+    for over in ({"count": 81, "target_fps": 16}, {"count": 33, "stride": 2, "skip_start": 3},
+                 {"count": 9, "position": "center", "target_fps": 16}):  # fmt: skip
+        by_time = plan_frames(0, 300, 30.0, over, 4, cfr)
+        assert by_time.indices == plan_frames(0, 300, 30.0, over, 4).indices, over
+    with pytest.raises(ValueError, match="frame times"):
+        plan_frames(0, 100, fps, cfg, 4, times[:50])
+
+
+def test_a_variable_rate_clip_is_encoded_by_time(models, tmp_path):
+    """The shot above, through the pipeline's ingest, scan and split, then run_encode with the
+    scan's frame table: the latents' frames are 0.1 s apart in both parts of the shot."""
+    from clipsift.config import with_defaults
+    from clipsift.ingest import ingest_shard
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    times = [i / 30 for i in range(60)] + [2.0 + i / 10 for i in range(40)]
+    path = tmp_path / "drop.mp4"
+    render_video(path, [Segment(100, seed=47, pan=(1.0, 0.5))], fps=30, size=(160, 96),
+                 times=times)  # fmt: skip
+    items = pd.DataFrame([{"source": "s", "video_id": "v", "uri": str(path), "path": str(path),
+                           "caption": "a shot"}])  # fmt: skip
+    source = ingest_shard(items)
+    scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
+    clips = scenes_to_clips(scenes, source, with_defaults("split", None), frames)
+    assert len(clips) == 1 and clips["frame_rate_mode"].iloc[0] == "variable"
+    selection = pd.DataFrame({"clip_id": clips["clip_id"], "keep": True})
+    cfg = encode_cfg(models["vae"]["wan2_1"], frames={"count": 41, "target_fps": 10})
+    table = run_encode(clips, source, selection, None, None, cfg, tmp_path / "out", frames=frames)
+    row = table.iloc[0]
+    assert row["status"] == "ok" and row["frames"] == 41, row["error"]
+    doc = json.loads((tmp_path / "out" / f"{row['clip_id']}.json").read_text())
+    taken = np.asarray(times)[doc["frames"]["indices"]]
+    assert np.allclose(np.diff(taken), 0.1, atol=2e-3) and doc["frames"]["fps"] == 10
+    # without the frame table (an older caller), frames are counted as before
+    run_encode(clips, source, selection, None, None, cfg, tmp_path / "old")
+    doc = json.loads((tmp_path / "old" / f"{row['clip_id']}.json").read_text())
+    assert np.diff(np.asarray(times)[doc["frames"]["indices"]]).max() > 0.15
+
+
 def test_buckets_from_bucket_size():
     ratios = ["16:9", "9:16", "4:3", "3:4", "1:1"]
     b720 = {b.name: b.label for b in make_buckets({"bucket": 960, "aspect_ratios": ratios}, 16)}

@@ -9,6 +9,13 @@ The ``encode.frames`` options, in order of precedence for the step between frame
    (HunyuanVideo: stride 2 at 50 fps or more).
 3. ``stride``: a fixed step.
 
+On a variable frame rate (the clip's ``frame_rate_mode``), the step is applied in time: the rate
+is the clip's own average (its ``fps``), and each taken frame is the one nearest its time at
+``fps / step`` from the first, by the frames' own times (the scan's). Counted in frames, a shot
+that drops from 30 to 10 fps halfway (a phone in low light) came out at 0.6 times its speed,
+then at 1.8 times: the frames taken were 1.125 source frames apart in both parts. Where the
+source is slower than that rate its frames repeat, as a constant-rate copy of it would show them.
+
 ``skip_start`` source frames are left out first. ``count`` is made valid for the VAE (the
 largest ``k * temporal + 1`` not above it: 81 for Wan, 129 for HunyuanVideo, 121 for LTX), or
 ``null`` for the longest valid count the clip allows. A clip with too few frames is dropped with
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..config import with_defaults
 from .base import valid_count
@@ -61,10 +70,17 @@ def _step(fps: float, cfg: dict) -> float:
 
 
 def plan_frames(
-    start_frame: int, end_frame: int, fps: float, cfg: dict, temporal: int
+    start_frame: int,
+    end_frame: int,
+    fps: float,
+    cfg: dict,
+    temporal: int,
+    times: np.ndarray | None = None,
 ) -> FramePlan:
     """The frames of the clip ``[start_frame, end_frame)`` to encode, per ``cfg`` (the
-    ``encode.frames`` section), for a VAE that compresses time by ``temporal``."""
+    ``encode.frames`` section), for a VAE that compresses time by ``temporal``. ``times``: the
+    presentation time of each of the clip's frames, for a variable-rate clip (frames are then
+    taken by time, see the module notes); None takes them by count."""
     cfg = with_defaults("encode.frames", cfg)
     step = _step(fps, cfg)
     out_fps = fps / step if fps else 0.0
@@ -73,7 +89,16 @@ def plan_frames(
     requested = valid_count(int(cfg["count"]), temporal) if cfg["count"] else None
     if requested == 0:
         requested = 1
-    fits = math.floor((span - 1) / step + 1e-9) + 1 if span > 0 else 0  # frames that fit
+    timed = times is not None and span > 0 and out_fps > 0
+    if timed:
+        times = np.asarray(times, np.float64)[first - int(start_frame) :]
+        if len(times) != span:
+            raise ValueError(f"{len(times) + first - int(start_frame)} frame times for a clip "
+                             f"of {int(end_frame) - int(start_frame)} frames")  # fmt: skip
+        length = (times[-1] - times[0]) * out_fps  # the span in taken frames' intervals
+        fits = math.floor(length + 1e-6) + 1
+    else:
+        fits = math.floor((span - 1) / step + 1e-9) + 1 if span > 0 else 0  # frames that fit
     plan = FramePlan(step=step, fps=out_fps, requested=requested)
     n = requested if requested is not None else valid_count(fits, temporal)
     if n and fits >= n:
@@ -87,8 +112,24 @@ def plan_frames(
     else:
         plan.reason = f"too_short: {fits} frames at step {step:g} < count {n}"
         return plan
+    if timed:
+        offset = (length - (n - 1)) / 2 if cfg["position"] == "center" else 0.0
+        wanted = times[0] + (offset + np.arange(n)) / out_fps
+        plan.indices = [first + i for i in nearest_times(times, wanted)]
+        return plan
     offset = 0.0
     if cfg["position"] == "center":
         offset = ((span - 1) - (n - 1) * step) / 2
     plan.indices = [first + int(math.floor(offset + k * step + 0.5)) for k in range(n)]
     return plan
+
+
+def nearest_times(times: np.ndarray, wanted: np.ndarray) -> list[int]:
+    """For each of ``wanted`` (ascending), the position in ``times`` (ascending) of the time
+    nearest it, the later on a tie (within a microsecond: times are sums of ticks), as counting
+    rounds half a step up: at a constant rate both take the same frames."""
+    if len(times) < 2:
+        return [0] * len(wanted)
+    i = np.clip(np.searchsorted(times, wanted), 1, len(times) - 1)
+    earlier = wanted - times[i - 1] < times[i] - wanted - 1e-6
+    return (i - earlier).clip(0, len(times) - 1).tolist()

@@ -92,10 +92,13 @@ def run_encode(
     final_dir: str | os.PathLike | None = None,
     lock_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    frames: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Encode the kept clips of a shard (see the module docstring); ``cfg`` is the ``encode``
     section. Files go to ``out_dir``; paths recorded point into ``final_dir`` (where the caller
-    renames ``out_dir`` to; default ``out_dir``); ``cache_dir`` keeps what was made for a rerun."""
+    renames ``out_dir`` to; default ``out_dir``); ``cache_dir`` keeps what was made for a rerun.
+    ``frames`` is the scan's per-frame table (``video_id``, ``frame``, ``time``): the frames of
+    a variable-rate clip are taken by their times (:func:`plan_frames`); without it, by count."""
     cfg = with_defaults("encode", cfg)
     cache = EncodeCache(cache_dir)
     out_dir = Path(out_dir)
@@ -122,10 +125,12 @@ def run_encode(
 
     rows: dict[str, dict] = {}
     jobs = []
+    timeline = FrameTimes(frames)
     for clip in todo.itertuples(index=False):
         rows[clip.clip_id], job = _clip_job(
-            clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache
-        )
+            clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache,
+            timeline.of(clip),
+        )  # fmt: skip
         jobs += [job] if job else []
 
     todo_jobs = [job for job in jobs if not _from_cache(cache, job, rows, out_dir, final_dir)]
@@ -191,14 +196,40 @@ def _load_vae(cfg: dict, device: str):
     return vae, vinfo, buckets
 
 
-def _clip_job(clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache):
+class FrameTimes:
+    """Each frame's presentation time from the scan's per-frame table, for variable-rate clips
+    (frames the table skips, ``scan.luma_stride`` > 1, get times interpolated between their
+    neighbours, as the split has them)."""
+
+    def __init__(self, frames: pd.DataFrame | None):
+        self.by_video = {}
+        if frames is not None and len(frames):
+            for vid, g in frames.sort_values(["video_id", "frame"]).groupby("video_id"):
+                self.by_video[vid] = (g["frame"].to_numpy(np.float64),
+                                      g["time"].to_numpy(np.float64))  # fmt: skip
+
+    def of(self, clip) -> np.ndarray | None:
+        """The times of ``clip``'s frames where its source's rate is variable, else None."""
+        if getattr(clip, "frame_rate_mode", None) != "variable":
+            return None
+        known = self.by_video.get(clip.video_id)
+        if known is None:
+            log.warning("%s: variable frame rate, but the scan recorded no frame times: frames "
+                        "are taken by count", clip.clip_id)  # fmt: skip
+            return None
+        return np.interp(np.arange(int(clip.start_frame), int(clip.end_frame)), *known)
+
+
+def _clip_job(
+    clip, cfg, vae, vinfo, buckets, crops, captions, source_caps, source_ids, cache, times=None
+):
     """``(row, job)`` of one kept clip: its ``latents.parquet`` row (prompt, frames, bucket,
     VAE) and the job that encodes it, ``(clip, plan, geometry, cache key)``; no job when the
-    clip is too short for the frame plan."""
+    clip is too short for the frame plan. ``times``: its frames' times (a variable rate)."""
     vcfg, rcfg = cfg["vae"], cfg["resolution"]
     prompt, psrc = resolve_prompt(clip.clip_id, clip.video_id, captions, source_caps)
     fps = float(clip.fps)
-    plan = plan_frames(clip.start_frame, clip.end_frame, fps, cfg["frames"], vae.temporal)
+    plan = plan_frames(clip.start_frame, clip.end_frame, fps, cfg["frames"], vae.temporal, times)
     geo = clip_geometry(
         int(clip.width),
         int(clip.height),
