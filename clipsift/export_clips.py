@@ -139,6 +139,9 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
         key["fields"] = "bwdif"  # deinterlaced since: a clip cached combed is not used
     if src.get("transfer") in HDR_TRANSFERS:
         key["hdr"] = "sdr-bt709"  # tone-mapped since
+    variable = clip.get("frame_rate_mode") == "variable"
+    if variable:
+        key["timing"] = "source"  # each frame at its own time since (was the stream's average)
     ckey = _key(key)[:12]
     cached = where / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
     info_path = cached.with_suffix(".json")
@@ -147,6 +150,7 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     info = reencode(
         clip["source_path"], cached, float(clip["start_time"]), float(clip["end_time"]),
         crf=settings["crf"], preset=settings["preset"], max_height=settings["max_height"],
+        variable=variable,
     )  # fmt: skip
     info["sha256"] = file_digest(cached)
     if cache:

@@ -32,7 +32,7 @@ from clipsift.io.frames import full_range, yuv_bits
 from clipsift.painting import all_frames
 from clipsift.sample import Segment, copy_as, render_video, write_lossless
 from clipsift.scorers.technical import frame_technical
-from clipsift.split.clips import copy_or_reencode, reencode, stream_copy
+from clipsift.split.clips import copy_or_reencode, materialize, reencode, stream_copy
 from clipsift.split.scan import scan_video
 
 LEAN = {
@@ -84,14 +84,35 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
     assert ok["end_time"].tolist() == pytest.approx([2.5, 5.5], abs=0.02)
     assert ok["fps"].tolist() == pytest.approx([30, 10], rel=0.02)
     assert set(ok["frame_rate_mode"]) == {"variable"}
-    # the exported files: exactly each shot's frames (shots differ in mean luma)
+    # the exported files: exactly each shot's frames (shots differ in mean luma), each at its
+    # own time, playing as long as the shot (at the stream's average 19.8 fps the 10-fps shot
+    # played in 1.5 s instead of 3)
     src = shot_means(vfr_videos / "switch.mp4")
     a, b = np.mean(src[:75]), np.mean(src[75:])
+    src_times = [f.time for f in iter_frames(vfr_videos / "switch.mp4")]
     for cid, (lo, hi) in zip(ok.index, ((0, 75), (75, 105)), strict=True):
-        got = shot_means(tmp_path / "results" / "dataset" / meta.loc[cid, "file"])
+        path = tmp_path / "results" / "dataset" / meta.loc[cid, "file"]
+        got = shot_means(path)
         assert len(got) == hi - lo, (cid, len(got))
         own, other = (a, b) if lo == 0 else (b, a)
         assert all(abs(m - own) < abs(m - other) for m in got), cid
+        times = [f.time for f in iter_frames(path)]
+        want = [t - src_times[lo] for t in src_times[lo:hi]]
+        assert times == pytest.approx(want, abs=1e-3), cid
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            assert float(s.duration * s.time_base) == pytest.approx(ok.loc[cid, "duration"],
+                                                                    abs=2e-3)  # fmt: skip
+        assert meta.loc[cid, "fps"] == pytest.approx(ok.loc[cid, "fps"], rel=1e-3)
+    # the split's own clip files (materialize: reencode) keep the frames' times the same way
+    made = materialize(ok.reset_index(), tmp_path / "made", {"materialize": "reencode", "crf": 23,
+                       "preset": "ultrafast"})  # fmt: skip
+    for clip in made.itertuples():
+        times = [f.time for f in iter_frames(clip.path)]
+        want = [
+            t - src_times[clip.start_frame] for t in src_times[clip.start_frame : clip.end_frame]
+        ]
+        assert times == pytest.approx(want, abs=1e-3), clip.clip_id
 
     # 4 / 60 / 4 fps: three 5-s shots, none too short in real time
     ft = clips[clips["video_id"] == "v-fourty"]

@@ -274,13 +274,15 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
         row = clips.loc[i]
         dest = out_dir / f"{row['clip_id']}.mp4"
         args = (row["source_path"], dest, row["start_time"], row["end_time"])
+        encode = {"crf": cfg["crf"], "preset": cfg["preset"],
+                  "variable": row.get("frame_rate_mode") == "variable"}  # fmt: skip
         try:
             if mode == "copy":
-                why = copy_or_reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
+                why = copy_or_reencode(*args, **encode)
                 if why:
                     fallbacks[why] = fallbacks.get(why, 0) + 1
             else:
-                reencode(*args, crf=cfg["crf"], preset=cfg["preset"])
+                reencode(*args, **encode)
             clips.loc[i, "path"] = os.fspath(dest.resolve())
         except (VideoError, av.FFmpegError) as exc:
             clips.loc[i, "error"] = f"{mode} failed: {exc}"
@@ -423,20 +425,29 @@ def reencode(
     crf: int = 18,
     preset: str = "veryfast",
     max_height: int | None = None,
+    variable: bool = False,
 ) -> dict:
     """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied),
     the shorter side at most ``max_height``; written atomically. Returns ``{width, height,
     n_frames, fps}``. Encoded with ``x264_options``, so the same frames give the same bytes
-    (a dataset is rebuilt byte for byte from its config)."""
+    (a dataset is rebuilt byte for byte from its config).
+
+    ``variable`` (a source of variable frame rate): each frame keeps its own time, from the
+    clip's first, and ``fps`` is the clip's average rate. At one constant rate (the stream's
+    average) a 3-s shot of 10-fps frames in a stream that averages 19.8 fps played in 1.5 s,
+    and a 2.5-s shot of 30-fps frames in 3.8 s."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
         ostream = out.add_stream("libx264", rate=rate, options=x264_options(crf, preset))
+        if variable:
+            ostream.codec_context.time_base = VFR_TIME_BASE
         ostream.pix_fmt = "yuv420p"
         # A fixed thread count, not the job's: x264's output depends on it (frame threads and
         # lookahead), so `--cores 1` and `--cores 8` would write different bytes.
         ostream.codec_context.thread_count = X264_THREADS
-        n, width, matrix = 0, None, None
+        n, width, matrix, held, t0 = 0, None, None, None, 0.0
+        durations: dict[int, int] = {}  # a variable-rate frame's duration by its pts
         for fr in iter_frames(src, start=start, end=end):
             if n == 0:
                 # square pixels at the display aspect (rotation and sample aspect applied)
@@ -451,16 +462,45 @@ def reencode(
             )
             if matrix is not None:
                 frame = frame.reformat(format="yuv420p", dst_colorspace=matrix)
-            frame.pts, frame.time_base = n, 1 / Fraction(rate)
             n += 1
-            for packet in ostream.encode(frame):
-                out.mux(packet)
+            if not variable:
+                frame.pts, frame.time_base = n - 1, 1 / Fraction(rate)
+                for packet in ostream.encode(frame):
+                    out.mux(packet)
+                continue
+            # each frame lasts until the next one (the last until the clip's end): held back
+            # one frame, so that the file plays for the clip's own duration
+            if n == 1:
+                t0 = fr.time
+            pts = round((fr.time - t0) / VFR_TIME_BASE)
+            frame.pts, frame.time_base = max(pts, held.pts + 1) if held else pts, VFR_TIME_BASE
+            if held is not None:
+                durations[held.pts] = frame.pts - held.pts
+                mux_timed(out, ostream.encode(held), durations)
+            held = frame
         if n == 0:
             raise VideoError("no frames in range")
-        for packet in ostream.encode():
-            out.mux(packet)
+        if held is not None:
+            durations[held.pts] = max(1, round((end - t0) / VFR_TIME_BASE) - held.pts)
+            mux_timed(out, ostream.encode(held), durations)
+        mux_timed(out, ostream.encode(), durations)
         size = {"width": ostream.width, "height": ostream.height}
+    if variable and end > start:
+        rate = n / (end - start)
     return size | {"n_frames": n, "fps": float(rate)}
+
+
+# the clock of a variable-rate clip's frames: MPEG's 90 kHz, exact for every common rate
+VFR_TIME_BASE = Fraction(1, 90000)
+
+
+def mux_timed(out, packets, durations: dict[int, int]) -> None:
+    """Mux ``packets``, each with its frame's duration (by pts) where known: the encoder passes
+    no duration on, and MP4 stores one per frame (the last frame's is the file's end)."""
+    for packet in packets:
+        if packet.pts in durations:
+            packet.duration = durations.pop(packet.pts)
+        out.mux(packet)
 
 
 # A source's AVColorSpace -> the swscale matrix its re-encoded clip is written with
