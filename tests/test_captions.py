@@ -122,6 +122,23 @@ def test_sample_frames_counts_and_indices():
     assert len(sample_frames(short, 2.0, 16, multiple=2).indices) == 2  # at least one pair
 
 
+def test_a_variable_rate_clips_cached_caption_is_not_reused():
+    """Captions of variable-rate clips made before models were told their frames' decoded times
+    are made again (their key names the timing); constant-rate clips keep their keys."""
+    from dataclasses import replace
+
+    from clipsift.captioners.shard import _caption_key
+
+    job = ClipJob("c", "v", "x.mp4", 1.0, 4.0, 10.0, 30, 160, 90)
+    ident = {"provider": "local", "model": "qwen3_vl", "model_id": "m", "revision": "r"}
+    key = _caption_key(job, ident, "p", "s")
+    assert _caption_key(replace(job, frame_rate_mode="constant"), ident, "p", "s") == key
+    assert _caption_key(replace(job, frame_rate_mode="variable"), ident, "p", "s") != key
+    clips, source, selection = tables({"a": "a.mp4", "b": "b.mp4", "bad": "bad.mp4"})
+    clips["frame_rate_mode"] = "variable"
+    assert {j.frame_rate_mode for j in kept_jobs(clips, source, selection)} == {"variable"}
+
+
 def test_size_rules_match_transformers():
     """Our copies of the Qwen resize rules give what transformers' own functions give."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as ref2

@@ -29,7 +29,7 @@ from clipsift.encoders.buckets import (
 )
 from clipsift.encoders.prompts import resolve_prompt
 from clipsift.encoders.sampling import plan_frames
-from clipsift.encoders.stage import run_encode
+from clipsift.encoders.stage import FrameTimes, run_encode
 from clipsift.encoders.text import clean_prompt
 from clipsift.encoders.video import read_clip
 from clipsift.sample import Segment, render_video, write_corrupt
@@ -224,6 +224,10 @@ def test_a_variable_rate_clip_is_encoded_by_time(models, tmp_path):
     doc = json.loads((tmp_path / "out" / f"{row['clip_id']}.json").read_text())
     taken = np.asarray(times)[doc["frames"]["indices"]]
     assert np.allclose(np.diff(taken), 0.1, atol=2e-3) and doc["frames"]["fps"] == 10
+    # a sparser table (scan.luma_stride 4): the frames between, and after its last row, get
+    # their times from their neighbours and the clip's last_time (not the last row's time)
+    sparse = frames[frames["frame"] % 4 == 0]
+    assert FrameTimes(sparse).of(clips.iloc[0]) == pytest.approx(times, abs=1e-3)
     # without the frame table (an older caller), frames are counted as before
     run_encode(clips, source, selection, None, None, cfg, tmp_path / "old")
     doc = json.loads((tmp_path / "old" / f"{row['clip_id']}.json").read_text())
@@ -550,7 +554,7 @@ ENCODE_WORKER = """
 import json, sys, time
 import pandas as pd
 from clipsift.encoders.base import VideoVAE
-from clipsift.encoders.stage import run_encode
+from clipsift.encoders.stage import FrameTimes, run_encode
 
 real = VideoVAE.encode
 def encode(self, videos, clip_ids):  # slow enough for the test to kill the job halfway

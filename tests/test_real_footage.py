@@ -106,13 +106,16 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
         assert meta.loc[cid, "fps"] == pytest.approx(ok.loc[cid, "fps"], rel=1e-3)
     # the split's own clip files (materialize: reencode) keep the frames' times the same way
     made = materialize(ok.reset_index(), tmp_path / "made", {"materialize": "reencode", "crf": 23,
-                       "preset": "ultrafast"})  # fmt: skip
+                       "preset": "veryfast"})  # fmt: skip
     for clip in made.itertuples():
         times = [f.time for f in iter_frames(clip.path)]
         want = [
             t - src_times[clip.start_frame] for t in src_times[clip.start_frame : clip.end_frame]
         ]
         assert times == pytest.approx(want, abs=1e-3), clip.clip_id
+        with av.open(clip.path) as c:
+            s = c.streams.video[0]
+            assert float(s.duration * s.time_base) == pytest.approx(clip.duration, abs=2e-3)
 
     # 4 / 60 / 4 fps: three 5-s shots, none too short in real time
     ft = clips[clips["video_id"] == "v-fourty"]
@@ -141,6 +144,43 @@ def test_clips_follow_the_decoders_times_and_exports_hold_their_frames(vfr_video
     assert sar in (None, 1) or float(sar) == 1.0
     assert w / h == pytest.approx(16 / 9, rel=0.01), (w, h)
     assert (an["width"].iloc[0], an["height"].iloc[0]) == (1024, 576)
+
+
+def test_millisecond_times_of_a_constant_rate_are_no_variable_rate(tmp_path):
+    """Matroska stores times in milliseconds: a 60-fps file's frames come 16 and 17 ms apart
+    (6 % of a frame), which made it "variable" and sent its clips down the variable-rate paths
+    (export at each frame's own time, encode by time). A real drop is still variable."""
+    from clipsift.split.clips import rate_mode, scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    path = tmp_path / "sixty.mkv"
+    render_video(path, [Segment(120, seed=51, pan=(1.0, 0))], fps=60, size=(96, 54))
+    times = np.array([f.time for f in iter_frames(path)])
+    assert set(np.round(np.diff(times), 3)) == {0.016, 0.017}
+    items = pd.DataFrame([{"source": "s", "video_id": "v", "uri": str(path), "path": str(path),
+                           "caption": None}])  # fmt: skip
+    source = ingest_shard(items)
+    scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
+    clips = scenes_to_clips(scenes, source, with_defaults("split", None), frames)
+    assert list(clips["frame_rate_mode"]) == ["constant"]
+    assert clips["fps"].iloc[0] == pytest.approx(60.0)
+    drop = [i / 30 for i in range(60)] + [2.0 + i / 10 for i in range(30)] + [5.0]
+    assert rate_mode(np.round(drop, 3)) == "variable"
+
+
+def test_an_exported_clip_whose_rate_drops_inside_it_keeps_its_frames_times(tmp_path):
+    """One shot, 2 s at 30 fps then 3 s at 10 fps (a phone in low light), re-encoded at the
+    export's default preset: each frame at its own time and the file 5 s long. With B-frames,
+    MP4's decode times, from which each frame's duration is derived, made it 4.87 s."""
+    times = [i / 30 for i in range(60)] + [2.0 + i / 10 for i in range(30)]
+    src = tmp_path / "drop.mp4"
+    render_video(src, [Segment(90, seed=32, pan=(1.0, 0))], fps=30, size=(160, 90), times=times)
+    info = reencode(str(src), tmp_path / "clip.mp4", 0.0, 5.0, variable=True)
+    assert info["n_frames"] == 90 and info["fps"] == pytest.approx(18.0)
+    assert [f.time for f in iter_frames(tmp_path / "clip.mp4")] == pytest.approx(times, abs=1e-3)
+    with av.open(str(tmp_path / "clip.mp4")) as c:
+        s = c.streams.video[0]
+        assert float(s.duration * s.time_base) == pytest.approx(5.0, abs=1e-3)
 
 
 @pytest.mark.parametrize(("ext", "stride"), [("mp4", 1), ("mkv", 1), ("mkv", 4)])

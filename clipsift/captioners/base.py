@@ -34,6 +34,7 @@ class ClipJob:
     height: int
     path: str | None = None  # a materialized clip file (copy/reencode), else the source
     source_caption: str | None = None
+    frame_rate_mode: str | None = None  # the clip table's: "variable" or "constant"
 
     @property
     def duration(self) -> float:

@@ -55,9 +55,10 @@ def run_batch(generate, items: list, batcher: Batcher, on_result: OnResult) -> N
             if len(chunk) > 1:
                 log.warning("batch of %d failed (%s); one clip at a time", len(chunk), reason(exc))
                 return [pair for item in chunk for pair in call([item])]
-            job, plan, _ = chunk[0]
+            job, plan, video = chunk[0]
             log.warning("%s: generation failed: %s", job.clip_id, reason(exc))
-            return [(chunk[0], Result(frames=plan.record(job), error=reason(exc)))]
+            frames = plan.record(job, video.timestamps)  # decoded: their own times
+            return [(chunk[0], Result(frames=frames, error=reason(exc)))]
 
     for (job, _, _), result in batcher.map(call, items):
         on_result(job, result)

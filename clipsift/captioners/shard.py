@@ -56,6 +56,7 @@ def kept_jobs(clips: pd.DataFrame, source: pd.DataFrame, selection: pd.DataFrame
                 height=int(row["height"]),
                 path=_str(row.get("path")),
                 source_caption=_str(given.get(row["video_id"])),
+                frame_rate_mode=_str(row.get("frame_rate_mode")),
             )
         )
     return jobs
@@ -146,6 +147,13 @@ def _key(kind: str, clip_id: str, ident: dict, ph: str, sh: str, **extra) -> str
     return cache_key(kind, clip_id, model=parts, prompt=ph, settings=sh, **extra)
 
 
+def _caption_key(job: ClipJob, ident: dict, ph: str, sh: str) -> str:
+    """A clip's caption key: a variable-rate clip's names its frames' timing, since models have
+    been told its frames' decoded times (those cached before were told ``index / fps``)."""
+    timing = {"timing": "decoded"} if job.frame_rate_mode == "variable" else {}
+    return _key("caption", job.clip_id, ident, ph, sh, **timing)
+
+
 def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: str, counts: dict):
     """``(results, ident, inputs_path)``: the answers by clip id, from the cache, then from the
     captioner for the rest (loaded only then: ``inputs_path`` is None when nothing ran)."""
@@ -174,7 +182,7 @@ def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: s
     def on_result(job: ClipJob, result) -> None:
         rec = result.to_dict()
         if result.error is None:
-            cache.put(_key("caption", job.clip_id, ident, ph, sh), "caption", job.clip_id, rec)
+            cache.put(_caption_key(job, ident, ph, sh), "caption", job.clip_id, rec)
         results[job.clip_id] = {**rec, "cached": False}
         progress.tick(result.error is not None)
 
@@ -188,7 +196,7 @@ def _from_cache(cache, pending: list[ClipJob], ident, ph, sh, results: dict) -> 
     """The jobs of ``pending`` the cache has no caption for; the hits go to ``results``."""
     todo = []
     for job in pending:
-        hit = cache.get(_key("caption", job.clip_id, ident, ph, sh))
+        hit = cache.get(_caption_key(job, ident, ph, sh))
         if hit is None:
             todo.append(job)
         else:

@@ -12,9 +12,10 @@ The ``encode.frames`` options, in order of precedence for the step between frame
 On a variable frame rate (the clip's ``frame_rate_mode``), the step is applied in time: the rate
 is the clip's own average (its ``fps``), and each taken frame is the one nearest its time at
 ``fps / step`` from the first, by the frames' own times (the scan's). Counted in frames, a shot
-that drops from 30 to 10 fps halfway (a phone in low light) came out at 0.6 times its speed,
-then at 1.8 times: the frames taken were 1.125 source frames apart in both parts. Where the
-source is slower than that rate its frames repeat, as a constant-rate copy of it would show them.
+of 2 s at 30 fps, then 3 s at 10 fps (a phone in low light; 18 fps on average) taken at
+``target_fps`` 16 came out at 0.6 times its speed, then at 1.8 times: its frames were 1.125
+source frames apart in both parts. Where the source is slower than that rate its frames
+repeat, as a constant-rate copy of it would show them. Constant-rate clips are counted.
 
 ``skip_start`` source frames are left out first. ``count`` is made valid for the VAE (the
 largest ``k * temporal + 1`` not above it: 81 for Wan, 129 for HunyuanVideo, 121 for LTX), or
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import with_defaults
+from ..io.decode import TIMESTAMP_ROUNDING
 from .base import valid_count
 
 
@@ -96,7 +98,8 @@ def plan_frames(
             raise ValueError(f"{len(times) + first - int(start_frame)} frame times for a clip "
                              f"of {int(end_frame) - int(start_frame)} frames")  # fmt: skip
         length = (times[-1] - times[0]) * out_fps  # the span in taken frames' intervals
-        fits = math.floor(length + 1e-6) + 1
+        # containers round times (Matroska to 1 ms): a span a millisecond short still fits
+        fits = math.floor(length + TIMESTAMP_ROUNDING * out_fps) + 1
     else:
         fits = math.floor((span - 1) / step + 1e-9) + 1 if span > 0 else 0  # frames that fit
     plan = FramePlan(step=step, fps=out_fps, requested=requested)
@@ -127,7 +130,7 @@ def plan_frames(
 def nearest_times(times: np.ndarray, wanted: np.ndarray) -> list[int]:
     """For each of ``wanted`` (ascending), the position in ``times`` (ascending) of the time
     nearest it, the later on a tie (within a microsecond: times are sums of ticks), as counting
-    rounds half a step up: at a constant rate both take the same frames."""
+    rounds half a step up."""
     if len(times) < 2:
         return [0] * len(wanted)
     i = np.clip(np.searchsorted(times, wanted), 1, len(times) - 1)

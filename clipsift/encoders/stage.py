@@ -197,11 +197,13 @@ def _load_vae(cfg: dict, device: str):
 
 
 class FrameTimes:
-    """Each frame's presentation time from the scan's per-frame table, for variable-rate clips
-    (frames the table skips, ``scan.luma_stride`` > 1, get times interpolated between their
-    neighbours, as the split has them)."""
+    """Each frame's presentation time from the scan's per-frame table, for variable-rate clips.
+    Frames the table skips (``scan.luma_stride`` > 1) get times interpolated between their
+    recorded neighbours and the clip's own first and last frame times (``start_time``,
+    ``last_time``), which the split has exactly."""
 
     def __init__(self, frames: pd.DataFrame | None):
+        self.given = frames is not None
         self.by_video = {}
         if frames is not None and len(frames):
             for vid, g in frames.sort_values(["video_id", "frame"]).groupby("video_id"):
@@ -210,14 +212,23 @@ class FrameTimes:
 
     def of(self, clip) -> np.ndarray | None:
         """The times of ``clip``'s frames where its source's rate is variable, else None."""
-        if getattr(clip, "frame_rate_mode", None) != "variable":
+        if getattr(clip, "frame_rate_mode", None) != "variable" or not self.given:
             return None
         known = self.by_video.get(clip.video_id)
         if known is None:
             log.warning("%s: variable frame rate, but the scan recorded no frame times: frames "
                         "are taken by count", clip.clip_id)  # fmt: skip
             return None
-        return np.interp(np.arange(int(clip.start_frame), int(clip.end_frame)), *known)
+        a, b = int(clip.start_frame), int(clip.end_frame)
+        idx, t = known
+        last = getattr(clip, "last_time", None)
+        if last is None or not np.isfinite(last):  # a clip table from before last_time
+            last = float(clip.end_time) - 1.0 / float(clip.fps)
+        keep = (idx > a) & (idx < b - 1)
+        idx = np.concatenate([[a], idx[keep], [b - 1]])
+        t = np.concatenate([[float(clip.start_time)], t[keep], [float(last)]])
+        # never backwards: a frame handed out of order after damaged packets keeps its place
+        return np.maximum.accumulate(np.interp(np.arange(a, b), idx, t))
 
 
 def _clip_job(

@@ -27,11 +27,16 @@ def _avx512() -> bool:
         return False
 
 
-def x264_options(crf: int, preset: str, *, mbtree: bool = False) -> dict:
+def x264_options(crf: int, preset: str, *, mbtree: bool = False, bframes: bool = True) -> dict:
     """Codec options for libx264 at ``crf`` and ``preset``; ``mbtree=True`` keeps x264's
     macroblock-tree rate control (only the test renders of :mod:`clipsift.sample`, whose pixels,
-    not bytes, are their ground truth, and whose bytes earlier runs already fixed)."""
+    not bytes, are their ground truth, and whose bytes earlier runs already fixed).
+    ``bframes=False``: no B-frames, for frames of uneven durations (MP4 derives each frame's
+    duration from the decode times, which B-frames shift by frames of the wrong length: a clip
+    whose rate drops from 30 to 10 fps read 4.87 s long instead of 5)."""
     params = [] if mbtree else ["mbtree=0"]
+    if not bframes:
+        params.append("bframes=0")
     if _avx512():
         params.append("asm=AVX2")
     opts = {"crf": str(crf), "preset": preset}

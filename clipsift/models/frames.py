@@ -51,10 +51,11 @@ def clip_frames(job, indices: list[int], size=None) -> list[np.ndarray]:
 
 
 def timed_clip_frames(job, indices: list[int], size=None) -> tuple[list[np.ndarray], list[float]]:
-    """:func:`clip_frames` and each frame's presentation time, in seconds from the clip's start:
-    what a model is told about when its frames were seen. ``index / fps`` at the clip's average
-    rate is right only where the rate holds: in a shot whose rate drops from 30 to 10 fps
-    halfway (a phone in low light) it put the first 10-fps frame 1.3 s late."""
+    """:func:`clip_frames` and each frame's presentation time, in seconds from the clip's start
+    (what the caption records show, and the times the images path tells Qwen3-VL and SmolVLM2).
+    ``index / fps`` at the clip's average rate is right only while the rate holds: in a shot of
+    2 s at 30 fps, then 3 s at 10 fps (a phone in low light) it put the 10-fps frames up to
+    1.3 s late."""
     first = (0, float(job.start))
     images, times = [], []
     for _, (img, t) in frames_by_index(
