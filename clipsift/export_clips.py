@@ -141,7 +141,8 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
         key["hdr"] = "sdr-bt709"  # tone-mapped since
     variable = clip.get("frame_rate_mode") == "variable"
     if variable:
-        key["timing"] = "source"  # each frame at its own time since (was the stream's average)
+        # each frame at its own time, without B-frames (was the stream's average rate)
+        key["timing"] = "source, no B-frames"
     ckey = _key(key)[:12]
     cached = where / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
     info_path = cached.with_suffix(".json")

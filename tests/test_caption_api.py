@@ -29,9 +29,10 @@ from fakes.clips import (
 )
 from helpers import plan_shards, run_snakemake, wait_for
 
-from clipsift.captioners.api import ApiCaptioner
+from clipsift.captioners.api import ApiCaptioner, UploadCaptioner
 from clipsift.captioners.http import AuthError, HttpClient, redact, retry_after_seconds
 from clipsift.captioners.shard import caption_shard
+from clipsift.io.decode import iter_frames
 
 KEY = (
     "sk-or-v1-" + "TESTKEY0123456789abcdef0123456789"
@@ -124,6 +125,11 @@ def test_frames_sent_are_timed_by_the_decoder(server, key, tmp_path):
     assert len(images) == info["n"] == 4
     assert info["times"] == pytest.approx([real[i] for i in (0, 30, 59, 89)], abs=1e-3)
     assert info["times"][2] == pytest.approx(1.967, abs=1e-3)  # 59 / 18 fps would say 3.28
+    # the upload endpoint gets the clip as a file whose frames keep their times
+    cfg = api_config(server)
+    cfg["provider"] = "api_upload"
+    clip = UploadCaptioner(cfg).clip_file(job, tmp_path)
+    assert [f.time for f in iter_frames(clip)] == pytest.approx(real, abs=1e-3)
 
 
 def test_text_only(server, key, clip_videos):

@@ -123,17 +123,22 @@ def test_sample_frames_counts_and_indices():
 
 
 def test_a_variable_rate_clips_cached_caption_is_not_reused():
-    """Captions of variable-rate clips made before models were told their frames' decoded times
-    are made again (their key names the timing); constant-rate clips keep their keys."""
+    """Captions of variable-rate clips whose prompts state their frames' times (Qwen3-VL,
+    SmolVLM2), made before those were the decoded times, are made again (their key names the
+    timing); constant-rate clips and captioners that state no times keep their keys."""
     from dataclasses import replace
 
     from clipsift.captioners.shard import _caption_key
 
     job = ClipJob("c", "v", "x.mp4", 1.0, 4.0, 10.0, 30, 160, 90)
     ident = {"provider": "local", "model": "qwen3_vl", "model_id": "m", "revision": "r"}
-    key = _caption_key(job, ident, "p", "s")
-    assert _caption_key(replace(job, frame_rate_mode="constant"), ident, "p", "s") == key
-    assert _caption_key(replace(job, frame_rate_mode="variable"), ident, "p", "s") != key
+    key = _caption_key(job, ident, "p", "s", True)
+    assert _caption_key(replace(job, frame_rate_mode="constant"), ident, "p", "s", True) == key
+    assert _caption_key(replace(job, frame_rate_mode="variable"), ident, "p", "s", True) != key
+    # a captioner that states no times (Qwen2.5-VL, the API's images) keeps its captions
+    assert _caption_key(replace(job, frame_rate_mode="variable"), ident, "p", "s") == key
+    timed = {name for name in FAMILIES if family(name).prompt_times}
+    assert timed == {"qwen3_vl", "smolvlm2"}
     clips, source, selection = tables({"a": "a.mp4", "b": "b.mp4", "bad": "bad.mp4"})
     clips["frame_rate_mode"] = "variable"
     assert {j.frame_rate_mode for j in kept_jobs(clips, source, selection)} == {"variable"}

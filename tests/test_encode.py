@@ -228,6 +228,9 @@ def test_a_variable_rate_clip_is_encoded_by_time(models, tmp_path):
     # their times from their neighbours and the clip's last_time (not the last row's time)
     sparse = frames[frames["frame"] % 4 == 0]
     assert FrameTimes(sparse).of(clips.iloc[0]) == pytest.approx(times, abs=1e-3)
+    # a clip table from before last_time: past the last row, the clip's own pace
+    older = FrameTimes(sparse).of(clips.drop(columns="last_time").iloc[0])
+    assert older[:97] == pytest.approx(times[:97], abs=1e-3) and (np.diff(older) > 0).all()
     # without the frame table (an older caller), frames are counted as before
     run_encode(clips, source, selection, None, None, cfg, tmp_path / "old")
     doc = json.loads((tmp_path / "old" / f"{row['clip_id']}.json").read_text())
@@ -554,7 +557,7 @@ ENCODE_WORKER = """
 import json, sys, time
 import pandas as pd
 from clipsift.encoders.base import VideoVAE
-from clipsift.encoders.stage import FrameTimes, run_encode
+from clipsift.encoders.stage import run_encode
 
 real = VideoVAE.encode
 def encode(self, videos, clip_ids):  # slow enough for the test to kill the job halfway

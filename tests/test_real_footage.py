@@ -167,6 +167,18 @@ def test_millisecond_times_of_a_constant_rate_are_no_variable_rate(tmp_path):
     drop = [i / 30 for i in range(60)] + [2.0 + i / 10 for i in range(30)] + [5.0]
     assert rate_mode(np.round(drop, 3)) == "variable"
 
+    def ends(t, fps):
+        return np.append(t, t[-1] + 1 / fps)
+
+    n = np.arange(400)
+    assert rate_mode(ends(np.round(n / 48 * 600) / 600, 48)) == "constant"  # QuickTime's clock
+    assert rate_mode(ends(np.round(n / 240, 3), 240)) == "constant"
+    # a change of rate or one dropped frame is variable, with exact or rounded times
+    change = np.concatenate([np.arange(240) / 240, 1 + np.arange(200) / 200])
+    assert rate_mode(ends(change, 200)) == rate_mode(ends(np.round(change, 3), 200)) == "variable"
+    dropped = np.delete(n / 240, 200)
+    assert rate_mode(ends(dropped, 240)) == rate_mode(ends(np.round(dropped, 3), 240)) == "variable"
+
 
 def test_an_exported_clip_whose_rate_drops_inside_it_keeps_its_frames_times(tmp_path):
     """One shot, 2 s at 30 fps then 3 s at 10 fps (a phone in low light), re-encoded at the

@@ -80,6 +80,7 @@ class LocalVLM:
     video_defaults: dict = {}
     temporal_multiple = 1  # frames per temporal patch (the frame count is a multiple of it)
     vllm_video_metadata = False  # caption.backend vllm: the video goes with its metadata
+    prompt_times = False  # the prompt states each frame's time (part of the cache key)
 
     def __init__(self, cfg: dict, *, device: str = "cpu"):
         self.cfg = cfg = with_defaults("caption", cfg)

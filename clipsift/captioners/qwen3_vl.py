@@ -74,6 +74,7 @@ class Qwen3VL(QwenVLBase):
     vision_start = "<|vision_start|>"
     vision_end = "<|vision_end|>"
     vllm_video_metadata = True  # its timestamps are made from the metadata in vLLM too
+    prompt_times = True  # each temporal patch's time, in the prompt
 
     def frame_size(self, job: ClipJob, n_frames: int) -> tuple[int, int]:
         w, h = fit_side(int(job.width), int(job.height), int(self.cfg["max_side"]))

@@ -147,11 +147,15 @@ def _key(kind: str, clip_id: str, ident: dict, ph: str, sh: str, **extra) -> str
     return cache_key(kind, clip_id, model=parts, prompt=ph, settings=sh, **extra)
 
 
-def _caption_key(job: ClipJob, ident: dict, ph: str, sh: str) -> str:
-    """A clip's caption key: a variable-rate clip's names its frames' timing, since models have
-    been told its frames' decoded times (those cached before were told ``index / fps``)."""
-    timing = {"timing": "decoded"} if job.frame_rate_mode == "variable" else {}
-    return _key("caption", job.clip_id, ident, ph, sh, **timing)
+def _caption_key(job: ClipJob, ident: dict, ph: str, sh: str, timed: bool = False) -> str:
+    """A clip's caption key. ``timed``: the captioner writes its frames' times into the prompt
+    (``prompt_times``: Qwen3-VL, SmolVLM2), which are the decoded ones since 2026-12-05; a
+    variable-rate clip's key then names that, so that a caption whose model was told
+    ``index / fps`` is made again."""
+    variable = timed and job.frame_rate_mode == "variable"
+    return _key(
+        "caption", job.clip_id, ident, ph, sh, **({"timing": "decoded"} if variable else {})
+    )
 
 
 def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: str, counts: dict):
@@ -159,7 +163,8 @@ def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: s
     captioner for the rest (loaded only then: ``inputs_path`` is None when nothing ran)."""
     results: dict[str, dict] = {}
     ident = captioner.identity()
-    todo = _from_cache(cache, jobs, ident, ph, sh, results)
+    timed = bool(getattr(captioner, "prompt_times", False))
+    todo = _from_cache(cache, jobs, (ident, ph, sh, timed), results)
     counts["cached"] = len(jobs) - len(todo)
     log.info(
         "caption: %d kept clips, %d from the cache, %d to caption with %s",
@@ -175,14 +180,14 @@ def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: s
     new_ident = captioner.identity()
     if new_ident != ident:  # the revision resolved to a commit only once loaded
         ident = new_ident
-        todo = _from_cache(cache, todo, ident, ph, sh, results)
+        todo = _from_cache(cache, todo, (ident, ph, sh, timed), results)
         counts["cached"] = len(jobs) - len(todo)
     progress = Progress("caption", len(todo))
 
     def on_result(job: ClipJob, result) -> None:
         rec = result.to_dict()
         if result.error is None:
-            cache.put(_caption_key(job, ident, ph, sh), "caption", job.clip_id, rec)
+            cache.put(_caption_key(job, ident, ph, sh, timed), "caption", job.clip_id, rec)
         results[job.clip_id] = {**rec, "cached": False}
         progress.tick(result.error is not None)
 
@@ -192,11 +197,12 @@ def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: s
     return results, ident, inputs_path
 
 
-def _from_cache(cache, pending: list[ClipJob], ident, ph, sh, results: dict) -> list[ClipJob]:
-    """The jobs of ``pending`` the cache has no caption for; the hits go to ``results``."""
+def _from_cache(cache, pending: list[ClipJob], key: tuple, results: dict) -> list[ClipJob]:
+    """The jobs of ``pending`` the cache has no caption for (``key``: the rest of
+    :func:`_caption_key`'s arguments); the hits go to ``results``."""
     todo = []
     for job in pending:
-        hit = cache.get(_caption_key(job, ident, ph, sh))
+        hit = cache.get(_caption_key(job, *key))
         if hit is None:
             todo.append(job)
         else:

@@ -53,6 +53,7 @@ def number_words(n: int) -> str:
 class SmolVLM2(LocalVLM):
     name = "smolvlm2"
     model_class = "SmolVLMForConditionalGeneration"
+    prompt_times = True  # "Frame from MM:SS" before each frame
     video_token = "<video>"
     image_token = "<image>"
     fake_image_token = "<fake_token_around_image>"

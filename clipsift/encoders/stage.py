@@ -42,6 +42,7 @@ from ..io.files import file_identity, place
 from ..models.batching import Batcher, is_oom
 from ..models.device import free_memory, pick_dtype, resolve_device
 from ..models.frames import prefetch
+from ..split.clips import last_time
 from . import vae_class
 from .base import to_model_input
 from .buckets import clip_geometry, make_buckets
@@ -221,14 +222,17 @@ class FrameTimes:
             return None
         a, b = int(clip.start_frame), int(clip.end_frame)
         idx, t = known
-        last = getattr(clip, "last_time", None)
-        if last is None or not np.isfinite(last):  # a clip table from before last_time
-            last = float(clip.end_time) - 1.0 / float(clip.fps)
-        keep = (idx > a) & (idx < b - 1)
-        idx = np.concatenate([[a], idx[keep], [b - 1]])
-        t = np.concatenate([[float(clip.start_time)], t[keep], [float(last)]])
+        last = last_time(clip)
+        keep = (idx > a) & (idx < (b - 1 if last is not None else b))
+        idx = np.concatenate([[a], idx[keep], [b - 1] if last is not None else []])
+        t = np.concatenate([[float(clip.start_time)], t[keep], [last] if last is not None else []])
+        frames = np.arange(a, b)
+        out = np.interp(frames, idx, t)
+        # past the last known time (a clip table from before last_time): the clip's own pace
+        after = frames > idx[-1]
+        out[after] = t[-1] + (frames[after] - idx[-1]) / float(clip.fps)
         # never backwards: a frame handed out of order after damaged packets keeps its place
-        return np.maximum.accumulate(np.interp(np.arange(a, b), idx, t))
+        return np.maximum.accumulate(out)
 
 
 def _clip_job(

@@ -339,8 +339,8 @@ def packet_span(path: str | os.PathLike, fps: float) -> float | None:
 
 
 SEEK_TOLERANCE = 1e-4  # s: times are the decoder's own, so a frame "at" a time matches closely
-# s: the coarsest rounding of frame times in common containers (Matroska and WebM store
-# milliseconds: a 60-fps video's frames come 16 and 17 ms apart)
+# s: Matroska's and WebM's rounding of frame times (milliseconds: a 60-fps video's frames come
+# 16 and 17 ms apart)
 TIMESTAMP_ROUNDING = 1e-3
 
 

@@ -20,7 +20,6 @@ import pandas as pd
 from ..config import with_defaults
 from ..io.atomic import atomic_path
 from ..io.decode import (
-    TIMESTAMP_ROUNDING,
     VideoError,
     counted_times,
     iter_frames,
@@ -40,6 +39,11 @@ CLIP_COLUMNS = [
     "source_path", "path", "split_reason", "error",
 ]  # fmt: skip
 VFR_SPREAD = 0.05  # frame intervals that vary more than this (relative) make a video "variable"
+# s: how far a constant rate's frame times, rounded by a container's clock, may lie from the
+# straight line fitted to them: three quarters of a tick of the coarsest common clock
+# (QuickTime's 1/600 s; Matroska and WebM keep milliseconds). A dropped frame at 240 fps moves
+# the frames off the line by 2 ms
+CLOCK_ROUNDING = 0.75 / 600 + 1e-6
 
 
 def clip_id(video_id: str, k: int) -> str:
@@ -186,16 +190,22 @@ def nearest_frame(times: np.ndarray, t: float, a: int, b: int) -> int:
 
 def rate_mode(times: np.ndarray) -> str:
     """``variable`` when the frame intervals spread more than :data:`VFR_SPREAD` around their
-    median (phones, screen recordings, drops), and by more than a container's rounding of times
-    (:data:`TIMESTAMP_ROUNDING`: a 60-fps Matroska file's 16 and 17 ms are 6 % apart), else
-    ``constant``."""
-    gaps = np.diff(times[:-1])
+    median (phones, screen recordings, drops), else ``constant``; but a spread that a container
+    clock's rounding explains is no variable rate: the frames then lie near one straight line
+    (:data:`CLOCK_ROUNDING`). A 60-fps Matroska file's frames come 16 and 17
+    ms apart (6 % of a frame) and were "variable"; a rate change or a dropped frame moves the
+    frames after it off any line by far more."""
+    frame_times = np.asarray(times[:-1], np.float64)
+    gaps = np.diff(frame_times)
     if len(gaps) < 2:
         return "constant"
     med = float(np.median(gaps))
-    spread = float(np.abs(gaps - med).max())
-    bound = max(VFR_SPREAD * med, TIMESTAMP_ROUNDING + 1e-6)
-    return "variable" if med > 0 and spread > bound else "constant"
+    if med <= 0 or np.abs(gaps - med).max() <= VFR_SPREAD * med:
+        return "constant"
+    n = np.arange(len(frame_times), dtype=np.float64)
+    slope, at0 = np.polyfit(n, frame_times, 1)
+    off = float(np.abs(frame_times - (at0 + slope * n)).max())
+    return "constant" if off <= CLOCK_ROUNDING else "variable"
 
 
 def _video_clips(

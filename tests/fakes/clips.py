@@ -55,7 +55,8 @@ def vfr_caption_clip(out: Path):
     scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
     (clip,) = scenes_to_clips(scenes, source, with_defaults("split", None), frames).itertuples()
     job = ClipJob(clip.clip_id, "v", str(path), float(clip.start_time), float(clip.end_time),
-                  float(clip.fps), int(clip.n_frames), 160, 90)  # fmt: skip
+                  float(clip.fps), int(clip.n_frames), 160, 90,
+                  frame_rate_mode=clip.frame_rate_mode)  # fmt: skip
     decoded = [f.time for f in iter_frames(path)]
     return job, [t - job.start for t in decoded[clip.start_frame : clip.end_frame]]
 
