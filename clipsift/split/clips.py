@@ -192,9 +192,9 @@ def rate_mode(times: np.ndarray) -> str:
     """``variable`` when the frame intervals spread more than :data:`VFR_SPREAD` around their
     median (phones, screen recordings, drops), else ``constant``; but a spread that a container
     clock's rounding explains is no variable rate: the frames then lie near one straight line
-    (:data:`CLOCK_ROUNDING`). A 60-fps Matroska file's frames come 16 and 17
-    ms apart (6 % of a frame) and were "variable"; a rate change or a dropped frame moves the
-    frames after it off any line by far more."""
+    (:data:`CLOCK_ROUNDING`). A 60-fps Matroska file's frames come 16 and 17 ms apart (6 % of a
+    frame) and were "variable"; a rate change or a dropped frame moves the frames after it off
+    any line by far more."""
     frame_times = np.asarray(times[:-1], np.float64)
     gaps = np.diff(frame_times)
     if len(gaps) < 2:
