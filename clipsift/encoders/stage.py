@@ -42,7 +42,7 @@ from ..io.files import file_identity, place
 from ..models.batching import Batcher, is_oom
 from ..models.device import free_memory, pick_dtype, resolve_device
 from ..models.frames import prefetch
-from ..split.clips import last_time
+from ..split.clips import fill_times, last_time
 from . import vae_class
 from .base import to_model_input
 from .buckets import clip_geometry, make_buckets
@@ -226,13 +226,9 @@ class FrameTimes:
         keep = (idx > a) & (idx < (b - 1 if last is not None else b))
         idx = np.concatenate([[a], idx[keep], [b - 1] if last is not None else []])
         t = np.concatenate([[float(clip.start_time)], t[keep], [last] if last is not None else []])
-        frames = np.arange(a, b)
-        out = np.interp(frames, idx, t)
-        # past the last known time (a clip table from before last_time): the clip's own pace
-        after = frames > idx[-1]
-        out[after] = t[-1] + (frames[after] - idx[-1]) / float(clip.fps)
+        # past the last known time (a clip table from before last_time): the clip's own pace;
         # never backwards: a frame handed out of order after damaged packets keeps its place
-        return np.maximum.accumulate(out)
+        return np.maximum.accumulate(fill_times(np.arange(a, b), idx, t, float(clip.fps)))
 
 
 def _clip_job(

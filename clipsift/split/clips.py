@@ -173,11 +173,16 @@ def frame_times(scenes: pd.DataFrame, recorded, fps: float) -> np.ndarray:
     else:
         idx = scenes["start_frame"].to_numpy(np.int64)
         t = scenes["start_time"].to_numpy(np.float64)
-    times = np.interp(np.arange(n, dtype=np.float64), idx, t)
-    # past the last recorded frame: the stream's own pace, never beyond the end
-    after = np.arange(n) > idx[-1]
-    times[after] = np.minimum(t[-1] + (np.arange(n)[after] - idx[-1]) / fps, end)
-    return np.append(times, end)
+    return np.append(fill_times(np.arange(n), idx, t, fps, end), end)
+
+
+def fill_times(frames: np.ndarray, idx: np.ndarray, t: np.ndarray, fps: float, end=np.inf):
+    """The times of ``frames`` from known ``(idx, t)`` (ascending frame indices): interpolated
+    between them, and past the last one at ``fps``, never beyond ``end``."""
+    times = np.interp(frames.astype(np.float64), idx, t)
+    after = frames > idx[-1]
+    times[after] = np.minimum(t[-1] + (frames[after] - idx[-1]) / fps, end)
+    return times
 
 
 def nearest_frame(times: np.ndarray, t: float, a: int, b: int) -> int:
