@@ -6,8 +6,11 @@ black and white between moving shots at 24, 30 and 60 fps; shots of 5-10 frames 
 cuts; a variable-frame-rate video with a cut at a rate switch and dropped frames; busy textless
 textures (``clipsift.textures``); text from one-word signs to subtitles; still flat shots with
 sensor noise; pans and rotations of known speed at 24, 30 and 60 fps; broadcast-style
-interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces; and an
-edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut.
+interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces; an
+edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut; and
+an anamorphic video (SAR 64:45, PAL DVD's 16:9) with a hard cut and a dissolve. Each video has
+one container; ``--containers all`` renders every video in MP4, MKV, WebM and MPEG-TS (WebM
+less the interlaced and the anamorphic video, see :func:`in_every_container`).
 
 For each detector setting it runs the scan and the split with the schema's defaults and prints:
 - cut recall: rendered hard cuts with a scene boundary within one frame;
@@ -21,9 +24,12 @@ With the default setting it also prints the OCR verdicts (textless clips rejecte
 text flagged, against ``select.ocr.max_text_area`` and ``max_text_frames``) and the motion
 scores against the rendered speeds: relative error per fps (and of the interlaced pans), the
 spread of one motion over 24/30/60 fps, and the still flat shots against the static bound
-(``select.thresholds``' minimum on the motion column).
+(``select.thresholds``' minimum on the motion column); and the kept clips exported as the
+pipeline exports them: per video, clips whose file holds another number of frames than the
+clip, the worst frame time against the source's, and the worst display aspect.
 
     python bench/accuracy.py --out bench/results/accuracy.md
+    python bench/accuracy.py --containers all --settings "adaptive + transitions (default)"
 """
 
 # ruff: noqa: E402  (thread variables are set before numpy and OpenCV are imported)
@@ -36,6 +42,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import copy
+import shutil
 import sys
 import time
 from contextlib import redirect_stderr
@@ -47,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from clipsift.config import SCHEMA
+from clipsift.export_clips import export_shard_clips
 from clipsift.filters.ocr import ocr_from_scan
 from clipsift.ingest import ingest_shard
 from clipsift.io.decode import iter_frames
@@ -71,12 +79,17 @@ def default_config() -> dict:
 # ----------------------------------------------------------------------------- the labelled set
 
 
-def corpus(w: int) -> list[dict]:
-    """Videos: name, segments, fps, optional frame times; pans are in px per second at the
-    frame width ``w`` (scaled from 640)."""
+CONTAINERS = ("mp4", "mkv", "webm", "ts")
+
+
+def corpus(w: int, containers: str = "mixed") -> list[dict]:
+    """Videos: name, segments, fps, optional frame times and SAR; pans are in px per second at
+    the frame width ``w`` (scaled from 640). ``containers``: "mixed" gives each video one
+    container (the set as recorded), "all" gives every video in MP4, MKV, WebM and MPEG-TS
+    where the container can hold it (:func:`in_every_container`)."""
     k = w / 640
     out = []
-    exts = ["mp4", "mkv", "webm", "ts"]
+    exts = list(CONTAINERS)
     for i, fps in enumerate((24, 30, 60)):
         s = lambda sec, fps=fps: max(1, round(sec * fps))  # noqa: E731
         v = lambda px_s, fps=fps: round(px_s * k / fps * 8) / 8  # noqa: E731
@@ -145,7 +158,36 @@ def corpus(w: int) -> list[dict]:
             Segment(round(3 * fps), seed=263, pan=(0, v(40))),
         ]
         out.append({"name": f"motion_{fps}.{exts[i]}", "segments": segs, "fps": fps})
+    # anamorphic: PAL DVD's 16:9 pixels (SAR 64:45), stored 0.70 times as wide as shown; a pan,
+    # a hard cut, a 0.5-s dissolve
+    anamorphic = [
+        Segment(75, seed=280, pan=(2.0 * k, 0)),
+        Segment(75, seed=281, pan=(0, 1.0 * k)),
+        Segment(75, seed=282, dissolve=12, pan=(-1.5 * k, 0)),
+    ]
+    out.append({"name": "anamorphic.ts", "segments": anamorphic, "fps": 25, "sar": (64, 45)})
+    return out if containers == "mixed" else in_every_container(out)
+
+
+def in_every_container(videos: list[dict]) -> list[dict]:
+    """Each video in every container of :data:`CONTAINERS` that can hold it as rendered: WebM
+    (VP9) has no interlaced coding, and PyAV cannot write the display size that gives a WebM
+    track its pixel aspect (Matroska's DisplayWidth comes from the stream's aspect, which PyAV
+    leaves unset; H.264 carries it in its bitstream), so those stay out of WebM."""
+    out = []
+    for video in videos:
+        stem = Path(video["name"]).stem
+        for ext in CONTAINERS:
+            if ext == "webm" and (video.get("interlaced") or video.get("sar")):
+                continue
+            out.append(video | {"name": f"{stem}.{ext}"})
     return out
+
+
+def video_id(name: str) -> str:
+    """The bench's id of a video file: its name, the dot made an underscore (``still_ts``), so
+    one video in several containers has an id per container."""
+    return name.replace(".", "_")
 
 
 def wipes_corpus(w: int) -> list[dict]:
@@ -171,10 +213,10 @@ def wipes_corpus(w: int) -> list[dict]:
     return out
 
 
-def render(folder: Path, size: tuple[int, int], videos=None) -> dict[str, dict]:
+def render(folder: Path, size: tuple[int, int], videos) -> dict[str, dict]:
     folder.mkdir(parents=True, exist_ok=True)
     truth = {}
-    for video in videos if videos is not None else corpus(size[0]):
+    for video in videos:
         path = folder / video["name"]
         truth[video["name"]] = render_video(
             path,
@@ -183,7 +225,8 @@ def render(folder: Path, size: tuple[int, int], videos=None) -> dict[str, dict]:
             size=size,
             times=video.get("times"),
             interlaced=video.get("interlaced", False),
-        ) | {"name": video["name"]}
+            sar=video.get("sar"),
+        ) | {"name": video["name"], "stem": Path(video["name"]).stem}
     return truth
 
 
@@ -192,8 +235,8 @@ def render(folder: Path, size: tuple[int, int], videos=None) -> dict[str, dict]:
 
 def ingested(paths: list[str]) -> pd.DataFrame:
     """``source.parquet`` of ``paths``, video ids from their names."""
-    items = [{"source": "bench", "video_id": Path(p).stem, "uri": p, "path": p, "caption": None}
-             for p in paths]  # fmt: skip
+    items = [{"source": "bench", "video_id": video_id(Path(p).name), "uri": p, "path": p,
+              "caption": None} for p in paths]  # fmt: skip
     return ingest_shard(pd.DataFrame(items))
 
 
@@ -247,14 +290,17 @@ def main(argv=None) -> int:
     p.add_argument("--size", default="640x360")
     p.add_argument("--out", help="also write the tables (markdown) here")
     p.add_argument("--settings", nargs="*", help="names of SETTINGS to run (default: all)")
+    p.add_argument("--containers", choices=("mixed", "all"), default="mixed",
+                   help="mixed: one container per video (as recorded); all: every video in "
+                   "MP4, MKV, WebM and MPEG-TS (4 times the work)")  # fmt: skip
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     work = Path(args.work)
     print(f"rendering the labelled set at {args.size} into {work} ...", file=sys.stderr)
-    truth = render(work / "videos", size)
+    truth = render(work / "videos", size, corpus(size[0], args.containers))
     paths = [str(work / "videos" / name) for name in truth]
     source = ingested(paths)
-    by_id = {Path(t["name"]).stem: t for t in truth.values()}
+    by_id = {video_id(t["name"]): t for t in truth.values()}
     base = default_config()
     _, decode_cpu = cpu(lambda: [sum(1 for _ in iter_frames(p)) for p in paths])
     lines = [
@@ -293,6 +339,7 @@ def main(argv=None) -> int:
             default_videos = per_video
     if default_out:
         lines += ["", *video_table(default_videos), "", *ocr_and_motion(default_out, source, by_id)]
+        lines += ["", *export_table(default_out[1], source, by_id, work)]
         lines += ["", *wipes_table(work, size, default_out[0])]
     text = "\n".join(lines) + "\n"
     print(text)
@@ -316,7 +363,7 @@ def wipes_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, t in truth.items():
-        group = clips[clips["video_id"] == Path(name).stem]
+        group = clips[clips["video_id"] == video_id(name)]
         sc = boundary_scores(t, group, round(cfg["split"]["min_seconds"] * t["fps"]) + 2)
         spans = list(
             zip(group["start_frame"].astype(int), group["end_frame"].astype(int), strict=True)
@@ -329,6 +376,54 @@ def wipes_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
             held.append(f"{seg['wipe_shape']} {last - first + 1}: {n}")
         lines.append(f"| {name} | {t['fps']:g} | {sc['dirty']} | {sc['error']} | {sc['missed']} "
                      f"| {', '.join(held)} |")  # fmt: skip
+    return lines
+
+
+def export_table(clips: pd.DataFrame, source: pd.DataFrame, by_id: dict, work: Path) -> list[str]:
+    """The default setting's kept clips written as the pipeline's export writes them
+    (:func:`clipsift.export_clips.export_shard_clips`, its default settings): per video, the
+    clips whose file holds another number of frames than the clip, the largest distance (s)
+    between a file's frame times and the source's (from the clip's first frame), and the
+    largest error of a file's display aspect (width over height as shown, after its pixel
+    aspect) against the rendered picture's."""
+    print("exporting the kept clips ...", file=sys.stderr)
+    kept = kept_clips(clips)
+    out = work / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    index = export_shard_clips(
+        kept, source, pd.DataFrame({"clip_id": kept["clip_id"], "keep": True}), out,
+        final_dir=out, dataset_dir=out, cfg={},
+    )  # fmt: skip
+    times = {p: [f.time for f in iter_frames(p)] for p in source["path"]}
+    rows: dict[str, dict] = {}
+    for clip, exported in zip(
+        kept.sort_values("clip_id").itertuples(), index.itertuples(), strict=True
+    ):
+        t = by_id[clip.video_id]
+        row = rows.setdefault(t["name"], {"clips": 0, "frames": 0, "time": 0.0, "aspect": 0.0,
+                                          "errors": 0})  # fmt: skip
+        row["clips"] += 1
+        if exported.error is not None:
+            row["errors"] += 1
+            continue
+        got = list(iter_frames(out / exported.file))
+        src = times[clip.source_path]
+        want = [x - src[clip.start_frame] for x in src[clip.start_frame : clip.end_frame]]
+        row["frames"] += len(got) != len(want)
+        if len(got) == len(want):
+            gap = max(abs(f.time - x) for f, x in zip(got, want, strict=True))
+            row["time"] = max(row["time"], gap)
+        shown = got[0].display_size()
+        aspect = (shown[0] / shown[1]) / (t["width"] / t["height"]) - 1
+        row["aspect"] = max(row["aspect"], abs(aspect))
+    lines = [
+        "| export (default settings) | clips | export errors | clips with other frame counts "
+        "| worst frame time (ms) | worst display aspect error |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in sorted(rows.items()):
+        lines.append(f"| {name} | {r['clips']} | {r['errors']} | {r['frames']} "
+                     f"| {1000 * r['time']:.1f} | {100 * r['aspect']:.2f} % |")  # fmt: skip
     return lines
 
 
@@ -384,24 +479,25 @@ def ocr_and_motion(default_out, source, by_id) -> list[str]:
     by_motion: dict[int, list[float]] = {}
     for clip in kept.itertuples():
         t = by_id[clip.video_id]
-        fields = clip.video_id == "broadcast"
-        if not (clip.video_id.startswith("motion_") or fields):
+        fields = t["stem"] == "broadcast"
+        if not (t["stem"].startswith("motion_") or fields):
             continue
         seg = next(s for s in t["segments"] if s["start"] <= clip.start_frame < s["end"])
         true = seg["speed_px_per_frame"] * t["fps"]
         if not true:
             continue
         got = float(motion.loc[clip.clip_id, "px_per_s"])
-        if not fields:  # the same motion at 24, 30 and 60 fps
+        if not fields:  # the same motion at 24, 30 and 60 fps (in every container)
             by_motion.setdefault(seg["seed"], []).append(got / true)
         kind = "rotation" if seg["rotate_deg_per_frame"] else "pan"
         lines.append(
-            f"| seed {seg['seed']} ({kind}{', interlaced' if fields else ''}) "
+            f"| seed {seg['seed']} ({kind}{', interlaced' if fields else ''}, "
+            f"{Path(t['name']).suffix[1:]}) "
             f"| {t['fps']:g} | {true:.1f} | {got:.1f} | {100 * (got / true - 1):+.1f} % |"
         )
     spread = max((max(v) / min(v) - 1) * 100 for v in by_motion.values())
     lines += ["", f"Largest spread of one motion over 24/30/60 fps: {spread:.1f} %.", ""]
-    still = [c for c in kept.itertuples() if c.video_id == "still"]
+    still = [c for c in kept.itertuples() if by_id[c.video_id]["stem"] == "still"]
     values = [float(motion.loc[c.clip_id, "rel_per_s"]) for c in still]
     lines.append(
         f"Still flat shots with noise: motion.rel_per_s {', '.join(f'{v:.4f}' for v in values)}"

@@ -32,9 +32,13 @@ DIS reads sub-pixel steps of finely textured content 5-11 % high (pans of 0.15-1
 frame), for every preset.
 
 Scores are per second of real time: each pair's displacement over its interval (the scan's
-``dt``, from the decoder's timestamps). Generated H.264 pans of 60 px/s at 640x360 read +1.8 /
-+2.8 / +5.8 % at 24 / 30 / 60 fps (a per-frame score falls 2.5x from 24 to 60 fps), 25 px/s
-+5.6 / +6.6 / +7.0 %, 200 px/s -0.3 / -0.6 / +2.9 %; the same at 1280x720 within 7.6 %.
+``dt``, from the decoder's timestamps). A pair spans at least a 30-fps frame
+(:data:`clipsift.split.scan.MIN_PAIR_INTERVAL`): above 30 fps it skips frames, since DIS's
+sub-pixel excess grows as the step shrinks (paired with the very next frame, a 40 px/s pan at
+640x360 read +15-17 % at 60 fps against +5-6 % at 30). Generated H.264 pans along (0.8, 0.6)
+at 640x360 read, at 24 / 30 / 60 fps: 25 px/s +7.6 / +4.4 / +4.6 %, 60 px/s +1.9 / +2.3 / +2.4 %,
+200 px/s -0.3 / -0.6 / +0.4 %; at 1280x720 (the same speeds in frame widths) +6.0 / +7.6 / +7.0,
++2.4 / +2.1 / +2.2 and -0.2 / -0.0 / +1.4 % (a per-frame score falls 2.5x from 24 to 60 fps).
 Default: DIS ``ultrafast``, within 2 % on pans of 1.5-20 px per frame and the fastest.
 """
 
@@ -187,7 +191,8 @@ def _pair_dt(sample: dict, fps: float) -> float:
 
 
 def aggregate_motion(samples: Sequence[dict], *, scale: float, diagonal: float, fps: float) -> dict:
-    """Per-clip motion per SECOND from ``FlowMeter.measure`` records of consecutive-frame pairs.
+    """Per-clip motion per SECOND from ``FlowMeter.measure`` records of frame pairs (the scan's
+    samples, each with the first frame at least a 30-fps frame later).
 
     Each pair's displacement is divided by its real interval (``dt`` from the decoder's
     timestamps; 1 / ``fps`` where a record has none), so the same motion scores the same at any
@@ -352,8 +357,13 @@ def score_motion(clips, inputs, cfg: dict):
     rows = []
     for clip in clips.itertuples():
         s = clip_samples(by_video, samples, clip)
-        # the pair (f, f+1) must lie inside the clip, and the sample must have a flow measurement
-        s = s[(s["frame"] + 1 < clip.end_frame) & s["mag"].notna()] if "mag" in s else s.iloc[:0]
+        # the pair (the sample and its pair_frame; f + 1 in scans from before it) must lie inside
+        # the clip, and the sample must have a flow measurement
+        if "mag" in s:
+            pair = s["pair_frame"] if "pair_frame" in s else s["frame"] + 1
+            s = s[(pair < clip.end_frame).fillna(False).astype(bool) & s["mag"].notna()]
+        else:
+            s = s.iloc[:0]
         # a video of one frame has no flow pair at all, so no "mag" column; scans from before
         # the per-second units have no "dt" (one frame is assumed) nor "textured"
         cols = [c for c in ("mag", "grid", "dt", "textured") if c in s]

@@ -5,8 +5,9 @@ everything that needs a dense look at it is taken from the same frames:
 - small frames (``analysis_width``) for the scene detector and the transition finder (fades,
   dissolves and blanks, whose frames are left out of every scene: ``split/transitions.py``);
 - the mean luma of every ``luma_stride``-th frame (the flash filter's input);
-- at ``sample_fps``: optical flow between the sample frame and the next one (motion score), and
-  technical measures on the full-size luma plane (sharpness, exposure, black borders);
+- at ``sample_fps``: optical flow between the sample frame and the first frame at least
+  ``MIN_PAIR_INTERVAL`` later (motion score), and technical measures on the full-size luma plane
+  (sharpness, exposure, black borders);
 - with ``filters.ocr.frames: scan`` (the default), OCR on one frame every ``every_seconds`` at a
   capped size, one every ``quiet_every_seconds`` while no box is found (:class:`OcrGrid`):
   reading OCR frames afterwards by seeking cost as much as decoding the video again.
@@ -56,6 +57,12 @@ SCENE_COLUMNS = [
 ]
 FRAME_COLUMNS = ["video_id", "frame", "time", "luma"]
 OCR_COLUMNS = ["video_id", "frame", "time", "width", "height", "boxes"]
+# The flow pair's shortest interval (s): a 30-fps frame (33 ms, 33.3 exact), not a 50- or 60-fps
+# one. DIS reads sub-pixel steps of fine texture high, and the smaller the step the more: paired
+# with the very next frame, a 40 px/s pan at 640x360 read +15-17 % at 60 fps against +5-6 % at 30
+# (bench/accuracy.py, every container), a spread over the 10 % that one motion may have between
+# frame rates. Above 30 fps a pair skips frames, so that it spans what a 30-fps one does.
+MIN_PAIR_INTERVAL = 0.030
 
 
 class ClockCheck:
@@ -111,7 +118,7 @@ def scan_video(
     stride = cfg["luma_stride"]
 
     frames, samples, times, lumas = [], [], [], []
-    prev_gray, pending = None, None
+    pair_gray, pending = None, None  # the sample frame waiting for its flow pair
     texts = OcrGrid(video_id, *ocr) if ocr is not None else None
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
@@ -126,7 +133,7 @@ def scan_video(
             # change): a cut, and the frame comparisons start again at it
             part = Geometry(fr.index, size, cfg, fps)
             parts.append(part)
-            prev_gray, pending = None, None
+            pair_gray, pending = None, None
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
         part.push(fr, gray, bgr)
@@ -134,17 +141,18 @@ def scan_video(
         lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
         if fr.index % stride == 0:
             frames.append((video_id, fr.index, fr.time, lumas[-1]))
-        if pending is not None:
-            # flow between the sample frame and the very next one: small, accurate displacements
-            pending.update(meter.measure(prev_gray, gray))
+        if pending is not None and fr.time - pending["time"] >= MIN_PAIR_INTERVAL:
+            # flow between the sample frame and the first one a 30-fps frame on: the next frame
+            # up to 30 fps, small displacements, measured alike at any rate
+            pending.update(meter.measure(pair_gray, gray))
             pending["dt"] = fr.time - pending["time"]  # the pair's real interval (VFR too)
+            pending["pair_frame"] = fr.index
             pending = None
         if sampled.take(fr):
-            pending = _sample(fr, gray.shape[1], video_id)
+            pending, pair_gray = _sample(fr, gray.shape[1], video_id), gray
             samples.append(pending)
         if texts is not None:
             texts.push(fr)
-        prev_gray = gray
         n += 1
     if n == 0:
         raise VideoError(f"no decodable frame{': ' + damaged[0] if damaged else ''}")
@@ -396,8 +404,8 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     if samples.empty:
         samples = pd.DataFrame(columns=["video_id", "frame", "time"])
     texts = pd.DataFrame(all_texts, columns=OCR_COLUMNS)
-    for col in ("frame", "start_frame", "end_frame", "scene", "n_frames", "decode_errors", "width",
-                "height"):  # fmt: skip
+    for col in ("frame", "pair_frame", "start_frame", "end_frame", "scene", "n_frames",
+                "decode_errors", "width", "height"):  # fmt: skip
         for df in (scenes, frames, samples, texts):
             if col in df:
                 df[col] = df[col].astype("Int64")
