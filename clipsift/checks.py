@@ -22,6 +22,7 @@ def cross_checks(config: dict) -> None:
         check_streaming(config)
         check_near_duplicates(config)
         check_export(config)
+        check_split(config)
     except (ThresholdError, ManifestConfigError, StreamingConfigError) as exc:
         raise ConfigError(str(exc)) from None
 
@@ -54,4 +55,14 @@ def check_export(config: dict) -> None:
     if export["webdataset"]["enabled"] and not export["clips"]:
         raise ConfigError(
             "export.webdataset.enabled needs export.clips: true (the tars hold the clip files)"
+        )
+
+
+def check_split(config: dict) -> None:
+    split = with_defaults("split", config.get("split"))
+    if split["mode"] == "scenes" and split["min_seconds"] > split["max_seconds"]:
+        raise ConfigError(
+            f"split.min_seconds ({split['min_seconds']:g}) is more than split.max_seconds "
+            f"({split['max_seconds']:g}): every window of a long shot would be too short; "
+            "lower min_seconds or raise max_seconds"
         )

@@ -35,7 +35,7 @@ from .io.decode import VideoError, open_video, sample_aspect
 from .io.files import file_identity, place
 from .io.hashing import file_digest, json_digest
 from .io.hdr import HDR_TRANSFERS, hdr_transfer
-from .split.clips import reencode, target_width
+from .split.clips import reencode, same_rate, target_width
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def int_or_none(v) -> int | None:
 def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
     mp4 with even sides that fit ``max_height``, no rotation, square pixels, progressive and
-    SDR (an interlaced one is exported deinterlaced, an HDR one tone-mapped), only the video
-    stream, and no container or stream metadata beyond what an encoder writes."""
+    SDR (an interlaced one is exported deinterlaced, an HDR one tone-mapped), its first frame
+    at time 0, only the video stream, and no container or stream metadata beyond what an
+    encoder writes."""
     n_src, w, h = (
         int_or_none(src.get("n_frames")),
         int_or_none(clip.get("width")),
@@ -85,6 +86,10 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
             # the first frame, not the source table: tables ingested before the column
             first = next(container.decode(stream), None)
             if first is None or first.interlaced_frame or hdr_transfer(first) is not None:
+                return False
+            if first.time is None or abs(first.time) > 1e-3:
+                # a clock that starts late (1.5 s): players show that long a blank lead-in, and
+                # a reader of [start_time, end_time) from the file finds the frames late
                 return False
     except (VideoError, av.FFmpegError, OSError):
         return False
@@ -143,6 +148,9 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     if variable:
         # each frame at its own time, without B-frames (was the stream's average rate)
         key["timing"] = "source, no B-frames"
+    fps = float(clip.get("fps") or "nan")
+    if not variable and fps > 0 and not same_rate(float(src.get("fps") or 0), fps):
+        key["rate"] = round(fps, 6)  # the frames' own, not the stream's stated (with_rate)
     ckey = _key(key)[:12]
     cached = where / f"{clip['clip_id']}.{skey}.{ckey}.mp4"
     info_path = cached.with_suffix(".json")
@@ -151,7 +159,7 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     info = reencode(
         clip["source_path"], cached, float(clip["start_time"]), float(clip["end_time"]),
         crf=settings["crf"], preset=settings["preset"], max_height=settings["max_height"],
-        variable=variable,
+        variable=variable, fps=fps,
     )  # fmt: skip
     info["sha256"] = file_digest(cached)
     if cache:

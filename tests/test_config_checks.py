@@ -144,6 +144,8 @@ def test_cross_field_checks_run_in_one_step(tmp_path):
         ({"select": {"thresholds": {"motoin.rel": {"min": 0.1}}}}, "names no measured column"),
         ({"streaming": {"enabled": True, "upload": False}}, "dedupe_across_shards must be false"),
         ({"select": {"caption": {"min_alignment": 0.2}}}, "min_alignment needs the caption"),
+        ({"split": {"min_seconds": 3, "max_seconds": 2}},
+         r"split.min_seconds \(3\) is more than split.max_seconds \(2\)"),
     ]  # fmt: skip
     for over, message in cases:
         with pytest.raises(ConfigError, match=message):

@@ -193,6 +193,19 @@ def test_source_fits_only_plain_whole_h264_files(tiny_videos, tmp_path):
                 pkt.stream = s
                 out.mux(pkt)
     assert not xc.source_fits(clip_row("c", 0, titled, 0, 15), source_row(titled, "c"), 720)
+    # a clock that starts at 1.5 s (a cut-out part of a recording): linked as it is, the file
+    # showed 1.5 s of nothing before its first frame, and [start_time, end_time) missed them
+    late = tmp_path / "late.mp4"
+    with av.open(os.fspath(c)) as inp, av.open(os.fspath(late), "w", format="mp4") as out:
+        s = out.add_stream_from_template(inp.streams.video[0])
+        shift = round(1.5 / inp.streams.video[0].time_base)
+        for pkt in inp.demux(inp.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.pts, pkt.dts, pkt.stream = pkt.pts + shift, pkt.dts + shift, s
+                out.mux(pkt)
+    with av.open(os.fspath(late)) as check:
+        assert float(next(check.decode(video=0)).time) == pytest.approx(1.5, abs=0.05)
+    assert not xc.source_fits(clip_row("c", 0, late, 0, 15), source_row(late, "c"), 720)
 
 
 def test_cross_shard_duplicates_first_shard_wins():

@@ -19,6 +19,8 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import cv2
 import numpy as np
@@ -304,6 +306,102 @@ def clock_wrapped(src, dest, at: float) -> None:
             shift = round((2**33 / 90000 - at) / packet.time_base) - first
             packet.pts, packet.dts, packet.stream = packet.pts + shift, packet.dts + shift, stream
             out.mux(packet)  # the muxer writes the low 33 bits
+
+
+def test_no_window_of_a_long_shot_is_shorter_than_min_seconds():
+    """A shot longer than max_seconds is cut into equal windows; where those would be shorter
+    than min_seconds (a 3.5-s shot, min 2, max 3: two of 1.75 s were kept), the windows are
+    max_seconds long from the shot's start and the rest is a too_short row."""
+    from clipsift.split.clips import scenes_to_clips
+
+    def clips_of(seconds: float, least: float, most: float) -> list[tuple[int, int, object]]:
+        n = round(seconds * 30)
+        scenes = pd.DataFrame([{"video_id": "v", "scene": 0, "start_frame": 0, "end_frame": n,
+                                "start_time": 0.0, "end_time": n / 30, "n_frames": n,
+                                "decode_errors": 0, "width": 64, "height": 36, "error": None}])  # fmt: skip
+        source = pd.DataFrame([{"video_id": "v", "fps": 30.0, "width": 64, "height": 36,
+                                "path": "v.mp4", "duplicate_of": None, "error": None}])  # fmt: skip
+        frames = pd.DataFrame({"video_id": "v", "frame": range(n), "time": np.arange(n) / 30})
+        cfg = {"min_seconds": least, "max_seconds": most}
+        clips = scenes_to_clips(scenes, source, cfg, frames)
+        reasons = [r if isinstance(r, str) else None for r in clips["split_reason"]]
+        return list(zip(clips["start_frame"], clips["end_frame"], reasons, strict=True))
+
+    assert clips_of(3.5, 2, 3) == [(0, 90, None), (90, 105, "too_short")]
+    assert clips_of(6.5, 2.5, 3) == [(0, 90, None), (90, 180, None), (180, 195, "too_short")]
+    assert clips_of(7.5, 2, 3) == [(0, 75, None), (75, 150, None), (150, 225, None)]  # 2.5 s each
+    assert clips_of(25.0, 2, 10) == [(0, 250, None), (250, 500, None), (500, 750, None)]
+
+
+def retimed(src, dest, pts, time_base, rate, last_duration=None) -> None:
+    """``src``'s frames encoded again into ``dest`` at ``pts(i)`` ticks of ``time_base`` under a
+    stream that states ``rate``, without B-frames; ``last_duration``: the last frame's length
+    (ticks), as a recorder that stops while the picture stands still writes it."""
+    with av.open(str(src)) as c:
+        frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+    with av.open(str(dest), "w") as out:
+        s = out.add_stream("libx264", rate=rate, options={"preset": "veryfast", "bf": "0"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.codec_context.time_base = time_base
+        packets = []
+        for i, arr in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+            frame.pts, frame.time_base = pts(i), time_base
+            packets += s.encode(frame)
+        packets += s.encode(None)
+        if last_duration:
+            for packet in packets:
+                packet.duration = pts(1) - pts(0)
+            packets[-1].duration = last_duration
+        for packet in packets:
+            out.mux(packet)
+
+
+def test_clips_take_their_frames_rate_where_the_stream_states_another(tmp_path):
+    """A screen recording whose last frame is held 3 s (its stream averages 17.2 fps over frames
+    33 ms apart) and a Matroska file whose header states 24 fps over frames 1/60 s apart: their
+    clips were exported at the stated rate, 1.7 and 2.5 times too slow, with that rate in the
+    clip table. Now a constant-rate clip's ``fps`` is its frames' own, and its file plays for
+    the clip's duration, each frame at its own time."""
+    from clipsift.export_clips import export_shard_clips
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    segs = [Segment(60, seed=295, pan=(2, 0)), Segment(60, seed=296, pan=(0, 2))]
+    render_video(tmp_path / "r30.mp4", segs, fps=30, size=(192, 108))
+    render_video(tmp_path / "r60.mp4", segs, fps=60, size=(192, 108))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    retimed(tmp_path / "r30.mp4", videos / "held.mp4", lambda i: 20 * i, Fraction(1, 600), 30,
+            last_duration=1800)  # fmt: skip
+    retimed(tmp_path / "r60.mp4", videos / "labelled24.mkv", lambda i: round(i * 1000 / 60),
+            Fraction(1, 1000), 24)  # fmt: skip
+    items = [{"source": "s", "video_id": p.stem, "uri": str(p), "path": str(p), "caption": None}
+             for p in sorted(videos.iterdir())]  # fmt: skip
+    source = ingest_shard(pd.DataFrame(items)).set_index("video_id", drop=False)
+    stated = source["fps"].to_dict()
+    assert stated["held"] == pytest.approx(17.2, abs=0.2) and stated["labelled24"] == 24
+    cfg = validate_config({"sources": [{"name": "s", "type": "folder", "path": "."}]})
+    scenes, frames, *_ = scan_shard(source.reset_index(drop=True), cfg["scan"])
+    clips = scenes_to_clips(scenes, source.reset_index(drop=True), cfg["split"], frames)
+    kept = clips[clips["split_reason"].isna() & clips["error"].isna()]
+    assert set(kept["frame_rate_mode"]) == {"constant"}
+    own = {"held": 30.0, "labelled24": 60.0}
+    assert kept["fps"].tolist() == pytest.approx([own[v] for v in kept["video_id"]], rel=1e-3)
+    out = tmp_path / "clips"
+    keep = pd.DataFrame({"clip_id": kept["clip_id"], "keep": True})
+    index = export_shard_clips(kept, source.reset_index(drop=True), keep, out, final_dir=out,
+                               dataset_dir=out, cfg={})  # fmt: skip
+    assert index["error"].isna().all()
+    for clip, row in zip(kept.sort_values("clip_id").itertuples(), index.itertuples(), strict=True):
+        got = [f.time for f in iter_frames(out / row.file)]
+        rate = own[clip.video_id]
+        assert got == pytest.approx([i / rate for i in range(clip.n_frames)], abs=1e-3)
+        with av.open(str(out / row.file)) as c:
+            s = c.streams.video[0]
+            assert float(s.duration * s.time_base) == pytest.approx(clip.duration, abs=0.02)
+        assert row.fps == pytest.approx(rate, rel=1e-3)
 
 
 @pytest.mark.slow

@@ -74,6 +74,23 @@ def test_folder_recursive_extensions_and_ids(tmp_path):
     )
 
 
+def test_folder_takes_camera_and_disc_files_and_says_what_it_left_out(tmp_path, caplog):
+    """AVCHD camcorders write .MTS (.m2ts on the disc), HDV .m2t, old phones .3gp, DVDs .vob:
+    the default extensions take them (an .MTS folder gave an empty plan, without a word), and
+    the files of other extensions are counted in the log."""
+    vids = tmp_path / "vids"
+    for rel in ["00001.MTS", "STREAM/00002.m2ts", "tape.m2t", "phone.3gp", "VTS_01_1.VOB",
+                "a.mp4", "notes.txt", "thumbs/a.jpg", "thumbs/b.jpg"]:  # fmt: skip
+        touch(vids / rel)
+    with caplog.at_level("INFO", logger="clipsift.sources.folder"):
+        items = list_items({"name": "cam", "type": "folder", "path": str(vids)}, root=tmp_path)
+    assert {Path(it.path).name for it in items} == {
+        "00001.MTS", "00002.m2ts", "tape.m2t", "phone.3gp", "VTS_01_1.VOB", "a.mp4"
+    }  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert said and "3 file(s)" in said[0] and ".jpg 2" in said[0] and ".txt 1" in said[0]
+
+
 def test_folder_follows_linked_subfolders_once(tmp_path):
     """Subfolders that are symlinks (a dataset assembled from links to other disks) were skipped
     without a word; they are followed now, each real folder once, so a second link to the same

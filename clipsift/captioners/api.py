@@ -245,7 +245,8 @@ class UploadCaptioner(_ApiBase):
         dest = tmp / f"{job.clip_id}.mp4"
         cut = copy_or_reencode if self.up["cut"] == "copy" else reencode
         variable = job.frame_rate_mode == "variable"  # each frame at its own time
-        cut(job.source_path, dest, job.start, job.end, crf=23, preset="veryfast", variable=variable)
+        cut(job.source_path, dest, job.start, job.end, crf=23, preset="veryfast", variable=variable,
+            fps=job.fps)  # fmt: skip
         return dest
 
     def one(self, job: ClipJob, stop) -> Result:

@@ -6,7 +6,13 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 
-VIDEO_EXTENSIONS = ("mp4", "mov", "mkv", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "flv", "wmv")
+# the folder source's and the archives' default: what FFmpeg reads that cameras, phones, discs and
+# broadcast write (AVCHD camcorders' .MTS/.m2ts, HDV's .m2t, old phones' .3gp, DVD's .vob,
+# broadcast .mxf, DV, JVC's .mod/.tod) besides the usual web and editing formats
+VIDEO_EXTENSIONS = (
+    "mp4", "mov", "mkv", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "flv", "wmv",
+    "mts", "m2ts", "m2t", "mxf", "vob", "dv", "3gp", "3g2", "ogv", "f4v", "asf", "mod", "tod",
+)  # fmt: skip
 
 
 class SourceError(Exception):

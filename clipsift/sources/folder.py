@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 from .base import VIDEO_EXTENSIONS, Item, SourceError, slug_id
+
+log = logging.getLogger(__name__)
 
 
 def resolve(path: str | os.PathLike, base: str | os.PathLike) -> Path:
@@ -80,6 +84,7 @@ def list_folder(source: dict, root: Path) -> list[Item]:
     # loop. Each real folder is listed once, under the first path the sorted walk reaches.
     root = os.path.realpath(folder)
     walked: set[str] = set()
+    other: Counter[str] = Counter()  # files left out, by extension
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in walked:  # a second link to a folder elsewhere
@@ -91,9 +96,18 @@ def list_folder(source: dict, root: Path) -> list[Item]:
         if not source.get("recursive", True):
             dirnames[:] = []
         for name in sorted(filenames):
-            if hidden(name) or not has_ext(name, exts):
+            if hidden(name):
+                continue
+            if not has_ext(name, exts):
+                other[name.rpartition(".")[2].lower() if "." in name else "(none)"] += 1
                 continue
             path = Path(dirpath) / name
             vid, rel = path_id(path, folder)
             items.append(Item(id=vid, uri=str(path), path=str(path), extra={"relpath": rel}))
+    if other:
+        # said, not silent: a camera's files under an extension not listed were left out
+        # without a word
+        counts = ", ".join(f".{ext} {n}" for ext, n in other.most_common(8))
+        log.info("source %r: %d file(s) of other extensions left out (%s); `extensions` "
+                 "lists what is taken", source.get("name"), sum(other.values()), counts)  # fmt: skip
     return items

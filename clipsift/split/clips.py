@@ -44,6 +44,8 @@ VFR_SPREAD = 0.05  # frame intervals that vary more than this (relative) make a 
 # (QuickTime's 1/600 s; Matroska and WebM keep milliseconds). A dropped frame at 240 fps moves
 # the frames off the line by 2 ms
 CLOCK_ROUNDING = 0.75 / 600 + 1e-6
+# a stream's stated rate within this (relative) of its frames' own pace is the clips' rate
+RATE_AGREEMENT = 0.005
 
 
 def clip_id(video_id: str, k: int) -> str:
@@ -151,7 +153,7 @@ def _whole_video(
     if sizes:
         base = base | {"width": sizes[0][0], "height": sizes[0][1]}
     n = len(times) - 1
-    base = base | {"frame_rate_mode": rate_mode(times)}
+    base = with_rate(base, times, video_id)
     short = n <= 0 or times[n] - times[0] < cfg["min_seconds"] - 1e-6
     row = _row(base, video_id, 0, 0, 0, 0, n, times, "too_short" if short else None)
     return row | {"clip_id": video_id}
@@ -213,12 +215,39 @@ def rate_mode(times: np.ndarray) -> str:
     return "constant" if off <= CLOCK_ROUNDING else "variable"
 
 
+def same_rate(a: float, b: float) -> bool:
+    """Whether two frame rates agree within :data:`RATE_AGREEMENT` (no: one is unknown)."""
+    return a > 0 and b > 0 and math.isfinite(a / b) and abs(a / b - 1) <= RATE_AGREEMENT
+
+
+def with_rate(base: dict, times: np.ndarray, video_id: str) -> dict:
+    """``base`` with the video's ``frame_rate_mode`` and, at a constant rate, the rate of its
+    frames as ``fps``: the stream's stated (average) rate where the frames' own pace agrees
+    within :data:`RATE_AGREEMENT`, else that pace (a line fitted to their times). A screen
+    recording whose last frame is held 3 s states 17.2 fps for frames 33 ms apart, and a
+    Matroska header can state 24 fps over frames 1/60 s apart: exported at the stated rate,
+    their clips played 1.7 and 2.5 times too slowly. (A variable-rate clip's ``fps`` is its
+    own average, :func:`_row`.)"""
+    mode = rate_mode(times)
+    base = base | {"frame_rate_mode": mode}
+    t = np.asarray(times[:-1], np.float64)
+    stated = float(base["fps"] or 0)
+    if mode != "constant" or len(t) < 3:
+        return base
+    step = float(np.polyfit(np.arange(len(t), dtype=np.float64), t, 1)[0])
+    if step <= 0 or same_rate(1 / step, stated):
+        return base
+    log.warning("%s: the stream states %.3f fps, its frames come at %.3f fps: its clips take "
+                "the frames' rate", video_id, stated, 1 / step)  # fmt: skip
+    return base | {"fps": 1 / step}
+
+
 def _video_clips(
     video_id: str, scenes: pd.DataFrame, base: dict, cfg: dict, times: np.ndarray
 ) -> list[dict]:
     n_total = len(times) - 1
     trim = cfg["trim_frames"]
-    base = base | {"frame_rate_mode": rate_mode(times)}
+    base = with_rate(base, times, video_id)
     out, k = [], 0
     for sc in scenes.to_dict("records"):
         first, end = int(sc["start_frame"]), int(sc["end_frame"])
@@ -237,14 +266,31 @@ def _video_clips(
                 out.append(row)
                 k += 1
                 continue
-            # windows of equal real time, each starting on the frame nearest its start time
-            n_win = max(1, math.ceil(length / cfg["max_seconds"] - 1e-9))
-            targets = times[a] + np.arange(1, n_win) * length / n_win
-            edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
-            for w, (wa, wb) in enumerate(zip(edges, edges[1:], strict=False)):
-                out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, times, None))
+            for w, (wa, wb, why) in enumerate(windows(times, a, b, cfg)):
+                out.append(_row(base, video_id, k, sc["scene"], w, wa, wb, times, why))
                 k += 1
     return out
+
+
+def windows(times: np.ndarray, a: int, b: int, cfg: dict) -> list[tuple[int, int, str | None]]:
+    """A shot's frames ``[a, b)`` (at least ``min_seconds`` long) as clips of at most
+    ``max_seconds``: windows of equal real time, each starting on the frame nearest its start
+    time. Where equal windows would be shorter than ``min_seconds`` (a 3.5-s shot with min 2 and
+    max 3 made two of 1.75 s, both kept), the windows are ``max_seconds`` long from the shot's
+    start instead, and the rest, shorter than ``min_seconds``, is a ``too_short`` row."""
+    length, most, least = times[b] - times[a], cfg["max_seconds"], cfg["min_seconds"]
+    n_win = max(1, math.ceil(length / most - 1e-9))
+    rest = None
+    if n_win > 1 and length / n_win < least - 1e-6:
+        n_win -= 1
+        targets = times[a] + np.arange(1, n_win + 1) * most
+        edges = [a, *(nearest_frame(times, t, a, b) for t in targets)]
+        rest = (edges[-1], b, "too_short")
+    else:
+        targets = times[a] + np.arange(1, n_win) * length / n_win
+        edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
+    out = [(wa, wb, None) for wa, wb in zip(edges, edges[1:], strict=False)]
+    return out + [rest] if rest else out
 
 
 def unheld(times: np.ndarray, a: int, b: int, hold: float | None) -> list[tuple[int, int]]:
@@ -294,7 +340,7 @@ def materialize(clips: pd.DataFrame, out_dir: Path, cfg: dict) -> pd.DataFrame:
         row = clips.loc[i]
         dest = out_dir / f"{row['clip_id']}.mp4"
         args = (row["source_path"], dest, row["start_time"], row["end_time"])
-        encode = {"crf": cfg["crf"], "preset": cfg["preset"],
+        encode = {"crf": cfg["crf"], "preset": cfg["preset"], "fps": row.get("fps"),
                   "variable": row.get("frame_rate_mode") == "variable"}  # fmt: skip
         try:
             if mode == "copy":
@@ -446,6 +492,7 @@ def reencode(
     preset: str = "veryfast",
     max_height: int | None = None,
     variable: bool = False,
+    fps: float | None = None,
 ) -> dict:
     """Frame-accurate clip: decode ``[start, end)`` and encode it with libx264 (rotation applied),
     the shorter side at most ``max_height``; written atomically. Returns ``{width, height,
@@ -455,9 +502,15 @@ def reencode(
     ``variable`` (a source of variable frame rate): each frame keeps its own time, from the
     clip's first, and ``fps`` is the clip's average rate. At one constant rate (the stream's
     average) a 3-s shot of 10-fps frames in a stream that averages 19.8 fps played in 1.5 s,
-    and a 2.5-s shot of 30-fps frames in 3.8 s."""
+    and a 2.5-s shot of 30-fps frames in 3.8 s.
+
+    ``fps``: the clip's own rate (the clip table's, :func:`with_rate`), used where the stream
+    states another (by over :data:`RATE_AGREEMENT`); otherwise the stream's stated rate is kept,
+    exact (29.97 is 30000/1001)."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
+    if fps is not None and fps > 0 and not same_rate(float(rate), fps):
+        rate = Fraction(fps).limit_denominator(1001)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
         options = x264_options(crf, preset, bframes=not variable)
         ostream = out.add_stream("libx264", rate=rate, options=options)
