@@ -107,6 +107,12 @@ def test_flow_pairs_span_a_30_fps_frame_at_any_rate(tmp_path, config):
         assert len(paired) >= 1
         assert ((paired["pair_frame"] - paired["frame"]) == gap).all(), (fps, paired)
         assert paired["dt"].to_numpy() == pytest.approx(gap / fps, abs=1e-3), fps
+    # samples closer than a pair (sample_fps 60 at 60 fps) each wait for their own pair
+    dense = config["scan"] | {"sample_fps": 60.0}
+    samples = pd.DataFrame(scan_video(str(tmp_path / "p60.mp4"), "v", 60.0, dense)[2])
+    paired = samples.dropna(subset=["mag"])
+    assert len(samples) == 60 and len(paired) == 58
+    assert ((paired["pair_frame"] - paired["frame"]) == 2).all()
 
 
 def test_a_slow_pan_scores_alike_at_30_and_60_fps(tmp_path, config):

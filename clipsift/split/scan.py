@@ -118,7 +118,7 @@ def scan_video(
     stride = cfg["luma_stride"]
 
     frames, samples, times, lumas = [], [], [], []
-    pair_gray, pending = None, None  # the sample frame waiting for its flow pair
+    waiting: list[tuple[dict, np.ndarray]] = []  # samples and their frames, before their pair
     texts = OcrGrid(video_id, *ocr) if ocr is not None else None
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
@@ -133,7 +133,7 @@ def scan_video(
             # change): a cut, and the frame comparisons start again at it
             part = Geometry(fr.index, size, cfg, fps)
             parts.append(part)
-            pair_gray, pending = None, None
+            waiting = []
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
         part.push(fr, gray, bgr)
@@ -141,16 +141,17 @@ def scan_video(
         lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
         if fr.index % stride == 0:
             frames.append((video_id, fr.index, fr.time, lumas[-1]))
-        if pending is not None and fr.time - pending["time"] >= MIN_PAIR_INTERVAL:
+        while waiting and fr.time - waiting[0][0]["time"] >= MIN_PAIR_INTERVAL:
             # flow between the sample frame and the first one a 30-fps frame on: the next frame
-            # up to 30 fps, small displacements, measured alike at any rate
-            pending.update(meter.measure(pair_gray, gray))
+            # up to 30 fps, small displacements, measured alike at any rate (samples come
+            # closer than that only where sample_fps is over 30)
+            pending, first = waiting.pop(0)
+            pending.update(meter.measure(first, gray))
             pending["dt"] = fr.time - pending["time"]  # the pair's real interval (VFR too)
             pending["pair_frame"] = fr.index
-            pending = None
         if sampled.take(fr):
-            pending, pair_gray = _sample(fr, gray.shape[1], video_id), gray
-            samples.append(pending)
+            samples.append(_sample(fr, gray.shape[1], video_id))
+            waiting.append((samples[-1], gray))
         if texts is not None:
             texts.push(fr)
         n += 1
