@@ -2,7 +2,8 @@
 :mod:`clipsift.status_view` prints it.
 
 Per stage: shards done, jobs running, what went in and what came out (videos, scenes, clips,
-kept clips), errors, the time of the first and the last done output, and the throughput in
+kept clips), errors (of ingest and of the scan: a video that opened but could not be read
+through), the time of the first and the last done output, and the throughput in
 video-seconds per wall-second. Below the table: video errors by reason and clip rejections by
 reason.
 
@@ -68,6 +69,7 @@ class ShardInfo:
     videos_ok: int | None = None
     video_seconds: float = 0.0
     video_errors: list[str] = field(default_factory=list)
+    scan_errors: list[str] = field(default_factory=list)  # videos ingested that the scan failed
     scenes: int | None = None
     clips: int | None = None  # rows of clips.parquet (too short and failed ones included)
     scored: int | None = None
@@ -163,6 +165,7 @@ def collect(
     rejections: Counter = Counter()
     for shard in names:
         video_errors.update(error_reason(e) for e in infos[shard].video_errors)
+        video_errors.update(error_reason(e) for e in infos[shard].scan_errors)
         rejections.update(infos[shard].reasons)
     sel = [infos[s] for s in names if infos[s].selected is not None]
     return RunStatus(
@@ -237,8 +240,11 @@ GROUP_LINE = re.compile(r"^\s*\| ([A-Za-z_][\w.]*(?:: .*)?)$")
 
 
 def error_reason(error: str) -> str:
-    """A video error without its details: ``cannot open: [Errno ..] ... 'x.mp4'`` -> cannot open."""
-    return str(error).split(":", 1)[0].strip() or str(error)
+    """A video error without its details: ``cannot open: [Errno ..] ... 'x.mp4'`` -> cannot open;
+    numbers before the first colon read N (``frame times go back at frame 60 (3.000 s, then
+    0.000 s): ...`` is one reason for every video it happens to)."""
+    head = str(error).split(":", 1)[0].strip() or str(error)
+    return re.sub(r"\d+(\.\d+)?", "N", head)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -267,7 +273,14 @@ def _read(stage: str, folder: Path, info: ShardInfo) -> bool:
             if "duration" in df:
                 info.video_seconds = float(df.loc[ok, "duration"].fillna(0).sum())
         elif stage == "scan":
-            info.scenes = pq.ParquetFile(folder / "scan" / "scenes.parquet").metadata.num_rows
+            path = folder / "scan" / "scenes.parquet"
+            if "error" in pq.read_schema(path).names:
+                # a video the scan could not read is a row with its error, not a scene
+                errors = pq.read_table(path, columns=["error"]).column("error").to_pylist()
+                info.scan_errors = [e for e in errors if e is not None]
+                info.scenes = len(errors) - len(info.scan_errors)
+            else:
+                info.scenes = pq.ParquetFile(path).metadata.num_rows
         elif stage == "split":
             info.clips = pq.ParquetFile(folder / "clips.parquet").metadata.num_rows
         elif stage == "scores":
@@ -306,6 +319,7 @@ def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
     elif st.name == "scan":
         st.n_in, st.unit_in = videos_ok, "videos"
         st.n_out, st.unit_out = sum(i.scenes or 0 for i in done), "scenes"
+        st.errors = sum(len(i.scan_errors) for i in done)
     elif st.name == "split":
         st.n_in, st.unit_in = videos_ok, "videos"
         st.n_out, st.unit_out = clips, "clips"

@@ -23,6 +23,7 @@ from clipsift.status import collect, error_reason
 from clipsift.status_view import status_table
 
 T0 = 1_700_000_000.0
+BACK = "frame times go back at frame 60 (3.000 s, then 0.000 s): files joined without a remux"
 
 
 def _parquet(path: Path, df: pd.DataFrame, mtime: float) -> None:
@@ -73,10 +74,19 @@ def midrun(tmp_path) -> Iterator[Path]:
         T0 + 35,
     )
     for i, s in enumerate((s0, s1)):
-        for name in ("scenes", "frames", "samples"):
+        for name in ("frames", "samples"):
             _parquet(
                 s / "scan" / f"{name}.parquet", pd.DataFrame({"x": [1, 2, 3][: 2 + i]}), T0 + 40 + i
             )
+    _parquet(
+        s0 / "scan" / "scenes.parquet", pd.DataFrame({"x": [1, 2]}), T0 + 40
+    )  # no error column
+    # s1: e's frame times went back (two files joined): an error row, no scene
+    _parquet(
+        s1 / "scan" / "scenes.parquet",
+        pd.DataFrame({"video_id": ["d", "d", "d", "e"], "error": [None, None, None, BACK]}),
+        T0 + 41,
+    )
     _parquet(s0 / "clips.parquet", pd.DataFrame({"clip_id": ["a0", "a1", "b0", "c0"]}), T0 + 50)
     _parquet(s1 / "clips.parquet", pd.DataFrame({"clip_id": ["d0", "e0", "e1"]}), T0 + 51)
     _json(s0 / "flash.json", {}, T0 + 60)
@@ -131,12 +141,16 @@ def test_stages_counts_reasons_throughput_and_running_jobs(midrun):
     # s1's 70 video-seconds were done between the first (s0) and the last (s1) ingest output
     assert ing.rate == pytest.approx(70.0 / 35.0)
     assert stages["scan"].n_out == 2 + 3  # scenes
+    assert stages["scan"].errors == 1  # a video ingested whose scan failed
     assert stages["scan"].rate is None  # outputs less than 10 s apart: no rate yet
     assert (stages["split"].n_in, stages["split"].n_out) == (4, 7)  # videos in, clips out
     assert stages["flash"].running == 1 and stages["flash"].n_in == 4
     assert (stages["select"].n_in, stages["select"].n_out) == (4, 1)
     assert (st.clips, st.kept, st.export_done) == (4, 1, None)
-    assert st.video_errors == {"cannot open": 1}
+    assert st.video_errors == {
+        "cannot open": 1,
+        "frame times go back at frame N (N s, then N s)": 1,
+    }
     assert st.rejections == {
         "motion.rel < 0.0005": 2,
         "ocr.text_area_mean > 0.02": 1,
@@ -218,6 +232,11 @@ def test_no_plan_yet_and_optional_stages(tmp_path, midrun):
 
 def test_reason_keys():
     assert error_reason("missing file") == "missing file"
+    assert (
+        error_reason(BACK)
+        == error_reason(BACK.replace("60", "7"))
+        == ("frame times go back at frame N (N s, then N s)")
+    )
     assert summary(reasons.split("duplicate_of=v-x_0001")) == "duplicate"
     assert summary(reasons.split("too_short")) == "too_short"
     low = reasons.failed("technical.luma_mean>=", "technical.luma_mean", ">=", 20, 12.5)
