@@ -81,7 +81,13 @@ from clipsift.scorers.motion import FlowMeter, motion_vectors
 from clipsift.scorers.technical import border_profile, find_borders, frame_technical
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.detectors import make_detector
-from clipsift.split.scan import OcrGrid, SampleGrid, merge_flash_cuts, scan_shard
+from clipsift.split.scan import (
+    MIN_PAIR_INTERVAL,
+    OcrGrid,
+    SampleGrid,
+    merge_flash_cuts,
+    scan_shard,
+)
 from clipsift.split.transitions import TransitionFinder, cut_out
 
 cv2.setNumThreads(1)
@@ -564,7 +570,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     detector = make_detector(scan_cfg, fps)
     meter = FlowMeter(method=scan_cfg["flow"], preset=scan_cfg["flow_preset"])
     sampled = SampleGrid(max(1, round(fps / scan_cfg["sample_fps"])), scan_cfg["skip_loop_filter"])
-    lumas, pending, prev_gray = [], None, None
+    lumas, waiting = [], []  # samples waiting for their flow pair (MIN_PAIR_INTERVAL on)
     timed = TimedReader(reader)
     grid = OcrGrid(
         "v", timed, ocr_cfg["every_seconds"], ocr_cfg["quiet_every_seconds"], ocr_cfg["max_side"]
@@ -592,9 +598,8 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         t["detector"] += c3 - c2b
         t["transitions"] += c3b - c3
         t["luma"] += c4 - c3b
-        if pending is not None:
-            pending.update(meter.measure(prev_gray, gray))
-            pending = None
+        while waiting and fr.time - waiting[0][0] >= MIN_PAIR_INTERVAL:
+            meter.measure(waiting.pop(0)[1], gray)
             counts["pairs"] += 1
         c5 = clock()
         t["flow"] += c5 - c4
@@ -602,7 +607,8 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
             luma = fr.luma()
             rows, cols = border_profile(luma)
             bars = find_borders([rows], [cols])
-            pending = frame_technical(luma, crop=bars["crop"])
+            frame_technical(luma, crop=bars["crop"])
+            waiting.append((fr.time, gray))
             counts["samples"] += 1
         c6 = clock()
         t["technical"] += c6 - c5
@@ -610,7 +616,6 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         grid.push(fr)  # the scan's OCR grid: frames made (Frame.bgr) and read (timed)
         t["ocr"] += timed.cpu - read0
         t["ocr_frame"] += clock() - c6 - (timed.cpu - read0)
-        prev_gray = gray
         counts["frames"] += 1
     counts["ocr"] = timed.calls
     c0 = clock()

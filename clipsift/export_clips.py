@@ -31,7 +31,7 @@ import pandas as pd
 
 from .config import with_defaults
 from .io.atomic import write_json
-from .io.decode import VideoError, open_video, sample_aspect
+from .io.decode import VideoError, open_video, sample_aspect, stream_fps
 from .io.files import file_identity, place
 from .io.hashing import file_digest, json_digest
 from .io.hdr import HDR_TRANSFERS, hdr_transfer
@@ -60,7 +60,7 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
     mp4 with even sides that fit ``max_height``, no rotation, square pixels, progressive and
     SDR (an interlaced one is exported deinterlaced, an HDR one tone-mapped), its first frame
-    at time 0, only the video stream, and no container or stream metadata beyond what an
+    at time 0 (up to 3 frames late), only the video stream, and no container or stream metadata beyond what an
     encoder writes."""
     n_src, w, h = (
         int_or_none(src.get("n_frames")),
@@ -87,9 +87,10 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
             first = next(container.decode(stream), None)
             if first is None or first.interlaced_frame or hdr_transfer(first) is not None:
                 return False
-            if first.time is None or abs(first.time) > 1e-3:
+            if first.time is None or abs(first.time) > max(1e-3, 3 / (stream_fps(stream) or 30)):
                 # a clock that starts late (1.5 s): players show that long a blank lead-in, and
-                # a reader of [start_time, end_time) from the file finds the frames late
+                # a reader of [start_time, end_time) from the file finds the frames late (an MP4
+                # without an edit list starts its B-frames' delay late, 2 frames: that fits)
                 return False
     except (VideoError, av.FFmpegError, OSError):
         return False

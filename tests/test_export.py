@@ -206,6 +206,21 @@ def test_source_fits_only_plain_whole_h264_files(tiny_videos, tmp_path):
     with av.open(os.fspath(late)) as check:
         assert float(next(check.decode(video=0)).time) == pytest.approx(1.5, abs=0.05)
     assert not xc.source_fits(clip_row("c", 0, late, 0, 15), source_row(late, "c"), 720)
+    # without an edit list, B-frames' delay starts an MP4 two frames late: that still fits
+    plain = tmp_path / "no-editlist.mp4"
+    with (
+        av.open(os.fspath(c)) as inp,
+        av.open(os.fspath(plain), "w", format="mp4", options={"use_editlist": "0"}) as out,
+    ):
+        s = out.add_stream_from_template(inp.streams.video[0])
+        for pkt in inp.demux(inp.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = s
+                out.mux(pkt)
+    with av.open(os.fspath(plain)) as check:
+        rate = float(check.streams.video[0].average_rate)
+        assert 0 < float(next(check.decode(video=0)).time) < 3 / rate
+    assert xc.source_fits(clip_row("c", 0, plain, 0, 15), source_row(plain, "c"), 720)
 
 
 def test_cross_shard_duplicates_first_shard_wins():

@@ -19,6 +19,7 @@ footage): variable frame rate, non-square pixels, and seeks in every container.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import av
@@ -331,6 +332,27 @@ def test_no_window_of_a_long_shot_is_shorter_than_min_seconds():
     assert clips_of(6.5, 2.5, 3) == [(0, 90, None), (90, 180, None), (180, 195, "too_short")]
     assert clips_of(7.5, 2, 3) == [(0, 75, None), (75, 150, None), (150, 225, None)]  # 2.5 s each
     assert clips_of(25.0, 2, 10) == [(0, 250, None), (250, 500, None), (500, 750, None)]
+
+    # on frames: edges at the nearest frame shaved equal windows under the minimum (5.0 s at
+    # 25 fps, min 2.5: 2.48 + 2.52 s), and fixed-length clips (min = max) kept 4.97 s of 5
+    from clipsift.split.clips import windows
+
+    def spans(n: int, fps: float, least: float, most: float) -> list:
+        times = np.arange(n + 1) / fps
+        return windows(times, 0, n, {"min_seconds": least, "max_seconds": most})
+
+    assert spans(125, 25, 2.5, 3) == [(0, 75, None), (75, 125, "too_short")]
+    assert spans(150, 30000 / 1001, 5, 5) == [(0, 150, None)]
+    for fps in (23.976, 25, 29.97, 59.94):
+        for least, most in ((2.5, 3), (5, 6), (5, 5), (2, 10)):
+            for n in range(math.ceil(least * fps), round(40 * fps), 7):
+                got = spans(n, fps, least, most)
+                assert got[0][0] == 0 and got[-1][1] == n
+                assert all(x[1] == y[0] for x, y in zip(got, got[1:], strict=False)), got
+                for x, y, why in got:
+                    kept_ok = (y - x) / fps >= least - 1e-6
+                    assert (why is None) == kept_ok, (fps, least, most, n, got)
+                    assert (y - x) / fps < most + 1 / fps + 1e-6, (fps, least, most, n, got)
 
 
 def retimed(src, dest, pts, time_base, rate, last_duration=None) -> None:

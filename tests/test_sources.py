@@ -74,21 +74,31 @@ def test_folder_recursive_extensions_and_ids(tmp_path):
     )
 
 
-def test_folder_takes_camera_and_disc_files_and_says_what_it_left_out(tmp_path, caplog):
+def test_folder_says_which_camera_and_disc_files_it_leaves_out(tmp_path, caplog):
     """AVCHD camcorders write .MTS (.m2ts on the disc), HDV .m2t, old phones .3gp, DVDs .vob:
-    the default extensions take them (an .MTS folder gave an empty plan, without a word), and
-    the files of other extensions are counted in the log."""
+    not in the default extensions, they were left out without a word (an .MTS folder gave an
+    empty plan). A warning names them and says how to take them; listed in `extensions`, they
+    are taken."""
     vids = tmp_path / "vids"
     for rel in ["00001.MTS", "STREAM/00002.m2ts", "tape.m2t", "phone.3gp", "VTS_01_1.VOB",
                 "a.mp4", "notes.txt", "thumbs/a.jpg", "thumbs/b.jpg"]:  # fmt: skip
         touch(vids / rel)
+    src = {"name": "cam", "type": "folder", "path": str(vids)}
     with caplog.at_level("INFO", logger="clipsift.sources.folder"):
-        items = list_items({"name": "cam", "type": "folder", "path": str(vids)}, root=tmp_path)
-    assert {Path(it.path).name for it in items} == {
-        "00001.MTS", "00002.m2ts", "tape.m2t", "phone.3gp", "VTS_01_1.VOB", "a.mp4"
-    }  # fmt: skip
-    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert said and "3 file(s)" in said[0] and ".jpg 2" in said[0] and ".txt 1" in said[0]
+        items = list_items(src, root=tmp_path)
+    assert [Path(it.path).name for it in items] == ["a.mp4"]
+    said = [r for r in caplog.records if "left out" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"
+    text = said[0].getMessage()
+    assert "5 video file(s)" in text and ".mts 1" in text and ".vob 1" in text, text
+    assert "`extensions`" in text
+    taken = list_items(src | {"extensions": ["mp4", "mts", "m2ts", "m2t", "3gp", "vob"]},
+                       root=tmp_path)  # fmt: skip
+    assert len(taken) == 6
+    caplog.clear()
+    with caplog.at_level("INFO", logger="clipsift.sources.folder"):
+        list_items({"name": "web", "type": "folder", "path": str(vids / "thumbs")}, root=tmp_path)
+    assert [r.levelname for r in caplog.records] == ["INFO"]  # other files: a note, no warning
 
 
 def test_folder_follows_linked_subfolders_once(tmp_path):

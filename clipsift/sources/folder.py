@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from .base import VIDEO_EXTENSIONS, Item, SourceError, slug_id
+from .base import CAMERA_EXTENSIONS, VIDEO_EXTENSIONS, Item, SourceError, slug_id
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,17 @@ def list_folder(source: dict, root: Path) -> list[Item]:
             path = Path(dirpath) / name
             vid, rel = path_id(path, folder)
             items.append(Item(id=vid, uri=str(path), path=str(path), extra={"relpath": rel}))
-    if other:
-        # said, not silent: a camera's files under an extension not listed were left out
-        # without a word
+    videos = {ext: n for ext, n in other.items() if ext in CAMERA_EXTENSIONS}
+    if videos:
+        # said, not silent: a camcorder's .MTS files were left out without a word
+        log.warning(
+            "source %r: %d video file(s) left out (%s): not in the source's extensions; add "
+            "them to `extensions` to take them (e.g. [mp4, mov, mkv, mts, m2ts])",
+            source.get("name"), sum(videos.values()),
+            ", ".join(f".{ext} {n}" for ext, n in sorted(videos.items())),
+        )  # fmt: skip
+    elif other:
         counts = ", ".join(f".{ext} {n}" for ext, n in other.most_common(8))
-        log.info("source %r: %d file(s) of other extensions left out (%s); `extensions` "
-                 "lists what is taken", source.get("name"), sum(other.values()), counts)  # fmt: skip
+        log.info("source %r: %d file(s) of other extensions left out (%s)",
+                 source.get("name"), sum(other.values()), counts)  # fmt: skip
     return items

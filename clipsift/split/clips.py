@@ -275,22 +275,29 @@ def _video_clips(
 def windows(times: np.ndarray, a: int, b: int, cfg: dict) -> list[tuple[int, int, str | None]]:
     """A shot's frames ``[a, b)`` (at least ``min_seconds`` long) as clips of at most
     ``max_seconds``: windows of equal real time, each starting on the frame nearest its start
-    time. Where equal windows would be shorter than ``min_seconds`` (a 3.5-s shot with min 2 and
-    max 3 made two of 1.75 s, both kept), the windows are ``max_seconds`` long from the shot's
-    start instead, and the rest, shorter than ``min_seconds``, is a ``too_short`` row."""
+    time. Where one of those would be shorter than ``min_seconds`` (a 3.5-s shot with min 2 and
+    max 3 made two of 1.75 s, both kept; edges on frames can also shave a window under it),
+    the windows are ``max_seconds`` long from the shot's start instead, each ending on the first
+    frame at or after that (so at least ``max_seconds``, less than a frame over), and the rest
+    is a window where it lasts ``min_seconds``, else a ``too_short`` row."""
     length, most, least = times[b] - times[a], cfg["max_seconds"], cfg["min_seconds"]
     n_win = max(1, math.ceil(length / most - 1e-9))
-    rest = None
-    if n_win > 1 and length / n_win < least - 1e-6:
-        n_win -= 1
-        targets = times[a] + np.arange(1, n_win + 1) * most
-        edges = [a, *(nearest_frame(times, t, a, b) for t in targets)]
-        rest = (edges[-1], b, "too_short")
-    else:
-        targets = times[a] + np.arange(1, n_win) * length / n_win
-        edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
-    out = [(wa, wb, None) for wa, wb in zip(edges, edges[1:], strict=False)]
-    return out + [rest] if rest else out
+    targets = times[a] + np.arange(1, n_win) * length / n_win
+    edges = [a, *(nearest_frame(times, t, a, b) for t in targets), b]
+    spans = list(zip(edges, edges[1:], strict=False))
+    if all(times[y] - times[x] >= least - 1e-6 for x, y in spans):
+        return [(x, y, None) for x, y in spans]
+    edges = [a]
+    while True:
+        nxt = int(np.searchsorted(times, times[edges[-1]] + most - 1e-6))
+        if nxt >= b:
+            break
+        edges.append(max(nxt, edges[-1] + 1))
+    out: list[tuple[int, int, str | None]] = [
+        (x, y, None) for x, y in zip(edges, edges[1:], strict=False)
+    ]
+    rest = times[b] - times[edges[-1]] >= least - 1e-6
+    return out + [(edges[-1], b, None if rest else "too_short")]
 
 
 def unheld(times: np.ndarray, a: int, b: int, hold: float | None) -> list[tuple[int, int]]:
@@ -504,12 +511,13 @@ def reencode(
     average) a 3-s shot of 10-fps frames in a stream that averages 19.8 fps played in 1.5 s,
     and a 2.5-s shot of 30-fps frames in 3.8 s.
 
-    ``fps``: the clip's own rate (the clip table's, :func:`with_rate`), used where the stream
-    states another (by over :data:`RATE_AGREEMENT`); otherwise the stream's stated rate is kept,
-    exact (29.97 is 30000/1001)."""
+    ``fps``: a constant-rate clip's own rate (the clip table's, :func:`with_rate`), used where
+    the stream states another (by over :data:`RATE_AGREEMENT`); otherwise the stream's stated
+    rate is kept, exact (29.97 is 30000/1001). A variable-rate clip's frames keep their times
+    whatever the rate the stream names, so its bytes do not depend on ``fps``."""
     with open_video(src) as (_, s):
         rate = s.average_rate or Fraction(30)
-    if fps is not None and fps > 0 and not same_rate(float(rate), fps):
+    if not variable and fps is not None and fps > 0 and not same_rate(float(rate), fps):
         rate = Fraction(fps).limit_denominator(1001)
     with atomic_path(dest) as tmp, av.open(os.fspath(tmp), "w", format="mp4") as out:
         options = x264_options(crf, preset, bframes=not variable)
