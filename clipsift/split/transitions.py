@@ -160,11 +160,18 @@ class TransitionFinder:
         ks = np.arange(s + 1, e, self.stride)  # the frames tested (all, up to 50 fps)
         x = ks - (s + 1)  # their places in the window
         mid = len(ks) // 2  # the middle frame first: most windows that fail, fail there
-        first = self._blend_fit(s, e, va, vb, [int(ks[mid])])
-        if first[1].max() > self.max_residual:
+        fit, bound = self._blend_fit, self.max_residual
+        first = fit(s, e, va, vb, [int(ks[mid])])
+        if first[1].max() > bound and min(sa, sb) < self.blank_std:
+            # a fade (one end flat) over fine texture that moves: the moved picture predicts
+            # the frames too poorly, but a fade scales the picture's difference from the flat
+            # colour, which each frame's mean and contrast show alone (:meth:`_fade_fit`)
+            fit, bound = self._fade_fit, FADE_AGREEMENT
+            first = fit(s, e, va, vb, [int(ks[mid])])
+        if first[1].max() > bound:
             return "residual"
-        rest = self._blend_fit(s, e, va, vb, [int(k) for k in np.delete(ks, mid)])
-        if rest[1].max(initial=0.0) > self.max_residual:
+        rest = fit(s, e, va, vb, [int(k) for k in np.delete(ks, mid)])
+        if rest[1].max(initial=0.0) > bound:
             return "residual"
         alpha = np.insert(rest[0], mid, first[0])
         # 3. a steady rise: no step back, no single jump carrying most of the change (a cut),
@@ -209,12 +216,12 @@ class TransitionFinder:
             n = self._same_shot(i, way, change)
             if n >= 3 * self.stride:
                 out = sorted(i + way * k for k in range(self.stride, n + 1, self.stride))
-                beyond = self._blend_fit(s, e, va, vb, out)[0].astype(np.float64)
+                beyond = fit(s, e, va, vb, out)[0].astype(np.float64)
                 at = np.asarray(out, np.float64) - out[0]
                 if np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
                     return "partial"
         if self.stride > 1:  # the ends to the frame: every frame's alpha
-            alpha = self._blend_fit(s, e, va, vb, list(range(s + 1, e)))[0]
+            alpha = fit(s, e, va, vb, list(range(s + 1, e)))[0]
             line = _line(alpha, np.arange(len(alpha)), len(alpha))
             if line is None:
                 return "steps"
@@ -226,8 +233,49 @@ class TransitionFinder:
         # beyond them
         lo = _widen_start(alpha, lo)
         hi = len(alpha) - 1 - _widen_start(1.0 - alpha[::-1], len(alpha) - 1 - hi)
-        self._marked.update(range(lo + s + 1, hi + s + 2))
+        # a blend's faint end can lie past the window's own: the windows that hold it may fail
+        # (the contrast test, on a shot whose contrast changes as it moves in), and the one
+        # that passes starts a frame or two inside the ramp (a fade-out's frames at 95 and 90 %
+        # were kept). Where the ramp reaches the window's end, that end widens on the same way
+        # over its shot's frames beyond the window
+        first, last = s + 1 + lo, s + 1 + hi
+        if lo == 0:
+            first -= self._widen_past(fit, s, e, va, vb, change, slope, -1)
+        if hi == len(alpha) - 1:
+            last += self._widen_past(fit, s, e, va, vb, change, slope, 1)
+        self._marked.update(range(first, last + 1))
         return ""
+
+    def _widen_past(self, fit, s, e, va, vb, change, step, way) -> int:
+        """How many frames past the window's inner frames, its end frame first, are part of
+        its blend: ``way`` -1 the start (frame ``s``, then those before it), 1 the end. The
+        end frame's alpha is 0 (1) by the fit's definition; the shot's frames beyond it, up to
+        ``lag`` (:meth:`_same_shot`), are fitted as the window's frames were (``fit``). The farthest
+        of them (all but the 3 nearest, at least 3) are the clean reference: a line fitted to
+        them as in :func:`_widen_start`, and the end frame and the nearer ones count from the
+        end outward while each stands out above it by half a step of the ramp (``step`` per
+        frame) as well: a blend goes on by steps, a clean frame beyond a window differs by
+        coding noise and the shot's extrapolated motion (up to 0.03 on the bench set; judged as
+        :func:`_widen_start` judges, each frame against those just beyond it, the faint frames
+        outside were part of the reference of those inside them and hid them)."""
+        end = s if way < 0 else e
+        n = self._same_shot(end, way, change)
+        if n < 4:
+            return 0
+        beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
+        arr = np.append(beyond.astype(np.float64) if way < 0 else 1.0 - beyond, 0.0)
+        ref = arr[: max(3, n - 3)]
+        x = np.arange(len(ref), dtype=np.float64)
+        slope, at0 = np.polyfit(x, ref, 1)
+        slope = max(float(slope), 0.0)
+        res = ref - (at0 + slope * x)
+        tol = max(0.01, 0.5 * step, 3 * 1.4826 * float(np.median(np.abs(res - np.median(res)))))
+        k = 0
+        for j in range(n, len(ref) - 1, -1):  # the end frame, then outward
+            if arr[j] <= at0 + slope * j + tol:
+                break
+            k += 1
+        return k
 
     def _velocity(self, i: int, way: int, change: float) -> Motion:
         """The motion per frame (turn, zoom and shift) of the shot at frame ``i``, measured
@@ -260,6 +308,24 @@ class TransitionFinder:
     def _frame(self, i: int) -> np.ndarray:
         """Frame ``i``'s 64-px gray image (float32) from the ring."""
         return self._fine[i % self._size].reshape(self._shape)
+
+    def _fade_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
+        """alpha of frames ``ks`` in a fade between the picture at one end of window ``[s, e]``
+        and the flat frame at the other, from each frame's mean and contrast alone, and how far
+        the two estimates disagree. A fade makes ``f = (1 - alpha) A + alpha C``: the mean moves
+        from A's to the flat colour's and the contrast falls to none, by the same alpha; a shot
+        that moves keeps both (its texture's statistics), and a light change or a pan into
+        shadow seldom moves them alike. (``va``, ``vb``: unused; :meth:`_blend_fit`'s call.)"""
+        size = self._size
+        at = np.asarray(ks) % size
+        mean, std = self._mean[at].astype(np.float64), self._std[at].astype(np.float64)
+        ma, mb = float(self._mean[s % size]), float(self._mean[e % size])
+        sa, sb = float(self._std[s % size]), float(self._std[e % size])
+        if abs(mb - ma) < 6 or max(sa, sb) < self.blank_std:
+            return np.zeros(len(at)), np.ones(len(at))  # no fade the statistics can see
+        by_mean = (mean - ma) / (mb - ma)
+        by_std = 1.0 - std / sa if sb < sa else std / sb
+        return (by_mean + by_std) / 2, np.abs(by_mean - by_std)
 
     def _blend_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
         """alpha and relative residual of frames ``ks`` as blends of the moved ends."""
@@ -341,6 +407,9 @@ def _widen_start(alpha: np.ndarray, lo: int, *, floor: float = 0.01, m: int = 8)
 
 
 FINE = 64  # width (px) of the frames the finder compares
+# how far a fade's alpha from a frame's mean and from its contrast may disagree
+# (TransitionFinder._fade_fit)
+FADE_AGREEMENT = 0.1
 # a flat frame is blank when its luma as seen (8-bit limited range; an HDR frame's SDR level) is
 # under BLANK_BLACK or at least BLANK_WHITE: near black, or near white (HDR reference white
 # reads 226)
