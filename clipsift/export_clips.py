@@ -60,8 +60,8 @@ def source_fits(clip: dict, src: dict, max_height: int | None) -> bool:
     """Whether the source file itself is the exported clip: the whole video, an H.264 yuv420p
     mp4 with even sides that fit ``max_height``, no rotation, square pixels, progressive and
     SDR (an interlaced one is exported deinterlaced, an HDR one tone-mapped), its first frame
-    at time 0 (up to 3 frames late), only the video stream, and no container or stream metadata beyond what an
-    encoder writes."""
+    at time 0 (up to 3 frames late), only the video stream, and no container or stream
+    metadata beyond what an encoder writes."""
     n_src, w, h = (
         int_or_none(src.get("n_frames")),
         int_or_none(clip.get("width")),

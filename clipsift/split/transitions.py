@@ -267,14 +267,10 @@ class TransitionFinder:
         beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
         arr = np.append(beyond.astype(np.float64) if way < 0 else 1.0 - beyond, 0.0)
         ref = arr[: max(3, n - 3)]
-        x = np.arange(len(ref), dtype=np.float64)
-        slope, at0 = np.polyfit(x, ref, 1)
-        slope = max(float(slope), 0.0)
-        res = ref - (at0 + slope * x)
-        tol = max(0.01, 0.5 * step, 3 * 1.4826 * float(np.median(np.abs(res - np.median(res)))))
+        level, tol = _clean_line(ref, max(0.01, 0.5 * step))
         k = 0
         for j in range(n, len(ref) - 1, -1):  # the end frame, then outward
-            if arr[j] <= at0 + slope * j + tol:
+            if arr[j] <= level(j) + tol:
                 break
             k += 1
         return k
@@ -400,15 +396,23 @@ def _widen_start(alpha: np.ndarray, lo: int, *, floor: float = 0.01, m: int = 8)
         before = alpha[max(0, lo - 1 - m) : lo - 1].astype(np.float64)
         if len(before) < 3:
             break
-        x = np.arange(len(before), dtype=np.float64)
-        slope, at0 = np.polyfit(x, before, 1)
-        slope = max(float(slope), 0.0)
-        res = before - (at0 + slope * x)
-        tol = max(floor, 3 * 1.4826 * float(np.median(np.abs(res - np.median(res)))))
-        if alpha[lo - 1] <= at0 + slope * len(before) + tol:
+        level, tol = _clean_line(before, floor)
+        if alpha[lo - 1] <= level(len(before)) + tol:
             break
         lo -= 1
     return lo
+
+
+def _clean_line(ref: np.ndarray, floor: float):
+    """The clean frames ``ref``'s alpha as a line over their places (never falling: a shot's
+    alpha may drift as its motion is extrapolated) and how far above it a frame must lie to
+    stand out: ``floor``, or three robust deviations of the fit where more."""
+    x = np.arange(len(ref), dtype=np.float64)
+    slope, at0 = np.polyfit(x, ref, 1)
+    slope = max(float(slope), 0.0)
+    res = ref - (at0 + slope * x)
+    tol = max(floor, 3 * 1.4826 * float(np.median(np.abs(res - np.median(res)))))
+    return (lambda place: at0 + slope * place), tol
 
 
 FINE = 64  # width (px) of the frames the finder compares
