@@ -33,6 +33,7 @@ from clipsift.captioners.api import ApiCaptioner, UploadCaptioner
 from clipsift.captioners.http import AuthError, HttpClient, redact, retry_after_seconds
 from clipsift.captioners.shard import caption_shard
 from clipsift.io.decode import iter_frames
+from clipsift.split.clips import materialize
 
 KEY = (
     "sk-or-v1-" + "TESTKEY0123456789abcdef0123456789"
@@ -418,3 +419,37 @@ def test_error_share_bound():
     check_error_share("ingest", "s", ["bad", "bad"], 0.5, unit="videos", min_failed=3)
     with pytest.raises(StageFailed, match=r"3 of 4 videos failed \(75%.*First errors: bad\. "):
         check_error_share("ingest", "s", ["bad"] * 3 + [None], 0.5, unit="videos", min_failed=3)
+
+
+@pytest.mark.parametrize("cut, frames", [("reencode", 20), ("copy", 25)])
+def test_upload_sends_a_split_copy_only_where_it_holds_just_the_clip(
+    server, key, clip_videos, tmp_path, cut, frames
+):
+    """``split.materialize: copy`` starts a clip file at the keyframe before the clip (here 5
+    frames early, in real footage often in the shot before). With ``cut: reencode`` the upload
+    captioner sends the clip cut frame-accurately from its source instead; with ``cut: copy``
+    (keyframe cuts accepted) it sends the split's file."""
+    import av
+
+    clips, source, _ = tables(clip_videos)
+    row = {**clips.iloc[2], "clip_id": "b_mid", "start_time": 0.5, "end_time": 2.5, "n_frames": 20}
+    made = materialize(pd.DataFrame([row]), tmp_path / "clips",
+                       {"materialize": "copy", "crf": 23, "preset": "veryfast"})  # fmt: skip
+    copy = made["path"].iloc[0]
+    assert copy != str(clip_videos["b"])
+
+    def frames_of(path) -> int:
+        with av.open(str(path)) as c:
+            return sum(1 for _ in c.decode(video=0))
+
+    assert frames_of(copy) == 25  # from the keyframe at 0 s
+    cfg = api_config(server)
+    cfg["provider"] = "api_upload"
+    cfg["api"]["upload"] = {**cfg["api"]["upload"], "url": "/upload", "file_field": "video",
+                            "response_field": "result.text", "cut": cut}  # fmt: skip
+    selection = pd.DataFrame({"clip_id": ["b_mid"], "keep": [True]})
+    out = caption_shard(made, source, selection, cfg)
+    assert out["clips"]["b_mid"]["error"] is None
+    sent = tmp_path / "sent.mp4"
+    sent.write_bytes(server.requests[0]["parts"]["video"]["data"])
+    assert frames_of(sent) == frames

@@ -24,7 +24,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ..config import with_defaults
-from ..io.decode import reason
+from ..io.decode import VideoError, open_video, reason
 from ..models.frames import timed_clip_frames
 from .base import ClipJob, Result, Timer, fit_side, format_prompt, prompt_hash, sample_frames
 from .http import ApiError, AuthError, Cancelled, HttpClient, dotted
@@ -238,8 +238,13 @@ class UploadCaptioner(_ApiBase):
         return fields
 
     def clip_file(self, job: ClipJob, tmp: Path) -> Path:
-        if job.path and job.path != job.source_path and os.path.exists(job.path):
-            return Path(job.path)  # materialized clip (split.materialize copy/reencode)
+        """The file to send: the split's clip file (``split.materialize``) where it holds just
+        the clip's frames, or with ``cut: copy``; else the clip cut from its source as ``cut``
+        says. A stream copy starts at the keyframe before the clip, often in the shot before
+        it: sent as it was, the caption described that shot too."""
+        made = job.path and job.path != job.source_path and os.path.exists(job.path)
+        if made and (self.up["cut"] == "copy" or _frames_in(job.path) == job.n_frames):
+            return Path(job.path)
         from ..split.clips import copy_or_reencode, reencode
 
         dest = tmp / f"{job.clip_id}.mp4"
@@ -272,3 +277,14 @@ class UploadCaptioner(_ApiBase):
         if self.up.get("tokens_field"):
             tokens = {"output": dotted(data, self.up["tokens_field"])}
         return Result(caption=text, frames=info, tokens=tokens, revision=self.identity()["model"])
+
+
+def _frames_in(path: str) -> int | None:
+    """Frames (video packets) of an MP4 clip file; None where it cannot be read."""
+    import av
+
+    try:
+        with open_video(path) as (container, stream):
+            return stream.frames or sum(1 for p in container.demux(stream) if p.size)
+    except (VideoError, av.FFmpegError):
+        return None
