@@ -242,10 +242,9 @@ GROUP_LINE = re.compile(r"^\s*\| ([A-Za-z_][\w.]*(?:: .*)?)$")
 def error_reason(error: str) -> str:
     """A video error without its details: ``cannot open: [Errno ..] ... 'x.mp4'`` -> cannot open;
     numbers before the first colon read N (``frame times go back at frame 60 (3.000 s, then
-    0.000 s): ...`` is one reason for every video it happens to), except an HTTP status (a 404
-    and a 503 want different fixes)."""
+    0.000 s): ...`` is one reason for every video it happens to)."""
     head = str(error).split(":", 1)[0].strip() or str(error)
-    return re.sub(r"(?<!HTTP )(?<![\w.])\d+(\.\d+)?", "N", head)
+    return re.sub(r"\d+(\.\d+)?", "N", head)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -237,9 +237,6 @@ def test_reason_keys():
         == error_reason(BACK.replace("60", "7"))
         == ("frame times go back at frame N (N s, then N s)")
     )
-    assert error_reason("download failed (HTTP 404 after 3 tries)") == (
-        "download failed (HTTP 404 after N tries)"
-    )
     assert summary(reasons.split("duplicate_of=v-x_0001")) == "duplicate"
     assert summary(reasons.split("too_short")) == "too_short"
     low = reasons.failed("technical.luma_mean>=", "technical.luma_mean", ">=", 20, 12.5)
