@@ -7,8 +7,9 @@ cuts; a variable-frame-rate video with a cut at a rate switch and dropped frames
 textures (``clipsift.textures``); text from one-word signs to subtitles; still flat shots with
 sensor noise; pans and rotations of known speed at 24, 30 and 60 fps; broadcast-style
 interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces; an
-edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut; and
-an anamorphic video (SAR 64:45, PAL DVD's 16:9) with a hard cut and a dissolve. Each video has
+edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut; an
+anamorphic video (SAR 64:45, PAL DVD's 16:9) with a hard cut and a dissolve; and fast pans over
+fine texture with hard cuts between them. Each video has
 one container; ``--containers all`` renders every video in MP4, MKV, WebM and MPEG-TS (WebM
 less the interlaced and the anamorphic video, see :func:`in_every_container`).
 
@@ -166,6 +167,13 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(75, seed=282, dissolve=12, pan=(-1.5 * k, 0)),
     ]
     out.append({"name": "anamorphic.ts", "segments": anamorphic, "fps": 25, "sar": (64, 45)})
+    # fast pans (180-300 px/s at 640 px) over fine texture, cut to one another: every frame's
+    # content score is high, which hid cuts from PySceneDetect's ratio (scan.adaptive)
+    pans = [(9.0, 0), (0, -7.5), (-10.0, 3.0), (6.0, 6.0)]
+    fast_pans = [Segment(75, seed=290 + j, texture=kind, noise=2.0, pan=(dx * k, dy * k))
+                 for j, (kind, (dx, dy)) in enumerate(zip(("fractal", "foliage", "stone",
+                                                          "fabric"), pans, strict=True))]  # fmt: skip
+    out.append({"name": "fast_pans.mkv", "segments": fast_pans, "fps": 30})
     return out if containers == "mixed" else in_every_container(out)
 
 
