@@ -172,9 +172,9 @@ def _small_luma(bgr: np.ndarray) -> np.ndarray:
 
 def aligned_difference(prev: np.ndarray, cur: np.ndarray) -> float:
     """Mean absolute difference (levels) of ``cur`` from ``prev`` shifted onto it (the shift by
-    phase correlation, to a fraction of a pixel), inside the part both show and within the
-    black bars of both; the plain difference where that is less (a flat or still frame, whose
-    correlation peak is noise). A pan's frames align to coding noise; two shots do not align.
+    phase correlation, to a fraction of a pixel), over the part both show, black bars left out
+    (:func:`_inside_bars`); the plain difference where that is less (a flat or still frame,
+    whose correlation peak is noise). A pan's frames align to coding noise; two shots do not align.
     Bars are left out as they stay put while the picture pans: aligned with the picture, their
     edges left a residual on every frame of a letterboxed pan, and its cuts stood 4.1-4.5 times
     above it instead of 8.1-8.7."""
