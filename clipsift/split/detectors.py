@@ -80,9 +80,10 @@ class AdaptiveDetector:
         self.aligned_min_ratio = aligned_min_ratio
         self.scores: list[float] = []
         self._prev: np.ndarray | None = None
-        # with aligned_ratio: the last frames' small luma, the aligned differences measured so
-        # far (by frame) and the frames they make cuts
-        self._smalls: deque[np.ndarray] = deque(maxlen=2 * window_width + 2)
+        # with aligned_ratio: the last frames as pushed, their small luma where made (by frame),
+        # the aligned differences measured so far (by frame) and the frames they make cuts
+        self._frames: deque[np.ndarray] = deque(maxlen=2 * window_width + 2)
+        self._smalls: dict[int, np.ndarray] = {}
         self._aligned: dict[int, float] = {}
         self._aligned_cuts: set[int] = set()
 
@@ -101,7 +102,7 @@ class AdaptiveDetector:
         self.scores.append(score)
         self._prev = hsv
         if self.aligned_ratio is not None:
-            self._smalls.append(_small_luma(bgr))
+            self._frames.append(bgr)
             self._judge_aligned(len(self.scores) - 1 - self.window_width)
 
     def _ratio(self, t: int) -> float:
@@ -127,18 +128,22 @@ class AdaptiveDetector:
             return
         if not self.aligned_min_ratio <= self._ratio(t) < self.adaptive_threshold:
             return
-        newest = len(self.scores) - 1  # the frame in self._smalls[-1]
+        newest = len(self.scores) - 1  # the frame in self._frames[-1]
+
+        def small(j: int) -> np.ndarray:  # frame j's small luma, made once
+            if j not in self._smalls:
+                self._smalls[j] = _small_luma(self._frames[j - newest - 1])
+            return self._smalls[j]
+
         for j in range(t - w, t + w + 1):
             if j not in self._aligned:  # frame j against frame j - 1, as its score is
-                at = j - newest - 1  # frame j's place in self._smalls, from the end
-                self._aligned[j] = (
-                    aligned_difference(self._smalls[at - 1], self._smalls[at]) if j else 0.0
-                )
+                self._aligned[j] = aligned_difference(small(j - 1), small(j)) if j else 0.0
         around = [self._aligned[j] for j in range(t - w, t + w + 1) if j != t]
         if self._aligned[t] >= self.aligned_ratio * max(sum(around) / len(around), ALIGNED_FLOOR):
             self._aligned_cuts.add(t)
-        for j in [j for j in self._aligned if j < t - w]:
-            del self._aligned[j]
+        for cache in (self._aligned, self._smalls):
+            for j in [j for j in cache if j < t - w]:
+                del cache[j]
 
     def cuts(self) -> list[int]:
         """Frames that start a new scene."""
