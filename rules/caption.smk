@@ -9,6 +9,8 @@ rule caption:
         clips=shard_path("clips.parquet"),
         source=shard_path("source.parquet"),
         selection=shard_path("selection.parquet"),
+        # each frame's time: variable-rate clips are sampled by time
+        frames=shard_path("scan/frames.parquet"),
     output:
         shard_path("caption.json"),
     log:

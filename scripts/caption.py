@@ -41,6 +41,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
             shard=shard,
             device=device,
             device_for=device_for,
+            frames=pd.read_parquet(sm.input.frames, columns=["video_id", "frame", "time"]),
         )
     except Exception as exc:
         from clipsift.captioners.http import AuthError

@@ -119,13 +119,17 @@ def test_request_carries_key_frames_and_headers(server, key, clip_videos):
 
 
 def test_frames_sent_are_timed_by_the_decoder(server, key, tmp_path):
-    """In a shot whose rate drops from 30 to 10 fps after 2 s, the record's frame times are the
-    frames' own (``index / fps`` at the clip's average rate put them up to 1.3 s late)."""
+    """In a shot whose rate drops from 30 to 10 fps after 2 s, the frames sent are spread over
+    its time, and the record's frame times are the frames' own (``index / fps`` at the clip's
+    average rate put them up to 1.3 s late)."""
     job, real = vfr_caption_clip(tmp_path)
     images, info = ApiCaptioner(api_config(server, frames=4)).frames(job)
     assert len(images) == info["n"] == 4
-    assert info["times"] == pytest.approx([real[i] for i in (0, 30, 59, 89)], abs=1e-3)
-    assert info["times"][2] == pytest.approx(1.967, abs=1e-3)  # 59 / 18 fps would say 3.28
+    even = np.linspace(0.0, real[-1], 4)  # 0, 1.63, 3.27, 4.9 s
+    sent = [int(np.argmin(np.abs(np.asarray(real) - t))) for t in info["times"]]
+    assert info["times"] == pytest.approx([real[i] for i in sent], abs=1e-3)
+    assert np.abs(np.asarray(info["times"]) - even).max() <= 0.05 + 1e-3  # half a 10-fps frame
+    assert sent[1] == 49  # 49 / 18 fps would say 2.72 s, not 1.63; by count it sent frame 30
     # the upload endpoint gets the clip as a file whose frames keep their times
     cfg = api_config(server)
     cfg["provider"] = "api_upload"

@@ -122,21 +122,55 @@ def test_sample_frames_counts_and_indices():
     assert len(sample_frames(short, 2.0, 16, multiple=2).indices) == 2  # at least one pair
 
 
+def test_a_variable_rate_clip_is_sampled_evenly_over_its_time():
+    """2 s at 30 fps, then 3 s at 10 fps: eight frames lie within one 10-fps frame of an even
+    spread over the clip's time (spread over its 90 frames, six of the eight fell in the first
+    2 s and the largest gap was 1.2 s); a constant-rate clip's frames are as they were."""
+    from dataclasses import replace
+
+    times = [1.0 + i / 30 for i in range(60)] + [3.0 + i / 10 for i in range(30)]
+    job = ClipJob("c", "v", "x.mp4", 1.0, 6.0, 18.0, 90, 160, 90, frame_rate_mode="variable",
+                  times=tuple(times))  # fmt: skip
+    plan = sample_frames(job, rate=1e9, max_frames=8)
+    even = np.linspace(times[0], times[-1], 8)
+    assert plan.times == [times[i] for i in plan.indices]
+    assert np.abs(np.asarray(plan.times) - even).max() <= 0.1 / 2 + 1e-9
+    assert sum(t < 3.0 for t in plan.times) == 3
+    # the processor's frame places give each frame's time as index / fps, to half a frame
+    places = plan.positions(job)
+    assert np.abs(np.asarray(places) / 18.0 - (np.asarray(plan.times) - 1.0)).max() <= 0.5 / 18
+    # without the frame times (a scan that recorded none), and at a constant rate: by count
+    constant = sample_frames(replace(job, times=None), rate=1e9, max_frames=8)
+    assert constant.indices == np.linspace(0, 89, 8).round().astype(int).tolist()
+    assert constant.positions(replace(job, frame_rate_mode="constant")) == constant.indices
+
+
 def test_a_variable_rate_clips_cached_caption_is_not_reused():
-    """Captions of variable-rate clips whose prompts state their frames' times (Qwen3-VL,
-    SmolVLM2), made before those were the decoded times, are made again (their key names the
-    timing); constant-rate clips and captioners that state no times keep their keys."""
+    """Captions of variable-rate clips whose model input changed are made again: prompts that
+    state the frames' times (Qwen3-VL, SmolVLM2) now give the decoded times, and frames are
+    now spread over the clip's time where the scan gave them (not for the upload captioner,
+    which sends the file). Constant-rate clips keep their keys."""
     from dataclasses import replace
 
     from clipsift.captioners.shard import _caption_key
 
     job = ClipJob("c", "v", "x.mp4", 1.0, 4.0, 10.0, 30, 160, 90)
+    vfr = replace(job, frame_rate_mode="variable")
+    timed = replace(vfr, times=tuple(1.0 + i / 10 for i in range(30)))
     ident = {"provider": "local", "model": "qwen3_vl", "model_id": "m", "revision": "r"}
-    key = _caption_key(job, ident, "p", "s", True)
-    assert _caption_key(replace(job, frame_rate_mode="constant"), ident, "p", "s", True) == key
-    assert _caption_key(replace(job, frame_rate_mode="variable"), ident, "p", "s", True) != key
-    # a captioner that states no times (Qwen2.5-VL, the API's images) keeps its captions
-    assert _caption_key(replace(job, frame_rate_mode="variable"), ident, "p", "s") == key
+    key = _caption_key(job, ident, "p", "s", True, True)
+    assert (
+        _caption_key(replace(job, frame_rate_mode="constant"), ident, "p", "s", True, True) == key
+    )
+    assert _caption_key(vfr, ident, "p", "s", True, True) != key
+    # a captioner that states no times (Qwen2.5-VL, the API's images) keeps its captions where
+    # the frames are sampled as before (no frame times), and makes them again where not
+    assert _caption_key(vfr, ident, "p", "s", False, True) == key
+    assert _caption_key(timed, ident, "p", "s", False, True) != key
+    assert _caption_key(timed, ident, "p", "s", False, False) == key  # the upload captioner
+    from clipsift.captioners.api import ApiCaptioner, UploadCaptioner
+
+    assert ApiCaptioner.samples_frames and not UploadCaptioner.samples_frames
     timed = {name for name in FAMILIES if family(name).prompt_times}
     assert timed == {"qwen3_vl", "smolvlm2"}
     clips, source, selection = tables({"a": "a.mp4", "b": "b.mp4", "bad": "bad.mp4"})
@@ -345,6 +379,10 @@ def test_captions_of_a_variable_frame_rate_clip_tell_its_frames_real_times(tiny_
         video = cap.decode(job, plan)
         want = [real[i] for i in plan.indices]
         assert video.timestamps == pytest.approx(want, abs=1e-3)
+        # spread over the clip's time; the processors' ``frames_indices / fps`` is each time
+        assert np.abs(np.asarray(want) - np.linspace(0, real[-1], len(want))).max() <= 0.051
+        places = np.asarray(video.metadata["frames_indices"]) / job.fps
+        assert np.abs(places - want).max() <= 0.5 / job.fps + 1e-9
         assert max(abs(i / job.fps - t) for i, t in zip(plan.indices, want, strict=True)) > 1.0
         (result,) = cap.generate([(job, plan, video)])
         assert result.frames["times"] == pytest.approx(want, abs=1e-3)

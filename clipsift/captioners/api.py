@@ -45,6 +45,7 @@ def jpeg_data_url(rgb, quality: int) -> str:
 
 class _ApiBase:
     provider = "api"
+    samples_frames = True  # frames by :func:`sample_frames` (part of a variable-rate clip's key)
 
     def __init__(self, cfg: dict):
         self.cfg = cfg = with_defaults("caption", cfg)
@@ -198,6 +199,7 @@ class UploadCaptioner(_ApiBase):
     """A file-upload endpoint: the clip as a multipart file, the caption at a dotted path."""
 
     provider = "api_upload"
+    samples_frames = False  # it sends the clip's file: the cache key need not name a sampling
 
     @property
     def up(self) -> dict:

@@ -35,6 +35,9 @@ class ClipJob:
     path: str | None = None  # a materialized clip file (copy/reencode), else the source
     source_caption: str | None = None
     frame_rate_mode: str | None = None  # the clip table's: "variable" or "constant"
+    # each frame's time (s in the source, from the scan) where the rate is variable: frames are
+    # then sampled by time (:func:`sample_frames`)
+    times: tuple[float, ...] | None = None
 
     @property
     def duration(self) -> float:
@@ -78,22 +81,43 @@ class FramePlan:
             "size": list(self.size),
         }
 
+    def positions(self, job: ClipJob, decoded: Sequence[float] | None = None) -> list[int]:
+        """The frames' places as a processor's ``frames_indices`` (video metadata), which
+        Qwen3-VL turns into its timestamps as ``index / fps`` (in transformers and in vLLM):
+        the frame numbers on a constant rate; on a variable one, each frame's time from the
+        clip's start (``decoded``, else planned) at the clip's average ``fps``, rounded, so
+        that ``index / fps`` is its time to half a frame."""
+        if job.frame_rate_mode != "variable" or not job.fps:
+            return list(self.indices)
+        times = decoded if decoded is not None else [t - job.start for t in self.times]
+        return [round(t * job.fps) for t in times]
+
 
 def sample_frames(job: ClipJob, rate: float, max_frames: int, multiple: int = 1) -> FramePlan:
-    """Frames at ``rate`` per second of the clip, at most ``max_frames``, spread evenly.
+    """Frames at ``rate`` per second of the clip, at most ``max_frames``, spread evenly over its
+    time.
 
     The count is a multiple of ``multiple`` (Qwen models pair frames in time); a clip with fewer
-    frames than that repeats its frames. Frames are read by number (:func:`clip_frames`), so on
-    variable frame rate they are spread evenly over the clip's frames, not its seconds. The
-    planned times, a quarter frame after each frame's start at the clip's ``fps`` (the clip
-    table's: its own average rate on variable frame rate), stand in for the decoded ones only
-    where a clip could not be read.
+    frames than that repeats its frames. Frames are read by number (:func:`clip_frames`). On a
+    variable frame rate (``job.times``) each is the frame nearest its share of the clip's time,
+    the later on a tie: spread over the frames instead, a shot of 2 s at 30 fps then 3 s at 10
+    fps had six of its eight frames in the first 2 s, and Qwen2.5-VL, which takes one rate for
+    a video, was told they were evenly spaced. On a constant rate, the frames
+    ``linspace(0, n_frames - 1, n)``, rounded. The planned times (on a constant rate a quarter
+    frame after each frame's start at the clip's ``fps``; on a variable one the frame's own)
+    stand in for the decoded ones only where a clip could not be read.
     """
     n_avail = max(1, int(job.n_frames))
     n = max(1, min(int(max_frames), round(job.duration * rate)))
     if multiple > 1:
         cap = max(multiple, int(max_frames) // multiple * multiple)
         n = min(cap, max(multiple, math.ceil(n / multiple) * multiple))
+    if job.times is not None and len(job.times) == n_avail:
+        from ..split.clips import nearest_times  # av and pandas: only here
+
+        t = np.asarray(job.times, np.float64)
+        idx = nearest_times(t, np.linspace(t[0], t[-1], n))
+        return FramePlan([float(t[i]) for i in idx], idx, (0, 0))
     idx = np.linspace(0, n_avail - 1, n).round().astype(int).tolist()
     times = [job.start + (i + 0.25) / job.fps for i in idx]
     return FramePlan(times, idx, (0, 0))

@@ -81,6 +81,7 @@ class LocalVLM:
     temporal_multiple = 1  # frames per temporal patch (the frame count is a multiple of it)
     vllm_video_metadata = False  # caption.backend vllm: the video goes with its metadata
     prompt_times = False  # the prompt states each frame's time (part of the cache key)
+    samples_frames = True  # frames by :func:`sample_frames` (part of a variable-rate clip's key)
 
     def __init__(self, cfg: dict, *, device: str = "cpu"):
         self.cfg = cfg = with_defaults("caption", cfg)
@@ -274,7 +275,7 @@ class LocalVLM:
                 "total_num_frames": int(job.n_frames),
                 "fps": float(job.fps),
                 "duration": float(job.duration),
-                "frames_indices": list(plan.indices),
+                "frames_indices": plan.positions(job, times),
                 "width": plan.size[0],
                 "height": plan.size[1],
             },

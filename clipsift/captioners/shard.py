@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pandas as pd
 
 from ..config import with_defaults
 from ..models.device import free_memory
+from ..split.clips import FrameTimes
 from . import make_captioner
 from .base import ClipJob, stable_hash
 from .cache import CaptionCache, cache_key
@@ -35,14 +37,23 @@ def _str(value) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def kept_jobs(clips: pd.DataFrame, source: pd.DataFrame, selection: pd.DataFrame) -> list[ClipJob]:
-    """The clips ``select`` kept, in ``clips.parquet`` order, with the source's caption."""
+def kept_jobs(
+    clips: pd.DataFrame,
+    source: pd.DataFrame,
+    selection: pd.DataFrame,
+    frames: pd.DataFrame | None = None,
+) -> list[ClipJob]:
+    """The clips ``select`` kept, in ``clips.parquet`` order, with the source's caption.
+    ``frames``: the scan's per-frame table, which gives a variable-rate clip its frames' times
+    (frames are then sampled by time)."""
     keep = set(selection.loc[selection["keep"].fillna(False).astype(bool), "clip_id"])
     given = dict(zip(source["video_id"], source["caption"], strict=True))
+    timeline = FrameTimes(frames)
     jobs = []
     for row in clips.to_dict("records"):
         if row["clip_id"] not in keep:
             continue
+        times = timeline.of(SimpleNamespace(**row))
         jobs.append(
             ClipJob(
                 clip_id=row["clip_id"],
@@ -57,6 +68,7 @@ def kept_jobs(clips: pd.DataFrame, source: pd.DataFrame, selection: pd.DataFrame
                 path=_str(row.get("path")),
                 source_caption=_str(given.get(row["video_id"])),
                 frame_rate_mode=_str(row.get("frame_rate_mode")),
+                times=None if times is None else tuple(times.tolist()),
             )
         )
     return jobs
@@ -102,15 +114,17 @@ def caption_shard(
     shard: str | None = None,
     device: str = "cpu",
     device_for: Callable[[str], str] | None = None,
+    frames: pd.DataFrame | None = None,
 ) -> dict:
     """``caption.json`` for one shard (``{"meta": ..., "clips": {clip_id: record}}``).
 
     ``device`` is the captioner's device; ``device_for(pref)`` resolves the rewrite and alignment
-    models' ``device`` settings (default: the captioner's device).
+    models' ``device`` settings (default: the captioner's device). ``frames``: the scan's
+    per-frame table (``scan/frames.parquet``), for variable-rate clips (:func:`kept_jobs`).
     """
     cfg = with_defaults("caption", cfg)
     device_for = device_for or (lambda pref: device if pref in ("auto", "", None) else pref)
-    jobs = kept_jobs(clips, source, selection)
+    jobs = kept_jobs(clips, source, selection, frames)
     captioner = make_captioner(cfg, device=device)
     ph = captioner.prompt_hash()
     sh = stable_hash(captioner.settings())
@@ -147,15 +161,20 @@ def _key(kind: str, clip_id: str, ident: dict, ph: str, sh: str, **extra) -> str
     return cache_key(kind, clip_id, model=parts, prompt=ph, settings=sh, **extra)
 
 
-def _caption_key(job: ClipJob, ident: dict, ph: str, sh: str, timed: bool = False) -> str:
-    """A clip's caption key. ``timed``: the captioner writes its frames' times into the prompt
-    (``prompt_times``: Qwen3-VL, SmolVLM2), which are the decoded ones since 2026-12-05; a
-    variable-rate clip's key then names that, so that a caption whose model was told
-    ``index / fps`` is made again."""
-    variable = timed and job.frame_rate_mode == "variable"
-    return _key(
-        "caption", job.clip_id, ident, ph, sh, **({"timing": "decoded"} if variable else {})
-    )
+def _caption_key(
+    job: ClipJob, ident: dict, ph: str, sh: str, timed: bool = False, sampled: bool = False
+) -> str:
+    """A clip's caption key. A variable-rate clip's key names what changed the model's input
+    since: ``timed`` (the captioner writes its frames' times into the prompt, ``prompt_times``:
+    Qwen3-VL, SmolVLM2), the decoded times (2026-12-05, once ``index / fps``); ``sampled`` (it
+    reads frames, :func:`~clipsift.captioners.base.sample_frames`; the upload captioner sends
+    the clip's file), frames spread over the clip's time (2026-12-06, once over its frames).
+    Their captions are made again; a constant-rate clip's key is as it was."""
+    extra = {}
+    if job.frame_rate_mode == "variable":
+        extra |= {"timing": "decoded"} if timed else {}
+        extra |= {"frames": "by_time"} if sampled and job.times is not None else {}
+    return _key("caption", job.clip_id, ident, ph, sh, **extra)
 
 
 def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: str, counts: dict):
@@ -164,7 +183,8 @@ def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: s
     results: dict[str, dict] = {}
     ident = captioner.identity()
     timed = bool(getattr(captioner, "prompt_times", False))
-    todo = _from_cache(cache, jobs, (ident, ph, sh, timed), results)
+    sampled = bool(captioner.samples_frames)
+    todo = _from_cache(cache, jobs, (ident, ph, sh, timed, sampled), results)
     counts["cached"] = len(jobs) - len(todo)
     log.info(
         "caption: %d kept clips, %d from the cache, %d to caption with %s",
@@ -180,14 +200,14 @@ def _caption(captioner, jobs: list[ClipJob], cache: CaptionCache, ph: str, sh: s
     new_ident = captioner.identity()
     if new_ident != ident:  # the revision resolved to a commit only once loaded
         ident = new_ident
-        todo = _from_cache(cache, todo, (ident, ph, sh, timed), results)
+        todo = _from_cache(cache, todo, (ident, ph, sh, timed, sampled), results)
         counts["cached"] = len(jobs) - len(todo)
     progress = Progress("caption", len(todo))
 
     def on_result(job: ClipJob, result) -> None:
         rec = result.to_dict()
         if result.error is None:
-            cache.put(_caption_key(job, ident, ph, sh, timed), "caption", job.clip_id, rec)
+            cache.put(_caption_key(job, ident, ph, sh, timed, sampled), "caption", job.clip_id, rec)
         results[job.clip_id] = {**rec, "cached": False}
         progress.tick(result.error is not None)
 
@@ -347,9 +367,11 @@ def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_fo
     threshold = acfg.get("threshold")
 
     def key(clip_id, text, ident):
+        # a variable-rate clip's frames are spread over its time since 2026-12-06
+        timed = {"frames": "by_time"} if by_id[clip_id].times is not None else {}
         return cache_key(
             "alignment", clip_id, model=ident["model"], revision=ident["resolved_revision"],
-            settings=sh, text=stable_hash(text),
+            settings=sh, text=stable_hash(text), **timed,
         )  # fmt: skip
 
     todo, scores = [], {}

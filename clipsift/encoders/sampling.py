@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import with_defaults
 from ..io.decode import TIMESTAMP_ROUNDING
+from ..split.clips import nearest_times
 from .base import valid_count
 
 
@@ -125,14 +126,3 @@ def plan_frames(
         offset = ((span - 1) - (n - 1) * step) / 2
     plan.indices = [first + int(math.floor(offset + k * step + 0.5)) for k in range(n)]
     return plan
-
-
-def nearest_times(times: np.ndarray, wanted: np.ndarray) -> list[int]:
-    """For each of ``wanted`` (ascending), the position in ``times`` (ascending) of the time
-    nearest it, the later on a tie (within a microsecond: times are sums of ticks), as counting
-    rounds half a step up."""
-    if len(times) < 2:
-        return [0] * len(wanted)
-    i = np.clip(np.searchsorted(times, wanted), 1, len(times) - 1)
-    earlier = wanted - times[i - 1] < times[i] - wanted - 1e-6
-    return (i - earlier).clip(0, len(times) - 1).tolist()

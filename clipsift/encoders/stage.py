@@ -42,7 +42,7 @@ from ..io.files import file_identity, place
 from ..models.batching import Batcher, is_oom
 from ..models.device import free_memory, pick_dtype, resolve_device
 from ..models.frames import prefetch
-from ..split.clips import fill_times, last_time
+from ..split.clips import FrameTimes
 from . import vae_class
 from .base import to_model_input
 from .buckets import clip_geometry, make_buckets
@@ -195,40 +195,6 @@ def _load_vae(cfg: dict, device: str):
     buckets = make_buckets(rcfg, multiple)
     log.info("buckets (multiple of %d): %s", multiple, ", ".join(b.label for b in buckets))
     return vae, vinfo, buckets
-
-
-class FrameTimes:
-    """Each frame's presentation time from the scan's per-frame table, for variable-rate clips.
-    Frames the table skips (``scan.luma_stride`` > 1) get times interpolated between their
-    recorded neighbours and the clip's own first and last frame times (``start_time``,
-    ``last_time``), which the split has exactly."""
-
-    def __init__(self, frames: pd.DataFrame | None):
-        self.given = frames is not None
-        self.by_video = {}
-        if frames is not None and len(frames):
-            for vid, g in frames.sort_values(["video_id", "frame"]).groupby("video_id"):
-                self.by_video[vid] = (g["frame"].to_numpy(np.float64),
-                                      g["time"].to_numpy(np.float64))  # fmt: skip
-
-    def of(self, clip) -> np.ndarray | None:
-        """The times of ``clip``'s frames where its source's rate is variable, else None."""
-        if getattr(clip, "frame_rate_mode", None) != "variable" or not self.given:
-            return None
-        known = self.by_video.get(clip.video_id)
-        if known is None:
-            log.warning("%s: variable frame rate, but the scan recorded no frame times: frames "
-                        "are taken by count", clip.clip_id)  # fmt: skip
-            return None
-        a, b = int(clip.start_frame), int(clip.end_frame)
-        idx, t = known
-        last = last_time(clip)
-        keep = (idx > a) & (idx < (b - 1 if last is not None else b))
-        idx = np.concatenate([[a], idx[keep], [b - 1] if last is not None else []])
-        t = np.concatenate([[float(clip.start_time)], t[keep], [last] if last is not None else []])
-        # past the last known time (a clip table from before last_time): the clip's own pace;
-        # never backwards: a frame handed out of order after damaged packets keeps its place
-        return np.maximum.accumulate(fill_times(np.arange(a, b), idx, t, float(clip.fps)))
 
 
 def _clip_job(

@@ -195,6 +195,51 @@ def nearest_frame(times: np.ndarray, t: float, a: int, b: int) -> int:
     return min(max(i, a + 1), b - 1)
 
 
+def nearest_times(times: np.ndarray, wanted: np.ndarray) -> list[int]:
+    """For each of ``wanted`` (ascending), the position in ``times`` (ascending) of the time
+    nearest it, the later on a tie (within a microsecond: times are sums of ticks), as counting
+    rounds half a step up."""
+    if len(times) < 2:
+        return [0] * len(wanted)
+    i = np.clip(np.searchsorted(times, wanted), 1, len(times) - 1)
+    earlier = wanted - times[i - 1] < times[i] - wanted - 1e-6
+    return (i - earlier).clip(0, len(times) - 1).tolist()
+
+
+class FrameTimes:
+    """Each frame's presentation time from the scan's per-frame table, for variable-rate clips.
+    Frames the table skips (``scan.luma_stride`` > 1) get times interpolated between their
+    recorded neighbours and the clip's own first and last frame times (``start_time``,
+    ``last_time``), which the split has exactly."""
+
+    def __init__(self, frames: pd.DataFrame | None):
+        self.given = frames is not None
+        self.by_video = {}
+        if frames is not None and len(frames):
+            for vid, g in frames.sort_values(["video_id", "frame"]).groupby("video_id"):
+                self.by_video[vid] = (g["frame"].to_numpy(np.float64),
+                                      g["time"].to_numpy(np.float64))  # fmt: skip
+
+    def of(self, clip) -> np.ndarray | None:
+        """The times of ``clip``'s frames where its source's rate is variable, else None."""
+        if getattr(clip, "frame_rate_mode", None) != "variable" or not self.given:
+            return None
+        known = self.by_video.get(clip.video_id)
+        if known is None:
+            log.warning("%s: variable frame rate, but the scan recorded no frame times: frames "
+                        "are taken by count", clip.clip_id)  # fmt: skip
+            return None
+        a, b = int(clip.start_frame), int(clip.end_frame)
+        idx, t = known
+        last = last_time(clip)
+        keep = (idx > a) & (idx < (b - 1 if last is not None else b))
+        idx = np.concatenate([[a], idx[keep], [b - 1] if last is not None else []])
+        t = np.concatenate([[float(clip.start_time)], t[keep], [last] if last is not None else []])
+        # past the last known time (a clip table from before last_time): the clip's own pace;
+        # never backwards: a frame handed out of order after damaged packets keeps its place
+        return np.maximum.accumulate(fill_times(np.arange(a, b), idx, t, float(clip.fps)))
+
+
 def rate_mode(times: np.ndarray) -> str:
     """``variable`` when the frame intervals spread more than :data:`VFR_SPREAD` around their
     median (phones, screen recordings, drops), else ``constant``; but a spread that a container

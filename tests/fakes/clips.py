@@ -35,10 +35,10 @@ def render_caption_videos(out: Path) -> dict[str, Path]:
 
 def vfr_caption_clip(out: Path):
     """One 5-s shot whose frame rate drops from 30 to 10 fps halfway through it (2 s, then 3 s:
-    a phone in low light), made into a clip by the pipeline's ingest, scan and split, as a
-    caption job (``ClipJob``, as ``kept_jobs`` builds it), and its frames' decoded times in
-    seconds from the clip's start."""
-    from clipsift.captioners.base import ClipJob
+    a phone in low light), made into a clip by the pipeline's ingest, scan and split, as the
+    caption job ``kept_jobs`` builds from those tables (with the scan's frame times), and its
+    frames' decoded times in seconds from the clip's start."""
+    from clipsift.captioners.shard import kept_jobs
     from clipsift.config import with_defaults
     from clipsift.ingest import ingest_shard
     from clipsift.io.decode import iter_frames
@@ -53,10 +53,10 @@ def vfr_caption_clip(out: Path):
                            "caption": None}])  # fmt: skip
     source = ingest_shard(items)
     scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
-    (clip,) = scenes_to_clips(scenes, source, with_defaults("split", None), frames).itertuples()
-    job = ClipJob(clip.clip_id, "v", str(path), float(clip.start_time), float(clip.end_time),
-                  float(clip.fps), int(clip.n_frames), 160, 90,
-                  frame_rate_mode=clip.frame_rate_mode)  # fmt: skip
+    clips = scenes_to_clips(scenes, source, with_defaults("split", None), frames)
+    (clip,) = clips.itertuples()
+    (job,) = kept_jobs(clips, source, pd.DataFrame({"clip_id": clips["clip_id"], "keep": True}),
+                       frames)  # fmt: skip
     decoded = [f.time for f in iter_frames(path)]
     return job, [t - job.start for t in decoded[clip.start_frame : clip.end_frame]]
 
