@@ -8,8 +8,9 @@ textures (``clipsift.textures``); text from one-word signs to subtitles; still f
 sensor noise; pans and rotations of known speed at 24, 30 and 60 fps; broadcast-style
 interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader deinterlaces; an
 edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut; an
-anamorphic video (SAR 64:45, PAL DVD's 16:9) with a hard cut and a dissolve; and fast pans over
-fine texture with hard cuts between them. Each video has
+anamorphic video (SAR 64:45, PAL DVD's 16:9) with a hard cut and a dissolve; fast pans over
+fine texture with hard cuts between them; dissolves between pans over fine texture; and
+dissolves and a dip to black between shots that a subject crosses on its own. Each video has
 one container; ``--containers all`` renders every video in MP4, MKV, WebM and MPEG-TS (WebM
 less the interlaced and the anamorphic video, see :func:`in_every_container`).
 
@@ -174,6 +175,27 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
                  for j, (kind, (dx, dy)) in enumerate(zip(("fractal", "foliage", "stone",
                                                           "fabric"), pans, strict=True))]  # fmt: skip
     out.append({"name": "fast_pans.mkv", "segments": fast_pans, "fps": 30})
+    # dissolves of 1 and 2 s between shots panning 70-90 px/s over fine texture: a finder
+    # frame moved by a fraction of a pixel is blurred by the interpolation, the next is not, and
+    # such dissolves stayed inside clips (a tryout: 18 of 18) until the fits smoothed the frames
+    textured = [
+        Segment(75, seed=300, texture="foliage", pan=(3.6 * k, 1.2 * k)),
+        Segment(100, seed=301, texture="stone", pan=(-2.8 * k, 2.0 * k), dissolve=25),
+        Segment(125, seed=302, texture="cellular", pan=(3.0 * k, -1.5 * k), dissolve=50),
+        Segment(100, seed=303, texture="glass", pan=(-3.2 * k, 0), dissolve=25),
+    ]
+    out.append({"name": "textured_dissolves.mp4", "segments": textured, "fps": 25})
+    # a subject (a disc 0.2-0.4 of the frame high) crossing each shot at 220-280 px/s over a
+    # slow pan, with dissolves of 1 and 2 s and a dip to black: the subject is where neither
+    # moved shot is, and the blend fit judged on every pixel missed such dissolves
+    subjects = [
+        Segment(75, seed=310, pan=(1.2 * k, 0.4 * k), subject=(0.2, 9.0 * k)),
+        Segment(105, seed=311, pan=(-1.0 * k, 0.6 * k), subject=(0.15, 7.2 * k), dissolve=30),
+        Segment(135, seed=312, pan=(0.8 * k, -0.5 * k), subject=(0.1, 9.0 * k), dissolve=60),
+        Segment(90, seed=313, pan=(0, 0.8 * k), subject=(0.2, 7.5 * k), fade_out=15),
+        Segment(90, seed=314, subject=(0.2, 9.0 * k), fade_in=15),
+    ]
+    out.append({"name": "subjects.mkv", "segments": subjects, "fps": 30})
     return out if containers == "mixed" else in_every_container(out)
 
 

@@ -41,6 +41,10 @@ class Segment:
     noise: float = 0.0  # sensor noise: Gaussian sigma in levels, new on every frame
     rotate: float = 0.0  # image rotation about the frame centre, degrees per frame
     text_scale: float = 1.0  # size of ``text`` relative to the default subtitle size
+    # a subject moving on its own across the scene (a walker over a slow pan): a disc of the
+    # scene's accent colour, (radius as a share of the height, px per frame); it crosses the
+    # frame back and forth and bobs up and down
+    subject: tuple[float, float] = (0.0, 0.0)
 
 
 # ----------------------------------------------------------------------------- texture
@@ -207,6 +211,8 @@ def check_segment(seg: Segment, w: int, h: int) -> None:
         raise ValueError("a segment either pans or rotates")
     if any(not 0 <= f < seg.frames for f in seg.flashes):
         raise ValueError(f"flash offsets {seg.flashes} outside 0..{seg.frames - 1}")
+    if not 0 <= seg.subject[0] < 0.5:
+        raise ValueError(f"subject radius {seg.subject[0]}: a share of the height under 0.5")
     if 2 * seg.letterbox[0] >= h or 2 * seg.letterbox[1] >= w:
         raise ValueError(f"letterbox {seg.letterbox} covers the whole {w}x{h} frame")
 
@@ -225,6 +231,26 @@ def _canvas(seg: Segment, h: int, w: int) -> np.ndarray:
     from clipsift.textures import busy_texture
 
     return busy_texture(seg.texture, seg.seed, h, w)
+
+
+def _subject(seg: Segment, w: int, h: int):
+    """``draw(img, t)``, which paints the scene's subject at frame ``t``, or None without one."""
+    share, speed = (float(v) for v in seg.subject)
+    if not share:
+        return None
+    r = max(2, round(share * h))
+    span = max(1.0, w - 2.0 * r)
+    colour = tuple(float(c) for c in _palette(seg.seed, np.random.default_rng(seg.seed))[6])
+
+    def draw(img: np.ndarray, t: int) -> None:
+        x = (t * speed) % (2 * span)
+        x = r + (x if x <= span else 2 * span - x)  # back and forth, never a jump
+        y = h / 2 + h / 8 * math.sin(0.07 * t)
+        # 4 bits of sub-pixel position: the disc moves smoothly, as a filmed one does
+        centre = (round(x * 16), round(y * 16))
+        cv2.circle(img, centre, r * 16, colour, -1, cv2.LINE_AA, shift=4)
+
+    return draw
 
 
 def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
@@ -248,6 +274,7 @@ def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
     flashes = set(seg.flashes)
     fill = 255.0 if seg.fade_color == "white" else 0.0
     noise = np.random.default_rng(seg.seed + 7919) if seg.noise else None
+    subject = _subject(seg, w, h)
     for t in range(n + extra):
         ox, oy = x0 - t * dx, y0 - t * dy
         if seg.rotate:
@@ -262,6 +289,8 @@ def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
             # sub-pixel shift; WARP_INVERSE_MAP: dst(x, y) = canvas(x + ox, y + oy)
             mat = np.float32([[1, 0, ox], [0, 1, oy]])
             img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        if subject:
+            subject(img, t)
         if layout:
             _burn_text(img, layout)
         if noise is not None:

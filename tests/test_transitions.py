@@ -77,8 +77,10 @@ def test_at_240_fps_shots_are_found_to_a_few_ms_at_the_work_per_second_of_60_fps
     """Slow-motion and game footage runs at 120-240 fps. Tested frame by frame at every end,
     the finder's work grew with the square of the rate (the scan of a 12-s 240-fps video took
     94 CPU-s); above 50 fps it tests every few frames and fits only a passing window's every
-    frame, so a second of video costs about what it does at 60 fps, and ends stay within 2
-    frames (8 ms, a quarter of a 30-fps frame). The plan stops before the slow 2-s dissolve
+    frame, so a second of video costs about what it does at 60 fps, and ends stay within 3
+    frames (12.5 ms, under a 60-fps frame; 2 before the fits' frames were smoothed, which
+    found dissolves over fine moving texture, ``test_dissolves_between_textured_pans``, and
+    left out a third faint frame after the 0.5-s dissolve here). The plan stops before the slow 2-s dissolve
     between still shots: at 240 fps x264 codes its first 6 frames (0.2 % steps) as the old shot
     itself (decoded, they fit it with alpha 0.00 %), and the finder starts it on the first
     decoded frame that holds any of the new shot, 6 frames after the rendered edit."""
@@ -99,7 +101,7 @@ def test_at_240_fps_shots_are_found_to_a_few_ms_at_the_work_per_second_of_60_fps
         work[fps] = sum(fitted) / truth["duration"]  # frames fitted per second of video
         score = score_scenes(truth, scenes, min_frames=round(0.5 * fps))
         assert score["dirty"] == 0 and score["missed"] == 0, (fps, scenes, truth["transitions"])
-        assert score["boundary_error"] <= (1 if fps == 60 else 2), (scenes, truth["transitions"])
+        assert score["boundary_error"] <= (1 if fps == 60 else 3), (scenes, truth["transitions"])
     # frame by frame at every end, 240 fps would fit 16 times the frames per second of 60 fps
     assert work[240] < 2 * work[60], work
 
@@ -189,6 +191,58 @@ def test_a_shots_shift_turn_and_zoom_are_measured_closely():
         a, b = (small(big) + rng.normal(0, sigma, (36, 64)).astype(np.float32) for _ in "ab")
         c, t = _refined_motion(a, b)
         assert c == 1 and abs(t) < 0.05, (sigma, c, t)
+
+
+def test_a_pan_under_a_moving_subject_is_measured_as_the_pan():
+    """A bright subject (a disc a seventh to a quarter of the frame high) that moves 6 px of
+    the finder's 64 while the soft background pans a fraction of a pixel: phase correlation
+    followed the subject and least squares its edges, so the shot read the subject's motion
+    (5-6 px off), and the blends of a dissolve out of it failed the fit. Weighted by how well
+    they fit, and started from no motion as well, the pixels give the pan."""
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.random((72, 128)).astype(np.float32) * 255, (0, 0), 2)
+    big = (big - big.mean()) * 0.5 + 128  # a soft background
+    small = lambda img: cv2.resize(img, (64, 36), interpolation=cv2.INTER_AREA)  # noqa: E731
+    for dx, dy in ((0.2, 0.1), (0.5, -0.2), (1.0, 0.3)):
+        for r in (5, 9):
+            mat = np.float32([[1, 0, 2 * dx], [0, 1, 2 * dy]])
+            a, b = big.copy(), cv2.warpAffine(big, mat, (128, 72), borderMode=cv2.BORDER_REPLICATE)
+            cv2.circle(a, (40, 36), r, 250.0, -1, cv2.LINE_AA)
+            cv2.circle(b, (52, 38), r, 250.0, -1, cv2.LINE_AA)  # the subject: 6 px at 64
+            c, t = _refined_motion(small(a), small(b))
+            assert abs(t - complex(dx, dy)) < 0.06 and abs(c - 1) < 0.01, (dx, dy, r, c, t)
+
+
+@pytest.mark.parametrize("texture", ["foliage", "stone", "cellular", "glass"])
+def test_dissolves_between_textured_pans(tmp_path, texture):
+    """1-s and 2-s dissolves (25 fps) between shots panning about 45 px/s over fine texture (90
+    at 640x360; a camera pan over leaves or gravel). Moved by a fraction of a pixel, a finder
+    frame is blurred by the interpolation and the next frame is not: that difference was a
+    fifth of the change between the shots, every window failed the residual test, and one clip
+    held both shots and the dissolve (14 of 28 such dissolves at 320 and 640 px; a tryout's 18
+    of 18 at 30-90 px/s). The fits now see the frames smoothed (``SMOOTH``)."""
+    for n in (25, 50):
+        segs = [Segment(50, seed=20, pan=(1.8, 0.6), texture=texture),
+                Segment(50 + n, seed=21, pan=(-1.4, 1.0), texture=texture, dissolve=n)]  # fmt: skip
+        truth = render_video(tmp_path / f"{n}.mp4", segs, fps=25, size=SIZE)
+        score = score_scenes(truth, scenes_of(tmp_path / f"{n}.mp4", 25), min_frames=12)
+        assert score["dirty"] == 0 and score["missed"] == 0, (texture, n, score)
+        assert score["boundary_error"] <= 1, (texture, n, score)
+
+
+@pytest.mark.parametrize("radius", [0.1, 0.2])
+def test_a_dissolve_between_shots_with_a_moving_subject(tmp_path, radius):
+    """A 2-s dissolve (30 fps) between slow pans, each with a subject crossing it at about 140
+    px/s (280 at 640x360), a disc 0.2 or 0.4 of the frame high: the subject is where neither
+    moved end is, so judged on every pixel the blends failed the residual test and the
+    dissolve stayed in a clip. Blends between two pictures are judged on their best-fitting
+    ``FIT_SHARE`` of pixels, and the shots' motion on pixels weighted by their fit."""
+    segs = [Segment(60, seed=30, pan=(0.6, 0.2), subject=(radius, 4.5)),
+            Segment(120, seed=31, pan=(-0.5, 0.3), subject=(radius, 3.6), dissolve=60)]  # fmt: skip
+    truth = render_video(tmp_path / "s.mp4", segs, fps=30, size=SIZE)
+    score = score_scenes(truth, scenes_of(tmp_path / "s.mp4", 30), min_frames=15)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, score
+    assert score["boundary_error"] <= 1, score
 
 
 @pytest.mark.parametrize("fps", [24, 30, 60])

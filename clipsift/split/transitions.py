@@ -8,10 +8,12 @@ and the first clean frame ``B`` of the next is ``A + alpha * (B - A)`` with alph
 a panned frame is no blend of its neighbours, and a cut jumps from alpha 0 to 1 in one frame.
 
 So for every frame ``e`` and window lengths ``L`` of 0.1-2.5 s in steps of 1.35x, the window
-``[e - L, e]`` is tested on 64-px gray frames. Cheap screens over all windows at once drop most
-of them (ends too alike, a single jump, no change in brightness or contrast). A window that is
-left is a transition when its ends are two different pictures (or one is flat), every frame
-inside is a blend of the ends, each moved as its shot moves (``alpha`` and a small residual),
+``[e - L, e]`` is tested on 64-px gray frames (smoothed by ``SMOOTH`` where blends are fitted
+and motion is measured). Cheap screens over all windows at once drop most of them (ends too
+alike, a single jump, no change in brightness or contrast). A window that is left is a
+transition when its ends are two different pictures (or one is flat), every frame inside is a
+blend of the ends, each moved as its shot moves (``alpha`` and a small residual on its
+best-fitting ``FIT_SHARE`` of pixels, as a subject may move across a shot on its own),
 alpha rises steadily (no jump, no stall), the frames' contrast is that of such a blend, and the
 frames beyond each end go no further along the ramp (the window holds all of it). A line fitted
 to alpha gives the first and last blended frame (widened over faint frames that stand out from
@@ -21,8 +23,8 @@ colour near black or white as seen (the dip of a fade, a blank; an HDR frame by 
 levels) belong to no clip either.
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
-720p or 1080p frame costs to decode; 4.5-10 ms on footage with a transition every 3 s, as every
-window around one is fitted frame by frame. Above 50 fps windows end on, and are first tested
+720p or 1080p frame costs to decode; 9-19 ms on footage with a transition every 3 s
+(``bench/accuracy.py``), as every window around one is fitted frame by frame. Above 50 fps windows end on, and are first tested
 on, every ``fps // 50``-th frame (see ``stride``), so a second of 240-fps video costs about what
 it does at 60 fps.
 """
@@ -83,6 +85,7 @@ class TransitionFinder:
         self._mean = np.zeros(self._size, np.float32)
         self._std = np.zeros(self._size, np.float32)
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
+        self._pace = np.zeros(self._size, np.float32)  # the same on the smoothed frames
         self._marked: set[int] = set()
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
 
@@ -110,7 +113,11 @@ class TransitionFinder:
             prev = self._fine8[(index - 1) % self._size]
             self._step[k] = np.float32(cv2.norm(fine8, prev, cv2.NORM_L1)) / np.float32(len(fine8))
         self._fine8[k] = fine8
-        self._fine[k] = fine8
+        # the fits and motion measures see the frame smoothed (``SMOOTH``)
+        fine = cv2.GaussianBlur(small.astype(np.float32), (0, 0), SMOOTH).ravel()
+        if index:
+            self._pace[k] = np.abs(fine - self._fine[(index - 1) % self._size]).mean()
+        self._fine[k] = fine
         self._mean[k], self._std[k] = mean, std
         self._count = index + 1
         # the frames after a window show how its second shot moves
@@ -147,7 +154,7 @@ class TransitionFinder:
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
         size = self._size
-        a, b = self._frame(s), self._frame(e)
+        a, b = self._sharp(s), self._sharp(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
         # 1. the ends are two different pictures (not one picture moved), or one end is flat
         if min(sa, sb) >= 0.5 * max(sa, sb) and _shifted_similarity(a, b) > self.max_similarity:
@@ -155,7 +162,7 @@ class TransitionFinder:
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
         # end of the window (a shift, turn and zoom per frame, measured over the frames before
         # s and after e): f_k = A_k + alpha_k (B_k - A_k), with a small residual
-        change = float(np.abs(a - b).mean())
+        change = float(np.abs(self._frame(s) - self._frame(e)).mean())  # as _same_shot's paces
         va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
         ks = np.arange(s + 1, e, self.stride)  # the frames tested (all, up to 50 fps)
         x = ks - (s + 1)  # their places in the window
@@ -298,13 +305,19 @@ class TransitionFinder:
             j = i + way * k
             if not 0 <= j < self._count:
                 break
-            if self._step[(j if way > 0 else j + 1) % self._size] >= 0.25 * change:
-                break  # _step[f]: frame f against frame f - 1
+            if self._pace[(j if way > 0 else j + 1) % self._size] >= 0.25 * change:
+                break  # _pace[f]: frame f against frame f - 1, smoothed
             n = k
         return n
 
+    def _sharp(self, i: int) -> np.ndarray:
+        """Frame ``i``'s 64-px gray image as pushed (float32): the ends test and the contrast
+        test compare it, as the screens and the contrast of every frame do."""
+        return self._fine8[i % self._size].reshape(self._shape).astype(np.float32)
+
     def _frame(self, i: int) -> np.ndarray:
-        """Frame ``i``'s 64-px gray image (float32) from the ring."""
+        """Frame ``i``'s 64-px gray image (float32) smoothed (``SMOOTH``): what the blend fits,
+        motion measures and a shot's pace (:meth:`_same_shot`) compare."""
         return self._fine[i % self._size].reshape(self._shape)
 
     def _fade_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +342,14 @@ class TransitionFinder:
         return (by_mean + by_std) / 2, np.abs(by_mean - by_std)
 
     def _blend_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
-        """alpha and relative residual of frames ``ks`` as blends of the moved ends."""
+        """alpha and relative residual of frames ``ks`` as blends of the moved ends. Between
+        two pictures (a dissolve) each frame is judged on the ``FIT_SHARE`` of its pixels that
+        fit best on a first fit over all of them: a subject that moves across a shot is where
+        neither moved end is, and judged on every pixel, a dissolve between shots with one (a
+        disc a fifth of the frame high, crossing it in 2 s) failed the residual test and stayed
+        inside a clip. A fade (a flat end) is fitted on every pixel: its faint frames' alpha,
+        fitted on a share, ran past its ends over busy texture, and where the fit fails, each
+        frame's mean and contrast give alpha (:meth:`_fade_fit`), whatever moves in it."""
         if not ks:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         size, shape = self._size, self._shape
@@ -341,8 +361,15 @@ class TransitionFinder:
         f = f.reshape(len(ks), -1) - ak
         d = bk - ak
         alpha = (f * d).sum(axis=1) / np.maximum((d * d).sum(axis=1), 1e-6)
-        resid = np.abs(f - alpha[:, None] * d).mean(axis=1)
-        return alpha, resid / np.maximum(np.abs(d).mean(axis=1), 1e-6)
+        resid = np.abs(f - alpha[:, None] * d)
+        if min(self._std[s % size], self._std[e % size]) < self.blank_std:
+            return alpha, resid.mean(axis=1) / np.maximum(np.abs(d).mean(axis=1), 1e-6)
+        n = int(FIT_SHARE * resid.shape[1])
+        keep = (resid <= np.partition(resid, n, axis=1)[:, n : n + 1]).astype(np.float32)
+        fk, dk = f * keep, d * keep
+        alpha = (fk * dk).sum(axis=1) / np.maximum((dk * dk).sum(axis=1), 1e-6)
+        resid = np.abs(fk - alpha[:, None] * dk).sum(axis=1)
+        return alpha, resid / np.maximum(np.abs(dk).sum(axis=1), 1e-6)
 
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
@@ -424,6 +451,16 @@ FADE_AGREEMENT = 0.1
 # reads 226)
 BLANK_BLACK, BLANK_WHITE = 24, 224
 M = 4  # px left out at the edges of a moved frame (what moved in from outside is unknown)
+# the share of pixels motion and blends are judged on: the rest may be a subject that moves
+# across the shot on its own
+FIT_SHARE = 0.8
+# Gaussian sigma (px) of the smoothing of the 64-px frames that blends are fitted and motion is
+# measured on. A shot's frame moved by a fraction of a pixel (bilinear) is blurred, the next
+# frame is not: over fine texture that difference, with coding noise, was a fifth of the change
+# between two shots, and dissolves between shots panning 30-90 px/s over fine texture (640x360)
+# failed the residual test and stayed inside clips. Smoothed by 1 px, a 90-px/s pan's frames
+# differ from the prediction by 0.6 levels instead of 3.4 while the shots still differ by 12
+SMOOTH = 1.0
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -442,12 +479,20 @@ STILL: Motion = (1 + 0j, 0j)
 
 
 def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
-    """The motion that takes frame ``a`` to frame ``b``: ``_shift``, refined by least squares on
-    the image gradients (Lucas-Kanade) as a shift, then as a similarity (turn, zoom and shift),
-    kept when it fits clearly better (under 0.7 times the shift's squared error). Phase correlation pulls sub-pixel shifts towards whole
-    pixels (0.45 px reads as 0.3), a slow pan's error grows with every frame it is extrapolated
-    over, and a turning shot is no shift at all: its blends read too little alpha near its edges.
-    A turn or zoom fitted to coding noise, on the other hand, would bend a long window."""
+    """The motion that takes frame ``a`` to frame ``b``: a shift refined by least squares on the
+    image gradients (Lucas-Kanade), then as a similarity (turn, zoom and shift), kept when it
+    fits clearly better (under 0.7 times the shift's error). Phase correlation pulls sub-pixel
+    shifts towards whole pixels (0.45 px reads as 0.3), a slow pan's error grows with every
+    frame it is extrapolated over, and a turning shot is no shift at all: its blends read too
+    little alpha near its edges. A turn or zoom fitted to coding noise, on the other hand, would
+    bend a long window.
+
+    A subject moving across the shot is not the shot's motion: phase correlation follows the
+    strongest structure, often that subject, and plain least squares follows its edges (a disc
+    crossing a slow pan read 4 times the pan, the wrong way). So each step weighs the pixels by
+    how well they fit (Cauchy weights at twice the residuals' robust spread), the refinement
+    starts both from phase correlation's shift and from no motion (a slow pan under a fast
+    subject), and the fits are compared on their best-fitting ``FIT_SHARE`` of pixels."""
     h, w = a.shape
     inner = (slice(M, -M), slice(M, -M))
     zx, zy = _centred_grid(h, w)
@@ -456,11 +501,14 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
     bx, by = bx[inner].ravel(), by[inner].ravel()
 
     def refine(m: Motion, turn: bool, rounds: int) -> tuple[Motion, float]:
-        """``m`` after ``rounds`` Gauss-Newton steps, and the mean squared difference of ``a``
-        so moved from ``b``."""
+        """``m`` after ``rounds`` weighted Gauss-Newton steps, and the mean squared difference
+        of ``a`` so moved from ``b`` over its best-fitting pixels."""
         full = _moved(a, m, 1)
         for _ in range(rounds):
             moved = full[inner].ravel()
+            diff = moved - target
+            spread = max(1.0, 1.4826 * float(np.median(np.abs(diff))))
+            weight = 1.0 / (1.0 + np.square(diff / (2.0 * spread)))
             gy, gx = np.gradient(full)
             # both images' slopes (fewer steps overshoot than with one image's)
             gx, gy = (gx[inner].ravel() + bx) / 2, (gy[inner].ravel() + by) / 2
@@ -468,8 +516,9 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
             # q; p = 0 for a shift): the step solves grad . d = moved - b for (q, p)
             cols = [gx, gy] + ([gx * zx + gy * zy, gy * zx - gx * zy] if turn else [])
             jac = np.stack(cols, axis=1).astype(np.float64)
+            weighted = jac * weight[:, None]
             try:
-                step = np.linalg.solve(jac.T @ jac, jac.T @ (moved - target))
+                step = np.linalg.solve(weighted.T @ jac, weighted.T @ diff)
             except np.linalg.LinAlgError:
                 break  # no gradient at all (a flat frame)
             d = complex(1 + step[2], step[3]) if turn else 1 + 0j
@@ -477,9 +526,13 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
                 break  # no smooth gradient to follow (flat, or too far): keep what we have
             m = (d * m[0], d * m[1] + complex(step[0], step[1]))
             full = _moved(a, m, 1)
-        return m, float(np.square(full[inner].ravel() - target).mean())
+        sq = np.square(full[inner].ravel() - target)
+        return m, float(
+            np.partition(sq, int(FIT_SHARE * len(sq)))[: int(FIT_SHARE * len(sq))].mean()
+        )
 
-    shift, fit = refine((1 + 0j, complex(*_shift(a, b))), False, 2)
+    starts = ((1 + 0j, complex(*_shift(a, b))), STILL)
+    shift, fit = min((refine(m, False, 4) for m in starts), key=lambda r: r[1])
     turned, turned_fit = refine(shift, True, 3)
     return turned if turned_fit < 0.7 * fit else shift
 
