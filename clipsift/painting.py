@@ -45,6 +45,10 @@ class Segment:
     # scene's accent colour, (radius as a share of the height, px per frame); it crosses the
     # frame back and forth and bobs up and down
     subject: tuple[float, float] = (0.0, 0.0)
+    # frames each picture is shown, in turn: (2,) animation on twos, (3, 2) 24-fps film carried
+    # at 60 fps (3:2 pulldown); the content moves ``pan`` (``rotate``) times their mean per
+    # picture, so ``pan`` stays the speed per frame
+    hold: tuple[int, ...] = (1,)
 
 
 # ----------------------------------------------------------------------------- texture
@@ -211,6 +215,10 @@ def check_segment(seg: Segment, w: int, h: int) -> None:
         raise ValueError("a segment either pans or rotates")
     if any(not 0 <= f < seg.frames for f in seg.flashes):
         raise ValueError(f"flash offsets {seg.flashes} outside 0..{seg.frames - 1}")
+    if not seg.hold or min(seg.hold) < 1:
+        raise ValueError(f"hold {seg.hold}: frames per picture, each at least 1")
+    if tuple(seg.hold) != (1,) and seg.noise:
+        raise ValueError("held pictures with sensor noise are not rendered (the grain would move)")
     if not 0 <= seg.subject[0] < 0.5:
         raise ValueError(f"subject radius {seg.subject[0]}: a share of the height under 0.5")
     if 2 * seg.letterbox[0] >= h or 2 * seg.letterbox[1] >= w:
@@ -231,6 +239,18 @@ def _canvas(seg: Segment, h: int, w: int) -> np.ndarray:
     from clipsift.textures import busy_texture
 
     return busy_texture(seg.texture, seg.seed, h, w)
+
+
+def _content_times(hold, frames: int) -> list[float]:
+    """For each frame, the time (in frames) of the content its picture shows: picture ``j`` is
+    shown ``hold[j % len(hold)]`` frames and shows the content at ``j * mean(hold)``."""
+    step = sum(hold) / len(hold)
+    out: list[float] = []
+    j = 0
+    while len(out) < frames:
+        out += [min(j * step, frames - 1.0)] * int(hold[j % len(hold)])
+        j += 1
+    return out[:frames]
 
 
 def _subject(seg: Segment, w: int, h: int):
@@ -275,11 +295,12 @@ def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
     fill = 255.0 if seg.fade_color == "white" else 0.0
     noise = np.random.default_rng(seg.seed + 7919) if seg.noise else None
     subject = _subject(seg, w, h)
+    shown = _content_times(seg.hold, n + extra)
     for t in range(n + extra):
-        ox, oy = x0 - t * dx, y0 - t * dy
+        ox, oy = x0 - shown[t] * dx, y0 - shown[t] * dy
         if seg.rotate:
             # the canvas centre stays at the frame centre; content turns by rotate deg per frame
-            mat = cv2.getRotationMatrix2D((cw / 2, ch / 2), seg.rotate * t, 1.0)
+            mat = cv2.getRotationMatrix2D((cw / 2, ch / 2), seg.rotate * shown[t], 1.0)
             mat[:, 2] += (w / 2 - cw / 2, h / 2 - ch / 2)
             img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC)
         elif ox.is_integer() and oy.is_integer():
@@ -290,7 +311,7 @@ def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
             mat = np.float32([[1, 0, ox], [0, 1, oy]])
             img = cv2.warpAffine(canvas, mat, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
         if subject:
-            subject(img, t)
+            subject(img, shown[t])
         if layout:
             _burn_text(img, layout)
         if noise is not None:

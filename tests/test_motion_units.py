@@ -115,6 +115,22 @@ def test_flow_pairs_span_a_30_fps_frame_at_any_rate(tmp_path, config):
     assert ((paired["pair_frame"] - paired["frame"]) == 2).all()
 
 
+@pytest.mark.parametrize(("hold", "fps"), [((2,), 24), ((3,), 24), ((3, 2), 60), ((2, 3), 60)])
+def test_held_pictures_score_the_motion_they_show(tmp_path, config, hold, fps):
+    """Animation on twos and threes (each drawing shown 2 or 3 frames at 24 fps) and 24-fps film
+    carried at 60 fps (3:2 pulldown, in both phases): a pair inside a held picture read no
+    motion and one across a change a picture's motion over one frame (a 60 px/s pan on twos
+    read 106-121 px/s; in pulldown 29-59 by its phase). Pairs now run from a sample's picture to
+    the second picture after it, over their own time (:class:`clipsift.split.scan.Pictures`)."""
+    size, speed = (640, 360), 60.0
+    path = tmp_path / "held.mp4"
+    pan = (0.8 * speed / fps, 0.6 * speed / fps)  # px per frame, shown picture by picture
+    render_video(path, [Segment(4 * fps, seed=5, pan=pan, hold=hold)], fps=fps, size=size)
+    row = scored(path, fps, size, config).iloc[0]
+    assert row["n_pairs"] >= 5
+    assert row["px_per_s"] == pytest.approx(speed, rel=0.1), (hold, fps, row["px_per_s"])
+
+
 def test_a_slow_pan_scores_alike_at_30_and_60_fps(tmp_path, config):
     """The pan that read 11 % apart between frame rates in the accuracy bench (40 px/s down, at
     640x360): within 5 % now, each within 10 % of the truth."""

@@ -35,7 +35,9 @@ Scores are per second of real time: each pair's displacement over its interval (
 ``dt``, from the decoder's timestamps). A pair spans at least a 30-fps frame
 (:data:`clipsift.split.scan.MIN_PAIR_INTERVAL`): above 30 fps it skips frames, since DIS's
 sub-pixel excess grows as the step shrinks (paired with the very next frame, a 40 px/s pan at
-640x360 read +15-17 % at 60 fps against +5-6 % at 30). Generated H.264 pans along (0.8, 0.6)
+640x360 read +15-17 % at 60 fps against +5-6 % at 30). Where pictures repeat (animation on
+twos, 3:2 pulldown) a pair spans two new pictures over their own time
+(:class:`clipsift.split.scan.Pictures`). Generated H.264 pans along (0.8, 0.6)
 at 640x360 read, at 24 / 30 / 60 fps: 25 px/s +7.6 / +4.4 / +4.6 %, 60 px/s +1.9 / +2.3 / +2.4 %,
 200 px/s -0.3 / -0.6 / +0.4 %; at 1280x720 (the same speeds in frame widths) +6.0 / +7.6 / +7.0,
 +2.4 / +2.1 / +2.2 and -0.2 / -0.0 / +1.4 % (a per-frame score falls 2.5x from 24 to 60 fps).

@@ -6,7 +6,8 @@ everything that needs a dense look at it is taken from the same frames:
   dissolves and blanks, whose frames are left out of every scene: ``split/transitions.py``);
 - the mean luma of every ``luma_stride``-th frame (the flash filter's input);
 - at ``sample_fps``: optical flow between the sample frame and the first frame at least
-  ``MIN_PAIR_INTERVAL`` later (motion score), and technical measures on the full-size luma plane
+  ``MIN_PAIR_INTERVAL`` later (motion score; where pictures repeat, from the sample's picture to
+  the second new one, :class:`Pictures`), and technical measures on the full-size luma plane
   (sharpness, exposure, black borders);
 - with ``filters.ocr.frames: scan`` (the default), OCR on one frame every ``every_seconds`` at a
   capped size, one every ``quiet_every_seconds`` while no box is found (:class:`OcrGrid`):
@@ -63,6 +64,67 @@ OCR_COLUMNS = ["video_id", "frame", "time", "width", "height", "boxes"]
 # (bench/accuracy.py, every container), a spread over the 10 % that one motion may have between
 # frame rates. Above 30 fps a pair skips frames, so that it spans what a 30-fps one does.
 MIN_PAIR_INTERVAL = 0.030
+# A frame repeats the picture before it where their gray frames differ by under this many levels
+# on average: a held drawing decodes within 0.003 of it, the slowest pans of the bench's set
+# differ by several levels (:class:`Pictures`)
+REPEAT_LEVEL = 0.05
+# the frames before a sample that are looked at for repeats; the longest a picture counts as
+# held (s: a drawing on fours at 24 fps is 0.17 s; a picture still for longer is a still shot,
+# whose pair starts at the sample as before); and the longest a pair waits for a new picture
+# (a still picture with no noise, a title card, is paired then, with no motion)
+REPEAT_LOOKBACK = 6
+MAX_HELD = 0.2
+MAX_PAIR_WAIT = 0.5
+FLOW_KEYS = ("mag", "grid", "dx", "dy", "textured", "dt", "pair_frame")  # a sample's pair
+
+
+class Pictures:
+    """Which frames start a new picture. Animation shows each drawing on two or three frames
+    (on twos, on threes), 24-fps film carried at 60 fps shows its pictures 3 and 2 frames in turn
+    (3:2 pulldown), and encoders repeat a frame where a phone dropped one. A flow pair inside a
+    held picture read no motion, and one across a change read a picture's motion over one frame:
+    a 60 px/s pan on twos read 106-121 px/s, a drawing held in every pair read 0, and a 48 px/s
+    pan in 3:2 pulldown read 29-59 px/s by its phase. So where pictures repeat (the sample or one
+    of the ``REPEAT_LOOKBACK`` frames before it repeats the one before), a pair runs from the
+    first frame of the sample's picture to the first frame of the second picture after it: two
+    pictures' motion over their own time, which a 3:2 cadence always makes 5 frames.
+
+    A video's first frames have no frames before them to show a cadence, and an encoder's first
+    frames of one held picture differ by up to 0.3 levels: the first sample's pair ended on such
+    a frame and read no motion. So once ``REPEAT_LOOKBACK`` frames are decoded, where pictures
+    repeat, the pairs of the samples taken before (:attr:`early`) are dropped (``settled``)."""
+
+    def __init__(self):
+        self._prev: np.ndarray | None = None
+        self._repeats: list[bool] = []  # the last REPEAT_LOOKBACK + 1 frames: each a repeat?
+        self.start = 0.0  # time of the first frame of the current picture
+        self.count = 0  # frames pushed
+
+    @property
+    def early(self) -> bool:
+        """Whether too few frames are decoded to tell whether pictures repeat."""
+        return self.count <= REPEAT_LOOKBACK
+
+    @property
+    def settled(self) -> bool:
+        """Whether the frame just pushed is the first after the :attr:`early` ones."""
+        return self.count == REPEAT_LOOKBACK + 1
+
+    def push(self, t: float, gray: np.ndarray) -> bool:
+        """Whether the frame at ``t`` starts a new picture."""
+        new = self._prev is None or gray.shape != self._prev.shape or (
+            cv2.norm(gray, self._prev, cv2.NORM_L1) >= REPEAT_LEVEL * gray.size
+        )  # fmt: skip
+        self._prev = gray
+        self.count += 1
+        self._repeats = [*self._repeats[-REPEAT_LOOKBACK:], not new]
+        if new:
+            self.start = t
+        return new
+
+    def held(self) -> bool:
+        """Whether the latest frame or one of the ``REPEAT_LOOKBACK`` before it is a repeat."""
+        return any(self._repeats)
 
 
 class ClockCheck:
@@ -118,7 +180,11 @@ def scan_video(
     stride = cfg["luma_stride"]
 
     frames, samples, times, lumas = [], [], [], []
-    waiting: list[tuple[dict, np.ndarray]] = []  # samples and their frames, before their pair
+    # samples waiting for their pair: [sample row, its gray frame, the time its pair's interval
+    # starts, new pictures still to come (0: any frame MIN_PAIR_INTERVAL on; :class:`Pictures`)]
+    waiting: list[list] = []
+    pictures = Pictures()
+    early: list[dict] = []  # samples taken while pictures.early
     texts = OcrGrid(video_id, *ocr) if ocr is not None else None
     n = 0
     damaged: list[str] = []  # packets the decoder refused: skipped, the video is kept
@@ -141,17 +207,29 @@ def scan_video(
         lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
         if fr.index % stride == 0:
             frames.append((video_id, fr.index, fr.time, lumas[-1]))
-        while waiting and fr.time - waiting[0][0]["time"] >= MIN_PAIR_INTERVAL:
+        new = pictures.push(fr.time, gray)
+        for w in waiting:
+            w[3] -= new and w[3] > 0
+        while waiting and _paired(waiting[0], fr.time, new):
             # flow between the sample frame and the first one a 30-fps frame on: the next frame
             # up to 30 fps, small displacements, measured alike at any rate (samples come
-            # closer than that only where sample_fps is over 30)
-            pending, first = waiting.pop(0)
+            # closer than that only where sample_fps is over 30); where pictures repeat, from
+            # the sample's picture to the second new one (:class:`Pictures`)
+            pending, first, since, _ = waiting.pop(0)
             pending.update(meter.measure(first, gray))
-            pending["dt"] = fr.time - pending["time"]  # the pair's real interval (VFR too)
+            pending["dt"] = fr.time - since  # the pair's real interval (VFR too)
             pending["pair_frame"] = fr.index
+        if pictures.settled and pictures.held():
+            for row in early:  # taken before a cadence could show: their pairs are unsure
+                for key in FLOW_KEYS:
+                    row.pop(key, None)
+            waiting = [w for w in waiting if not any(w[0] is row for row in early)]
         if sampled.take(fr):
             samples.append(_sample(fr, gray.shape[1], video_id))
-            waiting.append((samples[-1], gray))
+            held = pictures.held() and fr.time - pictures.start <= MAX_HELD
+            waiting.append([samples[-1], gray, pictures.start if held else fr.time, 2 * held])
+            if pictures.early:
+                early.append(samples[-1])
         if texts is not None:
             texts.push(fr)
         n += 1
@@ -176,6 +254,15 @@ def scan_video(
         sc["width"], sc["height"] = part.size
         sc["video_sizes"] = every
     return scenes, frames, samples, texts.rows() if texts is not None else []
+
+
+def _paired(w: list, t: float, new: bool) -> bool:
+    """Whether a waiting sample ``w`` pairs with the frame at ``t`` (``new``: a new picture; a
+    pair never ends on a repeat, which a video's first samples cannot know of yet)."""
+    sample, _, _, pictures = w
+    if t - sample["time"] >= MAX_PAIR_WAIT:
+        return True
+    return new and pictures == 0 and t - sample["time"] >= MIN_PAIR_INTERVAL
 
 
 class Geometry:
