@@ -24,9 +24,9 @@ levels) belong to no clip either.
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 9-19 ms on footage with a transition every 3 s
-(``bench/accuracy.py``), as every window around one is fitted frame by frame. Above 50 fps windows end on, and are first tested
-on, every ``fps // 50``-th frame (see ``stride``), so a second of 240-fps video costs about what
-it does at 60 fps.
+(``bench/accuracy.py``), as every window around one is fitted frame by frame. Above 50 fps
+windows end on, and are first tested on, every ``fps // 50``-th frame (see ``stride``), so a
+second of 240-fps video costs about what it does at 60 fps.
 """
 
 from __future__ import annotations
