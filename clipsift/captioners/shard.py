@@ -168,7 +168,7 @@ def _caption_key(
     since: ``timed`` (the captioner writes its frames' times into the prompt, ``prompt_times``:
     Qwen3-VL, SmolVLM2), the decoded times (2026-12-05, once ``index / fps``); ``sampled`` (it
     reads frames, :func:`~clipsift.captioners.base.sample_frames`; the upload captioner sends
-    the clip's file), frames spread over the clip's time (2026-12-06, once over its frames).
+    the clip's file), frames spread over the clip's time (later on 2026-12-05, once over its frames).
     Their captions are made again; a constant-rate clip's key is as it was."""
     extra = {}
     if job.frame_rate_mode == "variable":
@@ -367,7 +367,7 @@ def _align(records: dict, by_id: dict, cfg: dict, cache: CaptionCache, device_fo
     threshold = acfg.get("threshold")
 
     def key(clip_id, text, ident):
-        # a variable-rate clip's frames are spread over its time since 2026-12-06
+        # a variable-rate clip's frames are spread over its time since late 2026-12-05
         timed = {"frames": "by_time"} if by_id[clip_id].times is not None else {}
         return cache_key(
             "alignment", clip_id, model=ident["model"], revision=ident["resolved_revision"],
