@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from clipsift.config import validate_config
-from clipsift.filters.ocr import ocr_from_scan, ocr_record, summarise
+from clipsift.filters.ocr import ocr_from_scan, ocr_record, ocr_shard, summarise
 from clipsift.filters.ocr_reader import OcrReader, det_size, is_text_like, text_chars
 from clipsift.textures import KINDS, busy_texture
 
@@ -333,3 +333,48 @@ def test_quiet_footage_reads_every_other_grid_frame_and_text_the_full_grid(tmp_p
     for clip_id in kept["clip_id"].iloc[[0, 2]]:
         assert a[clip_id]["error"] is None and a[clip_id]["text_frame_ratio"] == 0
         assert len(a[clip_id]["frames"]) < len(b[clip_id]["frames"])
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_non_square_pixels_are_read_at_the_display_aspect(tmp_path, rotation):
+    """A small anamorphic video (display 400x224 from 300x224 pixels of aspect 4:3; turned a
+    quarter in a phone's MOV) under ``max_side``: the scan's OCR frames and the seek modes' are
+    its display picture, so the boxes are where a viewer sees the text (they were squeezed to
+    the coded width, and the row's size was the coded one)."""
+    from clipsift.config import validate_config
+    from clipsift.ingest import ingest_shard
+    from clipsift.painting import Segment
+    from clipsift.sample import render_video
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    video = tmp_path / ("v.mov" if rotation else "v.mp4")
+    size = (224, 400) if rotation else (400, 224)
+    truth = render_video(video, [Segment(60, seed=9, text="SALE ENDS FRIDAY", text_scale=1.4)],
+                         fps=30, size=size, sar=(4, 3), rotation=rotation)  # fmt: skip
+    assert (truth["coded_width"], truth["coded_height"]) == (300, 224)  # stored turned back
+    x, y, w, h = truth["text"][0]["box"]
+    cfg = validate_config({"sources": [{"name": "v", "type": "folder", "path": str(tmp_path)}]})
+    ocr_cfg = cfg["filters"]["ocr"]
+    items = pd.DataFrame(
+        [{"source": "v", "video_id": "v", "uri": str(video), "path": str(video), "caption": None}]
+    )
+    source = ingest_shard(items)
+    assert (source["width"].iloc[0], source["height"].iloc[0]) == size
+    scenes, frames, _, rows = scan_shard(source, cfg["scan"], ocr_cfg)
+    assert len(rows) == 2
+    assert {(r.width, r.height) for r in rows.itertuples()} == {size}
+
+    def text_box(boxes):
+        found = [b["box"] for b in boxes if b["text_like"]]
+        assert len(found) == 1, boxes
+        return found[0]
+
+    clips = scenes_to_clips(scenes, source, cfg["split"] | {"min_seconds": 1.0}, frames)
+    seeking = ocr_shard(clips, ocr_cfg | {"frames": "first_middle_last"})
+    read = [text_box(json.loads(r.boxes)) for r in rows.itertuples()]
+    read += [text_box(f["boxes"]) for rec in seeking.values() for f in rec["frames"]]
+    assert len(read) == 5
+    for bx, by, bw, bh in read:  # the line's ends within a few pixels of the drawn ones
+        assert abs(bx - x) <= 0.03 * size[0] and abs(bx + bw - (x + w)) <= 0.03 * size[0]
+        assert by <= y + h and by + bh >= y

@@ -279,11 +279,11 @@ def ocr_shard(clips, cfg: dict) -> dict:
     return out
 
 
-def _capped(clip, max_side: int) -> tuple[int, int] | None:
+def _capped(clip, max_side: int) -> tuple[int, int]:
+    """The OCR frame's size: the clip's display size, its longest side capped at ``max_side``
+    (a frame of non-square pixels is read at its display aspect, as the scan reads it)."""
     w, h = int(clip.width), int(clip.height)
-    s = max_side / max(w, h)
-    if s >= 1:
-        return None
+    s = min(1.0, max_side / max(w, h))
     return max(2, round(w * s)), max(2, round(h * s))
 
 

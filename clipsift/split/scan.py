@@ -330,7 +330,7 @@ class OcrGrid:
         self._held, self._last = None, fr.time
 
     def _read(self, fr) -> list[dict]:
-        img = fr.bgr(_ocr_width(fr.av_frame, fr.rotation, self.max_side))
+        img = fr.bgr(_ocr_width(fr, self.max_side))
         boxes = self.reader.read(img)
         self._rows.append(
             {"video_id": self.video_id, "frame": fr.index, "time": fr.time,
@@ -422,14 +422,17 @@ def _scene_bounds(bounds: list, lumas: list[float], blends, cfg: dict) -> list:
     return bounds
 
 
-def _ocr_width(av_frame, rotation: int, max_side: int) -> int | None:
-    """Display width that caps the longest side at ``max_side`` (None: keep the size)."""
-    w, h = (
-        (av_frame.height, av_frame.width)
-        if rotation in (90, 270)
-        else (av_frame.width, av_frame.height)
-    )
-    return None if max(w, h) <= max_side else max(2, round(w * max_side / max(w, h)))
+def _ocr_width(fr, max_side: int) -> int | None:
+    """Display width of the OCR frame: the display size (non-square pixels made square), its
+    longest side capped at ``max_side``; None where that is the decoded frame as it is. Text in
+    an anamorphic frame is squeezed (by 3/4 in HDV's 1440x1080); below the cap it was read so,
+    and the row's size was the coded one."""
+    w, h = fr.display_size()
+    if max(w, h) > max_side:
+        return max(2, round(w * max_side / max(w, h)))
+    f = fr.av_frame
+    coded = (f.height, f.width) if fr.rotation in (90, 270) else (f.width, f.height)
+    return None if (w, h) == coded else w
 
 
 def merge_flash_cuts(bounds: list[tuple[int, int]], flash: set[int]) -> list[tuple[int, int]]:
