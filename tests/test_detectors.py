@@ -1,9 +1,11 @@
 """The scan's ``adaptive`` detector is PySceneDetect's AdaptiveDetector computed in clipsift: on
 the same frames it gives the same frame scores and the same cuts, for every option; its aligned
-difference adds the cuts between fast pans over texture that PySceneDetect misses, and no other."""
+difference adds the cuts between fast pans over texture that PySceneDetect misses, and no other;
+and it judges the frames near either end, which PySceneDetect does not."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from clipsift.config import validate_config
@@ -46,7 +48,7 @@ def frames(tmp_path_factory):
     ],
 )
 def test_same_scores_and_cuts_as_pyscenedetect(frames, options):
-    ours = AdaptiveDetector(**options)
+    ours = AdaptiveDetector(**options, edges=False)
     theirs = scenedetect.AdaptiveDetector(
         min_scene_len=MIN_SCENE_LEN, **{k: v for k, v in options.items() if "aligned" not in k}
     )
@@ -100,3 +102,47 @@ def test_a_cut_between_fast_pans_over_texture_is_found(tmp_path, texture, bars, 
     assert scenes(cfg) == [(0, 40), (40, 80)]
     off = cfg | {"adaptive": cfg["adaptive"] | {"aligned_ratio": None}}
     assert scenes(off) == [(0, 80)]  # what PySceneDetect's rule alone gives
+
+
+@pytest.mark.parametrize(
+    "plan, expected",
+    [
+        # a video that starts with a frame of another shot, or ends with one or two (a cut by
+        # time, off the shot's own cut): PySceneDetect's rule never judges those frames
+        ([Segment(1, seed=1, pan=(2, 0)), Segment(60, seed=3, pan=(2, 0))], [(0, 1), (1, 61)]),
+        ([Segment(60, seed=3, pan=(2, 0)), Segment(1, seed=1, pan=(2, 0))], [(0, 60), (60, 61)]),
+        ([Segment(60, seed=3, pan=(2, 0)), Segment(2, seed=1, pan=(2, 0))], [(0, 60), (60, 62)]),
+        # the aligned difference too, between fast pans over texture
+        (
+            [Segment(40, seed=3, texture="stone", pan=(4, 0), noise=2.0),
+             Segment(1, seed=4, texture="stone", pan=(0, -3), noise=2.0)],
+            [(0, 40), (40, 41)],
+        ),
+        # animation on twos from the first frame: the first frame's 0 (it has no previous frame)
+        # among the third frame's neighbours put a cut there
+        ([Segment(48, seed=3, pan=(8, 0), hold=(2,))], [(0, 48)]),
+        ([Segment(48, seed=3, pan=(4, 0), hold=(2,), texture="foliage")], [(0, 48)]),
+    ],
+)  # fmt: skip
+def test_the_frames_near_either_end_are_judged(tmp_path, plan, expected):
+    path = tmp_path / "v.mp4"
+    render_video(path, plan, fps=24, size=(320, 180))
+    cfg = validate_config({"sources": [{"name": "s", "type": "folder", "path": "."}]})["scan"]
+    scenes = scan_video(str(path), "v", 24, cfg)[0]
+    assert [(s["start_frame"], s["end_frame"]) for s in scenes] == expected
+
+    # PySceneDetect's rule, on the same frames, misses each of these
+    det = AdaptiveDetector(aligned_ratio=cfg["adaptive"]["aligned_ratio"], edges=False)
+    frames = [fr.bgr(cfg["detector_width"]) for fr in iter_frames(path)]
+    for i, bgr in enumerate(frames):
+        det.push(i, bgr)
+    assert det.finish(len(frames)) != expected
+
+
+def test_a_video_too_short_for_a_window_has_no_cut():
+    rng = np.random.default_rng(0)
+    for n in (1, 2):
+        det = AdaptiveDetector()
+        for i in range(n):
+            det.push(i, rng.integers(0, 256, (90, 160, 3), dtype=np.uint8))
+        assert det.finish(n) == [(0, n)]

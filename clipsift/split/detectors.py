@@ -7,7 +7,8 @@ or dissolve ends up in no clip.
 ``adaptive`` (the default) is PySceneDetect's AdaptiveDetector computed here: the same frame
 score (mean absolute difference of the HSV channels of consecutive frames) and the same rolling
 ratio, with the same arithmetic, so it reports the same cuts (tests/test_detectors.py compares
-them frame by frame). PySceneDetect's per-frame Python (timecodes, three numpy passes per
+them frame by frame), and judges the frames near either end too, which PySceneDetect leaves out
+(``edges``). PySceneDetect's per-frame Python (timecodes, three numpy passes per
 channel, a list buffer) cost 0.29-0.41 ms per frame, as much as the decoder's next frame of a
 small video; one OpenCV colour conversion, difference and sum cost a tenth of that, and the
 ratio is taken once over all scores in ``finish``.
@@ -47,13 +48,22 @@ class PySceneDetector:
 
 class AdaptiveDetector:
     """PySceneDetect's ``AdaptiveDetector`` (content scores, rolling ratio), same cuts, and the
-    cuts of fast pans that it misses (``aligned_ratio``).
+    cuts that it misses: of fast pans (``aligned_ratio``) and near either end (``edges``).
 
     A frame's score is the weighted mean of the mean absolute differences of its H, S and V
     channels from the previous frame's (``luma_only``: V alone); the first frame scores 0. Frame
     ``t`` is a cut when its score is at least ``min_content_val`` and at least
     ``adaptive_threshold`` times the mean score of the ``window_width`` frames on each side (255
-    when that mean is zero). The last ``window_width`` frames are never judged, as there.
+    when that mean is zero).
+
+    ``edges``: the frames within ``window_width`` of either end are judged too, each missing
+    neighbour taken from the other side (its mirror image about the frame), and the first frame's
+    score (it has no previous frame) is never a neighbour. PySceneDetect (``edges=False``) never
+    judges the last ``window_width`` frames nor the first ``window_width``, and counts the first
+    frame's 0 as a neighbour. Its rule kept a video's first frame, or its last one or two, of
+    another shot in the clip (what a cut by time, off the shot's own cut, leaves); and a picture
+    shown twice from the start (animation on twos) put a cut on the third frame, where three of
+    the four neighbours were 0.
 
     With ``aligned_ratio``, frame ``t`` is also a cut when its score is at least
     ``min_content_val`` and ``aligned_min_ratio`` times its neighbours', and its aligned
@@ -68,6 +78,7 @@ class AdaptiveDetector:
         luma_only: bool = False,
         aligned_ratio: float | None = None,
         aligned_min_ratio: float = 1.3,
+        edges: bool = True,
     ):
         if window_width < 1:
             raise ValueError("window_width must be at least 1")
@@ -78,6 +89,7 @@ class AdaptiveDetector:
         self.weights = (0.0, 0.0, 1.0, 0.0) if luma_only else (1.0, 1.0, 1.0, 0.0)
         self.aligned_ratio = aligned_ratio
         self.aligned_min_ratio = aligned_min_ratio
+        self.edges = edges
         self.scores: list[float] = []
         self._prev: np.ndarray | None = None
         # with aligned_ratio: the last frames as pushed, their small luma where made (by frame),
@@ -105,12 +117,30 @@ class AdaptiveDetector:
             self._frames.append(bgr)
             self._judge_aligned(len(self.scores) - 1 - self.window_width)
 
+    def _neighbours(self, t: int, n: int) -> list[int]:
+        """The frames whose scores frame ``t``'s is compared with, of ``n`` scored so far: its
+        ``window_width`` neighbours on each side in PySceneDetect's order; with ``edges``, one
+        past either end (or the first frame, which has no score) is replaced by its mirror image
+        about ``t``, and left out where that is past an end too."""
+        w = self.window_width
+        around = [t + k for k in range(-w, w + 1) if k]
+        if not self.edges:
+            return around
+        return [j if 1 <= j < n else 2 * t - j for j in around if 1 <= j < n or 1 <= 2 * t - j < n]
+
+    def _judged(self, n: int) -> range:
+        """The frames that can be cuts once ``n`` frames are scored."""
+        w = self.window_width
+        return range(1, n) if self.edges else range(w, n - w)
+
     def _ratio(self, t: int) -> float:
-        """Frame ``t``'s score over the mean of its ``window_width`` neighbours on each side,
-        as PySceneDetect computes it."""
-        w, s = self.window_width, self.scores
-        window = s[t - w : t + w + 1]
-        mean = sum(x for i, x in enumerate(window) if i != w) / (2.0 * w)
+        """Frame ``t``'s score over the mean of its neighbours' (:meth:`_neighbours`), as
+        PySceneDetect computes it."""
+        s = self.scores
+        around = self._neighbours(t, len(s))
+        if not around:
+            return 0.0
+        mean = sum(s[j] for j in around) / float(len(around))
         ratio = 0.0
         if abs(mean) >= 0.00001:
             ratio = min(s[t] / mean, 255.0)
@@ -123,22 +153,23 @@ class AdaptiveDetector:
         difference. The difference is measured only around the frames it could make cuts, the
         rare frames that pass the content floors but not the adaptive ratio: measured on every
         frame it cost 0.26 ms a frame at 720p, 7 times the rest of the detector."""
-        w = self.window_width
-        if t < w or self.scores[t] < self.min_content_val:
+        w, n = self.window_width, len(self.scores)
+        if t not in self._judged(t + w + 1) or self.scores[t] < self.min_content_val:
             return
         if not self.aligned_min_ratio <= self._ratio(t) < self.adaptive_threshold:
             return
-        newest = len(self.scores) - 1  # the frame in self._frames[-1]
+        newest = n - 1  # the frame in self._frames[-1]
+        window = self._neighbours(t, n)
 
         def small(j: int) -> np.ndarray:  # frame j's small luma, made once
             if j not in self._smalls:
                 self._smalls[j] = _small_luma(self._frames[j - newest - 1])
             return self._smalls[j]
 
-        for j in range(t - w, t + w + 1):
+        for j in [*window, t]:
             if j not in self._aligned:  # frame j against frame j - 1, as its score is
                 self._aligned[j] = aligned_difference(small(j - 1), small(j)) if j else 0.0
-        around = [self._aligned[j] for j in range(t - w, t + w + 1) if j != t]
+        around = [self._aligned[j] for j in window]
         if self._aligned[t] >= self.aligned_ratio * max(sum(around) / len(around), ALIGNED_FLOOR):
             self._aligned_cuts.add(t)
         for cache in (self._aligned, self._smalls):
@@ -147,8 +178,8 @@ class AdaptiveDetector:
 
     def cuts(self) -> list[int]:
         """Frames that start a new scene."""
-        w, s, out = self.window_width, self.scores, []
-        for t in range(w, len(s) - w):
+        s, out = self.scores, []
+        for t in self._judged(len(s)):
             if s[t] >= self.min_content_val and (
                 self._ratio(t) >= self.adaptive_threshold or t in self._aligned_cuts
             ):
@@ -156,6 +187,10 @@ class AdaptiveDetector:
         return out
 
     def finish(self, n_frames: int) -> list[tuple[int, int]]:
+        if self.edges and self.aligned_ratio is not None:
+            n = len(self.scores)  # the last frames, judged with their neighbours mirrored
+            for t in range(max(1, n - self.window_width), n):
+                self._judge_aligned(t)
         return scenes_from_cuts(self.cuts(), n_frames)
 
 
