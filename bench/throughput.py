@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from clipsift.config import SCHEMA
-from clipsift.filters.flash import find_flashes, flash_shard
+from clipsift.filters.flash import flash_shard
 from clipsift.filters.ocr import ocr_from_scan, ocr_shard
 from clipsift.filters.ocr_reader import OcrReader
 from clipsift.ingest import ingest_shard, usable
@@ -85,10 +85,10 @@ from clipsift.split.scan import (
     MIN_PAIR_INTERVAL,
     OcrGrid,
     SampleGrid,
-    merge_flash_cuts,
+    _scene_bounds,
     scan_shard,
 )
-from clipsift.split.transitions import TransitionFinder, cut_out
+from clipsift.split.transitions import TransitionFinder
 
 cv2.setNumThreads(1)
 
@@ -619,11 +619,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         counts["frames"] += 1
     counts["ocr"] = timed.calls
     c0 = clock()
-    bounds = detector.finish(counts["frames"])
-    flashes = set(find_flashes(np.asarray(lumas), brightness_delta=scan_cfg["flash_delta"]))
-    if scan_cfg["merge_flash_cuts"]:
-        bounds = merge_flash_cuts(bounds, flashes)
-    cut_out(bounds, blends.finish(exclude=flashes))
+    _scene_bounds(detector.finish(counts["frames"]), lumas, blends, scan_cfg, fps)
     t["finish"] = clock() - c0
     t["loop"] = clock() - start - sum(t.values())
     return t, counts
@@ -1046,7 +1042,7 @@ def render(rows, parts, facts, truth, breakdown, what, cfg, load, first, args, e
             "technical": "technical (full-size luma: border_profile once, frame_technical)",
             "ocr_frame": f"OCR frames (OcrGrid.push less its reads: Frame.bgr at max side {ocr['max_side']})",
             "ocr": f"OCR inference (OcrReader.read, max side {ocr['max_side']})",
-            "finish": "detector finish + merge_flash_cuts + transitions cut out",
+            "finish": "detector finish + flash cuts merged or cut off + transitions cut out",
             "loop": "loop and bookkeeping",
         }
         per = {

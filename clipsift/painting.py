@@ -28,6 +28,10 @@ class Segment:
     pan: tuple[float, float] = (0, 0)  # image motion (dx, dy) in pixels per frame, exact
     text: str | None = None  # burned-in subtitle-like line (white, black outline) on every frame
     flashes: tuple[int, ...] = ()  # offsets in the segment of single white flash frames
+    # each flash frame and those after it, as shares of the way to white: (1.0,) one white frame,
+    # (0.9, 0.5, 0.2) a flash that fades out (a camera flash, lightning), (0.6,) a frame
+    # overexposed (an edit's flash cut)
+    flash_gain: tuple[float, ...] = (1.0,)
     fade_in: int = 0  # frames fading in from ``fade_color`` at the start
     fade_out: int = 0  # frames fading out to ``fade_color`` at the end
     letterbox: tuple[int, int] = (0, 0)  # black bars: (top/bottom height, left/right width)
@@ -213,8 +217,11 @@ def check_segment(seg: Segment, w: int, h: int) -> None:
         raise ValueError(f"fade_color {seg.fade_color!r}: black or white")
     if seg.rotate and any(seg.pan):
         raise ValueError("a segment either pans or rotates")
-    if any(not 0 <= f < seg.frames for f in seg.flashes):
-        raise ValueError(f"flash offsets {seg.flashes} outside 0..{seg.frames - 1}")
+    if any(not 0 <= f <= seg.frames - len(seg.flash_gain) for f in seg.flashes):
+        raise ValueError(f"flashes {seg.flashes} (each {len(seg.flash_gain)} frames) run outside "
+                         f"0..{seg.frames - 1}")  # fmt: skip
+    if not seg.flash_gain or not all(0 <= g <= 1 for g in seg.flash_gain):
+        raise ValueError(f"flash_gain {seg.flash_gain}: shares of the way to white, 0..1")
     if not seg.hold or min(seg.hold) < 1:
         raise ValueError(f"hold {seg.hold}: frames per picture, each at least 1")
     if tuple(seg.hold) != (1,) and seg.noise:
@@ -291,7 +298,8 @@ def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
     x0, y0 = m + max(dx, 0.0) * last, m + max(dy, 0.0) * last
     bar_v, bar_h = seg.letterbox
     layout = text_layout(seg.text, w, h, tuple(seg.letterbox), seg.text_scale) if seg.text else None
-    flashes = set(seg.flashes)
+    # frame offset -> share of the way to white
+    flashes = {f + i: g for f in seg.flashes for i, g in enumerate(seg.flash_gain) if g > 0}
     fill = 255.0 if seg.fade_color == "white" else 0.0
     noise = np.random.default_rng(seg.seed + 7919) if seg.noise else None
     subject = _subject(seg, w, h)
@@ -325,8 +333,10 @@ def segment_frames(seg: Segment, w: int, h: int, extra: int = 0):
             gain = (n - 1 - t) / seg.fade_out
         if gain < 1.0:
             img = cv2.addWeighted(img, gain, np.full_like(img, int(fill)), 1.0 - gain, 0.0)
-        if t in flashes:
+        if flashes.get(t, 0.0) >= 1.0:
             img[:] = 255  # Y = 235 after the limited-range conversion; bars are repainted below
+        elif t in flashes:
+            img = cv2.addWeighted(img, 1.0 - flashes[t], np.full_like(img, 255), flashes[t], 0.0)
         if bar_v:
             img[:bar_v] = 0
             img[h - bar_v :] = 0

@@ -202,7 +202,9 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
             dissolves.append([start, start + seg.dissolve - 1])
         if seg.wipe:
             wipes.append([start, start + seg.wipe - 1])
-        flash_frames += sorted(start + f for f in seg.flashes)
+        flash_frames += sorted(
+            start + f + i for f in seg.flashes for i, g in enumerate(seg.flash_gain) if g > 0
+        )
         if seg.text:
             box = text_layout(seg.text, w, h, tuple(seg.letterbox), seg.text_scale)["box"]
             texts.append({"start": start, "end": end, "text": seg.text, "box": box})

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clipsift.filters.flash import find_flashes
+from clipsift.filters.flash import decay_frames, edge_flashes, find_flashes
 from clipsift.filters.ocr import ocr_record, stable_text, text_area_ratio
 from clipsift.filters.ocr_reader import OcrReader
 from clipsift.scorers.motion import FlowMeter, aggregate_motion, motion_vectors
@@ -60,6 +60,48 @@ def test_hard_cut_and_slow_fade_are_not_flashes():
     # cut up, then back down 2 frames later to a slightly different level: still a flash
     luma = [100.0] * 5 + [210.0, 205.0] + [110.0] * 5
     assert find_flashes(luma) == [5, 6]
+
+
+def test_a_flash_that_fades_out_is_found():
+    """A camera flash, lightning or a dropout jumps in one frame and fades over a few (the
+    tryout's: +117, +69, +32, +12): no run of it stands out from both sides, so the old rule
+    saw none."""
+    base = [97.0] * 8
+    luma = base + [214.0, 166.0, 129.0, 109.0] + base
+    assert find_flashes(luma, max_decay=8) == [8, 9, 10, 11]
+    lightning = base + [217.0, 179.0, 145.0, 125.0, 99.0, 99.0, 228.0, 196.0, 159.0, 133.0] + base
+    assert find_flashes(lightning, max_decay=8) == [8, 9, 10, 11, 14, 15, 16, 17]
+    dropout = base + [20.0, 55.0, 80.0] + base  # dark, recovering
+    assert find_flashes(dropout, max_decay=8) == [8, 9, 10]
+    # not flashes: a bright insert that holds its level (a 4-frame shot), a cut up that fades
+    # back down too slowly, a cut up that settles elsewhere, a cut up then down 10 frames on
+    assert find_flashes(base + [200.0] * 4 + base, max_decay=8) == []
+    assert find_flashes(base + list(np.linspace(200.0, 97.0, 20)) + base, max_decay=8) == []
+    assert find_flashes(base + [214.0, 166.0, 140.0, 140.0, 140.0], max_decay=8) == []
+    assert find_flashes(base + [214.0] * 10 + base, max_decay=8) == []
+    # the decay's length is in frames: 0.25 s
+    assert (decay_frames(30.0), decay_frames(60.0), decay_frames(None), decay_frames(8.0)) == (
+        8, 15, 8, 3,
+    )  # fmt: skip
+
+
+def test_flash_frames_at_a_scene_edge_are_cut_off():
+    """``edge_flashes``: a scene that opens on a flash (an edit's flash cut, a flash the detector
+    cut at) or closes on one loses those frames; an ordinary scene, or one that is simply
+    brighter than the one before, loses none."""
+    a, b = [90.0] * 10, [130.0] * 10
+    # A, two flash frames, B: the detector cuts at the flash (its end hides B's cut)
+    assert edge_flashes(a + [225.0, 195.0] + b, [(0, 10), (10, 22)], 40.0, 8) == [[10, 11]]
+    # A's last frame overexposed, then B; the cut at it or after it
+    luma = a[:-1] + [200.0] + b
+    assert edge_flashes(luma, [(0, 9), (9, 20)], 40.0, 8) == [[9, 9]]
+    assert edge_flashes(luma, [(0, 10), (10, 20)], 40.0, 8) == [[9, 9]]
+    # the first frames of a video, overexposed while the camera's exposure settles
+    assert edge_flashes([230.0, 180.0, 140.0] + b, [(0, 13)], 40.0, 8) == [[0, 2]]
+    # nothing to cut: a plain cut to a brighter shot, a shot that brightens by 2 levels a frame
+    assert edge_flashes(a + b, [(0, 10), (10, 20)], 40.0, 8) == []
+    assert edge_flashes(list(np.arange(60.0, 120.0, 2.0)), [(0, 30)], 40.0, 8) == []
+    assert edge_flashes(a + [230.0] * 10, [(0, 10), (10, 20)], 40.0, 8) == []
 
 
 # ----------------------------------------------------------------------------- technical

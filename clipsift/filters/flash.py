@@ -7,6 +7,13 @@ frames around the run are within ``brightness_delta / 2`` of each other. So:
 - a slow fade is not a flash (no single step of ``brightness_delta``);
 - a brief drop to black between two similar frames (a dropout) is, like a bright strobe.
 
+A flash may also fade out (:func:`decaying_flashes`): a camera flash, lightning or a muzzle flash
+jumps up in one frame and decays over the next few (+170, +80, +25 levels), so the frame after
+its brightest ones is still raised and no run of them stands out from both sides. Such a flash
+was cut at its first frame by the scene detector, and its frames opened the next clip, where the
+filter, which needs the frame before a flash, could not see them. A flash at a clip's edge is cut
+off it (:func:`edge_flashes`).
+
 None of the peer pipelines we compared has such a filter; this is our own definition. Mean
 luma must be recorded on every frame (stride 1) to see one-frame flashes: it costs about 4 us per
 320-px frame.
@@ -22,11 +29,27 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..split.clips import rows_in_clip, skip_reason
 from . import Measure, Test
 
+# seconds: the longest decay of a flash (lightning's strokes, a flash's afterglow on a sensor)
+DECAY_SECONDS = 0.25
+
+
+def decay_frames(fps: float | None, max_len: int = 3) -> int:
+    """Frames a flash may take to fade out at ``fps`` (at least ``max_len``)."""
+    if not fps or not np.isfinite(fps) or fps <= 0:
+        fps = 30.0
+    return max(max_len, round(DECAY_SECONDS * fps))
+
 
 def find_flashes(
-    luma: Sequence[float] | np.ndarray, *, brightness_delta: float = 40.0, max_len: int = 3
+    luma: Sequence[float] | np.ndarray,
+    *,
+    brightness_delta: float = 40.0,
+    max_len: int = 3,
+    max_decay: int | None = None,
 ) -> list[int]:
-    """Indices into ``luma`` (mean luma 0-255 of consecutive frames) of the frames in flashes."""
+    """Indices into ``luma`` (mean luma 0-255 of consecutive frames) of the frames in flashes:
+    runs of up to ``max_len`` frames that stand out from both sides, and flashes that fade out
+    over up to ``max_decay`` frames (:func:`decaying_flashes`; None: ``max_len``)."""
     x = np.asarray(luma, dtype=np.float64)
     n = len(x)
     flagged = np.zeros(n, dtype=bool)
@@ -42,7 +65,84 @@ def find_flashes(
         down = np.minimum(before, after) - hi >= brightness_delta
         for start in np.flatnonzero(settled & (up | down)) + 1:
             flagged[start : start + run] = True
+    for a, b in decaying_flashes(x, brightness_delta, max_decay or max_len):
+        flagged[a:b] = True
     return np.flatnonzero(flagged).tolist()
+
+
+def _decays(x: np.ndarray, tol: float) -> bool:
+    """Whether ``x`` never rises by more than ``tol`` from one frame to the next."""
+    return bool(len(x) < 2 or (np.diff(x) <= tol).all())
+
+
+def decaying_flashes(x: np.ndarray, delta: float, max_decay: int) -> list[tuple[int, int]]:
+    """Runs ``[a, b)`` of a flash that fades out: frame ``a`` jumps at least ``delta`` from the
+    frame before, the run never brightens again (by more than ``delta / 20``), and frame ``b``,
+    at most ``max_decay`` frames on, is the first back within ``delta / 4`` of the level before;
+    a run longer than 3 frames must have lost half of ``delta`` from its peak by its last frame
+    (a bright insert that holds its level is a shot, not a flash). Dark flashes (a dropout that
+    recovers) likewise, upside down."""
+    out = []
+    for sign in (1.0, -1.0):
+        y = sign * np.asarray(x, dtype=np.float64)
+        for a in np.flatnonzero(np.diff(y) >= delta) + 1:
+            base = y[a - 1]
+            stop = min(len(y), a + max_decay + 1)
+            back = np.flatnonzero(np.abs(y[a + 1 : stop] - base) <= delta / 4)
+            if not len(back):
+                continue
+            b = a + 1 + int(back[0])
+            run = y[a:b]
+            if not _decays(run, delta / 20) or (b - a > 3 and run[-1] > run[0] - delta / 2):
+                continue
+            out.append((int(a), b))
+    return sorted(out)
+
+
+def edge_flashes(
+    x: Sequence[float] | np.ndarray,
+    bounds: list[tuple[int, int]],
+    delta: float,
+    max_decay: int,
+) -> list[list[int]]:
+    """Flash frames at the edges of the scenes ``bounds`` (``[a, b)`` into ``x``, the frames'
+    mean luma), as ``[first, last]`` runs to cut out of them, in order:
+
+    - a scene that opens on frames at least ``delta`` brighter (or darker) than the level it
+      settles to (two frames within ``delta / 8``) within ``max_decay`` frames, and than the
+      frame before the scene, fading towards that level: a flash cut to (an edit's white flash
+      at a cut, a flash the detector cut at, a camera's exposure catching up after a cut);
+    - a scene that closes on a run of frames that jumps at least ``delta`` from the settled
+      level before it and never comes back within ``delta / 4`` of it: a flash cut from.
+
+    Such frames are no picture of either shot; in a clip, the flash filter cannot see them
+    (it needs the frame before and after a flash), so they belong to no clip."""
+    x = np.asarray(x, dtype=np.float64)
+    out: list[list[int]] = []
+    for a, b in bounds:
+        for sign in (1.0, -1.0):
+            y = sign * x
+            # opening: the first frame from which two frames agree is the scene's level
+            for k in range(1, min(max_decay, b - a - 2) + 1):
+                if abs(y[a + k + 1] - y[a + k]) > delta / 8:
+                    continue
+                level = y[a + k]
+                if (
+                    y[a] - level >= delta
+                    and (a == 0 or y[a] - y[a - 1] >= delta)
+                    and _decays(y[a : a + k + 1], delta / 20)
+                ):
+                    out.append([a, a + k - 1])
+                break
+            # closing: a jump from a settled level that lasts to the scene's end
+            for k in range(1, min(max_decay, b - a - 3) + 1):
+                c = b - k
+                if y[c] - y[c - 1] < delta or abs(y[c - 1] - y[c - 2]) > delta / 8:
+                    continue
+                if (y[c:b] - y[c - 1] > delta / 4).all():
+                    out.append([c, b - 1])
+                break
+    return sorted(out)
 
 
 def flash_shard(clips, frames, cfg: dict) -> dict:
@@ -63,7 +163,11 @@ def flash_shard(clips, frames, cfg: dict) -> dict:
             continue
         luma = f["luma"].to_numpy(dtype=np.float64)
         idx = f["frame"].to_numpy()
-        hits = find_flashes(luma, brightness_delta=cfg["brightness_delta"], max_len=cfg["max_len"])
+        # a decay's length in analysed frames (the scan's rows: every luma_stride-th frame)
+        stride = float(np.median(np.diff(idx))) if len(idx) > 1 else 1.0
+        decay = decay_frames(float(clip.fps or 0) / max(stride, 1.0), cfg["max_len"])
+        hits = find_flashes(luma, brightness_delta=cfg["brightness_delta"], max_len=cfg["max_len"],
+                            max_decay=decay)  # fmt: skip
         out[clip.clip_id] = {
             "flash_frames": [int(idx[i]) for i in hits],
             "n_flash": len(hits),

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from av.video.frame import PictureType
 
-from ..filters.flash import find_flashes
+from ..filters.flash import decay_frames, edge_flashes, find_flashes
 from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
@@ -271,7 +271,7 @@ class Geometry:
     size), fed frame indices counted from ``start``."""
 
     def __init__(self, start: int, size: tuple[int, int], cfg: dict, fps: float):
-        self.start, self.size = start, size
+        self.start, self.size, self.fps = start, size, fps
         self.label = f"{size[0]}x{size[1]}"
         self.detector = make_detector(cfg, fps)
         tcfg = cfg["transitions"]
@@ -289,7 +289,7 @@ class Geometry:
     def bounds(self, end: int, lumas: list[float], cfg: dict) -> list[tuple[int, int]]:
         """Scenes ``[a, b)`` of frames ``start`` to ``end``, in the video's frame indices."""
         own = _scene_bounds(self.detector.finish(end - self.start), lumas[self.start : end],
-                            self.blends, cfg)  # fmt: skip
+                            self.blends, cfg, self.fps)  # fmt: skip
         return [(a + self.start, b + self.start) for a, b in own]
 
 
@@ -409,17 +409,20 @@ def _sample(fr, analysis_width: int, video_id: str) -> dict:
     return rec
 
 
-def _scene_bounds(bounds: list, lumas: list[float], blends, cfg: dict) -> list:
+def _scene_bounds(bounds: list, lumas: list[float], blends, cfg: dict, fps: float) -> list:
     """The detector's scenes less what is not a scene: cuts made by a flash merged (with
     ``merge_flash_cuts``), and the frames of fades, dissolves and blanks cut out (none left
-    when every frame is one)."""
-    flashes = set(find_flashes(np.asarray(lumas), brightness_delta=cfg["flash_delta"]))
+    when every frame is one), and flashes left at a scene's edge (at a cut, or where the
+    detector cut at a flash not merged)."""
+    x, delta = np.asarray(lumas), cfg["flash_delta"]
+    decay = decay_frames(fps)
+    flashes = set(find_flashes(x, brightness_delta=delta, max_decay=decay))
     if cfg["merge_flash_cuts"]:
         bounds = merge_flash_cuts(bounds, flashes)
     if blends is not None:
         # a flash frame is blank too, but it stays in its clip for the flash filter to judge
         bounds = cut_out(bounds, blends.finish(exclude=flashes))
-    return bounds
+    return cut_out(bounds, edge_flashes(x, bounds, delta, decay))
 
 
 def _ocr_width(fr, max_side: int) -> int | None:

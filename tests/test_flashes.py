@@ -1,0 +1,89 @@
+"""Flashes through the scan and the flash filter, on rendered videos whose flash frames are known
+(``Segment.flash_gain``): a flash that fades out stays inside its shot's clip and the filter
+counts it, and a flash at a cut (an edit's flash cut) belongs to no clip."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from clipsift.config import validate_config
+from clipsift.filters.flash import flash_shard
+from clipsift.ingest import ingest_shard
+from clipsift.painting import Segment
+from clipsift.sample import render_video
+from clipsift.split.clips import scenes_to_clips
+from clipsift.split.scan import scan_shard, scan_video
+
+FPS = 30
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return validate_config({"sources": [{"name": "s", "type": "folder", "path": "."}]})
+
+
+def scenes(path, scan_cfg) -> list[tuple[int, int]]:
+    return [
+        (s["start_frame"], s["end_frame"]) for s in scan_video(str(path), "v", FPS, scan_cfg)[0]
+    ]
+
+
+# a camera flash, a flash over fine texture, lightning's two strokes: white, then fading out
+FADING = {
+    "flash": [Segment(90, seed=1, pan=(2, 0), flashes=(45,), flash_gain=(1.0, 0.55, 0.25, 0.1))],
+    "textured": [Segment(90, seed=1, pan=(3, 1), texture="foliage", noise=2.0, flashes=(45,),
+                         flash_gain=(0.9, 0.5, 0.2))],
+    "lightning": [Segment(90, seed=2, pan=(0, 1), flashes=(40, 46), flash_gain=(1.0, 0.6, 0.3))],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FADING))
+def test_a_flash_that_fades_out_stays_in_its_clip_and_is_counted(tmp_path, cfg, name):
+    """The scene detector cuts at such a flash and the old rule saw no flash in it: the flash
+    was cut out as blank frames, or (overexposed rather than white) opened the next clip with
+    ``flash.n`` 0. Now the cut is merged, the shot is one clip, and the filter counts the
+    flash's frames (at the schema's max_flash_ratio 0 the clip is rejected)."""
+    video = tmp_path / f"{name}.mp4"
+    truth = render_video(video, FADING[name], fps=FPS, size=(320, 180))
+    items = pd.DataFrame(
+        [{"source": "s", "video_id": "v", "uri": str(video), "path": str(video), "caption": None}]
+    )
+    source = ingest_shard(items)
+    found, frames, _, _ = scan_shard(source, cfg["scan"])
+    assert [(r.start_frame, r.end_frame) for r in found.itertuples()] == [(0, 90)]
+    clips = scenes_to_clips(found, source, cfg["split"], frames)
+    rec = flash_shard(clips, frames, cfg["filters"]["flash"])[clips["clip_id"].iloc[0]]
+    flagged = set(rec["flash_frames"])
+    # every frame raised by more than a tenth of the way to white is counted, none other
+    raised = {f for f in truth["flash_frames"] if f not in flagged}
+    assert flagged <= set(truth["flash_frames"]) and len(raised) <= 2, (flagged, truth)
+    assert rec["n_flash"] >= 3 and rec["flash_ratio"] > cfg["select"]["flash"]["max_flash_ratio"]
+
+    # merge_flash_cuts off: the flash frames belong to no clip, the shot's clean frames either
+    # side make clips of their own
+    apart = scenes(video, cfg["scan"] | {"merge_flash_cuts": False})
+    kept = {f for a, b in apart for f in range(a, b)}
+    assert not kept & set(truth["flash_frames"][:2]), apart
+    assert len(kept) >= 90 - len(truth["flash_frames"]) - 1 and len(apart) >= 2, apart
+
+
+@pytest.mark.parametrize(
+    "plan, expected",
+    [
+        # an edit's flash cut: B opens on two overexposed frames
+        ([Segment(60, seed=1, pan=(2, 0)),
+          Segment(60, seed=3, pan=(-2, 0), flashes=(0,), flash_gain=(0.7, 0.35))],
+         [(0, 60), (62, 120)]),
+        # A's last frame overexposed, then the cut
+        ([Segment(60, seed=1, pan=(2, 0), flashes=(59,), flash_gain=(0.6,)),
+          Segment(60, seed=3, pan=(-2, 0))],
+         [(0, 59), (60, 120)]),
+    ],
+)  # fmt: skip
+def test_flash_frames_at_a_cut_belong_to_no_clip(tmp_path, cfg, plan, expected):
+    """The detector cuts at the flash, and its other edge hides the shots' own cut: the
+    overexposed frames opened the next clip (the tryout's A' frame made a clip of two shots)."""
+    video = tmp_path / "v.mp4"
+    render_video(video, plan, fps=FPS, size=(320, 180))
+    assert scenes(video, cfg["scan"]) == expected
