@@ -536,3 +536,33 @@ def test_atomic_dir_clears_what_a_killed_job_left(tmp_path):
         (tmp / "a.mp4").write_bytes(b"a")
     assert not left.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["extracted", other.name])
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_a_small_preview_track_before_the_film_is_not_the_video(tmp_path, luma_video, ext, caplog):
+    """A file with a 32x24 preview (proxy) track first and the 64x48 film second: Matroska
+    states no bit rates and the muxer marks the first track the default in MP4, so FFmpeg's
+    choice was the preview, and the pipeline made the dataset of the preview, silently. The
+    film, the largest picture, is read, and the probe says there were two."""
+    preview = render_lumas(tmp_path / "preview.mp4", LUMA[::-1], fps=FPS, size=(32, 24))
+    path = tmp_path / f"two.{ext}"
+    with av.open(str(preview)) as a, av.open(str(luma_video)) as b, av.open(str(path), "w") as out:
+        pairs = [(src, out.add_stream_from_template(src.streams.video[0])) for src in (a, b)]
+        packets = [
+            (p.dts * p.time_base, k, p, s)
+            for k, (src, s) in enumerate(pairs)
+            for p in src.demux(src.streams.video[0])
+            if p.dts is not None
+        ]
+        for _, _, packet, stream in sorted(packets, key=lambda x: x[:2]):
+            packet.stream = stream
+            out.mux(packet)
+    with av.open(str(path)) as c:
+        assert [s.codec_context.width for s in c.streams.video] == [32, 64]
+        assert c.streams.best("video").index == 0  # FFmpeg's own choice: the preview
+    with caplog.at_level("WARNING", logger="clipsift.io.decode"):
+        p = probe(path)
+    assert (p["width"], p["height"], p["n_frames"]) == (64, 48, N)
+    assert "2 video streams; reading stream 1 (64x48), not 32x24" in caplog.text
+    lumas = [float(f.luma().mean()) for f in iter_frames(path)]
+    assert np.allclose(lumas, LUMA, atol=0.5)

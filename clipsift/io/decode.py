@@ -15,6 +15,7 @@ Why it looks the way it does (figures measured by bench/throughput.py, bench/res
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,8 @@ from av.stream import Disposition
 from .deinterlace import progressive
 from .frames import Frame
 from .hdr import transfer_name
+
+log = logging.getLogger(__name__)
 
 
 class VideoError(Exception):
@@ -105,18 +108,45 @@ def open_video(
 
 
 def main_video_stream(container) -> av.video.stream.VideoStream:
-    """The video a viewer plays: FFmpeg's choice (``av_find_best_stream``: the default track,
-    then the one with the most frames and bits) among the video streams that are not an attached
-    picture. Cover art is a one-picture "video" stream (an MP4's ``covr``, a Matroska image
-    attachment) and may come first, as may a still or thumbnail track: taken as the video, it
-    made a 1-picture clip source of a long film, or a "video" of an audio file with a cover."""
+    """The video a viewer plays, among the video streams that are not an attached picture: the
+    one with the largest picture, else FFmpeg's choice (``av_find_best_stream``: the one with the
+    most frames and bits). Cover art is a one-picture "video" stream (an MP4's ``covr``, a
+    Matroska image attachment) and may come first, as may a still or thumbnail track: taken as
+    the video, it made a 1-picture clip source of a long film, or a "video" of an audio file
+    with a cover. A file may also carry a small preview or proxy track first (a Matroska file
+    states no bit rates, so FFmpeg takes the first): a 160x90 preview was taken for a 640x360
+    film. A still (an image codec, or a track of one frame) is never preferred for its size."""
     video = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
     if not video:
         if container.streams.video:
             raise VideoError("no video stream (only an attached picture, such as cover art)")
         raise VideoError("no video stream")
     best = container.streams.best("video")
-    return best if best in video else video[0]
+    best = best if best in video else video[0]
+    larger = [s for s in video if not _still(s) and _pixels(s) > _pixels(best)]
+    return max(larger, key=_pixels) if larger else best
+
+
+# codecs of single pictures, which files carry as still or thumbnail tracks
+_STILL_CODECS = {"mjpeg", "png", "bmp", "gif", "webp", "tiff", "jpeg2000"}
+
+
+def _pixels(stream) -> int:
+    return (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+
+
+def _still(stream) -> bool:
+    return stream.frames == 1 or stream.codec_context.name in _STILL_CODECS
+
+
+def other_videos(container, stream) -> list[str]:
+    """The picture sizes of the video streams besides ``stream`` (attached pictures left out),
+    e.g. ``["160x90"]``: what :func:`probe` warns of."""
+    return [
+        f"{s.codec_context.width}x{s.codec_context.height}"
+        for s in container.streams.video
+        if s is not stream and not s.disposition & Disposition.attached_pic
+    ]
 
 
 # FFmpeg's AVDiscard levels, as its options name them: which frames skip the in-loop deblocking
@@ -227,6 +257,10 @@ def probe(path: str | os.PathLike) -> dict:
             raise VideoError("empty file")
         with open_video(path, quick=True) as (container, stream):
             ctx = stream.codec_context
+            if others := other_videos(container, stream):
+                log.warning("%s: %d video streams; reading stream %d (%dx%d), not %s", path,
+                            len(others) + 1, stream.index, ctx.width, ctx.height,
+                            ", ".join(others))  # fmt: skip
             out["codec"] = ctx.name
             out["bit_rate"] = int(container.bit_rate or ctx.bit_rate or 0) or None
             fps = stream_fps(stream)
