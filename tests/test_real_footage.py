@@ -564,6 +564,59 @@ def test_damage_in_the_middle_keeps_the_rest_of_the_video(tmp_path):
     assert int(scenes["decode_errors"].iloc[0]) > 0
     assert int(scenes["n_frames"].iloc[0]) >= 150  # of 180
     assert frames["time"].max() > 5.5  # frames after the damage are there
+    _exports_what_the_scan_decoded(bad, scenes, tmp_path)
+
+
+def _exports_what_the_scan_decoded(path, scenes, tmp_path) -> None:
+    """Each scene of ``path`` exports (re-encoded) and reads back with exactly the frames the
+    scan decoded in it: the export, the caption and encode readers skip damaged packets as the
+    scan did (the export stopped at the damage, and the clip was dropped)."""
+    from clipsift.io.decode import frames_by_index, read_frames_at
+    from clipsift.split.clips import reencode
+
+    for sc in scenes.itertuples():
+        dest = tmp_path / f"clip{sc.scene}.mp4"
+        n = int(sc.end_frame) - int(sc.start_frame)
+        made = reencode(str(path), dest, float(sc.start_time), float(sc.end_time))
+        assert made["n_frames"] == n, (sc, made)
+        assert sum(1 for _ in iter_frames(dest)) == n
+        wanted = [int(sc.start_frame), int(sc.end_frame) - 1]
+        got = list(frames_by_index(path, wanted, (int(sc.start_frame), float(sc.start_time))))
+        assert [k for k, _ in got] == [0, 1]
+        assert len(read_frames_at(path, [float(sc.start_time), float(sc.end_time) - 0.04])) == 2
+
+
+def test_a_file_cut_short_keeps_and_exports_what_it_holds(tmp_path):
+    """An interrupted download: an MP4 whose index (at its front) names 180 frames, cut at 55 %
+    of its bytes. The scan keeps the frames it decodes (the last packet is refused); the export
+    stopped at that packet, two frames short, and the clip of the first shot was dropped."""
+    from clipsift.config import load_config
+    from clipsift.split.scan import scan_shard
+
+    whole = tmp_path / "whole.mp4"
+    render_video(whole, [Segment(90, seed=36, pan=(2, 0)), Segment(90, seed=37, pan=(2, 2))],
+                 fps=30, size=(320, 180))  # fmt: skip
+    with av.open(str(whole)) as src, av.open(
+        str(tmp_path / "front.mp4"), "w", options={"movflags": "faststart"}
+    ) as out:
+        film = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = film
+                out.mux(packet)
+    data = (tmp_path / "front.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.55)])
+    assert probe(cut)["n_frames"] == 180  # what the index says
+    cfg = load_config(
+        _write(tmp_path, {"sources": [{"name": "v", "type": "folder", "path": "x"}]})
+    )["scan"]
+    source = pd.DataFrame([{"video_id": "cut", "path": str(cut), "fps": 30.0, "duration": 6.0}])
+    scenes, _, _, _ = scan_shard(source, cfg)
+    assert scenes["error"].isna().all() and int(scenes["decode_errors"].iloc[0]) > 0
+    first = scenes.iloc[0]
+    assert (int(first["start_frame"]), int(first["end_frame"])) == (0, 90)
+    _exports_what_the_scan_decoded(cut, scenes, tmp_path)
 
 
 def test_joined_files_whose_clock_restarts_are_an_error_not_wrong_clips(tmp_path):

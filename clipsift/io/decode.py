@@ -399,10 +399,12 @@ def iter_frames(
     ``skip_loop_filter``: frames decoded without the deblocking filter, an AVDiscard level of
     :data:`LOOP_FILTER_SKIPS` (None or "none": every frame filtered, as a player shows it).
 
-    ``errors``: a list to tolerate damaged data in a whole-video decode (``start`` None): a packet
-    the decoder refuses is skipped and its error appended, and decoding goes on with the next
-    one (a 4 KB corruption in the middle of a video cost 16 of 180 frames, not the 136 after
-    it). Without it, the first decode error raises :class:`VideoError`.
+    ``errors``: a list to tolerate damaged data: a packet the decoder refuses is skipped and its
+    error appended, and decoding goes on with the next one (a 4 KB corruption in the middle of
+    a video cost 16 of 180 frames, not the 136 after it). The scan decodes so, and a clip's
+    export must too: its frames are those the scan decoded (a file cut short by an interrupted
+    download lost its last clip when the export stopped at the damage). Without it, the first
+    decode error raises :class:`VideoError`.
     """
     with open_video(path, threads=threads, skip_loop_filter=skip_loop_filter, quick=True) as (
         container,
@@ -414,7 +416,7 @@ def iter_frames(
         counted = counted_times(container)
         seek = start and not counted
         if seek:
-            frames = seek_decode(container, stream, start)
+            frames = seek_decode(container, stream, start, errors)
         elif errors is not None:
             frames = tolerant_decode(container, stream, errors)
         else:
@@ -452,14 +454,14 @@ def frames_by_index(
 
     Yields ``(k, convert(frame))`` for each ``indices[k]`` in order (a repeated index yields the
     same converted value again, converted once); raises :class:`VideoError` when the video ends
-    first."""
+    first. Damaged packets are skipped, as the scan that numbered the frames skipped them."""
     base, t0 = int(first[0]), float(first[1])
     if any(b < a for a, b in zip(indices, indices[1:], strict=False)) or (
         len(indices) and indices[0] < base
     ):
         raise ValueError(f"indices must be ascending from {base}")
     k = 0
-    decoded = iter_frames(path, start=t0, lead=LEAD, threads=threads)
+    decoded = iter_frames(path, start=t0, lead=LEAD, threads=threads, errors=[])
     for n, fr in enumerate(_from_nearest(decoded, t0)):
         if k < len(indices) and indices[k] == base + n:
             value = convert(Frame(base + n, fr.time, fr.av_frame, fr.sar))
@@ -532,16 +534,23 @@ def seek_to(container, stream, at: float) -> None:
         raise VideoError(f"seek failed: {reason(exc)}") from exc
 
 
-def seek_decode(container, stream, target: float) -> Iterator[av.VideoFrame]:
+def seek_decode(
+    container, stream, target: float, errors: list[str] | None = None
+) -> Iterator[av.VideoFrame]:
     """Frames decoded from a seek before ``target`` (seconds from the stream's start), verified:
     a seek must land at or before the target, or frames at the target would be lost (MPEG-TS
     and AVI seek by byte estimates, and land late). While the first frame comes after the
-    target, seek again further back (1, 2, 4... s), down to the start of the stream."""
+    target, seek again further back (1, 2, 4... s), down to the start of the stream.
+    ``errors``: damaged packets skipped (:func:`tolerant_decode`)."""
     back = 0.0
     while True:
         at = max(0.0, target - back)
         seek_to(container, stream, at)
-        frames = container.decode(stream)
+        frames = (
+            container.decode(stream)
+            if errors is None
+            else tolerant_decode(container, stream, errors)
+        )
         first = next(frames, None)
         if first is None:
             if at <= 0:
@@ -584,6 +593,7 @@ def read_frames_at(
 
     ``fmt`` is ``rgb``, ``bgr`` or ``gray``. Times are visited in ascending order on one open
     container: when the next target lies shortly ahead we decode forward instead of seeking.
+    Damaged packets are skipped, as the scan skipped them.
     """
     if not len(times):
         return []
@@ -594,6 +604,7 @@ def read_frames_at(
         counted = counted_times(container)  # then one pass from the start, in ascending time
         follow = container.format.name in BITSTREAM_ASPECT
         decoder = None
+        damaged: list[str] = []
         current = before = None  # the last two decoded (time, frame), in order
         # the longest keyframe interval seen (s): seeking closer than that gains nothing
         gop, last_key = 2.0, None
@@ -601,11 +612,11 @@ def read_frames_at(
             target = float(times[idx])
             behind = current is not None and target < (before or current)[0] - 1e-6
             if counted and decoder is None:
-                decoder = enumerate(progressive(container.decode(stream), stream.time_base))
+                decoded = tolerant_decode(container, stream, damaged)
+                decoder = enumerate(progressive(decoded, stream.time_base))
             elif not counted and (current is None or behind or target - current[0] > gop):
-                decoder = enumerate(
-                    progressive(seek_decode(container, stream, target), stream.time_base)
-                )
+                decoded = seek_decode(container, stream, target, damaged)
+                decoder = enumerate(progressive(decoded, stream.time_base))
                 current, before, last_key = None, None, None
             if current is not None and current[0] >= target - SEEK_TOLERANCE:
                 chosen = _nearer(before, current, target)  # decoded already (a repeated time)

@@ -235,7 +235,9 @@ def _decode_views(clip, cfg: dict, n: int) -> tuple[ClipViews, int]:
     views = ClipViews(n, cfg, clip_seed(cfg["seed"], clip.clip_id))
     count = 0
     for k, frame in enumerate(
-        iter_frames(clip.source_path, start=float(clip.start_time), end=float(clip.end_time))
+        iter_frames(
+            clip.source_path, start=float(clip.start_time), end=float(clip.end_time), errors=[]
+        )
     ):
         count = k + 1
         if k in views.needed:

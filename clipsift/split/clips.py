@@ -575,7 +575,8 @@ def reencode(
         ostream.codec_context.thread_count = X264_THREADS
         n, width, matrix, held, t0 = 0, None, None, None, 0.0
         durations: dict[int, int] = {}  # a variable-rate frame's duration by its pts
-        for fr in iter_frames(src, start=start, end=end):
+        damaged: list[str] = []  # skipped, as the scan skipped them: the clip's frames decode
+        for fr in iter_frames(src, start=start, end=end, errors=damaged):
             if n == 0:
                 # square pixels at the display aspect (rotation and sample aspect applied)
                 w0, h0 = fr.display_size()
@@ -606,7 +607,10 @@ def reencode(
                 mux_timed(out, ostream.encode(held), durations)
             held = frame
         if n == 0:
-            raise VideoError("no frames in range")
+            raise VideoError("no frames in range" + (f" ({damaged[0]})" if damaged else ""))
+        if damaged:
+            log.warning("%s [%.3f, %.3f) s: %d damaged packet(s) skipped, as the scan skipped "
+                        "them", src, start, end, len(damaged))  # fmt: skip
         if held is not None:
             durations[held.pts] = max(1, round((end - t0) / VFR_TIME_BASE) - held.pts)
             mux_timed(out, ostream.encode(held), durations)
