@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from clipsift.config import SCHEMA
-from clipsift.filters.flash import flash_shard
+from clipsift.filters.flash import decay_frames, flash_shard
 from clipsift.filters.ocr import ocr_from_scan, ocr_shard
 from clipsift.filters.ocr_reader import OcrReader
 from clipsift.ingest import ingest_shard, usable
@@ -83,6 +83,7 @@ from clipsift.split.clips import scenes_to_clips
 from clipsift.split.detectors import make_detector
 from clipsift.split.scan import (
     MIN_PAIR_INTERVAL,
+    FlashEnds,
     OcrGrid,
     SampleGrid,
     _scene_bounds,
@@ -577,6 +578,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     )
     tcfg = scan_cfg["transitions"]
     blends = TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
+    flash_ends = FlashEnds(scan_cfg["flash_delta"], decay_frames(fps) + 1)
     it = iter_frames(path, skip_loop_filter=sampled.skip)
     while True:
         c0 = clock()
@@ -593,6 +595,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
             blends.push(fr.index, gray)
         c3b = clock()
         lumas.append(cv2.mean(gray)[0])
+        flash_ends.push(fr.index, gray, lumas[-1])
         c4 = clock()
         t["analysis"] += c2b - c1
         t["detector"] += c3 - c2b
@@ -619,7 +622,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         counts["frames"] += 1
     counts["ocr"] = timed.calls
     c0 = clock()
-    _scene_bounds(detector.finish(counts["frames"]), lumas, blends, scan_cfg, fps)
+    _scene_bounds(detector.finish(counts["frames"]), lumas, blends, scan_cfg, fps, flash_ends.alike)
     t["finish"] = clock() - c0
     t["loop"] = clock() - start - sum(t.values())
     return t, counts

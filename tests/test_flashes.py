@@ -87,3 +87,18 @@ def test_flash_frames_at_a_cut_belong_to_no_clip(tmp_path, cfg, plan, expected):
     video = tmp_path / "v.mp4"
     render_video(video, plan, fps=FPS, size=(320, 180))
     assert scenes(video, cfg["scan"]) == expected
+
+
+@pytest.mark.parametrize("seed", [14, 35])
+def test_a_flash_cut_between_shots_alike_in_brightness_is_a_cut(tmp_path, cfg, seed):
+    """A white flash fading into a shot as bright as the one before (mean luma 70 and 75 after
+    75): taken for a flash inside one shot, its cut was merged, and one clip held both shots.
+    The frames either side of it are two shots, so the cut stays and the flash is cut off."""
+    video = tmp_path / "v.mp4"
+    plan = [Segment(60, seed=1, pan=(2, 0)),
+            Segment(60, seed=seed, pan=(-2, 0), flashes=(0,), flash_gain=(0.9, 0.5, 0.2))]  # fmt: skip
+    render_video(video, plan, fps=FPS, size=(320, 180))
+    found = scenes(video, cfg["scan"])
+    # the flash's first frame may stay a scene of its own: too short to be a clip
+    assert [s for s in found if s[1] - s[0] > 2] == [(0, 60), (63, 120)], found
+    assert scenes(video, cfg["scan"] | {"merge_flash_cuts": False}) == found

@@ -38,7 +38,7 @@ from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
 from .detectors import make_detector
-from .transitions import TransitionFinder, cut_out
+from .transitions import FINE, TransitionFinder, cut_out, shifted_similarity
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,9 @@ def scan_video(
             waiting = []
         # the detector needs less than the flow: 160 px found the same cuts at 40 % of the cost
         gray, bgr = fr.analysis(width, min(cfg["detector_width"], width), quick=True)
-        part.push(fr, gray, bgr)
-        times.append(fr.time)
         lumas.append(cv2.mean(fr.sdr_levels(gray))[0])  # as seen: the flash filter reads it
+        part.push(fr, gray, bgr, lumas[-1])
+        times.append(fr.time)
         if fr.index % stride == 0:
             frames.append((video_id, fr.index, fr.time, lumas[-1]))
         new = pictures.push(fr.time, gray)
@@ -274,6 +274,7 @@ class Geometry:
         self.start, self.size, self.fps = start, size, fps
         self.label = f"{size[0]}x{size[1]}"
         self.detector = make_detector(cfg, fps)
+        self.flash_ends = FlashEnds(cfg["flash_delta"], decay_frames(fps) + 1)
         tcfg = cfg["transitions"]
         self.blends = (
             TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
@@ -281,15 +282,16 @@ class Geometry:
             else None
         )
 
-    def push(self, fr, gray: np.ndarray, bgr: np.ndarray) -> None:
+    def push(self, fr, gray: np.ndarray, bgr: np.ndarray, luma: float) -> None:
         self.detector.push(fr.index - self.start, bgr)
+        self.flash_ends.push(fr.index - self.start, gray, luma)
         if self.blends is not None:
             self.blends.push(fr.index - self.start, gray, fr.sdr_table)
 
     def bounds(self, end: int, lumas: list[float], cfg: dict) -> list[tuple[int, int]]:
         """Scenes ``[a, b)`` of frames ``start`` to ``end``, in the video's frame indices."""
         own = _scene_bounds(self.detector.finish(end - self.start), lumas[self.start : end],
-                            self.blends, cfg, self.fps)  # fmt: skip
+                            self.blends, cfg, self.fps, self.flash_ends.alike)  # fmt: skip
         return [(a + self.start, b + self.start) for a, b in own]
 
 
@@ -409,14 +411,17 @@ def _sample(fr, analysis_width: int, video_id: str) -> dict:
     return rec
 
 
-def _scene_bounds(bounds: list, lumas: list[float], blends, cfg: dict, fps: float) -> list:
-    """The detector's scenes less what is not a scene: cuts made by a flash merged (with
-    ``merge_flash_cuts``), and the frames of fades, dissolves and blanks cut out (none left
-    when every frame is one), and flashes left at a scene's edge (at a cut, or where the
-    detector cut at a flash not merged)."""
+def _scene_bounds(
+    bounds: list, lumas: list[float], blends, cfg: dict, fps: float, alike: dict | None = None
+) -> list:
+    """The detector's scenes less what is not a scene: cuts made by a flash inside a shot merged
+    (with ``merge_flash_cuts``; ``alike``: :attr:`FlashEnds.alike`), and the frames of fades,
+    dissolves and blanks cut out (none left when every frame is one), and flashes left at a
+    scene's edge (at a cut, or where the detector cut at a flash not merged)."""
     x, delta = np.asarray(lumas), cfg["flash_delta"]
     decay = decay_frames(fps)
-    flashes = set(find_flashes(x, brightness_delta=delta, max_decay=decay))
+    found = find_flashes(x, brightness_delta=delta, max_decay=decay)
+    flashes = set(in_shot(found, alike or {}))
     if cfg["merge_flash_cuts"]:
         bounds = merge_flash_cuts(bounds, flashes)
     if blends is not None:
@@ -436,6 +441,53 @@ def _ocr_width(fr, max_side: int) -> int | None:
     f = fr.av_frame
     coded = (f.height, f.width) if fr.rotation in (90, 270) else (f.width, f.height)
     return None if (w, h) == coded else w
+
+
+def in_shot(flashes: list[int], alike: dict[tuple[int, int], bool]) -> list[int]:
+    """The frames of ``flashes`` (ascending) in runs that the frames on either side show one
+    shot, by ``alike[first frame of the run, first frame after it]``."""
+    out: list[int] = []
+    runs = np.split(np.asarray(flashes, np.int64), np.flatnonzero(np.diff(flashes) > 1) + 1)
+    for run in runs:
+        if len(run) and alike.get((int(run[0]), int(run[-1]) + 1), False):
+            out += [int(f) for f in run]
+    return out
+
+
+class FlashEnds:
+    """Whether the frames on either side of a possible flash show one shot. A flash inside a
+    shot has its cut merged; a flash at a cut, an edit's flash cut between two shots, may
+    fade out to about the brightness the first shot had, and merging its cut made one clip of
+    both shots. Where the mean luma jumps by ``delta``, the frame before the jump is kept and
+    compared with each of the next ``span`` frames (:func:`shifted_similarity` of 64-px gray
+    frames over ``SAME_SHOT``; a correlation, so a frame still brighter than it compares
+    alike). ``alike[(a, b)]``: frame ``a`` jumped, and frames ``a - 1`` and ``b`` are one shot."""
+
+    def __init__(self, delta: float, span: int):
+        self.delta, self.span = delta, span
+        self.alike: dict[tuple[int, int], bool] = {}
+        self._open: list[tuple[int, np.ndarray]] = []  # (jump frame, the frame before it)
+        self._prev: tuple[np.ndarray, float] | None = None  # the last frame and its luma
+
+    def push(self, index: int, gray: np.ndarray, luma: float) -> None:
+        if self._prev is not None and abs(luma - self._prev[1]) >= self.delta:
+            self._open.append((index, _fine(self._prev[0])))
+        self._open = [(a, before) for a, before in self._open if index - a <= self.span]
+        if self._open:
+            now = _fine(gray)
+            for a, before in self._open:
+                if index > a:
+                    self.alike[a, index] = shifted_similarity(before, now) > SAME_SHOT
+        self._prev = (gray, luma)
+
+
+SAME_SHOT = 0.5  # correlation of two frames moved into line above which they show one shot
+
+
+def _fine(gray: np.ndarray) -> np.ndarray:
+    h, w = gray.shape[:2]
+    size = (FINE, max(2, round(h * FINE / w)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def merge_flash_cuts(bounds: list[tuple[int, int]], flash: set[int]) -> list[tuple[int, int]]:

@@ -157,7 +157,7 @@ class TransitionFinder:
         a, b = self._sharp(s), self._sharp(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
         # 1. the ends are two different pictures (not one picture moved), or one end is flat
-        if min(sa, sb) >= 0.5 * max(sa, sb) and _shifted_similarity(a, b) > self.max_similarity:
+        if min(sa, sb) >= 0.5 * max(sa, sb) and shifted_similarity(a, b) > self.max_similarity:
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
         # end of the window (a shift, turn and zoom per frame, measured over the frames before
@@ -571,10 +571,14 @@ def _moved(img: np.ndarray, v: Motion, steps: int) -> np.ndarray:
     return cv2.warpAffine(img, mat, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
-def _shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
+def shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Correlation of ``b`` with ``a`` moved by their phase-correlation shift (a pan's frames
     stay similar, two shots do not); ``M`` px at the edges are left out."""
-    moved = _moved(a, (1 + 0j, complex(*_shift(a, b))), 1)
+    return _similarity(_moved(a, (1 + 0j, complex(*_shift(a, b))), 1), b)
+
+
+def _similarity(moved: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of ``b`` with ``moved``, ``M`` px at the edges left out."""
     x, y = moved[M:-M, M:-M], b[M:-M, M:-M]
     x, y = x - x.mean(), y - y.mean()
     return float((x * y).mean() / (x.std() * y.std() + 1e-6))
