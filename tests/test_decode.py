@@ -566,3 +566,27 @@ def test_a_small_preview_track_before_the_film_is_not_the_video(tmp_path, luma_v
     assert "2 video streams; reading stream 1 (64x48), not 32x24" in caplog.text
     lumas = [float(f.luma().mean()) for f in iter_frames(path)]
     assert np.allclose(lumas, LUMA, atol=0.5)
+
+
+@pytest.mark.parametrize("ext", ["mkv", "webm", "mp4"])
+def test_a_larger_one_frame_track_is_not_taken_for_the_film(tmp_path, ext):
+    """A 128x96 track of one picture beside a 2-s 64x48 film: larger, but a still. Matroska and
+    WebM count no frames, so only the track's DURATION tag tells (FFmpeg gives it the file's
+    2 s as its own duration)."""
+    path = tmp_path / f"still.{ext}"
+    codec = "libvpx-vp9" if ext == "webm" else "libx264"
+    with av.open(str(path), "w") as out:
+        film, still = out.add_stream(codec, rate=30), out.add_stream(codec, rate=30)
+        for stream, (w, h) in ((film, (64, 48)), (still, (128, 96))):
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(60):
+            picture = np.full((48, 64, 3), 4 * i, np.uint8)
+            out.mux(film.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+            if i == 0:
+                card = np.full((96, 128, 3), 200, np.uint8)
+                out.mux(still.encode(av.VideoFrame.from_ndarray(card, format="rgb24")))
+        out.mux(film.encode(None))
+        out.mux(still.encode(None))
+    p = probe(path)
+    assert (p["width"], p["height"], p["n_frames"]) == (64, 48, 60)
+    assert p["duration"] == pytest.approx(2.0, abs=0.05)

@@ -596,9 +596,10 @@ def test_a_file_cut_short_keeps_and_exports_what_it_holds(tmp_path):
     whole = tmp_path / "whole.mp4"
     render_video(whole, [Segment(90, seed=36, pan=(2, 0)), Segment(90, seed=37, pan=(2, 2))],
                  fps=30, size=(320, 180))  # fmt: skip
-    with av.open(str(whole)) as src, av.open(
-        str(tmp_path / "front.mp4"), "w", options={"movflags": "faststart"}
-    ) as out:
+    with (
+        av.open(str(whole)) as src,
+        av.open(str(tmp_path / "front.mp4"), "w", options={"movflags": "faststart"}) as out,
+    ):
         film = out.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:

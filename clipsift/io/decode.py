@@ -115,7 +115,8 @@ def main_video_stream(container) -> av.video.stream.VideoStream:
     the video, it made a 1-picture clip source of a long film, or a "video" of an audio file
     with a cover. A file may also carry a small preview or proxy track first (a Matroska file
     states no bit rates, so FFmpeg takes the first): a 160x90 preview was taken for a 640x360
-    film. A still (an image codec, or a track of one frame) is never preferred for its size."""
+    film. A still (an image codec, a track of one frame, or one that lasts under half as long as
+    FFmpeg's choice) is never preferred for its size."""
     video = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
     if not video:
         if container.streams.video:
@@ -123,7 +124,7 @@ def main_video_stream(container) -> av.video.stream.VideoStream:
         raise VideoError("no video stream")
     best = container.streams.best("video")
     best = best if best in video else video[0]
-    larger = [s for s in video if not _still(s) and _pixels(s) > _pixels(best)]
+    larger = [s for s in video if _pixels(s) > _pixels(best) and not _still(s, best)]
     return max(larger, key=_pixels) if larger else best
 
 
@@ -135,8 +136,22 @@ def _pixels(stream) -> int:
     return (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
 
 
-def _still(stream) -> bool:
-    return stream.frames == 1 or stream.codec_context.name in _STILL_CODECS
+def _still(stream, film) -> bool:
+    """Whether ``stream`` is a still beside ``film``: Matroska and WebM count no frames, so a
+    one-frame track shows in its duration (its DURATION tag)."""
+    if stream.frames == 1 or stream.codec_context.name in _STILL_CODECS:
+        return True
+    seconds, film_seconds = _seconds(stream), _seconds(film)
+    return seconds is not None and film_seconds is not None and seconds < 0.5 * film_seconds
+
+
+def _seconds(stream) -> float | None:
+    """The track's own length: its Matroska tag first (FFmpeg gave a one-frame track the
+    file's 2 s as its duration), else the stream's."""
+    tagged = tagged_duration(stream)
+    if tagged is not None or not (stream.duration and stream.time_base):
+        return tagged
+    return float(stream.duration * stream.time_base)
 
 
 def other_videos(container, stream) -> list[str]:
