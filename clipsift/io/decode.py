@@ -557,8 +557,10 @@ def seek_decode(
     and AVI seek by byte estimates, and land late). While the first frame comes after the
     target, seek again further back (1, 2, 4... s), down to the start of the stream.
     ``errors``: damaged packets skipped (:func:`tolerant_decode`)."""
-    back = 0.0
+    back, mark = 0.0, len(errors) if errors is not None else 0
     while True:
+        if errors is not None:
+            del errors[mark:]  # a seek further back decodes those packets again
         at = max(0.0, target - back)
         seek_to(container, stream, at)
         frames = (
