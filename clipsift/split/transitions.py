@@ -463,7 +463,7 @@ M = 4  # px left out at the edges of a moved frame (what moved in from outside i
 # across the shot on its own
 FIT_SHARE = 0.8
 # test 1b: a window's end moved on as its shot moves is one shot with the other end where it
-# leaves under this share of their difference (tryout's picture-in-picture windows 0.012-0.032,
+# leaves under this share of their difference (tryout's picture-in-picture windows 0.012-0.067,
 # the bench's dissolves at least 0.26)
 CARRIED = 0.1
 # Gaussian sigma (px) of the smoothing of the 64-px frames that blends are fitted and motion is
