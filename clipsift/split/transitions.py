@@ -565,7 +565,9 @@ def _per_frame(m: Motion, n: int) -> Motion:
     return c1, t * (c1 - 1) / (c - 1)
 
 
-def _moved(img: np.ndarray, v: Motion, steps: int) -> np.ndarray:
+def _moved(
+    img: np.ndarray, v: Motion, steps: int, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
     """``img`` moved ``steps`` times by ``v`` (backwards for negative steps; itself when no
     pixel moves by 0.05 px)."""
     c, t = v
@@ -580,7 +582,7 @@ def _moved(img: np.ndarray, v: Motion, steps: int) -> np.ndarray:
         return img
     off = tk + centre - ck * centre  # about the centre, in OpenCV's pixel coordinates
     mat = np.float32([[ck.real, -ck.imag, off.real], [ck.imag, ck.real, off.imag]])
-    return cv2.warpAffine(img, mat, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(img, mat, (w, h), borderMode=border)
 
 
 def shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -591,11 +593,16 @@ def shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def _carried(a: np.ndarray, b: np.ndarray, v: Motion, steps: int) -> float:
     """How far ``a`` moved ``steps`` times by ``v`` is from ``b``, against how far ``a`` is:
-    mean absolute differences over their best-fitting ``FIT_SHARE`` of pixels (``M`` px at the
-    edges left out), 1 where ``a`` and ``b`` do not differ."""
+    mean absolute differences over their best-fitting ``FIT_SHARE`` of the pixels that ``a``
+    moved still covers (``M`` px at the edges left out), 1 where ``a`` and ``b`` do not differ.
+    What moved in from outside is unknown: over a long window it is a band a third of the frame
+    wide, more than the share left out."""
     inner = (slice(M, -M), slice(M, -M))
-    moved = np.abs(_moved(a, v, steps)[inner] - b[inner]).ravel()
-    plain = np.abs(a[inner] - b[inner]).ravel()
+    covered = _moved(np.ones_like(a), v, steps, border=cv2.BORDER_CONSTANT)[inner] > 0.999
+    if covered.mean() < 0.5:
+        return 1.0  # moved mostly out of the frame: nothing to compare
+    moved = np.abs(_moved(a, v, steps)[inner] - b[inner])[covered]
+    plain = np.abs(a[inner] - b[inner])[covered]
     k = int(FIT_SHARE * len(moved))
     base = float(np.partition(plain, k)[:k].mean())
     return float(np.partition(moved, k)[:k].mean()) / base if base > 0 else 1.0
