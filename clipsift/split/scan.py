@@ -461,7 +461,9 @@ class FlashEnds:
     both shots. Where the mean luma jumps by ``delta``, the frame before the jump is kept and
     compared with each of the next ``span`` frames (:func:`shifted_similarity` of 64-px gray
     frames over ``SAME_SHOT``; a correlation, so a frame still brighter than it compares
-    alike). ``alike[(a, b)]``: frame ``a`` jumped, and frames ``a - 1`` and ``b`` are one shot."""
+    alike). Two flat frames (a wall, a grey card: no picture to line up) are one shot where
+    their levels agree within a quarter of ``delta``. ``alike[(a, b)]``: frame ``a`` jumped, and
+    frames ``a - 1`` and ``b`` are one shot."""
 
     def __init__(self, delta: float, span: int):
         self.delta, self.span = delta, span
@@ -477,11 +479,19 @@ class FlashEnds:
             now = _fine(gray)
             for a, before in self._open:
                 if index > a:
-                    self.alike[a, index] = shifted_similarity(before, now) > SAME_SHOT
+                    self.alike[a, index] = self._one_shot(before, now)
         self._prev = (gray, luma)
+
+    def _one_shot(self, before: np.ndarray, now: np.ndarray) -> bool:
+        spread = sorted((float(before.std()), float(now.std())))
+        if spread[0] < FLAT:  # one flat: one shot only where both are, at one level
+            level = abs(float(before.mean()) - float(now.mean()))
+            return spread[1] < FLAT and level < self.delta / 4
+        return shifted_similarity(before, now) > SAME_SHOT
 
 
 SAME_SHOT = 0.5  # correlation of two frames moved into line above which they show one shot
+FLAT = 3.0  # gray std (levels) under which a 64-px frame is flat (the finder's blank_std)
 
 
 def _fine(gray: np.ndarray) -> np.ndarray:
