@@ -260,7 +260,7 @@ def ocr_shard(clips, cfg: dict) -> dict:
                 flat = read_frames_at(
                     sized[0].source_path,
                     [t for ts in times for t in ts],
-                    size=_capped(sized[0], cfg["max_side"]),
+                    size=ocr_size(int(sized[0].width), int(sized[0].height), cfg["max_side"]),
                     fmt="bgr",
                 )
             except VideoError as exc:
@@ -279,10 +279,10 @@ def ocr_shard(clips, cfg: dict) -> dict:
     return out
 
 
-def _capped(clip, max_side: int) -> tuple[int, int]:
-    """The OCR frame's size: the clip's display size, its longest side capped at ``max_side``
-    (a frame of non-square pixels is read at its display aspect, as the scan reads it)."""
-    w, h = int(clip.width), int(clip.height)
+def ocr_size(w: int, h: int, max_side: int) -> tuple[int, int]:
+    """The OCR frame's size for a picture of display size ``w`` x ``h``: its longest side capped
+    at ``max_side``. The scan and the seek modes both read OCR frames at the display aspect (a
+    frame of non-square pixels as a viewer sees it)."""
     s = min(1.0, max_side / max(w, h))
     return max(2, round(w * s)), max(2, round(h * s))
 

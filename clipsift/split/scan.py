@@ -34,11 +34,12 @@ import pandas as pd
 from av.video.frame import PictureType
 
 from ..filters.flash import decay_frames, edge_flashes, find_flashes
+from ..filters.ocr import ocr_size
 from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
 from .detectors import make_detector
-from .transitions import FINE, TransitionFinder, cut_out, shifted_similarity
+from .transitions import TransitionFinder, cut_out, fine_frame, shifted_similarity
 
 log = logging.getLogger(__name__)
 
@@ -431,13 +432,10 @@ def _scene_bounds(
 
 
 def _ocr_width(fr, max_side: int) -> int | None:
-    """Display width of the OCR frame: the display size (non-square pixels made square), its
-    longest side capped at ``max_side``; None where that is the decoded frame as it is. Text in
-    an anamorphic frame is squeezed (by 3/4 in HDV's 1440x1080); below the cap it was read so,
-    and the row's size was the coded one."""
-    w, h = fr.display_size()
-    if max(w, h) > max_side:
-        return max(2, round(w * max_side / max(w, h)))
+    """Display width of the OCR frame (:func:`~clipsift.filters.ocr.ocr_size`); None where that
+    is the decoded frame as it is. Text in an anamorphic frame is squeezed (by 3/4 in HDV's
+    1440x1080); below the cap it was read so, and the row's size was the coded one."""
+    w, h = ocr_size(*fr.display_size(), max_side)
     f = fr.av_frame
     coded = (f.height, f.width) if fr.rotation in (90, 270) else (f.width, f.height)
     return None if (w, h) == coded else w
@@ -495,9 +493,7 @@ FLAT = 3.0  # gray std (levels) under which a 64-px frame is flat (the finder's 
 
 
 def _fine(gray: np.ndarray) -> np.ndarray:
-    h, w = gray.shape[:2]
-    size = (FINE, max(2, round(h * FINE / w)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return fine_frame(gray).astype(np.float32)
 
 
 def merge_flash_cuts(bounds: list[tuple[int, int]], flash: set[int]) -> list[tuple[int, int]]:

@@ -94,8 +94,7 @@ class TransitionFinder:
         without gaps. ``levels``: the luma a viewer sees by coded level (an HDR frame's SDR
         levels, ``Frame.sdr_table``), for what is near black or white: PQ codes its white at
         about 144."""
-        h, w = gray.shape[:2]
-        small = cv2.resize(gray, (FINE, max(2, round(h * FINE / w))), interpolation=cv2.INTER_AREA)
+        small = fine_frame(gray)
         if self._fine is None:
             self._fine = np.empty((self._size, small.size), np.float32)
             self._fine8 = np.empty((self._size, small.size), np.uint8)
@@ -473,6 +472,12 @@ CARRIED = 0.1
 # failed the residual test and stayed inside clips. Smoothed by 1 px, a 90-px/s pan's frames
 # differ from the prediction by 0.6 levels instead of 3.4 while the shots still differ by 12
 SMOOTH = 1.0
+
+
+def fine_frame(gray: np.ndarray) -> np.ndarray:
+    """``gray`` (uint8, any size) at the ``FINE`` px width the finder compares frames at."""
+    h, w = gray.shape[:2]
+    return cv2.resize(gray, (FINE, max(2, round(h * FINE / w))), interpolation=cv2.INTER_AREA)
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
