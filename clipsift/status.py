@@ -5,7 +5,8 @@ Per stage: shards done, jobs running, what went in and what came out (videos, sc
 kept clips), errors (of ingest and of the scan: a video that opened but could not be read
 through), the time of the first and the last done output, and the throughput in
 video-seconds per wall-second. Below the table: video errors by reason and clip rejections by
-reason.
+reason. Once the export is done: the clips in the dataset, and the kept clips the export could
+not write (``export_failed``; the dataset then holds fewer clips than selection kept).
 
 Only complete files count. Every output is written to a temporary name (``.{name}.XXXX``) and
 renamed into place, so a file under its final name is complete; a file that disappears while it
@@ -37,6 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from .config import with_defaults
@@ -128,6 +130,8 @@ class RunStatus:
     kept: int
     running_other: int = 0
     failed: list[FailedJob] = field(default_factory=list)
+    exported: int | None = None  # clips in the dataset (None: no export yet, or unreadable)
+    export_failed: int = 0  # kept clips whose file the export could not write
 
 
 def collect(
@@ -161,6 +165,7 @@ def collect(
 
     export = results / "dataset" / "metadata.parquet"
     export_done = export.stat().st_mtime if export.exists() else None
+    exported, export_failed = _exported(export) if export_done else (None, 0)
     video_errors: Counter = Counter()
     rejections: Counter = Counter()
     for shard in names:
@@ -179,7 +184,23 @@ def collect(
         kept=sum(i.kept for i in sel),
         running_other=sum(running.values()),
         failed=failed_jobs(results),
+        exported=exported,
+        export_failed=export_failed,
     )
+
+
+def _exported(meta: Path) -> tuple[int | None, int]:
+    """Clips in the dataset and kept clips the export failed to write, from its
+    ``metadata.parquet``: selection's kept count overstates the dataset when an export fails."""
+    try:
+        cols = set(pq.read_schema(meta).names)
+        df = pd.read_parquet(meta, columns=[c for c in ("keep", "export.error") if c in cols])
+    except READ_ERRORS:
+        return None, 0
+    if "keep" not in df:  # a dataset written by hand or by an older export
+        return len(df), 0
+    failed = int(df["export.error"].notna().sum()) if "export.error" in df else 0
+    return int(df["keep"].fillna(False).astype(bool).sum()), failed
 
 
 # ----------------------------------------------------------------------------- failed jobs

@@ -40,6 +40,13 @@ def status_table(
             f"| {_rate(s.shard_seconds)} | {_duration(s.eta)} |"
         )
     export = f"done at {_ts(st.export_done)}" if st.export_done else "not yet"
+    if st.exported is not None:
+        export += f": {st.exported:,} clips in the dataset"
+    if st.export_failed:
+        export += (
+            f"; {st.export_failed:,} kept clips failed to export (reason export_failed in "
+            "dataset/metadata.parquet)"
+        )
     lines += ["", f"export: {export}"]
     if st.clips:
         lines.append(f"clips: {st.kept} kept of {st.clips} judged by select")

@@ -188,6 +188,30 @@ def test_export_done_and_the_cli(midrun, monkeypatch, capsys):
     assert "export: done at" in out and "| ingest | 2/3 | 1 |" in out
 
 
+def test_the_status_counts_the_dataset_and_the_clips_its_export_failed(midrun, monkeypatch, capsys):
+    """Selection's kept count overstated the dataset where a clip's export failed (a tryout's
+    status said 33 kept; the dataset held 32): the export line says what the dataset holds."""
+    res = midrun / "results"
+    meta = pd.DataFrame({
+        "clip_id": ["a0", "a1", "a2", "a3"],
+        "keep": [True, False, True, False],
+        "export.error": [None, "decode error: no frame at 4.2 s", None, None],
+    })  # fmt: skip
+    _parquet(res / "dataset" / "metadata.parquet", meta, T0 + 90)
+    st = collect(res, workdir=midrun)
+    assert (st.exported, st.export_failed) == (2, 1)
+    monkeypatch.chdir(midrun)
+    assert cli_main(["status", "--results", "results"]) == 0
+    out = capsys.readouterr().out
+    assert "2 clips in the dataset; 1 kept clips failed to export" in out
+    # a dataset without the columns (written by hand): its rows, no failures
+    _parquet(res / "dataset" / "metadata.parquet", meta[["clip_id"]], T0 + 90)
+    assert (collect(res, workdir=midrun).exported, collect(res, workdir=midrun).export_failed) == (
+        4,
+        0,
+    )
+
+
 def test_the_cli_reads_the_config_files_of_the_run_as_snakemake_merges_them(midrun):
     """``snakemake --configfile my.yaml`` merges my.yaml over config/config.yaml; clipsift's
     ``--config my.yaml`` read my.yaml alone ("'sources' is a required property" for a file of
