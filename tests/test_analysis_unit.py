@@ -98,6 +98,14 @@ def test_flash_frames_at_a_scene_edge_are_cut_off():
     assert edge_flashes(luma, [(0, 10), (10, 20)], 40.0, 8) == [[9, 9]]
     # the first frames of a video, overexposed while the camera's exposure settles
     assert edge_flashes([230.0, 180.0, 140.0] + b, [(0, 13)], 40.0, 8) == [[0, 2]]
+    # the detector cut inside the flash too: its first frame is a scene of its own, and the
+    # scene after it opens on the faint rest of the decay (+20 levels: 10 % of the way to white)
+    luma = a + [225.0, 170.0, 150.0] + b
+    assert edge_flashes(luma, [(0, 10), (10, 11), (11, 23)], 40.0, 8) == [[10, 12]]
+    assert edge_flashes(luma, [(0, 10), (10, 12), (12, 23)], 40.0, 8) == [[10, 12]]
+    # a one-frame flash the detector cut either side of: B opens at its level, and the flash
+    # frame's scene goes
+    assert edge_flashes(a + [225.0] + b, [(0, 10), (10, 11), (11, 21)], 40.0, 8) == [[10, 10]]
     # nothing to cut: a plain cut to a brighter shot, a shot that brightens by 2 levels a frame
     assert edge_flashes(a + b, [(0, 10), (10, 20)], 40.0, 8) == []
     assert edge_flashes(list(np.arange(60.0, 120.0, 2.0)), [(0, 30)], 40.0, 8) == []

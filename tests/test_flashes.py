@@ -75,6 +75,14 @@ def test_a_flash_that_fades_out_stays_in_its_clip_and_is_counted(tmp_path, cfg, 
         ([Segment(60, seed=1, pan=(2, 0)),
           Segment(60, seed=3, pan=(-2, 0), flashes=(0,), flash_gain=(0.7, 0.35))],
          [(0, 60), (62, 120)]),
+        # ... fading out over three frames, the last 10 % of the way to white: the detector
+        # cut at the first two, and the faint frames opened B's clip (62, 120)
+        ([Segment(60, seed=1, pan=(2, 0)),
+          Segment(60, seed=3, pan=(-2, 0), flashes=(0,), flash_gain=(0.7, 0.35, 0.1))],
+         [(0, 60), (63, 120)]),
+        ([Segment(60, seed=1, pan=(2, 0)),
+          Segment(60, seed=3, pan=(-2, 0), flashes=(0,), flash_gain=(0.9, 0.5, 0.2, 0.1))],
+         [(0, 60), (64, 120)]),
         # A's last frame overexposed, then the cut
         ([Segment(60, seed=1, pan=(2, 0), flashes=(59,), flash_gain=(0.6,)),
           Segment(60, seed=3, pan=(-2, 0))],

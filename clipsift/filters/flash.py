@@ -111,7 +111,9 @@ def edge_flashes(
     - a scene that opens on frames at least ``delta`` brighter (or darker) than the level it
       settles to (two frames within ``delta / 8``) within ``max_decay`` frames, and than the
       frame before the scene, fading towards that level: a flash cut to (an edit's white flash
-      at a cut, a flash the detector cut at, a camera's exposure catching up after a cut);
+      at a cut, a flash the detector cut at, a camera's exposure catching up after a cut). Where
+      the detector cut inside the flash, its frames before the scene go too (a scene of flash
+      frames alone disappears);
     - a scene that closes on a run of frames that jumps at least ``delta`` from the settled
       level before it and never comes back within ``delta / 4`` of it: a flash cut from.
 
@@ -122,17 +124,25 @@ def edge_flashes(
     for a, b in bounds:
         for sign in (1.0, -1.0):
             y = sign * x
-            # opening: the first frame from which two frames agree is the scene's level
-            for k in range(1, min(max_decay, b - a - 2) + 1):
+            # the flash may begin before the scene: the detector also cuts inside its decay
+            # (white, then 0.35 and 0.1 of the way: a cut at each of the first two frames), and
+            # the faint frames left opened the next clip. Its onset is the brightest frame
+            # reached walking back over frames each clearly brighter than the next
+            onset = a
+            while onset > 0 and a - onset < max_decay and y[onset - 1] - y[onset] > delta / 8:
+                onset -= 1
+            # opening: the first frame from which two frames agree is the scene's level (a
+            # scene that opens inside a flash may open on it)
+            for k in range(0 if onset < a else 1, min(max_decay, b - a - 2) + 1):
                 if abs(y[a + k + 1] - y[a + k]) > delta / 8:
                     continue
                 level = y[a + k]
                 if (
-                    y[a] - level >= delta
-                    and (a == 0 or y[a] - y[a - 1] >= delta)
-                    and _decays(y[a : a + k + 1], delta / 20)
+                    y[onset] - level >= delta
+                    and (onset == 0 or y[onset] - y[onset - 1] >= delta)
+                    and _decays(y[onset : a + k + 1], delta / 20)
                 ):
-                    out.append([a, a + k - 1])
+                    out.append([onset, a + k - 1])
                 break
             # closing: a jump from a settled level that lasts to the scene's end
             for k in range(1, min(max_decay, b - a - 3) + 1):
@@ -142,7 +152,7 @@ def edge_flashes(
                 if (y[c:b] - y[c - 1] > delta / 4).all():
                     out.append([c, b - 1])
                 break
-    return sorted(out)
+    return [list(r) for r in sorted({tuple(r) for r in out})]  # a run may be seen from both sides
 
 
 def flash_shard(clips, frames, cfg: dict) -> dict:
