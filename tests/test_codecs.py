@@ -183,3 +183,53 @@ def test_copies_of_short_clips_of_an_avi_with_b_frames_hold_every_frame(tmp_path
         at = [next((k for k, c in enumerate(copied) if mean_abs(c, decoded[i]) < 4), None)
               for i in range(a, a + 5)]  # fmt: skip
         assert None not in at and at == sorted(at), (a, at)
+
+
+@pytest.mark.parametrize(("name", "codec", "pix_fmt", "options"), [
+    ("mjpeg.avi", "mjpeg", "yuvj420p", {"b": "8000000"}),
+    ("mpeg4.avi", "mpeg4", "yuv420p", {"b": "2000000"}),
+])  # fmt: skip
+def test_an_avi_capture_that_dropped_frames_keeps_each_frames_time(
+    tmp_path, pictures, name, codec, pix_fmt, options
+):
+    """A webcam or capture card's AVI that dropped every 10th frame leaves its slot empty.
+    Times counted from the frames put every frame after the first drop early: the shot after
+    the cut started 0.16 s early and its clip, 41 frames spread over 1.8 s, was exported at
+    25 fps to play 1.64 s. Without B-frames the decoder's times hold the slots."""
+    path = tmp_path / name
+    slots = [i for i in range(N) if i % 10 != 9]
+    with av.open(str(path), "w") as oc:
+        s = oc.add_stream(codec, rate=FPS)
+        (s.width, s.height), s.pix_fmt = SIZE, pix_fmt
+        s.codec_context.options = options
+        for i in slots:
+            frame = av.VideoFrame.from_ndarray(pictures[i], format="rgb24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            oc.mux(s.encode(frame))
+        oc.mux(s.encode(None))
+
+    from clipsift.ingest import ingest_shard
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    assert [round(f.time * FPS, 3) for f in iter_frames(path)] == slots
+    items = pd.DataFrame([{"source": "s", "video_id": "v", "uri": str(path), "path": str(path),
+                           "caption": None}])  # fmt: skip
+    source = ingest_shard(items)
+    scenes, frames, _, _ = scan_shard(source, with_defaults("scan", None))
+    split = with_defaults("split", None) | {"min_seconds": 1.0}
+    clips = scenes_to_clips(scenes, source, split, frames)
+    cut = slots.index(CUT)
+    spans = [(c.start_frame, c.end_frame) for c in clips.itertuples()]
+    assert spans == [(0, cut), (cut, len(slots))]
+    assert clips["start_time"].tolist() == pytest.approx([0.0, CUT / FPS])
+    assert clips["last_time"].tolist() == pytest.approx([slots[cut - 1] / FPS, slots[-1] / FPS])
+    assert set(clips["frame_rate_mode"]) == {"variable"}
+    # the second shot's clip, exported as the pipeline exports a variable-rate clip: its frames,
+    # each at its own time, playing as long as the shot
+    clip = clips.iloc[1]
+    out = reencode(str(path), tmp_path / "clip.mp4", clip.start_time, clip.end_time,
+                   variable=True, fps=clip.fps)  # fmt: skip
+    assert out["n_frames"] == len(slots) - cut
+    times = [f.time for f in iter_frames(tmp_path / "clip.mp4")]
+    assert times[-1] == pytest.approx((slots[-1] - CUT) / FPS, abs=1e-3)

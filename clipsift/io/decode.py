@@ -428,7 +428,7 @@ def iter_frames(
         fps = stream_fps(stream) or 30.0
         sar = None  # read once the first frame is decoded (a quick open), then per frame
         follow = container.format.name in BITSTREAM_ASPECT
-        counted = counted_times(container)
+        counted = counted_times(container, stream)
         seek = start and not counted
         if seek:
             frames = seek_decode(container, stream, start, errors)
@@ -524,11 +524,15 @@ def tolerant_decode(container, stream, errors: list[str]) -> Iterator[av.VideoFr
         yield from frames
 
 
-def counted_times(container) -> bool:
-    """Whether frame times must come from counting decoded frames: AVI has no presentation
-    timestamps (with B-frames, PyAV hands out reordered ones), and is constant-rate by design;
-    such a file is decoded from its start, never seeked."""
-    return container.format.name == "avi"
+def counted_times(container, stream) -> bool:
+    """Whether frame times must come from counting decoded frames: AVI with B-frames (MPEG-4
+    Part 2 from DivX and old cameras, H.264) states decode times only, and its decoded frames
+    carry them reordered, a frame slot late; such a file is decoded from its start, never
+    seeked. An AVI without B-frames (MJPEG from webcams and capture cards, MPEG-4 without
+    them, DV) gives every frame its slot's time, skipped slots included: counted, a capture
+    that dropped every 10th frame had every time after its first drop early (a 7.97-s shot
+    read 7.2 s and was exported to play 10 % fast)."""
+    return container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
 
 
 def seek_to(container, stream, at: float) -> None:
@@ -618,7 +622,8 @@ def read_frames_at(
     result: list[np.ndarray | None] = [None] * len(times)
     with open_video(path, quick=True) as (container, stream):
         fps = stream_fps(stream) or 30.0
-        counted = counted_times(container)  # then one pass from the start, in ascending time
+        # counted: one pass from the start, in ascending time
+        counted = counted_times(container, stream)
         follow = container.format.name in BITSTREAM_ASPECT
         decoder = None
         damaged: list[str] = []

@@ -436,7 +436,7 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
     frame or two past ``end``).
     """
     with open_video(src) as (container, stream):
-        if counted_times(container) and stream.codec_context.has_b_frames:
+        if counted_times(container, stream):
             # AVI states decode times only, and packs B-frames with the frame before them: the
             # copies lost their last frame (DivX and old cameras' MPEG-4)
             raise CopyUnsupported("AVI with B-frames has no presentation times to cut by")
