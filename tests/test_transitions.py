@@ -245,6 +245,22 @@ def test_a_dissolve_between_shots_with_a_moving_subject(tmp_path, radius):
     assert score["boundary_error"] <= 1, score
 
 
+def test_a_dissolves_last_frame_is_judged_by_the_clean_frames_past_the_window(tmp_path):
+    """``bench/accuracy.py``'s ``subjects`` at 640x360: the line of its 2-s dissolve under a
+    moving subject ends a frame early in every window that passes, and fewer than 3 of the
+    window's frames lie past it to judge the last (alpha 0.986 of the way), which opened the
+    next clip. Judged against the end frame and its shot's frames past the window, it is left
+    out. (It is 1.6 % of the old shot, at the measure's noise: in a render at 320x180 it is
+    still kept, see docs/clips.md.)"""
+    segs = [Segment(75, seed=310, pan=(1.2, 0.4), subject=(0.2, 9.0)),
+            Segment(105, seed=311, pan=(-1.0, 0.6), subject=(0.15, 7.2), dissolve=30),
+            Segment(135, seed=312, pan=(0.8, -0.5), subject=(0.1, 9.0), dissolve=60)]  # fmt: skip
+    truth = render_video(tmp_path / "s.mp4", segs, fps=30, size=(640, 360))
+    found = scenes_of(tmp_path / "s.mp4", 30)
+    assert found[-1] == (240, 315), found
+    assert score_scenes(truth, found, min_frames=15)["dirty"] == 0, found
+
+
 @pytest.mark.parametrize("fps", [24, 30, 60])
 def test_a_shot_cut_to_and_then_faded_out_is_kept(tmp_path, fps):
     """A hard cut to a shot that fades out 2 s later, then fades in to a shot cut away from 2 s

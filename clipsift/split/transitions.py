@@ -245,8 +245,9 @@ class TransitionFinder:
         # slow dissolve's decoded ramp runs that much late), and a shot's motion is measured
         # with some error. Each end widens over the frames that stand out from the clean frames
         # beyond them
-        lo = _widen_start(alpha, lo)
-        hi = len(alpha) - 1 - _widen_start(1.0 - alpha[::-1], len(alpha) - 1 - hi)
+        lo = self._widen(alpha, lo, s, e, va, vb, change, fit, slope, -1)
+        hi = len(alpha) - 1 - self._widen(1.0 - alpha[::-1], len(alpha) - 1 - hi, s, e, va, vb,
+                                          change, fit, slope, 1)  # fmt: skip
         # a blend's faint end can lie past the window's own: the windows that hold it may fail
         # (the contrast test, on a shot whose contrast changes as it moves in), and the one
         # that passes starts a frame or two inside the ramp (a fade-out's frames at 95 and 90 %
@@ -259,6 +260,23 @@ class TransitionFinder:
             last += self._widen_past(fit, s, e, va, vb, change, slope, 1)
         self._marked.update(range(first, last + 1))
         return ""
+
+    def _widen(self, ramp, lo, s, e, va, vb, change, fit, step, way) -> int:
+        """:func:`_widen_start` at the window's start (``way`` -1; ``ramp`` its alpha) or end
+        (1; ``ramp`` 1 - alpha, reversed). Where fewer than 3 of the window's frames lie beyond
+        the line's end, the clean frames to judge by are the end frame and its shot's frames
+        past it: the line of a 2-s dissolve under a moving subject ended a frame early, and its
+        last frame (alpha 0.986) opened the next clip, with no frame left to judge it by."""
+        if lo >= 4 or lo == 0:
+            return _widen_start(ramp, lo)
+        end = s if way < 0 else e
+        n = self._same_shot(end, way, change)
+        if n < 3:
+            return _widen_start(ramp, lo)
+        beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
+        beyond = beyond.astype(np.float64) if way < 0 else 1.0 - beyond.astype(np.float64)
+        ext = np.concatenate((beyond, [0.0], ramp))  # the end frame: 0 by the fit's definition
+        return max(0, _widen_start(ext, lo + n + 1, floor=max(0.01, 0.5 * step)) - n - 1)
 
     def _widen_past(self, fit, s, e, va, vb, change, step, way) -> int:
         """How many frames past the window's inner frames, its end frame first, are part of
