@@ -10,13 +10,14 @@ interlaced fields in MPEG-TS (pans, a dissolve, a fade), which every reader dein
 edit with a hard cut to a shot that fades out 2.5 s later, and a fade in 2.5 s before a cut; an
 anamorphic video (SAR 64:45, PAL DVD's 16:9) with a hard cut and a dissolve; fast pans over
 fine texture with hard cuts between them; dissolves between pans over fine texture; and
-dissolves and a dip to black between shots that a subject crosses on its own. Each video has
+dissolves and a dip to black between shots that a subject crosses on its own; whip pans of 8, 4
+and 2 frames between shots (the cut hidden in the blur). Each video has
 one container; ``--containers all`` renders every video in MP4, MKV, WebM and MPEG-TS (WebM
 less the interlaced and the anamorphic video, see :func:`in_every_container`).
 
 For each detector setting it runs the scan and the split with the schema's defaults and prints:
 - cut recall: rendered hard cuts with a scene boundary within one frame;
-- dirty clips: kept clips that hold a fade or dissolve frame or span a cut (should be 0);
+- dirty clips: kept clips that hold a fade, dissolve or whip frame or span a cut (should be 0);
 - timing error: the largest distance (frames) between a true shot long enough to keep and the
   kept clip that overlaps it most, at either end (the split's windows of ``max_seconds`` are not
   counted: each shot's first and last clip are compared with its ends);
@@ -196,6 +197,16 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(90, seed=314, subject=(0.2, 9.0 * k), fade_in=15),
     ]
     out.append({"name": "subjects.mkv", "segments": subjects, "fps": 30})
+    # whip pans: a shot swings away, blurred, another swings in (the cut hides in the blur),
+    # over 8, 4 and 2 frames; every whip frame changed as much as the cut, and 5 of 7 such
+    # edits in a tryout were no cut
+    whips = [
+        Segment(75, seed=320, pan=(1.0 * k, 0)),
+        Segment(90, seed=321, pan=(1.0 * k, 0.3 * k), whip=8),
+        Segment(80, seed=322, pan=(-0.8 * k, 0), texture="foliage", whip=4),
+        Segment(75, seed=323, pan=(0, 0.6 * k), whip=2),
+    ]
+    out.append({"name": "whips.mp4", "segments": whips, "fps": 30})
     return out if containers == "mixed" else in_every_container(out)
 
 

@@ -40,6 +40,10 @@ class Segment:
     wipe: int = 0  # first frames wiping in over the previous scene (which keeps moving)
     wipe_shape: str = "right"  # the edge of the wipe: "right" (a vertical edge moving right),
     #                            "down" (a horizontal one moving down) or "iris" (a growing circle)
+    # first frames of a whip pan from the previous scene: it swings away over the first half
+    # (still moving on its own), this scene swings in over the rest, at up to WHIP_SPEED of the
+    # width per frame, each frame blurred along the swing; the cut hides in the blur
+    whip: int = 0
     texture: str = "shapes"  # "shapes", "flat" (a smooth gradient: sky, wall) or a kind of
     #                          clipsift.textures (busy, textless: fractal, foliage, ...)
     noise: float = 0.0  # sensor noise: Gaussian sigma in levels, new on every frame
@@ -175,13 +179,15 @@ def all_frames(segments: list[Segment], w: int, h: int):
     tail: list[np.ndarray] = []  # the previous scene's frames past its end, for a dissolve
     for k, seg in enumerate(segments):
         nxt = segments[k + 1] if k + 1 < len(segments) else None
-        extra = (nxt.dissolve or nxt.wipe) if nxt else 0
+        extra = (nxt.dissolve or nxt.wipe or nxt.whip) if nxt else 0
         frames = segment_frames(seg, w, h, extra)
         for t in range(seg.frames):
             img = next(frames)
             if t < len(tail):
                 a = (t + 1) / (len(tail) + 1)
-                if seg.wipe:
+                if seg.whip:
+                    img = whip_frame(tail[t] if t < seg.whip // 2 else img, t, seg.whip, w)
+                elif seg.wipe:
                     img = np.where(wipe_mask(seg.wipe_shape, a, w, h)[..., None], img, tail[t])
                 else:
                     img = cv2.addWeighted(tail[t], 1.0 - a, img, a, 0.0)
@@ -190,6 +196,26 @@ def all_frames(segments: list[Segment], w: int, h: int):
 
 
 WIPE_SHAPES = ("right", "down", "iris")
+WHIP_SPEED = 0.22  # a whip's fastest frame moves by this share of the width (140 px at 640)
+
+
+def whip_frame(img: np.ndarray, t: int, d: int, w: int) -> np.ndarray:
+    """Frame ``t`` of a ``d``-frame whip pan: over the first half the old scene's frame ``img``
+    swings away, faster each frame, over the rest the new one swings in, slower each frame to
+    where it rests; shifted (reflected at the edges) and blurred along the swing by as many
+    pixels as it moves in the frame."""
+    half, rest = d // 2, d - d // 2
+    peak = WHIP_SPEED * w
+    if t < half:
+        speeds = [peak * (k + 1) / half for k in range(half)]
+        v, shift = speeds[t], sum(speeds[: t + 1])
+    else:
+        speeds = [peak * (rest - j) / rest for j in range(rest)]
+        v, shift = speeds[t - half], -sum(speeds[t - half + 1 :])
+    mat = np.float32([[1, 0, -shift], [0, 1, 0]])
+    out = cv2.warpAffine(img, mat, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT101)
+    k = max(1, round(v))
+    return cv2.blur(out, (k, 1)) if k > 1 else out
 
 
 def wipe_mask(shape: str, a: float, w: int, h: int) -> np.ndarray:
@@ -207,10 +233,12 @@ def wipe_mask(shape: str, a: float, w: int, h: int) -> np.ndarray:
 def check_segment(seg: Segment, w: int, h: int) -> None:
     if seg.frames < 1:
         raise ValueError("a segment needs at least one frame")
-    if seg.fade_in + seg.fade_out + seg.dissolve + seg.wipe > seg.frames:
-        raise ValueError("fade_in + fade_out + dissolve + wipe longer than the segment")
-    if seg.dissolve and seg.wipe:
-        raise ValueError("a segment starts with a dissolve or a wipe, not both")
+    if seg.fade_in + seg.fade_out + seg.dissolve + seg.wipe + seg.whip > seg.frames:
+        raise ValueError("fade_in + fade_out + dissolve + wipe + whip longer than the segment")
+    if sum(bool(v) for v in (seg.dissolve, seg.wipe, seg.whip)) > 1:
+        raise ValueError("a segment starts with one of a dissolve, a wipe or a whip")
+    if seg.whip == 1:
+        raise ValueError("a whip swings out and in: at least 2 frames")
     if seg.wipe_shape not in WIPE_SHAPES:
         raise ValueError(f"wipe_shape {seg.wipe_shape!r}: one of {', '.join(WIPE_SHAPES)}")
     if seg.fade_color not in ("black", "white"):

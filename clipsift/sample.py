@@ -188,11 +188,12 @@ def _stream(container, webm: bool, rate, coded: tuple[int, int], crf: int, prese
 
 
 def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dict:
-    cuts, fades, dissolves, wipes, flash_frames, texts, segs = [], [], [], [], [], [], []
+    cuts, fades, dissolves, wipes, whips, flash_frames, texts, segs = [], [], [], [], [], [], [], []
     start = 0
     for k, seg in enumerate(segments):
         end = start + seg.frames
-        if k and not segments[k - 1].fade_out and not (seg.fade_in or seg.dissolve or seg.wipe):
+        gradual = seg.fade_in or seg.dissolve or seg.wipe or seg.whip
+        if k and not segments[k - 1].fade_out and not gradual:
             cuts.append(start)
         if seg.fade_in:
             fades.append([start, start + seg.fade_in - 1])
@@ -202,6 +203,8 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
             dissolves.append([start, start + seg.dissolve - 1])
         if seg.wipe:
             wipes.append([start, start + seg.wipe - 1])
+        if seg.whip:
+            whips.append([start, start + seg.whip - 1])
         flash_frames += sorted(
             start + f + i for f in seg.flashes for i, g in enumerate(seg.flash_gain) if g > 0
         )
@@ -223,6 +226,7 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
                 "dissolve": seg.dissolve,
                 "wipe": seg.wipe,
                 "wipe_shape": seg.wipe_shape if seg.wipe else None,
+                "whip": seg.whip,
                 "text": seg.text,
                 "texture": seg.texture,
                 "noise": seg.noise,
@@ -248,8 +252,9 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
         "fades": fades,
         "dissolves": dissolves,
         "wipes": wipes,
-        # [first, last] frames that belong to no clean scene (fades, dissolves and wipes)
-        "transitions": sorted(fades + dissolves + wipes),
+        "whips": whips,
+        # [first, last] frames that belong to no clean scene (fades, dissolves, wipes, whips)
+        "transitions": sorted(fades + dissolves + wipes + whips),
         "flash_frames": flash_frames,
         "text": texts,
         "segments": segs,
@@ -258,7 +263,7 @@ def _ground_truth(path, segments, rate, w, h, rotation, coded_w, coded_h) -> dic
 
 
 def _transition_frames(truth: dict) -> np.ndarray:
-    """True for every frame of a fade, dissolve or wipe (older ground truth: fades only), plus one
+    """True for every frame of a fade, dissolve, wipe or whip (older ground truth: fades only), plus one
     False past the end."""
     bad = np.zeros(truth["n_frames"] + 1, bool)
     for first, last in truth.get("transitions", truth["fades"]):
@@ -268,7 +273,7 @@ def _transition_frames(truth: dict) -> np.ndarray:
 
 def true_shots(truth: dict) -> list[tuple[int, int]]:
     """The clean shots ``[start, end)`` of a rendered video: frames between hard cuts that are
-    not part of a fade, a dissolve or a wipe (what a perfect splitter keeps)."""
+    not part of a fade, a dissolve, a wipe or a whip (what a perfect splitter keeps)."""
     n = truth["n_frames"]
     bad = _transition_frames(truth)
     edges = set(truth["cuts"])

@@ -245,6 +245,29 @@ def test_a_dissolve_between_shots_with_a_moving_subject(tmp_path, radius):
     assert score["boundary_error"] <= 1, score
 
 
+@pytest.mark.parametrize(("whip", "texture"), [(8, "shapes"), (4, "shapes"), (2, "shapes"),
+                                               (6, "foliage")])  # fmt: skip
+def test_a_whip_pan_between_two_shots_is_left_out(tmp_path, whip, texture):
+    """A whip pan: shot A swings away, blurred, and shot B swings in; the cut hides in the blur.
+    Every whip frame changes as much as the cut does, so the detector saw no cut at 4-8 frames
+    (one clip of both shots, as in 5 of 7 tryout whips) and cut inside a 2-frame one (each
+    clip kept a blurred frame). A run of big steps between two calm shots that are different
+    pictures is a transition: its frames belong to no clip."""
+    segs = [Segment(75, seed=4, pan=(0.5, 0), texture=texture),
+            Segment(75, seed=6, pan=(0.5, 0.15), texture=texture, whip=whip)]  # fmt: skip
+    truth = render_video(tmp_path / "w.mp4", segs, fps=30, size=SIZE)
+    assert (truth["cuts"], truth["transitions"]) == ([], [[75, 75 + whip - 1]])
+    assert scenes_of(tmp_path / "w.mp4", 30) == [(0, 75), (75 + whip, 150)]
+
+
+def test_a_swing_back_to_the_same_picture_is_one_shot(tmp_path):
+    """The same run of blurred frames between two views of one picture (a camera swung away
+    and back, a shake) is no transition: the frames either side are one picture moved."""
+    segs = [Segment(75, seed=4, pan=(0.5, 0)), Segment(75, seed=4, pan=(0.5, 0), whip=6)]
+    render_video(tmp_path / "w.mp4", segs, fps=30, size=SIZE)
+    assert scenes_of(tmp_path / "w.mp4", 30) == [(0, 150)]
+
+
 def test_a_dissolves_last_frame_is_judged_by_the_clean_frames_past_the_window(tmp_path):
     """``bench/accuracy.py``'s ``subjects`` at 640x360: the line of its 2-s dissolve under a
     moving subject ends a frame early in every window that passes, and fewer than 3 of the
