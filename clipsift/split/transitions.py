@@ -37,7 +37,9 @@ second of 240-fps video costs about what it does at 60 fps.
 
 from __future__ import annotations
 
+import collections
 import functools
+import statistics
 
 import cv2
 import numpy as np
@@ -98,6 +100,7 @@ class TransitionFinder:
         # runs waiting for ``lag`` frames after them
         self._burst_len = max(2, round(BURST_SECONDS * fps))
         self._run: list | None = None
+        self._recent: collections.deque = collections.deque(maxlen=self.lag)  # the last steps
         self._closed: list[tuple[int, int]] = []
 
     def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
@@ -146,16 +149,17 @@ class TransitionFinder:
             run[1] = i
             if i - run[0] >= self._burst_len:  # too long for a whip: a fast camera move
                 run[3] = True
+            self._recent.append(step)
             return
         if run is not None:
             self._run = None
             if not run[3]:
                 self._closed.append((run[0], run[1]))
-        if i >= 2:
-            before = self._step[np.arange(max(1, i - self.lag), i) % self._size]
-            limit = max(BURST_FLOOR, BURST_RATIO * float(np.median(before)))
-            if step >= limit and run is None:
+        if self._recent and run is None:
+            limit = max(BURST_FLOOR, BURST_RATIO * statistics.median(self._recent))
+            if step >= limit:
                 self._run = [i, i, limit, False]
+        self._recent.append(step)
         while self._closed and i - self._closed[0][1] >= self.lag:
             self._burst(*self._closed.pop(0), self.lag)
 
