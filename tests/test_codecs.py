@@ -33,6 +33,9 @@ CODECS = [
     ("mpeg2.ts", "mpeg2video", "yuv420p", {"b": "3000000"}, {"gop_size": 15, "max_b_frames": 2}),
     ("mjpeg.avi", "mjpeg", "yuvj420p", {"b": "8000000"}, {}),
     ("mpeg4.avi", "mpeg4", "yuv420p", {"b": "2000000"}, {"max_b_frames": 2}),
+    # H.264 in AVI without B-frames (cameras, screen recorders, ffmpeg -bf 0): FFmpeg gives each
+    # frame a pts one slot late
+    ("h264.avi", "libx264", "yuv420p", {"x264-params": "bframes=0", "crf": "12"}, {}),
     ("prores.mov", "prores_ks", "yuv422p10le", {}, {}),
     # DNxHR is BT.709 by definition: FFmpeg's decoder tags its frames so
     ("dnxhr.mov", "dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, {"colorspace": 1}),

@@ -528,10 +528,10 @@ def counted_times(container, stream) -> bool:
     """Whether frame times must come from counting decoded frames: AVI with B-frames (MPEG-4
     Part 2 from DivX and old cameras, H.264) states decode times only, and its decoded frames
     carry them reordered, a frame slot late; such a file is decoded from its start, never
-    seeked. An AVI without B-frames (MJPEG from webcams and capture cards, MPEG-4 without
-    them, DV) gives every frame its slot's time, skipped slots included: counted, a capture
-    that dropped every 10th frame had every time after its first drop early (a 7.97-s shot
-    read 7.2 s and was exported to play 10 % fast)."""
+    seeked. In an AVI without B-frames (MJPEG from webcams and capture cards, MPEG-4 without
+    them, DV, H.264) each frame's decode timestamp is its slot, skipped slots included
+    (:func:`frame_time`): counted, a capture that dropped every 10th frame had every time after
+    its first drop early (a 7.97-s shot read 7.2 s and was exported to play 10 % fast)."""
     return container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
 
 
@@ -584,11 +584,26 @@ def seek_decode(
 
 
 def frame_time(av_frame, stream) -> float:
-    """Seconds from the start of the stream (pts minus the stream's start time)."""
-    if av_frame.pts is None:
+    """Seconds from the start of the stream (pts minus the stream's start time). In an AVI
+    without B-frames (:func:`counted_times` has the others), the frame's decode timestamp: its
+    slot, a dropped frame's slot left empty. FFmpeg gives H.264 in AVI a pts one slot late."""
+    ts = av_frame.pts
+    if av_frame.dts is not None and slot_clock(stream):
+        ts = av_frame.dts
+    if ts is None:
         return float(av_frame.time or 0.0)
     start = stream.start_time or 0
-    return float((av_frame.pts - start) * stream.time_base)
+    return float((ts - start) * stream.time_base)
+
+
+def slot_clock(stream) -> bool:
+    """Whether a stream times its frames by decode timestamps (AVI without B-frames)."""
+    container = getattr(stream, "container", None)
+    return (
+        container is not None
+        and container.format.name == "avi"
+        and not stream.codec_context.has_b_frames
+    )
 
 
 def _earlier_is_nearer(earlier: float, later: float, target: float) -> bool:

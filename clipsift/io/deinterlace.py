@@ -75,7 +75,7 @@ def _pulled(graph: av.filter.Graph, pending: deque) -> Iterator[av.VideoFrame]:
         except (av.BlockingIOError, av.EOFError):
             return
         source = pending.popleft()
-        out.pts, out.time_base = source.pts, source.time_base
+        out.pts, out.dts, out.time_base = source.pts, source.dts, source.time_base
         yield out
 
 

@@ -26,6 +26,7 @@ from ..io.decode import (
     open_video,
     reason,
     seek_to,
+    slot_clock,
     stream_fps,
 )
 from ..io.hdr import hdr_transfer
@@ -442,6 +443,9 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
             raise CopyUnsupported("AVI with B-frames has no presentation times to cut by")
         tb = stream.time_base
         zero = stream.start_time or 0  # times are from the stream's start, packets' are not
+        # an AVI without B-frames shows each packet at its decode time, its slot (H.264's pts
+        # is a slot late there: the copy lost the clip's last frame)
+        slots = slot_clock(stream)
 
         def secs(ts) -> float:
             return float((ts - zero) * tb)
@@ -452,6 +456,8 @@ def stream_copy(src: str, dest: Path, start: float, end: float) -> None:
             seek_to(container, stream, at)
             packets = []
             for packet in container.demux(stream):
+                if slots and packet.dts is not None:
+                    packet.pts = packet.dts
                 # Matroska leaves the first packet's decode time out where B-frames follow
                 # (filled in below): skipping it skipped the video's first keyframe
                 decoded_at = packet.dts if packet.dts is not None else packet.pts
