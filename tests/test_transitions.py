@@ -15,6 +15,7 @@ from clipsift.sample import Segment, render_video, score_scenes
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.scan import FRAME_COLUMNS, scan_video
 from clipsift.split.transitions import TransitionFinder, _refined_motion, cut_out
+from clipsift.textures import busy_texture
 
 SIZE = (320, 180)
 
@@ -266,6 +267,29 @@ def test_a_swing_back_to_the_same_picture_is_one_shot(tmp_path):
     segs = [Segment(75, seed=4, pan=(0.5, 0)), Segment(75, seed=4, pan=(0.5, 0), whip=6)]
     render_video(tmp_path / "w.mp4", segs, fps=30, size=SIZE)
     assert scenes_of(tmp_path / "w.mp4", 30) == [(0, 150)]
+
+
+@pytest.mark.parametrize("texture", ["foliage", "stone"])
+@pytest.mark.parametrize(("share", "frames"), [(0.7, 8), (1.0, 14)])
+def test_a_fast_swing_inside_one_shot_is_no_whip(texture, share, frames):
+    """A camera swung by most of a frame or more in a few blurred frames (up to 0.14 of the
+    width a frame), within one shot: the frames either side share too little to align, so
+    they read as two pictures and the whip rule cut the swing out (review). Each frame of it
+    is the one before moved, so no cut hides in it. (Swings blurred over 0.16 of the width a
+    frame or more leave no frame aligned to the next, and are cut out as whips: docs/clips.md.)"""
+    canvas = cv2.cvtColor(busy_texture(texture, 8, 180, 320 * 4), cv2.COLOR_RGB2GRAY)
+    xs = [0.5 * i for i in range(60)]
+    for k in range(frames):  # eased: slow, fast, slow
+        xs.append(xs[59] + share * 320 * (0.5 - 0.5 * np.cos(np.pi * (k + 1) / frames)))
+    xs += [xs[-1] + 0.5 * (k + 1) for k in range(90 - frames)]
+    finder = TransitionFinder(30.0)
+    for i, x in enumerate(xs):
+        step = abs(x - xs[i - 1]) if i else 0.0
+        picture = canvas[:, int(x) : int(x) + 320]
+        if step > 2:  # blurred along the swing by as far as it moved
+            picture = cv2.blur(picture, (int(step), 1))
+        finder.push(i, picture)
+    assert finder.finish() == []
 
 
 def test_a_dissolves_last_frame_is_judged_by_the_clean_frames_past_the_window(tmp_path):

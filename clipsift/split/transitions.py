@@ -25,8 +25,8 @@ levels) belong to no clip either.
 A whip pan is no blend: shot A swings away in a few blurred frames and shot B swings in, the
 cut hidden in the blur. Each of its frames changes as much as the cut, so a cut detector sees
 no cut. The finder also follows the mean step between its 64-px frames: a short run of steps
-far over those before it, calm again after, between two different pictures, is a transition
-too (:meth:`TransitionFinder._burst`).
+far over those before it, calm again after, between two different pictures, with a cut hidden
+in it, is a transition too (:meth:`TransitionFinder._burst`).
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 9-19 ms on footage with a transition every 3 s
@@ -86,7 +86,8 @@ class TransitionFinder:
         # fps with a transition every 3 s
         self.stride = max(1, int(fps // 50))
         # ring buffers by frame index: a window and ``lag`` frames before and after it
-        self._size = self.lengths[-1] + 2 * self.lag + 3
+        self._burst_len = max(2, round(BURST_SECONDS * fps))
+        self._size = max(self.lengths[-1], self._burst_len) + 2 * self.lag + 3
         self._count = 0  # frames pushed
         self._fine: np.ndarray | None = None  # 64 px gray frames, flattened
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
@@ -98,7 +99,6 @@ class TransitionFinder:
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
         # bursts (whip pans): the open run of big steps [first, last, threshold], and closed
         # runs waiting for ``lag`` frames after them
-        self._burst_len = max(2, round(BURST_SECONDS * fps))
         self._run: list | None = None
         self._recent: collections.deque = collections.deque(maxlen=self.lag)  # the last steps
         self._closed: list[tuple[int, int]] = []
@@ -169,10 +169,12 @@ class TransitionFinder:
         such a run between two calm shots. No frame in it is a blend of the shots, and the
         cut detector saw each of its frames change as much as the cut (5 of 7 tryout whips
         were no cut: both shots in one clip). Where the steps after it are calm again (their
-        median under the run's by ``BURST_RATIO``) and the frames either side of it are two
+        median under the run's by ``BURST_RATIO``), the frames either side of it are two
         pictures (not one shot moved: :func:`shifted_similarity` at most ``max_similarity``,
-        and ``min_change`` apart), its frames but the last belong to no clip. A flash, a shake
-        or a quick move inside one shot leaves the same picture either side."""
+        and ``min_change`` apart), and two neighbouring frames in it are no picture moved (the
+        hidden cut: under ``HIDDEN_CUT``), its frames but the last belong to no clip. A flash or
+        a shake leaves the same picture either side; a swing inside one shot moves each frame
+        on from the one before."""
         if last - first < 1 or first < 2:
             return
         size = self._size
@@ -184,6 +186,14 @@ class TransitionFinder:
         if float(np.abs(a - b).mean()) < self.min_change:
             return
         if shifted_similarity(a, b) > self.max_similarity:
+            return
+        # and a cut hides in it: some frame is no picture of the one before moved. The ends'
+        # own test cannot tell a swing of half the frame or more inside one shot (the ends
+        # share too little to align): such swings scored 0.51-0.92 frame to frame, whips 0.03
+        # or less at their cut
+        frames = [a] + [self._sharp(k) for k in range(first, last)] + [b]
+        pairs = zip(frames[:-1], frames[1:], strict=True)
+        if min(shifted_similarity(x, y) for x, y in pairs) > HIDDEN_CUT:
             return
         self._marked.update(range(first, last))
 
@@ -548,6 +558,8 @@ FINE = 64  # width (px) of the frames the finder compares
 BURST_RATIO = 3.0
 BURST_FLOOR = 4.0
 BURST_SECONDS = 0.5
+# a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
+HIDDEN_CUT = 0.3
 # how far a fade's alpha from a frame's mean and from its contrast may disagree
 # (TransitionFinder._fade_fit)
 FADE_AGREEMENT = 0.1
