@@ -194,12 +194,18 @@ def _exported(meta: Path) -> tuple[int | None, int]:
     ``metadata.parquet``: selection's kept count overstates the dataset when an export fails."""
     try:
         cols = set(pq.read_schema(meta).names)
-        df = pd.read_parquet(meta, columns=[c for c in ("keep", "export.error") if c in cols])
+        df = pd.read_parquet(meta, columns=[c for c in ("keep", "rejections") if c in cols])
     except READ_ERRORS:
         return None, 0
     if "keep" not in df:  # a dataset written by hand or by an older export
         return len(df), 0
-    failed = int(df["export.error"].notna().sum()) if "export.error" in df else 0
+    failed = 0  # by the rejection: a duplicate whose export failed keeps its export.error
+    if "rejections" in df:
+        failed = sum(
+            any(r.get("test") == "export_failed" for r in rs)
+            for rs in df["rejections"]
+            if rs is not None
+        )
     return int(df["keep"].fillna(False).astype(bool).sum()), failed
 
 

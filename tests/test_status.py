@@ -192,10 +192,13 @@ def test_the_status_counts_the_dataset_and_the_clips_its_export_failed(midrun, m
     """Selection's kept count overstated the dataset where a clip's export failed (a tryout's
     status said 33 kept; the dataset held 32): the export line says what the dataset holds."""
     res = midrun / "results"
+    failed = reasons.export_failed("decode error: no frame at 4.2 s")
     meta = pd.DataFrame({
-        "clip_id": ["a0", "a1", "a2", "a3"],
-        "keep": [True, False, True, False],
-        "export.error": [None, "decode error: no frame at 4.2 s", None, None],
+        "clip_id": ["a0", "a1", "a2", "a3", "a4"],
+        "keep": [True, False, True, False, False],
+        "export.error": [None, failed["detail"], None, None, "decode error"],
+        # a4: a duplicate whose export failed too is counted as the duplicate it is
+        "rejections": [[], [failed], [], [], [reasons.duplicate("a0")]],
     })  # fmt: skip
     _parquet(res / "dataset" / "metadata.parquet", meta, T0 + 90)
     st = collect(res, workdir=midrun)
@@ -206,10 +209,8 @@ def test_the_status_counts_the_dataset_and_the_clips_its_export_failed(midrun, m
     assert "2 clips in the dataset; 1 kept clips failed to export" in out
     # a dataset without the columns (written by hand): its rows, no failures
     _parquet(res / "dataset" / "metadata.parquet", meta[["clip_id"]], T0 + 90)
-    assert (collect(res, workdir=midrun).exported, collect(res, workdir=midrun).export_failed) == (
-        4,
-        0,
-    )
+    hand = collect(res, workdir=midrun)
+    assert (hand.exported, hand.export_failed) == (5, 0)
 
 
 def test_the_cli_reads_the_config_files_of_the_run_as_snakemake_merges_them(midrun):
