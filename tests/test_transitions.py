@@ -261,6 +261,19 @@ def test_a_whip_pan_between_two_shots_is_left_out(tmp_path, whip, texture):
     assert scenes_of(tmp_path / "w.mp4", 30) == [(0, 75), (75 + whip, 150)]
 
 
+@pytest.mark.parametrize(("pan", "texture", "whip"), [(2, "shapes", 8), (4, "shapes", 4),
+                                                      (2, "foliage", 4), (4, "foliage", 8)])  # fmt: skip
+def test_a_whip_between_panning_shots_is_left_out(tmp_path, pan, texture, whip):
+    """Shots that pan themselves, 2-4 px a frame at 320x180 (120-240 px/s at 640x360), step
+    by about as much as a whip's frames, so no run of steps stood out and one clip held both
+    shots (10 of 12 tryout renders). A whip's frames are blurred along the swing: a run of
+    frames with far less detail than the shots either side, a cut hidden in it, is a whip."""
+    segs = [Segment(75, seed=1, pan=(pan, 0), texture=texture),
+            Segment(75 + whip, seed=2, pan=(-pan, 0), texture=texture, whip=whip)]  # fmt: skip
+    render_video(tmp_path / "w.mp4", segs, fps=30, size=SIZE)
+    assert scenes_of(tmp_path / "w.mp4", 30) == [(0, 75), (75 + whip, 150 + whip)]
+
+
 def test_a_swing_back_to_the_same_picture_is_one_shot(tmp_path):
     """The same run of blurred frames between two views of one picture (a camera swung away
     and back, a shake) is no transition: the frames either side are one picture moved."""

@@ -26,7 +26,9 @@ A whip pan is no blend: shot A swings away in a few blurred frames and shot B sw
 cut hidden in the blur. Each of its frames changes as much as the cut, so a cut detector sees
 no cut. The finder also follows the mean step between its 64-px frames: a short run of steps
 far over those before it, calm again after, between two different pictures, with a cut hidden
-in it, is a transition too (:meth:`TransitionFinder._burst`).
+in it, is a transition too (:meth:`TransitionFinder._burst`); so is a short run of frames
+blurred far below the detail of the shots either side (:meth:`TransitionFinder._track_blur`),
+which finds whips between shots that pan themselves.
 
 Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 9-19 ms on footage with a transition every 3 s
@@ -87,7 +89,7 @@ class TransitionFinder:
         self.stride = max(1, int(fps // 50))
         # ring buffers by frame index: a window and ``lag`` frames before and after it
         self._burst_len = max(2, round(BURST_SECONDS * fps))
-        self._size = max(self.lengths[-1], self._burst_len) + 2 * self.lag + 3
+        self._size = max(self.lengths[-1], 2 * self._burst_len) + 2 * self.lag + 3
         self._count = 0  # frames pushed
         self._fine: np.ndarray | None = None  # 64 px gray frames, flattened
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
@@ -101,6 +103,8 @@ class TransitionFinder:
         # runs waiting for ``lag`` frames after them
         self._run: list | None = None
         self._recent: collections.deque = collections.deque(maxlen=self.lag)  # the last steps
+        self._edge = np.zeros(self._size, np.float32)  # detail: mean |gradient| (blurred whips)
+        self._dip: list | None = None  # the open run of blurred frames [first, last, level]
         self._closed: list[tuple[int, int]] = []
 
     def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
@@ -115,6 +119,10 @@ class TransitionFinder:
             self._rows = np.empty((len(self.lengths), small.size), np.uint8)
             self._shape = small.shape
         mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(small))
+        fs = small.astype(np.float32)
+        self._edge[index % self._size] = float(
+            np.abs(np.diff(fs, axis=1)).mean() + np.abs(np.diff(fs, axis=0)).mean()
+        )
         seen = mean if levels is None else float(levels[min(255, round(mean))])
         if std < self.blank_std and not BLANK_BLACK <= seen < BLANK_WHITE:
             self._marked.add(index)
@@ -135,6 +143,7 @@ class TransitionFinder:
         self._count = index + 1
         if index:
             self._track_burst(index)
+            self._track_blur(index)
         # the frames after a window show how its second shot moves
         if index - 1 - self.lag >= 0 and (index - 1 - self.lag) % self.stride == 0:
             self._windows(index - 1 - self.lag)
@@ -163,6 +172,74 @@ class TransitionFinder:
         while self._closed and i - self._closed[0][1] >= self.lag:
             self._burst(*self._closed.pop(0), self.lag)
 
+    def _track_blur(self, i: int) -> None:
+        """Follow runs of frames whose detail (:attr:`_edge`) drops under ``BLUR_DIP`` of the
+        median detail of the ``lag`` frames before them: a whip's frames, blurred along the
+        swing, between shots that may pan themselves (their own steps hide the whip's from
+        :meth:`_track_burst`). Each run is judged ``2 * lag`` frames after it ends
+        (:meth:`_blur_run`)."""
+        size, edge = self._size, float(self._edge[i % self._size])
+        dip = self._dip
+        if dip is not None and len(dip) == 3:
+            if edge < BLUR_DIP * dip[2] and i - dip[0] < 2 * self._burst_len:
+                dip[1] = i
+                return
+            dip.append(i)  # closed: judged once 2 * lag frames follow it
+        if dip is not None and i - dip[1] >= 2 * self.lag:
+            self._dip = None
+            self._blur_run(dip[0], dip[1], dip[2])
+            dip = None
+        if dip is None and i > self.lag:
+            level = float(np.median(self._edge[np.arange(i - self.lag, i) % size]))
+            if level >= BLUR_FLOOR and edge < BLUR_DIP * level:
+                self._dip = [i, i, level]
+
+    def _blur_run(self, first: int, last: int, before: float) -> None:
+        """A run of blurred frames ``first``-``last`` under the detail ``before`` them: widen it
+        over its less blurred frames (under ``BLUR_EDGE`` of the detail on their side, the
+        level after measured ``lag`` to ``2 * lag`` frames on, past the whip's slowing end) and
+        judge it as a whip (:meth:`_whip`)."""
+        size = self._size
+        hi = min(last + 2 * self.lag, self._count)
+        after = float(np.median(self._edge[np.arange(min(last + self.lag, hi - 1), hi) % size]))
+        if after < BLUR_FLOOR:
+            return
+        # the run may go on into a shot with less detail than the one before: those frames are
+        # the next shot's, as detailed as it is
+        while last >= first and self._edge[last % size] >= BLUR_EDGE * after:
+            last -= 1
+        if last < first or last - first + 1 > self._burst_len:
+            return
+        while first > 1 and last - first < self._burst_len:
+            if self._edge[(first - 1) % size] >= BLUR_EDGE * before:
+                break
+            first -= 1
+        while last + 2 < self._count and last - first < self._burst_len:
+            if self._edge[(last + 1) % size] >= BLUR_EDGE * after:
+                break
+            last += 1
+        self._whip(first, last + 1)
+
+    def _whip(self, first: int, end: int) -> None:
+        """Frames ``first`` to ``end - 1`` belong to no clip where frames ``first - 1`` and
+        ``end`` are two pictures (not one shot moved) and a cut hides between them: two
+        neighbouring frames that, aligned, correlate under ``HIDDEN_CUT``."""
+        if first < 1 or end >= self._count or end - first > self._burst_len:
+            return
+        a, b = self._sharp(first - 1), self._sharp(end)
+        if float(np.abs(a - b).mean()) < self.min_change:
+            return
+        if shifted_similarity(a, b) > self.max_similarity:
+            return
+        # the ends' own test cannot tell a swing of half the frame or more inside one shot (the
+        # ends share too little to align): such swings scored 0.51-0.92 frame to frame, whips
+        # 0.03 or less at their cut
+        frames = [a] + [self._sharp(k) for k in range(first, end)] + [b]
+        pairs = zip(frames[:-1], frames[1:], strict=True)
+        if min(shifted_similarity(x, y) for x, y in pairs) > HIDDEN_CUT:
+            return
+        self._marked.update(range(first, end))
+
     def _burst(self, first: int, last: int, after: int) -> None:
         """A run of big steps, frames ``first`` to ``last``: a whip pan's blurred frames, where
         a shot swings away and another swings in (the cut between them hides in the blur), are
@@ -182,20 +259,7 @@ class TransitionFinder:
         calm = self._step[np.arange(last + 1, last + 1 + after) % size]
         if float(np.median(steps)) < BURST_RATIO * float(np.median(calm)):
             return
-        a, b = self._sharp(first - 1), self._sharp(last)
-        if float(np.abs(a - b).mean()) < self.min_change:
-            return
-        if shifted_similarity(a, b) > self.max_similarity:
-            return
-        # and a cut hides in it: some frame is no picture of the one before moved. The ends'
-        # own test cannot tell a swing of half the frame or more inside one shot (the ends
-        # share too little to align): such swings scored 0.51-0.92 frame to frame, whips 0.03
-        # or less at their cut
-        frames = [a] + [self._sharp(k) for k in range(first, last)] + [b]
-        pairs = zip(frames[:-1], frames[1:], strict=True)
-        if min(shifted_similarity(x, y) for x, y in pairs) > HIDDEN_CUT:
-            return
-        self._marked.update(range(first, last))
+        self._whip(first, last)
 
     def _windows(self, e: int) -> None:
         """Screen and test the windows ``[s, e]`` that end at frame ``e``."""
@@ -476,6 +540,12 @@ class TransitionFinder:
         # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
         for e in range(max(0, self._count - 1 - self.lag), self._count - 1):
             self._windows(e)
+        # a blurred run with fewer than 2 * lag frames after it: judged with those there are
+        if self._dip is not None and self._count - 1 - self._dip[1] >= self.lag + 1:
+            first, last, level = self._dip[:3]
+            self._dip = None
+            self._blur_run(first, last, level)
+        self._dip = None
         # bursts with fewer than ``lag`` frames after them, at least 2
         if self._run is not None and not self._run[3]:
             self._closed.append((self._run[0], self._run[1]))
@@ -558,6 +628,12 @@ FINE = 64  # width (px) of the frames the finder compares
 BURST_RATIO = 3.0
 BURST_FLOOR = 4.0
 BURST_SECONDS = 0.5
+# blurred whips (TransitionFinder._track_blur): a run of frames whose detail (mean absolute
+# gradient of the 64-px frame) is under BLUR_DIP of the frames' before it, widened over frames
+# under BLUR_EDGE of the detail on their side; shots with less detail than BLUR_FLOOR are left
+BLUR_DIP = 0.6
+BLUR_EDGE = 0.85
+BLUR_FLOOR = 3.0
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
 # how far a fade's alpha from a frame's mean and from its contrast may disagree
