@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import statistics
 
 import cv2
@@ -105,6 +106,7 @@ class TransitionFinder:
         self._recent: collections.deque = collections.deque(maxlen=self.lag)  # the last steps
         self._edge = np.zeros(self._size, np.float32)  # detail: mean |gradient| (blurred whips)
         self._dip: list | None = None  # the open run of blurred frames [first, last, level]
+        self._recent_edge: collections.deque = collections.deque(maxlen=self.lag + 1)
         self._closed: list[tuple[int, int]] = []
 
     def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
@@ -119,10 +121,10 @@ class TransitionFinder:
             self._rows = np.empty((len(self.lengths), small.size), np.uint8)
             self._shape = small.shape
         mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(small))
-        fs = small.astype(np.float32)
-        self._edge[index % self._size] = float(
-            np.abs(np.diff(fs, axis=1)).mean() + np.abs(np.diff(fs, axis=0)).mean()
-        )
+        h, w = small.shape  # detail: OpenCV's integer sums of neighbours' differences
+        self._edge[index % self._size] = cv2.norm(small[:, 1:], small[:, :-1], cv2.NORM_L1) / (
+            h * (w - 1)
+        ) + cv2.norm(small[1:], small[:-1], cv2.NORM_L1) / ((h - 1) * w)
         seen = mean if levels is None else float(levels[min(255, round(mean))])
         if std < self.blank_std and not BLANK_BLACK <= seen < BLANK_WHITE:
             self._marked.add(index)
@@ -178,8 +180,9 @@ class TransitionFinder:
         swing, between shots that may pan themselves (their own steps hide the whip's from
         :meth:`_track_burst`). Each run is judged ``2 * lag`` frames after it ends
         (:meth:`_blur_run`)."""
-        size, edge = self._size, float(self._edge[i % self._size])
-        dip = self._dip
+        edge = float(self._edge[i % self._size])
+        before, dip = self._recent_edge, self._dip
+        before.append(edge)  # the last lag + 1 frames' detail, this one last
         if dip is not None and len(dip) == 3:
             if edge < BLUR_DIP * dip[2] and i - dip[0] < 2 * self._burst_len:
                 dip[1] = i
@@ -189,8 +192,8 @@ class TransitionFinder:
             self._dip = None
             self._blur_run(dip[0], dip[1], dip[2])
             dip = None
-        if dip is None and i > self.lag:
-            level = float(np.median(self._edge[np.arange(i - self.lag, i) % size]))
+        if dip is None and len(before) > self.lag:
+            level = statistics.median(itertools.islice(before, 0, self.lag))
             if level >= BLUR_FLOOR and edge < BLUR_DIP * level:
                 self._dip = [i, i, level]
 
