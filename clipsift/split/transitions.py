@@ -30,7 +30,7 @@ in it, is a transition too (:meth:`TransitionFinder._burst`); so is a short run 
 blurred far below the detail of the shots either side (:meth:`TransitionFinder._track_blur`),
 which finds whips between shots that pan themselves.
 
-Cost, from ``bench/throughput.py``: 0.2-0.3 ms per frame on one core, next to the 3-10 ms a
+Cost, from ``bench/throughput.py``: 0.2-0.31 ms per frame on one core, next to the 3-10 ms a
 720p or 1080p frame costs to decode; 9-19 ms on footage with a transition every 3 s
 (``bench/accuracy.py``), as every window around one is fitted frame by frame. Above 50 fps
 windows end on, and are first tested on, every ``fps // 50``-th frame (see ``stride``), so a
