@@ -532,7 +532,11 @@ def counted_times(container, stream) -> bool:
     them, DV, H.264) each frame's decode timestamp is its slot, skipped slots included
     (:func:`frame_time`): counted, a capture that dropped every 10th frame had every time after
     its first drop early (a 7.97-s shot read 7.2 s and was exported to play 10 % fast)."""
-    return container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
+    return _avi(container) and bool(stream.codec_context.has_b_frames)
+
+
+def _avi(container) -> bool:
+    return container is not None and container.format.name == "avi"
 
 
 def seek_to(container, stream, at: float) -> None:
@@ -598,12 +602,7 @@ def frame_time(av_frame, stream) -> float:
 
 def slot_clock(stream) -> bool:
     """Whether a stream times its frames by decode timestamps (AVI without B-frames)."""
-    container = getattr(stream, "container", None)
-    return (
-        container is not None
-        and container.format.name == "avi"
-        and not stream.codec_context.has_b_frames
-    )
+    return _avi(getattr(stream, "container", None)) and not stream.codec_context.has_b_frames
 
 
 def _earlier_is_nearer(earlier: float, later: float, target: float) -> bool:

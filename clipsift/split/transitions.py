@@ -255,7 +255,7 @@ class TransitionFinder:
         hidden cut: under ``HIDDEN_CUT``), its frames but the last belong to no clip. A flash or
         a shake leaves the same picture either side; a swing inside one shot moves each frame
         on from the one before."""
-        if last - first < 1 or first < 2:
+        if last - first < 1:
             return
         size = self._size
         steps = self._step[np.arange(first, last + 1) % size]
@@ -402,6 +402,17 @@ class TransitionFinder:
         self._marked.update(range(first, last + 1))
         return ""
 
+    def _past_end(self, fit, s, e, va, vb, change, way) -> np.ndarray:
+        """How far along the ramp, from the window's own end, its end frame's shot's frames
+        beyond it lie (up to ``lag``, :meth:`_same_shot`; fitted as the window's frames were,
+        ``fit``): farthest first, then the end frame, 0 by the fit's definition. ``way`` -1 the
+        start (alpha of the frames before ``s``), 1 the end (1 - alpha after ``e``)."""
+        end = s if way < 0 else e
+        n = self._same_shot(end, way, change)
+        beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
+        beyond = beyond.astype(np.float64)
+        return np.append(beyond if way < 0 else 1.0 - beyond, 0.0)
+
     def _widen(self, ramp, lo, s, e, va, vb, change, fit, step, way) -> int:
         """:func:`_widen_start` at the window's start (``way`` -1; ``ramp`` its alpha) or end
         (1; ``ramp`` 1 - alpha, reversed). Where fewer than 3 of the window's frames lie beyond
@@ -410,35 +421,29 @@ class TransitionFinder:
         last frame (alpha 0.986) opened the next clip, with no frame left to judge it by."""
         if lo >= 4 or lo == 0:
             return _widen_start(ramp, lo)
-        end = s if way < 0 else e
-        n = self._same_shot(end, way, change)
-        if n < 3:
+        past = self._past_end(fit, s, e, va, vb, change, way)
+        if len(past) < 4:  # fewer than 3 frames of the shot past the end frame
             return _widen_start(ramp, lo)
-        beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
-        beyond = beyond.astype(np.float64) if way < 0 else 1.0 - beyond.astype(np.float64)
-        ext = np.concatenate((beyond, [0.0], ramp))  # the end frame: 0 by the fit's definition
-        return max(0, _widen_start(ext, lo + n + 1, floor=max(0.01, 0.5 * step)) - n - 1)
+        ext = np.concatenate((past, ramp))
+        m = len(past)
+        return max(0, _widen_start(ext, lo + m, floor=max(0.01, 0.5 * step)) - m)
 
     def _widen_past(self, fit, s, e, va, vb, change, step, way) -> int:
         """How many frames past the window's inner frames, its end frame first, are part of
-        its blend: ``way`` -1 the start (frame ``s``, then those before it), 1 the end. The
-        end frame's alpha is 0 (1) by the fit's definition; the shot's frames beyond it, up to
-        ``lag`` (:meth:`_same_shot`), are fitted as the window's frames were (``fit``). The farthest
-        of them (all but the 3 nearest, at least 3) are the clean reference: a line fitted to
-        them as in :func:`_widen_start`, and the end frame and the nearer ones count from the
-        end outward while each stands out above it by half a step of the ramp (``step`` per
-        frame) as well: a blend goes on by steps, a clean frame beyond a window differs by
-        coding noise and the shot's extrapolated motion (up to 0.03 on the bench set; judged as
-        :func:`_widen_start` judges, each frame against those just beyond it, the faint frames
-        outside were part of the reference of those inside them and hid them). Up to 43 fps
-        the reference is 3 frames, which a line fits with no spread left to measure: there the
-        half step and the 0.01 floor decide."""
-        end = s if way < 0 else e
-        n = self._same_shot(end, way, change)
+        its blend: ``way`` -1 the start (frame ``s``, then those before it), 1 the end
+        (:meth:`_past_end`). The farthest of them (all but the 3 nearest, at least 3) are the
+        clean reference: a line fitted to them as in :func:`_widen_start`, and the end frame and
+        the nearer ones count from the end outward while each stands out above it by half a step
+        of the ramp (``step`` per frame) as well: a blend goes on by steps, a clean frame beyond
+        a window differs by coding noise and the shot's extrapolated motion (up to 0.03 on the
+        bench set; judged as :func:`_widen_start` judges, each frame against those just beyond
+        it, the faint frames outside were part of the reference of those inside them and hid
+        them). Up to 43 fps the reference is 3 frames, which a line fits with no spread left to
+        measure: there the half step and the 0.01 floor decide."""
+        arr = self._past_end(fit, s, e, va, vb, change, way)
+        n = len(arr) - 1  # the shot's frames past the end frame
         if n < 4:
             return 0
-        beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
-        arr = np.append(beyond.astype(np.float64) if way < 0 else 1.0 - beyond, 0.0)
         ref = arr[: max(3, n - 3)]
         level, tol = _clean_line(ref, max(0.01, 0.5 * step))
         k = 0
