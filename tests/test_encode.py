@@ -309,6 +309,25 @@ def test_read_clip_crops_and_resizes_exactly(videos):
     np.testing.assert_array_equal(got, np.stack(want))
 
 
+def test_read_clip_crops_display_pixels_of_an_anamorphic_frame(tmp_path):
+    """The rect is in display pixels (the clip's width and height, technical.crop): on a
+    720x576 frame with 16:11 pixels (a 4:3 picture between bars, PAL widescreen) it was cut from
+    the coded pixels, so the VAE got bar, lost the picture's left side and a squeezed rest."""
+    from clipsift.sample import Segment, render_video
+
+    seg = Segment(6, seed=11, letterbox=(0, 128))  # 4:3 picture in a 1024x576 display
+    rect, size = (128, 0, 768, 576), (96, 72)
+    got = {}
+    for name, sar in (("square", None), ("sar", (16, 11))):
+        path = tmp_path / f"{name}.mp4"
+        render_video(path, [seg], fps=25, size=(1024, 576), sar=sar)
+        got[name] = read_clip(str(path), [2, 3], (0, 0.0), rect, size).astype(int)
+    assert got["sar"].shape == (2, 72, 96, 3)
+    # the bars are left out: no black column at either side
+    assert got["sar"][:, :, [0, -1]].mean() > 40
+    assert np.abs(got["sar"] - got["square"]).mean() < 4
+
+
 def test_read_clip_past_the_end_is_an_error(tmp_path, videos):
     from clipsift.io.decode import VideoError
 

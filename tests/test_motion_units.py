@@ -389,3 +389,45 @@ def test_a_threshold_on_a_per_frame_column_says_how_to_migrate(config, col):
     old = {**config, "select": {**config["select"], "thresholds": {col: {"min": 0.0005}}}}
     with pytest.raises(ThresholdError, match=rf"'{col}' was removed; use '{col}_per_s'.*0\.015"):
         check_thresholds(old)
+
+
+# ---------------------------------------------------------------------- non-square pixels
+
+
+@pytest.fixture(scope="module")
+def anamorphic_pair(tmp_path_factory):
+    """The same pillarboxed pan, drawn at 1024x576 and stored twice: with square pixels, and
+    squeezed to 704x576 with 16:11 pixels (PAL widescreen), 4:3 picture between 128-px bars."""
+    out = tmp_path_factory.mktemp("sar")
+    seg = Segment(50, seed=7, pan=(3.0, 1.0), letterbox=(0, 128))
+    for name, sar in (("square", None), ("sar", (16, 11))):
+        render_video(out / f"{name}.mp4", [seg], fps=25, size=(1024, 576), sar=sar)
+    return out
+
+
+def test_anamorphic_motion_and_bars_are_in_display_pixels(anamorphic_pair, config):
+    """The flow runs on display-aspect frames, the bars are found on the coded plane: both must
+    come out in display pixels. Flow was scaled by the coded width (704 of 1024: 31 % low, a
+    slow anamorphic pan read static), and a 128-px bar read 88 (its crop kept 40 px of bar)."""
+    rows = {}
+    for name in ("square", "sar"):
+        path = anamorphic_pair / f"{name}.mp4"
+        rows[name] = scored(path, 25, (1024, 576), config).iloc[0]
+        _, _, samples, _ = scan_video(str(path), "v", 25.0, config["scan"])
+        for s in samples:
+            assert 128 <= s["border_left"] <= 130 and 128 <= s["border_right"] <= 130, s
+            assert s["border_top"] == s["border_bottom"] == 0
+    truth = 25 * np.hypot(3.0, 1.0)  # display px per second
+    for row in rows.values():
+        assert row["px_per_s"] == pytest.approx(truth, rel=0.1)
+    assert rows["sar"]["px_per_s"] == pytest.approx(rows["square"]["px_per_s"], rel=0.05)
+
+
+def test_anamorphic_motion_vectors_are_in_display_pixels(anamorphic_pair):
+    from clipsift.scorers.motion import motion_vectors
+
+    mv = {n: motion_vectors(anamorphic_pair / f"{n}.mp4", 0.0, 2.0) for n in ("square", "sar")}
+    for key in ("mv_px_per_s", "mv_rel_per_s"):
+        assert mv["sar"][key] == pytest.approx(mv["square"][key], rel=0.1), key
+    # the still bars are a quarter of the blocks: three quarters of the pan's speed
+    assert mv["square"]["mv_px_per_s"] == pytest.approx(0.75 * 25 * np.hypot(3.0, 1.0), rel=0.1)

@@ -3,9 +3,10 @@
 One forward decode from the keyframe before the clip's first frame to the last wanted one (a
 clip's frames are close together, so seeking per frame would cost more), counting frames from
 the clip's first frame: the planned frame numbers are taken exactly, on variable frame rate
-too. Each frame is converted to RGB at full size, cropped, and resized once
-(area interpolation when shrinking, bicubic when enlarging) as soon as it is decoded, so a clip
-never holds more than one full-size frame.
+too. Each frame is converted to RGB at full size with square pixels (``Frame.rgb``: a frame
+with non-square pixels is resampled to its display size, as its exported clip is, since the crop
+is in display pixels), cropped, and resized (area interpolation when shrinking, bicubic when
+enlarging) as soon as it is decoded, so a clip never holds more than one full-size frame.
 
 Shrinking the Y/U/V planes before the colour conversion (the cheap path of
 :meth:`clipsift.io.frames.Frame.rgb`) was measured at 1080p -> 416x312 and 640x480: 1.5-2 grey

@@ -43,9 +43,11 @@ class Frame:
     """One decoded frame: its index among decoded frames, its time in seconds, the PyAV frame,
     and the stream's sample aspect ratio (non-square pixels: display width = coded width x sar).
 
-    Sized outputs (``gray(width)``, ``bgr(width)``, ``analysis``, ``rgb(size)``) are what a
-    viewer sees: rotation applied and square pixels at the display aspect. ``luma()`` and the
-    unsized forms keep the coded pixels (rotated), for measures on the full-resolution plane."""
+    Pictures (``bgr``, ``rgb``, ``analysis``, ``gray(width)``) are what a viewer sees: rotation
+    applied and square pixels at the display aspect, at :meth:`display_size` when unsized (a
+    model, a crop in display pixels or a VAE given the coded pixels of a 720x576 frame with
+    16:11 pixels saw it squeezed by 31 %). ``luma()`` and ``gray()`` keep the coded pixels
+    (rotated), for measures on the full-resolution plane."""
 
     index: int
     time: float
@@ -95,11 +97,22 @@ class Frame:
         return y if width is None else resize_to_width(y, width, self._sar())
 
     def bgr(self, width: int | None = None) -> np.ndarray:
-        """BGR image, optionally resized to ``width`` before colour conversion (cheap path)."""
+        """BGR image ``width`` wide (None: :meth:`display_size`), resized before the colour
+        conversion where it can be (cheap path)."""
         if width is not None and yuv_bits(self.av_frame) is not None:
             return self.analysis(width)[1]
-        img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
-        return img if width is None else resize_to_width(img, width, self._sar())
+        return self._square(_rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation), width)
+
+    def _square(self, img: np.ndarray, width: int | None) -> np.ndarray:
+        """The rotated coded ``img`` with square pixels: ``width`` wide, or at
+        :meth:`display_size` (as it is where the pixels are square)."""
+        if width is not None:
+            return resize_to_width(img, width, self._sar())
+        size = self.display_size()
+        if size == (img.shape[1], img.shape[0]):
+            return img
+        shrinks = size[0] * size[1] < img.shape[0] * img.shape[1]
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
 
     def analysis(
         self, width: int, bgr_width: int | None = None, *, quick: bool = False
@@ -148,19 +161,21 @@ class Frame:
         transfer = hdr_transfer(self.av_frame)
         if transfer is not None:
             return self._sdr_rgb(size, transfer)
-        img = self.bgr(size if isinstance(size, int) else None)
-        if isinstance(size, tuple):
+        if isinstance(size, tuple):  # the size sets the shape: one resize from the coded pixels
+            img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        else:
+            img = self.bgr(size)
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def _sdr_rgb(self, size, transfer: int) -> np.ndarray:
         """An HDR frame as SDR RGB: converted at 16 bits with its own matrix and range by
         FFmpeg, resized (fewer pixels to tone-map), then tone-mapped."""
         img = _rotate(self.av_frame.to_ndarray(format="rgb48le"), self.rotation)
-        if isinstance(size, int):
-            img = resize_to_width(img, size, self._sar())
-        elif isinstance(size, tuple):
+        if isinstance(size, tuple):
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        else:
+            img = self._square(img, size)
         return to_sdr(img, transfer, int(self.av_frame.color_primaries or 0))
 
 

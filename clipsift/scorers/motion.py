@@ -60,6 +60,7 @@ from clipsift.io.decode import (
     frame_time,
     open_video,
     reason,
+    sample_aspect,
     seek_decode,
     stream_fps,
 )
@@ -248,8 +249,9 @@ def motion_vectors(
     truth (using |source| as the distance overestimated 2-4x on P frames). Multi-reference P
     frames may point further back; assumed rare.
 
-    Returns ``mv_px`` (area-weighted mean magnitude of inter blocks, source px per frame),
-    ``mv_rel`` = mv_px / (W + H) (the NeMo convention), ``mv_min_region`` (the weakest
+    Returns ``mv_px`` (area-weighted mean magnitude of inter blocks, display px per frame:
+    non-square pixels are counted at their width), ``mv_rel`` = mv_px / (W + H), display W (the
+    NeMo convention), ``mv_min_region`` (the weakest
     ``patch``-px square, mean over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``;
     and per second of real time, each frame's vectors over the time from its reference frame to
     it (the decoder's timestamps, so also right at a variable frame rate): ``mv_px_per_s``,
@@ -263,6 +265,7 @@ def motion_vectors(
     per_second: list[float] = []
     patch_sum = patch_sum_s = patch_n = None
     width = height = 0
+    sar = 1.0
     # Vectors need neither the loop filter nor the non-reference (B) frames: skipping both cut
     # decoding of a 720p x264 video from 0.25 to 0.11 CPU-s per 300 frames (export_mvs itself
     # costs nothing).
@@ -288,6 +291,8 @@ def motion_vectors(
                 if ptype == PictureType.P and anchor_t is not None and t >= next_t - 1e-6:
                     side = frame.side_data.get("MOTION_VECTORS")
                     if side is not None:
+                        # display pixels: a vector's x is in coded pixels, sar of them wide
+                        sar = sample_aspect(stream)
                         width, height = frame.width, frame.height
                         nx, ny = -(-width // patch), -(-height // patch)
                         if patch_sum is None:
@@ -295,7 +300,7 @@ def motion_vectors(
                         gap = t - anchor_t  # seconds from the reference frame to this one
                         dist = max(1.0, round(gap * fps))
                         per_s = dist / gap if gap > 0 else fps  # px per frame -> px per second
-                        mean, cells = _frame_vectors(side.to_ndarray(), dist, patch, nx, ny)
+                        mean, cells = _frame_vectors(side.to_ndarray(), dist, patch, nx, ny, sar)
                         if mean is not None:
                             per_frame.append(mean)
                             per_second.append(mean * per_s)
@@ -313,6 +318,7 @@ def motion_vectors(
     if not per_frame:
         return dict.fromkeys(MV_COLUMNS) | {"n_frames": 0}
     mv_px, px_per_s = float(np.mean(per_frame)), float(np.mean(per_second))
+    width = width * sar  # the display width: relative units are the same for any pixel shape
     seen = patch_n > 0
     weakest = float((patch_sum[seen] / patch_n[seen]).min())
     return {
@@ -327,12 +333,13 @@ def motion_vectors(
     }
 
 
-def _frame_vectors(mv: np.ndarray, dist: float, patch: int, nx: int, ny: int):
-    """Area-weighted mean magnitude per frame and per patch (NaN where a patch has no vector)."""
+def _frame_vectors(mv: np.ndarray, dist: float, patch: int, nx: int, ny: int, sar: float = 1.0):
+    """Area-weighted mean magnitude per frame and per patch (NaN where a patch has no vector), in
+    display pixels (``sar``: the width of a coded pixel); patches are of coded pixels."""
     mv = mv[mv["source"] < 0]  # P frames only predict from the past; be explicit
     if not len(mv):
         return None, None
-    mag = np.hypot(mv["motion_x"], mv["motion_y"]) / mv["motion_scale"] / dist
+    mag = np.hypot(mv["motion_x"] * sar, mv["motion_y"]) / mv["motion_scale"] / dist
     area = mv["w"].astype(np.float64) * mv["h"]
     # dst_x/dst_y is the block centre in the current frame
     px = np.clip(mv["dst_x"] // patch, 0, nx - 1)

@@ -401,14 +401,22 @@ def _scenes(bounds: list, times: list[float], video_id: str, fps: float, decode_
 
 def _sample(fr, analysis_width: int, video_id: str) -> dict:
     """The sample row of one frame: its technical measures on the full-size luma, inside its
-    black bars, and the bars' extents (a clip's bars are those black in all its samples)."""
+    black bars, and the bars' extents (a clip's bars are those black in all its samples).
+
+    The luma plane has the coded pixels; ``scale`` (flow pixels to source pixels) and the bars
+    are in display pixels, as the clip's width and height are: with 16:11 pixels a 96-px coded
+    pillar is 140 px wide on screen, and a crop in coded pixels kept 87 px of bar."""
     luma = fr.luma()
-    rec = {"video_id": video_id, "frame": fr.index, "time": fr.time,
-           "scale": luma.shape[1] / analysis_width}  # fmt: skip
+    dw, dh = fr.display_size()
+    rec = {"video_id": video_id, "frame": fr.index, "time": fr.time, "scale": dw / analysis_width}
     rows, cols = border_profile(luma)
     bars = find_borders([rows], [cols])
     rec.update(frame_technical(luma, crop=bars["crop"]))
-    rec.update({k: bars[k] for k in ("border_top", "border_bottom", "border_left", "border_right")})
+    # a bar is whole display pixels, rounded up: no pixel of it is left in the picture
+    fx, fy = dw / luma.shape[1], dh / luma.shape[0]
+    for side, f in (("border_top", fy), ("border_bottom", fy), ("border_left", fx),
+                    ("border_right", fx)):  # fmt: skip
+        rec[side] = min(math.ceil(bars[side] * f - 1e-6), dh if f is fy else dw)
     return rec
 
 
