@@ -431,6 +431,18 @@ def _bitstream_sar_video(path, n=12):
     return path
 
 
+def test_unsized_pictures_of_non_square_pixels_have_the_display_size(tmp_path):
+    """What a model, a crop in display pixels or a VAE reads is the picture a viewer sees: a
+    160x90 frame of 16:11 pixels comes as 233x90 (it came as its coded 160x90), rotated too;
+    the luma plane, for measures, keeps its coded pixels."""
+    path = _bitstream_sar_video(tmp_path / "sar.mkv")
+    fr = next(iter_frames(path))
+    assert fr.display_size() == (233, 90)
+    assert fr.rgb().shape == fr.bgr().shape == (90, 233, 3)
+    assert fr.rgb((120, 50)).shape == (50, 120, 3)
+    assert fr.luma().shape == (90, 160)
+
+
 @pytest.mark.parametrize("ext", ["mp4", "mov", "mkv", "ts"])
 def test_a_quick_open_reads_what_ffmpegs_probe_decode_reads(tmp_path, rotated, monkeypatch, ext):
     """The reading paths open an MP4 or MOV without FFmpeg decoding its first frame to probe it
