@@ -22,8 +22,11 @@ Detector input. RapidOCR's default is "shorter side at least 736 px", which upsc
 ``max_side`` and resize it once, straight to the detector's input (multiples of 32, never up):
 the detector's cost is proportional to its input pixels (about 230 ms per megapixel, one
 thread), and it needs text height more than width, so ``width_scale`` (0.8) narrows the input and
-keeps the height: a 16:9 frame goes in at 384x256 instead of 480x256. At the same pixel count a
-lower input loses far more (448x224: 91.6 % of readable text found, 384x256: 95.0 %).
+keeps the height: a 16:9 frame goes in at 448x320 instead of 560x320 at the default ``max_side``
+560. At the same pixel count a lower input loses far more (448x224: 91.6 % of readable text
+found, 384x256: 95.0 %). ``max_side`` was 480 (384x256) when the table below was measured; text
+at 2.5-3 % of the frame height, an orange date stamp or a half-transparent subtitle went unread
+there (tryout 13: 18 of 26 text videos flagged, 24 at 560; ``bench/ocr_sizes.py``).
 ``box_thresh`` 0.3 (RapidOCR: 0.5) keeps text the detector merged with busy surroundings into one
 region of low mean score. A frame where the detector finds nothing never reaches the
 recogniser (RapidOCR returns early), so text-free frames cost the detector only.
@@ -200,7 +203,7 @@ class OcrReader:
         *,
         threshold: float = 0.5,
         lang: str = "ch",
-        max_side: int = 480,
+        max_side: int = 560,
         use_gpu: bool = False,
         threads: int = 1,
         rec_model_path: str | None = None,
