@@ -431,16 +431,25 @@ def _bitstream_sar_video(path, n=12):
     return path
 
 
-def test_unsized_pictures_of_non_square_pixels_have_the_display_size(tmp_path):
+@pytest.mark.parametrize("rotation", [0, 90, 270])
+def test_unsized_pictures_of_non_square_pixels_have_the_display_size(tmp_path, rotation):
     """What a model, a crop in display pixels or a VAE reads is the picture a viewer sees: a
-    160x90 frame of 16:11 pixels comes as 233x90 (it came as its coded 160x90), rotated too;
-    the luma plane, for measures, keeps its coded pixels."""
-    path = _bitstream_sar_video(tmp_path / "sar.mkv")
+    picture drawn at 320x180 and stored with 16:11 pixels (coded 220x180) comes as 320x180 (it
+    came as its coded pixels), also turned a quarter; the luma plane, for measures, keeps its
+    coded pixels."""
+    from clipsift.sample import Segment, render_video
+
+    path = tmp_path / "sar.mp4"
+    truth = render_video(path, [Segment(3, seed=3)], fps=10, size=(320, 180), sar=(16, 11),
+                         rotation=rotation)  # fmt: skip
     fr = next(iter_frames(path))
-    assert fr.display_size() == (233, 90)
-    assert fr.rgb().shape == fr.bgr().shape == (90, 233, 3)
+    cw, ch = truth["coded_width"], truth["coded_height"]  # the squeezed side is even: 220, 122
+    stretched = round(cw * 16 / 11)
+    w, h = (ch, stretched) if rotation else (stretched, ch)  # 320x180, 320x177
+    assert fr.display_size() == (w, h) and abs(w / h - 16 / 9) < 0.02
+    assert fr.rgb().shape == fr.bgr().shape == (h, w, 3)
     assert fr.rgb((120, 50)).shape == (50, 120, 3)
-    assert fr.luma().shape == (90, 160)
+    assert fr.luma().shape == ((cw, ch) if rotation else (ch, cw))
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mov", "mkv", "ts"])

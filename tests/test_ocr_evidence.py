@@ -1,6 +1,6 @@
 """OCR tells text from texture (issue 12): busy textless textures give no text-like box and no
 text area; rendered text of several sizes (one-word signs, subtitles, titles) is text-like. Real
-RapidOCR, small frames (480x270: what the scan hands the reader at the default max_side)."""
+RapidOCR, small frames (560x315: what the scan hands the reader at the default max_side)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from clipsift.filters.ocr import ocr_from_scan, ocr_record, ocr_shard, summarise
 from clipsift.filters.ocr_reader import OcrReader, det_size, is_text_like, text_chars
 from clipsift.textures import KINDS, busy_texture
 
-W, H = 480, 270
+W, H = 560, 315
 FONT = cv2.FONT_HERSHEY_DUPLEX
 
 
@@ -118,6 +118,7 @@ def test_det_size_keeps_the_height_and_narrows_the_width():
     assert det_size(1920, 1080, 480, 0.8) == (384, 256)
     assert det_size(270, 480, 480, 0.8) == (224, 480)  # portrait: text height kept too
     assert det_size(100, 40, 480, 1.0) == (96, 32)  # small frames are not upscaled (but rounded)
+    assert det_size(560, 315, 560, 0.8) == (448, 320)  # the scan's 16:9 frame at the default
 
 
 def test_busy_textures_are_deterministic_rgb_of_the_asked_size():

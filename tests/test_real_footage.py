@@ -740,7 +740,7 @@ def test_a_picture_size_change_is_a_cut_and_each_clip_has_its_own_size(tmp_path,
     monkeypatch.setattr(OcrReader, "read", lambda self, img: shapes.append(img.shape[:2]) or
                         read(self, img))  # fmt: skip
     ocr_shard(clips, seek)
-    assert sorted(shapes) == [(270, 480)] * 3 + [(360, 480)] * 6  # 3 frames of each clip
+    assert sorted(shapes) == [(315, 560)] * 3 + [(360, 480)] * 6  # 3 frames of each clip
     model = FrameModel(preprocess=lambda imgs: {im.shape[:2] for im in imgs}, forward=None,
                        short_side=180)  # fmt: skip
     for path, group in _groups(clips, group=8):
@@ -774,6 +774,12 @@ def test_a_pixel_aspect_change_mid_stream_is_followed(tmp_path):
     times = [f.time for f in iter_frames(src)]
     imgs = read_frames_at(src, [times[10], times[50], times[110]], size=320, fmt="rgb")
     assert [im.shape[:2] for im in imgs] == [(180, 320), (180, 320), (240, 320)]
+    # the motion-vector scorer counts a vector's x at its frame's pixel width: the HD part's
+    # square pixels (3 px per frame of a 480-px view shown 1280 wide), not the stream's 64:45
+    from clipsift.scorers.motion import motion_vectors
+
+    hd = motion_vectors(src, times[40], times[79] + 1e-3)
+    assert hd["mv_px_per_s"] == pytest.approx(3 * 1280 / 480 * 25, rel=0.05)
 
 
 @pytest.mark.parametrize("fps", [None, float("nan"), 0.0])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
@@ -168,16 +169,22 @@ def _texts_and_records(cfg, device, rows, jobs, vinfo, out_dir: Path, final_dir:
 
 def _source_ids(source: pd.DataFrame) -> dict[str, str]:
     """video_id -> what the resume cache knows a source by: its content hash, else its file's
-    identity."""
-    return {
-        vid: (h if isinstance(h, str) and h else file_identity(path))
-        for vid, h, path in zip(
-            source["video_id"],
-            source["hash"] if "hash" in source else [None] * len(source),
-            source["path"] if "path" in source else [""] * len(source),
-            strict=True,
-        )
-    }
+    identity. A source with non-square pixels is known by a new name since the crop was cut
+    from its display pixels (2026-12-06; from the coded ones before, with the same key): its
+    cached latents are made again, not linked."""
+    n = len(source)
+    ids = {}
+    for vid, h, path, sar in zip(
+        source["video_id"],
+        source["hash"] if "hash" in source else [None] * n,
+        source["path"] if "path" in source else [""] * n,
+        source["sar"] if "sar" in source else [1.0] * n,
+        strict=True,
+    ):
+        ident = h if isinstance(h, str) and h else file_identity(path)
+        square = not isinstance(sar, (int, float)) or not math.isfinite(sar) or sar == 1.0
+        ids[vid] = ident if square else f"{ident}|display-pixels"
+    return ids
 
 
 def _load_vae(cfg: dict, device: str):

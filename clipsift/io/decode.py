@@ -684,9 +684,7 @@ def read_frames_at(
                 if isinstance(size, tuple):
                     img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
             elif fmt == "bgr":
-                img = frame.bgr(size if isinstance(size, int) else None)
-                if isinstance(size, tuple):
-                    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                img = frame.bgr(size)
             else:
                 img = frame.rgb(size)
             result[idx] = np.ascontiguousarray(img)

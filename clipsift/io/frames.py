@@ -96,12 +96,16 @@ class Frame:
         y = self.luma()
         return y if width is None else resize_to_width(y, width, self._sar())
 
-    def bgr(self, width: int | None = None) -> np.ndarray:
-        """BGR image ``width`` wide (None: :meth:`display_size`), resized before the colour
-        conversion where it can be (cheap path)."""
-        if width is not None and yuv_bits(self.av_frame) is not None:
-            return self.analysis(width)[1]
-        return self._square(_rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation), width)
+    def bgr(self, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """BGR image ``size`` wide (None: :meth:`display_size`; a ``(width, height)`` sets the
+        shape: one resize from the coded pixels), resized before the colour conversion where it
+        can be (cheap path)."""
+        if isinstance(size, int) and yuv_bits(self.av_frame) is not None:
+            return self.analysis(size)[1]
+        img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
+        if isinstance(size, tuple):
+            return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        return self._square(img, size)
 
     def _square(self, img: np.ndarray, width: int | None) -> np.ndarray:
         """The rotated coded ``img`` with square pixels: ``width`` wide, or at
@@ -161,12 +165,7 @@ class Frame:
         transfer = hdr_transfer(self.av_frame)
         if transfer is not None:
             return self._sdr_rgb(size, transfer)
-        if isinstance(size, tuple):  # the size sets the shape: one resize from the coded pixels
-            img = _rotate(self.av_frame.to_ndarray(format="bgr24"), self.rotation)
-            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        else:
-            img = self.bgr(size)
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(self.bgr(size), cv2.COLOR_BGR2RGB)
 
     def _sdr_rgb(self, size, transfer: int) -> np.ndarray:
         """An HDR frame as SDR RGB: converted at 16 bits with its own matrix and range by

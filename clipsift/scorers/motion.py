@@ -56,7 +56,9 @@ from av.video.frame import PictureType
 
 from clipsift.config import with_defaults
 from clipsift.io.decode import (
+    BITSTREAM_ASPECT,
     VideoError,
+    frame_aspect,
     frame_time,
     open_video,
     reason,
@@ -252,7 +254,7 @@ def motion_vectors(
     Returns ``mv_px`` (area-weighted mean magnitude of inter blocks, display px per frame:
     non-square pixels are counted at their width), ``mv_rel`` = mv_px / (W + H), display W (the
     NeMo convention), ``mv_min_region`` (the weakest
-    ``patch``-px square, mean over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``;
+    square of ``patch`` display pixels, mean over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``;
     and per second of real time, each frame's vectors over the time from its reference frame to
     it (the decoder's timestamps, so also right at a variable frame rate): ``mv_px_per_s``,
     ``mv_rel_per_s`` (frame diagonals per second, the unit of ``motion.rel_per_s``) and
@@ -265,7 +267,7 @@ def motion_vectors(
     per_second: list[float] = []
     patch_sum = patch_sum_s = patch_n = None
     width = height = 0
-    sar = 1.0
+    sar = None
     # Vectors need neither the loop filter nor the non-reference (B) frames: skipping both cut
     # decoding of a 720p x264 video from 0.25 to 0.11 CPU-s per 300 frames (export_mvs itself
     # costs nothing).
@@ -276,6 +278,7 @@ def motion_vectors(
         stream,
     ):
         fps = stream_fps(stream) or 30.0
+        follow = container.format.name in BITSTREAM_ASPECT
         # a verified seek, by time from the stream's start: this one went to ``start`` as a
         # pts, a stream that starts at 1.4 s (MPEG-TS) was read from 1.4 s too early, and one
         # whose clock wraps from -5.7 s on, 5.7 s too late; an MPEG-TS seek may land late
@@ -287,20 +290,24 @@ def motion_vectors(
                 t = frame_time(frame, stream)
                 if t >= end - 1e-6:
                     break
+                # a vector's x is in coded pixels, sar of them wide: the frame's own aspect, which
+                # MPEG-TS may change mid-stream (followed frame by frame, as iter_frames does)
+                sar = frame_aspect(follow, stream, frame, sar or sample_aspect(stream))
                 ptype = int(frame.pict_type)
                 if ptype == PictureType.P and anchor_t is not None and t >= next_t - 1e-6:
                     side = frame.side_data.get("MOTION_VECTORS")
                     if side is not None:
-                        # display pixels: a vector's x is in coded pixels, sar of them wide
-                        sar = sample_aspect(stream)
                         width, height = frame.width, frame.height
-                        nx, ny = -(-width // patch), -(-height // patch)
-                        if patch_sum is None:
+                        if patch_sum is None:  # patches of patch x patch display pixels
+                            patch_w = max(1, round(patch / sar))
+                            nx, ny = -(-width // patch_w), -(-height // patch)
                             patch_sum, patch_sum_s, patch_n = np.zeros((3, nx * ny))
                         gap = t - anchor_t  # seconds from the reference frame to this one
                         dist = max(1.0, round(gap * fps))
                         per_s = dist / gap if gap > 0 else fps  # px per frame -> px per second
-                        mean, cells = _frame_vectors(side.to_ndarray(), dist, patch, nx, ny, sar)
+                        mean, cells = _frame_vectors(
+                            side.to_ndarray(), dist, (patch_w, patch), nx, ny, sar
+                        )
                         if mean is not None:
                             per_frame.append(mean)
                             per_second.append(mean * per_s)
@@ -333,17 +340,19 @@ def motion_vectors(
     }
 
 
-def _frame_vectors(mv: np.ndarray, dist: float, patch: int, nx: int, ny: int, sar: float = 1.0):
+def _frame_vectors(mv: np.ndarray, dist: float, patch, nx: int, ny: int, sar: float):
     """Area-weighted mean magnitude per frame and per patch (NaN where a patch has no vector), in
-    display pixels (``sar``: the width of a coded pixel); patches are of coded pixels."""
+    display pixels (``sar``: the width of a coded pixel); ``patch`` is ``(width, height)`` in
+    coded pixels."""
+    pw, ph = patch
     mv = mv[mv["source"] < 0]  # P frames only predict from the past; be explicit
     if not len(mv):
         return None, None
     mag = np.hypot(mv["motion_x"] * sar, mv["motion_y"]) / mv["motion_scale"] / dist
     area = mv["w"].astype(np.float64) * mv["h"]
     # dst_x/dst_y is the block centre in the current frame
-    px = np.clip(mv["dst_x"] // patch, 0, nx - 1)
-    py = np.clip(mv["dst_y"] // patch, 0, ny - 1)
+    px = np.clip(mv["dst_x"] // pw, 0, nx - 1)
+    py = np.clip(mv["dst_y"] // ph, 0, ny - 1)
     idx = py.astype(np.int64) * nx + px
     wsum = np.bincount(idx, weights=area, minlength=nx * ny)
     msum = np.bincount(idx, weights=mag * area, minlength=nx * ny)

@@ -413,10 +413,10 @@ def _sample(fr, analysis_width: int, video_id: str) -> dict:
     bars = find_borders([rows], [cols])
     rec.update(frame_technical(luma, crop=bars["crop"]))
     # a bar is whole display pixels, rounded up: no pixel of it is left in the picture
-    fx, fy = dw / luma.shape[1], dh / luma.shape[0]
-    for side, f in (("border_top", fy), ("border_bottom", fy), ("border_left", fx),
-                    ("border_right", fx)):  # fmt: skip
-        rec[side] = min(math.ceil(bars[side] * f - 1e-6), dh if f is fy else dw)
+    for sides, size, coded in ((("border_top", "border_bottom"), dh, luma.shape[0]),
+                               (("border_left", "border_right"), dw, luma.shape[1])):  # fmt: skip
+        for side in sides:
+            rec[side] = min(math.ceil(bars[side] * size / coded - 1e-6), size)
     return rec
 
 
