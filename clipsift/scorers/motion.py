@@ -253,8 +253,8 @@ def motion_vectors(
 
     Returns ``mv_px`` (area-weighted mean magnitude of inter blocks, display px per frame:
     non-square pixels are counted at their width), ``mv_rel`` = mv_px / (W + H), display W (the
-    NeMo convention), ``mv_min_region`` (the weakest
-    square of ``patch`` display pixels, mean over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``;
+    NeMo convention), ``mv_min_region`` (the weakest square of ``patch`` display pixels, mean
+    over frames, px per frame) and ``mv_min_region_rel``, ``n_frames``;
     and per second of real time, each frame's vectors over the time from its reference frame to
     it (the decoder's timestamps, so also right at a variable frame rate): ``mv_px_per_s``,
     ``mv_rel_per_s`` (frame diagonals per second, the unit of ``motion.rel_per_s``) and
