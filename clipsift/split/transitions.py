@@ -549,11 +549,9 @@ class TransitionFinder:
         for e in range(max(0, self._count - 1 - self.lag), self._count - 1):
             self._windows(e)
         # a blurred run with fewer than 2 * lag frames after it: judged with those there are
-        if self._dip is not None and self._count - 1 - self._dip[1] >= self.lag + 1:
-            first, last, level = self._dip[:3]
-            self._dip = None
-            self._blur_run(first, last, level)
-        self._dip = None
+        dip, self._dip = self._dip, None
+        if dip is not None and self._count - 1 - dip[1] >= self.lag + 1:
+            self._blur_run(*dip[:3])
         # bursts with fewer than ``lag`` frames after them, at least 2
         if self._run is not None and not self._run[3]:
             self._closed.append((self._run[0], self._run[1]))
