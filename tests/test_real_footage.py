@@ -36,7 +36,13 @@ from clipsift.ingest import ingest_shard
 from clipsift.io.decode import iter_frames, probe, read_frames_at
 from clipsift.io.frames import full_range, yuv_bits
 from clipsift.painting import all_frames
-from clipsift.sample import Segment, copy_as, render_video, write_lossless
+from clipsift.sample import (
+    Segment,
+    _transition_frames,
+    copy_as,
+    render_video,
+    write_lossless,
+)
 from clipsift.scorers.technical import frame_technical
 from clipsift.split.clips import copy_or_reencode, materialize, reencode, stream_copy
 from clipsift.split.scan import scan_video
@@ -424,6 +430,74 @@ def test_clips_take_their_frames_rate_where_the_stream_states_another(tmp_path):
             s = c.streams.video[0]
             assert float(s.duration * s.time_base) == pytest.approx(clip.duration, abs=0.02)
         assert row.fps == pytest.approx(rate, rel=1e-3)
+
+
+def recorder_webm(src, dest, steps_ms, stated=None) -> None:
+    """``src``'s frames as a browser's MediaRecorder writes them: VP8 in a live WebM (no Cues,
+    no duration), millisecond times ``steps_ms`` apart and no frame duration in the header
+    (``stated``: that rate written there instead)."""
+    with av.open(str(src)) as c:
+        frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+    with av.open(str(dest), "w", format="webm", options={"live": "1"}) as out:
+        s = out.add_stream("libvpx", rate=stated or 30,
+                           options={"deadline": "realtime", "cpu-used": "8", "b": "1M"})  # fmt: skip
+        if not stated:
+            s.codec_context.framerate = Fraction(0, 1)  # no DefaultDuration
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for arr, step in zip(frames, steps_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            t += step
+            out.mux(s.encode(frame))
+        out.mux(s.encode(None))
+
+
+def test_a_recording_that_states_no_rate_is_sampled_at_its_frames_rate(tmp_path):
+    """A browser or screen recording states no frame rate (MediaRecorder's WebM: FFmpeg then
+    guesses 1000 fps, its time base's tick rate) or a wrong one. Sampled at 1000 fps, each video
+    got one motion sample (its later clips were rejected as missing scores) and windows 40 times
+    too long for its fades and dissolve, which stayed inside two kept clips (tryout 15). Now the
+    rate comes from the packets' times: samples at ``sample_fps`` and three clean shots."""
+    from clipsift.split.clips import scenes_to_clips
+    from clipsift.split.scan import scan_shard
+
+    segs = [Segment(90, seed=501, pan=(1.5, 0), fade_out=20),
+            Segment(90, seed=502, pan=(-1, 0.5), fade_in=20),
+            Segment(90, seed=503, pan=(2, -0.5), dissolve=20)]  # fmt: skip
+    truth = render_video(tmp_path / "r.mp4", segs, fps=30, size=(320, 180))
+    steps = np.random.default_rng(2).choice([33, 33, 34, 34, 40, 41, 50, 67], size=270)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    recorder_webm(tmp_path / "r.mp4", videos / "none.webm", steps)
+    recorder_webm(tmp_path / "r.mp4", videos / "stated1000.webm", steps, stated=1000)
+    with av.open(str(videos / "none.webm")) as c:
+        s = c.streams.video[0]
+        assert s.average_rate is None and s.guessed_rate == 1000  # what FFmpeg makes of it
+    items = [{"source": "s", "video_id": p.stem, "uri": str(p), "path": str(p), "caption": None}
+             for p in sorted(videos.iterdir())]  # fmt: skip
+    source = ingest_shard(pd.DataFrame(items))
+    frames_rate = 1000 / np.median(steps)
+    assert source["fps"].tolist() == pytest.approx([frames_rate] * 2, rel=0.05)
+    # an estimate (docs/sources.md), from the rate: 9204 for 225 frames at the guessed 1000 fps
+    assert source["n_frames"].tolist() == pytest.approx([270, 270], rel=0.1)
+    cfg = validate_config({"sources": [{"name": "s", "type": "folder", "path": "."}]})
+    scenes, frames, samples, _ = scan_shard(source, cfg["scan"])
+    seconds = sum(steps[:-1]) / 1000
+    for vid in source["video_id"]:
+        n = int((samples["video_id"] == vid).sum())
+        assert n >= 0.8 * seconds * cfg["scan"]["sample_fps"], (vid, n)
+        assert samples.loc[samples["video_id"] == vid, "mag"].notna().sum() >= n - 2
+    clips = scenes_to_clips(scenes, source, cfg["split"], frames)
+    kept = clips[clips["split_reason"].isna() & clips["error"].isna()]
+    bad = _transition_frames(truth)
+    for vid in source["video_id"]:
+        spans = kept.loc[kept["video_id"] == vid, ["start_frame", "end_frame"]].to_numpy()
+        assert len(spans) == 3, (vid, spans)
+        for a, b in spans:
+            assert not bad[a:b].any() and not any(a < c < b for c in truth["cuts"]), (vid, a, b)
 
 
 @pytest.mark.slow
