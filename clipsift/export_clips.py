@@ -168,10 +168,16 @@ def _encoded(clip: dict, src: dict, settings: dict, skey: str, where: Path, cach
     return cached, info, "encoded"
 
 
-def _placed(clip, src, dest: Path, row, materialize, link, settings, skey, cache) -> dict:
+def _placed(clip, src, dest: Path, row, materialize, link, settings, skey, cache):
     """Write one kept clip to ``dest`` the cheapest way that gives its frames; returns the
     index fields that this decides (``how``, and the size when the file is not the clip's
-    own)."""
+    own) and how the file got there, for the log.
+
+    ``how`` says what the file is: ``encoded`` (cut and encoded by the export), ``split`` (the
+    split's frame-accurate file) or ``source`` (the source file's bytes). How it was placed
+    (from the export cache or encoded in this run; a hard link, reflink or copy) is no part of
+    the published tables: it made a rerun after a threshold change, or after a kill, give
+    other ``metadata.jsonl`` bytes than a fresh build of the same config (tryout 16)."""
     max_height = settings["max_height"]
     mat = clip.get("path")
     if (
@@ -182,19 +188,20 @@ def _placed(clip, src, dest: Path, row, materialize, link, settings, skey, cache
         and target_width(row["width"], row["height"], max_height) is None
     ):
         # the split's frame-accurate clip file (even sides, as reencode writes them)
-        how = place(mat, dest, link)
-        return {"how": f"split-{how}", "width": row["width"] // 2 * 2,
-                "height": row["height"] // 2 * 2}  # fmt: skip
+        via = place(mat, dest, link)
+        return {"how": "split", "width": row["width"] // 2 * 2,
+                "height": row["height"] // 2 * 2}, f"split-{via}"  # fmt: skip
     if source_fits(clip, src, max_height):
         # a copy (a reflink where the file system can), never a hard link: a source
         # overwritten in place would change the dataset's file with it
-        return {"how": f"source-{place(clip['source_path'], dest, 'copy')}"}
-    cached, info, how = _encoded(clip, src, settings, skey, cache or dest.parent, cache is not None)
+        return {"how": "source"}, f"source-{place(clip['source_path'], dest, 'copy')}"
+    cached, info, via = _encoded(clip, src, settings, skey, cache or dest.parent, cache is not None)
     if cache is None:
         os.replace(cached, dest)
     else:
         place(cached, dest, "hardlink" if link == "hardlink" else "copy")
-    return {"how": how, **{k: info.get(k) for k in ("width", "height", "n_frames", "sha256")}}
+    fields = {k: info.get(k) for k in ("width", "height", "n_frames", "sha256")}
+    return {"how": "encoded", **fields}, via
 
 
 def export_shard_clips(
@@ -232,7 +239,8 @@ def export_shard_clips(
                "width": int_or_none(clip["width"]), "height": int_or_none(clip["height"]),
                "n_frames": int_or_none(clip["n_frames"])}  # fmt: skip
         try:
-            row |= _placed(clip, src, dest, row, materialize, link, settings, skey, cache)
+            fields, via = _placed(clip, src, dest, row, materialize, link, settings, skey, cache)
+            row |= fields
             row |= {
                 "file": Path(os.path.relpath(final_dir / name, dataset_dir)).as_posix(),
                 "bytes": dest.stat().st_size,
@@ -243,7 +251,8 @@ def export_shard_clips(
             log.warning("%s: %s", clip["clip_id"], exc)
             dest.unlink(missing_ok=True)
             row |= {"how": None, "file": None, "error": f"export failed: {exc}"}
-        counts[row["how"]] = counts.get(row["how"], 0) + 1
+            via = "failed"
+        counts[via] = counts.get(via, 0) + 1
         rows.append(row)
     if cache is not None:  # json sidecars of clips that left the cache
         for info in cache.glob("*.json"):
