@@ -52,13 +52,16 @@ def test_run_it_on_your_own_videos(project):
 def test_partial_reruns(project):
     results = project / "results"
     sh(project, "snakemake --cores all")
+    dataset = results / "dataset" / "metadata.parquet"
     for line in commands("Partial reruns"):
         before = {s: mtimes(results, s) for s in ("sample-00000", "sample-00001")}
+        made = dataset.stat().st_mtime_ns
         out = sh(project, line)
         after = {s: mtimes(results, s) for s in before}
         changed = {s for s in before if before[s] != after[s]}
-        if "sample-00001" in line:  # the one-shard lines touch no other shard
+        if "sample-00001" in line:  # the one-shard lines touch no other shard, nor the dataset
             assert "sample-00000" not in changed, line
+            assert dataset.stat().st_mtime_ns == made, line
         if "--forcerun results/shards/sample-00001/scan" in line:
             scan = str(results / "shards" / "sample-00001" / "scan" / "scenes.parquet")
             assert after["sample-00001"][scan] != before["sample-00001"][scan], line
