@@ -455,6 +455,36 @@ def recorder_webm(src, dest, steps_ms, stated=None) -> None:
         out.mux(s.encode(None))
 
 
+def test_a_copy_from_the_start_follows_the_film_behind_a_one_picture_track(tmp_path):
+    """A Matroska file whose first video track is one MJPEG picture (a cover not marked as
+    attached): FFmpeg seeks by that track, and the seek to 0 put the film's first keyframe
+    behind it, so the stream copy of the first clip held one frame of the next shot (tryout
+    15). Now a seek to the start goes by the film's own index."""
+    segs = [Segment(30, seed=61, pan=(2, 0)), Segment(30, seed=62, pan=(0, 2))]
+    frames = list(all_frames(segs, 160, 96))
+    path = tmp_path / "cover.mkv"
+    with av.open(str(path), "w", format="matroska") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 160, 96, "yuvj420p"
+        film = out.add_stream("libx264", rate=30, options={"preset": "veryfast"})
+        film.width, film.height, film.pix_fmt = 160, 96, "yuv420p"
+        still = av.VideoFrame.from_ndarray(frames[0], format="rgb24").reformat(format="yuvj420p")
+        still.pts = 0
+        out.mux(cover.encode(still))
+        out.mux(cover.encode(None))
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(film.encode(frame))
+        out.mux(film.encode(None))
+    assert probe(path)["width"] == 160  # the film is the video
+    stream_copy(str(path), tmp_path / "first.mp4", 0.0, 1.0)
+    got = [f.rgb() for f in iter_frames(tmp_path / "first.mp4")]
+    assert len(got) == 30
+    for k in (0, 29):  # its own first and last frame, not the next shot's
+        assert np.abs(got[k].astype(int) - frames[k]).mean() < 8, k
+
+
 def test_a_recording_that_states_no_rate_is_sampled_at_its_frames_rate(tmp_path):
     """A browser or screen recording states no frame rate (MediaRecorder's WebM: FFmpeg then
     guesses 1000 fps, its time base's tick rate) or a wrong one. Sampled at 1000 fps, each video

@@ -595,7 +595,13 @@ def seek_to(container, stream, at: float) -> None:
     """Seek to the keyframe at or before ``at`` seconds from the stream's start (to the file's
     start for 0). Callers check where it landed."""
     try:
-        if at <= 0:
+        if at <= 0 and stream is not _default_stream(container):
+            # FFmpeg seeks by its default stream, the first video track: a one-picture track
+            # before the film (a Matroska file's cover, not marked as attached) put the film's
+            # first keyframe behind the seek, and a stream copy of the first clip held one frame
+            # of the next shot (tryout 15). By the film's own index instead
+            container.seek(stream.start_time or 0, stream=stream, backward=True)
+        elif at <= 0:
             # to 0 (a seek to the first pts lands late in MPEG-TS), or where times start below
             # 0, a second before the start (an MPEG-TS recording in which the 33-bit clock wraps
             # is read with times below 0 up to the wrap, and a seek to 0 went past the wrap).
@@ -607,6 +613,15 @@ def seek_to(container, stream, at: float) -> None:
             container.seek((stream.start_time or 0) + pts, stream=stream, backward=True)
     except av.FFmpegError as exc:
         raise VideoError(f"seek failed: {reason(exc)}") from exc
+
+
+def _default_stream(container):
+    """The stream FFmpeg seeks by when given none: the first video stream that is no attached
+    picture (``av_find_default_stream_index``)."""
+    return next(
+        (s for s in container.streams.video if not s.disposition & Disposition.attached_pic),
+        None,
+    )
 
 
 def seek_decode(
