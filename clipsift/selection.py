@@ -181,6 +181,9 @@ def select(
     measurable = table["error"].isna() & table["split_reason"].isna()
     verdict_of = {t.name: m.name for m, t, _ in filter_tests(cfg) if t.verdict}
     verdicts: dict[str, pd.Series] = {}
+    # a missing score is one reason, not one per bound on it (a min and a max rejected a clip
+    # twice as "motion.rel_per_s missing", and the funnel counted it twice: tryout 15)
+    missing: set[tuple[int, str]] = set()
     for name, col, op, bound, record_only in rules(cfg):
         values = table[col] if col in table else pd.Series(np.nan, index=table.index)
         ok = passes(values, op, bound)
@@ -190,7 +193,12 @@ def select(
         if record_only:
             continue
         for i in np.flatnonzero(measurable.to_numpy() & ~ok.to_numpy()):
-            rejections[i].append(reasons.failed(name, col, op, bound, values.iloc[i]))
+            record = reasons.failed(name, col, op, bound, values.iloc[i])
+            if record["value"] is None and record["text"].endswith(" missing"):
+                if (i, col) in missing:
+                    continue
+                missing.add((i, col))
+            rejections[i].append(record)
     if near_duplicates is not None and len(near_duplicates):
         dup_of = dict(zip(near_duplicates["clip_id"], near_duplicates["duplicate_of"], strict=True))
         for i, cid in enumerate(table["clip_id"]):

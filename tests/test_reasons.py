@@ -65,6 +65,15 @@ def test_select_writes_each_failed_test_as_a_record(tmp_path):
     assert [list(r) for r in back["reasons"]] == [reasons.texts(rs) for rs in got.values()]
 
 
+def test_a_missing_score_is_one_reason_whatever_its_bounds():
+    """A min and a max on a score the clip lacks rejected it twice for the same missing value,
+    and the funnel counted two rejections (tryout 15)."""
+    cfg = SELECT | {"thresholds": {"motion.rel_per_s": {"min": 0.015, "max": 1.5}}}
+    got = dict(zip(table()["clip_id"], select(table(), cfg)["reasons"], strict=True))
+    assert list(got["nan"]) == ["motion.rel_per_s missing"]
+    assert list(got["slow"]) == ["motion.rel_per_s=0.004 < 0.015"]
+
+
 def test_caption_alignment_test_is_a_record():
     sel = select(table(), SELECT)
     caps = {"clips": {"ok": {"alignment": 0.1}}}
