@@ -70,9 +70,9 @@ def cmd_accept_changes(args) -> int:
     cfg = _load_config(args.config) if not args.results else {}
     results = Path(args.results or cfg["results"])
     algo = with_defaults("ingest", cfg.get("ingest"))["hash"]
-    shards = accept_changes(results, algo)
+    shards = accept_changes(results, algo, gone=args.gone)
     if not shards:
-        print(f"{results}: no ingested source changed")
+        print(f"{results}: no ingested source changed{' or is gone' if args.gone else ''}")
     else:
         print(f"{len(shards)} shard(s) will be ingested again by the next run: {', '.join(shards)}")
     return 0
@@ -155,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sp.add_argument("--config", action="append", default=[], metavar="FILE", help=CONFIG_HELP)
     sp.add_argument("--results", default=None, help="the results folder (default: the config's)")
+    sp.add_argument(
+        "--gone",
+        action="store_true",
+        help="also re-ingest the shards whose source files are gone, dropping their clips from "
+        "the dataset (a takedown); without it, clips of deleted files are kept",
+    )
     sp.set_defaults(func=cmd_accept_changes)
     sp = sub.add_parser(
         "shards", help="list a Hub dataset's archive shards (tar, tar.gz, zip) into a shards_file"

@@ -1,5 +1,7 @@
 # Helpers and input functions shared by the rules. Parse time stays O(shards): the shard plan is
 # read from results/plan/shards.json (made once, see clipsift/plan.py), never by listing videos.
+import sys
+
 from clipsift import filters, runlock
 from clipsift.checks import cross_checks
 from clipsift.config import ConfigError
@@ -14,7 +16,10 @@ from clipsift.smk import import_from_checkout
 from clipsift.split import DETECTORS, detector_device
 from clipsift.sources.changes import SourcesChanged, check_sources
 from clipsift.streaming import window_dependency
+from clipsift.workdirs import BuiltElsewhere, check_workdir, record_build
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.settings.enums import PersistenceBackend
 
 R = config["results"]
 
@@ -36,15 +41,24 @@ if workflow.is_main_process and not workflow.output_settings.dryrun:
         runlock.acquire(R)
     except runlock.ResultsLocked as exc:
         raise WorkflowError(str(exc))
+FILE_RECORDS = workflow.workflow_settings.persistence_backend == PersistenceBackend.FILE
 if workflow.is_main_process:
     try:
-        check_sources(config, R)
-    except SourcesChanged as exc:
+        check_sources(config, R, warn=logger.warning)
+        # a results folder built with another config from a folder whose job records this run
+        # cannot see (clipsift/workdirs.py): Snakemake would see no change
+        check_workdir(R, config, sys.argv, file_records=FILE_RECORDS)
+    except (SourcesChanged, BuiltElsewhere) as exc:
         runlock.release(R)
         raise WorkflowError(str(exc))
 
 
 onsuccess:
+    # a run of the default target, whole: later runs from other folders compare their config
+    # with this one's (a partial run leaves the rest as it was)
+    ds = workflow.dag_settings
+    if not (ds.targets or ds.until or ds.omit_from):
+        record_build(R, config)
     runlock.release(R)
 
 

@@ -93,3 +93,42 @@ def test_after_a_crash(project):
     outs = [sh(project, line) for line in lines]  # the same command again, then the status
     assert (results / "dataset" / "metadata.parquet").exists()
     assert "run: none active" in outs[-1].stdout, outs[-1].stdout
+
+
+def test_a_config_change_from_another_working_folder_is_not_silently_ignored(tmp_path, sample_set):
+    """Snakemake keeps the settings each job ran with in the working folder's .snakemake/: run
+    from a second checkout on the same results folder, a changed threshold gave "Nothing to be
+    done" and a dataset that did not match its config or its provenance (tryout 16). Now such a
+    run stops and says how to go on; forcing what the change affects then works from there."""
+    first = project_copy(tmp_path / "first", sample_set.dir)
+    second = project_copy(tmp_path / "second", sample_set.dir)
+    results = tmp_path / "results"
+    for project in (first, second):
+        (project / "my.yaml").write_text(
+            f"results: {results}\nsources: [{{name: sample, type: folder, "
+            f"path: {first / 'sample' / 'videos'}}}]\n"
+        )
+    sh(first, "snakemake --cores all --configfile my.yaml")
+    meta = pd.read_parquet(results / "dataset" / "metadata.parquet")
+    moving = sorted(meta.loc[meta["keep"], "motion.rel_per_s"])
+    assert len(moving) >= 2
+    bound = (moving[0] + moving[1]) / 2  # rejects the slowest kept clip
+    # the same config from the second folder: nothing to do, no complaint
+    same = sh(second, "snakemake --cores all --configfile my.yaml -n")
+    assert "Nothing to be done" in same.stdout + same.stderr
+    # a stricter motion bound: stopped, naming the folder that built the results
+    with open(second / "my.yaml", "a") as fh:
+        fh.write(f"select: {{thresholds: {{motion.rel_per_s: {{min: {bound}, max: 1.5}}}}}}\n")
+    res = subprocess.run(
+        ["bash", "-c", "snakemake --cores all --configfile my.yaml"], cwd=second,
+        env=user_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode != 0 and f"was built from {first}" in res.stdout + res.stderr
+    assert pd.read_parquet(results / "dataset" / "metadata.parquet").equals(meta)
+    # forcing the selection applies the change, and the next run from there has nothing to do
+    sh(second, "snakemake --cores all --forcerun select --configfile my.yaml")
+    now = pd.read_parquet(results / "dataset" / "metadata.parquet")
+    assert now["keep"].sum() == len(moving) - 1
+    assert not now.loc[now["keep"], "motion.rel_per_s"].lt(bound).any()
+    again = sh(second, "snakemake --cores all --configfile my.yaml -n")
+    assert "Nothing to be done" in again.stdout + again.stderr

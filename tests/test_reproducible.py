@@ -152,3 +152,34 @@ def test_one_run_per_results_folder(tmp_path, sample_set):
     r = snakemake_cli(a, "--snakefile", SNAKEFILE, "--cores", "2")
     assert r.returncode == 0, r.stderr[-4000:]
     assert "run: none active" in clipsift_cli(a, "status").stdout
+
+
+def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
+    """A deleted source file stays in the dataset (sources are often removed once processed),
+    but every run says so, and ``accept-changes --gone`` drops its clips (a takedown). Before,
+    nothing said so, and whether its clips left depended on another file of its shard changing
+    (tryout 16)."""
+    w = sample_workdir(tmp_path / "w", sample_set, "results", shard_size=2)
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    meta = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
+    assert meta.loc[meta["video_id"] == "sample-motion", "keep"].any()
+    (w / "sample" / "videos" / "motion.mp4").unlink()
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "Nothing to be done" in out, out[-3000:]
+    assert "1 ingested source file(s) are gone" in out and "motion.mp4" in out, out[-3000:]
+    assert "clipsift accept-changes --gone" in out, out[-3000:]
+    r = clipsift_cli(w, "accept-changes")
+    assert r.returncode == 0 and "no ingested source changed" in r.stdout, r.stdout + r.stderr
+    r = clipsift_cli(w, "accept-changes", "--gone")
+    assert r.returncode == 0 and "1 shard(s)" in r.stdout, r.stdout + r.stderr
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "are gone" not in out, out[-3000:]
+    new = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
+    motion = new[new["video_id"] == "sample-motion"]
+    assert not motion["keep"].any() and motion["error"].notna().all()
+    others = meta[(meta["video_id"] != "sample-motion") & meta["keep"]]["clip_id"]
+    assert set(others) == set(new.loc[new["keep"], "clip_id"])
+    assert not list((w / "results" / "dataset" / "clips").glob("*/sample-motion*"))

@@ -12,7 +12,11 @@ skips an input whose recorded checksum is unchanged, and removing an output whos
 outputs exist reruns nothing).
 
 Files under the results folder (extracted archive members, generated videos) are the pipeline's
-own and are skipped, as are files that are gone (the dataset keeps its copies). The check costs a
+own and are skipped. A file that is gone does not stop the run: sources are often removed once
+processed, and the dataset keeps what was made from them. But the run says so, with the command
+that drops their clips (``clipsift accept-changes --gone``: their shards are ingested again and
+the gone files become error rows; a takedown). Nothing else drops them: before, a deleted video
+stayed in the dataset, or left it only when another file of its shard changed. The check costs a
 stat per video and a small read per shard; ``ingest.check_sources: false`` turns it off.
 """
 
@@ -37,7 +41,7 @@ SHOWN = 20  # changed files listed in the message
 class Change:
     shard: str
     path: str
-    what: str  # "size", "content"
+    what: str  # "size", "content", "gone"
 
 
 class SourcesChanged(RuntimeError):
@@ -79,6 +83,9 @@ def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list
                 continue
             try:
                 st = os.stat(path)
+            except FileNotFoundError:
+                changes.append(Change(shard, row.path, "gone"))
+                continue
             except OSError:
                 continue
             if st.st_size != row.size:
@@ -88,12 +95,17 @@ def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list
     return changes
 
 
-def check_sources(config: dict, results: str | os.PathLike) -> None:
-    """Raise :class:`SourcesChanged` when an ingested source file changed (see the module)."""
+def check_sources(config: dict, results: str | os.PathLike, warn=None) -> None:
+    """Raise :class:`SourcesChanged` when an ingested source file changed; ``warn`` (a logging
+    function) gets the message on files that are gone (see the module)."""
     ingest = with_defaults("ingest", config.get("ingest"))
     if not ingest["check_sources"]:
         return
     changes = find_changes(results, ingest["hash"])
+    gone = [c for c in changes if c.what == "gone"]
+    changes = [c for c in changes if c.what != "gone"]
+    if gone and warn is not None:
+        warn(gone_message(gone, results))
     if not changes:
         return
     shards = sorted({c.shard for c in changes})
@@ -109,21 +121,41 @@ def check_sources(config: dict, results: str | os.PathLike) -> None:
     )
 
 
-def accept_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list[str]:
+def gone_message(gone: list[Change], results) -> str:
+    shards = sorted({c.shard for c in gone})
+    lines = [f"  {c.path} (shard {c.shard})" for c in gone[:SHOWN]]
+    if len(gone) > SHOWN:
+        lines.append(f"  ... and {len(gone) - SHOWN} more")
+    return (
+        f"clipsift: {len(gone)} ingested source file(s) are gone ({len(shards)} shard(s)); the "
+        "dataset keeps the clips made from them:\n" + "\n".join(lines) + "\nTo drop those "
+        f"clips (a takedown), run\n  clipsift accept-changes --gone --results {results}\nthen "
+        "the same snakemake command again: their shards are ingested again without them."
+    )
+
+
+def accept_changes(
+    results: str | os.PathLike, hash_algo: str = "blake2b", gone: bool = False
+) -> list[str]:
     """Make the next run ingest the shards with changed sources again (their plan file gets an
-    ``accepted`` column: a digest of the changed files' new size and mtime); returns those
+    ``accepted`` column: a digest of the changed files' new size and mtime); with ``gone``,
+    also the shards with files that are gone (which then become error rows); returns those
     shards."""
     results = Path(results)
-    changes = find_changes(results, hash_algo)
+    changes = [c for c in find_changes(results, hash_algo) if gone or c.what != "gone"]
     shards = sorted({c.shard for c in changes})
     for shard in shards:
-        stats = sorted(
-            (c.path, st.st_size, st.st_mtime_ns)
-            for c in changes
-            if c.shard == shard and (st := os.stat(c.path))
-        )
+        stats = sorted(_stat(c) for c in changes if c.shard == shard)
         plan = results / "plan" / "shards" / f"{shard}.parquet"
         items = pd.read_parquet(plan)
         items["accepted"] = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
         write_parquet(plan, items)
     return shards
+
+
+def _stat(change: Change) -> tuple:
+    """``(path, size, mtime_ns)`` of a changed file now; a file that is gone has neither."""
+    if change.what == "gone":
+        return change.path, None, None
+    st = os.stat(change.path)
+    return change.path, st.st_size, st.st_mtime_ns
