@@ -485,6 +485,31 @@ def test_a_copy_from_the_start_follows_the_film_behind_a_one_picture_track(tmp_p
         assert np.abs(got[k].astype(int) - frames[k]).mean() < 8, k
 
 
+def test_a_seek_to_the_start_of_an_mpeg_ts_film_behind_a_preview_stream_lands_at_its_start(
+    tmp_path,
+):
+    """In MPEG-TS a seek by the film's own stream lands late: where a preview stream came
+    first, the start seek by the film landed on its second GOP, and a read from 0.5 s gave no
+    frame, or one from 2 s (review). The plain seek to 0 stays for such containers."""
+    path = tmp_path / "two.ts"
+    with av.open(str(path), "w", format="mpegts") as out:
+        preview = out.add_stream("libx264", rate=25, options={"preset": "veryfast", "g": "50"})
+        preview.width, preview.height, preview.pix_fmt = 96, 64, "yuv420p"
+        film = out.add_stream("libx264", rate=25, options={"preset": "veryfast", "g": "50"})
+        film.width, film.height, film.pix_fmt = 192, 128, "yuv420p"
+        for i in range(100):
+            for s, (w, h) in ((preview, (96, 64)), (film, (192, 128))):
+                frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 2 * i, np.uint8), "rgb24")
+                frame.pts = i
+                out.mux(s.encode(frame))
+        for s in (preview, film):
+            out.mux(s.encode(None))
+    got = list(iter_frames(path, start=0.5, end=0.7))
+    assert [round(f.time, 2) for f in got] == [0.52, 0.56, 0.6, 0.64, 0.68]  # frames 13-17
+    (img,) = read_frames_at(path, [0.5])
+    assert abs(float(img.mean()) - 2 * 12.5) < 6  # frame 12 or 13, not one from 2 s
+
+
 def test_a_recording_that_states_no_rate_is_sampled_at_its_frames_rate(tmp_path):
     """A browser or screen recording states no frame rate (MediaRecorder's WebM: FFmpeg then
     guesses 1000 fps, its time base's tick rate) or a wrong one. Sampled at 1000 fps, each video
@@ -528,6 +553,29 @@ def test_a_recording_that_states_no_rate_is_sampled_at_its_frames_rate(tmp_path)
         assert len(spans) == 3, (vid, spans)
         for a, b in spans:
             assert not bad[a:b].any() and not any(a < c < b for c in truth["cuts"]), (vid, a, b)
+
+
+def test_a_stated_average_rate_is_kept_and_a_short_recording_gets_its_own(tmp_path):
+    """The packets' rate stands in only where the header states none (or over 240 fps): a
+    screen recording at 5 fps for 12 s, then 60, averages 29 fps, and its first packets (5 fps,
+    as FFmpeg's own guess) sized the finder's windows for its 60-fps fades 12 times too short
+    (review; here 12 s, then 2 s). A 12-frame recording that states none was guessed at 120 fps, not its tick rate,
+    and kept that (review)."""
+    render_video(tmp_path / "r.mp4", [Segment(180, seed=71, pan=(2, 0))], fps=30, size=(160, 96))
+    steps = [200] * 60 + [17] * 120
+    retimed(tmp_path / "r.mp4", tmp_path / "screen.mp4", lambda i: sum(steps[:i]),
+            Fraction(1, 1000), 60)  # fmt: skip
+    with av.open(str(tmp_path / "screen.mp4")) as c:
+        s = c.streams.video[0]
+        average, guess = float(s.average_rate), float(s.guessed_rate)
+    assert guess == pytest.approx(5, rel=0.05) and average > 2 * guess  # the header's two rates
+    assert probe(tmp_path / "screen.mp4")["fps"] == pytest.approx(average)
+    short = render_video(tmp_path / "s.mp4", [Segment(12, seed=72)], fps=24, size=(160, 96))
+    recorder_webm(tmp_path / "s.mp4", tmp_path / "short.webm", [41, 42] * 6)
+    got = probe(tmp_path / "short.webm")
+    assert got["fps"] == pytest.approx(24, rel=0.05) and got["n_frames"] == pytest.approx(
+        short["n_frames"], abs=1
+    )
 
 
 @pytest.mark.slow

@@ -242,39 +242,41 @@ def aspect_value(sar) -> float:
 
 
 def stream_fps(stream) -> float:
-    """The rate the stream states (its average), else FFmpeg's guess; 0.0 for none. A guess
-    that is only the time base's tick rate is none: a WebM from a browser's MediaRecorder (no
-    frame duration in its header, frames 33-67 ms apart) was guessed at 1000 fps, an MPEG-TS
-    whose picture starts after FFmpeg's probe window at 90000 (tryout 15)."""
-    if stream.average_rate:
-        return float(stream.average_rate)
-    guess = stream.guessed_rate or stream.base_rate
-    if not guess or (guess > MAX_FPS and stream.time_base and guess == 1 / stream.time_base):
-        return 0.0
-    return float(guess)
+    """The stream's rate from its header: its average rate, unless that is over ``MAX_FPS``
+    where FFmpeg's guess from the first frames' times is not; else that guess, unless it is
+    over ``MAX_FPS`` too; 0.0 for none. A stream with no frame duration in its header (a WebM
+    from a browser's MediaRecorder) was guessed at its time base's tick rate, 1000 fps, and an
+    MPEG-TS whose picture starts after FFmpeg's probe window at 90000 (tryout 15); a header
+    can also state 1000 over frames 33 ms apart. The rate a video is sampled by is probed
+    from its packets where the header gives none (:func:`frames_fps`)."""
+    avg = float(stream.average_rate or 0)
+    guess = float(stream.guessed_rate or stream.base_rate or 0)
+    if 0 < avg <= MAX_FPS:
+        return avg
+    if 0 < guess <= MAX_FPS:
+        return guess
+    return avg if avg > 0 and guess <= 0 else 0.0
 
 
-# above this a rate is looked at twice (a stated rate over the fastest footage of the bench's
-# corpus, 240 fps, is most often a container's clock, not its frames)
+# above this a rate is looked at twice (a rate over the fastest footage of the bench's corpus,
+# 240 fps, is most often a container's clock, not its frames)
 MAX_FPS = 240
-# packets whose times give a stream's rate where its stated one is in doubt (:func:`frames_fps`)
+# packets whose times give a stream's rate where its header states none (:func:`frames_fps`)
 RATE_PACKETS = 48
 
 
-def frames_fps(container, stream, stated: float) -> float:
-    """The rate to sample a video by: the stated one (:func:`stream_fps`), unless the stream
-    states none, states over ``MAX_FPS`` or disagrees with FFmpeg's guess from the first
-    frames' times, and its next ``RATE_PACKETS`` packets come slower than 2/3 of it: then the
-    packets' rate (the median step between their sorted times). The scan samples and the
+def frames_fps(container, stream) -> float:
+    """The rate to sample a video by: the average its header states, where one of at most
+    ``MAX_FPS`` is stated; else the rate of its packets (the median step between the sorted
+    times of the next ``RATE_PACKETS``, read on from where the container is), where it states
+    none or one over 1.5 times theirs; else :func:`stream_fps`. The scan samples and the
     transition finder sizes its windows by this rate: at a guessed 1000 fps a recording got one
     motion sample (its clips were rejected as missing scores) and windows too long for its
-    fades and dissolves, which stayed inside clips. A stated rate under the packets' is kept
-    (field-coded pictures come two to a frame; a recording that holds its last frame averages
-    less than its frames' rate: its clips take their frames' rate, ``split``). Reads packets on
-    from where the container is."""
-    guess = float(stream.guessed_rate or 0)
-    doubt = not stated or stated > MAX_FPS or (guess > 0 and not 2 / 3 < stated / guess < 1.5)
-    if not doubt:
+    fades and dissolves, which stayed inside clips. A stated average is kept however its first
+    frames come: a screen recording at 5 fps for 12 s, then 60, averages 29 fps, and its first
+    packets' 5 fps sized the finder's windows for 60-fps fades 12 times too short."""
+    stated = float(stream.average_rate or 0)
+    if 0 < stated <= MAX_FPS:
         return stated
     times = []
     try:
@@ -287,10 +289,11 @@ def frames_fps(container, stream, stated: float) -> float:
     except av.FFmpegError:
         pass
     steps = np.diff(np.unique(np.asarray(times, np.int64)))
-    if len(steps) < 8 or not stream.time_base:
-        return stated
-    measured = 1.0 / (float(np.median(steps)) * float(stream.time_base))
-    return measured if not stated or stated > 1.5 * measured else stated
+    if len(steps) >= 3 and stream.time_base:
+        measured = 1.0 / (float(np.median(steps)) * float(stream.time_base))
+        if not stated or stated > 1.5 * measured:
+            return measured
+    return stated or stream_fps(stream)
 
 
 def probe(path: str | os.PathLike) -> dict:
@@ -331,9 +334,9 @@ def probe(path: str | os.PathLike) -> dict:
                 break
             if first is None:
                 raise VideoError("no decodable frame")
-            stated = stream_fps(stream)
-            fps = frames_fps(container, stream, stated)
-            if fps != stated:
+            stated = float(stream.average_rate or 0)
+            fps = frames_fps(container, stream)
+            if fps and fps != stated:
                 said = f"states {stated:.3f} fps" if stated else "states no frame rate"
                 log.warning("%s: the stream %s, its frames come at %.3f fps: sampled at that",
                             path, said, fps)  # fmt: skip
@@ -595,11 +598,12 @@ def seek_to(container, stream, at: float) -> None:
     """Seek to the keyframe at or before ``at`` seconds from the stream's start (to the file's
     start for 0). Callers check where it landed."""
     try:
-        if at <= 0 and stream is not _default_stream(container):
+        if at <= 0 and stream is not _default_stream(container) and _indexed(container):
             # FFmpeg seeks by its default stream, the first video track: a one-picture track
             # before the film (a Matroska file's cover, not marked as attached) put the film's
             # first keyframe behind the seek, and a stream copy of the first clip held one frame
-            # of the next shot (tryout 15). By the film's own index instead
+            # of the next shot (tryout 15). By the film's own index instead, where the container
+            # has one (in MPEG-TS such a seek lands late: the plain seek to 0 below)
             container.seek(stream.start_time or 0, stream=stream, backward=True)
         elif at <= 0:
             # to 0 (a seek to the first pts lands late in MPEG-TS), or where times start below
@@ -613,6 +617,13 @@ def seek_to(container, stream, at: float) -> None:
             container.seek((stream.start_time or 0) + pts, stream=stream, backward=True)
     except av.FFmpegError as exc:
         raise VideoError(f"seek failed: {reason(exc)}") from exc
+
+
+def _indexed(container) -> bool:
+    """Whether the container has an index that seeks land on exactly (Matroska, WebM, MP4,
+    MOV), unlike MPEG-TS and program streams, which FFmpeg seeks by bytes and timestamps."""
+    name = container.format.name
+    return "matroska" in name or "mp4" in name or "mov" in name
 
 
 def _default_stream(container):
