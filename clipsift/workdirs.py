@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
@@ -27,8 +28,14 @@ from .io.atomic import write_json
 from .provenance import build_config, config_hash
 
 RECORD = Path(".clipsift") / "built.json"
-# the command-line options that say what to redo: the run then knows what it changes
-FORCING = ("-R", "--forcerun", "-F", "--forceall", "-f", "--force")
+# the options that say what to redo (``-Rselect``, ``--forcer``: argparse's forms too); the
+# Snakefile sees the command line before Snakemake's own settings. ``-f`` forces only the
+# targets (the default one, rule all, redoes nothing)
+FORCING = re.compile(r"^-[RF]|^--force(?:r|ru|run|a|al|all)(?:=|$)")
+# one output of each stage of the plan's first shard, and the dataset: Snakemake's record of
+# each, here, shows that this folder saw every stage a config change may redo
+STAGE_OUTPUTS = ("source.parquet", "scan/scenes.parquet", "clips.parquet", "scores.parquet",
+                 "selection.parquet")  # fmt: skip
 
 
 class BuiltElsewhere(RuntimeError):
@@ -52,29 +59,57 @@ def record_build(results: str | os.PathLike, config: dict) -> None:
     )
 
 
+def whole_run(dag_settings) -> bool:
+    """Whether a run's settings name the default target, all of it (no targets but ``all``, no
+    ``--until``, ``--omit-from``, ``--batch`` or ``--allowed-rules``)."""
+    ds = dag_settings
+    return (
+        set(ds.targets) <= {"all"}
+        and not (ds.until or ds.omit_from or ds.allowed_rules)
+        and ds.batch is None
+    )
+
+
+def forced(argv: list[str]) -> bool:
+    """Whether the command line says what to redo (``--forcerun``, ``--forceall``)."""
+    return any(FORCING.match(a) for a in argv[1:])
+
+
 def has_record(workdir: str | os.PathLike, results: str) -> bool:
-    """Whether Snakemake keeps, in ``workdir``, its record of the dataset that ``results`` (as
-    the config names it) holds now: its file persistence's record of ``{results}/dataset/
-    metadata.parquet`` (``.snakemake/metadata``, keyed by the output's path in base64), written
-    after that file was. A copy or move of the working folder with its results keeps it
-    (relative paths, mtimes kept); a build from another folder since makes it older than the
-    file."""
+    """Whether Snakemake keeps, in ``workdir``, its record of what ``results`` (as the config
+    names it) holds now: its file persistence's record (``.snakemake/metadata``, keyed by the
+    output's path in base64) of one output of every stage of the first shard
+    (``STAGE_OUTPUTS``, those that exist) and of the dataset's metadata, each made when the file
+    now there was (the record's ``endtime`` is the output's mtime, read on one clock). A copy
+    or move of the working folder with its results keeps them (relative paths, mtimes kept); a
+    build from another folder since makes them older than the files, and a run from a new
+    folder that forced only the selection leaves no record of the scan (review)."""
     meta = Path(workdir) / ".snakemake" / "metadata"
     if not meta.is_dir():
         return False
-    output = f"{results}/dataset/metadata.parquet"
-    key = urlsafe_b64encode(output.encode()).decode()
+    outputs = [f"{results}/dataset/metadata.parquet"]
+    try:
+        plan = json.loads((Path(results) / "plan" / "shards.json").read_text())["shards"]
+        first = plan[0]["name"]  # also in a run of limit_shards
+        outputs += [f"{results}/shards/{first}/{name}" for name in STAGE_OUTPUTS]
+    except (OSError, ValueError, KeyError):
+        pass
     most = max(2, (os.pathconf(meta, "PC_NAME_MAX") if os.name == "posix" else 255) or 255) - 1
-    parts = [key[i : i + most] for i in range(0, len(key), most)]
-    record = meta.joinpath(*(["@" + p for p in parts[:-1]] + parts[-1:]))
-    try:
-        made = record.stat().st_mtime
-    except OSError:
-        return False
-    try:
-        return made >= Path(output).stat().st_mtime - 1.0
-    except OSError:
-        return True
+    for output in outputs:
+        try:
+            mtime = os.stat(output).st_mtime
+        except OSError:
+            continue  # a stage that is off, or not run yet
+        key = urlsafe_b64encode(output.encode()).decode()
+        parts = [key[i : i + most] for i in range(0, len(key), most)]
+        record = meta.joinpath(*(["@" + p for p in parts[:-1]] + parts[-1:]))
+        try:
+            made = float(json.loads(record.read_text())["endtime"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if abs(made - mtime) > 0.01:
+            return False
+    return True
 
 
 def check_workdir(results: str, config: dict, argv: list[str], file_records: bool = True) -> None:
@@ -94,7 +129,7 @@ def check_workdir(results: str, config: dict, argv: list[str], file_records: boo
         return  # Snakemake's own record is here: its params trigger sees the change
     if built.get("config_sha256") == config_digest(config):
         return
-    if any(a in FORCING or a.startswith(("--forcerun=", "--forceall=")) for a in argv):
+    if forced(argv):
         return
     where = built.get("workdir", "another folder")
     why = "this folder keeps no record of its jobs" if where == here else f"this run is from {here}"

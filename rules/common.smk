@@ -16,7 +16,7 @@ from clipsift.smk import import_from_checkout
 from clipsift.split import DETECTORS, detector_device
 from clipsift.sources.changes import SourcesChanged, check_sources
 from clipsift.streaming import window_dependency
-from clipsift.workdirs import BuiltElsewhere, check_workdir, record_build
+from clipsift.workdirs import BuiltElsewhere, check_workdir, record_build, whole_run
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.settings.enums import PersistenceBackend
@@ -56,8 +56,7 @@ if workflow.is_main_process:
 onsuccess:
     # a run of the default target, whole: later runs from other folders compare their config
     # with this one's (a partial run leaves the rest as it was)
-    ds = workflow.dag_settings
-    if not (ds.targets or ds.until or ds.omit_from):
+    if whole_run(workflow.dag_settings):
         record_build(R, config)
     runlock.release(R)
 

@@ -132,3 +132,18 @@ def test_a_config_change_from_another_working_folder_is_not_silently_ignored(tmp
     assert not now.loc[now["keep"], "motion.rel_per_s"].lt(bound).any()
     again = sh(second, "snakemake --cores all --configfile my.yaml -n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # that forced run left the second folder no record of the scan or split: a split change
+    # from there stops too, rather than keeping the old clips (review)
+    with open(second / "my.yaml", "a") as fh:
+        fh.write("split: {min_seconds: 1.0}\n")
+    res = subprocess.run(
+        ["bash", "-c", "snakemake --cores all --configfile my.yaml -n"], cwd=second,
+        env=user_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode != 0 and f"was built from {second}" in res.stdout + res.stderr
+    # in the first folder, whose record the second one's build made stale, too
+    res = subprocess.run(
+        ["bash", "-c", "snakemake --cores all --configfile my.yaml -n"], cwd=first,
+        env=user_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode != 0 and f"was built from {second}" in res.stdout + res.stderr
