@@ -183,3 +183,24 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     others = meta[(meta["video_id"] != "sample-motion") & meta["keep"]]["clip_id"]
     assert set(others) == set(new.loc[new["keep"], "clip_id"])
     assert not list((w / "results" / "dataset" / "clips").glob("*/sample-motion*"))
+
+    # the whole source folder missing (not mounted) is no takedown: said apart, never dropped
+    videos = w / "sample" / "videos"
+    videos.rename(w / "unmounted")
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "in folders that are missing" in out, out[-3000:]
+    assert "accept-changes --gone --results" not in out, out[-3000:]
+    r = clipsift_cli(w, "accept-changes", "--gone")
+    assert "no ingested source changed" in r.stdout, r.stdout + r.stderr
+    (w / "unmounted").rename(videos)
+    # the file taken down comes back: a change, as a replaced file is (review: never noticed)
+    shutil.copyfile(sample_set.dir / "motion.mp4", videos / "motion.mp4")
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "motion.mp4 (back since ingest" in out, out[-3000:]
+    assert clipsift_cli(w, "accept-changes").returncode == 0
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    back = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
+    assert set(back.loc[back["keep"], "clip_id"]) == set(meta.loc[meta["keep"], "clip_id"])

@@ -16,8 +16,11 @@ own and are skipped. A file that is gone does not stop the run: sources are ofte
 processed, and the dataset keeps what was made from them. But the run says so, with the command
 that drops their clips (``clipsift accept-changes --gone``: their shards are ingested again and
 the gone files become error rows; a takedown). Nothing else drops them: before, a deleted video
-stayed in the dataset, or left it only when another file of its shard changed. The check costs a
-stat per video and a small read per shard; ``ingest.check_sources: false`` turns it off.
+stayed in the dataset, or left it only when another file of its shard changed. Files whose
+folder is missing too are told apart (a source folder not mounted: ``--gone`` leaves them, as
+following it would empty the dataset), and a file ingested as missing that is there again
+stops the run as a changed one does. The check costs a stat per video and a small read per
+shard; ``ingest.check_sources: false`` turns it off.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ SHOWN = 20  # changed files listed in the message
 class Change:
     shard: str
     path: str
-    what: str  # "size", "content", "gone"
+    what: str  # "size", "content", "back", "gone", "unreachable"
 
 
 class SourcesChanged(RuntimeError):
@@ -65,7 +68,18 @@ def pending(results: Path, shard: str) -> bool:
         return True
 
 
+# hex digest length -> the ``ingest.hash`` algorithm that makes it: a source.parquet is read
+# with the algorithm it was hashed with, whatever config the command was given
+# (``accept-changes --results`` knows none: a sha256 table was compared with blake2b digests)
+ALGO_BY_LENGTH = {128: "blake2b", 64: "sha256", 40: "sha1", 32: "md5"}
+# what each kind of change is called in the messages
+SAID = {"size": "size changed", "content": "content changed", "back": "back since ingest"}
+
+
 def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list[Change]:
+    """The ingested source files that changed (``size``, ``content``), that are ``gone``
+    (their folder is there), ``unreachable`` (their folder is not: a source folder not
+    mounted), or ``back`` (ingested as a missing file, there again)."""
     results = Path(results).absolute()
     own = os.fspath(results) + os.sep
     changes = []
@@ -74,42 +88,50 @@ def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list
         if pending(results, shard):
             continue
         try:
-            table = pd.read_parquet(src, columns=["path", "size", "mtime_ns", "hash"])
+            table = pd.read_parquet(src, columns=["path", "size", "mtime_ns", "hash", "error"])
         except (OSError, ValueError, KeyError):  # not ingested yet, or by an older clipsift
             continue
-        for row in table.dropna(subset=["path", "mtime_ns"]).itertuples(index=False):
+        for row in table.dropna(subset=["path"]).itertuples(index=False):
             path = os.path.abspath(row.path)
             if path.startswith(own):
+                continue
+            if pd.isna(row.mtime_ns):
+                if row.error == "missing file" and os.path.exists(path):
+                    changes.append(Change(shard, row.path, "back"))
                 continue
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                changes.append(Change(shard, row.path, "gone"))
+                there = os.path.isdir(os.path.dirname(path))
+                changes.append(Change(shard, row.path, "gone" if there else "unreachable"))
                 continue
             except OSError:
                 continue
             if st.st_size != row.size:
                 changes.append(Change(shard, row.path, "size"))
-            elif st.st_mtime_ns != row.mtime_ns and content_hash(path, hash_algo) != row.hash:
-                changes.append(Change(shard, row.path, "content"))
+            elif st.st_mtime_ns != row.mtime_ns:
+                algo = ALGO_BY_LENGTH.get(len(str(row.hash)), hash_algo)
+                if content_hash(path, algo) != row.hash:
+                    changes.append(Change(shard, row.path, "content"))
     return changes
 
 
 def check_sources(config: dict, results: str | os.PathLike, warn=None) -> None:
-    """Raise :class:`SourcesChanged` when an ingested source file changed; ``warn`` (a logging
-    function) gets the message on files that are gone (see the module)."""
+    """Raise :class:`SourcesChanged` when an ingested source file changed or is back; ``warn``
+    (a logging function) gets the message on files that are gone or unreachable (see the
+    module)."""
     ingest = with_defaults("ingest", config.get("ingest"))
     if not ingest["check_sources"]:
         return
     changes = find_changes(results, ingest["hash"])
-    gone = [c for c in changes if c.what == "gone"]
-    changes = [c for c in changes if c.what != "gone"]
-    if gone and warn is not None:
-        warn(gone_message(gone, results))
+    missing = [c for c in changes if c.what in ("gone", "unreachable")]
+    changes = [c for c in changes if c.what in SAID]
+    if missing and warn is not None:
+        warn(gone_message(missing, results))
     if not changes:
         return
     shards = sorted({c.shard for c in changes})
-    lines = [f"  {c.path} ({c.what} changed; shard {c.shard})" for c in changes[:SHOWN]]
+    lines = [f"  {c.path} ({SAID[c.what]}; shard {c.shard})" for c in changes[:SHOWN]]
     if len(changes) > SHOWN:
         lines.append(f"  ... and {len(changes) - SHOWN} more")
     raise SourcesChanged(
@@ -121,17 +143,29 @@ def check_sources(config: dict, results: str | os.PathLike, warn=None) -> None:
     )
 
 
-def gone_message(gone: list[Change], results) -> str:
-    shards = sorted({c.shard for c in gone})
-    lines = [f"  {c.path} (shard {c.shard})" for c in gone[:SHOWN]]
-    if len(gone) > SHOWN:
-        lines.append(f"  ... and {len(gone) - SHOWN} more")
-    return (
-        f"clipsift: {len(gone)} ingested source file(s) are gone ({len(shards)} shard(s)); the "
-        "dataset keeps the clips made from them:\n" + "\n".join(lines) + "\nTo drop those "
-        f"clips (a takedown), run\n  clipsift accept-changes --gone --results {results}\nthen "
-        "the same snakemake command again: their shards are ingested again without them."
-    )
+def gone_message(missing: list[Change], results) -> str:
+    """The warning on ingested files that are gone, and on those whose folder is missing."""
+    out = []
+    for what, head, tail in (
+        ("gone", "are gone", "To drop those clips (a takedown), run\n  clipsift accept-changes "
+         f"--gone --results {results}\nthen the same snakemake command again: their shards are "
+         "ingested again without them."),
+        ("unreachable", "are in folders that are missing (a source folder not mounted?)",
+         "Mount the folder again; accept-changes --gone leaves them (to drop them, recreate the "
+         "folder empty first)."),
+    ):  # fmt: skip
+        these = [c for c in missing if c.what == what]
+        if not these:
+            continue
+        shards = sorted({c.shard for c in these})
+        lines = [f"  {c.path} (shard {c.shard})" for c in these[:SHOWN]]
+        if len(these) > SHOWN:
+            lines.append(f"  ... and {len(these) - SHOWN} more")
+        out.append(
+            f"clipsift: {len(these)} ingested source file(s) {head} ({len(shards)} shard(s)); "
+            "the dataset keeps the clips made from them:\n" + "\n".join(lines) + "\n" + tail
+        )
+    return "\n".join(out)
 
 
 def accept_changes(
@@ -142,7 +176,8 @@ def accept_changes(
     also the shards with files that are gone (which then become error rows); returns those
     shards."""
     results = Path(results)
-    changes = [c for c in find_changes(results, hash_algo) if gone or c.what != "gone"]
+    changes = [c for c in find_changes(results, hash_algo)
+               if c.what in SAID or (gone and c.what == "gone")]  # fmt: skip
     shards = sorted({c.shard for c in changes})
     for shard in shards:
         stats = sorted(_stat(c) for c in changes if c.shard == shard)
@@ -157,5 +192,7 @@ def _stat(change: Change) -> tuple:
     """``(path, size, mtime_ns)`` of a changed file now; a file that is gone has neither."""
     if change.what == "gone":
         return change.path, None, None
+    if change.what == "back":
+        return change.path, "back", None
     st = os.stat(change.path)
     return change.path, st.st_size, st.st_mtime_ns
