@@ -44,12 +44,12 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def _missing(v) -> bool:
+def is_missing(v) -> bool:
     return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
 
 
 def _num(v) -> float | None:
-    return None if _missing(v) or isinstance(v, str) else float(v)
+    return None if is_missing(v) or isinstance(v, str) else float(v)
 
 
 def _record(test, column=None, op=None, bound=None, value=None, detail=None, *, text) -> dict:
@@ -66,7 +66,7 @@ def _record(test, column=None, op=None, bound=None, value=None, detail=None, *, 
 
 def failed(test: str, column: str, op: str, bound, value) -> dict:
     """A clip whose ``value`` of ``column`` fails ``op bound`` (a missing value fails)."""
-    missing = _missing(value)
+    missing = is_missing(value)
     if missing:
         text = f"{column} missing"
     elif op == "==":

@@ -193,12 +193,12 @@ def select(
         if record_only:
             continue
         for i in np.flatnonzero(measurable.to_numpy() & ~ok.to_numpy()):
-            record = reasons.failed(name, col, op, bound, values.iloc[i])
-            if record["value"] is None and record["text"].endswith(" missing"):
+            value = values.iloc[i]
+            if reasons.is_missing(value):
                 if (i, col) in missing:
                     continue
                 missing.add((i, col))
-            rejections[i].append(record)
+            rejections[i].append(reasons.failed(name, col, op, bound, value))
     if near_duplicates is not None and len(near_duplicates):
         dup_of = dict(zip(near_duplicates["clip_id"], near_duplicates["duplicate_of"], strict=True))
         for i, cid in enumerate(table["clip_id"]):
