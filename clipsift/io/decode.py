@@ -336,7 +336,8 @@ def probe(path: str | os.PathLike) -> dict:
                 raise VideoError("no decodable frame")
             stated = float(stream.average_rate or 0)
             fps = frames_fps(container, stream)
-            if fps and fps != stated:
+            header = stated or float(stream.guessed_rate or 0)
+            if fps and not 0.95 < header / fps < 1.05:  # the header's rate was no rate to use
                 said = f"states {stated:.3f} fps" if stated else "states no frame rate"
                 log.warning("%s: the stream %s, its frames come at %.3f fps: sampled at that",
                             path, said, fps)  # fmt: skip
