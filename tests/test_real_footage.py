@@ -33,7 +33,7 @@ from clipsift.config import validate_config, with_defaults
 from clipsift.export_clips import source_fits
 from clipsift.filters.flash import find_flashes
 from clipsift.ingest import ingest_shard
-from clipsift.io.decode import iter_frames, probe, read_frames_at
+from clipsift.io.decode import iter_frames, probe, read_frames_at, stream_fps
 from clipsift.io.frames import full_range, yuv_bits
 from clipsift.painting import all_frames
 from clipsift.sample import (
@@ -570,6 +570,11 @@ def test_a_stated_average_rate_is_kept_and_a_short_recording_gets_its_own(tmp_pa
         average, guess = float(s.average_rate), float(s.guessed_rate)
     assert guess == pytest.approx(5, rel=0.05) and average > 2 * guess  # the header's two rates
     assert probe(tmp_path / "screen.mp4")["fps"] == pytest.approx(average)
+    # a high-speed camera's rate is a rate: every reader takes it (review: 0, then 25 or 30)
+    render_video(tmp_path / "hs.mp4", [Segment(40, seed=73, pan=(1, 0))], fps=480, size=(96, 64))
+    with av.open(str(tmp_path / "hs.mp4")) as c:
+        assert stream_fps(c.streams.video[0]) == 480
+    assert probe(tmp_path / "hs.mp4")["fps"] == 480
     short = render_video(tmp_path / "s.mp4", [Segment(12, seed=72)], fps=24, size=(160, 96))
     recorder_webm(tmp_path / "s.mp4", tmp_path / "short.webm", [41, 42] * 6)
     got = probe(tmp_path / "short.webm")

@@ -243,19 +243,24 @@ def aspect_value(sar) -> float:
 
 def stream_fps(stream) -> float:
     """The stream's rate from its header: its average rate, unless that is over ``MAX_FPS``
-    where FFmpeg's guess from the first frames' times is not; else that guess, unless it is
-    over ``MAX_FPS`` too; 0.0 for none. A stream with no frame duration in its header (a WebM
+    where FFmpeg's guess from the first frames' times is not; else that guess; a rate over
+    ``MAX_FPS`` only where it is not the time base's tick rate; 0.0 for none. A stream with no frame duration in its header (a WebM
     from a browser's MediaRecorder) was guessed at its time base's tick rate, 1000 fps, and an
     MPEG-TS whose picture starts after FFmpeg's probe window at 90000 (tryout 15); a header
     can also state 1000 over frames 33 ms apart. The rate a video is sampled by is probed
     from its packets where the header gives none (:func:`frames_fps`)."""
     avg = float(stream.average_rate or 0)
     guess = float(stream.guessed_rate or stream.base_rate or 0)
+    tick = 1 / float(stream.time_base) if stream.time_base else 0.0
     if 0 < avg <= MAX_FPS:
         return avg
     if 0 < guess <= MAX_FPS:
         return guess
-    return avg if avg > 0 and guess <= 0 else 0.0
+    # over MAX_FPS both: a high-speed camera's 480 fps, unless it is only the clock's tick
+    for rate in (avg, guess):
+        if rate > 0 and abs(rate - tick) > 1e-6 * rate:
+            return rate
+    return 0.0
 
 
 # above this a rate is looked at twice (a rate over the fastest footage of the bench's corpus,
