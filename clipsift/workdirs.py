@@ -32,8 +32,9 @@ RECORD = Path(".clipsift") / "built.json"
 # Snakefile sees the command line before Snakemake's own settings. ``-f`` forces only the
 # targets (the default one, rule all, redoes nothing)
 FORCING = re.compile(r"^-[RF]|^--force(?:r|ru|run|a|al|all)(?:=|$)")
-# one output of each stage of the plan's first shard, and the dataset: Snakemake's record of
-# each, here, shows that this folder saw every stage a config change may redo
+# one output of each stage of every shard, and the dataset: Snakemake's record of each, here,
+# shows that this folder saw every job a config change may redo (a small read per output:
+# less than the source check's stat per video)
 STAGE_OUTPUTS = ("source.parquet", "scan/scenes.parquet", "clips.parquet", "scores.parquet",
                  "selection.parquet")  # fmt: skip
 
@@ -78,22 +79,22 @@ def forced(argv: list[str]) -> bool:
 def has_record(workdir: str | os.PathLike, results: str) -> bool:
     """Whether Snakemake keeps, in ``workdir``, its record of what ``results`` (as the config
     names it) holds now: its file persistence's record (``.snakemake/metadata``, keyed by the
-    output's path in base64) of one output of every stage of the first shard
-    (``STAGE_OUTPUTS``, those that exist) and of the dataset's metadata, each made when the file
-    now there was (the record's ``endtime`` is the output's mtime, read on one clock). A copy
+    output's path in base64) of one output of every stage of every shard (``STAGE_OUTPUTS``,
+    those that exist) and of the dataset's metadata, each made when the file now there was (the record's ``endtime`` is the output's mtime, read on one clock). A copy
     or move of the working folder with its results keeps them (relative paths, mtimes kept); a
-    build from another folder since makes them older than the files, and a run from a new
-    folder that forced only the selection leaves no record of the scan (review)."""
+    build from another folder since makes them older than the files, a run from a new folder
+    that forced only the selection leaves no record of the scan, and one that re-ingested one
+    shard none of the others' (reviews)."""
     meta = Path(workdir) / ".snakemake" / "metadata"
     if not meta.is_dir():
         return False
     outputs = [f"{results}/dataset/metadata.parquet"]
     try:
         plan = json.loads((Path(results) / "plan" / "shards.json").read_text())["shards"]
-        first = plan[0]["name"]  # also in a run of limit_shards
-        outputs += [f"{results}/shards/{first}/{name}" for name in STAGE_OUTPUTS]
-    except (OSError, ValueError, KeyError):
-        pass
+        shards = [s["name"] for s in plan]
+    except (OSError, ValueError, KeyError, TypeError):
+        shards = []
+    outputs += [f"{results}/shards/{shard}/{name}" for shard in shards for name in STAGE_OUTPUTS]
     most = max(2, (os.pathconf(meta, "PC_NAME_MAX") if os.name == "posix" else 255) or 255) - 1
     for output in outputs:
         try:
