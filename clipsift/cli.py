@@ -70,10 +70,18 @@ def cmd_accept_changes(args) -> int:
     cfg = _load_config(args.config) if not args.results else {}
     results = Path(args.results or cfg["results"])
     algo = with_defaults("ingest", cfg.get("ingest"))["hash"]
-    shards = accept_changes(results, algo, gone=args.gone)
-    if not shards:
+    shards, held = accept_changes(
+        results, algo, gone=args.gone or args.unreachable, unreachable=args.unreachable
+    )
+    if held:
+        print(
+            f"{len(held)} shard(s) left as they are: they hold files in folders that are missing "
+            f"or empty (not mounted?): {', '.join(held)}. Mount them, or pass --unreachable to "
+            "drop those files too."
+        )
+    if not shards and not held:
         print(f"{results}: no ingested source changed{' or is gone' if args.gone else ''}")
-    else:
+    elif shards:
         print(f"{len(shards)} shard(s) will be ingested again by the next run: {', '.join(shards)}")
     return 0
 
@@ -160,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also re-ingest the shards whose source files are gone, dropping their clips from "
         "the dataset (a takedown); without it, clips of deleted files are kept",
+    )
+    sp.add_argument(
+        "--unreachable",
+        action="store_true",
+        help="with --gone, also files whose folder is missing or empty (by default such files, "
+        "and their shards, are left: an unmounted source would empty the dataset)",
     )
     sp.set_defaults(func=cmd_accept_changes)
     sp = sub.add_parser(

@@ -187,12 +187,16 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     # the whole source folder missing (not mounted) is no takedown: said apart, never dropped
     videos = w / "sample" / "videos"
     videos.rename(w / "unmounted")
-    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "-n")
-    out = r.stdout + r.stderr
-    assert r.returncode == 0 and "in folders that are missing" in out, out[-3000:]
-    assert "accept-changes --gone --results" not in out, out[-3000:]
-    r = clipsift_cli(w, "accept-changes", "--gone")
-    assert "no ingested source changed" in r.stdout, r.stdout + r.stderr
+    for mount_point in (False, True):  # the folder gone, then left empty (review)
+        if mount_point:
+            videos.mkdir()
+        r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "-n")
+        out = r.stdout + r.stderr
+        assert r.returncode == 0 and "in folders that are missing or empty" in out, out[-3000:]
+        assert "accept-changes --gone --results" not in out, out[-3000:]
+        r = clipsift_cli(w, "accept-changes", "--gone")
+        assert "no ingested source changed" in r.stdout, r.stdout + r.stderr
+    videos.rmdir()
     (w / "unmounted").rename(videos)
     # the file taken down comes back: a change, as a replaced file is (review: never noticed)
     shutil.copyfile(sample_set.dir / "motion.mp4", videos / "motion.mp4")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
 import tarfile
 import zipfile
@@ -871,3 +872,39 @@ def test_a_bomb_in_a_hub_shard_becomes_an_error_row(tmp_path, hub_cache):
     rows = shard_items(plan, src | {"max_ratio": 20}, "hf-00000", tmp_path / "results")
     assert len(rows) == 1 and "archive bomb" in rows["error"].iloc[0]
     assert not (tmp_path / "results" / "work" / "hf-00000" / "extracted").exists()
+
+
+def test_accepting_gone_files_leaves_shards_with_unreachable_ones(tmp_path):
+    """``accept-changes --gone`` re-ingests whole shards: one that also holds a file whose
+    folder is missing or empty (a source not mounted) is left, or that file would become an
+    error row too (review); ``--unreachable`` takes it."""
+    from clipsift.sources.changes import accept_changes, find_changes
+
+    here, mount = tmp_path / "here", tmp_path / "mnt"
+    here.mkdir()
+    mount.mkdir()  # the mount point of an unmounted share: empty
+    (here / "kept.mp4").write_bytes(b"k")
+    results = tmp_path / "results"
+    shards = {"s-0": [here / "gone.mp4", here / "kept.mp4"], "s-1": [here / "gone2.mp4",
+              mount / "far.mp4"]}  # fmt: skip
+    (results / "plan" / "shards").mkdir(parents=True)
+    (results / "plan" / "shards.json").write_text(
+        json.dumps({"shards": [{"name": s, "items": 2} for s in shards]})
+    )
+    for shard, paths in shards.items():  # planned, then ingested (later: not pending)
+        pd.DataFrame({"video_id": [p.stem for p in paths]}).to_parquet(
+            results / "plan" / "shards" / f"{shard}.parquet"
+        )
+    kept = os.stat(here / "kept.mp4")
+    for shard, paths in shards.items():
+        (results / "shards" / shard).mkdir(parents=True)
+        rows = [{"path": str(p), "size": 1, "mtime_ns": kept.st_mtime_ns, "hash": "0" * 128,
+                 "error": None} for p in paths]  # fmt: skip
+        pd.DataFrame(rows).to_parquet(results / "shards" / shard / "source.parquet")
+        later = kept.st_mtime + 3600  # after the plan files, and after any stamp below
+        os.utime(results / "shards" / shard / "source.parquet", (later, later))
+    whats = {Path(c.path).name: c.what for c in find_changes(results)}
+    assert whats["gone.mp4"] == "gone" and whats["gone2.mp4"] == "gone"
+    assert whats["far.mp4"] == "unreachable"
+    assert accept_changes(results, gone=True) == (["s-0"], ["s-1"])
+    assert accept_changes(results, gone=True, unreachable=True)[0] == ["s-0", "s-1"]

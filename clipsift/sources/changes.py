@@ -78,8 +78,8 @@ SAID = {"size": "size changed", "content": "content changed", "back": "back sinc
 
 def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list[Change]:
     """The ingested source files that changed (``size``, ``content``), that are ``gone``
-    (their folder is there), ``unreachable`` (their folder is not: a source folder not
-    mounted), or ``back`` (ingested as a missing file, there again)."""
+    (their folder holds other files), ``unreachable`` (their folder is missing or empty: a
+    source folder not mounted, or the empty mount point), or ``back`` (ingested as a missing file, there again)."""
     results = Path(results).absolute()
     own = os.fspath(results) + os.sep
     changes = []
@@ -102,8 +102,8 @@ def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                there = os.path.isdir(os.path.dirname(path))
-                changes.append(Change(shard, row.path, "gone" if there else "unreachable"))
+                what = "gone" if _holds_files(os.path.dirname(path)) else "unreachable"
+                changes.append(Change(shard, row.path, what))
                 continue
             except OSError:
                 continue
@@ -150,9 +150,9 @@ def gone_message(missing: list[Change], results) -> str:
         ("gone", "are gone", "To drop those clips (a takedown), run\n  clipsift accept-changes "
          f"--gone --results {results}\nthen the same snakemake command again: their shards are "
          "ingested again without them."),
-        ("unreachable", "are in folders that are missing (a source folder not mounted?)",
-         "Mount the folder again; accept-changes --gone leaves them (to drop them, recreate the "
-         "folder empty first)."),
+        ("unreachable", "are in folders that are missing or empty (a source not mounted?)",
+         "Mount it again. accept-changes --gone leaves them and their shards; if they were "
+         "removed on purpose, accept-changes --gone --unreachable drops them too."),
     ):  # fmt: skip
         these = [c for c in missing if c.what == what]
         if not these:
@@ -169,28 +169,45 @@ def gone_message(missing: list[Change], results) -> str:
 
 
 def accept_changes(
-    results: str | os.PathLike, hash_algo: str = "blake2b", gone: bool = False
-) -> list[str]:
+    results: str | os.PathLike,
+    hash_algo: str = "blake2b",
+    gone: bool = False,
+    unreachable: bool = False,
+) -> tuple[list[str], list[str]]:
     """Make the next run ingest the shards with changed sources again (their plan file gets an
     ``accepted`` column: a digest of the changed files' new size and mtime); with ``gone``,
-    also the shards with files that are gone (which then become error rows); returns those
-    shards."""
+    also the shards with files that are gone (which then become error rows). A shard that
+    holds unreachable files is left, unless ``unreachable``: ingested again, every file of it
+    is looked at, and those files would become error rows too. Returns the shards to be
+    ingested again, and those left for their unreachable files."""
     results = Path(results)
-    changes = [c for c in find_changes(results, hash_algo)
-               if c.what in SAID or (gone and c.what == "gone")]  # fmt: skip
-    shards = sorted({c.shard for c in changes})
+    found = find_changes(results, hash_algo)
+    wanted = {"gone", "unreachable"} if unreachable else {"gone"} if gone else set()
+    changes = [c for c in found if c.what in SAID or c.what in wanted]
+    held = set() if unreachable else {c.shard for c in found if c.what == "unreachable"}
+    shards = sorted({c.shard for c in changes} - held)
     for shard in shards:
         stats = sorted(_stat(c) for c in changes if c.shard == shard)
         plan = results / "plan" / "shards" / f"{shard}.parquet"
         items = pd.read_parquet(plan)
         items["accepted"] = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
         write_parquet(plan, items)
-    return shards
+    return shards, sorted(held & {c.shard for c in changes})
+
+
+def _holds_files(folder: str) -> bool:
+    """Whether ``folder`` exists and holds anything: an unmounted share leaves its mount point,
+    an empty folder."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
 
 
 def _stat(change: Change) -> tuple:
     """``(path, size, mtime_ns)`` of a changed file now; a file that is gone has neither."""
-    if change.what == "gone":
+    if change.what in ("gone", "unreachable"):
         return change.path, None, None
     if change.what == "back":
         return change.path, "back", None
