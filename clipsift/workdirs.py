@@ -80,11 +80,12 @@ def has_record(workdir: str | os.PathLike, results: str) -> bool:
     """Whether Snakemake keeps, in ``workdir``, its record of what ``results`` (as the config
     names it) holds now: its file persistence's record (``.snakemake/metadata``, keyed by the
     output's path in base64) of one output of every stage of every shard (``STAGE_OUTPUTS``,
-    those that exist) and of the dataset's metadata, each made when the file now there was (the record's ``endtime`` is the output's mtime, read on one clock). A copy
-    or move of the working folder with its results keeps them (relative paths, mtimes kept); a
-    build from another folder since makes them older than the files, a run from a new folder
-    that forced only the selection leaves no record of the scan, and one that re-ingested one
-    shard none of the others' (reviews)."""
+    those that exist) and of the dataset's metadata, each made when the file now there was
+    (the record's ``endtime`` is the output's mtime, read on one clock). A copy or move of the
+    working folder with its results keeps them (relative paths, mtimes kept); a build from
+    another folder since makes them older than the files, a run from a new folder that forced
+    only the selection leaves no record of the scan, and one that re-ingested one shard none
+    of the others' (reviews)."""
     meta = Path(workdir) / ".snakemake" / "metadata"
     if not meta.is_dir():
         return False

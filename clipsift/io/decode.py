@@ -244,11 +244,12 @@ def aspect_value(sar) -> float:
 def stream_fps(stream) -> float:
     """The stream's rate from its header: its average rate, unless that is over ``MAX_FPS``
     where FFmpeg's guess from the first frames' times is not; else that guess; a rate over
-    ``MAX_FPS`` only where it is not the time base's tick rate; 0.0 for none. A stream with no frame duration in its header (a WebM
-    from a browser's MediaRecorder) was guessed at its time base's tick rate, 1000 fps, and an
-    MPEG-TS whose picture starts after FFmpeg's probe window at 90000 (tryout 15); a header
-    can also state 1000 over frames 33 ms apart. The rate a video is sampled by is probed
-    from its packets where the header gives none (:func:`frames_fps`)."""
+    ``MAX_FPS`` only where it is not the time base's tick rate; 0.0 for none. A stream with no
+    frame duration in its header (a WebM from a browser's MediaRecorder) was guessed at its
+    time base's tick rate, 1000 fps, and an MPEG-TS whose picture starts after FFmpeg's probe
+    window at 90000 (tryout 15); a header can also state 1000 over frames 33 ms apart. The
+    rate a video is sampled by is probed from its packets where the header gives none
+    (:func:`frames_fps`)."""
     avg = float(stream.average_rate or 0)
     guess = float(stream.guessed_rate or stream.base_rate or 0)
     tick = 1 / float(stream.time_base) if stream.time_base else 0.0

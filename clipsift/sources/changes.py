@@ -79,7 +79,8 @@ SAID = {"size": "size changed", "content": "content changed", "back": "back sinc
 def find_changes(results: str | os.PathLike, hash_algo: str = "blake2b") -> list[Change]:
     """The ingested source files that changed (``size``, ``content``), that are ``gone``
     (their folder holds other files), ``unreachable`` (their folder is missing or empty: a
-    source folder not mounted, or the empty mount point), or ``back`` (ingested as a missing file, there again)."""
+    source folder not mounted, or the empty mount point), or ``back`` (ingested as a missing
+    file, there again)."""
     results = Path(results).absolute()
     own = os.fspath(results) + os.sep
     changes = []
