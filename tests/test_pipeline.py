@@ -556,12 +556,20 @@ def test_shard_plan_is_stable(tmp_path, tiny_videos, monkeypatch):
     assert file_state(old_shards) == before
     assert list(pd.read_parquet(pdir / "shards/f-00002.parquet")["id"]) == ["v3"]
 
-    # only the new shard's jobs (and the jobs over all shards) are scheduled
+    # the video back in f-00001, ingested as missing, stops the run as a changed file does
+    # (it was never noticed: review); accepted, its shard is ingested again
+    with pytest.raises(Exception, match=r"v2.mp4 \(back since ingest; shard f-00001\)"):
+        run_snakemake(wd, cfg, targets=METADATA, dryrun=True)
+    from clipsift.sources.changes import accept_changes
+
+    assert accept_changes(wd / "results") == (["f-00001"], [])
+    # only the new shard's jobs, that one's and the jobs over all shards are scheduled
     dry = run_snakemake(wd, cfg, targets=METADATA, dryrun=True)
-    # every stage that measures runs for the new shard only; export_clips re-runs per shard
+    # every stage that measures runs for those shards only; export_clips re-runs per shard
     # because the cross-shard duplicate table changed, and only re-links cached clip files
-    assert {j.shard for j in dry.jobs if j.shard and j.rule != "export_clips"} == {"f-00002"}
-    assert dry.shards("ingest") == dry.shards("scan") == dry.shards("split") == {"f-00002"}
+    new = {"f-00001", "f-00002"}
+    assert {j.shard for j in dry.jobs if j.shard and j.rule != "export_clips"} == new
+    assert dry.shards("ingest") == dry.shards("scan") == dry.shards("split") == new
     assert dry.rules["export"] == 1
 
 
