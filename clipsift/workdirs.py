@@ -126,13 +126,11 @@ def check_workdir(results: str, config: dict, argv: list[str], file_records: boo
         built = json.loads(path.read_text())
     except (OSError, ValueError):
         return  # never built by a clipsift that records it
+    if built.get("config_sha256") == config_digest(config) or forced(argv):
+        return  # the cheap tests first: this one runs at every parse of the Snakefile
     here = os.getcwd()
     if has_record(here, results):
         return  # Snakemake's own record is here: its params trigger sees the change
-    if built.get("config_sha256") == config_digest(config):
-        return
-    if forced(argv):
-        return
     where = built.get("workdir", "another folder")
     why = "this folder keeps no record of its jobs" if where == here else f"this run is from {here}"
     raise BuiltElsewhere(

@@ -361,17 +361,25 @@ def test_no_window_of_a_long_shot_is_shorter_than_min_seconds():
                     assert (y - x) / fps < most + 1 / fps + 1e-6, (fps, least, most, n, got)
 
 
-def retimed(src, dest, pts, time_base, rate, last_duration=None) -> None:
+def retimed(
+    src, dest, pts, time_base, rate, last_duration=None, *, codec="libx264", options=None,
+    container_options=None,
+) -> None:  # fmt: skip
     """``src``'s frames encoded again into ``dest`` at ``pts(i)`` ticks of ``time_base`` under a
-    stream that states ``rate``, without B-frames; ``last_duration``: the last frame's length
-    (ticks), as a recorder that stops while the picture stands still writes it."""
+    stream that states ``rate`` (None: no frame duration in the header), without B-frames;
+    ``last_duration``: the last frame's length (ticks), as a recorder that stops while the
+    picture stands still writes it. ``codec``, its ``options`` and the muxer's
+    ``container_options``: x264 in the container of ``dest``'s suffix by default."""
     with av.open(str(src)) as c:
         frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
     h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
-    with av.open(str(dest), "w") as out:
-        s = out.add_stream("libx264", rate=rate, options={"preset": "veryfast", "bf": "0"})
+    with av.open(str(dest), "w", options=container_options or {}) as out:
+        opts = {"preset": "veryfast", "bf": "0"} if options is None else options
+        s = out.add_stream(codec, rate=rate or 30, options=opts)
+        if not rate:
+            s.codec_context.framerate = Fraction(0, 1)  # no DefaultDuration
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.codec_context.time_base = time_base
+        s.time_base = s.codec_context.time_base = time_base
         packets = []
         for i, arr in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
@@ -436,23 +444,10 @@ def recorder_webm(src, dest, steps_ms, stated=None) -> None:
     """``src``'s frames as a browser's MediaRecorder writes them: VP8 in a live WebM (no Cues,
     no duration), millisecond times ``steps_ms`` apart and no frame duration in the header
     (``stated``: that rate written there instead)."""
-    with av.open(str(src)) as c:
-        frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
-    h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
-    with av.open(str(dest), "w", format="webm", options={"live": "1"}) as out:
-        s = out.add_stream("libvpx", rate=stated or 30,
-                           options={"deadline": "realtime", "cpu-used": "8", "b": "1M"})  # fmt: skip
-        if not stated:
-            s.codec_context.framerate = Fraction(0, 1)  # no DefaultDuration
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
-        t = 0
-        for arr, step in zip(frames, steps_ms, strict=True):
-            frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
-            frame.pts, frame.time_base = t, Fraction(1, 1000)
-            t += step
-            out.mux(s.encode(frame))
-        out.mux(s.encode(None))
+    times = np.concatenate(([0], np.cumsum(steps_ms)))
+    retimed(src, dest, lambda i: int(times[i]), Fraction(1, 1000), stated, codec="libvpx",
+            options={"deadline": "realtime", "cpu-used": "8", "b": "1M"},
+            container_options={"live": "1"})  # fmt: skip
 
 
 def test_a_copy_from_the_start_follows_the_film_behind_a_one_picture_track(tmp_path):

@@ -131,14 +131,12 @@ def check_sources(config: dict, results: str | os.PathLike, warn=None) -> None:
         warn(gone_message(missing, results))
     if not changes:
         return
-    shards = sorted({c.shard for c in changes})
-    lines = [f"  {c.path} ({SAID[c.what]}; shard {c.shard})" for c in changes[:SHOWN]]
-    if len(changes) > SHOWN:
-        lines.append(f"  ... and {len(changes) - SHOWN} more")
     raise SourcesChanged(
         f"clipsift: {len(changes)} source file(s) changed since they were ingested "
-        f"({len(shards)} shard(s)); their clips, scores and dataset files describe the old "
-        "content:\n" + "\n".join(lines) + "\nTo rebuild those shards from the new files, run\n"
+        f"({_n_shards(changes)} shard(s)); their clips, scores and dataset files describe the "
+        "old content:\n"
+        + _listed(changes, lambda c: f"{SAID[c.what]}; ")
+        + "\nTo rebuild those shards from the new files, run\n"
         f"  clipsift accept-changes --results {results}\nthen the same snakemake command again "
         "(or put the old files back)."
     )
@@ -156,17 +154,28 @@ def gone_message(missing: list[Change], results) -> str:
          "removed on purpose, accept-changes --gone --unreachable drops them too."),
     ):  # fmt: skip
         these = [c for c in missing if c.what == what]
-        if not these:
-            continue
-        shards = sorted({c.shard for c in these})
-        lines = [f"  {c.path} (shard {c.shard})" for c in these[:SHOWN]]
-        if len(these) > SHOWN:
-            lines.append(f"  ... and {len(these) - SHOWN} more")
-        out.append(
-            f"clipsift: {len(these)} ingested source file(s) {head} ({len(shards)} shard(s)); "
-            "the dataset keeps the clips made from them:\n" + "\n".join(lines) + "\n" + tail
-        )
+        if these:
+            out.append(
+                f"clipsift: {len(these)} ingested source file(s) {head} ({_n_shards(these)} "
+                "shard(s)); the dataset keeps the clips made from them:\n"
+                + _listed(these, lambda c: "")
+                + "\n"
+                + tail
+            )
     return "\n".join(out)
+
+
+def _n_shards(changes: list[Change]) -> int:
+    return len({c.shard for c in changes})
+
+
+def _listed(changes: list[Change], note) -> str:
+    """The first ``SHOWN`` of ``changes`` a line each (``note(change)`` before its shard),
+    and how many more."""
+    lines = [f"  {c.path} ({note(c)}shard {c.shard})" for c in changes[:SHOWN]]
+    if len(changes) > SHOWN:
+        lines.append(f"  ... and {len(changes) - SHOWN} more")
+    return "\n".join(lines)
 
 
 def accept_changes(
