@@ -8,13 +8,20 @@ import datetime as dt
 from pathlib import Path
 
 from . import runlock
+from .sources.changes import status_lines
 from .status import collect
 
 
 def status_table(
-    results: str | Path, workdir: str | Path | None = None, config: dict | None = None
+    results: str | Path,
+    workdir: str | Path | None = None,
+    config: dict | None = None,
+    *,
+    sources: bool = True,
 ) -> str:
-    """``clipsift status`` as text: a markdown table and the reasons below it."""
+    """``clipsift status`` as text: a markdown table and the reasons below it; with
+    ``sources``, the ingested source files that changed, are gone or back since (a stat per
+    video: ``--watch`` leaves it out)."""
     st = collect(results, workdir, config)
     if st is None:
         lines = [f"no shard plan under {results}/plan yet (run snakemake first)"]
@@ -60,6 +67,8 @@ def status_table(
     if st.rejections:
         lines += ["", "clip rejections by reason (a clip may have several):"]
         lines += [f"  {k:7d}  {r}" for r, k in st.rejections.most_common()]
+    if sources and (config is None or config.get("ingest", {}).get("check_sources", True)):
+        lines += status_lines(results)
     if st.failed:
         lines += ["", "failed jobs (the last attempt of each; its log under the results folder):"]
         for job in st.failed[:SHOWN_FAILED]:
@@ -92,7 +101,7 @@ def watch(
     seen_active, blocks = False, 0
     while True:
         stamp = dt.datetime.now().strftime("%H:%M:%S")
-        text = status_table(results, workdir=workdir, config=config)
+        text = status_table(results, workdir=workdir, config=config, sources=False)
         print(f"--- {stamp} ---\n{text}\n", file=out, flush=True)
         blocks += 1
         active = runlock.holder(results) is not None

@@ -28,10 +28,11 @@ from .io.atomic import write_json
 from .provenance import build_config, config_hash
 
 RECORD = Path(".clipsift") / "built.json"
-# the options that say what to redo (``-Rselect``, ``--forcer``: argparse's forms too); the
-# Snakefile sees the command line before Snakemake's own settings. ``-f`` forces only the
-# targets (the default one, rule all, redoes nothing)
-FORCING = re.compile(r"^-[RF]|^--force(?:r|ru|run|a|al|all)(?:=|$)")
+# the options that say what to redo (``-Rselect``, ``--forcer``, ``-nR``: argparse's forms too,
+# after any of Snakemake's short flags that take no value); the Snakefile sees the command line
+# before Snakemake's own settings. ``-f`` forces only the targets (the default one, rule all,
+# redoes nothing)
+FORCING = re.compile(r"^-[ntkfFlSDvpa]*[RF]|^--force(?:r|ru|run|a|al|all)(?:=|$)")
 # one output of each stage of every shard, and the dataset: Snakemake's record of each, here,
 # shows that this folder saw every job a config change may redo (a small read per output:
 # less than the source check's stat per video)

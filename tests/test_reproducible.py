@@ -170,6 +170,9 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     assert r.returncode == 0 and "Nothing to be done" in out, out[-3000:]
     assert "1 ingested source file(s) are gone" in out and "motion.mp4" in out, out[-3000:]
     assert "clipsift accept-changes --gone" in out, out[-3000:]
+    status = clipsift_cli(w, "status").stdout  # status says so too (tryout 16: it did not)
+    assert "sources that differ from what was ingested" in status, status
+    assert "1  gone" in status and "accept-changes --gone --results" in status, status
     r = clipsift_cli(w, "accept-changes")
     assert r.returncode == 0 and "no ingested source changed" in r.stdout, r.stdout + r.stderr
     r = clipsift_cli(w, "accept-changes", "--gone")
@@ -177,6 +180,7 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "are gone" not in out, out[-3000:]
+    assert "sources that differ" not in clipsift_cli(w, "status").stdout
     new = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
     motion = new[new["video_id"] == "sample-motion"]
     assert not motion["keep"].any() and motion["error"].notna().all()
@@ -194,6 +198,8 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
         out = r.stdout + r.stderr
         assert r.returncode == 0 and "in folders that are missing or empty" in out, out[-3000:]
         assert "accept-changes --gone --results" not in out, out[-3000:]
+        status = clipsift_cli(w, "status").stdout
+        assert "in folders missing or empty" in status and "--gone --results" not in status
         r = clipsift_cli(w, "accept-changes", "--gone")
         assert "no ingested source changed" in r.stdout, r.stdout + r.stderr
     videos.rmdir()
@@ -203,6 +209,8 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "-n")
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "motion.mp4 (back since ingest" in out, out[-3000:]
+    status = clipsift_cli(w, "status").stdout
+    assert "1  back since ingest" in status and "the next run stops until" in status, status
     assert clipsift_cli(w, "accept-changes").returncode == 0
     r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
     assert r.returncode == 0, r.stderr[-4000:]

@@ -23,6 +23,10 @@ from clipsift.workdirs import STAGE_OUTPUTS, forced, has_record, whole_run
         (["--forcer", "select"], True),  # and its unique prefixes
         (["--forcerun=select"], True),
         (["-F"], True),
+        (["-nR", "select"], True),  # after flags that take no value (review: a needless stop)
+        (["-pkF"], True),
+        (["-cF"], False),  # a value of -c, not a flag
+        (["-qR"], False),  # -q takes values: R is one
         (["--forceall"], True),
         (["-f"], False),  # forces the targets only: the default one, rule all, redoes nothing
         (["--force"], False),

@@ -165,6 +165,24 @@ def gone_message(missing: list[Change], results) -> str:
     return "\n".join(out)
 
 
+def status_lines(results: str | os.PathLike) -> list[str]:
+    """``clipsift status``'s lines on the ingested sources: a count of each kind of change and
+    the command that deals with it; none when every source is as ingested."""
+    changes = find_changes(results)
+    if not changes:
+        return []
+    counts = {w: sum(c.what == w for c in changes) for w in (*SAID, "gone", "unreachable")}
+    said = {**SAID, "gone": "gone", "unreachable": "in folders missing or empty (not mounted?)"}
+    lines = ["", "sources that differ from what was ingested (the next run says which):"]
+    lines += [f"  {k:7d}  {said[w]}" for w, k in counts.items() if k]
+    if any(counts[w] for w in SAID):
+        lines.append(f"  the next run stops until: clipsift accept-changes --results {results}")
+    if counts["gone"]:
+        lines.append(f"  to drop the gone files' clips: clipsift accept-changes --gone --results "
+                     f"{results}")  # fmt: skip
+    return lines
+
+
 def _n_shards(changes: list[Change]) -> int:
     return len({c.shard for c in changes})
 
