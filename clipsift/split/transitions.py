@@ -312,6 +312,13 @@ class TransitionFinder:
         # tryout lost 0.7-3.2 s of such shots)
         if min(_carried(a, b, va, e - s), _carried(b, a, vb, s - e)) < CARRIED:
             return "carried"
+        # 1c. a transition changes the whole picture: the ends' difference, each moved on as
+        # its shot moves, is spread over the frame about as widely as the pictures' detail
+        # (:func:`_spread`). A part of the shot that switches on its own (a scoreboard, a
+        # burned-in counter, a screen in the shot), a tenth of the frame over a steady pan,
+        # made windows of 4-30 frames whose average alpha rose as a dissolve's does
+        if min(_spread(a, b, va, e - s), _spread(b, a, vb, s - e)) < SPREAD:
+            return "local"
         ks = np.arange(s + 1, e, self.stride)  # the frames tested (all, up to 50 fps)
         x = ks - (s + 1)  # their places in the window
         mid = len(ks) // 2  # the middle frame first: most windows that fail, fail there
@@ -657,6 +664,10 @@ FIT_SHARE = 0.8
 # leaves under this share of their difference (tryout's picture-in-picture windows 0.012-0.067,
 # the bench's dissolves at least 0.26)
 CARRIED = 0.1
+# test 1c: a window is a transition where its ends' difference is spread at least this much of
+# the pictures' detail (:func:`_spread`; the bench's blends at least 0.59, a tryout's switching
+# counter over a pan 0.19)
+SPREAD = 0.35
 # Gaussian sigma (px) of the smoothing of the 64-px frames that blends are fitted and motion is
 # measured on. A shot's frame moved by a fraction of a pixel (bilinear) is blurred, the next
 # frame is not: over fine texture that difference, with coding noise, was a fifth of the change
@@ -700,8 +711,9 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
     strongest structure, often that subject, and plain least squares follows its edges (a disc
     crossing a slow pan read 4 times the pan, the wrong way). So each step weighs the pixels by
     how well they fit (Cauchy weights at twice the residuals' robust spread), the refinement
-    starts both from phase correlation's shift and from no motion (a slow pan under a fast
-    subject), and the fits are compared on their best-fitting ``FIT_SHARE`` of pixels."""
+    starts from phase correlation's shift, from no motion (a slow pan under a fast subject) and
+    from the median flow (:func:`_median_flow`: a pan around a still inset with hard edges), and
+    the fits are compared on their best-fitting ``FIT_SHARE`` of pixels."""
     h, w = a.shape
     inner = (slice(M, -M), slice(M, -M))
     zx, zy = _centred_grid(h, w)
@@ -740,10 +752,33 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
             np.partition(sq, int(FIT_SHARE * len(sq)))[: int(FIT_SHARE * len(sq))].mean()
         )
 
-    starts = ((1 + 0j, complex(*_shift(a, b))), STILL)
+    starts = ((1 + 0j, complex(*_shift(a, b))), STILL, (1 + 0j, _median_flow(a, b)))
     shift, fit = min((refine(m, False, 4) for m in starts), key=lambda r: r[1])
     turned, turned_fit = refine(shift, True, 3)
     return turned if turned_fit < 0.7 * fit else shift
+
+
+def _median_flow(a: np.ndarray, b: np.ndarray) -> complex:
+    """The median of the dense flow (DIS) from frame ``a`` to ``b``: the shift most of the
+    picture makes, whatever its edges. Phase correlation and the fits' gradients follow the
+    strongest edges, so a still inset with hard edges (a scoreboard, a burned-in counter over
+    a sixth of the frame) held both other starts at no motion while the picture around it
+    panned, and the pan, unexplained, read as dissolves: a tryout's steady pans lost 80 % of
+    their frames."""
+    flow = _dis().calc(_u8(a), _u8(b), None)
+    return complex(float(np.median(flow[..., 0])), float(np.median(flow[..., 1])))
+
+
+def _u8(img: np.ndarray) -> np.ndarray:
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+@functools.cache
+def _dis():
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    dis.setPatchSize(6)
+    dis.setPatchStride(3)
+    return dis
 
 
 @functools.cache
@@ -803,6 +838,28 @@ def _carried(a: np.ndarray, b: np.ndarray, v: Motion, steps: int) -> float:
     k = int(FIT_SHARE * len(moved))
     base = float(np.partition(plain, k)[:k].mean())
     return float(np.partition(moved, k)[:k].mean()) / base if base > 0 else 1.0
+
+
+def _spread(a: np.ndarray, b: np.ndarray, v: Motion, steps: int) -> float:
+    """How widely ``b`` differs from ``a`` moved ``steps`` times by ``v``, against how widely
+    the two pictures hold detail: the share of pixels that hold half the difference over the
+    share that hold half of each picture's distance from its median (``M`` px at the edges left
+    out). About 1 for two pictures blended (the bench's dissolves and fades 0.59-1.3), small
+    where one part of a shot changes (a tryout's flipping counter, 0.19): a night shot's few
+    lights hold its difference and its detail alike."""
+    inner = (slice(M, -M), slice(M, -M))
+    diff = np.abs(b[inner] - _moved(a, v, steps)[inner])
+    detail = np.abs(a[inner] - np.median(a[inner])) + np.abs(b[inner] - np.median(b[inner]))
+    return _half_share(diff) / max(_half_share(detail), 1e-6)
+
+
+def _half_share(x: np.ndarray) -> float:
+    """The smallest share of ``x``'s values (largest first) that holds half their sum."""
+    v = np.sort(x.ravel())[::-1]
+    total = float(v.sum())
+    if total <= 0:
+        return 1.0
+    return (int(np.searchsorted(np.cumsum(v), 0.5 * total)) + 1) / len(v)
 
 
 def _similarity(moved: np.ndarray, b: np.ndarray) -> float:
