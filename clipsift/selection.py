@@ -71,15 +71,21 @@ def check_thresholds(config: dict) -> None:
                 "(caption.enabled and caption.alignment.enabled): without them every clip would "
                 "be dropped as 'caption.alignment missing'."
             )
-    for col in config.get("select", {}).get("thresholds", {}):
+    for col, bounds in config.get("select", {}).get("thresholds", {}).items():
         if col in REMOVED_COLUMNS:
             new, how = REMOVED_COLUMNS[col]
             raise ThresholdError(f"select.thresholds: {col!r} was removed; use {new!r}: {how}.")
+        _check_bounds(col, bounds or {})
         prefix, _, rest = col.partition(".")
-        if col in CLIP_FIELDS or (rest and prefix in on):
+        if col in CLIP_FIELDS:
             continue
-        if rest and prefix in scorers:
+        if rest and prefix in on:  # a filter's columns, as its measure declares them
+            known = tuple(c.partition(".")[2] for c, *_ in filters.REGISTRY.load(prefix).columns)
+        elif rest and prefix in scorers:
             known = _scorer_columns(prefix)
+        else:
+            known = None
+        if known is not None:
             if not known or rest in known:
                 continue
             close = difflib.get_close_matches(rest, known, n=1)
@@ -89,11 +95,45 @@ def check_thresholds(config: dict) -> None:
                 + f"; it writes {', '.join(f'{prefix}.{c}' for c in known)}"
             )
         raise ThresholdError(
-            f"select.thresholds: {col!r} names no measured column. A threshold is "
-            f"'<scorer>.<column>' of an enabled scorer ({', '.join(scorers) or 'none'}), "
-            f"'<filter>.<column>' of an enabled filter ({', '.join(on) or 'none'}), or one of "
+            f"select.thresholds: {col!r} names no measured column{_hint(col, scorers, on)}. A "
+            f"threshold is '<scorer>.<column>' of an enabled scorer ({', '.join(scorers) or 'none'}"
+            f"), '<filter>.<column>' of an enabled filter ({', '.join(on) or 'none'}), or one of "
             f"{', '.join(CLIP_FIELDS)}. Enable the scorer, or remove the threshold (setting "
             "select.thresholds replaces the defaults, motion.rel_per_s and technical.luma_mean)."
+        )
+
+
+def _hint(col: str, scorers: list[str], on: list[str]) -> str:
+    """What a column of no enabled stage most likely meant: the setting that turns its scorer
+    or filter on, or a close spelling of an enabled stage's column (``Motion.rel_per_s``)."""
+    from .scorers import REGISTRY
+
+    prefix = col.partition(".")[0]
+    if prefix in REGISTRY:
+        return f" (the {prefix} scorer is off: scorers.{prefix}.enabled: true)"
+    if prefix in filters.REGISTRY:
+        return f" (the {prefix} filter is off: filters.{prefix}.enabled: true)"
+    known = [f"{n}.{c}" for n in scorers for c in _scorer_columns(n)]
+    known += [c for n in on for c, *_ in filters.REGISTRY.load(n).columns]
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(col.lower(), list(by_lower), n=1)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
+def _check_bounds(col: str, bounds: dict) -> None:
+    """A threshold with no bound tests nothing (and, as any ``select.thresholds`` replaces the
+    defaults, drops those too); one whose ``min`` is over its ``max`` rejects every clip, which
+    the run would say only at the export, after every shard was scanned (tryout 18)."""
+    lo, hi = bounds.get("min"), bounds.get("max")
+    if lo is None and hi is None:
+        raise ThresholdError(
+            f"select.thresholds: {col!r} has no bound: give min, max or both, or remove it "
+            "(setting select.thresholds replaces the defaults, motion.rel_per_s and "
+            "technical.luma_mean)."
+        )
+    if lo is not None and hi is not None and lo > hi:
+        raise ThresholdError(
+            f"select.thresholds: {col!r} has min {lo} over max {hi}: no clip can pass (swapped?)."
         )
 
 

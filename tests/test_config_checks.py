@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
-from helpers import SNAKEFILE, base_config, run_snakemake, snakemake_cli, write_config
+from helpers import SNAKEFILE, base_config, snakemake_cli, write_config
 
 from clipsift.config import load_config
-from clipsift.selection import ThresholdError, check_thresholds
+from clipsift.selection import ThresholdError, check_columns, check_thresholds, with_filters
 
 
 def validated(tmp_path, cfg: dict) -> dict:
@@ -31,8 +32,28 @@ def test_thresholds_must_name_a_measured_column(tmp_path):
     ocr = base_config(src, select={"thresholds": {"ocr.text_area_max": {"max": 0.1}}})
     check_thresholds(validated(tmp_path, ocr))
     ocr["filters"] = {"ocr": {"enabled": False}}
-    with pytest.raises(ThresholdError):
+    with pytest.raises(ThresholdError, match=r"filter is off: filters.ocr.enabled: true"):
         check_thresholds(validated(tmp_path, ocr))
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        # tryout 18: each was accepted, and the run said so only at the export, or never
+        ({"motion.rel_per_s": {"min": 1.5, "max": 0.015}}, r"min 1.5 over max 0.015.*swapped"),
+        ({"motion.rel_per_s": {}}, r"'motion.rel_per_s' has no bound"),
+        ({"flash.ratoi": {"max": 0.0}}, r"did you mean 'flash.ratio'\?\); it writes flash.ratio"),
+        ({"Motion.rel_per_s": {"min": 0.015}}, r"did you mean 'motion.rel_per_s'\?"),
+        ({"motion_vectors.rel_per_s": {"min": 0.015}}, r"scorers.motion_vectors.enabled: true"),
+    ],
+)
+def test_thresholds_that_test_nothing_or_reject_everything_stop_the_run(
+    tmp_path, thresholds, message
+):
+    src = [{"name": "v", "type": "folder", "path": str(tmp_path)}]
+    cfg = base_config(src, filters={"flash": {"enabled": True}}, select={"thresholds": thresholds})
+    with pytest.raises(ThresholdError, match=message):
+        check_thresholds(validated(tmp_path, cfg))
 
 
 def test_a_misspelt_threshold_stops_the_run(tmp_path, tiny_videos):
@@ -52,16 +73,25 @@ def test_a_misspelt_threshold_stops_the_run(tmp_path, tiny_videos):
     assert r.returncode != 0 and "'motion.rell' is not a column of 'motion'" in out, out
     assert "it writes motion.px_per_s, motion.rel_per_s" in out
     assert not (tmp_path / "cli" / "results" / "shards").exists()
-    # a filter's column is known once written: the select job stops, naming what it wrote
+    # a filter declares its columns too: before any job (tryout 18: after the scan, retried)
     cfg = base_config(
         src, lean=True, filters={"flash": {"enabled": True}},
         select={"thresholds": {"flash.ratioo": {"max": 0.5}}},
     )  # fmt: skip
-    with pytest.raises(Exception):  # noqa: B017  (Snakemake's own error for a failed job)
-        run_snakemake(tmp_path / "api", cfg, targets=["results/shards/v-00000/selection.parquet"])
-    log = (tmp_path / "api" / "results" / "logs" / "select" / "v-00000.log").read_text()
-    assert "'flash.ratioo' is not a column of 'flash'; it wrote" in log and "flash.ratio" in log
-    assert not (tmp_path / "api" / "results" / "shards" / "v-00000" / "selection.parquet").exists()
+    write_config(tmp_path / "cli", cfg)
+    r = snakemake_cli(tmp_path / "cli", "--snakefile", SNAKEFILE, "--cores", "1")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "did you mean 'flash.ratio'?" in out, out
+    assert not (tmp_path / "cli" / "results" / "shards").exists()
+    # a scorer that declares no columns (clip_iqa's follow its prompts, a plugin's): the
+    # select job checks the columns written
+    table = pd.DataFrame({"clip_iqa.sharp": [0.5], "clip_iqa.error": [None]})
+    thresholds = {"clip_iqa.sharpp": {"min": 0.1, "max": None, "record_only": False}}
+    full = validated(tmp_path / "api", base_config(src))
+    select = {**with_filters(full["select"], full["filters"]), "thresholds": thresholds}
+    with pytest.raises(ThresholdError, match="'clip_iqa.sharpp' is not a column of 'clip_iqa'; "
+                                             "it wrote clip_iqa.sharp"):  # fmt: skip
+        check_columns(table, select)
 
 
 @pytest.mark.parametrize(
