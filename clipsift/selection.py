@@ -46,9 +46,13 @@ REMOVED_COLUMNS = {
     col: (
         f"{col}_per_s",
         "motion is measured per second now (the same at any frame rate): multiply each bound by "
-        "the frame rate it was tuned at, e.g. at 30 fps 0.0005 -> 0.015",
+        f"the frame rate it was tuned at, e.g. at 30 fps {example}",
     )
-    for col in ("motion.px", "motion.rel", "motion.min_region")
+    for col, example in (
+        ("motion.px", "2 -> 60 (source pixels per frame -> per second)"),
+        ("motion.rel", "0.0005 -> 0.015 (frame diagonals per frame -> per second)"),
+        ("motion.min_region", "2 -> 60 (source pixels per frame -> per second)"),
+    )
 }
 
 

@@ -295,6 +295,38 @@ def test_a_still_textured_shot_is_static(tmp_path, config, static_min):
     assert row["textured"] > 0.5 and row["rel_per_s"] < static_min
 
 
+@pytest.mark.parametrize(("period", "across"), [(48, True), (96, True), (48, False)])
+def test_a_pan_over_stripes_is_measured_across_them(tmp_path, config, static_min, period, across):
+    """Stripes (a fence, blinds) have no 2-D texture: every pixel failed the texture mask, the
+    pan read 0 and was rejected as static (tryout 18: 60 px/s over 24-px stripes). Across its
+    edges the motion is measurable; along them it is not, and reads static."""
+    import av
+
+    w, h, fps, speed = 640, 360, 30, 60.0  # px/s in the source
+    ys, xs = np.mgrid[0 : h + 200, 0 : w + 200].astype(np.float32)
+    stripes = 128 + 60 * np.sin(2 * np.pi * xs / period)
+    path = tmp_path / "stripes.mp4"
+    rng = np.random.default_rng(period)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for i in range(60):
+            step = i * speed / fps
+            moved = cv2.warpAffine(stripes, np.float32([[1, 0, -step if across else 0],
+                                   [0, 1, 0 if across else -step]]), (w, h))  # fmt: skip
+            img = cv2.cvtColor(noisy(moved, 2, rng), cv2.COLOR_GRAY2BGR)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")))
+        out.mux(stream.encode())
+    row = scored(path, fps, (w, h), config).iloc[0]
+    assert row["textured"] < 0.01  # no 2-D texture anywhere
+    if across:
+        assert row["rel_per_s"] > 2 * static_min
+        assert abs(row["px_per_s"] / speed - 1) < 0.3, row["px_per_s"]
+    else:
+        assert row["rel_per_s"] < static_min
+
+
 # ----------------------------------------------------------------------------- rotation
 
 
@@ -387,7 +419,8 @@ def test_a_threshold_on_a_per_frame_column_says_how_to_migrate(config, col):
 
     check_thresholds(config)  # the defaults are per second
     old = {**config, "select": {**config["select"], "thresholds": {col: {"min": 0.0005}}}}
-    with pytest.raises(ThresholdError, match=rf"'{col}' was removed; use '{col}_per_s'.*0\.015"):
+    example = "0.0005 -> 0.015" if col == "motion.rel" else "2 -> 60 \\(source pixels"
+    with pytest.raises(ThresholdError, match=rf"'{col}' was removed; use '{col}_per_s'.*{example}"):
         check_thresholds(old)
 
 

@@ -82,6 +82,9 @@ TEXTURE_BLOCK = 7  # structure-tensor window (px)
 TEXTURE_MIN_EIG = 0.15
 MIN_NOISE = 1.0  # noise floor (8-bit levels): clean frames still need some texture
 MIN_TEXTURED = 0.01  # share of textured pixels below which a frame (or grid cell) shows no motion
+# larger eigenvalue over noise variance that makes an edge (a frame with no 2-D texture is
+# measured across its edges): a smooth sky's gradient reads up to 1.6, strong stripes 230
+EDGE_MIN_EIG = 10.0
 
 
 def _edges(n: int, parts: int) -> np.ndarray:
@@ -109,7 +112,10 @@ class FlowMeter:
     Motion is measured only on textured pixels of the first frame (``texture_mask``): flat or
     noisy areas (sky, a wall, a dark room) and straight edges (the aperture problem) carry no
     evidence of motion, and there the flow is noise the solver fitted. A frame with under
-    ``MIN_TEXTURED`` of its pixels textured measures 0: no evidence of motion is a still shot.
+    ``MIN_TEXTURED`` of its pixels textured is measured across its edges instead (the flow's
+    component along each edge pixel's gradient, which the aperture problem leaves measurable:
+    a pan over stripes, a fence or blinds, read 0 and was rejected as static), and with no
+    edges either measures 0: no evidence of motion is a still shot.
     """
 
     def __init__(
@@ -139,12 +145,18 @@ class FlowMeter:
         (``cv2.cornerMinEigenVal`` on the lightly blurred frame) above what the frame's own noise
         gives. The noise level comes from the frame (the median of Immerkaer's operator, exact on
         flat areas, high on fine texture: a safe side), so heavy grain raises the bar with it."""
-        # every other pixel each way is plenty for a median, at a seventh of the cost
-        resp = cv2.filter2D(gray, cv2.CV_16S, _NOISE_KERNEL)[1:-1:2, 1:-1:2]
-        sigma = max(MIN_NOISE, float(np.median(np.abs(resp))) / (0.6745 * 6))
         smooth = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), TEXTURE_BLUR)
         eig = cv2.cornerMinEigenVal(smooth, TEXTURE_BLOCK, 3)
-        return eig > TEXTURE_MIN_EIG * sigma * sigma
+        return eig > TEXTURE_MIN_EIG * _noise_var(gray)
+
+    @staticmethod
+    def edge_normals(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Edge pixels (the structure tensor's larger eigenvalue over ``EDGE_MIN_EIG`` times the
+        noise variance) and the unit normal of each pixel's edge (its gradient's direction,
+        ``(h, w, 2)``), for frames without 2-D texture."""
+        smooth = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), TEXTURE_BLUR)
+        ev = cv2.cornerEigenValsAndVecs(smooth, TEXTURE_BLOCK, 3)
+        return ev[..., 0] > EDGE_MIN_EIG * _noise_var(gray), ev[..., 2:4].astype(np.float64)
 
     def measure(self, prev_gray: np.ndarray, gray: np.ndarray) -> dict:
         """``mag``: mean flow magnitude in pixels of the given frames over the textured pixels
@@ -171,8 +183,15 @@ class FlowMeter:
         n = float(keeps.sum())
         share = n / keep.size
         if share < MIN_TEXTURED:
-            nan = [float("nan")] * (rows * cols)
-            return {"mag": 0.0, "grid": nan, "dx": 0.0, "dy": 0.0, "textured": share}
+            edges, normal = self.edge_normals(prev_gray)
+            if edges.mean() < MIN_TEXTURED:
+                nan = [float("nan")] * (rows * cols)
+                return {"mag": 0.0, "grid": nan, "dx": 0.0, "dy": 0.0, "textured": share}
+            # across the edges only: the flow's part along each pixel's normal
+            along = fx * normal[..., 0] + fy * normal[..., 1]
+            keep = edges.astype(np.float64)
+            keeps, n = cell_sums(keep, rows, cols), float(keep.sum())
+            mag, fx, fy = np.abs(along), along * normal[..., 0], along * normal[..., 1]
         moving = cell_sums(mag * keep, rows, cols)
         # per cell: the mean over its textured pixels, where enough of them are textured
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -185,6 +204,15 @@ class FlowMeter:
             "dy": float(cell_sums(fy * keep, rows, cols).sum()) / n,
             "textured": share,
         }
+
+
+def _noise_var(gray: np.ndarray) -> float:
+    """The frame's noise variance (8-bit levels squared): the median of Immerkaer's operator,
+    exact on flat areas, high on fine texture (a safe side), at least ``MIN_NOISE``."""
+    # every other pixel each way is plenty for a median, at a seventh of the cost
+    resp = cv2.filter2D(gray, cv2.CV_16S, _NOISE_KERNEL)[1:-1:2, 1:-1:2]
+    sigma = max(MIN_NOISE, float(np.median(np.abs(resp))) / (0.6745 * 6))
+    return sigma * sigma
 
 
 def _pair_dt(sample: dict, fps: float) -> float:
