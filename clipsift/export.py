@@ -38,7 +38,16 @@ from .selection import clip_table, filter_records, load_json
 
 log = logging.getLogger(__name__)
 
-SOURCE_FIELDS = ["video_id", "source", "uri", "caption", "hash", "codec", "rotation"]
+SOURCE_FIELDS = [
+    "video_id",
+    "source",
+    "uri",
+    "caption",
+    "hash",
+    "codec",
+    "rotation",
+    "stream_start",
+]
 
 # columns of the latents table that the metadata already has from clips.parquet
 _LATENT_SKIP = {"clip_id", "video_id", "source_path", "start_time", "end_time", "fps"}
@@ -85,7 +94,8 @@ def shard_metadata(source, clips, scores, selection, records: dict) -> pd.DataFr
         columns=["video_id", "duration", "error", "split_reason"]
     )
     meta = clips.merge(
-        source[SOURCE_FIELDS].rename(columns={"caption": "source_caption"}),
+        # reindex: a source table ingested before a field was added lacks it
+        source.reindex(columns=SOURCE_FIELDS).rename(columns={"caption": "source_caption"}),
         on="video_id",
         how="left",
     )

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 SOURCE_COLUMNS = [
     "video_id", "source", "uri", "path", "caption", "extra", "size", "hash", "duplicate_of",
     "duration", "fps", "n_frames", "width", "height", "rotation", "sar", "codec", "pix_fmt", "bit_rate",
-    "interlaced", "transfer", "error", "mtime_ns",
+    "interlaced", "transfer", "stream_start", "error", "mtime_ns",
 ]  # fmt: skip
 
 

@@ -611,3 +611,32 @@ def test_a_larger_one_frame_track_is_not_taken_for_the_film(tmp_path, ext):
     p = probe(path)
     assert (p["width"], p["height"], p["n_frames"]) == (64, 48, 60)
     assert p["duration"] == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "ts"])
+def test_clip_times_plus_stream_start_are_the_sources_own_timestamps(tmp_path, luma_video, ext):
+    """Clip times count from the video stream's start; where the sound starts first (0.5 s)
+    or the clock does not start at 0 (MPEG-TS), a reader of the source's own timestamps needs
+    ``stream_start`` (probe, source.parquet, the dataset's metadata) added: a tryout's reader got
+    12 frames of the shot before without it."""
+    path = tmp_path / f"sound_first.{ext}"
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("aac", rate=48000)
+        _copy_video(luma_video, out, shift=0.5)
+        for k in range(0, (N // FPS + 1) * 48000, 1024):
+            quiet = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
+            quiet.sample_rate, quiet.pts = 48000, k
+            out.mux(sound.encode(quiet))
+        out.mux(sound.encode(None))
+    start = probe(path)["stream_start"]
+    assert start >= 0.5 - 1e-3
+    ours = [round(float(f.luma().mean())) for f in iter_frames(path, start=2.0, end=3.0)]
+    assert ours == [round(v) for v in LUMA[50:75]]  # frames 50-74: 2.0-3.0 s from the start
+    with av.open(str(path)) as c:  # by the source's own clock
+        video = c.streams.video[0]
+        theirs = [
+            round(float(f.to_ndarray(format="yuv420p")[: f.height].mean()))  # the Y plane
+            for f in c.decode(video)
+            if start + 2.0 - 1e-3 <= f.pts * video.time_base < start + 3.0 - 1e-3
+        ]
+    assert theirs == ours

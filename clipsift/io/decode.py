@@ -321,6 +321,7 @@ def probe(path: str | os.PathLike) -> dict:
         "bit_rate": None,
         "interlaced": None,
         "transfer": None,
+        "stream_start": None,
         "error": None,
     }
     try:
@@ -354,6 +355,10 @@ def probe(path: str | os.PathLike) -> dict:
             out["transfer"] = transfer_name(first.color_trc)
             rotation = int(first.rotation or 0) % 360
             out["rotation"] = rotation
+            # the presentation time frame times count from (frame_time): a reader that seeks by
+            # the source's own timestamps adds it (an MP4 whose sound starts first, 0.5 s)
+            base = stream.time_base or 0
+            out["stream_start"] = float((stream.start_time or 0) * base)
             sar = sample_aspect(stream)
             out["sar"] = sar
             # what a viewer sees: rotation applied, non-square pixels at the display aspect
