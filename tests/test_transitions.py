@@ -62,6 +62,21 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
     assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
 
 
+def test_a_dissolve_out_of_a_still_at_60_fps_keeps_no_faint_frame(tmp_path):
+    """x264 codes a still as copies of itself and swallowed the first frames of a 1.2-s
+    dissolve out of it (1.4 and 2.7 % blended: decoded alpha 0 and 0.008), so the line fitted to
+    the decoded blend met 0 nearly two frames late, and the still's clip kept the dissolve's
+    first frame (found by a review at 320x180; at 640x360 the line was right)."""
+    plan = [
+        Segment(120, seed=1, pan=(1, 0)),
+        Segment(150, seed=2, dissolve=90),  # a still, dissolved into and out of
+        Segment(120, seed=3, pan=(0, 1), dissolve=72),
+    ]
+    truth = render_video(tmp_path / "still.mp4", plan, fps=60, size=SIZE)
+    scenes = scenes_of(tmp_path / "still.mp4", 60)
+    assert score_scenes(truth, scenes) == {"dirty": 0, "boundary_error": 1, "missed": 0}, scenes
+
+
 def test_a_wipe_mask_uncovers_its_share_of_the_frame():
     from clipsift.painting import wipe_mask
 

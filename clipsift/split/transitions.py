@@ -581,13 +581,19 @@ def _line(alpha: np.ndarray, x: np.ndarray, n: int) -> tuple[float, int, int] | 
     per frame and the first and last blended places (of ``n``), where it leaves 0 and meets 1;
     None for a line that does not rise. The line is 0 on the last clean frame before and 1 on
     the first clean frame after. A ramp longer than 30 frames starts one frame earlier: its
-    first frame is a blend of under 3 %, which coding noise hides from the fit."""
+    first frame is a blend of under 3 %, which coding noise hides from the fit; and one more
+    where the 3 places before it have the same alpha to the bit (a still coded as copies of
+    itself, whose encoder held the faintest frames back: a decoded ramp lags the edit, so its
+    line meets 0 late, never early)."""
     middle = np.flatnonzero((alpha > 0.1) & (alpha < 0.9))
     slope, at0 = np.polyfit(x[middle].astype(np.float64), alpha[middle].astype(np.float64), 1)
     if slope <= 0:
         return None
     pad = int(slope < 1 / 30)
     lo, hi = round(-at0 / slope) + 1 - pad, round((1 - at0) / slope) - 1
+    held = alpha[x < lo][-3:]
+    if pad and len(held) == 3 and np.ptp(held) == 0:
+        lo -= 1  # a still coded as copies of itself: its encoder swallowed another faint frame
     return float(slope), max(0, lo), min(n - 1, hi)
 
 
