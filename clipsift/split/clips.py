@@ -283,8 +283,8 @@ def with_rate(base: dict, times: np.ndarray, video_id: str) -> dict:
     step = float(np.polyfit(np.arange(len(t), dtype=np.float64), t, 1)[0])
     if step <= 0 or same_rate(1 / step, stated):
         return base
-    log.warning("%s: the stream states %.3f fps, its frames come at %.3f fps: its clips take "
-                "the frames' rate", video_id, stated, 1 / step)  # fmt: skip
+    log.warning("%s: its frames come at %.3f fps, not at the %.3f fps of source.parquet: its "
+                "clips take the frames' rate", video_id, 1 / step, stated)  # fmt: skip
     return base | {"fps": 1 / step}
 
 
