@@ -425,3 +425,15 @@ def test_empty_prompts_are_said_or_stop(tmp_path, caplog):
     caplog.clear()
     assert write_manifests([lat], [files], tmp_path / "m3", {"empty_prompts": "allow"})
     assert "empty prompt" not in caplog.text
+
+
+def test_the_hunyuan_manifest_says_how_its_family_normalises_the_latents():
+    """The manifest's latents are the VAE's own; its note said "multiplies by the VAE's
+    scaling_factor" for a Wan VAE too, which has none (tryout 17)."""
+    from clipsift.manifests.hunyuan import latents_note
+
+    assert "scaling_factor" in latents_note({"kind": "scaling_factor", "scaling_factor": 0.476})
+    wan = {"kind": "per_channel_mean_std", "latents_mean": [0.0], "latents_std": [1.0]}
+    assert "latents_mean" in latents_note(json.dumps(wan))
+    assert "scaling_factor" not in latents_note(wan)
+    assert latents_note(None) == "as the VAE gives them"

@@ -55,6 +55,24 @@ def trainer_latents(path, normalization: dict | str | None, dtype: str | None) -
     return raw.astype(dtype or z.dtype)[None]
 
 
+def latents_note(normalization: dict | str | None) -> str:
+    """What the manifest's latents are, by how the VAE's family normalises them (a Wan VAE has
+    no scaling factor: per-channel mean and std)."""
+    norm = json.loads(normalization) if isinstance(normalization, str) else normalization or {}
+    kind = norm.get("kind")
+    if kind == "scaling_factor":
+        return "unscaled: the trainer multiplies by the VAE's scaling_factor"
+    if kind == "per_channel_mean_std":
+        scaled = (
+            " and multiplies by its scaling_factor" if norm.get("scaling_factor", 1) != 1 else ""
+        )
+        return (
+            "unnormalised: the trainer subtracts the VAE's latents_mean, divides by its "
+            f"latents_std{scaled}"
+        )
+    return "as the VAE gives them"
+
+
 def write(items: list[dict], ctx: Context) -> dict:
     hy = ctx.out_dir / "hunyuan"
     (hy / "json_path").mkdir(parents=True, exist_ok=True)
@@ -88,7 +106,7 @@ def write(items: list[dict], ctx: Context) -> dict:
             "bucket": it["bucket"],
             "vae": it["vae"],
             "vae_revision": it["vae_resolved_revision"],
-            "latents": "unscaled: the trainer multiplies by the VAE's scaling_factor",
+            "latents": latents_note(it.get("normalization")),
         }
         (hy / "json_path" / f"{cid}.json").write_text(json.dumps(doc, indent=1) + "\n")
         lines.append(ctx.cwd_ref(ctx.final_of("hunyuan", "json_path", f"{cid}.json")))
