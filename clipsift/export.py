@@ -307,13 +307,13 @@ def check_kept(meta: pd.DataFrame, allow_empty: bool = False) -> None:
     if allow_empty or meta["keep"].fillna(False).astype(bool).any():
         return
     why = clips_per_test(rejection_tests(meta))
-    counted = ", ".join(f"{t} {n}" for t, n in sorted(why.items(), key=lambda kv: -kv[1]))
+    counted = ", ".join(f"{t}: {n}" for t, n in sorted(why.items(), key=lambda kv: -kv[1]))
     errors = meta["error"].dropna() if "error" in meta else pd.Series([], dtype=object)
     first = f"; first error: {errors.iloc[0]}" if len(errors) else ""
     clips, videos = len(meta), meta["video_id"].nunique()
     raise EmptyDataset(
         f"no clip kept: {clips} clip{'s' * (clips != 1)} of {videos} video{'s' * (videos != 1)}, "
-        "rejected by "
+        "clips rejected by each test: "
         f"{counted or 'nothing recorded'} (a clip counts under each of its reasons){first}. "
         "Check the sources and the select thresholds (results/shards/*/selection.parquet has "
         "every clip's reasons; clipsift status shows the funnel), or set export.allow_empty: "
