@@ -124,6 +124,32 @@ def _hint(col: str, scorers: list[str], on: list[str]) -> str:
     return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
+# per-second motion bounds that look like per-frame ones left unmultiplied: (column, the
+# smallest plausible max, the smallest plausible min); the defaults are 0.015-1.5 diagonals per
+# second, and a per-frame 0.05 max is 37 px/s at 640x360
+PER_FRAME_LOOKING = {"motion.rel_per_s": (0.1, 0.001)}
+
+
+def threshold_warnings(config: dict) -> list[str]:
+    """Bounds that pass the checks but most likely are per-frame values renamed without being
+    multiplied by the frame rate (tryout 18: max 0.05 rejected 55 % of the clips as too fast,
+    a 60-px/s pan among them)."""
+    out = []
+    for col, bounds in config.get("select", {}).get("thresholds", {}).items():
+        if col not in PER_FRAME_LOOKING or not bounds:
+            continue
+        max_floor, min_floor = PER_FRAME_LOOKING[col]
+        lo, hi = bounds.get("min"), bounds.get("max")
+        if (hi is not None and hi < max_floor) or (lo is not None and 0 < lo < min_floor):
+            out.append(
+                f"select.thresholds: {col} {{min: {lo}, max: {hi}}} looks like a per-frame "
+                "bound: motion is per second, so a bound tuned per frame is multiplied by the "
+                f"frame rate it was tuned at (at 30 fps 0.0005 -> 0.015, 0.05 -> 1.5). A max under "
+                f"{max_floor} diagonals per second rejects ordinary camera moves as too fast."
+            )
+    return out
+
+
 def _check_bounds(col: str, bounds: dict) -> None:
     """A threshold with no bound tests nothing (and, as any ``select.thresholds`` replaces the
     defaults, drops those too); one whose ``min`` is over its ``max`` rejects every clip, which

@@ -11,7 +11,7 @@ from clipsift.ingest import fetch_params
 from clipsift.plan import limit_shards, load_shards
 from clipsift.plugins import gpus_for
 from clipsift.scorers import REGISTRY
-from clipsift.selection import with_filters
+from clipsift.selection import threshold_warnings, with_filters
 from clipsift.smk import import_from_checkout
 from clipsift.split import DETECTORS, detector_device
 from clipsift.sources.changes import SourcesChanged, check_sources
@@ -32,6 +32,9 @@ try:
     cross_checks(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc))
+if workflow.is_main_process:
+    for warning in threshold_warnings(config):
+        logger.warning(warning)
 
 # The process that schedules the jobs holds the results folder's lock for its whole life (not a
 # dry run, not a cluster job), and first checks that no ingested source changed since.

@@ -214,3 +214,20 @@ def test_with_defaults_completes_a_partial_section_as_validation_does():
     assert full["vae"]["store_dtype"] == "float32" and full["text_encoder"]["batch_size"] == 8
     src = [{"name": "v", "type": "folder", "path": "."}]
     assert full == validate_config({"sources": src, "encode": copy.deepcopy(part)})["encode"]
+
+
+def test_a_per_frame_looking_motion_bound_is_warned_of(tmp_path, tiny_videos):
+    """A per-frame bound renamed but not multiplied passes every check and rejects most moving
+    clips (tryout 18: max 0.05 diagonals per second, 55 % of the clips, a 60-px/s pan among
+    them): the run says so when the Snakefile is parsed, and goes on."""
+    from clipsift.selection import threshold_warnings
+
+    src = [{"name": "v", "type": "folder", "path": str(tiny_videos["a"].parent)}]
+    assert threshold_warnings(validated(tmp_path, base_config(src))) == []  # the defaults
+    half = {"motion.rel_per_s": {"min": 0.0005, "max": 0.05}}
+    cfg = base_config(src, lean=True, select={"thresholds": half})
+    assert len(threshold_warnings(validated(tmp_path, cfg))) == 1
+    write_config(tmp_path / "cli", cfg)
+    r = snakemake_cli(tmp_path / "cli", "--snakefile", SNAKEFILE, "--cores", "1", "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "looks like a per-frame bound" in out, out[-3000:]
