@@ -90,6 +90,11 @@ def check_thresholds(config: dict) -> None:
         else:
             known = None
         if known is not None:
+            if rest in TEXT_COLUMNS:
+                raise ThresholdError(
+                    f"select.thresholds: {col!r} is text, not a number: a bound on it would "
+                    "reject every clip as missing."
+                )
             if not known or rest in known:
                 continue
             close = difflib.get_close_matches(rest, known, n=1)
@@ -124,6 +129,8 @@ def _hint(col: str, scorers: list[str], on: list[str]) -> str:
     return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
+# scorer columns that hold text (which model, which crop), not a measure
+TEXT_COLUMNS = frozenset({"crop", "model", "head", "weights"})
 # per-second motion bounds that look like per-frame ones left unmultiplied: (column, the
 # smallest plausible max, the smallest plausible min); the defaults are 0.015-1.5 diagonals per
 # second, and a per-frame 0.05 max is 37 px/s at 640x360
