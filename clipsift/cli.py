@@ -59,7 +59,7 @@ def cmd_status(args) -> int:
     if args.watch:
         watch(results, interval=args.interval, until_done=args.until_done, config=config)
     else:
-        print(status_table(results, config=config))
+        print(status_table(results, config=config, sources=not args.no_sources))
     return 0
 
 
@@ -155,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--interval", type=float, default=10.0, help="seconds between updates")
     sp.add_argument(
         "--until-done", action="store_true", help="with --watch: stop when the run has ended"
+    )
+    sp.add_argument(
+        "--no-sources",
+        action="store_true",
+        help="leave out the sources that changed since ingest (a stat per video; slow storage)",
     )
     sp.set_defaults(func=cmd_status)
     sp = sub.add_parser(

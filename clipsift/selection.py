@@ -118,6 +118,11 @@ def _hint(col: str, scorers: list[str], on: list[str]) -> str:
     from .scorers import REGISTRY
 
     prefix = col.partition(".")[0]
+    if prefix in scorers or prefix in on:  # a stage that is on, and no column of it named
+        known = _scorer_columns(prefix) if prefix in scorers else tuple(
+            c.partition(".")[2] for c, *_ in filters.REGISTRY.load(prefix).columns
+        )  # fmt: skip
+        return f" (a column of {prefix!r} is '{prefix}.<column>': {', '.join(known) or '?'})"
     if prefix in REGISTRY:
         return f" (the {prefix} scorer is off: scorers.{prefix}.enabled: true)"
     if prefix in filters.REGISTRY:
@@ -147,12 +152,18 @@ def threshold_warnings(config: dict) -> list[str]:
             continue
         max_floor, min_floor = PER_FRAME_LOOKING[col]
         lo, hi = bounds.get("min"), bounds.get("max")
-        if (hi is not None and hi < max_floor) or (lo is not None and 0 < lo < min_floor):
+        low_max = hi is not None and hi < max_floor
+        if low_max or (lo is not None and 0 < lo < min_floor):
+            effect = (
+                f"a max under {max_floor} diagonals per second rejects ordinary camera moves as "
+                "too fast"
+                if low_max
+                else f"a min under {min_floor} keeps shots that hardly move"
+            )
             out.append(
                 f"select.thresholds: {col} {{min: {lo}, max: {hi}}} looks like a per-frame "
                 "bound: motion is per second, so a bound tuned per frame is multiplied by the "
-                f"frame rate it was tuned at (at 30 fps 0.0005 -> 0.015, 0.05 -> 1.5). A max under "
-                f"{max_floor} diagonals per second rejects ordinary camera moves as too fast."
+                f"frame rate it was tuned at (at 30 fps 0.0005 -> 0.015, 0.05 -> 1.5); {effect}."
             )
     return out
 

@@ -46,6 +46,7 @@ def test_thresholds_must_name_a_measured_column(tmp_path):
         ({"Motion.rel_per_s": {"min": 0.015}}, r"did you mean 'motion.rel_per_s'\?"),
         ({"motion_vectors.rel_per_s": {"min": 0.015}}, r"scorers.motion_vectors.enabled: true"),
         ({"technical.crop": {"min": 0}}, r"'technical.crop' is text, not a number"),
+        ({"motion": {"min": 0.015}}, r"a column of 'motion' is 'motion.<column>': px_per_s"),
     ],
 )
 def test_thresholds_that_test_nothing_or_reject_everything_stop_the_run(

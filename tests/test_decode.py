@@ -640,3 +640,20 @@ def test_clip_times_plus_stream_start_are_the_sources_own_timestamps(tmp_path, l
             if start + 2.0 - 1e-3 <= f.pts * video.time_base < start + 3.0 - 1e-3
         ]
     assert theirs == ours
+
+
+def test_a_packet_rate_from_steps_of_two_lengths_in_equal_numbers():
+    """The mean of the steps near their median: none was near it where two lengths came in
+    equal numbers (a 2:3 cadence, 33 and 50 ms), the rate was NaN and the probe failed
+    (review); a tick either way counts as near (8 and 9 ms steps are 120 fps)."""
+    from types import SimpleNamespace
+
+    from clipsift.io.decode import _steps_rate
+
+    ms = SimpleNamespace(time_base=Fraction(1, 1000))
+    assert _steps_rate([0, 33, 83, 116, 166], ms) == pytest.approx(1000 / 41.5)
+    assert _steps_rate([round(i * 1000 / 120) for i in range(48)], ms) == pytest.approx(
+        120, rel=0.01
+    )
+    assert _steps_rate([round(i * 1000 / 60) for i in range(48)], ms) == pytest.approx(60, rel=0.01)
+    assert _steps_rate([0, 40], ms) == 0.0

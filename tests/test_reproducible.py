@@ -164,6 +164,11 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     assert r.returncode == 0, r.stderr[-4000:]
     meta = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
     assert meta.loc[meta["video_id"] == "sample-motion", "keep"].any()
+    # a new mtime on the same bytes is no change, for status as for the run
+    flash = w / "sample" / "videos" / "flash.mp4"
+    st = flash.stat()
+    os.utime(flash, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert "sources that differ" not in clipsift_cli(w, "status").stdout
     (w / "sample" / "videos" / "motion.mp4").unlink()
     r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
     out = r.stdout + r.stderr
@@ -173,6 +178,7 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     status = clipsift_cli(w, "status").stdout  # status says so too (tryout 16: it did not)
     assert "sources that differ from what was ingested" in status, status
     assert "1  gone" in status and "accept-changes --gone --results" in status, status
+    assert "sources that differ" not in clipsift_cli(w, "status", "--no-sources").stdout
     r = clipsift_cli(w, "accept-changes")
     assert r.returncode == 0 and "no ingested source changed" in r.stdout, r.stdout + r.stderr
     r = clipsift_cli(w, "accept-changes", "--gone")

@@ -269,6 +269,9 @@ def stream_fps(stream) -> float:
 MAX_FPS = 240
 # packets whose times give a stream's rate where its header states none (:func:`frames_fps`)
 RATE_PACKETS = 48
+# packets read on where a Matroska file's first ones contradict its stated frame duration (about
+# a minute of video: a slow start is outnumbered, and a long file is not read to its end)
+WHOLE_PACKETS = 4000
 
 
 def frames_fps(container, stream) -> float:
@@ -284,8 +287,9 @@ def frames_fps(container, stream) -> float:
 
     Matroska and WebM state no average, only a frame duration (``DefaultDuration``) that the
     muxer was told: where the first packets' rate is more than 1.5 times off it either way,
-    the rate of all the packets is taken where that is too (a file stating 24 fps over frames
-    1/60 s apart got windows 2.5 times too short, and two dissolves stayed inside one clip)."""
+    the rate of the next ``WHOLE_PACKETS`` is taken where that is too (a file stating 24 fps
+    over frames 1/60 s apart got windows 2.5 times too short, and two dissolves stayed inside
+    one clip)."""
     stated = float(stream.average_rate or 0)
     claimed = "matroska" in container.format.name and 0 < stated <= MAX_FPS
     if 0 < stated <= MAX_FPS and not claimed:
@@ -295,7 +299,7 @@ def frames_fps(container, stream) -> float:
     if claimed:
         if not measured or not _off(stated, measured):
             return stated
-        whole = _steps_rate(times + _packet_times(container, stream, None), stream)
+        whole = _steps_rate(times + _packet_times(container, stream, WHOLE_PACKETS), stream)
         return whole if whole and _off(stated, whole) else stated
     if measured and (not stated or stated > 1.5 * measured):
         return measured
@@ -329,7 +333,10 @@ def _steps_rate(times: list[int], stream) -> float:
     if len(steps) < 3 or not stream.time_base:
         return 0.0
     mid = float(np.median(steps))
-    return 1.0 / (float(steps[np.abs(steps - mid) <= 0.1 * mid].mean()) * float(stream.time_base))
+    # a tick either way at least (a millisecond clock's 8 and 9 ms steps are 120 fps); the
+    # median itself where no step is near it (steps of two lengths in equal numbers)
+    near = steps[np.abs(steps - mid) <= max(0.1 * mid, 1.0)]
+    return 1.0 / ((float(near.mean()) if len(near) else mid) * float(stream.time_base))
 
 
 def probe(path: str | os.PathLike) -> dict:

@@ -160,7 +160,8 @@ class FlowMeter:
 
     def measure(self, prev_gray: np.ndarray, gray: np.ndarray) -> dict:
         """``mag``: mean flow magnitude in pixels of the given frames over the textured pixels
-        (0 when under ``MIN_TEXTURED`` of them are); ``grid``: the same per cell (row-major,
+        (under ``MIN_TEXTURED`` of them: the flow across the edge pixels, 0 with no edges
+        either); ``grid``: the same per cell (row-major,
         ``grid`` rows x columns; NaN for a cell without texture); ``dx``, ``dy``: mean flow (a
         pan's direction); ``textured``: the share of textured pixels."""
         f = self.flow(prev_gray, gray).astype(np.float64)
@@ -234,7 +235,8 @@ def aggregate_motion(samples: Sequence[dict], *, scale: float, diagonal: float, 
     diagonals per second) is the same at any resolution. ``motion_min_region_per_s`` is the
     weakest textured grid cell averaged over the pairs (a still region: a static shot with one
     moving part scores low there); 0 when no cell had texture. ``motion_textured`` is the mean
-    share of pixels with measurable texture (low: flat content, whose motion reads as 0).
+    share of pixels with measurable texture (low: flat content, whose motion reads as 0, or
+    stripes, measured across their edges).
     """
     if not samples:
         return dict.fromkeys(

@@ -670,6 +670,10 @@ FIT_SHARE = 0.8
 # leaves under this share of their difference (tryout's picture-in-picture windows 0.012-0.067,
 # the bench's dissolves at least 0.26)
 CARRIED = 0.1
+# px (64-px frames, over the measure's frames): a refined shift under this is "no motion", where
+# the median flow is tried as a third start (:func:`_refined_motion`); the tryout's counter box
+# held both starts at 0.1 px over 5 frames of a 2-px pan
+HELD_SHIFT = 0.5
 # test 1c: a window is a transition where its ends' difference is spread at least this much of
 # the pictures' detail (:func:`_spread`; the bench's blends at least 0.59, a tryout's switching
 # counter over a pan 0.19)
@@ -717,9 +721,11 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
     strongest structure, often that subject, and plain least squares follows its edges (a disc
     crossing a slow pan read 4 times the pan, the wrong way). So each step weighs the pixels by
     how well they fit (Cauchy weights at twice the residuals' robust spread), the refinement
-    starts from phase correlation's shift, from no motion (a slow pan under a fast subject) and
-    from the median flow (:func:`_median_flow`: a pan around a still inset with hard edges), and
-    the fits are compared on their best-fitting ``FIT_SHARE`` of pixels."""
+    starts from phase correlation's shift and from no motion (a slow pan under a fast subject),
+    and where both end under ``HELD_SHIFT`` from no motion, from the median flow too
+    (:func:`_median_flow`: a pan around a still inset with hard edges; a third start on every
+    measure cost 11-20 % more scan time on a dissolve-heavy render), and the fits are compared
+    on their best-fitting ``FIT_SHARE`` of pixels."""
     h, w = a.shape
     inner = (slice(M, -M), slice(M, -M))
     zx, zy = _centred_grid(h, w)
@@ -758,8 +764,11 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
             np.partition(sq, int(FIT_SHARE * len(sq)))[: int(FIT_SHARE * len(sq))].mean()
         )
 
-    starts = ((1 + 0j, complex(*_shift(a, b))), STILL, (1 + 0j, _median_flow(a, b)))
+    starts = ((1 + 0j, complex(*_shift(a, b))), STILL)
     shift, fit = min((refine(m, False, 4) for m in starts), key=lambda r: r[1])
+    if abs(shift[1]) < HELD_SHIFT:  # both held at no motion: maybe by a still inset's edges
+        shift, fit = min((shift, fit), refine((1 + 0j, _median_flow(a, b)), False, 4),
+                         key=lambda r: r[1])  # fmt: skip
     turned, turned_fit = refine(shift, True, 3)
     return turned if turned_fit < 0.7 * fit else shift
 
