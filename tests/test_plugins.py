@@ -160,11 +160,15 @@ def test_a_registered_filter_is_selected_calibrated_and_carded_like_the_builtins
     filters_cfg = {"flash": {"enabled": False}, "ocr": {"enabled": True}, "blur": {"enabled": True}}
     assert selection.with_filters(cfg | {"ocr": {}}, filters_cfg)["blur"]["enabled"] is True
     assert filters.enabled(filters_cfg) == ["ocr", "blur"]
+
+    def thresholds(col):
+        return {"filters": filters_cfg, "select": {"thresholds": {col: {"min": 1.0}}}}
+
     with pytest.raises(selection.ThresholdError, match="blur"):
-        selection.check_thresholds(
-            {"filters": filters_cfg, "select": {"thresholds": {"blurr.x": {}}}}
-        )
-    selection.check_thresholds({"filters": filters_cfg, "select": {"thresholds": {"blur.x": {}}}})
+        selection.check_thresholds(thresholds("blurr.x"))
+    selection.check_thresholds(thresholds("blur.sharpness"))  # the columns its measure declares
+    with pytest.raises(selection.ThresholdError, match="did you mean 'blur.sharpness'"):
+        selection.check_thresholds(thresholds("blur.sharpnes"))
     steps = card.pipeline_steps({"filters": filters_cfg}, {})
     assert steps[:3] == ["scene splitting", "a burned-in text filter (OCR)", "a blur filter"]
 
