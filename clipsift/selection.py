@@ -84,7 +84,7 @@ def check_thresholds(config: dict) -> None:
         if col in CLIP_FIELDS:
             continue
         if rest and prefix in on:  # a filter's columns, as its measure declares them
-            known = tuple(c.partition(".")[2] for c, *_ in filters.REGISTRY.load(prefix).columns)
+            known = _filter_columns(prefix)
         elif rest and prefix in scorers:
             known = _scorer_columns(prefix)
         else:
@@ -119,16 +119,14 @@ def _hint(col: str, scorers: list[str], on: list[str]) -> str:
 
     prefix = col.partition(".")[0]
     if prefix in scorers or prefix in on:  # a stage that is on, and no column of it named
-        known = _scorer_columns(prefix) if prefix in scorers else tuple(
-            c.partition(".")[2] for c, *_ in filters.REGISTRY.load(prefix).columns
-        )  # fmt: skip
+        known = _scorer_columns(prefix) if prefix in scorers else _filter_columns(prefix)
         return f" (a column of {prefix!r} is '{prefix}.<column>': {', '.join(known) or '?'})"
     if prefix in REGISTRY:
         return f" (the {prefix} scorer is off: scorers.{prefix}.enabled: true)"
     if prefix in filters.REGISTRY:
         return f" (the {prefix} filter is off: filters.{prefix}.enabled: true)"
     known = [f"{n}.{c}" for n in scorers for c in _scorer_columns(n)]
-    known += [c for n in on for c, *_ in filters.REGISTRY.load(n).columns]
+    known += [f"{n}.{c}" for n in on for c in _filter_columns(n)]
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(col.lower(), list(by_lower), n=1)
     return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
@@ -183,6 +181,11 @@ def _check_bounds(col: str, bounds: dict) -> None:
         raise ThresholdError(
             f"select.thresholds: {col!r} has min {lo} over max {hi}: no clip can pass (swapped?)."
         )
+
+
+def _filter_columns(name: str) -> tuple[str, ...]:
+    """The columns the filter ``name``'s measure declares, without its ``{name}.`` prefix."""
+    return tuple(c.partition(".")[2] for c, *_ in filters.REGISTRY.load(name).columns)
 
 
 def _scorer_columns(name: str) -> tuple[str, ...]:
