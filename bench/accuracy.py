@@ -29,7 +29,9 @@ scores against the rendered speeds: relative error per fps (and of the interlace
 spread of one motion over 24/30/60 fps, and the still flat shots against the static bound
 (``select.thresholds``' minimum on the motion column); and the kept clips exported as the
 pipeline exports them: per video, clips whose file holds another number of frames than the
-clip, the worst frame time against the source's, and the worst display aspect.
+clip, the worst frame time against the source's, and the worst display aspect. Two tables of
+their own follow: wipes (:func:`wipes_corpus`), which the finder does not model, and two of the
+set's videos inside black bars (:func:`bars_corpus`: letterbox, pillarbox, windowbox).
 
     python bench/accuracy.py --out bench/results/accuracy.md
     python bench/accuracy.py --containers all --settings "adaptive + transitions (default)"
@@ -45,6 +47,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import copy
+import dataclasses
 import shutil
 import sys
 import time
@@ -325,6 +328,28 @@ def with_setting(cfg: dict, change: dict) -> dict:
     return cfg
 
 
+# black bars at 640x360 (scaled with the size): a 2.39:1 film letterboxed in 16:9, a 4:3
+# picture pillarboxed, and both (a 4:3 picture letterboxed again in a 16:9 broadcast)
+BARS = {"letterbox": (60, 0), "pillarbox": (0, 80), "windowbox": (40, 60)}
+
+
+def bars_corpus(w: int) -> list[dict]:
+    """Two videos of the set, ``transitions_30`` (fades, dissolves of 0.3-2 s) and ``subjects``
+    (dissolves under a subject crossing the shot), inside each of :data:`BARS`: the bars fit any
+    blend and any motion exactly, and the finder compares the picture inside them
+    (``PictureBox``). Reported on their own, as the wipes are."""
+    k = w / 640
+    plans = {v["name"]: v for v in corpus(w)}
+    out = []
+    for label, (bar_v, bar_h) in BARS.items():
+        box = (round(bar_v * k), round(bar_h * k))
+        for name in ("transitions_30.mkv", "subjects.mkv"):
+            v = plans[name]
+            segs = [dataclasses.replace(seg, letterbox=box) for seg in v["segments"]]
+            out.append({"name": f"{label}_{name}", "segments": segs, "fps": v["fps"]})
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default="/tmp/clipsift-accuracy", help="where the videos go")
@@ -382,6 +407,7 @@ def main(argv=None) -> int:
         lines += ["", *video_table(default_videos), "", *ocr_and_motion(default_out, source, by_id)]
         lines += ["", *export_table(default_out[1], source, by_id, work)]
         lines += ["", *wipes_table(work, size, default_out[0])]
+        lines += ["", *bars_table(work, size, default_out[0])]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
@@ -389,23 +415,34 @@ def main(argv=None) -> int:
     return 0
 
 
+def scanned_set(folder: Path, size: tuple[int, int], videos, cfg: dict):
+    """Render ``videos`` into ``folder``, scan and split them with ``cfg`` (no OCR), and yield
+    per video its name, truth, kept clips and :func:`boundary_scores`."""
+    print(f"scanning: {folder.name} ...", file=sys.stderr)
+    truth = render(folder, size, videos)
+    source = ingested([str(folder / n) for n in truth])
+    scenes, frames, *_ = scan_shard(source, cfg["scan"], None)
+    clips = kept_clips(scenes_to_clips(scenes, source, cfg["split"], frames))
+    for name, t in truth.items():
+        group = clips[clips["video_id"] == video_id(name)]
+        yield (
+            name,
+            t,
+            group,
+            boundary_scores(t, group, round(cfg["split"]["min_seconds"] * t["fps"]) + 2),
+        )
+
+
 def wipes_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
     """The default setting on :func:`wipes_corpus`: per video, and per wipe its frames and the
     frames of it that kept clips hold. The finder models no wipe (docs/clips.md says why): this
     table measures what that leaves in the clips."""
-    print("scanning: wipes ...", file=sys.stderr)
-    truth = render(work / "wipes", size, wipes_corpus(size[0]))
-    source = ingested([str(work / "wipes" / n) for n in truth])
-    scenes, frames, *_ = scan_shard(source, cfg["scan"], None)
-    clips = kept_clips(scenes_to_clips(scenes, source, cfg["split"], frames))
     lines = [
         "| wipes (default setting) | fps | dirty clips | timing error (frames) | missed shots "
         "| wipe frames in kept clips |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name, t in truth.items():
-        group = clips[clips["video_id"] == video_id(name)]
-        sc = boundary_scores(t, group, round(cfg["split"]["min_seconds"] * t["fps"]) + 2)
+    for name, t, group, sc in scanned_set(work / "wipes", size, wipes_corpus(size[0]), cfg):
         spans = list(
             zip(group["start_frame"].astype(int), group["end_frame"].astype(int), strict=True)
         )
@@ -417,6 +454,19 @@ def wipes_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
             held.append(f"{seg['wipe_shape']} {last - first + 1}: {n}")
         lines.append(f"| {name} | {t['fps']:g} | {sc['dirty']} | {sc['error']} | {sc['missed']} "
                      f"| {', '.join(held)} |")  # fmt: skip
+    return lines
+
+
+def bars_table(work: Path, size: tuple[int, int], cfg: dict) -> list[str]:
+    """The default setting on :func:`bars_corpus`: per video, as the main table."""
+    lines = [
+        "| black bars (default setting) | fps | cuts found | dirty clips | timing error (frames) "
+        "| missed shots |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, t, _, sc in scanned_set(work / "bars", size, bars_corpus(size[0]), cfg):
+        lines.append(f"| {name} | {t['fps']:g} | {sc['cuts_found']}/{sc['cuts']} | {sc['dirty']} "
+                     f"| {sc['error']} | {sc['missed']} |")  # fmt: skip
     return lines
 
 

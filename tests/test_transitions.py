@@ -4,6 +4,8 @@ one frame, at several frame rates; camera motion, rotation, noise and flashes ar
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from clipsift.io.decode import iter_frames
 from clipsift.sample import Segment, render_video, score_scenes
 from clipsift.split.clips import scenes_to_clips
 from clipsift.split.scan import FRAME_COLUMNS, scan_video
-from clipsift.split.transitions import TransitionFinder, _refined_motion, cut_out
+from clipsift.split.transitions import PictureBox, TransitionFinder, _refined_motion, cut_out
 from clipsift.textures import busy_texture
 
 SIZE = (320, 180)
@@ -60,6 +62,43 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
     # at 60 fps a 2-s dissolve is 120 frames of 0.8 % steps: its ends are found from a line
     # fitted to the blend, with one frame of margin, so a frame or two more may be left out
     assert score["boundary_error"] <= (1 if fps <= 30 else 2), (scenes, truth["transitions"])
+
+
+@pytest.mark.parametrize("bars", [(30, 0), (0, 40), (20, 30)], ids=["letter", "pillar", "window"])
+def test_fades_and_dissolves_inside_black_bars_are_left_out(tmp_path, bars):
+    """A letterboxed film, a 4:3 picture in a 16:9 frame, both: the bars (a third of a
+    letterboxed frame) fit any blend and any motion exactly, and the 2-s dissolve stayed inside
+    a clip (letterbox and windowbox), or 5 frames of a fade (pillarbox), until the finder
+    compared frames inside the bars. Letterboxed at 320x180, the picture is 118 rows, 23 in
+    the finder's 64-px frames: the line of the 2-s dissolve meets 0 a frame early, and its clip
+    ends 2 frames before it (at 640x360, within 1: bench/accuracy.py's bars table)."""
+    plan = [dataclasses.replace(seg, letterbox=bars) for seg in transitions_plan(30)]
+    truth = render_video(tmp_path / "t.mp4", plan, fps=30, size=SIZE)
+    scenes = scenes_of(tmp_path / "t.mp4", 30)
+    score = score_scenes(truth, scenes, min_frames=15)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= (2 if bars == (30, 0) else 1), (scenes, truth["transitions"])
+
+
+def test_the_picture_box_takes_centred_bars_only():
+    """Bars are the edge rows and columns black over the first second of pictures, on both
+    sides alike: a dark scene's black top is no bar, nor are bars that come only later, and
+    flat frames (a fade's dip) are passed over."""
+    rng = np.random.default_rng(0)
+
+    def frame(top=0, bottom=0, left=0, right=0):
+        img = rng.integers(40, 200, (180, 320), dtype=np.uint8)
+        img[:top], img[180 - bottom :], img[:, :left], img[:, 320 - right :] = 16, 16, 16, 16
+        return img
+
+    box = PictureBox(3, 3.0)
+    assert box.see(np.full((180, 320), 16, np.uint8), None) is None  # black: not counted
+    assert box.see(frame(30, 30), None) is None and box.see(frame(30, 30, 40, 40), None) is None
+    assert box.see(frame(30, 30, 40, 40), None) == (slice(31, 149), slice(None))
+    dark_top = PictureBox(2, 3.0)
+    dark_top.see(frame(top=50), None)
+    assert dark_top.see(frame(top=50), None) == (slice(None), slice(None))
+    assert PictureBox(2, 3.0).box() == (slice(None), slice(None))  # nothing seen: whole frames
 
 
 def test_a_dissolve_out_of_a_still_at_60_fps_keeps_no_faint_frame(tmp_path):

@@ -20,7 +20,8 @@ to alpha gives the first and last blended frame (widened over faint frames that 
 the clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
 of its frames, so windows are tested that long after their last frame. Frames that are one flat
 colour near black or white as seen (the dip of a fade, a blank; an HDR frame by its SDR
-levels) belong to no clip either.
+levels) belong to no clip either. Frames are compared inside the video's black bars
+(:class:`PictureBox`), which would fit any blend and any motion.
 
 A whip pan is no blend: shot A swings away in a few blurred frames and shot B swings in, the
 cut hidden in the blur. Each of its frames changes as much as the cut, so a cut detector sees
@@ -99,6 +100,11 @@ class TransitionFinder:
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._pace = np.zeros(self._size, np.float32)  # the same on the smoothed frames
         self._marked: set[int] = set()
+        # the picture inside black bars: a letterboxed 2-s dissolve stayed inside its clip, as a
+        # third of every frame was bars that fit any blend and any motion exactly
+        self._bars = PictureBox(max(3, round(fps)), blank_std)
+        self._box: tuple[slice, slice] | None = None
+        self._pending: list = []  # frames held until the box is known
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
         # bursts (whip pans): the open run of big steps [first, last, threshold], and closed
         # runs waiting for ``lag`` frames after them
@@ -113,7 +119,24 @@ class TransitionFinder:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
         without gaps. ``levels``: the luma a viewer sees by coded level (an HDR frame's SDR
         levels, ``Frame.sdr_table``), for what is near black or white: PQ codes its white at
-        about 144."""
+        about 144.
+
+        Frames are compared inside the video's black bars (:class:`PictureBox`), so frames are
+        held until its first second of pictures shows where they are."""
+        if self._box is not None:
+            self._push(index, gray[self._box], levels)
+            return
+        self._pending.append((index, gray, levels))
+        self._box = self._bars.see(gray, levels)
+        if self._box is not None:
+            self._replay()
+
+    def _replay(self) -> None:
+        pending, self._pending = self._pending, []
+        for index, gray, levels in pending:
+            self._push(index, gray[self._box], levels)
+
+    def _push(self, index: int, gray: np.ndarray, levels: np.ndarray | None) -> None:
         small = fine_frame(gray)
         if self._fine is None:
             self._fine = np.empty((self._size, small.size), np.float32)
@@ -552,6 +575,9 @@ class TransitionFinder:
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
         frames in ``exclude``."""
+        if self._box is None:  # under a second of pictures: the box of those there are
+            self._box = self._bars.box()
+            self._replay()
         # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
         for e in range(max(0, self._count - 1 - self.lag), self._count - 1):
             self._windows(e)
@@ -574,6 +600,58 @@ class TransitionFinder:
             else:
                 ranges.append([i, i])
         return ranges
+
+
+class PictureBox:
+    """Where a video's picture lies inside black bars (a letterboxed film, a 4:3 picture in a
+    16:9 frame, both): the rows and columns at its edges that stay black (8-px means at most
+    ``BAR_LEVEL`` as seen) over its first ``frames`` frames that are not flat. Only bars of
+    about equal size on both sides count (mattes are centred; a dark scene's black top is not
+    a bar), leaving at least ``MIN_PICTURE`` of each side; a video whose first pictures show
+    no bars is compared whole, as are the frames of one whose bars come later."""
+
+    def __init__(self, frames: int, flat_std: float):
+        self.frames, self.flat_std = frames, flat_std
+        self.seen = 0
+        self.rows: np.ndarray | None = None  # the brightest 8-px mean of each row, as seen
+        self.cols: np.ndarray | None = None
+
+    def see(self, gray: np.ndarray, levels: np.ndarray | None) -> tuple[slice, slice] | None:
+        """Take in one frame; the box once ``frames`` pictures have been seen, else None."""
+        if float(cv2.meanStdDev(gray)[1][0, 0]) < self.flat_std:
+            return None  # a flat frame (a fade's dip, a blank) says nothing of the bars
+        h, w = gray.shape[:2]
+        rows = cv2.resize(gray, (max(1, w // 8), h), interpolation=cv2.INTER_AREA).max(axis=1)
+        cols = cv2.resize(gray, (w, max(1, h // 8)), interpolation=cv2.INTER_AREA).max(axis=0)
+        if levels is not None:
+            rows, cols = levels[rows], levels[cols]
+        self.rows = rows if self.rows is None else np.maximum(self.rows, rows)
+        self.cols = cols if self.cols is None else np.maximum(self.cols, cols)
+        self.seen += 1
+        return self.box() if self.seen >= self.frames else None
+
+    def box(self) -> tuple[slice, slice]:
+        """The picture as (row, column) slices; whole frames where no bars were seen."""
+        if self.rows is None:
+            return (slice(None), slice(None))
+        return (_inside(self.rows <= BAR_LEVEL), _inside(self.cols <= BAR_LEVEL))
+
+
+def _inside(black: np.ndarray) -> slice:
+    """The slice between the black runs at both ends of ``black`` (one more pixel in from each,
+    the bar's soft edge), where the runs are bars: 2 px or more, about equal (within a fifth or
+    2 px) and leaving ``MIN_PICTURE`` of the length."""
+    n = len(black)
+    if black.all():
+        return slice(None)
+    nz = np.flatnonzero(~black)
+    lead, trail = int(nz[0]), n - 1 - int(nz[-1])
+    bar = min(lead, trail)
+    if bar < 2 or max(lead, trail) - bar > max(2, 0.2 * bar):
+        return slice(None)
+    if n - lead - trail - 2 < MIN_PICTURE * n:
+        return slice(None)
+    return slice(lead + 1, n - trail - 1)
 
 
 def _line(alpha: np.ndarray, x: np.ndarray, n: int) -> tuple[float, int, int] | None:
@@ -639,6 +717,10 @@ def _clean_line(ref: np.ndarray, floor: float):
 
 
 FINE = 64  # width (px) of the frames the finder compares
+# black bars (PictureBox): edge rows and columns whose 8-px means stay at most this level as
+# seen (limited-range black is 16), leaving at least this share of the frame's side
+BAR_LEVEL = 24
+MIN_PICTURE = 0.3
 # bursts (TransitionFinder._burst): a run of steps each this many times the median step of the
 # frames before it, at least BURST_FLOOR (mean levels on the 64-px frames), lasting at most
 # BURST_SECONDS. Whip pans of 2-8 frames gave steps of 5-93 after shots that step 1-3.5; none
