@@ -99,6 +99,31 @@ def test_the_picture_box_takes_centred_bars_only():
     dark_top.see(frame(top=50), None)
     assert dark_top.see(frame(top=50), None) == (slice(None), slice(None))
     assert PictureBox(2, 3.0).box() == (slice(None), slice(None))  # nothing seen: whole frames
+    # a centred title on black: its "bars" are about equal, but no picture fills their edges
+    title = np.zeros((180, 320), np.uint8)
+    cv2.putText(title, "A FILM BY", (99, 100), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 235, 2)
+    card = PictureBox(1, 3.0)
+    assert card.see(title, None) == (slice(None), slice(None))
+
+
+def test_a_flat_middle_framed_by_picture_is_no_blank():
+    """Frames flat near black or white belong to no clip, as blanks; inside bars, the bars must
+    be black (or turn with the picture) too. A textured logo centred on black for the first
+    second sets a box around it, and the shot after it, its middle a white wall under that box,
+    was marked blank from end to end."""
+    rng = np.random.default_rng(1)
+    tex = cv2.GaussianBlur(rng.integers(40, 200, (260, 520), dtype=np.uint8), (0, 0), 2)
+    finder = TransitionFinder(30.0)
+    for i in range(90):
+        if i < 30:  # the logo, 40 % of each side
+            img = np.zeros((180, 320), np.uint8)
+            img[54:126, 96:224] = tex[:72, i : i + 128]
+        else:  # a pan whose middle is a flat white wall
+            img = tex[40:220, i : i + 320].copy()
+            img[54:126, 96:224] = 235
+        finder.push(i, img)
+    assert finder._box == (slice(55, 125), slice(97, 223))  # the logo's box
+    assert finder.finish() == []
 
 
 def test_a_dissolve_out_of_a_still_at_60_fps_keeps_no_faint_frame(tmp_path):

@@ -103,7 +103,7 @@ class TransitionFinder:
         # the picture inside black bars: a letterboxed 2-s dissolve stayed inside its clip, as a
         # third of every frame was bars that fit any blend and any motion exactly
         self._bars = PictureBox(max(3, round(fps)), blank_std)
-        self._box: tuple[slice, slice] | None = None
+        self._box: tuple[slice, slice] | None = None  # (rows, columns) of the picture
         self._pending: list = []  # frames held until the box is known
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
         # bursts (whip pans): the open run of big steps [first, last, threshold], and closed
@@ -124,7 +124,7 @@ class TransitionFinder:
         Frames are compared inside the video's black bars (:class:`PictureBox`), so frames are
         held until its first second of pictures shows where they are."""
         if self._box is not None:
-            self._push(index, gray[self._box], levels)
+            self._push_boxed(index, gray, levels)
             return
         self._pending.append((index, gray, levels))
         self._box = self._bars.see(gray, levels)
@@ -134,9 +134,17 @@ class TransitionFinder:
     def _replay(self) -> None:
         pending, self._pending = self._pending, []
         for index, gray, levels in pending:
-            self._push(index, gray[self._box], levels)
+            self._push_boxed(index, gray, levels)
 
-    def _push(self, index: int, gray: np.ndarray, levels: np.ndarray | None) -> None:
+    def _push_boxed(self, index: int, gray: np.ndarray, levels: np.ndarray | None) -> None:
+        if self._box == WHOLE:
+            self._push(index, gray, levels, None)
+        else:
+            outside = PictureBox.outside_level(gray, self._box, levels)
+            self._push(index, gray[self._box], levels, outside)
+
+    def _push(self, index: int, gray: np.ndarray, levels, outside: float | None) -> None:
+        """``gray`` inside the bars; ``outside``: the bars' mean level as seen (None: none)."""
         small = fine_frame(gray)
         if self._fine is None:
             self._fine = np.empty((self._size, small.size), np.float32)
@@ -149,7 +157,12 @@ class TransitionFinder:
             h * (w - 1)
         ) + cv2.norm(small[1:], small[:-1], cv2.NORM_L1) / ((h - 1) * w)
         seen = mean if levels is None else float(levels[min(255, round(mean))])
-        if std < self.blank_std and not BLANK_BLACK <= seen < BLANK_WHITE:
+        # a blank fills the frame: the bars stay black, or turn with it; a flat middle framed
+        # by picture is a shot's (a white wall under a box that a title on black set)
+        blank = not BLANK_BLACK <= seen < BLANK_WHITE
+        if blank and outside is not None:
+            blank = not BLANK_BLACK <= outside < BLANK_WHITE
+        if std < self.blank_std and blank:
             self._marked.add(index)
         k = index % self._size
         fine8 = small.ravel()
@@ -607,34 +620,72 @@ class PictureBox:
     16:9 frame, both): the rows and columns at its edges that stay black (8-px means at most
     ``BAR_LEVEL`` as seen) over its first ``frames`` frames that are not flat. Only bars of
     about equal size on both sides count (mattes are centred; a dark scene's black top is not
-    a bar), leaving at least ``MIN_PICTURE`` of each side; a video whose first pictures show
-    no bars is compared whole, as are the frames of one whose bars come later."""
+    a bar), leaving at least ``MIN_PICTURE`` of each side, with picture along at least ``FILL``
+    of each of its edges (8x8-px blocks above ``BAR_LEVEL`` in some frame: a title on black
+    is no picture in bars). A video whose first pictures show no bars is compared whole, as
+    are the frames of one whose bars come later."""
 
     def __init__(self, frames: int, flat_std: float):
         self.frames, self.flat_std = frames, flat_std
         self.seen = 0
         self.rows: np.ndarray | None = None  # the brightest 8-px mean of each row, as seen
         self.cols: np.ndarray | None = None
+        self.blocks: np.ndarray | None = None  # the brightest mean of each 8x8-px block
 
     def see(self, gray: np.ndarray, levels: np.ndarray | None) -> tuple[slice, slice] | None:
         """Take in one frame; the box once ``frames`` pictures have been seen, else None."""
         if float(cv2.meanStdDev(gray)[1][0, 0]) < self.flat_std:
             return None  # a flat frame (a fade's dip, a blank) says nothing of the bars
         h, w = gray.shape[:2]
-        rows = cv2.resize(gray, (max(1, w // 8), h), interpolation=cv2.INTER_AREA).max(axis=1)
-        cols = cv2.resize(gray, (w, max(1, h // 8)), interpolation=cv2.INTER_AREA).max(axis=0)
+        area = cv2.INTER_AREA
+        rows = cv2.resize(gray, (max(1, w // 8), h), interpolation=area).max(axis=1)
+        cols = cv2.resize(gray, (w, max(1, h // 8)), interpolation=area).max(axis=0)
+        blocks = cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=area)
         if levels is not None:
-            rows, cols = levels[rows], levels[cols]
-        self.rows = rows if self.rows is None else np.maximum(self.rows, rows)
-        self.cols = cols if self.cols is None else np.maximum(self.cols, cols)
+            rows, cols, blocks = levels[rows], levels[cols], levels[blocks]
+        if self.rows is None:
+            self.rows, self.cols, self.blocks = rows, cols, blocks
+        else:
+            self.rows = np.maximum(self.rows, rows)
+            self.cols = np.maximum(self.cols, cols)
+            self.blocks = np.maximum(self.blocks, blocks)
         self.seen += 1
         return self.box() if self.seen >= self.frames else None
 
     def box(self) -> tuple[slice, slice]:
         """The picture as (row, column) slices; whole frames where no bars were seen."""
         if self.rows is None:
-            return (slice(None), slice(None))
-        return (_inside(self.rows <= BAR_LEVEL), _inside(self.cols <= BAR_LEVEL))
+            return WHOLE
+        rows, cols = _inside(self.rows <= BAR_LEVEL), _inside(self.cols <= BAR_LEVEL)
+        lit = self.blocks > BAR_LEVEL
+        if rows != slice(None) and not _filled(lit, rows, cols):
+            rows = slice(None)
+        if cols != slice(None) and not _filled(lit.T, cols, rows):
+            cols = slice(None)
+        return (rows, cols)
+
+    @staticmethod
+    def outside_level(gray: np.ndarray, box: tuple[slice, slice], levels) -> float:
+        """The mean level, as seen, of ``gray`` outside ``box``."""
+        inside = gray[box]
+        out = gray.size - inside.size
+        total = cv2.sumElems(gray)[0] - cv2.sumElems(inside)[0]
+        mean = total / out if out else 0.0
+        return float(mean if levels is None else levels[min(255, round(mean))])
+
+
+WHOLE = (slice(None), slice(None))
+
+
+def _filled(lit: np.ndarray, across: slice, along: slice) -> bool:
+    """Whether the picture ``across`` (a slice of ``lit``'s rows, in pixels) has lit 8-px blocks
+    along at least ``FILL`` of its first and last whole block rows (within ``along``)."""
+    n, m = lit.shape
+    first, last = -(-(across.start or 0) // 8), (across.stop or 8 * n) // 8 - 1
+    a0, a1 = -(-(along.start or 0) // 8), min(m, (along.stop or 8 * m) // 8)
+    if last < first or a1 <= a0:
+        return False
+    return bool(lit[first, a0:a1].mean() >= FILL and lit[last, a0:a1].mean() >= FILL)
 
 
 def _inside(black: np.ndarray) -> slice:
@@ -721,6 +772,7 @@ FINE = 64  # width (px) of the frames the finder compares
 # seen (limited-range black is 16), leaving at least this share of the frame's side
 BAR_LEVEL = 24
 MIN_PICTURE = 0.3
+FILL = 0.5
 # bursts (TransitionFinder._burst): a run of steps each this many times the median step of the
 # frames before it, at least BURST_FLOOR (mean levels on the 64-px frames), lasting at most
 # BURST_SECONDS. Whip pans of 2-8 frames gave steps of 5-93 after shots that step 1-3.5; none
