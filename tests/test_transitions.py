@@ -126,6 +126,16 @@ def test_a_flat_middle_framed_by_picture_is_no_blank():
     assert finder.finish() == []
 
 
+def test_a_long_black_start_is_not_held_in_memory():
+    """The finder holds frames until a second of pictures shows the bars; flat frames do not
+    count, so a recording that starts black would be held whole: at most 10 s are."""
+    finder = TransitionFinder(30.0)
+    for i in range(301):
+        finder.push(i, np.full((180, 320), 16, np.uint8))
+    assert finder._box == (slice(None), slice(None)) and not finder._pending
+    assert finder.finish() == [[0, 300]]  # all blank
+
+
 def test_a_dissolve_out_of_a_still_at_60_fps_keeps_no_faint_frame(tmp_path):
     """x264 codes a still as copies of itself and swallowed the first frames of a 1.2-s
     dissolve out of it (1.4 and 2.7 % blended: decoded alpha 0 and 0.008), so the line fitted to
