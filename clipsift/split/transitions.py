@@ -771,8 +771,9 @@ def _clean_line(ref: np.ndarray, floor: float):
 
 
 FINE = 64  # width (px) of the frames the finder compares
-# black bars (PictureBox): edge rows and columns whose 8-px means stay at most this level as
-# seen (limited-range black is 16), leaving at least this share of the frame's side
+# black bars (PictureBox): edge rows and columns whose 8-px means stay at most BAR_LEVEL as
+# seen (limited-range black is 16), leaving at least MIN_PICTURE of the frame's side, with
+# 8x8-px blocks above BAR_LEVEL along at least FILL of each of the picture's edges
 BAR_LEVEL = 24
 MIN_PICTURE = 0.3
 FILL = 0.5
