@@ -418,7 +418,9 @@ def analyse(source: pd.DataFrame, scan: tuple, cfg: dict, mode: str) -> tuple[di
         out["ocr"] = run("ocr", lambda: ocr_from_scan(clips, ocr_rows, ocr_cfg))
     else:
         out["ocr"] = run("ocr", lambda: ocr_shard(clips, ocr_cfg))
-    out["flash"] = run("flash", lambda: flash_shard(clips, frames, cfg["filters"]["flash"]))
+    out["flash"] = run(
+        "flash", lambda: flash_shard(clips, frames, cfg["filters"]["flash"], samples)
+    )
     inputs = scorer_inputs(clips, source, samples)
     for name in ("motion", "technical"):
         out[name] = run(name, lambda n=name: run_scorer(n, inputs, cfg["scorers"][n]))

@@ -3,6 +3,7 @@ rule flash:
     input:
         clips=shard_path("clips.parquet"),
         frames=shard_path("scan/frames.parquet"),
+        samples=shard_path("scan/samples.parquet"),
     output:
         shard_path("flash.json"),
     log:

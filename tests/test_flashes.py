@@ -110,3 +110,26 @@ def test_a_flash_cut_between_shots_alike_in_brightness_is_a_cut(tmp_path, cfg, s
     # the flash's first frame may stay a scene of its own: too short to be a clip
     assert [s for s in found if s[1] - s[0] > 2] == [(0, 60), (63, 120)], found
     assert scenes(video, cfg["scan"] | {"merge_flash_cuts": False}) == found
+
+
+@pytest.mark.parametrize("bars", [(0, 0), (30, 0)], ids=["full", "letterboxed"])
+def test_a_flash_inside_black_bars_rises_as_it_does_in_the_picture(tmp_path, cfg, bars):
+    """A flash that lifts the picture 48 levels lifts a letterboxed frame (a third bars) 32,
+    under the default ``brightness_delta`` of 40: it went uncounted. With the scan's samples the
+    filter reads the picture's luma, so the same flash counts with bars or without."""
+    video = tmp_path / "v.mp4"
+    seg = Segment(90, seed=1, pan=(2, 0), flashes=(45,), flash_gain=(0.3,), letterbox=bars)
+    truth = render_video(video, [seg], fps=FPS, size=(320, 180))
+    items = pd.DataFrame(
+        [{"source": "s", "video_id": "v", "uri": str(video), "path": str(video), "caption": None}]
+    )
+    source = ingest_shard(items)
+    found, frames, samples, _ = scan_shard(source, cfg["scan"])
+    clips = scenes_to_clips(found, source, cfg["split"], frames)
+    clip = clips["clip_id"].iloc[0]
+    rec = flash_shard(clips, frames, cfg["filters"]["flash"], samples)[clip]
+    assert rec["flash_frames"] == truth["flash_frames"] == [45], rec
+    assert rec["border_ratio"] == pytest.approx(2 * bars[0] / 180, abs=0.02)
+    # the whole frame's luma alone: the letterboxed flash is diluted under the threshold
+    frame_only = flash_shard(clips, frames, cfg["filters"]["flash"])[clip]["flash_frames"]
+    assert frame_only == ([] if any(bars) else [45])

@@ -170,13 +170,20 @@ def score_technical(clips, inputs, cfg: dict):
             "clip_id": clip.clip_id,
             **aggregate_technical(s[keys].to_dict("records") if len(s) else []),
         }
-        # a bar is a bar only if it is black in every sample of the clip
-        w, h = int(clip.width), int(clip.height)
-        bars = {k: int(s[k].min()) if len(s) else 0 for k in BORDER_SIDES}
-        x, y = bars["border_left"], bars["border_top"]
-        cw, ch = w - x - bars["border_right"], h - y - bars["border_bottom"]
-        rec.update(bars)
-        rec["crop"] = [x, y, cw, ch] if cw > 0 and ch > 0 else [0, 0, w, h]
-        rec["border_ratio"] = 1.0 - (cw * ch) / (w * h) if cw > 0 and ch > 0 else 0.0
+        rec.update(clip_bars(s, int(clip.width), int(clip.height)))
         rows.append(rec)
     return pd.DataFrame(rows)
+
+
+def clip_bars(samples, w: int, h: int) -> dict:
+    """A clip's black bars from its scan samples (a bar is a bar only if it is black in every
+    sample; none without samples): the ``border_*`` sides, the picture's ``crop`` and the
+    ``border_ratio`` of the ``w`` x ``h`` frame the bars take."""
+    bars = {k: int(samples[k].min()) if len(samples) else 0 for k in BORDER_SIDES}
+    x, y = bars["border_left"], bars["border_top"]
+    cw, ch = w - x - bars["border_right"], h - y - bars["border_bottom"]
+    whole = cw > 0 and ch > 0
+    return bars | {
+        "crop": [x, y, cw, ch] if whole else [0, 0, w, h],
+        "border_ratio": 1.0 - (cw * ch) / (w * h) if whole else 0.0,
+    }
