@@ -128,12 +128,16 @@ def test_a_flat_middle_framed_by_picture_is_no_blank():
 
 def test_a_long_black_start_is_not_held_in_memory():
     """The finder holds frames until a second of pictures shows the bars; flat frames do not
-    count, so a recording that starts black would be held whole: at most 10 s are."""
+    count, so a recording that starts black would be held whole: at most 10 s (and 64 MB) are."""
     finder = TransitionFinder(30.0)
     for i in range(301):
         finder.push(i, np.full((180, 320), 16, np.uint8))
     assert finder._box == (slice(None), slice(None)) and not finder._pending
     assert finder.finish() == [[0, 300]]  # all blank
+    wide = TransitionFinder(30.0)  # frames of a 1920-px analysis width: under 64 MB held
+    for i in range(40):
+        wide.push(i, np.full((1080, 1920), 16, np.uint8))
+    assert wide._box is not None and not wide._pending
 
 
 def test_a_dissolve_out_of_a_still_at_60_fps_keeps_no_faint_frame(tmp_path):

@@ -174,7 +174,9 @@ def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
     from ..scorers.technical import BORDER_SIDES, clip_bars
 
     by_video = dict(tuple(frames.groupby("video_id"))) if len(frames) else {}
-    with_bars = samples is not None and len(samples) > 0 and set(BORDER_SIDES) <= set(samples.columns)
+    with_bars = (
+        samples is not None and len(samples) > 0 and set(BORDER_SIDES) <= set(samples.columns)
+    )
     by_sample = dict(tuple(samples.groupby("video_id"))) if with_bars else {}
     out = {}
     for clip in clips.itertuples():

@@ -105,7 +105,7 @@ class TransitionFinder:
         self._bars = PictureBox(max(3, round(fps)), blank_std)
         self._box: tuple[slice, slice] | None = None  # (rows, columns) of the picture
         self._pending: list = []  # frames held until the box is known
-        self._hold = max(3, round(HOLD_SECONDS * fps))
+        self._hold, self._held = max(3, round(HOLD_SECONDS * fps)), 0  # frames, bytes held
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
         # bursts (whip pans): the open run of big steps [first, last, threshold], and closed
         # runs waiting for ``lag`` frames after them
@@ -128,8 +128,9 @@ class TransitionFinder:
             self._push_boxed(index, gray, levels)
             return
         self._pending.append((index, gray, levels))
+        self._held += gray.nbytes
         self._box = self._bars.see(gray, levels)
-        if self._box is None and len(self._pending) >= self._hold:
+        if self._box is None and (len(self._pending) >= self._hold or self._held > HOLD_BYTES):
             self._box = self._bars.box()  # a long blank start: no more frames held
         if self._box is not None:
             self._replay()
@@ -778,8 +779,10 @@ BAR_LEVEL = 24
 MIN_PICTURE = 0.3
 FILL = 0.5
 # the most frames held before the box is known (PictureBox.frames pictures, flat frames
-# not counted): a recording that starts black for minutes is not held in memory
+# not counted): a recording that starts black for minutes is not held in memory (HOLD_BYTES:
+# 10 s at the default 320-px analysis width is 35 MB at 60 fps; a wider one is held less long)
 HOLD_SECONDS = 10.0
+HOLD_BYTES = 64 << 20
 # bursts (TransitionFinder._burst): a run of steps each this many times the median step of the
 # frames before it, at least BURST_FLOOR (mean levels on the 64-px frames), lasting at most
 # BURST_SECONDS. Whip pans of 2-8 frames gave steps of 5-93 after shots that step 1-3.5; none
