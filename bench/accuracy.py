@@ -328,8 +328,8 @@ def with_setting(cfg: dict, change: dict) -> dict:
     return cfg
 
 
-# black bars at 640x360 (scaled with the size): a 2.39:1 film letterboxed in 16:9, a 4:3
-# picture pillarboxed, and both (a 4:3 picture letterboxed again in a 16:9 broadcast)
+# black bars at 640x360 (scaled with the size): a 2.67:1 picture letterboxed in 16:9 (a third
+# of the frame bars; 2.39:1 takes a quarter), a 4:3 picture pillarboxed, and both
 BARS = {"letterbox": (60, 0), "pillarbox": (0, 80), "windowbox": (40, 60)}
 
 

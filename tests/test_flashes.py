@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from clipsift.config import validate_config
-from clipsift.filters.flash import flash_shard
+from clipsift.filters.flash import flash_shard, picture_bars
 from clipsift.ingest import ingest_shard
 from clipsift.painting import Segment
 from clipsift.sample import render_video
@@ -133,3 +133,19 @@ def test_a_flash_inside_black_bars_rises_as_it_does_in_the_picture(tmp_path, cfg
     # the whole frame's luma alone: the letterboxed flash is diluted under the threshold
     frame_only = flash_shard(clips, frames, cfg["filters"]["flash"])[clip]["flash_frames"]
     assert frame_only == ([] if any(bars) else [45])
+
+
+def test_only_a_centred_matte_counts_as_bars_for_flashes():
+    """A night shot dark at the top in every sample is no letterbox: read as one, a 30-level
+    rise of the whole frame (under the default 40) was scaled up and counted (a review)."""
+    clip = pd.Series({"width": 320, "height": 180})
+    sides = ("border_top", "border_bottom", "border_left", "border_right")
+
+    def share(*bars):
+        return picture_bars(pd.DataFrame([dict(zip(sides, bars, strict=True))]), clip)
+
+    assert share(60, 0, 0, 0) == 0.0 and share(100, 0, 0, 0) == 0.0
+    assert share(30, 30, 0, 0) == pytest.approx(1 / 3)
+    assert share(0, 0, 40, 40) == pytest.approx(0.25)
+    assert share(30, 30, 40, 40) == pytest.approx(1 - 120 * 240 / (180 * 320))
+    assert share(80, 80, 0, 0) == 0.0  # over MAX_BARS: a frame of bars is black

@@ -66,7 +66,7 @@ def test_fades_and_dissolves_are_left_out_and_shots_found_within_a_frame(tmp_pat
 
 @pytest.mark.parametrize("bars", [(30, 0), (0, 40), (20, 30)], ids=["letter", "pillar", "window"])
 def test_fades_and_dissolves_inside_black_bars_are_left_out(tmp_path, bars):
-    """A letterboxed film, a 4:3 picture in a 16:9 frame, both: the bars (a third of a
+    """A letterboxed film, a 4:3 picture in a 16:9 frame, both: the bars (here a third of the
     letterboxed frame) fit any blend and any motion exactly, and the 2-s dissolve stayed inside
     a clip (letterbox and windowbox), or 5 frames of a fade (pillarbox), until the finder
     compared frames inside the bars. Letterboxed at 320x180, the picture is 118 rows, 23 in
@@ -95,6 +95,7 @@ def test_the_picture_box_takes_centred_bars_only():
     assert box.see(np.full((180, 320), 16, np.uint8), None) is None  # black: not counted
     assert box.see(frame(30, 30), None) is None and box.see(frame(30, 30, 40, 40), None) is None
     assert box.see(frame(30, 30, 40, 40), None) == (slice(31, 149), slice(None))
+    assert box.bars == [(slice(0, 30), slice(None)), (slice(150, 180), slice(None))]
     dark_top = PictureBox(2, 3.0)
     dark_top.see(frame(top=50), None)
     assert dark_top.see(frame(top=50), None) == (slice(None), slice(None))
@@ -106,11 +107,13 @@ def test_the_picture_box_takes_centred_bars_only():
     assert card.see(title, None) == (slice(None), slice(None))
 
 
-def test_a_flat_middle_framed_by_picture_is_no_blank():
+@pytest.mark.parametrize("middle", ["white wall", "dark street"])
+def test_a_flat_middle_framed_by_picture_is_no_blank(middle):
     """Frames flat near black or white belong to no clip, as blanks; inside bars, the bars must
-    be black (or turn with the picture) too. A textured logo centred on black for the first
-    second sets a box around it, and the shot after it, its middle a white wall under that box,
-    was marked blank from end to end."""
+    be black (or flat at the picture's level) too. A textured logo centred on black for the
+    first second sets a box around it, and the shot after it, its middle a white wall or a
+    black doorway under that box, was marked blank from end to end (the doorway, by a review:
+    a street of sparse lights kept the mean outside the box under the black level)."""
     rng = np.random.default_rng(1)
     tex = cv2.GaussianBlur(rng.integers(40, 200, (260, 520), dtype=np.uint8), (0, 0), 2)
     finder = TransitionFinder(30.0)
@@ -118,12 +121,34 @@ def test_a_flat_middle_framed_by_picture_is_no_blank():
         if i < 30:  # the logo, 40 % of each side
             img = np.zeros((180, 320), np.uint8)
             img[54:126, 96:224] = tex[:72, i : i + 128]
-        else:  # a pan whose middle is a flat white wall
+        elif middle == "white wall":  # a pan whose middle is a flat white wall
             img = tex[40:220, i : i + 320].copy()
             img[54:126, 96:224] = 235
+        else:  # sparse lights around a black doorway
+            img = np.where(tex[40:220, i : i + 320] > 135, 110, 12).astype(np.uint8)
+            img[40:140, 80:240] = 16
         finder.push(i, img)
     assert finder._box == (slice(55, 125), slice(97, 223))  # the logo's box
     assert finder.finish() == []
+
+
+@pytest.mark.parametrize("bar", [4, 23, 30])
+def test_a_blank_inside_bars_is_a_blank(bar):
+    """A white card between two shots inside bars (23 px: a 2.39:1 film at the analysis width
+    of 320; 4 px: 1.85:1) belongs to no clip, as it does full frame. Judged on the mean outside
+    a box one pixel inside the bars, the picture's white edge rows lifted thin bars' mean over
+    the black level, and the card was kept (a review)."""
+    rng = np.random.default_rng(1)
+    tex = cv2.GaussianBlur(rng.integers(40, 200, (400, 700), dtype=np.uint8), (0, 0), 2)
+    finder = TransitionFinder(30.0)
+    for i in range(120):
+        img = tex[20:200, i : i + 320].copy()
+        if 45 <= i < 75:
+            img[:] = 235
+        img[:bar], img[180 - bar :] = 16, 16
+        finder.push(i, img)
+    assert finder._box == (slice(bar + 1, 179 - bar), slice(None))
+    assert finder.finish() == [[45, 74]]
 
 
 def test_a_long_black_start_is_not_held_in_memory():

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..scorers.technical import CLIP_LOW
 from ..split.clips import rows_in_clip, skip_reason
 from . import Measure, Test
 
 # black bars (flash_shard): the frame's mean luma is read as the picture's, with the bars at
 # limited-range black, where they take at most MAX_BARS of the frame (a frame of bars is black)
-BAR_BLACK = 16.0
 MAX_BARS = 0.7
 # seconds: the longest decay of a flash (lightning's strokes, a flash's afterglow on a sensor)
 DECAY_SECONDS = 0.25
@@ -159,19 +159,43 @@ def edge_flashes(
     return [list(r) for r in sorted({tuple(r) for r in out})]  # a run may be seen from both sides
 
 
+def picture_bars(samples, clip) -> float:
+    """The share of ``clip``'s frame that its black bars take, from its scan ``samples``: a
+    centred matte's (:func:`~clipsift.scorers.technical.centred`), at most ``MAX_BARS`` (a
+    frame of bars is black), else 0. A night shot's dark top is no bar: read as one, a
+    30-level rise of the whole frame passed for a flash."""
+    from ..scorers.technical import centred, clip_bars
+
+    b = clip_bars(samples, int(clip.width), int(clip.height))
+    w, h = int(clip.width), int(clip.height)
+    ch = (
+        h - b["border_top"] - b["border_bottom"]
+        if centred(b["border_top"], b["border_bottom"])
+        else h
+    )
+    cw = (
+        w - b["border_left"] - b["border_right"]
+        if centred(b["border_left"], b["border_right"])
+        else w
+    )
+    share = 1.0 - (cw * ch) / (w * h) if cw > 0 and ch > 0 else 0.0
+    return share if share <= MAX_BARS else 0.0
+
+
 def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
     """``flash.json`` content: per clip, the flash frames and ratio from the scan's luma rows.
 
     The rows are the whole frame's mean luma; where the scan's ``samples`` show black bars in
     the clip (``technical.border_ratio``), the luma is taken as the picture's, so a flash
     inside the bars rises by as much as it does in the picture (a quarter of a 2.39:1 film's
-    16:9 frame is bars, and a flash of 50 levels read 37, under the default 40).
+    16:9 frame is bars, and a flash of 50 levels read 37, under the default 40). Only centred
+    bars count (:func:`picture_bars`).
 
     Measurements only: the verdict against ``select.flash.max_flash_ratio`` is made by the
     selection, so changing that threshold never re-runs this stage.
     """
     from ..scorers import clip_samples
-    from ..scorers.technical import BORDER_SIDES, clip_bars
+    from ..scorers.technical import BORDER_SIDES
 
     by_video = dict(tuple(frames.groupby("video_id"))) if len(frames) else {}
     with_bars = (
@@ -188,14 +212,9 @@ def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
             out[clip.clip_id] = {"error": "no luma rows from the scan"}
             continue
         luma = f["luma"].to_numpy(dtype=np.float64)
-        bars = 0.0
-        if with_bars:
-            s = clip_samples(by_sample, samples, clip)
-            bars = clip_bars(s, int(clip.width), int(clip.height))["border_ratio"]
-            if bars <= MAX_BARS:  # the picture's mean, the bars at black (16)
-                luma = (luma - BAR_BLACK * bars) / (1.0 - bars)
-            else:
-                bars = 0.0
+        bars = picture_bars(clip_samples(by_sample, samples, clip), clip) if with_bars else 0.0
+        if bars:  # the picture's mean, the bars at limited-range black
+            luma = (luma - CLIP_LOW * bars) / (1.0 - bars)
         idx = f["frame"].to_numpy()
         # a decay's length in analysed frames (the scan's rows: every luma_stride-th frame)
         stride = float(np.median(np.diff(idx))) if len(idx) > 1 else 1.0

@@ -16,6 +16,7 @@ import numpy as np
 
 CLIP_LOW = 16  # limited-range ("video") black and white levels
 CLIP_HIGH = 235
+BLACK_LEVEL = 24  # a bar's brightest 8-px mean (limited-range black is 16)
 
 
 def border_profile(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,11 +39,24 @@ def _edge_run(black: np.ndarray) -> tuple[int, int]:
     return int(nz[0]), int(len(black) - 1 - nz[-1])
 
 
+def edge_runs(black: np.ndarray) -> tuple[int, int]:
+    """Lengths of the leading and trailing runs of True (both 0 where all are)."""
+    return (0, 0) if black.all() else _edge_run(black)
+
+
+def centred(lead: int, trail: int) -> bool:
+    """Whether black runs at both ends of a side are bars of a centred matte (a letterbox, a
+    pillarbox): 2 px or more, and about equal (within a fifth or 2 px). A dark scene's black
+    top is not one."""
+    bar = min(lead, trail)
+    return bar >= 2 and max(lead, trail) - bar <= max(2, 0.2 * bar)
+
+
 def find_borders(
     row_profiles: Sequence[np.ndarray],
     col_profiles: Sequence[np.ndarray],
     *,
-    black_level: int = 24,
+    black_level: int = BLACK_LEVEL,
 ) -> dict:
     """Letterbox / pillarbox common to all samples: edge rows/columns black in every sample.
 
@@ -73,7 +87,7 @@ def find_borders(
 
 
 def frame_technical(
-    luma: np.ndarray, *, crop: Sequence[int] | None = None, black_level: int = 24
+    luma: np.ndarray, *, crop: Sequence[int] | None = None, black_level: int = BLACK_LEVEL
 ) -> dict:
     """Sharpness and exposure of one full-size uint8 Y plane (a strided view is fine).
 

@@ -198,6 +198,8 @@ def scan_video(
         if part is None or size != part.size:
             # a new picture size (a video call's resolution switch, a broadcast's SD/HD
             # change): a cut, and the frame comparisons start again at it
+            if part is not None and part.blends is not None:
+                part.blends.settle()  # no frames held while the video goes on
             part = Geometry(fr.index, size, cfg, fps)
             parts.append(part)
             waiting = []

@@ -48,6 +48,8 @@ import statistics
 import cv2
 import numpy as np
 
+from ..scorers.technical import BLACK_LEVEL, border_profile, centred, edge_runs
+
 
 class TransitionFinder:
     """Push every frame's small gray image in order; ``finish`` gives the frames of gradual
@@ -100,9 +102,9 @@ class TransitionFinder:
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._pace = np.zeros(self._size, np.float32)  # the same on the smoothed frames
         self._marked: set[int] = set()
-        # the picture inside black bars: a letterboxed 2-s dissolve stayed inside its clip, as a
-        # third of every frame was bars that fit any blend and any motion exactly
-        self._bars = PictureBox(max(3, round(fps)), blank_std)
+        # the picture inside black bars: a letterboxed 2-s dissolve stayed inside its clip, as
+        # the bars (a quarter of a 2.39:1 film's 16:9 frame) fit any blend and motion exactly
+        self._picture = PictureBox(max(3, round(fps)), blank_std)
         self._box: tuple[slice, slice] | None = None  # (rows, columns) of the picture
         self._pending: list = []  # frames held until the box is known
         self._hold, self._held = max(3, round(HOLD_SECONDS * fps)), 0  # frames, bytes held
@@ -129,11 +131,11 @@ class TransitionFinder:
             return
         self._pending.append((index, gray, levels))
         self._held += gray.nbytes
-        self._box = self._bars.see(gray, levels)
-        if self._box is None and (len(self._pending) >= self._hold or self._held > HOLD_BYTES):
-            self._box = self._bars.box()  # a long blank start: no more frames held
+        self._box = self._picture.see(gray, levels)
         if self._box is not None:
             self._replay()
+        elif len(self._pending) >= self._hold or self._held > HOLD_BYTES:
+            self.settle()  # a long blank start: no more frames held
 
     def _replay(self) -> None:
         pending, self._pending = self._pending, []
@@ -141,14 +143,17 @@ class TransitionFinder:
             self._push_boxed(index, gray, levels)
 
     def _push_boxed(self, index: int, gray: np.ndarray, levels: np.ndarray | None) -> None:
-        if self._box == WHOLE:
-            self._push(index, gray, levels, None)
-        else:
-            outside = PictureBox.outside_level(gray, self._box, levels)
-            self._push(index, gray[self._box], levels, outside)
+        self._push(index, gray[self._box], levels, gray if self._picture.bars else None)
 
-    def _push(self, index: int, gray: np.ndarray, levels, outside: float | None) -> None:
-        """``gray`` inside the bars; ``outside``: the bars' mean level as seen (None: none)."""
+    def settle(self) -> None:
+        """Decide the box now, from the pictures seen so far, and compare the held frames: a run
+        of frames that ends (a new picture size) holds none while the video goes on."""
+        if self._box is None:
+            self._box = self._picture.box()
+            self._replay()
+
+    def _push(self, index: int, gray: np.ndarray, levels, framed: np.ndarray | None) -> None:
+        """``gray`` inside the bars; ``framed``: the whole frame, where it has bars."""
         small = fine_frame(gray)
         if self._fine is None:
             self._fine = np.empty((self._size, small.size), np.float32)
@@ -161,12 +166,9 @@ class TransitionFinder:
             h * (w - 1)
         ) + cv2.norm(small[1:], small[:-1], cv2.NORM_L1) / ((h - 1) * w)
         seen = mean if levels is None else float(levels[min(255, round(mean))])
-        # a blank fills the frame: the bars stay black, or turn with it; a flat middle framed
-        # by picture is a shot's (a white wall under a box that a title on black set)
-        blank = not BLANK_BLACK <= seen < BLANK_WHITE
-        if blank and outside is not None:
-            blank = not BLANK_BLACK <= outside < BLANK_WHITE
-        if std < self.blank_std and blank:
+        # a blank fills the frame: the bars stay black, or turn with it (PictureBox.blank_bars)
+        flat = std < self.blank_std and not BLANK_BLACK <= seen < BLANK_WHITE
+        if flat and (framed is None or self._picture.blank_bars(framed, levels, seen)):
             self._marked.add(index)
         k = index % self._size
         fine8 = small.ravel()
@@ -592,9 +594,7 @@ class TransitionFinder:
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
         frames in ``exclude``."""
-        if self._box is None:  # under a second of pictures: the box of those there are
-            self._box = self._bars.box()
-            self._replay()
+        self.settle()  # under a second of pictures: the box of those there are
         # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
         for e in range(max(0, self._count - 1 - self.lag), self._count - 1):
             self._windows(e)
@@ -622,12 +622,13 @@ class TransitionFinder:
 class PictureBox:
     """Where a video's picture lies inside black bars (a letterboxed film, a 4:3 picture in a
     16:9 frame, both): the rows and columns at its edges that stay black (8-px means at most
-    ``BAR_LEVEL`` as seen) over its first ``frames`` frames that are not flat. Only bars of
-    about equal size on both sides count (mattes are centred; a dark scene's black top is not
-    a bar), leaving at least ``MIN_PICTURE`` of each side, with picture along at least ``FILL``
-    of each of its edges (8x8-px blocks above ``BAR_LEVEL`` in some frame: a title on black
-    is no picture in bars). A video whose first pictures show no bars is compared whole, as
-    are the frames of one whose bars come later."""
+    ``BLACK_LEVEL`` as seen, :func:`~clipsift.scorers.technical.border_profile`) over its first
+    ``frames`` frames that are not flat. Only centred bars count
+    (:func:`~clipsift.scorers.technical.centred`: a dark scene's black top is no bar), leaving
+    at least ``MIN_PICTURE`` of each side, with picture along at least ``FILL`` of each of its
+    edges (8x8-px blocks above ``BLACK_LEVEL`` in some frame: a title on black is no picture in
+    bars). A video whose first pictures show no bars is compared whole, as are the frames of
+    one whose bars come later. ``bars``: the bars' own (rows, columns) regions."""
 
     def __init__(self, frames: int, flat_std: float):
         self.frames, self.flat_std = frames, flat_std
@@ -635,16 +636,14 @@ class PictureBox:
         self.rows: np.ndarray | None = None  # the brightest 8-px mean of each row, as seen
         self.cols: np.ndarray | None = None
         self.blocks: np.ndarray | None = None  # the brightest mean of each 8x8-px block
+        self.bars: list[tuple[slice, slice]] = []
 
     def see(self, gray: np.ndarray, levels: np.ndarray | None) -> tuple[slice, slice] | None:
         """Take in one frame; the box once ``frames`` pictures have been seen, else None."""
         if float(cv2.meanStdDev(gray)[1][0, 0]) < self.flat_std:
             return None  # a flat frame (a fade's dip, a blank) says nothing of the bars
-        h, w = gray.shape[:2]
-        area = cv2.INTER_AREA
-        rows = cv2.resize(gray, (max(1, w // 8), h), interpolation=area).max(axis=1)
-        cols = cv2.resize(gray, (w, max(1, h // 8)), interpolation=area).max(axis=0)
-        blocks = cv2.resize(gray, (max(1, w // 8), max(1, h // 8)), interpolation=area)
+        rows, cols = border_profile(gray)
+        blocks = _blocks(gray)
         if levels is not None:
             rows, cols, blocks = levels[rows], levels[cols], levels[blocks]
         if self.rows is None:
@@ -657,28 +656,61 @@ class PictureBox:
         return self.box() if self.seen >= self.frames else None
 
     def box(self) -> tuple[slice, slice]:
-        """The picture as (row, column) slices; whole frames where no bars were seen."""
+        """The picture as (row, column) slices (one pixel in from each bar, its soft edge);
+        whole frames where no bars were seen. Sets :attr:`bars`."""
+        self.bars = []
         if self.rows is None:
             return WHOLE
-        rows, cols = _inside(self.rows <= BAR_LEVEL), _inside(self.cols <= BAR_LEVEL)
-        lit = self.blocks > BAR_LEVEL
-        if rows != slice(None) and not _filled(lit, rows, cols):
-            rows = slice(None)
-        if cols != slice(None) and not _filled(lit.T, cols, rows):
-            cols = slice(None)
+        (top, bottom), (left, right) = _side_bars(self.rows), _side_bars(self.cols)
+        h, w = len(self.rows), len(self.cols)
+        rows = slice(top + 1, h - bottom - 1) if top else slice(None)
+        cols = slice(left + 1, w - right - 1) if left else slice(None)
+        lit = self.blocks > BLACK_LEVEL
+        if top and not _filled(lit, rows, cols):
+            rows, top, bottom = slice(None), 0, 0
+        if left and not _filled(lit.T, cols, rows):
+            cols, left, right = slice(None), 0, 0
+        every = slice(None)
+        if top:
+            self.bars += [(slice(0, top), every), (slice(h - bottom, h), every)]
+        if left:
+            self.bars += [(every, slice(0, left)), (every, slice(w - right, w))]
         return (rows, cols)
 
-    @staticmethod
-    def outside_level(gray: np.ndarray, box: tuple[slice, slice], levels) -> float:
-        """The mean level, as seen, of ``gray`` outside ``box``."""
-        inside = gray[box]
-        out = gray.size - inside.size
-        total = cv2.sumElems(gray)[0] - cv2.sumElems(inside)[0]
-        mean = total / out if out else 0.0
-        return float(mean if levels is None else levels[min(255, round(mean))])
+    def blank_bars(self, gray: np.ndarray, levels: np.ndarray | None, seen: float) -> bool:
+        """Whether the bars of ``gray`` (a frame whose picture is flat at level ``seen``) take
+        part in a blank: black as bars are (8-px block means at most ``BLACK_LEVEL``), or flat
+        at the picture's level (a fade that turned them white). A flat middle framed by picture
+        is a shot's, whatever its level: a dark street under a box that a centred logo set."""
+        for region in self.bars:
+            strip = gray[region]
+            brightest = int(_blocks(strip).max())
+            if (brightest if levels is None else levels[brightest]) <= BLACK_LEVEL:
+                continue
+            mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(strip))
+            level = mean if levels is None else float(levels[min(255, round(mean))])
+            if std >= self.flat_std or abs(level - seen) > 2 * self.flat_std:
+                return False
+        return True
 
 
 WHOLE = (slice(None), slice(None))
+
+
+def _blocks(img: np.ndarray) -> np.ndarray:
+    """Means of ``img``'s 8x8-px blocks (about: the image is resized to an eighth)."""
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+
+
+def _side_bars(profile: np.ndarray) -> tuple[int, int]:
+    """The bars at both ends of one side's brightest 8-px means: centred ones that leave at
+    least ``MIN_PICTURE`` of it, else (0, 0)."""
+    n = len(profile)
+    lead, trail = edge_runs(profile <= BLACK_LEVEL)
+    if not centred(lead, trail) or n - lead - trail - 2 < MIN_PICTURE * n:
+        return 0, 0
+    return lead, trail
 
 
 def _filled(lit: np.ndarray, across: slice, along: slice) -> bool:
@@ -690,23 +722,6 @@ def _filled(lit: np.ndarray, across: slice, along: slice) -> bool:
     if last < first or a1 <= a0:
         return False
     return bool(lit[first, a0:a1].mean() >= FILL and lit[last, a0:a1].mean() >= FILL)
-
-
-def _inside(black: np.ndarray) -> slice:
-    """The slice between the black runs at both ends of ``black`` (one more pixel in from each,
-    the bar's soft edge), where the runs are bars: 2 px or more, about equal (within a fifth or
-    2 px) and leaving ``MIN_PICTURE`` of the length."""
-    n = len(black)
-    if black.all():
-        return slice(None)
-    nz = np.flatnonzero(~black)
-    lead, trail = int(nz[0]), n - 1 - int(nz[-1])
-    bar = min(lead, trail)
-    if bar < 2 or max(lead, trail) - bar > max(2, 0.2 * bar):
-        return slice(None)
-    if n - lead - trail - 2 < MIN_PICTURE * n:
-        return slice(None)
-    return slice(lead + 1, n - trail - 1)
 
 
 def _line(alpha: np.ndarray, x: np.ndarray, n: int) -> tuple[float, int, int] | None:
@@ -772,10 +787,10 @@ def _clean_line(ref: np.ndarray, floor: float):
 
 
 FINE = 64  # width (px) of the frames the finder compares
-# black bars (PictureBox): edge rows and columns whose 8-px means stay at most BAR_LEVEL as
-# seen (limited-range black is 16), leaving at least MIN_PICTURE of the frame's side, with
-# 8x8-px blocks above BAR_LEVEL along at least FILL of each of the picture's edges
-BAR_LEVEL = 24
+# black bars (PictureBox): edge rows and columns whose 8-px means stay at most BLACK_LEVEL as
+# seen, leaving at least MIN_PICTURE of the frame's side (a 9:16 phone video pillarboxed in
+# 16:9 is 0.316 of it), with 8x8-px blocks above BLACK_LEVEL along at least FILL of each of the
+# picture's edges
 MIN_PICTURE = 0.3
 FILL = 0.5
 # the most frames held before the box is known (PictureBox.frames pictures, flat frames
