@@ -166,8 +166,8 @@ def picture_bars(samples, clip) -> float:
     30-level rise of the whole frame passed for a flash."""
     from ..scorers.technical import centred, clip_bars
 
-    b = clip_bars(samples, int(clip.width), int(clip.height))
     w, h = int(clip.width), int(clip.height)
+    b = clip_bars(samples, w, h)
     ch = (
         h - b["border_top"] - b["border_bottom"]
         if centred(b["border_top"], b["border_bottom"])
@@ -185,11 +185,11 @@ def picture_bars(samples, clip) -> float:
 def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
     """``flash.json`` content: per clip, the flash frames and ratio from the scan's luma rows.
 
-    The rows are the whole frame's mean luma; where the scan's ``samples`` show black bars in
-    the clip (``technical.border_ratio``), the luma is taken as the picture's, so a flash
-    inside the bars rises by as much as it does in the picture (a quarter of a 2.39:1 film's
-    16:9 frame is bars, and a flash of 50 levels read 37, under the default 40). Only centred
-    bars count (:func:`picture_bars`).
+    The rows are the whole frame's mean luma; where the scan's ``samples`` show a centred black
+    matte in the clip (:func:`picture_bars`, recorded as ``border_ratio``), the luma is taken
+    as the picture's, so a flash inside the bars rises by as much as it does in the picture (a
+    quarter of a 2.39:1 film's 16:9 frame is bars, and a flash of 50 levels read 37, under the
+    default 40).
 
     Measurements only: the verdict against ``select.flash.max_flash_ratio`` is made by the
     selection, so changing that threshold never re-runs this stage.
