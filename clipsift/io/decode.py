@@ -310,15 +310,15 @@ def _off(stated: float, measured: float) -> bool:
     return stated > 1.5 * measured or measured > 1.5 * stated
 
 
-def _packet_times(container, stream, limit: int | None) -> list[int]:
-    """The times (pts, else dts) of the stream's next ``limit`` packets (None: all the rest)."""
+def _packet_times(container, stream, limit: int) -> list[int]:
+    """The times (pts, else dts) of the stream's next ``limit`` packets."""
     times = []
     try:
         for packet in container.demux(stream):
             t = packet.pts if packet.pts is not None else packet.dts
             if t is not None:
                 times.append(t)
-            if limit is not None and len(times) >= limit:
+            if len(times) >= limit:
                 break
     except av.FFmpegError:
         pass

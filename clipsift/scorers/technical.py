@@ -31,17 +31,12 @@ def border_profile(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def _edge_run(black: np.ndarray) -> tuple[int, int]:
-    """Lengths of the leading and trailing runs of True."""
-    if black.all():
-        return len(black), 0
-    nz = np.flatnonzero(~black)
-    return int(nz[0]), int(len(black) - 1 - nz[-1])
-
-
 def edge_runs(black: np.ndarray) -> tuple[int, int]:
     """Lengths of the leading and trailing runs of True (both 0 where all are)."""
-    return (0, 0) if black.all() else _edge_run(black)
+    if black.all():
+        return 0, 0
+    nz = np.flatnonzero(~black)
+    return int(nz[0]), int(len(black) - 1 - nz[-1])
 
 
 def centred(lead: int, trail: int) -> bool:
@@ -70,8 +65,8 @@ def find_borders(
     if all_black:
         top = bottom = left = right = 0
     else:
-        top, bottom = _edge_run(rows <= black_level)
-        left, right = _edge_run(cols <= black_level)
+        top, bottom = edge_runs(rows <= black_level)
+        left, right = edge_runs(cols <= black_level)
     x, y = left + left % 2, top + top % 2
     cw, ch = (w - right - x) // 2 * 2, (h - bottom - y) // 2 * 2
     inner = (w - left - right) * (h - top - bottom)
