@@ -597,7 +597,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
             blends.push(fr.index, gray)
         c3b = clock()
         lumas.append(cv2.mean(gray)[0])
-        flash_ends.push(fr.index, gray, lumas[-1])
+        flash_ends.push(fr.index, gray, lumas[-1], *blends.picture())
         c4 = clock()
         t["analysis"] += c2b - c1
         t["detector"] += c3 - c2b

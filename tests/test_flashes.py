@@ -87,28 +87,45 @@ def test_a_flash_that_fades_out_stays_in_its_clip_and_is_counted(tmp_path, cfg, 
         ([Segment(60, seed=1, pan=(2, 0), flashes=(59,), flash_gain=(0.6,)),
           Segment(60, seed=3, pan=(-2, 0))],
          [(0, 59), (60, 120)]),
+        # letterboxed (a third of the frame bars): the last frame, 8 % of the way to white,
+        # rises 12 levels in the picture and 8 in the frame; read in the frame, it opened B's clip
+        ([Segment(60, seed=1, pan=(2, 0), letterbox=(30, 0)),
+          Segment(60, seed=3, pan=(-2, 0), flashes=(0,), flash_gain=(0.45, 0.2, 0.08),
+                  letterbox=(30, 0))],
+         [(0, 60), (63, 120)]),
     ],
 )  # fmt: skip
 def test_flash_frames_at_a_cut_belong_to_no_clip(tmp_path, cfg, plan, expected):
     """The detector cuts at the flash, and its other edge hides the shots' own cut: the
-    overexposed frames opened the next clip (the tryout's A' frame made a clip of two shots)."""
+    overexposed frames opened the next clip (the tryout's A' frame made a clip of two shots).
+    Inside black bars the scan reads the picture's luma, as the flash filter does."""
     video = tmp_path / "v.mp4"
     render_video(video, plan, fps=FPS, size=(320, 180))
     assert scenes(video, cfg["scan"]) == expected
 
 
-@pytest.mark.parametrize("seed", [14, 35])
-def test_a_flash_cut_between_shots_alike_in_brightness_is_a_cut(tmp_path, cfg, seed):
+BARS = {"full": (0, 0), "pillarbox": (0, 60), "windowbox": (20, 40)}
+
+
+@pytest.mark.parametrize("bars", sorted(BARS))
+@pytest.mark.parametrize("seed, first", [(14, 60), (35, 60), (14, 20)])
+def test_a_flash_cut_between_shots_alike_in_brightness_is_a_cut(tmp_path, cfg, seed, first, bars):
     """A white flash fading into a shot as bright as the one before (mean luma 70 and 75 after
     75): taken for a flash inside one shot, its cut was merged, and one clip held both shots.
-    The frames either side of it are two shots, so the cut stays and the flash is cut off."""
+    The frames either side of it are two shots, so the cut stays and the flash is cut off.
+
+    Inside black bars the two shots are compared by their pictures: the bars of a pillarboxed
+    frame alone made them correlate at 0.55-0.72, and one clip held both shots again. A cut in
+    the first second is judged by the bars seen until then."""
     video = tmp_path / "v.mp4"
-    plan = [Segment(60, seed=1, pan=(2, 0)),
-            Segment(60, seed=seed, pan=(-2, 0), flashes=(0,), flash_gain=(0.9, 0.5, 0.2))]  # fmt: skip
+    lb = BARS[bars]
+    plan = [Segment(first, seed=1, pan=(2, 0), letterbox=lb),
+            Segment(60, seed=seed, pan=(-2, 0), flashes=(0,), flash_gain=(0.9, 0.5, 0.2),
+                    letterbox=lb)]  # fmt: skip
     render_video(video, plan, fps=FPS, size=(320, 180))
     found = scenes(video, cfg["scan"])
     # the flash's first frame may stay a scene of its own: too short to be a clip
-    assert [s for s in found if s[1] - s[0] > 2] == [(0, 60), (63, 120)], found
+    assert [s for s in found if s[1] - s[0] > 2] == [(0, first), (first + 3, first + 60)], found
     assert scenes(video, cfg["scan"] | {"merge_flash_cuts": False}) == found
 
 
@@ -138,11 +155,10 @@ def test_a_flash_inside_black_bars_rises_as_it_does_in_the_picture(tmp_path, cfg
 def test_only_a_centred_matte_counts_as_bars_for_flashes():
     """A night shot dark at the top in every sample is no letterbox: read as one, a 30-level
     rise of the whole frame (under the default 40) was scaled up and counted (a review)."""
-    clip = pd.Series({"width": 320, "height": 180})
     sides = ("border_top", "border_bottom", "border_left", "border_right")
 
     def share(*bars):
-        return picture_bars(pd.DataFrame([dict(zip(sides, bars, strict=True))]), clip)
+        return picture_bars(pd.DataFrame([dict(zip(sides, bars, strict=True))]), 320, 180)
 
     assert share(60, 0, 0, 0) == 0.0 and share(100, 0, 0, 0) == 0.0
     assert share(30, 30, 0, 0) == pytest.approx(1 / 3)

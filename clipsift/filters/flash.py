@@ -159,14 +159,14 @@ def edge_flashes(
     return [list(r) for r in sorted({tuple(r) for r in out})]  # a run may be seen from both sides
 
 
-def picture_bars(samples, clip) -> float:
-    """The share of ``clip``'s frame that its black bars take, from its scan ``samples``: a
-    centred matte's (:func:`~clipsift.scorers.technical.centred`), at most ``MAX_BARS`` (a
-    frame of bars is black), else 0. A night shot's dark top is no bar: read as one, a
-    30-level rise of the whole frame passed for a flash."""
+def picture_bars(samples, w: int, h: int) -> float:
+    """The share of a ``w`` x ``h`` frame that black bars take in the scan ``samples`` (a
+    clip's, a video's): a centred matte's (:func:`~clipsift.scorers.technical.centred`), at
+    most ``MAX_BARS`` (a frame of bars is black), else 0. A night shot's dark top is no bar:
+    read as one, a 30-level rise of the whole frame passed for a flash."""
     from ..scorers.technical import centred, clip_bars
 
-    w, h = int(clip.width), int(clip.height)
+    w, h = int(w), int(h)
     b = clip_bars(samples, w, h)
     ch = (
         h - b["border_top"] - b["border_bottom"]
@@ -180,6 +180,12 @@ def picture_bars(samples, clip) -> float:
     )
     share = 1.0 - (cw * ch) / (w * h) if cw > 0 and ch > 0 else 0.0
     return share if share <= MAX_BARS else 0.0
+
+
+def picture_luma(luma: np.ndarray, bars: float) -> np.ndarray:
+    """The picture's mean luma from the whole frame's ``luma``, where ``bars`` of the frame
+    (:func:`picture_bars`) are bars at limited-range black."""
+    return (luma - CLIP_LOW * bars) / (1.0 - bars) if bars else luma
 
 
 def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
@@ -212,9 +218,9 @@ def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
             out[clip.clip_id] = {"error": "no luma rows from the scan"}
             continue
         luma = f["luma"].to_numpy(dtype=np.float64)
-        bars = picture_bars(clip_samples(by_sample, samples, clip), clip) if with_bars else 0.0
-        if bars:  # the picture's mean, the bars at limited-range black
-            luma = (luma - CLIP_LOW * bars) / (1.0 - bars)
+        clip_rows = clip_samples(by_sample, samples, clip) if with_bars else None
+        bars = picture_bars(clip_rows, clip.width, clip.height) if with_bars else 0.0
+        luma = picture_luma(luma, bars)
         idx = f["frame"].to_numpy()
         # a decay's length in analysed frames (the scan's rows: every luma_stride-th frame)
         stride = float(np.median(np.diff(idx))) if len(idx) > 1 else 1.0

@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 from av.video.frame import PictureType
 
-from ..filters.flash import decay_frames, edge_flashes, find_flashes
+from ..filters.flash import MAX_BARS, decay_frames, edge_flashes, find_flashes, picture_luma
 from ..filters.ocr import ocr_size
 from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
 from .detectors import make_detector
-from .transitions import TransitionFinder, cut_out, fine_frame, shifted_similarity
+from .transitions import WHOLE, TransitionFinder, cut_out, fine_frame, shifted_similarity
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,8 @@ class Geometry:
 
     def push(self, fr, gray: np.ndarray, bgr: np.ndarray, luma: float) -> None:
         self.detector.push(fr.index - self.start, bgr)
-        self.flash_ends.push(fr.index - self.start, gray, luma)
+        box, bars = self.blends.picture() if self.blends is not None else (WHOLE, 0.0)
+        self.flash_ends.push(fr.index - self.start, gray, luma, box, bars)
         if self.blends is not None:
             self.blends.push(fr.index - self.start, gray, fr.sdr_table)
 
@@ -428,9 +429,13 @@ def _scene_bounds(
     """The detector's scenes less what is not a scene: cuts made by a flash inside a shot merged
     (with ``merge_flash_cuts``; ``alike``: :attr:`FlashEnds.alike`), and the frames of fades,
     dissolves and blanks cut out (none left when every frame is one), and flashes left at a
-    scene's edge (at a cut, or where the detector cut at a flash not merged)."""
-    x, delta = np.asarray(lumas), cfg["flash_delta"]
-    decay = decay_frames(fps)
+    scene's edge (at a cut, or where the detector cut at a flash not merged). Inside the black
+    bars that the transition finder ``blends`` found, flashes are read in the picture's luma."""
+    delta, decay = cfg["flash_delta"], decay_frames(fps)
+    # inside black bars, the picture's luma: a flash that lifts a letterboxed picture by delta
+    # lifts the frame a third less, and the flash filter reads the picture's (picture_luma)
+    bars = blends.picture()[1] if blends is not None else 0.0
+    x = picture_luma(np.asarray(lumas, np.float64), bars if bars <= MAX_BARS else 0.0)
     found = find_flashes(x, brightness_delta=delta, max_decay=decay)
     flashes = set(in_shot(found, alike or {}))
     if cfg["merge_flash_cuts"]:
@@ -471,7 +476,13 @@ class FlashEnds:
     frames over ``SAME_SHOT``; a correlation, so a frame still brighter than it compares
     alike). Two flat frames (a wall, a grey card: no picture to line up) are one shot where
     their levels agree within a quarter of ``delta``. ``alike[(a, b)]``: frame ``a`` jumped, and
-    frames ``a - 1`` and ``b`` are one shot."""
+    frames ``a - 1`` and ``b`` are one shot.
+
+    Inside black bars (``box``, the picture, and ``bars``, the share of the frame they take, from
+    :meth:`TransitionFinder.picture`) the frames are compared by their pictures, and a jump of
+    the picture by ``delta`` is a jump of the frame by less: the bars of a pillarboxed frame
+    alone made two shots correlate at 0.55-0.72, over ``SAME_SHOT``, and a flash cut between
+    them was merged into one clip of both shots."""
 
     def __init__(self, delta: float, span: int):
         self.delta, self.span = delta, span
@@ -479,15 +490,16 @@ class FlashEnds:
         self._open: list[tuple[int, np.ndarray]] = []  # (jump frame, the frame before it)
         self._prev: tuple[np.ndarray, float] | None = None  # the last frame and its luma
 
-    def push(self, index: int, gray: np.ndarray, luma: float) -> None:
-        if self._prev is not None and abs(luma - self._prev[1]) >= self.delta:
-            self._open.append((index, _fine(self._prev[0])))
+    def push(self, index: int, gray: np.ndarray, luma: float, box=WHOLE, bars: float = 0.0) -> None:
+        jump = self.delta * (1.0 - min(bars, MAX_BARS))
+        if self._prev is not None and abs(luma - self._prev[1]) >= jump:
+            self._open.append((index, self._prev[0]))  # cropped when compared: the box may move
         self._open = [(a, before) for a, before in self._open if index - a <= self.span]
         if self._open:
-            now = _fine(gray)
+            now = _fine(gray[box])
             for a, before in self._open:
                 if index > a:
-                    self.alike[a, index] = self._one_shot(before, now)
+                    self.alike[a, index] = self._one_shot(_fine(before[box]), now)
         self._prev = (gray, luma)
 
     def _one_shot(self, before: np.ndarray, now: np.ndarray) -> bool:

@@ -145,6 +145,14 @@ class TransitionFinder:
     def _push_boxed(self, index: int, gray: np.ndarray, levels: np.ndarray | None) -> None:
         self._push(index, gray[self._box], levels, gray if self._picture.bars else None)
 
+    def picture(self) -> tuple[tuple[slice, slice], float]:
+        """The picture inside the video's black bars as (row, column) slices of the frames
+        pushed, and the share of the frame the bars take (:class:`PictureBox`): as decided, or
+        before that from the pictures seen so far."""
+        if self._box is not None:
+            return self._box, self._picture.share
+        return self._picture.so_far()
+
     def settle(self) -> None:
         """Decide the box now, from the pictures seen so far, and compare the held frames: a run
         of frames that ends (a new picture size) holds none while the video goes on."""
@@ -628,7 +636,8 @@ class PictureBox:
     at least ``MIN_PICTURE`` of each side, with picture along at least ``FILL`` of each of its
     edges (8x8-px blocks above ``BLACK_LEVEL`` in some frame: a title on black is no picture in
     bars). A video whose first pictures show no bars is compared whole, as are the frames of
-    one whose bars come later. ``bars``: the bars' own (rows, columns) regions."""
+    one whose bars come later. ``bars``: the bars' own (rows, columns) regions; ``share``: the
+    share of the frame they take."""
 
     def __init__(self, frames: int, flat_std: float):
         self.frames, self.flat_std = frames, flat_std
@@ -637,6 +646,7 @@ class PictureBox:
         self.cols: np.ndarray | None = None
         self.blocks: np.ndarray | None = None  # the brightest mean of each 8x8-px block
         self.bars: list[tuple[slice, slice]] = []
+        self.share = 0.0
 
     def see(self, gray: np.ndarray, levels: np.ndarray | None) -> tuple[slice, slice] | None:
         """Take in one frame; the box once ``frames`` pictures have been seen, else None."""
@@ -658,9 +668,14 @@ class PictureBox:
     def box(self) -> tuple[slice, slice]:
         """The picture as (row, column) slices (one pixel in from each bar, its soft edge);
         whole frames where no bars were seen. Sets :attr:`bars`."""
-        self.bars = []
+        box, self.bars = self._regions()
+        self.share = self._share(self.bars)
+        return box
+
+    def _regions(self) -> tuple[tuple[slice, slice], list[tuple[slice, slice]]]:
+        """The picture's (row, column) slices and the bars' regions, from the frames seen."""
         if self.rows is None:
-            return WHOLE
+            return WHOLE, []
         (top, bottom), (left, right) = _side_bars(self.rows), _side_bars(self.cols)
         h, w = len(self.rows), len(self.cols)
         rows = slice(top + 1, h - bottom - 1) if top else slice(None)
@@ -670,12 +685,26 @@ class PictureBox:
             rows, top, bottom = slice(None), 0, 0
         if left and not _filled(lit.T, cols, rows):
             cols, left, right = slice(None), 0, 0
-        every = slice(None)
+        every, bars = slice(None), []
         if top:
-            self.bars += [(slice(0, top), every), (slice(h - bottom, h), every)]
+            bars += [(slice(0, top), every), (slice(h - bottom, h), every)]
         if left:
-            self.bars += [(every, slice(0, left)), (every, slice(w - right, w))]
-        return (rows, cols)
+            bars += [(every, slice(0, left)), (every, slice(w - right, w))]
+        return (rows, cols), bars
+
+    def so_far(self) -> tuple[tuple[slice, slice], float]:
+        """The picture and the bars' share of the frame (:attr:`share`) from the frames seen so
+        far, before :meth:`box` decides them."""
+        box, bars = self._regions()
+        return box, self._share(bars)
+
+    def _share(self, bars: list[tuple[slice, slice]]) -> float:
+        if not bars:
+            return 0.0
+        mask = np.zeros((len(self.rows), len(self.cols)), bool)
+        for region in bars:
+            mask[region] = True
+        return float(mask.mean())
 
     def blank_bars(self, gray: np.ndarray, levels: np.ndarray | None, seen: float) -> bool:
         """Whether the bars of ``gray`` (a frame whose picture is flat at level ``seen``) take
