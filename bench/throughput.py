@@ -89,7 +89,7 @@ from clipsift.split.scan import (
     _scene_bounds,
     scan_shard,
 )
-from clipsift.split.transitions import TransitionFinder
+from clipsift.split.transitions import TransitionFinder, mean_chroma
 
 cv2.setNumThreads(1)
 
@@ -594,7 +594,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         detector.push(fr.index, small)
         c3 = clock()
         if tcfg["enabled"]:
-            blends.push(fr.index, gray)
+            blends.push(fr.index, gray, None, mean_chroma(small))
         c3b = clock()
         lumas.append(cv2.mean(gray)[0])
         flash_ends.push(fr.index, gray, lumas[-1], *blends.picture())

@@ -349,6 +349,25 @@ def test_dissolves_between_textured_pans(tmp_path, texture):
         assert score["boundary_error"] <= 1, (texture, n, score)
 
 
+@pytest.mark.parametrize("seeds", [(631, 651), (631, 632)], ids=["gray gap 16", "gray gap 8"])
+def test_a_dissolve_between_skies_alike_in_gray_is_left_out(tmp_path, seeds):
+    """Two smooth gradients of one shape in other colours (an orange sky and a green one):
+    in gray they correlate at 0.996, one picture as far as the finder's gray frames tell, and
+    the ends of an iso-luminant pair differ by 8 levels, under ``min_change``. Both dissolves
+    stayed inside one clip of all three shots (a tryout). The ends' mean chroma tells them
+    apart (``RECOLOURED``); the gray signal is faint, so an end may come 2 frames early or late,
+    never inside the blend."""
+    a, b = seeds
+    plan = [Segment(75, seed=a, texture="flat"),
+            Segment(75, seed=b, texture="flat", dissolve=15),
+            Segment(90, seed=a, texture="flat", dissolve=30)]  # fmt: skip
+    truth = render_video(tmp_path / "t.mp4", plan, fps=25, size=SIZE)
+    scenes = scenes_of(tmp_path / "t.mp4", 25)
+    score = score_scenes(truth, scenes, min_frames=25)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= 2 and len(scenes) == 3, (scenes, truth["transitions"])
+
+
 @pytest.mark.parametrize("radius", [0.1, 0.2])
 def test_a_dissolve_between_shots_with_a_moving_subject(tmp_path, radius):
     """A 2-s dissolve (30 fps) between slow pans, each with a subject crossing it at about 140

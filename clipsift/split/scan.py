@@ -39,7 +39,14 @@ from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
 from .detectors import make_detector
-from .transitions import WHOLE, TransitionFinder, cut_out, fine_frame, shifted_similarity
+from .transitions import (
+    WHOLE,
+    TransitionFinder,
+    cut_out,
+    fine_frame,
+    mean_chroma,
+    shifted_similarity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +297,7 @@ class Geometry:
         box, bars = self.blends.picture() if self.blends is not None else (WHOLE, 0.0)
         self.flash_ends.push(fr.index - self.start, gray, luma, box, bars)
         if self.blends is not None:
-            self.blends.push(fr.index - self.start, gray, fr.sdr_table)
+            self.blends.push(fr.index - self.start, gray, fr.sdr_table, mean_chroma(bgr))
 
     def bounds(self, end: int, lumas: list[float], cfg: dict) -> list[tuple[int, int]]:
         """Scenes ``[a, b)`` of frames ``start`` to ``end``, in the video's frame indices."""

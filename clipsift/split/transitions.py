@@ -9,7 +9,8 @@ a panned frame is no blend of its neighbours, and a cut jumps from alpha 0 to 1 
 
 So for every frame ``e`` and window lengths ``L`` of 0.1-2.5 s in steps of 1.35x, the window
 ``[e - L, e]`` is tested on 64-px gray frames (smoothed by ``SMOOTH`` where blends are fitted
-and motion is measured). Cheap screens over all windows at once drop most of them (ends too
+and motion is measured) and the frames' mean chroma (ends that differ in colour are two
+pictures, however alike in gray: ``RECOLOURED``). Cheap screens over all windows at once drop most of them (ends too
 alike, a single jump, no change in brightness or contrast). A window that is left is a
 transition when its ends are two different pictures (or one is flat), every frame inside is a
 blend of the ends, each moved as its shot moves (``alpha`` and a small residual on its
@@ -98,6 +99,7 @@ class TransitionFinder:
         self._fine: np.ndarray | None = None  # 64 px gray frames, flattened
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
         self._mean = np.zeros(self._size, np.float32)
+        self._colour = np.zeros((self._size, 2), np.float32)  # mean chroma (Cb, Cr)
         self._std = np.zeros(self._size, np.float32)
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._pace = np.zeros(self._size, np.float32)  # the same on the smoothed frames
@@ -118,18 +120,24 @@ class TransitionFinder:
         self._recent_edge: collections.deque = collections.deque(maxlen=self.lag + 1)
         self._closed: list[tuple[int, int]] = []
 
-    def push(self, index: int, gray: np.ndarray, levels: np.ndarray | None = None) -> None:
+    def push(
+        self,
+        index: int,
+        gray: np.ndarray,
+        levels: np.ndarray | None = None,
+        colour: tuple[float, float] | None = None,
+    ) -> None:
         """``gray``: the frame as uint8 gray at any size; ``index`` counts decoded frames from 0
         without gaps. ``levels``: the luma a viewer sees by coded level (an HDR frame's SDR
         levels, ``Frame.sdr_table``), for what is near black or white: PQ codes its white at
-        about 144.
+        about 144. ``colour``: the frame's mean chroma (:func:`mean_chroma`), where known.
 
         Frames are compared inside the video's black bars (:class:`PictureBox`), so frames are
         held until its first second of pictures shows where they are."""
         if self._box is not None:
-            self._push_boxed(index, gray, levels)
+            self._push_boxed(index, gray, levels, colour)
             return
-        self._pending.append((index, gray, levels))
+        self._pending.append((index, gray, levels, colour))
         self._held += gray.nbytes
         self._box = self._picture.see(gray, levels)
         if self._box is not None:
@@ -139,11 +147,11 @@ class TransitionFinder:
 
     def _replay(self) -> None:
         pending, self._pending = self._pending, []
-        for index, gray, levels in pending:
-            self._push_boxed(index, gray, levels)
+        for index, gray, levels, colour in pending:
+            self._push_boxed(index, gray, levels, colour)
 
-    def _push_boxed(self, index: int, gray: np.ndarray, levels: np.ndarray | None) -> None:
-        self._push(index, gray[self._box], levels, gray if self._picture.bars else None)
+    def _push_boxed(self, index: int, gray: np.ndarray, levels, colour) -> None:
+        self._push(index, gray[self._box], levels, gray if self._picture.bars else None, colour)
 
     def picture(self) -> tuple[tuple[slice, slice], float]:
         """The picture inside the video's black bars as (row, column) slices of the frames
@@ -160,7 +168,7 @@ class TransitionFinder:
             self._box = self._picture.box()
             self._replay()
 
-    def _push(self, index: int, gray: np.ndarray, levels, framed: np.ndarray | None) -> None:
+    def _push(self, index: int, gray: np.ndarray, levels, framed, colour) -> None:
         """``gray`` inside the bars; ``framed``: the whole frame, where it has bars."""
         small = fine_frame(gray)
         if self._fine is None:
@@ -192,6 +200,7 @@ class TransitionFinder:
             self._pace[k] = np.abs(fine - self._fine[(index - 1) % self._size]).mean()
         self._fine[k] = fine
         self._mean[k], self._std[k] = mean, std
+        self._colour[k] = colour if colour is not None else np.nan
         self._count = index + 1
         if index:
             self._track_burst(index)
@@ -337,8 +346,9 @@ class TransitionFinder:
         dip = np.minimum.accumulate(self._std[back[1:]])[np.maximum(at - 1, 0)]
         sa, sm = self._std[ring], self._mean[ring]
         lo, hi = np.minimum(sa, self._std[ke]), np.maximum(sa, self._std[ke])
-        differ = (np.abs(sm - self._mean[ke]) > 6) | (lo < 0.8 * hi) | (dip < 0.9 * lo)
-        for s in starts[(change >= self.min_change) & (jump < 0.5 * change) & differ]:
+        hue = np.abs(self._colour[ring] - self._colour[ke]).max(axis=1) >= RECOLOURED
+        differ = (np.abs(sm - self._mean[ke]) > 6) | (lo < 0.8 * hi) | (dip < 0.9 * lo) | hue
+        for s in starts[((change >= self.min_change) | hue) & (jump < 0.5 * change) & differ]:
             self._test(int(s), e)
 
     def _test(self, s: int, e: int) -> str:
@@ -346,8 +356,14 @@ class TransitionFinder:
         size = self._size
         a, b = self._sharp(s), self._sharp(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
-        # 1. the ends are two different pictures (not one picture moved), or one end is flat
-        if min(sa, sb) >= 0.5 * max(sa, sb) and shifted_similarity(a, b) > self.max_similarity:
+        # 1. the ends are two different pictures (not one picture moved), or one end is flat,
+        # or their colours differ: two skies, two walls of one gradient in gray (a dissolve from
+        # an orange sky to a green one correlated at 0.996 in gray, and stayed in its clip)
+        if (
+            min(sa, sb) >= 0.5 * max(sa, sb)
+            and not self._recoloured(s, e)
+            and shifted_similarity(a, b) > self.max_similarity
+        ):
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
         # end of the window (a shift, turn and zoom per frame, measured over the frames before
@@ -386,6 +402,15 @@ class TransitionFinder:
         if rest is None or max(first[1].max(), rest[1].max(initial=0.0)) > bound:
             return "residual"
         alpha = np.insert(rest[0], mid, first[0])
+        if change < FAINT * self.min_change and self._recoloured(s, e):
+            # two pictures told apart by colour: where the gray ramp is faint (two skies 8
+            # levels apart in gray, its alpha wobbled by 0.05 and a 30-frame dissolve's line
+            # met 0 nine frames early), the ends' mean chroma gives the steadier one. Not on a
+            # stronger ramp: a subject crossing either shot moves the mean chroma too, and the
+            # end of a 2-s dissolve under one came a frame later by it
+            hue = self._chroma_fit(s, e, va, vb, [int(k) for k in ks])[0]
+            if _wobble(hue, x) < _wobble(alpha, x):
+                fit, alpha = self._chroma_fit, hue
         # 3. a steady rise: no step back, no single jump carrying most of the change (a cut),
         # and no stall: a quarter of the ramp's frames in a row move alpha by under 0.05 in a
         # blend of any pace or easing, while a shot cut to and then faded out sits still at one
@@ -458,6 +483,22 @@ class TransitionFinder:
             last += self._widen_past(fit, s, e, va, vb, change, slope, 1)
         self._marked.update(range(first, last + 1))
         return ""
+
+    def _recoloured(self, s: int, e: int) -> bool:
+        """Whether frames ``s`` and ``e`` differ in mean chroma by ``RECOLOURED`` or more."""
+        gap = np.abs(self._colour[s % self._size] - self._colour[e % self._size])
+        return bool(gap.max() >= RECOLOURED)  # False where either is unknown (nan)
+
+    def _chroma_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
+        """Alpha of frames ``ks`` from their mean chroma, projected on the ends' difference (a
+        blend's mean is the blend of the means), with no residual: the fit of a window whose
+        ends differ in colour (:meth:`_recoloured`), in :meth:`_blend_fit`'s form."""
+        size = self._size
+        a, b = self._colour[s % size], self._colour[e % size]
+        d = (b - a).astype(np.float64)
+        c = self._colour[np.asarray(ks, np.int64) % size].astype(np.float64)
+        alpha = ((c - a) @ d) / float(d @ d)
+        return alpha.astype(np.float32), np.zeros(len(alpha), np.float32)
 
     def _past_end(self, fit, s, e, va, vb, change, way) -> np.ndarray:
         """How far along the ramp, from the window's own end, its end frame's shot's frames
@@ -774,6 +815,16 @@ def _line(alpha: np.ndarray, x: np.ndarray, n: int) -> tuple[float, int, int] | 
     return float(slope), max(0, lo), min(n - 1, hi)
 
 
+def _wobble(alpha: np.ndarray, x: np.ndarray) -> float:
+    """How far ``alpha`` strays from a line over the ramp's middle (0.1-0.9): the RMS of the
+    residual of a fitted line (infinite for fewer than 3 frames there)."""
+    middle = np.flatnonzero((alpha > 0.1) & (alpha < 0.9))
+    if len(middle) < 3:
+        return float("inf")
+    xs, ys = x[middle].astype(np.float64), alpha[middle].astype(np.float64)
+    return float(np.sqrt(np.mean((ys - np.polyval(np.polyfit(xs, ys, 1), xs)) ** 2)))
+
+
 def _stalls(alpha: np.ndarray, inside: np.ndarray) -> bool:
     """Whether alpha holds still (moves under 0.05) over a quarter of the frames from the first
     to the last one ``inside`` the ramp (at least 3 in a row)."""
@@ -843,6 +894,13 @@ BLUR_EDGE = 0.85
 BLUR_FLOOR = 3.0
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
+# the ends of a window whose mean chroma (Cb or Cr, 8-bit levels) differs by this much are two
+# pictures, however alike in gray (two skies of one gradient: orange and green differed by 74);
+# a small pan, whose ends align in gray, keeps most of its picture and so its colour
+RECOLOURED = 16.0
+# ... and where their gray frames differ by under FAINT times min_change (mean levels), the
+# window's alpha may come from the frames' mean chroma (TransitionFinder._chroma_fit)
+FAINT = 2.0
 # how far a fade's alpha from a frame's mean and from its contrast may disagree
 # (TransitionFinder._fade_fit)
 FADE_AGREEMENT = 0.1
@@ -873,6 +931,13 @@ SPREAD = 0.35
 # failed the residual test and stayed inside clips. Smoothed by 1 px, a 90-px/s pan's frames
 # differ from the prediction by 0.6 levels instead of 3.4 while the shots still differ by 12
 SMOOTH = 1.0
+
+
+def mean_chroma(bgr: np.ndarray) -> tuple[float, float]:
+    """A BGR frame's mean chroma (Cb, Cr; BT.601, 8-bit levels less 128): black bars add none."""
+    b, g, r = cv2.mean(bgr)[:3]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return 0.564 * (b - y), 0.713 * (r - y)
 
 
 def fine_frame(gray: np.ndarray) -> np.ndarray:
