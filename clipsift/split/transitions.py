@@ -8,21 +8,21 @@ and the first clean frame ``B`` of the next is ``A + alpha * (B - A)`` with alph
 a panned frame is no blend of its neighbours, and a cut jumps from alpha 0 to 1 in one frame.
 
 So for every frame ``e`` and window lengths ``L`` of 0.1-2.5 s in steps of 1.35x, the window
-``[e - L, e]`` is tested on 64-px gray frames (smoothed by ``SMOOTH`` where blends are fitted
-and motion is measured) and the frames' mean chroma (ends that differ in colour are two
-pictures, however alike in gray: ``RECOLOURED``). Cheap screens over all windows at once drop most of them (ends too
-alike, a single jump, no change in brightness or contrast). A window that is left is a
-transition when its ends are two different pictures (or one is flat), every frame inside is a
-blend of the ends, each moved as its shot moves (``alpha`` and a small residual on its
-best-fitting ``FIT_SHARE`` of pixels, as a subject may move across a shot on its own),
-alpha rises steadily (no jump, no stall), the frames' contrast is that of such a blend, and the
-frames beyond each end go no further along the ramp (the window holds all of it). A line fitted
-to alpha gives the first and last blended frame (widened over faint frames that stand out from
-the clean ones beyond them); they belong to no clip. A shot's motion is measured over up to 0.15 s
-of its frames, so windows are tested that long after their last frame. Frames that are one flat
-colour near black or white as seen (the dip of a fade, a blank; an HDR frame by its SDR
-levels) belong to no clip either. Frames are compared inside the video's black bars
-(:class:`PictureBox`), which would fit any blend and any motion.
+``[e - L, e]`` is tested on 64-px gray frames (smoothed by ``SMOOTH`` where blends are fitted and
+motion is measured) and the frames' mean chroma (ends that differ in colour are two pictures,
+however alike in gray: ``RECOLOURED``). Cheap screens over all windows at once drop most of them
+(ends too alike, a single jump, no change in brightness, contrast or colour). A window that is left
+is a transition when its ends are two different pictures (or one is flat), every frame inside is a
+blend of the ends, each moved as its shot moves (``alpha`` and a small residual on its best-fitting
+``FIT_SHARE`` of pixels, as a subject may move across a shot on its own), alpha rises steadily (no
+jump, no stall), the frames' contrast is that of such a blend, and the frames beyond each end go no
+further along the ramp (the window holds all of it). A line fitted to alpha gives the first and
+last blended frame (widened over faint frames that stand out from the clean ones beyond them); they
+belong to no clip. A shot's motion is measured over up to 0.15 s of its frames, so windows are
+tested that long after their last frame. Frames that are one flat colour near black or white as
+seen (the dip of a fade, a blank; an HDR frame by its SDR levels) belong to no clip either. Frames
+are compared inside the video's black bars (:class:`PictureBox`), which would fit any blend and any
+motion.
 
 A whip pan is no blend: shot A swings away in a few blurred frames and shot B swings in, the
 cut hidden in the blur. Each of its frames changes as much as the cut, so a cut detector sees
