@@ -368,6 +368,22 @@ def test_a_dissolve_between_skies_alike_in_gray_is_left_out(tmp_path, seeds):
     assert score["boundary_error"] <= 2 and len(scenes) == 3, (scenes, truth["transitions"])
 
 
+def test_a_window_from_inside_a_dissolve_is_no_pair_of_pictures_by_colour(tmp_path):
+    """A window that starts inside a dissolve (its first frame 70 % the new shot) and ends on
+    that shot has ends alike in gray and 17 chroma levels apart: with ``RECOLOURED`` at 16 it
+    passed as two pictures and marked 2 clean frames of the next shot (animation on twos,
+    panning; a tryout). Two pictures by colour differ by 24 levels or more."""
+    plan = [Segment(75, seed=741, pan=(3.0, 0), hold=(2,)),
+            Segment(90, seed=742, pan=(0, 2.0), hold=(2,), dissolve=9, fade_out=8,
+                    fade_color="white"),
+            Segment(75, seed=743, pan=(-2.0, 1.0), hold=(2,), fade_in=8, fade_color="white")]  # fmt: skip
+    truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=(640, 360))
+    scenes = scenes_of(tmp_path / "t.mp4", 24)
+    score = score_scenes(truth, scenes, min_frames=26)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
 @pytest.mark.parametrize("radius", [0.1, 0.2])
 def test_a_dissolve_between_shots_with_a_moving_subject(tmp_path, radius):
     """A 2-s dissolve (30 fps) between slow pans, each with a subject crossing it at about 140

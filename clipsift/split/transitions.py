@@ -895,9 +895,11 @@ BLUR_FLOOR = 3.0
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
 # the ends of a window whose mean chroma (Cb or Cr, 8-bit levels) differs by this much are two
-# pictures, however alike in gray (two skies of one gradient: orange and green differed by 74);
-# a small pan, whose ends align in gray, keeps most of its picture and so its colour
-RECOLOURED = 16.0
+# pictures, however alike in gray (two skies of one gradient: orange and green differed by 58-74);
+# a small pan, whose ends align in gray, keeps most of its picture and so its colour. At 16, a
+# window from inside a dissolve (its first frame 70 % the new shot) to that shot passed, its
+# ends 17 apart, and marked 2 clean frames past the dissolve
+RECOLOURED = 24.0
 # ... and where their gray frames differ by under FAINT times min_change (mean levels), the
 # window's alpha may come from the frames' mean chroma (TransitionFinder._chroma_fit)
 FAINT = 2.0
