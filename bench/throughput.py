@@ -87,6 +87,7 @@ from clipsift.split.scan import (
     OcrGrid,
     SampleGrid,
     _scene_bounds,
+    flash_picture,
     scan_shard,
 )
 from clipsift.split.transitions import TransitionFinder, mean_chroma
@@ -597,7 +598,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
             blends.push(fr.index, gray, None, mean_chroma(small))
         c3b = clock()
         lumas.append(cv2.mean(gray)[0])
-        flash_ends.push(fr.index, gray, lumas[-1], *blends.picture())
+        flash_ends.push(fr.index, gray, lumas[-1], *flash_picture(blends))
         c4 = clock()
         t["analysis"] += c2b - c1
         t["detector"] += c3 - c2b

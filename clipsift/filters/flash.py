@@ -218,8 +218,8 @@ def flash_shard(clips, frames, cfg: dict, samples=None) -> dict:
             out[clip.clip_id] = {"error": "no luma rows from the scan"}
             continue
         luma = f["luma"].to_numpy(dtype=np.float64)
-        clip_rows = clip_samples(by_sample, samples, clip) if with_bars else None
-        bars = picture_bars(clip_rows, clip.width, clip.height) if with_bars else 0.0
+        rows = clip_samples(by_sample, samples, clip) if with_bars else None
+        bars = picture_bars(rows, clip.width, clip.height) if with_bars else 0.0
         luma = picture_luma(luma, bars)
         idx = f["frame"].to_numpy()
         # a decay's length in analysed frames (the scan's rows: every luma_stride-th frame)

@@ -294,8 +294,7 @@ class Geometry:
 
     def push(self, fr, gray: np.ndarray, bgr: np.ndarray, luma: float) -> None:
         self.detector.push(fr.index - self.start, bgr)
-        box, bars = self.blends.picture() if self.blends is not None else (WHOLE, 0.0)
-        self.flash_ends.push(fr.index - self.start, gray, luma, box, bars)
+        self.flash_ends.push(fr.index - self.start, gray, luma, *flash_picture(self.blends))
         if self.blends is not None:
             self.blends.push(fr.index - self.start, gray, fr.sdr_table, mean_chroma(bgr))
 
@@ -441,8 +440,7 @@ def _scene_bounds(
     delta, decay = cfg["flash_delta"], decay_frames(fps)
     # inside black bars, the picture's luma: a flash that lifts a letterboxed picture by delta
     # lifts the frame a third less, and the flash filter reads the picture's (picture_luma)
-    bars = blends.picture()[1] if blends is not None else 0.0
-    x = picture_luma(np.asarray(lumas, np.float64), bars if bars <= MAX_BARS else 0.0)
+    x = picture_luma(np.asarray(lumas, np.float64), flash_picture(blends)[1])
     found = find_flashes(x, brightness_delta=delta, max_decay=decay)
     flashes = set(in_shot(found, alike or {}))
     if cfg["merge_flash_cuts"]:
@@ -461,6 +459,17 @@ def _ocr_width(fr, max_side: int) -> int | None:
     f = fr.av_frame
     coded = (f.height, f.width) if fr.rotation in (90, 270) else (f.width, f.height)
     return None if (w, h) == coded else w
+
+
+def flash_picture(blends) -> tuple[tuple[slice, slice], float]:
+    """The picture that the flash rules read inside black bars, and the share of the frame the
+    bars take, from the transition finder ``blends`` (:meth:`TransitionFinder.picture`): as the
+    flash filter takes them, no share over ``MAX_BARS`` (a frame of bars is black). None: the
+    whole frame."""
+    if blends is None:
+        return WHOLE, 0.0
+    box, bars = blends.picture()
+    return box, (bars if bars <= MAX_BARS else 0.0)
 
 
 def in_shot(flashes: list[int], alike: dict[tuple[int, int], bool]) -> list[int]:
@@ -486,7 +495,7 @@ class FlashEnds:
     frames ``a - 1`` and ``b`` are one shot.
 
     Inside black bars (``box``, the picture, and ``bars``, the share of the frame they take, from
-    :meth:`TransitionFinder.picture`) the frames are compared by their pictures, and a jump of
+    :func:`flash_picture`) the frames are compared by their pictures, and a jump of
     the picture by ``delta`` is a jump of the frame by less: the bars of a pillarboxed frame
     alone made two shots correlate at 0.55-0.72, over ``SAME_SHOT``, and a flash cut between
     them was merged into one clip of both shots."""
@@ -498,7 +507,7 @@ class FlashEnds:
         self._prev: tuple[np.ndarray, float] | None = None  # the last frame and its luma
 
     def push(self, index: int, gray: np.ndarray, luma: float, box=WHOLE, bars: float = 0.0) -> None:
-        jump = self.delta * (1.0 - min(bars, MAX_BARS))
+        jump = self.delta * (1.0 - bars)
         if self._prev is not None and abs(luma - self._prev[1]) >= jump:
             self._open.append((index, self._prev[0]))  # cropped when compared: the box may move
         self._open = [(a, before) for a, before in self._open if index - a <= self.span]

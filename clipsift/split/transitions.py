@@ -346,7 +346,7 @@ class TransitionFinder:
         dip = np.minimum.accumulate(self._std[back[1:]])[np.maximum(at - 1, 0)]
         sa, sm = self._std[ring], self._mean[ring]
         lo, hi = np.minimum(sa, self._std[ke]), np.maximum(sa, self._std[ke])
-        hue = np.abs(self._colour[ring] - self._colour[ke]).max(axis=1) >= RECOLOURED
+        hue = self._colour_gap(starts, e) >= RECOLOURED
         differ = (np.abs(sm - self._mean[ke]) > 6) | (lo < 0.8 * hi) | (dip < 0.9 * lo) | hue
         for s in starts[((change >= self.min_change) | hue) & (jump < 0.5 * change) & differ]:
             self._test(int(s), e)
@@ -486,8 +486,12 @@ class TransitionFinder:
 
     def _recoloured(self, s: int, e: int) -> bool:
         """Whether frames ``s`` and ``e`` differ in mean chroma by ``RECOLOURED`` or more."""
-        gap = np.abs(self._colour[s % self._size] - self._colour[e % self._size])
-        return bool(gap.max() >= RECOLOURED)  # False where either is unknown (nan)
+        return bool(self._colour_gap(s, e) >= RECOLOURED)
+
+    def _colour_gap(self, s, e: int):
+        """The larger of the Cb and Cr differences between frame(s) ``s`` and frame ``e`` (nan,
+        so no gap, where either's colour is unknown)."""
+        return np.abs(self._colour[s % self._size] - self._colour[e % self._size]).max(axis=-1)
 
     def _chroma_fit(self, s, e, va, vb, ks) -> tuple[np.ndarray, np.ndarray]:
         """Alpha of frames ``ks`` from their mean chroma, projected on the ends' difference (a
