@@ -89,8 +89,9 @@ from clipsift.split.scan import (
     _scene_bounds,
     flash_picture,
     scan_shard,
+    transition_finder,
 )
-from clipsift.split.transitions import TransitionFinder, mean_chroma
+from clipsift.split.transitions import mean_chroma
 
 cv2.setNumThreads(1)
 
@@ -579,8 +580,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
     grid = OcrGrid(
         "v", timed, ocr_cfg["every_seconds"], ocr_cfg["quiet_every_seconds"], ocr_cfg["max_side"]
     )
-    tcfg = scan_cfg["transitions"]
-    blends = TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
+    blends = transition_finder(scan_cfg, fps)
     flash_ends = FlashEnds(scan_cfg["flash_delta"], decay_frames(fps) + 1)
     it = iter_frames(path, skip_loop_filter=sampled.skip)
     while True:
@@ -594,7 +594,7 @@ def scan_breakdown(path: str, fps: float, cfg: dict, reader: OcrReader):
         c2b = clock()
         detector.push(fr.index, small)
         c3 = clock()
-        if tcfg["enabled"]:
+        if blends is not None:
             blends.push(fr.index, gray, None, mean_chroma(small))
         c3b = clock()
         lumas.append(cv2.mean(gray)[0])

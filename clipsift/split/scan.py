@@ -285,12 +285,7 @@ class Geometry:
         self.label = f"{size[0]}x{size[1]}"
         self.detector = make_detector(cfg, fps)
         self.flash_ends = FlashEnds(cfg["flash_delta"], decay_frames(fps) + 1)
-        tcfg = cfg["transitions"]
-        self.blends = (
-            TransitionFinder(fps, **{k: v for k, v in tcfg.items() if k != "enabled"})
-            if tcfg["enabled"]
-            else None
-        )
+        self.blends = transition_finder(cfg, fps)
 
     def push(self, fr, gray: np.ndarray, bgr: np.ndarray, luma: float) -> None:
         self.detector.push(fr.index - self.start, bgr)
@@ -459,6 +454,16 @@ def _ocr_width(fr, max_side: int) -> int | None:
     f = fr.av_frame
     coded = (f.height, f.width) if fr.rotation in (90, 270) else (f.width, f.height)
     return None if (w, h) == coded else w
+
+
+def transition_finder(cfg: dict, fps: float) -> TransitionFinder | None:
+    """The transition finder of the scan config ``cfg`` (None: ``transitions.enabled`` is
+    false), looking for flashes by ``flash_delta`` as the flash rules do."""
+    tcfg = cfg["transitions"]
+    if not tcfg["enabled"]:
+        return None
+    own = {k: v for k, v in tcfg.items() if k != "enabled"}
+    return TransitionFinder(fps, flash_delta=cfg["flash_delta"], **own)
 
 
 def flash_picture(blends) -> tuple[tuple[slice, slice], float]:

@@ -22,7 +22,8 @@ belong to no clip. A shot's motion is measured over up to 0.15 s of its frames, 
 tested that long after their last frame. Frames that are one flat colour near black or white as
 seen (the dip of a fade, a blank; an HDR frame by its SDR levels) belong to no clip either. Frames
 are compared inside the video's black bars (:class:`PictureBox`), which would fit any blend and any
-motion.
+motion. Windows pass over flashes (a jump in luma that comes back): no window ends on a flash frame
+or is fitted to one (:meth:`TransitionFinder._track_flash`).
 
 A whip pan is no blend: shot A swings away in a few blurred frames and shot B swings in, the
 cut hidden in the blur. Each of its frames changes as much as the cut, so a cut detector sees
@@ -49,6 +50,7 @@ import statistics
 import cv2
 import numpy as np
 
+from ..filters.flash import decay_frames, find_flashes
 from ..scorers.technical import BLACK_LEVEL, border_profile, centred, edge_runs
 
 
@@ -67,6 +69,7 @@ class TransitionFinder:
         min_seconds: float = 0.1,
         max_seconds: float = 2.5,
         blank_std: float = 3.0,
+        flash_delta: float | None = None,
     ):
         fps = fps if fps and fps > 0 else 30.0
         lo = max(3, round(min_seconds * fps))
@@ -86,6 +89,12 @@ class TransitionFinder:
         # poorly, and the error grows over a long window), so windows are tested ``lag`` frames
         # after their last frame
         self.lag = max(2, round(0.15 * fps))
+        # flashes (``flash_delta``; None: none looked for): their frames are no picture of
+        # either shot, so windows skip them (:meth:`_track_flash`). A flash is known once its
+        # frames end, up to ``decay_frames`` after it starts, so windows are tested that late
+        self.flash_delta = flash_delta
+        self._decay = decay_frames(fps)
+        self.delay = max(self.lag, self._decay) if flash_delta else self.lag
         # above 50 fps, windows end on every ``stride``-th frame and are tested on every
         # ``stride``-th frame inside (the rate of 50-100 fps footage), and only a window that
         # passes is fitted frame by frame for its ends. Tested frame by frame at every end, the
@@ -94,7 +103,7 @@ class TransitionFinder:
         self.stride = max(1, int(fps // 50))
         # ring buffers by frame index: a window and ``lag`` frames before and after it
         self._burst_len = max(2, round(BURST_SECONDS * fps))
-        self._size = max(self.lengths[-1], 2 * self._burst_len) + 2 * self.lag + 3
+        self._size = max(self.lengths[-1], 2 * self._burst_len) + self.lag + self.delay + 3
         self._count = 0  # frames pushed
         self._fine: np.ndarray | None = None  # 64 px gray frames, flattened
         self._fine8: np.ndarray | None = None  # the same as uint8, for OpenCV's integer sums
@@ -103,6 +112,12 @@ class TransitionFinder:
         self._std = np.zeros(self._size, np.float32)
         self._step = np.zeros(self._size, np.float32)  # mean |frame - previous frame|
         self._pace = np.zeros(self._size, np.float32)  # the same on the smoothed frames
+        # the steps the windows' screen reads: 0 into a flash's frames, and from the frame
+        # before the flash to the one after it out of them
+        self._screen_step = np.zeros(self._size, np.float32)
+        self._seen = np.zeros(self._size, np.float32)  # mean luma as seen
+        self._flash = np.zeros(self._size, bool)  # frames of flashes
+        self._jumps: collections.deque = collections.deque()  # recent flash_delta jumps
         self._marked: set[int] = set()
         # the picture inside black bars: a letterboxed 2-s dissolve stayed inside its clip, as
         # the bars (a quarter of a 2.39:1 film's 16:9 frame) fit any blend and motion exactly
@@ -193,6 +208,7 @@ class TransitionFinder:
         if index:
             prev = self._fine8[(index - 1) % self._size]
             self._step[k] = np.float32(cv2.norm(fine8, prev, cv2.NORM_L1)) / np.float32(len(fine8))
+        self._screen_step[k] = self._step[k]
         self._fine8[k] = fine8
         # the fits and motion measures see the frame smoothed (``SMOOTH``)
         fine = cv2.GaussianBlur(small.astype(np.float32), (0, 0), SMOOTH).ravel()
@@ -201,13 +217,53 @@ class TransitionFinder:
         self._fine[k] = fine
         self._mean[k], self._std[k] = mean, std
         self._colour[k] = colour if colour is not None else np.nan
+        self._seen[k], self._flash[k] = seen, False
         self._count = index + 1
         if index:
             self._track_burst(index)
             self._track_blur(index)
+            if self.flash_delta:
+                self._track_flash(index)
         # the frames after a window show how its second shot moves
-        if index - 1 - self.lag >= 0 and (index - 1 - self.lag) % self.stride == 0:
-            self._windows(index - 1 - self.lag)
+        if index - 1 - self.delay >= 0 and (index - 1 - self.delay) % self.stride == 0:
+            self._windows(index - 1 - self.delay)
+
+    def _track_flash(self, i: int) -> None:
+        """Mark the frames of flashes (:func:`~clipsift.filters.flash.find_flashes`, on the
+        picture's mean luma as seen) once frame ``i`` ends them. A flash next to a fade or a
+        dissolve left the transition's faintest frame in the clip: the windows that held the
+        flash failed the blend test, and the one that passed ended on that frame. Windows skip
+        a flash's frames: no end on one, no fit to one, and the screen's step over one is the
+        step from the frame before it to the frame after."""
+        size = self._size
+        if abs(self._seen[i % size] - self._seen[(i - 1) % size]) >= self.flash_delta:
+            self._jumps.append(i)
+        while self._jumps and i - self._jumps[0] > self._decay + 1:
+            self._jumps.popleft()
+        if not self._jumps:
+            return
+        lo = self._jumps[0] - 1
+        found = find_flashes(self._seen[np.arange(lo, i + 1) % size],
+                             brightness_delta=self.flash_delta, max_decay=self._decay)  # fmt: skip
+        new = [lo + f for f in found if not self._flash[(lo + f) % size]]
+        if not new:
+            return
+        self._flash[np.asarray(new) % size] = True
+        for a in {self._run_start(f, lo) for f in new}:
+            b = a
+            while b <= i and self._flash[b % size]:
+                b += 1
+            self._screen_step[np.arange(a, b) % size] = 0.0
+            if b <= i:
+                before, after = self._fine8[(a - 1) % size], self._fine8[b % size]
+                self._screen_step[b % size] = cv2.norm(after, before, cv2.NORM_L1) / len(after)
+
+    def _run_start(self, f: int, lo: int) -> int:
+        """The first frame of the run of flash frames that holds frame ``f`` (not before
+        ``lo + 1``)."""
+        while f - 1 > lo and self._flash[(f - 1) % self._size]:
+            f -= 1
+        return f
 
     def _track_burst(self, i: int) -> None:
         """Follow runs of steps far over the pace before them (``BURST_RATIO`` times its median
@@ -326,6 +382,9 @@ class TransitionFinder:
     def _windows(self, e: int) -> None:
         """Screen and test the windows ``[s, e]`` that end at frame ``e``."""
         starts = e - np.asarray([n for n in self.lengths if n <= e], np.int64)
+        if self._flash[e % self._size]:
+            return  # a flash's frame is no picture of either shot
+        starts = starts[~self._flash[starts % self._size]]
         if not len(starts):
             return
         # cheap screens for all windows at once: the ends differ enough, no single step holds
@@ -342,7 +401,7 @@ class TransitionFinder:
         change = sums.ravel().astype(np.float32) / np.float32(rows.shape[1])
         back = (e - np.arange(self.lengths[-1] + 1)) % self._size  # frame e, then back in time
         at = e - starts - 1  # per window: position of its second frame in ``back``
-        jump = np.maximum.accumulate(self._step[back])[at]
+        jump = np.maximum.accumulate(self._screen_step[back])[at]
         dip = np.minimum.accumulate(self._std[back[1:]])[np.maximum(at - 1, 0)]
         sa, sm = self._std[ring], self._mean[ring]
         lo, hi = np.minimum(sa, self._std[ke]), np.maximum(sa, self._std[ke])
@@ -386,6 +445,9 @@ class TransitionFinder:
         if min(_spread(a, b, va, e - s), _spread(b, a, vb, s - e)) < SPREAD:
             return "local"
         ks = np.arange(s + 1, e, self.stride)  # the frames tested (all, up to 50 fps)
+        ks = ks[~self._flash[ks % size]]  # but a flash's
+        if len(ks) < 2:
+            return "flash"
         x = ks - (s + 1)  # their places in the window
         mid = len(ks) // 2  # the middle frame first: most windows that fail, fail there
         others = [int(k) for k in np.delete(ks, mid)]
@@ -453,12 +515,13 @@ class TransitionFinder:
             n = self._same_shot(i, way, change)
             if n >= 3 * self.stride:
                 out = sorted(i + way * k for k in range(self.stride, n + 1, self.stride))
+                out = [k for k in out if not self._flash[k % size]]
                 beyond = fit(s, e, va, vb, out)[0].astype(np.float64)
                 at = np.asarray(out, np.float64) - out[0]
-                if np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
+                if len(out) >= 2 and np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
                     return "partial"
-        if self.stride > 1:  # the ends to the frame: every frame's alpha
-            alpha = fit(s, e, va, vb, list(range(s + 1, e)))[0]
+        if len(ks) < e - s - 1:  # the ends to the frame: every frame's alpha
+            alpha = self._fit_frames(fit, s, e, va, vb, range(s + 1, e))
             line = _line(alpha, np.arange(len(alpha)), len(alpha))
             if line is None:
                 return "steps"
@@ -511,9 +574,22 @@ class TransitionFinder:
         start (alpha of the frames before ``s``), 1 the end (1 - alpha after ``e``)."""
         end = s if way < 0 else e
         n = self._same_shot(end, way, change)
-        beyond = fit(s, e, va, vb, [end + way * k for k in range(n, 0, -1)])[0]
-        beyond = beyond.astype(np.float64)
+        beyond = self._fit_frames(fit, s, e, va, vb, [end + way * k for k in range(n, 0, -1)])
         return np.append(beyond if way < 0 else 1.0 - beyond, 0.0)
+
+    def _fit_frames(self, fit, s, e, va, vb, frames) -> np.ndarray:
+        """``fit``'s alpha (float64) of ``frames`` in window ``[s, e]``; a flash's frames take
+        theirs from the frames either side, of those fitted and the window's ends (alpha 0 at
+        ``s``, 1 at ``e``)."""
+        frames = np.asarray(frames, np.int64)
+        lit = self._flash[frames % self._size]
+        known = frames[~lit]
+        alpha = fit(s, e, va, vb, [int(k) for k in known])[0].astype(np.float64)
+        if not lit.any():
+            return alpha
+        at = np.concatenate(([s, e], known))
+        order = np.argsort(at)
+        return np.interp(frames, at[order], np.concatenate(([0.0, 1.0], alpha))[order])
 
     def _widen(self, ramp, lo, s, e, va, vb, change, fit, step, way) -> int:
         """:func:`_widen_start` at the window's start (``way`` -1; ``ramp`` its alpha) or end
@@ -578,8 +654,14 @@ class TransitionFinder:
             j = i + way * k
             if not 0 <= j < self._count:
                 break
-            if self._pace[(j if way > 0 else j + 1) % self._size] >= 0.25 * change:
-                break  # _pace[f]: frame f against frame f - 1, smoothed
+            if self._flash[j % self._size]:
+                continue  # a flash's frames are passed over: no picture of the shot
+            if n == k - 1:  # _pace[f]: frame f against frame f - 1, smoothed
+                pace = self._pace[(j if way > 0 else j + 1) % self._size]
+            else:  # the frame before a flash against the one after it
+                pace = np.abs(self._frame(j) - self._frame(i + way * n)).mean()
+            if pace >= 0.25 * change:
+                break
             n = k
         return n
 
@@ -649,7 +731,7 @@ class TransitionFinder:
         frames in ``exclude``."""
         self.settle()  # under a second of pictures: the box of those there are
         # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
-        for e in range(max(0, self._count - 1 - self.lag), self._count - 1):
+        for e in range(max(0, self._count - 1 - self.delay), self._count - 1):
             self._windows(e)
         # a blurred run with fewer than 2 * lag frames after it: judged with those there are
         dip, self._dip = self._dip, None
