@@ -48,7 +48,7 @@ def frames(tmp_path_factory):
     ],
 )
 def test_same_scores_and_cuts_as_pyscenedetect(frames, options):
-    ours = AdaptiveDetector(**options, edges=False)
+    ours = AdaptiveDetector(**options, edges=False, held=False)
     theirs = scenedetect.AdaptiveDetector(
         min_scene_len=MIN_SCENE_LEN, **{k: v for k, v in options.items() if "aligned" not in k}
     )
@@ -132,11 +132,34 @@ def test_the_frames_near_either_end_are_judged(tmp_path, plan, expected):
     assert [(s["start_frame"], s["end_frame"]) for s in scenes] == expected
 
     # PySceneDetect's rule, on the same frames, misses each of these
-    det = AdaptiveDetector(aligned_ratio=cfg["adaptive"]["aligned_ratio"], edges=False)
+    det = AdaptiveDetector(aligned_ratio=cfg["adaptive"]["aligned_ratio"], edges=False, held=False)
     frames = [fr.bgr(cfg["detector_width"]) for fr in iter_frames(path)]
     for i, bgr in enumerate(frames):
         det.push(i, bgr)
     assert det.finish(len(frames)) != expected
+
+
+@pytest.mark.parametrize("px", [1.0, 3.0])
+@pytest.mark.parametrize("hold", [(2,), (3,), (4,), (2, 3)], ids=["twos", "threes", "fours", "3:2"])
+def test_held_pictures_are_cut_where_the_shot_changes_only(tmp_path, hold, px):
+    """Animation on twos, threes or fours and 24-fps film at 60 fps (3:2 pulldown: pictures
+    held 2 and 3 frames in turn), panning 1 or 3 px a frame, cut once: each change of picture
+    stood 16-31 levels over held frames that score 0-1.7, and a shot on threes was cut at every
+    drawing (21-47 scenes of 2-3 frames, too short to keep). Neighbours are the changes of
+    picture now; PySceneDetect's rule (``held=False``) still cuts all but the twos."""
+    path = tmp_path / "v.mp4"
+    plan = [Segment(60, seed=801, pan=(px, 0), hold=hold),
+            Segment(60, seed=802, pan=(0, px), hold=hold)]  # fmt: skip
+    render_video(path, plan, fps=24, size=(320, 180))
+    cfg = validate_config({"sources": [{"name": "s", "type": "folder", "path": "."}]})["scan"]
+    scenes = scan_video(str(path), "v", 24, cfg)[0]
+    assert [(s["start_frame"], s["end_frame"]) for s in scenes] == [(0, 60), (60, 120)]
+
+    det = AdaptiveDetector(aligned_ratio=cfg["adaptive"]["aligned_ratio"], held=False)
+    frames = [fr.bgr(cfg["detector_width"]) for fr in iter_frames(path)]
+    for i, bgr in enumerate(frames):
+        det.push(i, bgr)
+    assert (len(det.finish(len(frames))) > 2) == (max(hold) >= 3)
 
 
 def test_a_video_too_short_for_a_window_has_no_cut():

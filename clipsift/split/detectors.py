@@ -65,6 +65,12 @@ class AdaptiveDetector:
     shown twice from the start (animation on twos) put a cut on the third frame, where three of
     the four neighbours were 0.
 
+    ``held``: where a frame's neighbours on one side are a held picture shown again (animation
+    on twos or threes, 24-fps film at 60 fps in 3:2 pulldown), that side's neighbours are the
+    nearest frames that change the picture (:meth:`_pictures`). PySceneDetect (``held=False``)
+    compares a change of picture with the held frames' scores of about 0, and cut a shot on
+    threes at every drawing.
+
     With ``aligned_ratio``, frame ``t`` is also a cut when its score is at least
     ``min_content_val`` and ``aligned_min_ratio`` times its neighbours', and its aligned
     difference (:func:`aligned_difference`) at least ``aligned_ratio`` times its neighbours'
@@ -79,6 +85,7 @@ class AdaptiveDetector:
         aligned_ratio: float | None = None,
         aligned_min_ratio: float = 1.3,
         edges: bool = True,
+        held: bool = True,
     ):
         if window_width < 1:
             raise ValueError("window_width must be at least 1")
@@ -90,11 +97,14 @@ class AdaptiveDetector:
         self.aligned_ratio = aligned_ratio
         self.aligned_min_ratio = aligned_min_ratio
         self.edges = edges
+        self.held = held
         self.scores: list[float] = []
         self._prev: np.ndarray | None = None
         # with aligned_ratio: the last frames as pushed, their small luma where made (by frame),
         # the aligned differences measured so far (by frame) and the frames they make cuts
-        self._frames: deque[np.ndarray] = deque(maxlen=2 * window_width + 2)
+        # (a frame's neighbours may lie up to ``reach`` frames away: held pictures)
+        self.reach = HOLD_REACH * window_width if held else window_width
+        self._frames: deque[np.ndarray] = deque(maxlen=2 * self.reach + 2)
         self._smalls: dict[int, np.ndarray] = {}
         self._aligned: dict[int, float] = {}
         self._aligned_cuts: set[int] = set()
@@ -115,29 +125,59 @@ class AdaptiveDetector:
         self._prev = hsv
         if self.aligned_ratio is not None:
             self._frames.append(bgr)
-            self._judge_aligned(len(self.scores) - 1 - self.window_width)
+            self._judge_aligned(len(self.scores) - 1 - self.reach)
 
-    def _neighbours(self, t: int, n: int) -> list[int]:
+    def _neighbours(self, t: int, n: int, held: bool = True) -> list[int]:
         """The frames whose scores frame ``t``'s is compared with, of ``n`` scored so far: its
         ``window_width`` neighbours on each side in PySceneDetect's order; with ``edges``, one
         past either end (or the first frame, which has no score) is replaced by its mirror image
-        about ``t``, and left out where that is past an end too."""
+        about ``t``, and left out where that is past an end too. A side whose neighbours hold
+        pictures takes the pictures' changes instead (:meth:`_pictures`; not with ``held``
+        False)."""
         w = self.window_width
-        around = [t + k for k in range(-w, w + 1) if k]
+        before = self._pictures(t, n, -1) if held else None
+        after = self._pictures(t, n, 1) if held else None
+        around = (before or list(range(t - w, t))) + (after or list(range(t + 1, t + w + 1)))
         if not self.edges:
             return around
         return [j if 1 <= j < n else 2 * t - j for j in around if 1 <= j < n or 1 <= 2 * t - j < n]
+
+    def _pictures(self, t: int, n: int, way: int) -> list[int] | None:
+        """Where frame ``t``'s ``window_width`` neighbours towards ``way`` (-1 before, 1 after)
+        include a held picture shown again (a score under ``HELD_SHARE`` of frame ``t``'s), the
+        nearest ``window_width`` frames that way, within ``reach``, that change the picture (in
+        order); None where they hold none, or too few such frames are that near. Animation
+        shows each drawing on two or three frames, and 24-fps film at 60 fps its pictures on 3
+        and 2 in turn: each change of picture stood over the held frames around it, and a shot
+        on threes was cut at every drawing (21-47 scenes of 2-3 frames for 2 shots, all too
+        short to keep)."""
+        w, s = self.window_width, self.scores
+        if not self.held:
+            return None
+        floor = HELD_SHARE * s[t]
+        near = [t + way * k for k in range(1, w + 1)]
+        if not all(1 <= j < n for j in near) or all(s[j] >= floor for j in near):
+            return None
+        found = [j for j in (t + way * k for k in range(1, self.reach + 1))
+                 if 1 <= j < n and s[j] >= floor][:w]  # fmt: skip
+        # a cadence: every change of picture comes after a held frame, at most HOLD_REACH
+        # frames after the one before (a flash a few frames from a cut into a still shot is two
+        # changes in a row, and its scores made the cut's neighbours)
+        gaps = np.diff([t, *found]) * way
+        if len(found) < w or gaps.min() < 2 or gaps.max() > HOLD_REACH:
+            return None
+        return sorted(found)
 
     def _judged(self, n: int) -> range:
         """The frames that can be cuts once ``n`` frames are scored."""
         w = self.window_width
         return range(1, n) if self.edges else range(w, n - w)
 
-    def _ratio(self, t: int) -> float:
+    def _ratio(self, t: int, held: bool = True) -> float:
         """Frame ``t``'s score over the mean of its neighbours' (:meth:`_neighbours`), as
         PySceneDetect computes it."""
         s = self.scores
-        around = self._neighbours(t, len(s))
+        around = self._neighbours(t, len(s), held)
         if not around:
             return 0.0
         mean = sum(s[j] for j in around) / float(len(around))
@@ -156,7 +196,12 @@ class AdaptiveDetector:
         w, n = self.window_width, len(self.scores)
         if t not in self._judged(t + w + 1) or self.scores[t] < self.min_content_val:
             return
-        if not self.aligned_min_ratio <= self._ratio(t) < self.adaptive_threshold:
+        # (the floor by the frames around it: a change of held pictures over busy texture (a
+        # pan over foliage on threes) scores about as high as a cut, and the cut only 1.2-1.3
+        # times the changes around it)
+        if self._ratio(t, held=False) < self.aligned_min_ratio:
+            return
+        if self._ratio(t) >= self.adaptive_threshold:
             return
         newest = n - 1  # the frame in self._frames[-1]
         window = self._neighbours(t, n)
@@ -189,7 +234,7 @@ class AdaptiveDetector:
     def finish(self, n_frames: int) -> list[tuple[int, int]]:
         if self.edges and self.aligned_ratio is not None:
             n = len(self.scores)  # the last frames, judged with their neighbours mirrored
-            for t in range(max(1, n - self.window_width), n):
+            for t in range(max(1, n - self.reach), n):
                 self._judge_aligned(t)
         return scenes_from_cuts(self.cuts(), n_frames)
 
@@ -198,6 +243,12 @@ class AdaptiveDetector:
 # interpolated, blurs fine texture, and at 80 px that residual grew until cuts between foliage
 # shots stood 2.8 times above a pan's frames (6.1 at 64 px, 4.0 at 40)
 ALIGN_WIDTH = 64
+# held pictures (AdaptiveDetector._pictures): a frame scoring under HELD_SHARE of another's is a
+# held picture shown again next to a change (x264-coded drawings held on twos and threes scored
+# 0-1.7 against 16-31 for their changes), and a frame's neighbours are looked for up to
+# HOLD_REACH times window_width frames away (a drawing on fours)
+HELD_SHARE = 0.25
+HOLD_REACH = 4
 ALIGNED_FLOOR = 0.5  # levels: neighbours' aligned differences under this count as this
 _EDGE = 4  # px left out at each edge, besides the shift (what moved in is unknown)
 BAR_LEVEL = 24.0  # gray level: a black bar's pixels (coded black, 16, reads 0-18) stay under it
