@@ -368,16 +368,33 @@ def test_a_dissolve_between_skies_alike_in_gray_is_left_out(tmp_path, seeds):
     assert score["boundary_error"] <= 2 and len(scenes) == 3, (scenes, truth["transitions"])
 
 
+# animation on twos (each picture held for two frames), panning: a 9-frame dissolve, then a
+# fade through white (a tryout's plan)
+ON_TWOS = [
+    Segment(75, seed=741, pan=(3.0, 0), hold=(2,)),
+    Segment(90, seed=742, pan=(0, 2.0), hold=(2,), dissolve=9, fade_out=8, fade_color="white"),
+    Segment(75, seed=743, pan=(-2.0, 1.0), hold=(2,), fade_in=8, fade_color="white"),
+]
+
+
 def test_a_window_from_inside_a_dissolve_is_no_pair_of_pictures_by_colour(tmp_path):
     """A window that starts inside a dissolve (its first frame 70 % the new shot) and ends on
     that shot has ends alike in gray and 17 chroma levels apart: with ``RECOLOURED`` at 16 it
-    passed as two pictures and marked 2 clean frames of the next shot (animation on twos,
-    panning; a tryout). Two pictures by colour differ by 24 levels or more."""
-    plan = [Segment(75, seed=741, pan=(3.0, 0), hold=(2,)),
-            Segment(90, seed=742, pan=(0, 2.0), hold=(2,), dissolve=9, fade_out=8,
-                    fade_color="white"),
-            Segment(75, seed=743, pan=(-2.0, 1.0), hold=(2,), fade_in=8, fade_color="white")]  # fmt: skip
-    truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=(640, 360))
+    passed as two pictures and marked 2 clean frames of the next shot (``ON_TWOS``). Two
+    pictures by colour differ by 24 levels or more."""
+    truth = render_video(tmp_path / "t.mp4", ON_TWOS, fps=24, size=(640, 360))
+    scenes = scenes_of(tmp_path / "t.mp4", 24)
+    score = score_scenes(truth, scenes, min_frames=26)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
+def test_a_dissolve_between_shots_animated_on_twos_is_left_out(tmp_path):
+    """``ON_TWOS`` at 320x180: each held picture pans 6 px at once, and over the 64-px frames
+    such a step held half the change of the window around the dissolve, which the screen took
+    for a cut's single step; 4 blended frames stayed in the clip before it. A step is a cut's
+    only where no other step in the window is more than half as big."""
+    truth = render_video(tmp_path / "t.mp4", ON_TWOS, fps=24, size=SIZE)
     scenes = scenes_of(tmp_path / "t.mp4", 24)
     score = score_scenes(truth, scenes, min_frames=26)
     assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes

@@ -388,9 +388,9 @@ class TransitionFinder:
         if not len(starts):
             return
         # cheap screens for all windows at once: the ends differ enough, no single step holds
-        # half the change (a cut), and the ends differ in brightness, contrast, or by a contrast
-        # dip between them (two pictures blended); a moving picture keeps its brightness and
-        # contrast, so camera motion rarely gets past here
+        # half the change (a cut, but see below), and the ends differ in brightness, contrast,
+        # or by a contrast dip between them (two pictures blended); a moving picture keeps its
+        # brightness and contrast, so camera motion rarely gets past here
         ring, ke = starts % self._size, e % self._size
         rows = self._rows[: len(ring)]
         np.take(self._fine8, ring, axis=0, out=rows)
@@ -407,8 +407,22 @@ class TransitionFinder:
         lo, hi = np.minimum(sa, self._std[ke]), np.maximum(sa, self._std[ke])
         hue = self._colour_gap(starts, e) >= RECOLOURED
         differ = (np.abs(sm - self._mean[ke]) > 6) | (lo < 0.8 * hi) | (dip < 0.9 * lo) | hue
-        for s in starts[((change >= self.min_change) | hue) & (jump < 0.5 * change) & differ]:
+        keep = ((change >= self.min_change) | hue) & differ
+        cut = jump >= 0.5 * change
+        for i in np.flatnonzero(keep & cut):
+            cut[i] = not self._held_step(int(starts[i]), float(jump[i]))
+        for s in starts[keep & ~cut]:
             self._test(int(s), e)
+
+    def _held_step(self, s: int, jump: float) -> bool:
+        """Whether a step of ``jump`` in a window from frame ``s`` is one its shot takes by
+        itself where it holds pictures: animation on twos (each picture held for two frames)
+        moves in steps of two frames' motion, with repeats between. The ``lag`` steps up to
+        frame ``s`` hold a repeat (under ``HELD_STEP``) and one as big. At 320x180 a pan on
+        twos stepped half the change of the windows around a 9-frame dissolve, each such
+        window's screen took the step for a cut's, and 4 blended frames stayed in a clip."""
+        before = self._step[np.arange(max(1, s - self.lag + 1), s + 1) % self._size]
+        return len(before) > 1 and before.min() < HELD_STEP and jump <= before.max()
 
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
@@ -978,6 +992,9 @@ BURST_SECONDS = 0.5
 BLUR_DIP = 0.6
 BLUR_EDGE = 0.85
 BLUR_FLOOR = 3.0
+# mean step (levels, 64-px frames) under which a frame repeats the one before: a held picture
+# (TransitionFinder._held_step); x264 codes a repeat of an animation on twos to the bit (0.0)
+HELD_STEP = 0.5
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
 # the ends of a window whose mean chroma (Cb or Cr, 8-bit levels) differs by this much are two
