@@ -389,12 +389,23 @@ def test_a_window_from_inside_a_dissolve_is_no_pair_of_pictures_by_colour(tmp_pa
     assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
 
 
-def test_a_dissolve_between_shots_animated_on_twos_is_left_out(tmp_path):
+# on threes, a 20-frame dissolve into a shot panning faster than the one before it
+ON_THREES = [
+    Segment(60, seed=811, pan=(2.0, 0), hold=(3,)),
+    Segment(60, seed=812, pan=(0, -2.0), hold=(3,), dissolve=12),
+    Segment(60, seed=813, pan=(-2.0, 0), hold=(3,)),
+    Segment(60, seed=814, pan=(2.0, 2.0), hold=(3,), dissolve=20),
+]
+
+
+@pytest.mark.parametrize("plan", [ON_TWOS, ON_THREES], ids=["twos", "threes"])
+def test_a_dissolve_between_shots_of_held_pictures_is_left_out(tmp_path, plan):
     """``ON_TWOS`` at 320x180: each held picture pans 6 px at once, and over the 64-px frames
     such a step held half the change of the window around the dissolve, which the screen took
-    for a cut's single step; 4 blended frames stayed in the clip before it. A step is a cut's
-    only where no other step in the window is more than half as big."""
-    truth = render_video(tmp_path / "t.mp4", ON_TWOS, fps=24, size=SIZE)
+    for a cut's single step; 4 blended frames stayed in the clip before it. Such a step is a
+    shot's own where the shot before or after the window holds pictures and takes steps as big
+    (``ON_THREES``: the step of the faster shot after the dissolve)."""
+    truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=SIZE)
     scenes = scenes_of(tmp_path / "t.mp4", 24)
     score = score_scenes(truth, scenes, min_frames=26)
     assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes

@@ -410,19 +410,24 @@ class TransitionFinder:
         keep = ((change >= self.min_change) | hue) & differ
         cut = jump >= 0.5 * change
         for i in np.flatnonzero(keep & cut):
-            cut[i] = not self._held_step(int(starts[i]), float(jump[i]))
+            cut[i] = not self._held_step(int(starts[i]), e, float(jump[i]))
         for s in starts[keep & ~cut]:
             self._test(int(s), e)
 
-    def _held_step(self, s: int, jump: float) -> bool:
-        """Whether a step of ``jump`` in a window from frame ``s`` is one its shot takes by
-        itself where it holds pictures: animation on twos (each picture held for two frames)
-        moves in steps of two frames' motion, with repeats between. The ``lag`` steps up to
-        frame ``s`` hold a repeat (under ``HELD_STEP``) and one as big. At 320x180 a pan on
-        twos stepped half the change of the windows around a 9-frame dissolve, each such
-        window's screen took the step for a cut's, and 4 blended frames stayed in a clip."""
-        before = self._step[np.arange(max(1, s - self.lag + 1), s + 1) % self._size]
-        return len(before) > 1 and before.min() < HELD_STEP and jump <= before.max()
+    def _held_step(self, s: int, e: int, jump: float) -> bool:
+        """Whether a step of ``jump`` in window ``[s, e]`` is one a shot takes by itself where
+        it holds pictures: animation on twos (each picture held for two frames) moves in steps
+        of two frames' motion, with repeats between. The ``lag`` steps up to frame ``s``, or
+        those after frame ``e``, hold a repeat (under ``HELD_STEP``) and one as big. At 320x180
+        a pan on twos stepped half the change of the windows around a 9-frame dissolve, each
+        such window's screen took the step for a cut's, and 4 blended frames stayed in a
+        clip."""
+        size, count = self._size, self._count
+        for a, b in ((max(1, s - self.lag + 1), s + 1), (e + 1, min(e + 1 + self.lag, count))):
+            steps = self._step[np.arange(a, b) % size]
+            if len(steps) > 1 and steps.min() < HELD_STEP and jump <= steps.max():
+                return True
+        return False
 
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
