@@ -210,6 +210,17 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(75, seed=323, pan=(0, 0.6 * k), whip=2),
     ]
     out.append({"name": "whips.mp4", "segments": whips, "fps": 30})
+    # animation: drawings held on threes and twos, and pictures held 2 and 3 frames in turn (24
+    # fps carried at 60, 3:2 pulldown), panning; hard cuts, a dissolve and fades. PySceneDetect's
+    # ratio cut a shot on threes at every drawing (scenes of 3 frames, too short to keep)
+    animation = [
+        Segment(72, seed=330, pan=(3.0 * k, 0), hold=(3,)),
+        Segment(72, seed=331, pan=(0, 2.0 * k), hold=(3,)),
+        Segment(72, seed=332, pan=(-2.0 * k, 0), hold=(2,), dissolve=12),
+        Segment(72, seed=333, pan=(2.0 * k, 1.0 * k), hold=(2, 3)),
+        Segment(72, seed=334, hold=(2, 3), fade_in=12, fade_out=12),
+    ]
+    out.append({"name": "animation.mkv", "segments": animation, "fps": 24})
     return out if containers == "mixed" else in_every_container(out)
 
 
