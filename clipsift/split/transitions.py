@@ -115,6 +115,11 @@ class TransitionFinder:
         # the steps the windows' screen reads: 0 into a flash's frames, and from the frame
         # before the flash to the one after it out of them
         self._screen_step = np.zeros(self._size, np.float32)
+        # per frame: the second largest of the ``2 * lag`` steps up to it where two of them are
+        # repeats (under HELD_STEP: a held picture), else 0 (TransitionFinder._windows); the
+        # second, so that a cut next to a still shot is no step of a held shot
+        self._held_steps = np.zeros(self._size, np.float32)
+        self._held_back = np.arange(1 - 2 * self.lag, 1)
         self._seen = np.zeros(self._size, np.float32)  # mean luma as seen
         self._flash = np.zeros(self._size, bool)  # frames of flashes
         self._jumps: collections.deque = collections.deque()  # recent flash_delta jumps
@@ -209,6 +214,11 @@ class TransitionFinder:
             prev = self._fine8[(index - 1) % self._size]
             self._step[k] = np.float32(cv2.norm(fine8, prev, cv2.NORM_L1)) / np.float32(len(fine8))
         self._screen_step[k] = self._step[k]
+        held = 0.0
+        if index >= 2 * self.lag:
+            steps = np.sort(self._step.take((index + self._held_back) % self._size))
+            held = steps[-2] if steps[1] < HELD_STEP else 0.0
+        self._held_steps[k] = held
         self._fine8[k] = fine8
         # the fits and motion measures see the frame smoothed (``SMOOTH``)
         fine = cv2.GaussianBlur(small.astype(np.float32), (0, 0), SMOOTH).ravel()
@@ -240,7 +250,12 @@ class TransitionFinder:
             self._jumps.append(i)
         while self._jumps and i - self._jumps[0] > self._decay + 1:
             self._jumps.popleft()
-        if not self._jumps:
+        # a flash ends where the luma comes back to within half a delta of where it jumped from
+        # (find_flashes' rule): a cut's jump, which stays, costs no search
+        now = self._seen[i % size]
+        if not any(
+            abs(now - self._seen[(j - 1) % size]) <= self.flash_delta / 2 for j in self._jumps
+        ):
             return
         lo = self._jumps[0] - 1
         found = find_flashes(self._seen[np.arange(lo, i + 1) % size],
@@ -408,26 +423,16 @@ class TransitionFinder:
         hue = self._colour_gap(starts, e) >= RECOLOURED
         differ = (np.abs(sm - self._mean[ke]) > 6) | (lo < 0.8 * hi) | (dip < 0.9 * lo) | hue
         keep = ((change >= self.min_change) | hue) & differ
-        cut = jump >= 0.5 * change
-        for i in np.flatnonzero(keep & cut):
-            cut[i] = not self._held_step(int(starts[i]), e, float(jump[i]))
-        for s in starts[keep & ~cut]:
+        # ... unless a shot takes such steps by itself where it holds pictures:
+        # animation on twos (each picture held for two frames) moves in steps of two frames'
+        # motion, with repeats between. At 320x180 a pan on twos stepped half the change of the
+        # windows around a 9-frame dissolve, each such window's screen took the step for a
+        # cut's, and 4 blended frames stayed in a clip. The shots are read in the ``2 * lag``
+        # steps up to frame s and those up to ``lag`` frames after e (``_held_steps``)
+        after = self._held_steps[(e + self.lag) % self._size] if e + self.lag < self._count else 0.0
+        held = jump <= np.maximum(self._held_steps[ring], after)
+        for s in starts[keep & ((jump < 0.5 * change) | held)]:
             self._test(int(s), e)
-
-    def _held_step(self, s: int, e: int, jump: float) -> bool:
-        """Whether a step of ``jump`` in window ``[s, e]`` is one a shot takes by itself where
-        it holds pictures: animation on twos (each picture held for two frames) moves in steps
-        of two frames' motion, with repeats between. The ``lag`` steps up to frame ``s``, or
-        those after frame ``e``, hold a repeat (under ``HELD_STEP``) and one as big. At 320x180
-        a pan on twos stepped half the change of the windows around a 9-frame dissolve, each
-        such window's screen took the step for a cut's, and 4 blended frames stayed in a
-        clip."""
-        size, count = self._size, self._count
-        for a, b in ((max(1, s - self.lag + 1), s + 1), (e + 1, min(e + 1 + self.lag, count))):
-            steps = self._step[np.arange(a, b) % size]
-            if len(steps) > 1 and steps.min() < HELD_STEP and jump <= steps.max():
-                return True
-        return False
 
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
@@ -998,7 +1003,7 @@ BLUR_DIP = 0.6
 BLUR_EDGE = 0.85
 BLUR_FLOOR = 3.0
 # mean step (levels, 64-px frames) under which a frame repeats the one before: a held picture
-# (TransitionFinder._held_step); x264 codes a repeat of an animation on twos to the bit (0.0)
+# (TransitionFinder._held_steps); x264 codes a repeat of an animation on twos to the bit (0.0)
 HELD_STEP = 0.5
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
