@@ -267,6 +267,44 @@ def test_only_a_window_that_holds_the_whole_ramp_marks_a_dissolve(tmp_path):
     assert finder._test(first + 5, last - 5) == "partial"
 
 
+def test_a_flash_above_50_fps_next_to_a_dissolve_is_passed_over():
+    """Above 50 fps a window's shots are read on every ``stride``-th frame: a camera flash
+    fading out on each of those before a 25-frame dissolve left none to judge the window by,
+    and the scan stopped (an IndexError; a review's case at 100 fps). Flash frames are passed
+    over, and the dissolve is marked to the frame."""
+    h, w = 180, 320
+
+    def picture(seed: int, mean: float) -> np.ndarray:
+        small = np.random.default_rng(seed).random((h // 8 + 2, w // 8 + 2)).astype(np.float32)
+        img = cv2.resize(small, (w + 16, h + 16), interpolation=cv2.INTER_CUBIC)[:h, :w]
+        return mean + 30 * (img - img.mean()) / img.std()
+
+    a, b, c = picture(1, 90), picture(2, 150), picture(3, 95)
+    frames = [c] * 30 + [a] + [a + g for g in (100, 80, 60, 40, 20)] + [a]  # flash: 31-35
+    frames += [a + k / 25 * (b - a) for k in range(25)] + [b] * 150  # dissolve: 38-61
+    finder = TransitionFinder(100.0, flash_delta=40.0)
+    for i, f in enumerate(frames):
+        finder.push(i, np.clip(np.round(f), 0, 255).astype(np.uint8))
+    assert [38, 61] in finder.finish()
+
+
+@pytest.mark.parametrize("fps, frames, seeds", [(30, 8, (3, 4)), (60, 14, (1, 2))])
+def test_a_quick_fade_in_after_a_cut_to_black_is_no_flash(tmp_path, fps, frames, seeds):
+    """A cut to black and a fade in of under 0.25 s reads as a dark flash that decays (the luma
+    drops by ``flash_delta`` and climbs back): skipped as a flash, the fade lost its last 1-2
+    frames in the finder (a review). The finder passes over bright flashes only."""
+    plan = [Segment(int(1.5 * fps), seed=seeds[0], pan=(1, 0)),
+            Segment(int(1.5 * fps), seed=seeds[1], fade_in=frames, pan=(0, 1))]  # fmt: skip
+    truth = render_video(tmp_path / "f.mp4", plan, fps=fps, size=(160, 90))
+    found = []
+    for delta in (None, 40.0):
+        finder = TransitionFinder(fps, flash_delta=delta)
+        for fr in iter_frames(str(tmp_path / "f.mp4")):
+            finder.push(fr.index, fr.analysis(160, quick=True)[0])
+        found.append(finder.finish())
+    assert found[1] == found[0] == truth["transitions"], found
+
+
 def test_a_turning_shot_after_a_dissolve_starts_within_a_frame(tmp_path):
     """A 0.5-s dissolve into a shot turning at 10 degrees per second, at 60 fps: read as a
     shift, the turning shot's own first frames looked like the tail of the blend, and its start

@@ -232,9 +232,10 @@ class AdaptiveDetector:
         return out
 
     def finish(self, n_frames: int) -> list[tuple[int, int]]:
-        if self.edges and self.aligned_ratio is not None:
+        if self.aligned_ratio is not None:
             n = len(self.scores)  # the last frames, judged with their neighbours mirrored
-            for t in range(max(1, n - self.reach), n):
+            last = n if self.edges else n - self.window_width  # (edges=False: those judged)
+            for t in range(max(1, n - self.reach), last):
                 self._judge_aligned(t)
         return scenes_from_cuts(self.cuts(), n_frames)
 

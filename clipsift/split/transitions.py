@@ -22,8 +22,8 @@ belong to no clip. A shot's motion is measured over up to 0.15 s of its frames, 
 tested that long after their last frame. Frames that are one flat colour near black or white as
 seen (the dip of a fade, a blank; an HDR frame by its SDR levels) belong to no clip either. Frames
 are compared inside the video's black bars (:class:`PictureBox`), which would fit any blend and any
-motion. Windows pass over flashes (a jump in luma that comes back): no window ends on a flash frame
-or is fitted to one (:meth:`TransitionFinder._track_flash`).
+motion. Windows pass over bright flashes (a jump in luma that comes back): no window ends on a flash
+frame or is fitted to one (:meth:`TransitionFinder._track_flash`).
 
 A whip pan is no blend: shot A swings away in a few blurred frames and shot B swings in, the
 cut hidden in the blur. Each of its frames changes as much as the cut, so a cut detector sees
@@ -260,7 +260,12 @@ class TransitionFinder:
         lo = self._jumps[0] - 1
         found = find_flashes(self._seen[np.arange(lo, i + 1) % size],
                              brightness_delta=self.flash_delta, max_decay=self._decay)  # fmt: skip
+        # bright flashes only: a run darker than the frame before it is a cut to black and a
+        # fade in from it as often as a dropout (find_flashes reads both), and skipped, such a
+        # fade lost its last 1-2 frames to the next clip
+        base = self._seen[lo % size]
         new = [lo + f for f in found if not self._flash[(lo + f) % size]]
+        new = [f for f in new if self._seen[f % size] > base]
         if not new:
             return
         self._flash[np.asarray(new) % size] = True
@@ -540,9 +545,11 @@ class TransitionFinder:
             if n >= 3 * self.stride:
                 out = sorted(i + way * k for k in range(self.stride, n + 1, self.stride))
                 out = [k for k in out if not self._flash[k % size]]
+                if len(out) < 2:  # (above 50 fps: the frames on the stride all a flash's)
+                    continue
                 beyond = fit(s, e, va, vb, out)[0].astype(np.float64)
                 at = np.asarray(out, np.float64) - out[0]
-                if len(out) >= 2 and np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
+                if np.polyfit(at, beyond, 1)[0] > 0.5 * slope:
                     return "partial"
         if len(ks) < e - s - 1:  # the ends to the frame: every frame's alpha
             alpha = self._fit_frames(fit, s, e, va, vb, range(s + 1, e))
