@@ -221,6 +221,16 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(72, seed=334, hold=(2, 3), fade_in=12, fade_out=12),
     ]
     out.append({"name": "animation.mkv", "segments": animation, "fps": 24})
+    # soft cuts: cuts made one frame of both shots (an editor's one-frame dissolve, a film
+    # blended to another frame rate), over fast pans of foliage and of shapes; no window of the
+    # finder held such a frame, and over foliage one clip held three shots
+    soft_cuts = [
+        Segment(72, seed=340, pan=(3.6 * k, 1.2 * k), texture="foliage", noise=1.5),
+        Segment(72, seed=341, pan=(-2.4 * k, 1.8 * k), texture="foliage", noise=1.5, dissolve=1),
+        Segment(72, seed=342, pan=(0, 2.4 * k), noise=1.5, dissolve=1),
+        Segment(72, seed=343, pan=(3.0 * k, 0), noise=1.5, dissolve=1),
+    ]
+    out.append({"name": "soft_cuts.mp4", "segments": soft_cuts, "fps": 24})
     return out if containers == "mixed" else in_every_container(out)
 
 

@@ -387,6 +387,63 @@ def test_dissolves_between_textured_pans(tmp_path, texture):
         assert score["boundary_error"] <= 1, (texture, n, score)
 
 
+@pytest.mark.parametrize("fps", [24, 30, 60])
+@pytest.mark.parametrize("texture", [None, "foliage"])
+def test_a_one_frame_blend_at_a_cut_is_left_out(tmp_path, fps, texture):
+    """A cut made one frame of both shots (an editor's "soft cut", or a film converted to
+    another frame rate by blending). No window of the finder held that frame, so it stayed at a
+    clip's end or start; over a fast pan of foliage (108 px/s at 320x180) its two half steps
+    were no cut either, and one clip held all three shots."""
+    k, kw = 30 / fps, {"texture": texture} if texture else {}
+    segs = [Segment(round(1.5 * fps), seed=900, pan=(3.6 * k, 1.2 * k), noise=1.5, **kw),
+            Segment(round(1.5 * fps), seed=901, pan=(-2.4 * k, 1.8 * k), noise=1.5, dissolve=1,
+                    **kw),
+            Segment(round(1.5 * fps), seed=902, pan=(0, 2.4 * k), noise=1.5, dissolve=1, **kw)]  # fmt: skip
+    truth = render_video(tmp_path / "t.mp4", segs, fps=fps, size=SIZE)
+    assert [b - a for a, b in truth["transitions"]] == [0, 0]
+    scenes = scenes_of(tmp_path / "t.mp4", fps)
+    score = score_scenes(truth, scenes, min_frames=round(0.5 * fps))
+    assert score == {"dirty": 0, "boundary_error": 0, "missed": 0}, (scenes, truth["transitions"])
+
+
+def blend_converted(texture: str, cut: int, frames: int = 150) -> tuple[list, list[int]]:
+    """A film at 24 fps shown at 30 fps by blending: output frame j mixes the film's pictures
+    either side of its time j * 24 / 30 by their distance from it (4 frames in 5 are blends of
+    two pictures, weighted 0.2-0.8). Two shots panning 72 px/s over ``texture`` at 320x180,
+    cut at film frame ``cut``. Returns the gray frames and the one that mixes both shots."""
+    w, h = SIZE
+    canvases = [cv2.cvtColor(busy_texture(texture, seed, h + 40, w * 4), cv2.COLOR_RGB2GRAY)
+                for seed in (5, 6)]  # fmt: skip
+
+    def film(k: int) -> np.ndarray:
+        x = 20 + 3.0 * k if k < cut else 600 - 3.0 * (k - cut)
+        shift = np.float32([[1, 0, -x], [0, 1, -20]])
+        return cv2.warpAffine(canvases[k >= cut].astype(np.float32), shift, (w, h))
+
+    rng, out, mixed = np.random.default_rng(0), [], []
+    for j in range(frames):
+        k, f = divmod(j * 24, 30)  # film frame k, and f / 30 of the way to the next
+        picture = film(k) if f == 0 else (1 - f / 30) * film(k) + f / 30 * film(k + 1)
+        if f and k == cut - 1:
+            mixed.append(j)
+        noisy = picture + rng.normal(0, 1.0, picture.shape)
+        out.append(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
+    return out, mixed
+
+
+@pytest.mark.parametrize("texture", ["fabric", "foliage", "stone"])
+def test_a_film_blended_to_30_fps_loses_only_the_frame_that_mixes_two_shots(texture):
+    """Every cut of a blend-converted film becomes one frame of both shots, at a weight set by
+    where the cut falls (0.2-0.8); the blends of one shot's pictures in between are no cut.
+    Frames pushed straight into the finder."""
+    for cut in range(57, 62):
+        frames, mixed = blend_converted(texture, cut)
+        finder = TransitionFinder(30.0, flash_delta=40.0)
+        for i, gray in enumerate(frames):
+            finder.push(i, gray)
+        assert finder.finish() == [[j, j] for j in mixed], (texture, cut)
+
+
 @pytest.mark.parametrize("seeds", [(631, 651), (631, 632)], ids=["gray gap 16", "gray gap 8"])
 def test_a_dissolve_between_skies_alike_in_gray_is_left_out(tmp_path, seeds):
     """Two smooth gradients of one shape in other colours (an orange sky and a green one):

@@ -237,6 +237,8 @@ class TransitionFinder:
         # the frames after a window show how its second shot moves
         if index - 1 - self.delay >= 0 and (index - 1 - self.delay) % self.stride == 0:
             self._windows(index - 1 - self.delay)
+        if index - 2 - self.delay >= 1:
+            self._blended_cut(index - 2 - self.delay)
 
     def _track_flash(self, i: int) -> None:
         """Mark the frames of flashes (:func:`~clipsift.filters.flash.find_flashes`, on the
@@ -439,19 +441,61 @@ class TransitionFinder:
         for s in starts[keep & ((jump < 0.5 * change) | held)]:
             self._test(int(s), e)
 
+    def _blended_cut(self, t: int) -> str:
+        """Mark frame ``t`` where it alone blends the shots either side of a cut; returns the
+        test it failed, or ''. Frame-rate conversion by blending (a 24-fps film shown at 30 or
+        25 fps), and editors' one-frame "soft cuts", turn a cut into one frame of both shots,
+        which no window of :meth:`_windows` holds (their shortest has two frames inside). Such
+        a frame stayed at a clip's end or start; over a fast pan of busy texture its two half
+        steps were no cut either, and one clip held three shots. Frame ``t`` is such a blend
+        where the frames either side are two pictures, much further apart than the shots' own
+        steps, and ``t`` is a blend of them, each moved as its shot moves (``alpha`` between
+        ``1 - ONE_FRAME_ALPHA`` and ``ONE_FRAME_ALPHA``, the windows' residual bound)."""
+        size, s, e = self._size, t - 1, t + 1
+        if self._flash[s % size] or self._flash[t % size] or self._flash[e % size]:
+            return "flash"
+        change = float(cv2.norm(self._fine8[s % size], self._fine8[e % size], cv2.NORM_L1))
+        if change < self.min_change * self._fine8.shape[1]:
+            return "screen"
+        # the rest on the smoothed frames, as the fits see them: unsmoothed, a pan over foliage
+        # at 0.7 px a frame (64-px frames) stepped 20 levels, and the cut's half steps 23
+        change = float(np.abs(self._frame(s) - self._frame(e)).mean())
+        if min(self._pace[t % size], self._pace[e % size]) < (1 - ONE_FRAME_ALPHA) * change:
+            return "screen"  # all of the change in one step: a cut
+        # within a shot, frames two apart differ by at most about two of its steps
+        own = max(self._pace[s % size] if s else 0.0,
+                  self._pace[(e + 1) % size] if e + 1 < self._count else 0.0)  # fmt: skip
+        if change < OWN_STEPS * own:
+            return "own"
+        if self._one_picture(s, e):
+            return "similar"
+        va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
+        alpha, resid = (float(v[0]) for v in self._blend_fit(s, e, va, vb, [t]))
+        if resid > self.max_residual or not 1 - ONE_FRAME_ALPHA <= alpha <= ONE_FRAME_ALPHA:
+            return "residual"
+        self._marked.add(t)
+        return ""
+
+    def _one_picture(self, s: int, e: int) -> bool:
+        """Whether frames ``s`` and ``e`` show one picture (moved), not two: alike in contrast
+        and colour, and alike once aligned. A flat end is no picture (a fade); colours that
+        differ are two (a dissolve from an orange sky to a green one correlated at 0.996 in
+        gray, and stayed in its clip)."""
+        sa, sb = float(self._std[s % self._size]), float(self._std[e % self._size])
+        return (
+            min(sa, sb) >= 0.5 * max(sa, sb)
+            and not self._recoloured(s, e)
+            and shifted_similarity(self._sharp(s), self._sharp(e)) > self.max_similarity
+        )
+
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
         size = self._size
         a, b = self._sharp(s), self._sharp(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
         # 1. the ends are two different pictures (not one picture moved), or one end is flat,
-        # or their colours differ: two skies, two walls of one gradient in gray (a dissolve from
-        # an orange sky to a green one correlated at 0.996 in gray, and stayed in its clip)
-        if (
-            min(sa, sb) >= 0.5 * max(sa, sb)
-            and not self._recoloured(s, e)
-            and shifted_similarity(a, b) > self.max_similarity
-        ):
+        # or their colours differ (:meth:`_one_picture`)
+        if self._one_picture(s, e):
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
         # end of the window (a shift, turn and zoom per frame, measured over the frames before
@@ -764,6 +808,8 @@ class TransitionFinder:
         # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
         for e in range(max(0, self._count - 1 - self.delay), self._count - 1):
             self._windows(e)
+        for t in range(max(1, self._count - 1 - self.delay), self._count - 1):
+            self._blended_cut(t)
         # a blurred run with fewer than 2 * lag frames after it: judged with those there are
         dip, self._dip = self._dip, None
         if dip is not None and self._count - 1 - dip[1] >= self.lag + 1:
@@ -1014,6 +1060,11 @@ BLUR_FLOOR = 3.0
 HELD_STEP = 0.5
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
+# a single blended frame at a cut (TransitionFinder._blended_cut): alpha within ONE_FRAME_ALPHA of
+# either shot (a 24-to-30-fps blend conversion makes 0.2-0.8), and the change across it at
+# least OWN_STEPS times the shots' own steps either side
+ONE_FRAME_ALPHA = 0.9
+OWN_STEPS = 2.5
 # the ends of a window whose mean chroma (Cb or Cr, 8-bit levels) differs by this much are two
 # pictures, however alike in gray (two skies of one gradient: orange and green differed by 58-74);
 # a small pan, whose ends align in gray, keeps most of its picture and so its colour. At 16, a
