@@ -431,17 +431,84 @@ def blend_converted(texture: str, cut: int, frames: int = 150) -> tuple[list, li
     return out, mixed
 
 
+@pytest.mark.parametrize("doubled", [False, True], ids=["30 fps", "doubled to 60 fps"])
 @pytest.mark.parametrize("texture", ["fabric", "foliage", "stone"])
-def test_a_film_blended_to_30_fps_loses_only_the_frame_that_mixes_two_shots(texture):
+def test_a_film_blended_to_30_fps_loses_only_the_frame_that_mixes_two_shots(texture, doubled):
     """Every cut of a blend-converted film becomes one frame of both shots, at a weight set by
     where the cut falls (0.2-0.8); the blends of one shot's pictures in between are no cut.
-    Frames pushed straight into the finder."""
+    Doubled to 60 fps (each frame shown twice, as web copies of such films are), the mixed
+    frame is shown twice, and both copies go: the rule had read each copy's repeat as a cut
+    and left both in clips (9 of 9 cuts, a review). Frames pushed straight into the finder."""
     for cut in range(57, 62):
         frames, mixed = blend_converted(texture, cut)
-        finder = TransitionFinder(30.0, flash_delta=40.0)
+        if doubled:
+            frames = [f for f in frames for _ in (0, 1)]
+            mixed = [2 * mixed[0], 2 * mixed[0] + 1]
+        finder = TransitionFinder(60.0 if doubled else 30.0, flash_delta=40.0)
         for i, gray in enumerate(frames):
             finder.push(i, gray)
-        assert finder.finish() == [[j, j] for j in mixed], (texture, cut)
+        assert finder.finish() == [[mixed[0], mixed[-1]]], (texture, cut)
+
+
+def soft_cut(frames: int, at: int, flash: int | None = None) -> list[np.ndarray]:
+    """Two shots panning over stone and foliage (320x180), joined by one 50/50 frame at ``at``;
+    a camera flash (80 % white) on frame ``flash``."""
+    w, h = SIZE
+    a, b = (cv2.cvtColor(busy_texture(kind, seed, h + 40, w * 3), cv2.COLOR_RGB2GRAY)
+            .astype(np.float32) for kind, seed in (("stone", 1), ("foliage", 2)))  # fmt: skip
+
+    def moved(img: np.ndarray, x: float) -> np.ndarray:
+        return cv2.warpAffine(img, np.float32([[1, 0, -x], [0, 1, -20]]), (w, h))
+
+    rng, out = np.random.default_rng(0), []
+    for i in range(frames):
+        pa, pb = moved(a, 20 + 2.0 * i), moved(b, 300 - 2.0 * i)
+        picture = pa if i < at else pb if i > at else 0.5 * (pa + pb)
+        if i == flash:
+            picture = 0.2 * picture + 0.8 * 255
+        out.append(np.clip(np.round(picture + rng.normal(0, 1.0, picture.shape)), 0, 255))
+    return [f.astype(np.uint8) for f in out]
+
+
+def test_a_soft_cut_in_a_videos_last_frames_or_two_frames_from_a_flash_is_found():
+    """The last frames: ``finish`` judged none of them one frame too late, and a soft cut
+    ``delay + 2`` frames before a video's end stayed in a clip (a review). A flash two frames
+    before or after the blended frame: its step was read as the shot's own, as big as the
+    cut's, and the frame stayed in a clip."""
+    delay = TransitionFinder(30.0, flash_delta=40.0).delay
+    cases = [(50 + 2 + delay + extra, None) for extra in range(-1, 3)]
+    cases += [(90, 48), (90, 52)]
+    for frames, flash in cases:
+        finder = TransitionFinder(30.0, flash_delta=40.0)
+        for i, gray in enumerate(soft_cut(frames, 50, flash)):
+            finder.push(i, gray)
+        assert [50, 50] in finder.finish(), (frames, flash)
+
+
+@pytest.mark.parametrize("mode", ["switched on", "switched off", "blinking"])
+def test_a_light_changing_in_one_frame_is_no_soft_cut(mode):
+    """A textured room (pan 1 px a frame) whose light comes on, goes off or blinks at 3 Hz,
+    each change with one frame half lit: that frame is a blend of the frames either side, which
+    differ in contrast by 2-5 times, and the soft-cut rule took such ends for two pictures: 7
+    of 7 switches and 17 frames of 90 under the blink were cut out, the shot split at each (a
+    review). One picture lit otherwise keeps its correlation. Frames pushed into the finder."""
+    w, h = SIZE
+    room = cv2.cvtColor(busy_texture("fabric", 3, h + 40, w * 2), cv2.COLOR_RGB2GRAY)
+
+    def gain(i: int) -> float:
+        if mode == "blinking":
+            on = (i // 5) % 2 == 0
+            return (1.0 if on else 0.3) if i % 5 else 0.65
+        lit = i > 60 if mode == "switched on" else i < 60
+        return 0.6 if i == 60 else 1.0 if lit else 0.2
+
+    rng, finder = np.random.default_rng(0), TransitionFinder(30.0, flash_delta=40.0)
+    for i in range(120):
+        shift = np.float32([[1, 0, -(10 + 1.0 * i)], [0, 1, -20]])
+        picture = cv2.warpAffine(room.astype(np.float32), shift, (w, h)) * gain(i)
+        noisy = np.round(picture + rng.normal(0, 1.0, picture.shape))
+        finder.push(i, np.clip(noisy, 0, 255).astype(np.uint8))
+    assert finder.finish() == []
 
 
 @pytest.mark.parametrize("seeds", [(631, 651), (631, 632)], ids=["gray gap 16", "gray gap 8"])

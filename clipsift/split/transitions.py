@@ -450,8 +450,14 @@ class TransitionFinder:
         steps were no cut either, and one clip held three shots. Frame ``t`` is such a blend
         where the frames either side are two pictures, much further apart than the shots' own
         steps, and ``t`` is a blend of them, each moved as its shot moves (``alpha`` between
-        ``1 - ONE_FRAME_ALPHA`` and ``ONE_FRAME_ALPHA``, the windows' residual bound)."""
+        ``1 - ONE_FRAME_ALPHA`` and ``ONE_FRAME_ALPHA``, the windows' residual bound). The
+        blend may be shown up to 3 times (such a film doubled to 50 or 60 fps, or carried in a
+        3:2 cadence): its repeats go with it, and a repeat is judged with its first frame."""
         size, s, e = self._size, t - 1, t + 1
+        if self._step[t % size] < HELD_STEP:
+            return "held"  # a repeat of frame t - 1
+        while e + 1 < self._count and e - t < 3 and self._step[e % size] < HELD_STEP:
+            e += 1
         if self._flash[s % size] or self._flash[t % size] or self._flash[e % size]:
             return "flash"
         change = float(cv2.norm(self._fine8[s % size], self._fine8[e % size], cv2.NORM_L1))
@@ -462,31 +468,34 @@ class TransitionFinder:
         change = float(np.abs(self._frame(s) - self._frame(e)).mean())
         if min(self._pace[t % size], self._pace[e % size]) < (1 - ONE_FRAME_ALPHA) * change:
             return "screen"  # all of the change in one step: a cut
-        # within a shot, frames two apart differ by at most about two of its steps
-        own = max(self._pace[s % size] if s else 0.0,
-                  self._pace[(e + 1) % size] if e + 1 < self._count else 0.0)  # fmt: skip
+        # within a shot, frames two apart differ by at most about two of its steps (a step
+        # into or out of a flash is none of the shot's)
+        own = 0.0
+        if s and not self._flash[(s - 1) % size]:
+            own = self._pace[s % size]
+        if e + 1 < self._count and not self._flash[(e + 1) % size]:
+            own = max(own, self._pace[(e + 1) % size])
         if change < OWN_STEPS * own:
             return "own"
-        if self._one_picture(s, e):
+        # two pictures, as a window's ends are (:meth:`_test`), but for contrast: one
+        # picture lit otherwise keeps its correlation, and a room whose light came on, a
+        # blinking lamp or lightning, each with one frame half lit, lost that frame and was
+        # split there (7 of 7 light switches, 17 frames of 90 under a 3-Hz blink)
+        sa, sb = float(self._std[s % size]), float(self._std[e % size])
+        if (
+            min(sa, sb) >= self.blank_std
+            and not self._recoloured(s, e)
+            and shifted_similarity(self._sharp(s), self._sharp(e)) > self.max_similarity
+        ):
             return "similar"
         va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
         alpha, resid = (float(v[0]) for v in self._blend_fit(s, e, va, vb, [t]))
-        if resid > self.max_residual or not 1 - ONE_FRAME_ALPHA <= alpha <= ONE_FRAME_ALPHA:
+        if resid > self.max_residual:
             return "residual"
-        self._marked.add(t)
+        if not 1 - ONE_FRAME_ALPHA <= alpha <= ONE_FRAME_ALPHA:
+            return "alpha"
+        self._marked.update(range(t, e))
         return ""
-
-    def _one_picture(self, s: int, e: int) -> bool:
-        """Whether frames ``s`` and ``e`` show one picture (moved), not two: alike in contrast
-        and colour, and alike once aligned. A flat end is no picture (a fade); colours that
-        differ are two (a dissolve from an orange sky to a green one correlated at 0.996 in
-        gray, and stayed in its clip)."""
-        sa, sb = float(self._std[s % self._size]), float(self._std[e % self._size])
-        return (
-            min(sa, sb) >= 0.5 * max(sa, sb)
-            and not self._recoloured(s, e)
-            and shifted_similarity(self._sharp(s), self._sharp(e)) > self.max_similarity
-        )
 
     def _test(self, s: int, e: int) -> str:
         """Mark the blended frames of window ``[s, e]``; returns the test it failed, or ''."""
@@ -494,8 +503,13 @@ class TransitionFinder:
         a, b = self._sharp(s), self._sharp(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
         # 1. the ends are two different pictures (not one picture moved), or one end is flat,
-        # or their colours differ (:meth:`_one_picture`)
-        if self._one_picture(s, e):
+        # or their colours differ: two skies, two walls of one gradient in gray (a dissolve from
+        # an orange sky to a green one correlated at 0.996 in gray, and stayed in its clip)
+        if (
+            min(sa, sb) >= 0.5 * max(sa, sb)
+            and not self._recoloured(s, e)
+            and shifted_similarity(a, b) > self.max_similarity
+        ):
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
         # end of the window (a shift, turn and zoom per frame, measured over the frames before
@@ -808,7 +822,8 @@ class TransitionFinder:
         # the last windows, with fewer frames after them (push tested those up to count - 2 - lag)
         for e in range(max(0, self._count - 1 - self.delay), self._count - 1):
             self._windows(e)
-        for t in range(max(1, self._count - 1 - self.delay), self._count - 1):
+        # ... and the last single frames (push judged those up to count - 3 - delay)
+        for t in range(max(1, self._count - 2 - self.delay), self._count - 1):
             self._blended_cut(t)
         # a blurred run with fewer than 2 * lag frames after it: judged with those there are
         dip, self._dip = self._dip, None
