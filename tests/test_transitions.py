@@ -437,8 +437,9 @@ def test_a_film_blended_to_30_fps_loses_only_the_frame_that_mixes_two_shots(text
     """Every cut of a blend-converted film becomes one frame of both shots, at a weight set by
     where the cut falls (0.2-0.8); the blends of one shot's pictures in between are no cut.
     Doubled to 60 fps (each frame shown twice, as web copies of such films are), the mixed
-    frame is shown twice, and both copies go: the rule had read each copy's repeat as a cut
-    and left both in clips (9 of 9 cuts, a review). Frames pushed straight into the finder."""
+    frame is shown twice, and both copies go: the repeat's step of 0 failed the rule's screen
+    at each copy, and both stayed in clips (9 of 9 cuts, a review). Frames pushed straight
+    into the finder."""
     for cut in range(57, 62):
         frames, mixed = blend_converted(texture, cut)
         if doubled:
@@ -471,8 +472,9 @@ def soft_cut(frames: int, at: int, flash: int | None = None) -> list[np.ndarray]
 
 
 def test_a_soft_cut_in_a_videos_last_frames_or_two_frames_from_a_flash_is_found():
-    """The last frames: ``finish`` judged none of them one frame too late, and a soft cut
-    ``delay + 2`` frames before a video's end stayed in a clip (a review). A flash two frames
+    """The last frames: ``finish`` started a frame too late, so neither it nor ``push``
+    judged the frame ``delay + 2`` before a video's end, and a soft cut there stayed in a clip
+    (a review). A flash two frames
     before or after the blended frame: its step was read as the shot's own, as big as the
     cut's, and the frame stayed in a clip."""
     delay = TransitionFinder(30.0, flash_delta=40.0).delay
