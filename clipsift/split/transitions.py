@@ -460,8 +460,8 @@ class TransitionFinder:
             e += 1
         if self._flash[s % size] or self._flash[t % size] or self._flash[e % size]:
             return "flash"
-        change = float(cv2.norm(self._fine8[s % size], self._fine8[e % size], cv2.NORM_L1))
-        if change < self.min_change * self._fine8.shape[1]:
+        raw = float(cv2.norm(self._fine8[s % size], self._fine8[e % size], cv2.NORM_L1))
+        if raw < self.min_change * self._fine8.shape[1]:
             return "screen"
         # the rest on the smoothed frames, as the fits see them: unsmoothed, a pan over foliage
         # at 0.7 px a frame (64-px frames) stepped 20 levels, and the cut's half steps 23
@@ -477,16 +477,11 @@ class TransitionFinder:
             own = max(own, self._pace[(e + 1) % size])
         if change < OWN_STEPS * own:
             return "own"
-        # two pictures, as a window's ends are (:meth:`_test`), but for contrast: one
-        # picture lit otherwise keeps its correlation, and a room whose light came on, a
-        # blinking lamp or lightning, each with one frame half lit, lost that frame and was
-        # split there (7 of 7 light switches, 17 frames of 90 under a 3-Hz blink)
-        sa, sb = float(self._std[s % size]), float(self._std[e % size])
-        if (
-            min(sa, sb) >= self.blank_std
-            and not self._recoloured(s, e)
-            and shifted_similarity(self._sharp(s), self._sharp(e)) > self.max_similarity
-        ):
+        # two pictures, but not by contrast: one picture lit otherwise keeps its correlation,
+        # and a room whose light came on, a blinking lamp or lightning, each with one frame
+        # half lit, lost that frame and was split there (7 of 7 light switches, 17 frames of
+        # 90 under a 3-Hz blink)
+        if self._one_picture(s, e, self._sharp(s), self._sharp(e), by_contrast=False):
             return "similar"
         va, vb = self._velocity(s, -1, change), self._velocity(e, 1, change)
         alpha, resid = (float(v[0]) for v in self._blend_fit(s, e, va, vb, [t]))
@@ -502,14 +497,8 @@ class TransitionFinder:
         size = self._size
         a, b = self._sharp(s), self._sharp(e)
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
-        # 1. the ends are two different pictures (not one picture moved), or one end is flat,
-        # or their colours differ: two skies, two walls of one gradient in gray (a dissolve from
-        # an orange sky to a green one correlated at 0.996 in gray, and stayed in its clip)
-        if (
-            min(sa, sb) >= 0.5 * max(sa, sb)
-            and not self._recoloured(s, e)
-            and shifted_similarity(a, b) > self.max_similarity
-        ):
+        # 1. the ends are two different pictures (not one picture moved)
+        if self._one_picture(s, e, a, b):
             return "similar"
         # 2. every frame between is a blend of the two shots, each moved as it moves at its
         # end of the window (a shift, turn and zoom per frame, measured over the frames before
@@ -635,6 +624,18 @@ class TransitionFinder:
             last += self._widen_past(fit, s, e, va, vb, change, slope, 1)
         self._marked.update(range(first, last + 1))
         return ""
+
+    def _one_picture(self, s: int, e: int, a, b, *, by_contrast: bool = True) -> bool:
+        """Whether frames ``s`` and ``e`` (``a``, ``b``: as :meth:`_sharp` gives them) show one
+        picture, moved, not two: their contrasts are within a factor of 2 (``by_contrast``;
+        else neither is flat), their colours are alike (two skies, two walls of one gradient in
+        gray: a dissolve from an orange sky to a green one correlated at 0.996 in gray, and
+        stayed in its clip), and they correlate once aligned."""
+        sa, sb = float(self._std[s % self._size]), float(self._std[e % self._size])
+        alike = min(sa, sb) >= (0.5 * max(sa, sb) if by_contrast else self.blank_std)
+        return (
+            alike and not self._recoloured(s, e) and shifted_similarity(a, b) > self.max_similarity
+        )
 
     def _recoloured(self, s: int, e: int) -> bool:
         """Whether frames ``s`` and ``e`` differ in mean chroma by ``RECOLOURED`` or more."""
