@@ -221,6 +221,16 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(72, seed=334, hold=(2, 3), fade_in=12, fade_out=12),
     ]
     out.append({"name": "animation.mkv", "segments": animation, "fps": 24})
+    # animation panning fast (8 px a frame, a drawing's step of 16-24 px) on twos and threes,
+    # a hard cut and dissolves of 0.5 and 0.8 s: each drawing stepped more than a quarter of a
+    # dissolve's change, the shots' motion read as still, and clips spanned both dissolves
+    held_pans = [
+        Segment(60, seed=350, pan=(4.0 * k, 0), hold=(2,)),
+        Segment(60, seed=351, pan=(0, -4.0 * k), hold=(2,), dissolve=12),
+        Segment(60, seed=352, pan=(-4.0 * k, 0), hold=(3,)),
+        Segment(60, seed=353, pan=(4.0 * k, 4.0 * k), hold=(3,), dissolve=20),
+    ]
+    out.append({"name": "held_pans.mkv", "segments": held_pans, "fps": 24})
     # soft cuts: cuts made one frame of both shots (an editor's one-frame dissolve, a film
     # blended to another frame rate), over fast pans of foliage and of shapes; no window of the
     # finder held such a frame, and over foliage one clip held three shots

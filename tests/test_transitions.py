@@ -350,6 +350,32 @@ def test_a_shots_shift_turn_and_zoom_are_measured_closely():
         assert c == 1 and abs(t) < 0.05, (sigma, c, t)
 
 
+@pytest.mark.parametrize("texture", ["foliage", "fabric", "stone", "cellular"])
+def test_a_pan_of_a_few_pixels_over_busy_texture_is_measured(texture):
+    """A shot panned 2-4 px of the finder's 64-px frames (a drawing's step on threes at 4 px a
+    frame at 320x180, or a measure over 4 frames of a fast pan), over busy texture: phase
+    correlation of the untapered frames peaked at no shift (the frames' edges, which stay put),
+    read foliage's 3.2 px as 0.6, and the refinement, 1 px a step at most, ended at a quarter
+    of the truth; a dissolve out of such a pan stayed in its clip. The frames are tapered to
+    their edges for the measure (and OpenCV, which tapers in place, gets copies)."""
+    canvas = cv2.cvtColor(busy_texture(texture, 5, 220, 400), cv2.COLOR_RGB2GRAY)
+
+    def frame(x0: float, y0: float) -> np.ndarray:  # the finder's smoothed 64-px frame
+        mat = np.float32([[1, 0, -x0], [0, 1, -y0]])
+        view = cv2.warpAffine(canvas, mat, (320, 180), flags=cv2.INTER_LINEAR)
+        small = cv2.resize(view, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return cv2.GaussianBlur(small, (0, 0), 1.0)
+
+    for dx, dy in ((16, 16), (-12, 8), (20, 0), (0, -14)):
+        a, b = frame(30, 20), frame(30 + dx, 20 + dy)
+        before = (a.copy(), b.copy())
+        c, t = _refined_motion(a, b)
+        # the view moves on by (dx, dy): the picture moves the other way, by 64/320 of it
+        want = complex(-dx, -dy) * 64 / 320
+        assert abs(t - want) < 0.15 and abs(c - 1) < 0.01, (texture, dx, dy, c, t)
+        assert all(np.array_equal(x, y) for x, y in zip(before, (a, b), strict=True))
+
+
 def test_a_pan_under_a_moving_subject_is_measured_as_the_pan():
     """A bright subject (a disc a seventh to a quarter of the frame high) that moves 6 px of
     the finder's 64 while the soft background pans a fraction of a pixel: phase correlation
@@ -569,6 +595,30 @@ def test_a_dissolve_between_shots_of_held_pictures_is_left_out(tmp_path, plan):
     for a cut's single step; 4 blended frames stayed in the clip before it. Such a step is a
     shot's own where the shot before or after the window holds pictures and takes steps as big
     (``ON_THREES``: the step of the faster shot after the dissolve)."""
+    truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=SIZE)
+    scenes = scenes_of(tmp_path / "t.mp4", 24)
+    score = score_scenes(truth, scenes, min_frames=26)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
+HELD_PANS = [(2, 4.0, "shapes"), (3, 4.0, "shapes"), (3, 2.0, "foliage"), (2, 4.0, "foliage"),
+             (3, 4.0, "foliage")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("hold", "px", "texture"), HELD_PANS)
+def test_dissolves_between_held_shots_that_pan_fast_are_left_out(tmp_path, hold, px, texture):
+    """Shots held on twos or threes that pan 2-4 px a frame at 320x180 (a drawing's step of
+    8-12 px, every 2 or 3 frames), with a hard cut and dissolves of 12 and 20 frames: every
+    step of a picture was more than a quarter of a dissolve's change, so the shot's motion was
+    measured over no frames, read as still, the dissolves failed their fit and clips spanned
+    them (1-5 dirty clips per video, one clip holding the 20-frame dissolve whole). A held
+    shot's own changes of picture now count as its steps, its motion is measured over its
+    pictures' time and each shot's picture in a blend is placed at its cadence."""
+    plan = [Segment(60, seed=811, pan=(px, 0), hold=(hold,), texture=texture),
+            Segment(60, seed=812, pan=(0, -px), hold=(hold,), texture=texture, dissolve=12),
+            Segment(60, seed=813, pan=(-px, 0), hold=(hold,), texture=texture),
+            Segment(60, seed=814, pan=(px, px), hold=(hold,), texture=texture, dissolve=20)]  # fmt: skip
     truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=SIZE)
     scenes = scenes_of(tmp_path / "t.mp4", 24)
     score = score_scenes(truth, scenes, min_frames=26)

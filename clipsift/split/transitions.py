@@ -131,6 +131,7 @@ class TransitionFinder:
         self._pending: list = []  # frames held until the box is known
         self._hold, self._held = max(3, round(HOLD_SECONDS * fps)), 0  # frames, bytes held
         self._motions: dict[tuple[int, int], Motion] = {}  # (a, b): motion from frame a to b
+        self._cadences: dict = {}  # (frame, way): _cadence, until the next frame is pushed
         # bursts (whip pans): the open run of big steps [first, last, threshold], and closed
         # runs waiting for ``lag`` frames after them
         self._run: list | None = None
@@ -234,6 +235,7 @@ class TransitionFinder:
             self._track_blur(index)
             if self.flash_delta:
                 self._track_flash(index)
+        self._cadences.clear()  # the frames beyond a window's ends, and flashes, are new
         # the frames after a window show how its second shot moves
         if index - 1 - self.delay >= 0 and (index - 1 - self.delay) % self.stride == 0:
             self._windows(index - 1 - self.delay)
@@ -437,7 +439,10 @@ class TransitionFinder:
         # cut's, and 4 blended frames stayed in a clip. The shots are read in the ``2 * lag``
         # steps up to frame s and those up to ``lag`` frames after e (``_held_steps``)
         after = self._held_steps[(e + self.lag) % self._size] if e + self.lag < self._count else 0.0
-        held = jump <= np.maximum(self._held_steps[ring], after)
+        # (within HELD_JUMP of them: a held shot's first picture after a dissolve steps from
+        # the dissolve's last frame, a little further than its own pictures step from each
+        # other, and every window over a 20-frame dissolve into a fast pan failed here)
+        held = jump <= HELD_JUMP * np.maximum(self._held_steps[ring], after)
         for s in starts[keep & ((jump < 0.5 * change) | held)]:
             self._test(int(s), e)
 
@@ -724,21 +729,84 @@ class TransitionFinder:
     def _velocity(self, i: int, way: int, change: float) -> Motion:
         """The motion per frame (turn, zoom and shift) of the shot at frame ``i``, measured
         towards ``way`` (-1: the frames before ``i``, 1: after) over up to ``lag`` frames of
-        that shot (:meth:`_same_shot`)."""
+        that shot (:meth:`_same_shot`). In a shot that holds its pictures (:meth:`_cadence`),
+        per frame of its pictures' time: a drawing on twos is shown at the time it first
+        appeared, so the measure spans the frames between the first frames of the two pictures
+        compared (:meth:`_picture_start`). Not in other shots: a still shot's picture first
+        appeared long before, and one that starts to move would read slow."""
         n = self._same_shot(i, way, change)
         if n == 0:
             return STILL
         a, b = sorted((i, i + way * n))
+        frames = b - a
+        if self._cadence(i, way)[2]:
+            frames = self._picture_start(b) - self._picture_start(a)
+        if frames <= 0:
+            return STILL  # one picture held throughout
         if (a, b) not in self._motions:  # windows that share an end share its measure
             if len(self._motions) > 4 * self._size:
                 self._motions = {k: v for k, v in self._motions.items() if k[0] > i - self._size}
             self._motions[a, b] = _refined_motion(self._frame(a), self._frame(b))
-        return _per_frame(self._motions[a, b], n)
+        return _per_frame(self._motions[a, b], frames)
+
+    def _picture_start(self, i: int) -> int:
+        """The frame where the picture shown at frame ``i`` first appeared: ``i``, less the
+        repeats (steps under ``HELD_STEP``) just before it, as far as the ring holds frames."""
+        first = max(0, self._count - self._size + 1)
+        while i > first and self._step[i % self._size] < HELD_STEP:
+            i -= 1
+        return i
+
+    def _shot_times(self, i: int, way: int, ks) -> np.ndarray:
+        """The times of frames ``ks`` in frames from frame ``i``, as the shot at ``i`` (``way``:
+        the side of ``i`` it lies on) shows them. Where it holds its pictures (repeats between
+        its changes of picture, :meth:`_cadence`), a frame shows the picture of the last change
+        before it, the changes falling every ``period`` frames from the first frame of ``i``'s
+        picture on: a blend of two held shots shows each shot's pictures at its own cadence,
+        and each shot moved by frame counts put its pictures half a step off on every other
+        frame. Over a fast pan of busy texture that was the residual of a dissolve's faint
+        frames, which stayed in clips."""
+        ks = np.asarray(ks, np.float64)
+        period = self._cadence(i, way)[2]
+        if not period:
+            return ks - i
+        start = self._picture_start(i)  # frame i shows the picture of this frame's time
+        return period * np.floor((ks - start) / period + 1e-6)
+
+    def _cadence(self, i: int, way: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """The steps of the shot at frame ``i`` beyond it (``way`` -1: before ``i``, 1: after),
+        nearest first, over up to ``2 * lag`` frames that the ring holds (``_step[f]``: frame
+        ``f`` against frame ``f - 1``); empty where a flash lies among them. Then the steps that
+        show its cadence: those, and after ``i`` also the step into ``i`` where it ends a held
+        picture (after ``i`` the frames end ``delay`` frames on, 6 at 24 fps: a shot on threes
+        may change its picture once in them). And the cadence's period: the mean frames between
+        the changes of picture among them, where the shot holds pictures (a repeat among its
+        steps) and changes them at least twice, every 1.5 frames or more; else 0."""
+        if (i, way) in self._cadences:  # the windows tested after one frame share their ends
+            return self._cadences[i, way]
+        size, count = self._size, self._count
+        beyond = range(1, 2 * self.lag + 1)
+        at = [i + m for m in beyond] if way > 0 else [i - m + 1 for m in beyond]
+        at = np.asarray([f for f in at if 0 < f < count and f > count - size], np.int64)
+        if not len(at) or self._flash[at % size].any():
+            none = np.zeros(0, np.float32)
+            self._cadences[i, way] = none, none, 0.0
+            return self._cadences[i, way]
+        steps = self._step[at % size]
+        frames, shown = at, steps
+        if way > 0 and i >= 2 and self._step[(i - 1) % size] < HELD_STEP:
+            frames, shown = np.append(i, at), np.append(self._step[i % size], steps)
+        changes = np.sort(frames[shown >= HELD_STEP])
+        period = 0.0
+        if len(at) >= 3 and (steps < HELD_STEP).any() and len(changes) >= 2:
+            period = float(changes[-1] - changes[0]) / (len(changes) - 1)
+        self._cadences[i, way] = steps, shown, period if period >= 1.5 else 0.0
+        return self._cadences[i, way]
 
     def _same_shot(self, i: int, way: int, change: float) -> int:
         """How many of the up to ``lag`` frames beyond frame ``i`` (``way`` -1: before it, 1:
         after) are of its shot: steps under a quarter of the window's ``change`` (no cut or
-        transition between)."""
+        transition between), and a held shot's own changes of picture (:meth:`_held_change`)."""
         n = 0
         for k in range(1, self.lag + 1):
             j = i + way * k
@@ -748,12 +816,36 @@ class TransitionFinder:
                 continue  # a flash's frames are passed over: no picture of the shot
             if n == k - 1:  # _pace[f]: frame f against frame f - 1, smoothed
                 pace = self._pace[(j if way > 0 else j + 1) % self._size]
+                if pace >= 0.25 * change and not self._held_change(i, way, k, pace, change):
+                    break
             else:  # the frame before a flash against the one after it
                 pace = np.abs(self._frame(j) - self._frame(i + way * n)).mean()
-            if pace >= 0.25 * change:
-                break
+                if pace >= 0.25 * change:
+                    break
             n = k
         return n
+
+    def _held_change(self, i: int, way: int, k: int, pace: float, change: float) -> bool:
+        """Whether the step to the ``k``-th frame beyond frame ``i`` (towards ``way``) is its
+        shot's own change of picture in a shot that holds pictures (animation on twos or threes,
+        film carried at 60 fps): such a shot moves in steps of two or three frames' motion, with
+        repeats between. Over a fast pan of busy texture each step was more than a quarter of
+        a dissolve's change (27-36 of 29 levels unsmoothed at 320x180), so the shot's motion was
+        measured over no frames, read as still, and the dissolve failed its fit and stayed in
+        a clip. The step counts where a repeat lies next to it, it is under ``HELD_CHANGE`` of
+        the window's change, and the shot takes a like step of its own: it is at most
+        ``HELD_LIKE`` times the second largest of the steps that show its cadence
+        (:meth:`_cadence`; a cut next to still shots is a lone step, the second largest a
+        repeat)."""
+        if pace >= HELD_CHANGE * change:
+            return False
+        steps, shown, _ = self._cadence(i, way)
+        if len(steps) < max(k, 3):
+            return False
+        # the steps either side of it in the walk (the step into i is no step of the walk)
+        if not (steps[max(0, k - 2) : k + 1] < HELD_STEP).any():
+            return False
+        return bool(steps[k - 1] <= HELD_LIKE * np.sort(shown)[-2])
 
     def _sharp(self, i: int) -> np.ndarray:
         """Frame ``i``'s 64-px gray image as pushed (float32): the ends test and the contrast
@@ -800,8 +892,9 @@ class TransitionFinder:
         size, shape = self._size, self._shape
         a, b = self._frame(s), self._frame(e)
         crop = (slice(None), slice(M, -M), slice(M, -M))
-        ak = np.stack([_moved(a, va, k - s) for k in ks])[crop].reshape(len(ks), -1)
-        bk = np.stack([_moved(b, vb, k - e) for k in ks])[crop].reshape(len(ks), -1)
+        ta, tb = self._shot_times(s, -1, ks), self._shot_times(e, 1, ks)
+        ak = np.stack([_moved(a, va, t) for t in ta])[crop].reshape(len(ks), -1)
+        bk = np.stack([_moved(b, vb, t) for t in tb])[crop].reshape(len(ks), -1)
         f = self._fine[np.asarray(ks) % size].reshape(len(ks), *shape)[crop]
         f = f.reshape(len(ks), -1) - ak
         d = bk - ak
@@ -1074,6 +1167,13 @@ BLUR_FLOOR = 3.0
 # mean step (levels, 64-px frames) under which a frame repeats the one before: a held picture
 # (TransitionFinder._held_steps); x264 codes a repeat of an animation on twos to the bit (0.0)
 HELD_STEP = 0.5
+# a held shot's own change of picture (TransitionFinder._held_change): under this share of the
+# window's change, and at most HELD_LIKE times the shot's second largest step
+HELD_CHANGE = 0.75
+HELD_LIKE = 1.5
+# a window's largest step is a held shot's own (TransitionFinder._windows) up to this many times
+# the shot's held steps
+HELD_JUMP = 1.2
 # a burst holds a cut where two of its neighbouring frames, aligned, correlate under this
 HIDDEN_CUT = 0.3
 # a single blended frame at a cut (TransitionFinder._blended_cut): alpha within ONE_FRAME_ALPHA of
@@ -1135,10 +1235,25 @@ def fine_frame(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (FINE, max(2, round(h * FINE / w))), interpolation=cv2.INTER_AREA)
 
 
-def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """The global shift (px) that takes frame ``a`` to frame ``b`` (phase correlation)."""
-    (dx, dy), _ = cv2.phaseCorrelate(a, b)
+def _shift(a: np.ndarray, b: np.ndarray, *, tapered: bool = False) -> tuple[float, float]:
+    """The global shift (px) that takes frame ``a`` to frame ``b`` (phase correlation).
+    ``tapered``: the frames tapered to their edges by a Hann window first, for motion measures
+    (:func:`_refined_motion`). Unwindowed, the jump between a frame's opposite edges is a
+    pattern that stays put, and its peak at no shift outweighed a pan over foliage of 3.2 px in
+    4 of the 64-px frames (read as 0.6 px, refined to a quarter of the truth). The two-pictures
+    tests keep the plain correlation they were tuned on (tapered, the blurred frames either
+    side of a whip's cut aligned and the whip stayed in a clip). OpenCV applies the window in
+    place, so it gets copies."""
+    if tapered:
+        (dx, dy), _ = cv2.phaseCorrelate(a.copy(), b.copy(), _hann(*a.shape))
+    else:
+        (dx, dy), _ = cv2.phaseCorrelate(a, b)
     return dx, dy
+
+
+@functools.cache
+def _hann(h: int, w: int) -> np.ndarray:
+    return cv2.createHanningWindow((w, h), cv2.CV_32F)
 
 
 # A shot's motion between two frames is a similarity about the frame's centre: with pixel
@@ -1206,7 +1321,7 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
             np.partition(sq, int(FIT_SHARE * len(sq)))[: int(FIT_SHARE * len(sq))].mean()
         )
 
-    starts = ((1 + 0j, complex(*_shift(a, b))), STILL)
+    starts = ((1 + 0j, complex(*_shift(a, b, tapered=True))), STILL)
     shift, fit = min((refine(m, False, 4) for m in starts), key=lambda r: r[1])
     if abs(shift[1]) < HELD_SHIFT:  # both held at no motion: maybe by a still inset's edges
         shift, fit = min((shift, fit), refine((1 + 0j, _median_flow(a, b)), False, 4),
