@@ -602,28 +602,43 @@ def test_a_dissolve_between_shots_of_held_pictures_is_left_out(tmp_path, plan):
     assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
 
 
-HELD_PANS = [(2, 4.0, "shapes"), (3, 4.0, "shapes"), (3, 2.0, "foliage"), (2, 4.0, "foliage"),
-             (3, 4.0, "foliage")]  # fmt: skip
+HELD_PANS = [(2, 4.0, "shapes", SIZE), (3, 4.0, "shapes", SIZE), (3, 2.0, "foliage", SIZE),
+             (2, 4.0, "foliage", SIZE), (3, 4.0, "foliage", SIZE),
+             (3, 8.0, "foliage", (640, 360))]  # fmt: skip
 
 
-@pytest.mark.parametrize(("hold", "px", "texture"), HELD_PANS)
-def test_dissolves_between_held_shots_that_pan_fast_are_left_out(tmp_path, hold, px, texture):
+@pytest.mark.parametrize(("hold", "px", "texture", "size"), HELD_PANS)
+def test_dissolves_between_held_shots_that_pan_fast_are_left_out(tmp_path, hold, px, texture, size):
     """Shots held on twos or threes that pan 2-4 px a frame at 320x180 (a drawing's step of
     8-12 px, every 2 or 3 frames), with a hard cut and dissolves of 12 and 20 frames: every
     step of a picture was more than a quarter of a dissolve's change, so the shot's motion was
     measured over no frames, read as still, the dissolves failed their fit and clips spanned
     them (1-5 dirty clips per video, one clip holding the 20-frame dissolve whole). A held
     shot's own changes of picture now count as its steps, its motion is measured over its
-    pictures' time and each shot's picture in a blend is placed at its cadence."""
+    pictures' time and each shot's picture in a blend is placed at its cadence. (At 640x360,
+    foliage on threes at 8 px a frame: each drawing stepped 0.76 of the dissolve's change, which
+    a first limit of 0.75 refused.)"""
     plan = [Segment(60, seed=811, pan=(px, 0), hold=(hold,), texture=texture),
             Segment(60, seed=812, pan=(0, -px), hold=(hold,), texture=texture, dissolve=12),
             Segment(60, seed=813, pan=(-px, 0), hold=(hold,), texture=texture),
             Segment(60, seed=814, pan=(px, px), hold=(hold,), texture=texture, dissolve=20)]  # fmt: skip
-    truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=SIZE)
+    truth = render_video(tmp_path / "t.mp4", plan, fps=24, size=size)
     scenes = scenes_of(tmp_path / "t.mp4", 24)
     score = score_scenes(truth, scenes, min_frames=26)
     assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
     assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
+def test_a_fast_pan_over_fabric_on_threes_is_not_split_at_its_own_pictures(tmp_path):
+    """Two shots on threes panning 6 px a frame over a weave (fabric), joined by a hard cut: a
+    change of picture inside the second shot, with repeats either side, passed as a one-frame
+    blend of the pictures around it (a second reader's probe: frames 102-104 lost, the shot
+    split) once the held shot's motion was measured. A held shot's steps at its changes of
+    picture are its own steps: frames two pictures apart are no soft cut."""
+    plan = [Segment(60, seed=21, pan=(6, 0), hold=(3,), texture="fabric"),
+            Segment(60, seed=22, pan=(-6, 3), hold=(3,), texture="fabric")]  # fmt: skip
+    render_video(tmp_path / "f.mp4", plan, fps=24, size=SIZE)
+    assert scenes_of(tmp_path / "f.mp4", 24) == [(0, 60), (60, 120)]
 
 
 @pytest.mark.parametrize("radius", [0.1, 0.2])

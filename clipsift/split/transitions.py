@@ -480,6 +480,11 @@ class TransitionFinder:
             own = self._pace[s % size]
         if e + 1 < self._count and not self._flash[(e + 1) % size]:
             own = max(own, self._pace[(e + 1) % size])
+        # ... and a shot that holds its pictures steps at its changes of picture, with repeats
+        # between: on threes, frame t is the next picture, s and e repeat the ones either side,
+        # and a fast pan over a weave (fabric), whose pictures align poorly, passed as a blend
+        # and was split there
+        own = max(own, self._held_pace(s, -1), self._held_pace(e, 1))
         if change < OWN_STEPS * own:
             return "own"
         # two pictures, but not by contrast: one picture lit otherwise keeps its correlation,
@@ -732,8 +737,10 @@ class TransitionFinder:
         that shot (:meth:`_same_shot`). In a shot that holds its pictures (:meth:`_cadence`),
         per frame of its pictures' time: a drawing on twos is shown at the time it first
         appeared, so the measure spans the frames between the first frames of the two pictures
-        compared (:meth:`_picture_start`). Not in other shots: a still shot's picture first
-        appeared long before, and one that starts to move would read slow."""
+        compared (:meth:`_picture_start`). Not where a frame is repeated now and then (a rate
+        conversion): its pictures lag their frames' times unevenly, and measured so, a pan
+        with every fifth frame repeated read 1.25 times its speed and a dissolve's end came
+        22 frames late (counted in frames, 5)."""
         n = self._same_shot(i, way, change)
         if n == 0:
             return STILL
@@ -751,8 +758,9 @@ class TransitionFinder:
 
     def _picture_start(self, i: int) -> int:
         """The frame where the picture shown at frame ``i`` first appeared: ``i``, less the
-        repeats (steps under ``HELD_STEP``) just before it, as far as the ring holds frames."""
-        first = max(0, self._count - self._size + 1)
+        repeats (steps under ``HELD_STEP``) just before it, up to ``HELD_REPEATS`` of them (a
+        drawing on fours)."""
+        first = max(0, self._count - self._size + 1, i - HELD_REPEATS)
         while i > first and self._step[i % self._size] < HELD_STEP:
             i -= 1
         return i
@@ -784,10 +792,8 @@ class TransitionFinder:
         steps) and changes them at least twice, every 1.5 frames or more; else 0."""
         if (i, way) in self._cadences:  # the windows tested after one frame share their ends
             return self._cadences[i, way]
-        size, count = self._size, self._count
-        beyond = range(1, 2 * self.lag + 1)
-        at = [i + m for m in beyond] if way > 0 else [i - m + 1 for m in beyond]
-        at = np.asarray([f for f in at if 0 < f < count and f > count - size], np.int64)
+        size = self._size
+        at = self._beyond(i, way)
         if not len(at) or self._flash[at % size].any():
             none = np.zeros(0, np.float32)
             self._cadences[i, way] = none, none, 0.0
@@ -802,6 +808,22 @@ class TransitionFinder:
             period = float(changes[-1] - changes[0]) / (len(changes) - 1)
         self._cadences[i, way] = steps, shown, period if period >= 1.5 else 0.0
         return self._cadences[i, way]
+
+    def _held_pace(self, i: int, way: int) -> float:
+        """The (smoothed) step of the shot at frame ``i`` at its changes of picture, where it
+        holds its pictures (:meth:`_cadence`): the second largest of its steps beyond ``i`` (a
+        cut among them is one step); else 0."""
+        if not self._cadence(i, way)[2]:
+            return 0.0
+        return float(np.sort(self._pace[self._beyond(i, way) % self._size])[-2])
+
+    def _beyond(self, i: int, way: int) -> np.ndarray:
+        """The frames whose steps (``_step[f]``, ``_pace[f]``: frame ``f`` against ``f - 1``)
+        are the shot's beyond frame ``i``, nearest first: up to ``2 * lag`` of them, those the
+        ring holds."""
+        count, steps = self._count, range(1, 2 * self.lag + 1)
+        at = [i + m for m in steps] if way > 0 else [i - m + 1 for m in steps]
+        return np.asarray([f for f in at if 0 < f < count and f > count - self._size], np.int64)
 
     def _same_shot(self, i: int, way: int, change: float) -> int:
         """How many of the up to ``lag`` frames beyond frame ``i`` (``way`` -1: before it, 1:
@@ -839,9 +861,9 @@ class TransitionFinder:
         repeat)."""
         if pace >= HELD_CHANGE * change:
             return False
-        steps, shown, _ = self._cadence(i, way)
-        if len(steps) < max(k, 3):
-            return False
+        steps, shown, period = self._cadence(i, way)
+        if not period or len(steps) < max(k, 3):
+            return False  # (a frame repeated now and then, by a rate conversion: no cadence)
         # the steps either side of it in the walk (the step into i is no step of the walk)
         if not (steps[max(0, k - 2) : k + 1] < HELD_STEP).any():
             return False
@@ -1169,8 +1191,10 @@ BLUR_FLOOR = 3.0
 HELD_STEP = 0.5
 # a held shot's own change of picture (TransitionFinder._held_change): under this share of the
 # window's change, and at most HELD_LIKE times the shot's second largest step
-HELD_CHANGE = 0.75
+HELD_CHANGE = 1.0
 HELD_LIKE = 1.5
+# the repeats a picture's time reaches back over (TransitionFinder._picture_start): drawings on fours
+HELD_REPEATS = 3
 # a window's largest step is a held shot's own (TransitionFinder._windows) up to this many times
 # the shot's held steps
 HELD_JUMP = 1.2
