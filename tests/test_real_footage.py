@@ -495,11 +495,15 @@ def test_a_copy_from_the_start_follows_the_film_behind_a_one_picture_track(tmp_p
             out.mux(film.encode(frame))
         out.mux(film.encode(None))
     assert probe(path)["width"] == 160  # the film is the video
+    source = [f.rgb() for f in iter_frames(path)]
     stream_copy(str(path), tmp_path / "first.mp4", 0.0, 1.0)
     got = [f.rgb() for f in iter_frames(tmp_path / "first.mp4")]
     assert len(got) == 30
-    for k in (0, 29):  # its own first and last frame, not the next shot's
-        assert np.abs(got[k].astype(int) - frames[k]).mean() < 8, k
+    # its own first and last frame, not the next shot's (85 levels away): compared with the
+    # source's decoded frames, which the copied packets decode to; against the render, the
+    # coding error alone read 8.0 on one machine's x264
+    for k in (0, 29):
+        assert np.abs(got[k].astype(int) - source[k]).mean() < 1, k
 
 
 def test_a_seek_to_the_start_of_an_mpeg_ts_film_behind_a_preview_stream_lands_at_its_start(
