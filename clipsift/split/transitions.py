@@ -862,8 +862,10 @@ class TransitionFinder:
         if pace >= HELD_CHANGE * change:
             return False
         steps, shown, period = self._cadence(i, way)
-        if not period or len(steps) < k:  # no cadence (a frame repeated now and then, as a
-            return False  # rate conversion does), or the step lies past those the ring holds
+        # no cadence (a frame repeated now and then, as a rate conversion does), or the step
+        # lies past those the ring holds
+        if not period or len(steps) < k:
+            return False
         # the steps either side of it in the walk (the step into i is no step of the walk)
         if not (steps[max(0, k - 2) : k + 1] < HELD_STEP).any():
             return False
