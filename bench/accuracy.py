@@ -231,6 +231,19 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(60, seed=353, pan=(4.0 * k, 4.0 * k), hold=(3,), dissolve=20),
     ]
     out.append({"name": "held_pans.mkv", "segments": held_pans, "fps": 24})
+    # hard cuts between fast pans on twos over foliage and over a weave (12 and 16 px a frame, a
+    # drawing's step of 24-32 px): aligned, each change of drawing left 9-12 levels and the cuts
+    # stood 3.2-4.0 times above it, so one clip held two shots, until both frames were smoothed
+    for name, texture, px in (
+        ("held_cuts.mp4", "foliage", 12.0),
+        ("weave_cuts.mkv", "fabric", 16.0),
+    ):
+        held_cuts = [
+            Segment(40, seed=900, pan=(px * k, 0), hold=(2,), texture=texture),
+            Segment(40, seed=901, pan=(-px * k, px / 2 * k), hold=(2,), texture=texture),
+            Segment(40, seed=902, pan=(0, -px * k), hold=(2,), texture=texture),
+        ]
+        out.append({"name": name, "segments": held_cuts, "fps": 15})
     # soft cuts: cuts made one frame of both shots (an editor's one-frame dissolve, a film
     # blended to another frame rate), over fast pans of foliage and of shapes; no window of the
     # finder held such a frame, and over foliage one clip held three shots

@@ -101,12 +101,13 @@ class AdaptiveDetector:
         self.scores: list[float] = []
         self._prev: np.ndarray | None = None
         # with aligned_ratio: the last frames as pushed, their small luma where made (by frame),
-        # the aligned differences measured so far (by frame) and the frames they make cuts
+        # the aligned differences measured so far and the shifts they used (by frame), and the
+        # frames they make cuts
         # (a frame's neighbours may lie up to ``reach`` frames away: held pictures)
         self.reach = HOLD_REACH * window_width if held else window_width
         self._frames: deque[np.ndarray] = deque(maxlen=2 * self.reach + 2)
         self._smalls: dict[int, np.ndarray] = {}
-        self._aligned: dict[int, float] = {}
+        self._aligned: dict[int, tuple[float, tuple[float, float] | None]] = {}
         self._aligned_cuts: set[int] = set()
 
     def push(self, index: int, bgr: np.ndarray) -> None:
@@ -211,11 +212,20 @@ class AdaptiveDetector:
                 self._smalls[j] = _small_luma(self._frames[j - newest - 1])
             return self._smalls[j]
 
-        for j in [*window, t]:
+        for j in window:
             if j not in self._aligned:  # frame j against frame j - 1, as its score is
-                self._aligned[j] = aligned_difference(small(j - 1), small(j)) if j else 0.0
-        around = [self._aligned[j] for j in window]
-        if self._aligned[t] >= self.aligned_ratio * max(sum(around) / len(around), ALIGNED_FLOOR):
+                self._aligned[j] = aligned_difference(small(j - 1), small(j)) if j else (0.0, None)
+        # frame t also with its neighbours' shifts: a pan's frames share one, two shots none
+        shifts = {self._aligned[j][1] for j in window} - {None}
+        self._aligned[t] = aligned_difference(small(t - 1), small(t), tuple(sorted(shifts)))
+        # (a held picture shown again aligns exactly: beside a cut or an end, where a side has no
+        # cadence of changes, its zeros stood in for the shot's steps, and a change of drawing
+        # read as a cut; they are no measure of the shot's steps)
+        steps = [j for j in window if self.scores[j] >= HELD_SHARE * self.scores[t]]
+        around = [self._aligned[j][0] for j in steps] or [0.0]
+        if self._aligned[t][0] >= self.aligned_ratio * max(
+            sum(around) / len(around), ALIGNED_FLOOR
+        ):
             self._aligned_cuts.add(t)
         for cache in (self._aligned, self._smalls):
             for j in [j for j in cache if j < t - w]:
@@ -244,6 +254,12 @@ class AdaptiveDetector:
 # interpolated, blurs fine texture, and at 80 px that residual grew until cuts between foliage
 # shots stood 2.8 times above a pan's frames (6.1 at 64 px, 4.0 at 40)
 ALIGN_WIDTH = 64
+# px (at ALIGN_WIDTH): both frames are smoothed before they are compared. The shift's
+# interpolation blurs the moved frame and not the other, and fine texture aliases differently
+# at each phase of a pan: a pan on twos over foliage or fabric (8-16 px a drawing at 320 px)
+# left a residual of 9-12 levels on each change of drawing, and cuts between such pans stood
+# only 3.2-4.0 times above it (missed); smoothed, 4.4-8.8
+ALIGN_BLUR = 0.7
 # held pictures (AdaptiveDetector._pictures): a frame scoring under HELD_SHARE of another's is a
 # held picture shown again next to a change (x264-coded drawings held on twos and threes scored
 # 0-1.7 against 16-31 for their changes), and a frame's neighbours are looked for up to
@@ -262,27 +278,38 @@ def _small_luma(bgr: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def aligned_difference(prev: np.ndarray, cur: np.ndarray) -> float:
-    """Mean absolute difference (levels) of ``cur`` from ``prev`` shifted onto it (the shift by
-    phase correlation, to a fraction of a pixel), over the part both show, black bars left out
-    (:func:`_inside_bars`); the plain difference where that is less (a flat or still frame,
-    whose correlation peak is noise). A pan's frames align to coding noise; two shots do not align.
-    Bars are left out as they stay put while the picture pans: aligned with the picture, their
-    edges left a residual on every frame of a letterboxed pan, and its cuts stood 4.1-4.5 times
-    above it instead of 8.1-8.7."""
+def aligned_difference(
+    prev: np.ndarray, cur: np.ndarray, shifts: tuple[tuple[float, float], ...] = ()
+) -> tuple[float, tuple[float, float] | None]:
+    """Mean absolute difference (levels) of ``cur`` from ``prev`` shifted onto it, over the
+    part both show, black bars left out (:func:`_inside_bars`), with the shift used. The shift
+    is phase correlation's (to a fraction of a pixel) or one of ``shifts`` (the neighbours'),
+    whichever aligns better; both frames are smoothed by ``ALIGN_BLUR`` before they are
+    compared. The plain difference (shift None) where that is less (a flat or still frame,
+    whose correlation peak is noise). A pan's frames align to coding noise; two shots do not
+    align. Bars are left out as they stay put while the picture pans: aligned with the picture,
+    their edges left a residual on every frame of a letterboxed pan, and its cuts stood 4.1-4.5
+    times above it instead of 8.1-8.7. A neighbour's shift is tried as phase correlation locks
+    onto a wrong shift now and then over a weave (fabric), and smoothed, the frames that align
+    leave so little that such a frame stood 4.2 times above them."""
     rows, cols = _inside_bars(np.maximum(prev, cur))
     prev, cur = prev[rows, cols], cur[rows, cols]
     h, w = cur.shape
-    plain = cv2.norm(cur, prev, cv2.NORM_L1) / max(cur.size, 1)
+    best, used = cv2.norm(cur, prev, cv2.NORM_L1) / max(cur.size, 1), None
     if h < 12 or w < 12:
-        return float(plain)  # (nearly) all bars
-    (dx, dy), _ = cv2.phaseCorrelate(prev, cur)
-    mx, my = _EDGE + int(abs(dx)) + 1, _EDGE + int(abs(dy)) + 1
-    if 2 * mx >= w - 4 or 2 * my >= h - 4:
-        return float(plain)  # shifted out of the frame: nothing left to compare
-    moved = cv2.warpAffine(prev, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h))
-    inner = (slice(my, h - my), slice(mx, w - mx))
-    return float(min(plain, cv2.norm(moved[inner], cur[inner], cv2.NORM_L1) / moved[inner].size))
+        return float(best), None  # (nearly) all bars
+    found, _ = cv2.phaseCorrelate(prev, cur)  # the shift from the sharp frames
+    prev, cur = (cv2.GaussianBlur(img, (0, 0), ALIGN_BLUR) for img in (prev, cur))
+    for dx, dy in (found, *shifts):
+        mx, my = _EDGE + int(abs(dx)) + 1, _EDGE + int(abs(dy)) + 1
+        if 2 * mx >= w - 4 or 2 * my >= h - 4:
+            continue  # shifted out of the frame: nothing left to compare
+        moved = cv2.warpAffine(prev, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h))
+        inner = (slice(my, h - my), slice(mx, w - mx))
+        diff = cv2.norm(moved[inner], cur[inner], cv2.NORM_L1) / moved[inner].size
+        if diff < best:
+            best, used = diff, (float(dx), float(dy))
+    return float(best), used
 
 
 def _inside_bars(img: np.ndarray) -> tuple[slice, slice]:
