@@ -171,8 +171,8 @@ def test_cuts_between_fast_pans_of_held_pictures_over_texture(tmp_path, hold, px
     """Three shots on twos (or threes) panning 4-8 px a frame over foliage or a weave (a
     drawing's step of 8-24 px at 320 px), joined by hard cuts: aligned, each change of drawing
     left 9-12 levels of residual (the shift's interpolation blurs one frame and not the other),
-    the cuts stood only 3.2-4.0 times above it, and one clip held two shots (a second reader's
-    probe: three such cuts missed). Both frames are smoothed before they are compared now. On
+    the cuts stood only 3.2-4.0 times above it, and one clip held two shots (9 of a sweep of
+    96 such videos). Both frames are smoothed before they are compared now. On
     threes, the held frames beside a shot's last drawing (no cadence of changes on that side)
     stood in for its steps with their zeros, and a change of drawing read as a cut."""
     path = tmp_path / "v.mp4"

@@ -258,7 +258,7 @@ ALIGN_WIDTH = 64
 # interpolation blurs the moved frame and not the other, and fine texture aliases differently
 # at each phase of a pan: a pan on twos over foliage or fabric (8-16 px a drawing at 320 px)
 # left a residual of 9-12 levels on each change of drawing, and cuts between such pans stood
-# only 3.2-4.0 times above it (missed); smoothed, 4.4-8.8
+# only 3.2-4.0 times above it (missed); smoothed, 5.5-12 (one on threes 4.0)
 ALIGN_BLUR = 0.7
 # held pictures (AdaptiveDetector._pictures): a frame scoring under HELD_SHARE of another's is a
 # held picture shown again next to a change (x264-coded drawings held on twos and threes scored
@@ -291,7 +291,7 @@ def aligned_difference(
     their edges left a residual on every frame of a letterboxed pan, and its cuts stood 4.1-4.5
     times above it instead of 8.1-8.7. A neighbour's shift is tried as phase correlation locks
     onto a wrong shift now and then over a weave (fabric), and smoothed, the frames that align
-    leave so little that such a frame stood 4.2 times above them."""
+    leave so little that such a frame stood 4.3 times above them."""
     rows, cols = _inside_bars(np.maximum(prev, cur))
     prev, cur = prev[rows, cols], cur[rows, cols]
     h, w = cur.shape
