@@ -443,7 +443,17 @@ class TransitionFinder:
         # the dissolve's last frame, a little further than its own pictures step from each
         # other, and every window over a 20-frame dissolve into a fast pan failed here)
         held = jump <= HELD_JUMP * np.maximum(self._held_steps[ring], after)
-        for s in starts[keep & ((jump < 0.5 * change) | held)]:
+        stepped = keep & ~((jump < 0.5 * change) | held)
+        if stepped.any():
+            # ... and a fast pan over fine texture (foliage at 0.8 px a frame on 64-px frames)
+            # steps about half as far each frame as two pictures differ: every window over a
+            # 0.5-s dissolve between two such pans failed here, and one clip held both shots.
+            # Smoothed as the fits see them, its steps are a quarter of the change; a cut's
+            # step stays most of it
+            pace = np.maximum.accumulate(self._pace[back])[at[stepped]]
+            sm = np.abs(self._fine[ring[stepped]] - self._fine[ke]).mean(axis=1)
+            stepped[stepped] = pace < 0.5 * sm
+        for s in starts[keep & ((jump < 0.5 * change) | held | stepped)]:
             self._test(int(s), e)
 
     def _blended_cut(self, t: int) -> str:
@@ -829,7 +839,14 @@ class TransitionFinder:
         """How many of the up to ``lag`` frames beyond frame ``i`` (``way`` -1: before it, 1:
         after) are of its shot: steps under a quarter of the window's ``change`` (no cut or
         transition between), and a held shot's own changes of picture (:meth:`_held_change`)."""
-        n = 0
+        n, bound = 0, 0.25 * change
+        # ... or like the shot's own steps, where it takes steps that far: over fine texture a
+        # pan of 1 px a frame (64-px frames) steps a third of a dissolve's change, its motion
+        # was measured over no frames, read as still, and the dissolve stayed in a clip. A cut
+        # beyond ``i`` steps as far as the change, over ``OWN_LIKE`` times the steps around it
+        own = self._own_pace(i, way)
+        if own * OWN_LIKE > bound:
+            bound = min(own * OWN_LIKE, 0.5 * change)
         for k in range(1, self.lag + 1):
             j = i + way * k
             if not 0 <= j < self._count:
@@ -838,7 +855,7 @@ class TransitionFinder:
                 continue  # a flash's frames are passed over: no picture of the shot
             if n == k - 1:  # _pace[f]: frame f against frame f - 1, smoothed
                 pace = self._pace[(j if way > 0 else j + 1) % self._size]
-                if pace >= 0.25 * change and not self._held_change(i, way, k, pace, change):
+                if pace >= bound and not self._held_change(i, way, k, pace, change):
                     break
             else:  # the frame before a flash against the one after it
                 pace = np.abs(self._frame(j) - self._frame(i + way * n)).mean()
@@ -846,6 +863,19 @@ class TransitionFinder:
                     break
             n = k
         return n
+
+    def _own_pace(self, i: int, way: int) -> float:
+        """The median (smoothed) step of the shot beyond frame ``i`` (``way`` -1: before it,
+        1: after), over up to ``lag`` frames, where it is a picture that moves; else 0: a flash
+        among them, frame ``i`` flat, or steps that change the frames' brightness (a fade's:
+        counted as a shot's own, the frames beyond a window at the dip of a fade through white
+        went on along its ramp, and 4 of its frames were left as scenes)."""
+        size, at = self._size, self._beyond(i, way)[: self.lag]
+        if len(at) < 2 or self._flash[at % size].any() or self._std[i % size] < self.blank_std:
+            return 0.0
+        pace = float(np.median(self._pace[at % size]))
+        lit = float(np.median(np.abs(self._mean[at % size] - self._mean[(at - 1) % size])))
+        return pace if lit < 0.25 * pace else 0.0
 
     def _held_change(self, i: int, way: int, k: int, pace: float, change: float) -> bool:
         """Whether the step to the ``k``-th frame beyond frame ``i`` (towards ``way``) is its
@@ -891,8 +921,10 @@ class TransitionFinder:
         same statistics, so the steps, stall, line and partial tests judge such a window. Lights
         dimming to black are a fade pixel for pixel (docs/clips.md: in-shot blends). (``va``,
         ``vb``: unused; :meth:`_blend_fit`'s call.)"""
+        if not len(ks):
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
         size = self._size
-        at = np.asarray(ks) % size
+        at = np.asarray(ks, np.int64) % size
         mean, std = self._mean[at].astype(np.float64), self._std[at].astype(np.float64)
         ma, mb = float(self._mean[s % size]), float(self._mean[e % size])
         sa, sb = float(self._std[s % size]), float(self._std[e % size])
@@ -922,16 +954,43 @@ class TransitionFinder:
         f = self._fine[np.asarray(ks) % size].reshape(len(ks), *shape)[crop]
         f = f.reshape(len(ks), -1) - ak
         d = bk - ak
+        # where a shot moved further than the crop, what moved in from outside is unknown (the
+        # moved frame repeats its edge there). A pan of 1 px a frame (64-px frames, 300 px/s at
+        # 640 and 30 fps) moves each end by a quarter of the frame over a 0.5-s dissolve, and a
+        # frame of it fitted with those bands failed the residual test (docs/clips.md: fast
+        # pans). So a shot's unknown band is left out of a frame that holds that shot (by a
+        # first fit on all pixels: alpha under 0.9 for the first shot, over 0.1 for the
+        # second), and a frame left with under ``MIN_COVER`` of its pixels is no blend the fit
+        # can judge: over a long window the shots' motion is extrapolated far, and a window of
+        # 2.5 s over fast pans, half its frames moved out, fitted the first shot's last frames
+        # as a slow ramp and marked 22 of them
+        cover = unknown = None
+        if _reach(va, ta, shape) > M or _reach(vb, tb, shape) > M:
+            in_a = np.stack([_covered(shape, va, t) for t in ta])[crop].reshape(len(ks), -1)
+            in_b = np.stack([_covered(shape, vb, t) for t in tb])[crop].reshape(len(ks), -1)
+            rough = ((f * d).sum(axis=1) / np.maximum((d * d).sum(axis=1), 1e-6))[:, None]
+            cover = (in_a | (rough >= 0.9)) & (in_b | (rough <= 0.1))
+            unknown = cover.sum(axis=1) < MIN_COVER * cover.shape[1]
+            cover[unknown] = True  # fitted on all pixels, and judged unfit below
+            f, d = f * cover, d * cover
         alpha = (f * d).sum(axis=1) / np.maximum((d * d).sum(axis=1), 1e-6)
         resid = np.abs(f - alpha[:, None] * d)
         if min(self._std[s % size], self._std[e % size]) < self.blank_std:
-            return alpha, resid.mean(axis=1) / np.maximum(np.abs(d).mean(axis=1), 1e-6)
-        n = int(FIT_SHARE * resid.shape[1])
-        keep = (resid <= np.partition(resid, n, axis=1)[:, n : n + 1]).astype(np.float32)
+            resid = resid.sum(axis=1) / np.maximum(np.abs(d).sum(axis=1), 1e-6)
+            return alpha, resid if unknown is None else np.where(unknown, 1.0, resid)
+        if cover is None:
+            n = int(FIT_SHARE * resid.shape[1])
+            keep = (resid <= np.partition(resid, n, axis=1)[:, n : n + 1]).astype(np.float32)
+        else:  # the best-fitting share of each frame's covered pixels
+            counts = cover.sum(axis=1)
+            ranked = np.sort(np.where(cover, resid, np.inf), axis=1)
+            n = np.minimum((FIT_SHARE * counts).astype(np.int64), resid.shape[1] - 1)
+            keep = (cover & (resid <= ranked[np.arange(len(ks)), n][:, None])).astype(np.float32)
         fk, dk = f * keep, d * keep
         alpha = (fk * dk).sum(axis=1) / np.maximum((dk * dk).sum(axis=1), 1e-6)
         resid = np.abs(fk - alpha[:, None] * dk).sum(axis=1)
-        return alpha, resid / np.maximum(np.abs(dk).sum(axis=1), 1e-6)
+        resid = resid / np.maximum(np.abs(dk).sum(axis=1), 1e-6)
+        return alpha, resid if unknown is None else np.where(unknown, 1.0, resid)
 
     def finish(self, exclude: set[int] = frozenset()) -> list[list[int]]:
         """``[first, last]`` frame ranges (inclusive) of transitions and blanks, leaving out the
@@ -1227,6 +1286,12 @@ M = 4  # px left out at the edges of a moved frame (what moved in from outside i
 # the share of pixels motion and blends are judged on: the rest may be a subject that moves
 # across the shot on its own
 FIT_SHARE = 0.8
+# a frame whose moved shots still cover under this share of its pixels is no blend the fit can
+# judge (TransitionFinder._blend_fit)
+MIN_COVER = 0.25
+# a step beyond a window's end is its shot's own where it is at most this many times the median
+# of the shot's steps there (TransitionFinder._same_shot)
+OWN_LIKE = 1.5
 # test 1b: a window's end moved on as its shot moves is one shot with the other end where it
 # leaves under this share of their difference (tryout's picture-in-picture windows 0.012-0.067,
 # the bench's dissolves at least 0.26)
@@ -1413,6 +1478,24 @@ def _moved(
     off = tk + centre - ck * centre  # about the centre, in OpenCV's pixel coordinates
     mat = np.float32([[ck.real, -ck.imag, off.real], [ck.imag, ck.real, off.imag]])
     return cv2.warpAffine(img, mat, (w, h), borderMode=border)
+
+
+def _reach(v: Motion, steps: np.ndarray, shape: tuple[int, int]) -> float:
+    """How far (px) any pixel of a frame of ``shape`` moves at most, moved by ``v`` any of
+    ``steps`` times (the extreme steps count: the motion per frame is steady)."""
+    c, t = v
+    radius = abs(complex((shape[1] - 1) / 2, (shape[0] - 1) / 2))
+    far = 0.0
+    for n in (float(np.min(steps)), float(np.max(steps))):
+        ck = c**n
+        tk = t * n if abs(c - 1) < 1e-9 else t * (ck - 1) / (c - 1)
+        far = max(far, abs(ck - 1) * radius + abs(tk))
+    return far
+
+
+def _covered(shape: tuple[int, int], v: Motion, steps: float) -> np.ndarray:
+    """Which pixels of a frame of ``shape`` moved ``steps`` times by ``v`` come from inside it."""
+    return _moved(np.ones(shape, np.float32), v, steps, border=cv2.BORDER_CONSTANT) > 0.999
 
 
 def shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
