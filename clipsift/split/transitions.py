@@ -1511,7 +1511,7 @@ def _carried(a: np.ndarray, b: np.ndarray, v: Motion, steps: int) -> float:
     What moved in from outside is unknown: over a long window it is a band a third of the frame
     wide, more than the share left out."""
     inner = (slice(M, -M), slice(M, -M))
-    covered = _moved(np.ones_like(a), v, steps, border=cv2.BORDER_CONSTANT)[inner] > 0.999
+    covered = _covered(a.shape, v, steps)[inner]
     if covered.mean() < 0.5:
         return 1.0  # moved mostly out of the frame: nothing to compare
     moved = np.abs(_moved(a, v, steps)[inner] - b[inner])[covered]
