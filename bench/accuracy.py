@@ -189,6 +189,24 @@ def corpus(w: int, containers: str = "mixed") -> list[dict]:
         Segment(100, seed=303, texture="glass", pan=(-3.2 * k, 0), dissolve=25),
     ]
     out.append({"name": "textured_dissolves.mp4", "segments": textured, "fps": 25})
+    # dissolves of 1 and 0.5 s between pans of 240-300 px/s (8-10 px a frame at 640) over
+    # foliage and stone, and the same edit over a weave: each step of such a pan is a third of
+    # the change between the shots on the finder's 64-px frames, and one clip held both shots
+    # and the dissolve (a sweep at 320x180: 61 of 192 videos) until the finder read such pans
+    # as a shot's own motion. The weave's threads, finer than the finder's pixels, leave a
+    # moire that moves unlike the cloth (docs/clips.md)
+    for name, textures in (
+        ("fast_pan_dissolves.mkv", ("foliage", "stone", "foliage", "stone")),
+        ("weave_pan_dissolves.mp4", ("fabric",) * 4),
+    ):
+        t1, t2, t3, t4 = textures
+        fast_dissolves = [
+            Segment(75, seed=360, texture=t1, pan=(10.0 * k, 0)),
+            Segment(105, seed=361, texture=t2, pan=(-7.0 * k, 5.0 * k), dissolve=30),
+            Segment(90, seed=362, texture=t3, pan=(0, -8.0 * k), dissolve=15),
+            Segment(75, seed=363, texture=t4, pan=(6.0 * k, 6.0 * k)),
+        ]
+        out.append({"name": name, "segments": fast_dissolves, "fps": 30})
     # a subject (a disc 0.2-0.4 of the frame high) crossing each shot at 220-280 px/s over a
     # slow pan, with dissolves of 1 and 2 s and a dip to black: the subject is where neither
     # moved shot is, and the blend fit judged on every pixel missed such dissolves

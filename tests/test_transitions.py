@@ -439,6 +439,24 @@ def test_dissolves_between_fast_pans_over_foliage(tmp_path, px, dissolve, hold):
     assert score["boundary_error"] <= (1 if hold == (1,) else 6), (scenes, truth["transitions"])
 
 
+def test_a_fast_pan_over_a_weave_is_one_shot(tmp_path):
+    """Four shots panning 240-300 px/s over a woven cloth at 640x360, with dissolves of 1 and
+    0.5 s (the bench's ``weave_pan_dissolves``). The threads are finer than the finder's 64-px
+    frames; what is left of them is a moire that moves unlike the cloth, and unsmoothed, the
+    two ends of a 7-frame window inside the second shot no longer aligned (correlation 0.18,
+    0.95 smoothed): it fitted as a blend, and the shot, cut in two pieces under 2 s, was lost."""
+    segs = [Segment(75, seed=360, texture="fabric", pan=(10.0, 0)),
+            Segment(105, seed=361, texture="fabric", pan=(-7.0, 5.0), dissolve=30),
+            Segment(90, seed=362, texture="fabric", pan=(0, -8.0), dissolve=15),
+            Segment(75, seed=363, texture="fabric", pan=(6.0, 6.0))]  # fmt: skip
+    truth = render_video(tmp_path / "w.mp4", segs, fps=30, size=(640, 360))
+    scenes = scenes_of(tmp_path / "w.mp4", 30)
+    kept = [(a, b) for a, b in scenes if b - a >= 60]  # the split keeps scenes of 2 s or more
+    score = score_scenes(truth, kept, min_frames=62)
+    assert score["dirty"] == 0 and score["missed"] == 0, (scenes, truth["transitions"])
+    assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
 @pytest.mark.parametrize("fps", [24, 30, 60])
 @pytest.mark.parametrize("texture", [None, "foliage"])
 def test_a_one_frame_blend_at_a_cut_is_left_out(tmp_path, fps, texture):
