@@ -457,6 +457,36 @@ def test_a_fast_pan_over_a_weave_is_one_shot(tmp_path):
     assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
 
 
+@pytest.mark.parametrize("texture", ["fabric", "stone"])
+def test_a_1s_dissolve_between_pans_of_6px_a_frame_is_left_out(tmp_path, texture):
+    """1-s dissolves between four shots panning 6 px a frame (320x180, 30 fps; one shot
+    vertical). Over a weave phase correlation locked onto the threads' repeat over the 4 frames
+    a shot's motion is measured on, and over stone, with the motion right, the windows over the
+    whole ramp judged the frames that both moved shots cover under a quarter of as unfit: a
+    clip held a dissolve's frames (over the weave, one clip held two shots and the dissolve)."""
+    segs = [Segment(60, seed=900, pan=(6.0, 0), texture=texture),
+            Segment(90, seed=901, pan=(-4.2, 3.0), texture=texture, dissolve=30),
+            Segment(90, seed=902, pan=(0, -4.8), texture=texture, dissolve=30),
+            Segment(60, seed=903, pan=(3.6, 3.6), texture=texture)]  # fmt: skip
+    truth = render_video(tmp_path / "d.mp4", segs, fps=30, size=SIZE)
+    scenes = scenes_of(tmp_path / "d.mp4", 30)
+    score = score_scenes(truth, scenes, min_frames=15)
+    assert score["dirty"] == 0 and score["missed"] == 0, (scenes, truth["transitions"])
+    assert score["boundary_error"] <= 2, (scenes, truth["transitions"])
+
+
+def test_a_fast_pan_over_a_weave_lit_by_a_flash_is_one_shot(tmp_path):
+    """A shot panning 7 px a frame over a weave (320x180), a flash fading over 3 frames in it:
+    its motion, measured over 4 frames with phase correlation locked onto the threads'
+    repeat, read 0.2-0.5 px a frame off (64-px frames), and a 25-frame window after the flash
+    fitted as a blend (frames 64-83 lost). The measure now also starts from the shot's step
+    one frame apart."""
+    segs = [Segment(90, seed=656, pan=(7.0, 7.0 / 3), texture="fabric", noise=2.0,
+                    flashes=(40,), flash_gain=(0.9, 0.5, 0.2))]  # fmt: skip
+    render_video(tmp_path / "f.mp4", segs, fps=30, size=SIZE)
+    assert scenes_of(tmp_path / "f.mp4", 30) == [(0, 90)]
+
+
 @pytest.mark.parametrize("fps", [24, 30, 60])
 @pytest.mark.parametrize("texture", [None, "foliage"])
 def test_a_one_frame_blend_at_a_cut_is_left_out(tmp_path, fps, texture):

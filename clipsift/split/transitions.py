@@ -766,8 +766,36 @@ class TransitionFinder:
         if (a, b) not in self._motions:  # windows that share an end share its measure
             if len(self._motions) > 4 * self._size:
                 self._motions = {k: v for k, v in self._motions.items() if k[0] > i - self._size}
-            self._motions[a, b] = _refined_motion(self._frame(a), self._frame(b))
+            guess = self._stepped(i, way, b - a)
+            self._motions[a, b] = _refined_motion(self._frame(a), self._frame(b), guess)
         return _per_frame(self._motions[a, b], frames)
+
+    def _stepped(self, i: int, way: int, n: int) -> complex | None:
+        """The shift over the ``n`` frames beyond frame ``i`` (``way`` -1: before it, 1: after)
+        of a shot that goes on as it moves at its change of picture nearest ``i``: that step's
+        shift times the changes of picture among them (a repeated frame, a step under
+        ``HELD_STEP``, moves nothing). A start for the measure over ``n`` frames
+        (:func:`_refined_motion`): over a fast pan those frames lie several pixels apart, where
+        phase correlation locks now and then onto a texture's repeat (a weave's threads, a
+        fractal's self-similar detail); over 4 frames of single shots panning 3-7 px a frame at
+        320x180 (five textures; plain, crossed by a subject, lit by a flash), 50 of 630
+        measures were over 0.1 px a frame off, 23 with this start (one frame apart the pictures
+        still overlap nearly whole). Counted in frames, with every fifth frame repeated, the
+        start lay a step off and a sweep's fast pans over a weave lost up to 44 frames. None
+        where ``n`` is 1, a flash lies among them or no picture changes."""
+        size = self._size
+        if n < 2:
+            return None
+        at = (i + 1 if way > 0 else i) + way * np.arange(n)  # _step[f]: f against f - 1
+        if self._flash[at % size].any():
+            return None
+        moving = at[self._step[at % size] >= HELD_STEP]
+        if not len(moving):
+            return None
+        f = int(moving[0])
+        if (f - 1, f) not in self._motions:
+            self._motions[f - 1, f] = _refined_motion(self._frame(f - 1), self._frame(f))
+        return self._motions[f - 1, f][1] * len(moving)
 
     def _picture_start(self, i: int) -> int:
         """The frame where the picture shown at frame ``i`` first appeared: ``i``, less the
@@ -1290,8 +1318,10 @@ M = 4  # px left out at the edges of a moved frame (what moved in from outside i
 # across the shot on its own
 FIT_SHARE = 0.8
 # a frame whose moved shots still cover under this share of its pixels is no blend the fit can
-# judge (TransitionFinder._blend_fit)
-MIN_COVER = 0.25
+# judge (TransitionFinder._blend_fit). A quarter failed every window over the whole of a 1-s
+# dissolve between pans of 1 px a frame, one of them vertical (over part of the ramp both shots
+# cover under a quarter of the 36-px-high frames), and a clip kept 11 of its frames
+MIN_COVER = 0.15
 # a step beyond a window's end is its shot's own where it is at most this many times the median
 # of the shot's steps there (TransitionFinder._same_shot)
 OWN_LIKE = 1.5
@@ -1303,6 +1333,8 @@ CARRIED = 0.1
 # the median flow is tried as a third start (:func:`_refined_motion`); the tryout's counter box
 # held both starts at 0.1 px over 5 frames of a 2-px pan
 HELD_SHIFT = 0.5
+# px (64-px frames): a start this close to another refines to the same shift, so it is not tried
+APART = 0.5
 # test 1c: a window is a transition where its ends' difference is spread at least this much of
 # the pictures' detail (:func:`_spread`; the bench's blends at least 0.59, a tryout's switching
 # counter over a pan 0.19)
@@ -1359,7 +1391,7 @@ Motion = tuple[complex, complex]  # (c, t)
 STILL: Motion = (1 + 0j, 0j)
 
 
-def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
+def _refined_motion(a: np.ndarray, b: np.ndarray, guess: complex | None = None) -> Motion:
     """The motion that takes frame ``a`` to frame ``b``: a shift refined by least squares on the
     image gradients (Lucas-Kanade), then as a similarity (turn, zoom and shift), kept when it
     fits clearly better (under 0.7 times the shift's error). Phase correlation pulls sub-pixel
@@ -1375,8 +1407,9 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
     starts from phase correlation's shift and from no motion (a slow pan under a fast subject),
     and where both end under ``HELD_SHIFT`` from no motion, from the median flow too
     (:func:`_median_flow`: a pan around a still inset with hard edges; a third start on every
-    measure cost 11-20 % more scan time on a dissolve-heavy render), and the fits are compared
-    on their best-fitting ``FIT_SHARE`` of pixels."""
+    measure cost 11-20 % more scan time on a dissolve-heavy render), and from ``guess`` (a
+    shift) where it lies over ``APART`` from both other starts; the fits are compared on
+    their best-fitting ``FIT_SHARE`` of pixels."""
     h, w = a.shape
     inner = (slice(M, -M), slice(M, -M))
     zx, zy = _centred_grid(h, w)
@@ -1415,7 +1448,10 @@ def _refined_motion(a: np.ndarray, b: np.ndarray) -> Motion:
             np.partition(sq, int(FIT_SHARE * len(sq)))[: int(FIT_SHARE * len(sq))].mean()
         )
 
-    starts = ((1 + 0j, complex(*_shift(a, b, tapered=True))), STILL)
+    correlated = complex(*_shift(a, b, tapered=True))
+    starts = ((1 + 0j, correlated), STILL)
+    if guess is not None and min(abs(guess - correlated), abs(guess)) > APART:
+        starts += ((1 + 0j, guess),)  # the shot's one-frame step repeated, where it differs
     shift, fit = min((refine(m, False, 4) for m in starts), key=lambda r: r[1])
     if abs(shift[1]) < HELD_SHIFT:  # both held at no motion: maybe by a still inset's edges
         shift, fit = min((shift, fit), refine((1 + 0j, _median_flow(a, b)), False, 4),
