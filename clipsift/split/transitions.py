@@ -781,7 +781,8 @@ class TransitionFinder:
         320x180 (five textures; plain, crossed by a subject, lit by a flash), 50 of 630
         measures were over 0.1 px a frame off, 23 with this start (one frame apart the pictures
         still overlap nearly whole). Counted in frames, with every fifth frame repeated, the
-        start lay a step off and a sweep's fast pans over a weave lost up to 44 frames. None
+        start lay a step off: of a sweep's 96 such dissolve videos, 6 came out worse than with
+        changes counted (one clip over a dissolve frame, a shot losing 28 more frames). None
         where ``n`` is 1, a flash lies among them or no picture changes."""
         size = self._size
         if n < 2:
