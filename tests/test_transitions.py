@@ -165,19 +165,34 @@ def test_a_long_black_start_is_not_held_in_memory():
     assert wide._box is not None and not wide._pending
 
 
-def test_a_dissolve_out_of_a_still_at_60_fps_keeps_no_faint_frame(tmp_path):
-    """x264 codes a still as copies of itself and swallowed the first frames of a 1.2-s
-    dissolve out of it (1.4 and 2.7 % blended: decoded alpha 0 and 0.008), so the line fitted to
-    the decoded blend met 0 nearly two frames late, and the still's clip kept the dissolve's
-    first frame (found by a review at 320x180; at 640x360 the line was right)."""
-    plan = [
+STILL_PLANS = {
+    # x264 codes a still as copies of itself and swallowed the first frames of a 1.2-s dissolve
+    # out of it (1.4 and 2.7 % blended: decoded alpha 0 and 0.008), and the still's clip kept
+    # the dissolve's first frame (found by a review at 320x180; at 640x360 the line was right)
+    "dissolve": [
         Segment(120, seed=1, pan=(1, 0)),
         Segment(150, seed=2, dissolve=90),  # a still, dissolved into and out of
         Segment(120, seed=3, pan=(0, 1), dissolve=72),
-    ]
-    truth = render_video(tmp_path / "still.mp4", plan, fps=60, size=SIZE)
+    ],
+    # a still faded out over 0.5 s: its decoded ramp starts on time, and a rule that started a
+    # long ramp out of copies one more frame early ended the still's clip 2 frames early (the
+    # bench's transitions_60 twice, in every container)
+    "fade": [
+        Segment(120, seed=1, pan=(1, 0)),
+        Segment(120, seed=2, fade_out=30),
+        Segment(120, seed=3, fade_in=30, pan=(0, 1)),
+    ],
+}
+
+
+@pytest.mark.parametrize("plan", list(STILL_PLANS))
+def test_a_blend_out_of_a_still_at_60_fps_keeps_no_faint_frame_and_loses_at_most_one(
+    tmp_path, plan
+):
+    truth = render_video(tmp_path / "still.mp4", STILL_PLANS[plan], fps=60, size=SIZE)
     scenes = scenes_of(tmp_path / "still.mp4", 60)
-    assert score_scenes(truth, scenes) == {"dirty": 0, "boundary_error": 1, "missed": 0}, scenes
+    score = score_scenes(truth, scenes)
+    assert score["dirty"] == score["missed"] == 0 and score["boundary_error"] <= 1, scenes
 
 
 def test_a_wipe_mask_uncovers_its_share_of_the_frame():
@@ -789,20 +804,23 @@ def test_a_fast_swing_inside_one_shot_is_no_whip(texture, share, frames):
     assert finder.finish() == []
 
 
-def test_a_dissolves_last_frame_is_judged_by_the_clean_frames_past_the_window(tmp_path):
-    """``bench/accuracy.py``'s ``subjects`` at 640x360: the line of its 2-s dissolve under a
-    moving subject ends a frame early in every window that passes, and fewer than 3 of the
-    window's frames lie past it to judge the last (alpha 0.986 of the way), which opened the
-    next clip. Judged against the end frame and its shot's frames past the window, it is left
-    out. (It is 1.6 % of the old shot, at the measure's noise: in a render at 320x180 it is
-    still kept, see docs/clips.md.)"""
+def test_a_dissolve_under_a_moving_subject_is_cut_out_to_a_frame_at_either_end(tmp_path):
+    """``bench/accuracy.py``'s ``subjects`` at 640x360. The end: the line of its 2-s dissolve
+    under a moving subject ends a frame early in every window that passes, and fewer than 3 of
+    the window's frames lie past it to judge the last (alpha 0.986 of the way), which opened
+    the next clip. Judged against the end frame and its shot's frames past the window, it is
+    left out. (It is 1.6 % of the old shot, at the measure's noise: in a render at 320x180 it
+    is still kept, see docs/clips.md.) The start: a window's line met 0 a frame early, and the
+    frame earlier that a long ramp out of a steady shot takes made it 2; the shot before, a
+    subject crossing it, is not steady (``_line``)."""
     segs = [Segment(75, seed=310, pan=(1.2, 0.4), subject=(0.2, 9.0)),
             Segment(105, seed=311, pan=(-1.0, 0.6), subject=(0.15, 7.2), dissolve=30),
             Segment(135, seed=312, pan=(0.8, -0.5), subject=(0.1, 9.0), dissolve=60)]  # fmt: skip
     truth = render_video(tmp_path / "s.mp4", segs, fps=30, size=(640, 360))
     found = scenes_of(tmp_path / "s.mp4", 30)
     assert found[-1] == (240, 315), found
-    assert score_scenes(truth, found, min_frames=15)["dirty"] == 0, found
+    score = score_scenes(truth, found, min_frames=15)
+    assert score["dirty"] == 0 and score["boundary_error"] <= 1, found
 
 
 @pytest.mark.parametrize("fps", [24, 30, 60])

@@ -1185,20 +1185,25 @@ def _line(alpha: np.ndarray, x: np.ndarray, n: int) -> tuple[float, int, int] | 
     """A line fitted to ``alpha`` at places ``x`` over the ramp's middle (0.1-0.9): its slope
     per frame and the first and last blended places (of ``n``), where it leaves 0 and meets 1;
     None for a line that does not rise. The line is 0 on the last clean frame before and 1 on
-    the first clean frame after. A ramp longer than 30 frames starts one frame earlier: its
-    first frame is a blend of under 3 %, which coding noise hides from the fit; and one more
-    where the 3 places before it have the same alpha to the bit (a still coded as copies of
-    itself, whose encoder held the faintest frames back: a decoded ramp lags the edit, so its
-    line meets 0 late, never early)."""
+    the first clean frame after.
+
+    A ramp longer than 30 frames out of a steady shot starts one frame earlier: its first frame
+    is a blend of under 3 %, and an encoder with nothing else to code there held it back (x264
+    swallowed the first frame of a 1.2-s dissolve out of a still at 60 fps, VP9 that of a 2-s
+    one), so the decoded ramp lags and its line meets 0 late. Steady: the 3 places before that
+    frame, where known, hold alpha within ``STEADY`` of a ramp step. Not where they wobble by
+    more (a subject crossing the shot): such a frame is coded with the rest, and the earlier
+    start ended a clip before a 2-s dissolve under one 2 frames early. (Nor a frame more out
+    of exact copies: a fade out of a still at 60 fps decodes on time, and that lost 2 frames.)
+    """
     middle = np.flatnonzero((alpha > 0.1) & (alpha < 0.9))
     slope, at0 = np.polyfit(x[middle].astype(np.float64), alpha[middle].astype(np.float64), 1)
     if slope <= 0:
         return None
-    pad = int(slope < 1 / 30)
-    lo, hi = round(-at0 / slope) + 1 - pad, round((1 - at0) / slope) - 1
-    held = alpha[x < lo][-3:]
-    if pad and len(held) == 3 and np.ptp(held) == 0:
-        lo -= 1  # a still coded as copies of itself: its encoder swallowed another faint frame
+    lo, hi = round(-at0 / slope) + 1, round((1 - at0) / slope) - 1
+    before = alpha[x < lo - 1][-3:]
+    if slope < 1 / 30 and (len(before) < 3 or np.ptp(before) < STEADY * slope):
+        lo -= 1
     return float(slope), max(0, lo), min(n - 1, hi)
 
 
@@ -1347,6 +1352,9 @@ SPREAD = 0.35
 # failed the residual test and stayed inside clips. Smoothed by 1 px, a 90-px/s pan's frames
 # differ from the prediction by 0.6 levels instead of 3.4 while the shots still differ by 12
 SMOOTH = 1.0
+# a shot steady before a long ramp (:func:`_line`): alpha over its last 3 frames within this
+# share of a ramp step
+STEADY = 0.25
 
 
 def mean_chroma(bgr: np.ndarray) -> tuple[float, float]:
