@@ -647,6 +647,24 @@ def test_a_dissolve_between_skies_alike_in_gray_is_left_out(tmp_path, seeds):
     assert score["boundary_error"] <= 2 and len(scenes) == 3, (scenes, truth["transitions"])
 
 
+@pytest.mark.parametrize("colour", ["black", "white"])
+def test_a_fade_into_a_faint_sky_with_sensor_noise_is_left_out(tmp_path, colour):
+    """A sky's gradient spans a few gray levels: on the finder's 64-px frames its contrast is
+    1.3 levels, and the faint frames of a fade into it, rounded to whole levels, read up to 0.4
+    levels of contrast more than the blend predicts, over the bound (0.15 of 1.3). Every window
+    over the fade failed the contrast test and its first 19-20 frames opened the next clip
+    (noise of 1 level; at 2.5 the noise's own contrast carried it). The bound is at least half
+    a level (``QUANTUM``)."""
+    plan = [Segment(60, seed=23, texture="flat", noise=1.0, fade_out=30, fade_color=colour),
+            Segment(60, seed=24, texture="flat", noise=1.0, fade_in=22, fade_color=colour,
+                    pan=(0.5, 0))]  # fmt: skip
+    truth = render_video(tmp_path / "t.mp4", plan, fps=30, size=SIZE)
+    scenes = scenes_of(tmp_path / "t.mp4", 30)
+    score = score_scenes(truth, scenes, min_frames=15)
+    assert score == {"dirty": 0, "boundary_error": score["boundary_error"], "missed": 0}, scenes
+    assert score["boundary_error"] <= 1, (scenes, truth["transitions"])
+
+
 # animation on twos (each picture held for two frames), panning: a 9-frame dissolve, then a
 # fade through white (a tryout's plan)
 ON_TWOS = [

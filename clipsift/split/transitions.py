@@ -584,14 +584,16 @@ class TransitionFinder:
         if _stalls(alpha, inside):
             return "stall"
         # 4. contrast as a blend has it: std((1 - t) a + t b) follows from the ends alone, and
-        # dips in a dissolve; moving pictures keep theirs
+        # dips in a dissolve; moving pictures keep theirs. Within a share of the stronger end's
+        # contrast, and never under half a level (``QUANTUM``): a fade into a faint sky failed
+        # here on rounding alone, and its faint frames opened the next clip
         cov = float(((a - a.mean()) * (b - b.mean())).mean())
         t = np.clip(alpha, 0.0, 1.0)
         pred = np.sqrt(
             np.maximum((1 - t) ** 2 * sa * sa + t * t * sb * sb + 2 * t * (1 - t) * cov, 0)
         )
         obs = self._std[ks % size]
-        if np.abs(obs - pred).max() > self.max_contrast_error * max(sa, sb):
+        if np.abs(obs - pred).max() > max(self.max_contrast_error * max(sa, sb), QUANTUM):
             return "contrast"
         # the blend's frames: a line fitted to alpha over the ramp's middle (0.1-0.9) meets 0
         # and 1 where the transition starts and ends; the faint first and last steps of a long
@@ -1355,6 +1357,10 @@ SMOOTH = 1.0
 # a shot steady before a long ramp (:func:`_line`): alpha over its last 3 frames within this
 # share of a ramp step
 STEADY = 0.25
+# the least bound of the contrast test (levels): the finder's frames are rounded to whole levels,
+# and a faint picture (a sky 1.3 levels in contrast, faded in) rounds to a staircase whose
+# contrast reads up to 0.4 levels off the blend's
+QUANTUM = 0.5
 
 
 def mean_chroma(bgr: np.ndarray) -> tuple[float, float]:
