@@ -222,3 +222,35 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     assert r.returncode == 0, r.stderr[-4000:]
     back = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
     assert set(back.loc[back["keep"], "clip_id"]) == set(meta.loc[meta["keep"], "clip_id"])
+
+
+def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
+    tmp_path, tiny_videos
+):
+    """A source folder that is not there when its shard is scanned (not mounted, moved away)
+    fails the scan job with the files named; it used to record each video as an error row, so
+    every later run, the folder back, ended in "no clip kept" (a tryout) until a forced scan."""
+    w = tmp_path / "w"
+    videos = w / "videos"
+    videos.mkdir(parents=True)
+    for name in ("a", "b"):
+        shutil.copy(tiny_videos[name], videos / f"{name}.mp4")
+    cfg = base_config([{"name": "vid", "type": "folder", "path": "videos"}], lean=True)
+    cfg["split"]["min_seconds"] = 1.0
+    write_config(w, cfg)
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "--until", "ingest")
+    assert r.returncode == 0, r.stderr[-4000:]
+    videos.rename(w / "away")
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Error in rule scan" in out, out[-3000:]
+    assert not (w / "results" / "shards" / "vid-00000" / "scan").exists()
+    text = (w / "results" / "logs" / "scan" / "vid-00000.log").read_text()
+    assert "2 of 2 source file(s) of this shard are not there now" in text, text[-2000:]
+    assert str(videos / "a.mp4") in text and "accept-changes --gone" in text, text[-2000:]
+    (w / "away").rename(videos)
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    meta = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
+    assert meta["error"].isna().all(), meta[["video_id", "error"]]
+    assert set(meta["video_id"]) == {"vid-a", "vid-b"} and meta["keep"].any()

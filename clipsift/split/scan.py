@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 
 import cv2
@@ -38,6 +39,7 @@ from ..filters.ocr import ocr_size
 from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
+from ..sources.base import SourceUnavailable
 from .detectors import make_detector
 from .transitions import (
     WHOLE,
@@ -570,6 +572,7 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
 
         reader = OcrReader.from_config(ocr_cfg)
         ocr = (reader, *(ocr_cfg[k] for k in ("every_seconds", "quiet_every_seconds", "max_side")))
+    check_reachable(source)
     all_scenes, all_frames, all_samples, all_texts = [], [], [], []
     t0 = time.monotonic()
     total_s = 0.0
@@ -605,6 +608,25 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
             if col in df:
                 df[col] = df[col].astype("Int64")
     return scenes, frames, samples, texts
+
+
+def check_reachable(source: pd.DataFrame, shown: int = 5) -> None:
+    """Raise :class:`SourceUnavailable` when files that ingest read are not there now (a folder
+    not mounted, a source moved): the job fails and the next run scans them. Recorded as the
+    videos' errors, they lost their shard's clips for good (a tryout's unmounted folder: every
+    later run, the folder back, ended in "no clip kept")."""
+    gone = [p for p in source["path"] if not os.path.exists(p)]
+    if gone:
+        listed = ", ".join(gone[:shown]) + (
+            f" and {len(gone) - shown} more" if len(gone) > shown else ""
+        )
+        raise SourceUnavailable(
+            f"{len(gone)} of {len(source)} source file(s) of this shard are not there now, though "
+            f"ingest read them: {listed}. A file missing now is no fault of its video, so the scan "
+            "records nothing and stops: mount or restore them and run again. Files deleted on "
+            "purpose: `clipsift accept-changes --gone` drops them (with `--unreachable` where "
+            "their folder is missing too)."
+        )
 
 
 def as_float32(df: pd.DataFrame) -> pd.DataFrame:
