@@ -35,7 +35,7 @@ CONFIG_HELP = (
 def cmd_plan(args) -> int:
     from .plan import update_plan
 
-    shards = update_plan(_load_config(args.config))
+    shards = update_plan(_load_config(args.config), drop=tuple(args.drop))
     print(f"{len(shards)} shard(s), {sum(s['items'] for s in shards)} item(s)")
     return 0
 
@@ -138,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("plan", help="(re)plan shards: add new videos of the sources to new shards")
     sp.add_argument("--config", action="append", default=[], metavar="FILE", help=CONFIG_HELP)
+    sp.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="forget the planned videos of source SOURCE first (repeat for several): a source "
+        "renamed or removed leaves the plan; one still in the config, moved or pointed "
+        "elsewhere, is planned anew from what it lists now",
+    )
     sp.set_defaults(func=cmd_plan)
     sp = sub.add_parser("sample", help="generate the sample videos with their ground truth")
     sp.add_argument("out", nargs="?", default="sample/videos", help="folder (sample/videos)")
@@ -207,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     sp.set_defaults(func=cmd_config_doc)
     args = p.parse_args(argv)
     from .config import ConfigError
+    from .plan import PlanError
     from .sources.base import SourceError
 
     try:
         return args.func(args)
-    except (ConfigError, SourceError) as exc:  # the user's to fix: the message, no traceback
+    except (ConfigError, PlanError, SourceError) as exc:  # the user's to fix: the message, no traceback
         msg = str(exc)
         print(msg if msg.startswith("clipsift") else f"clipsift {args.cmd}: {msg}", file=sys.stderr)
         return 2

@@ -29,6 +29,11 @@ from .sources.base import slug_id
 log = logging.getLogger(__name__)
 
 ITEM_COLUMNS = ["source", "id", "uri", "path", "caption", "extra", "kind", "archive"]
+SHOWN = 3  # paths named in a warning
+
+
+class PlanError(ValueError):
+    """The plan and the config disagree in a way no re-plan mends by itself."""
 
 
 def plan_dir(results: str | Path) -> Path:
@@ -48,12 +53,25 @@ def fingerprint(config: dict, *, validated: bool = False) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def load_shards(config: dict, root: str | Path = ".", *, validated: bool = False) -> list[dict]:
-    """Shard entries from the plan; (re)plans when there is no plan or the sources changed."""
+def load_shards(
+    config: dict, root: str | Path = ".", *, validated: bool = False, dryrun: bool = False
+) -> list[dict]:
+    """Shard entries from the plan; (re)plans when there is no plan or the sources changed.
+    ``dryrun``: an existing plan is never changed (a dry run with a mistaken config added its
+    videos to the plan for good, a tryout); what a run would add is only said."""
     manifest = plan_dir(Path(root) / config["results"]) / "shards.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
         if data.get("fingerprint") == fingerprint(config, validated=validated):
+            return data["shards"]
+        if dryrun:
+            new = update_plan(config, root, write=False)
+            added = len(new) - len(data["shards"])
+            log.warning(
+                "clipsift: the sources changed since the plan was made; a dry run leaves the "
+                "plan as it is and shows the jobs of its %d shard(s). A run (or `clipsift plan`) "
+                "adds %d shard(s).", len(data["shards"]), added,
+            )  # fmt: skip
             return data["shards"]
         log.info("sources changed since the plan was made: updating it")
     return update_plan(config, root)
@@ -82,10 +100,12 @@ def _archive_rows(source: dict, root: Path, sample: int, known: set, shards: set
     ]  # fmt: skip
 
 
-def _item_rows(source: dict, root: Path, sample: int, known: set, start: int, config) -> list[dict]:
-    """Plan rows of the items of a source not planned yet, in new shards from index ``start``."""
+def _item_rows(
+    source: dict, listed: list, sample: int, known: set, start: int, config
+) -> list[dict]:
+    """Plan rows of the items ``listed`` not planned yet, in new shards from index ``start``."""
     name = source["name"]
-    items_ = _sampled(list_items(source, root=root), name, sample, key=lambda it: it.id)
+    items_ = _sampled(listed, name, sample, key=lambda it: it.id)
     fresh = [it for it in items_ if it.id not in known]
     size = source.get("shard_size") or config["shard_size"]
     return [
@@ -105,13 +125,26 @@ def _item_rows(source: dict, root: Path, sample: int, known: set, start: int, co
     ]
 
 
-def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
-    """List every source, keep existing assignments, put new items into new shards."""
+def update_plan(
+    config: dict, root: str | Path = ".", *, drop: tuple[str, ...] = (), write: bool = True
+) -> list[dict]:
+    """List every source, keep existing assignments, put new items into new shards.
+
+    ``drop``: sources whose planned items are forgotten first, so that they are planned anew
+    from what they list now (a source renamed away, or moved: its items keep the paths they were
+    planned with). ``write`` False: the shards the plan would have, nothing written."""
     root = Path(root)
     pdir = plan_dir(root / config["results"])
     items_path = pdir / "items.parquet"
     old = pd.read_parquet(items_path) if items_path.exists() else _empty_items()
     sample = with_defaults("calibrate", config.get("calibrate"))["sample_size"]
+    unknown = sorted(set(drop) - set(old["source"]))
+    if unknown:
+        raise PlanError(f"clipsift plan --drop: the plan holds no source named {unknown}; it "
+                        f"holds {sorted(set(old['source']))}")  # fmt: skip
+    dropped = set(old.loc[old["source"].isin(drop), "shard"])
+    old = old[~old["source"].isin(drop)].reset_index(drop=True)
+    _check_orphans(old, config, pdir)
 
     frames = [old]
     for source in config["sources"]:
@@ -120,7 +153,9 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
         if source["type"] == "hf_archives":
             new_rows = _archive_rows(source, root, sample, known, set(old["shard"]))
         else:
-            new_rows = _item_rows(source, root, sample, known, _next_index(old, name), config)
+            listed = list_items(source, root=root)
+            _warn_unlisted(old[old["source"] == name], listed, name)
+            new_rows = _item_rows(source, listed, sample, known, _next_index(old, name), config)
         if new_rows:
             log.info("source %s: %d new item(s)", name, len(new_rows))
             frames.append(pd.DataFrame(new_rows))
@@ -135,7 +170,8 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
     shards = []
     for shard, group in items.groupby("shard", sort=True):
         group = group[ITEM_COLUMNS].reset_index(drop=True)
-        _write_if_changed(pdir / "shards" / f"{shard}.parquet", group)
+        if write:
+            _write_if_changed(pdir / "shards" / f"{shard}.parquet", group)
         shards.append(
             {
                 "name": shard,
@@ -144,9 +180,48 @@ def update_plan(config: dict, root: str | Path = ".") -> list[dict]:
                 "items": len(group),
             }
         )
+    if not write:
+        return shards
+    for shard in dropped - {s["name"] for s in shards}:  # planned no more
+        (pdir / "shards" / f"{shard}.parquet").unlink(missing_ok=True)
     write_parquet(items_path, items[[*ITEM_COLUMNS, "shard"]])
     write_json(pdir / "shards.json", {"fingerprint": fingerprint(config), "shards": shards})
     return shards
+
+
+def _check_orphans(items: pd.DataFrame, config: dict, pdir: Path) -> None:
+    """Stop where the plan holds sources the config no longer names: every job of their shards
+    looks its source up (a renamed source stopped each run with a bare KeyError, a tryout)."""
+    names = {s["name"] for s in config["sources"]}
+    orphans = sorted(set(items["source"]) - names)
+    if not orphans:
+        return
+    held = items[items["source"].isin(orphans)]
+    raise PlanError(
+        f"clipsift: the plan in {pdir} holds {len(held)} video(s) in "
+        f"{held['shard'].nunique()} shard(s) of source(s) {', '.join(orphans)}, which "
+        "`sources` no longer names. A source's name is part of its shards' and clips' ids, so "
+        "a renamed source is planned anew under its new name. Put the source back as it was, "
+        f"or leave its shards out of the dataset: clipsift plan --drop {' --drop '.join(orphans)} "
+        "(with the run's --config files; their results stay on disk)."
+    )
+
+
+def _warn_unlisted(planned: pd.DataFrame, listed: list, name: str) -> None:
+    """Say which planned items the source lists no more (deleted, or the source's path or list
+    changed): they stay in the plan at the paths they were planned with."""
+    now = {it.id: it.uri for it in listed}
+    gone = planned[[now.get(i) != uri for i, uri in zip(planned["id"], planned["uri"])]]
+    if gone.empty:
+        return
+    paths = ", ".join(str(p) for p in gone["uri"].head(SHOWN))
+    log.warning(
+        "clipsift: source %s no longer lists %d planned video(s) where they were planned (%s%s). "
+        "They stay planned there: deleted files keep their clips (see `clipsift accept-changes "
+        "--gone`); for a source moved or pointed elsewhere, `clipsift plan --drop %s` plans it "
+        "anew.",
+        name, len(gone), paths, ", ..." if len(gone) > SHOWN else "", name,
+    )  # fmt: skip
 
 
 def _validated(config: dict) -> dict:

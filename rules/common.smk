@@ -8,7 +8,7 @@ from clipsift.config import ConfigError
 from clipsift.encoders import VAES
 from clipsift.filters.ocr import SCAN_KEYS as OCR_SCAN_KEYS
 from clipsift.ingest import fetch_params
-from clipsift.plan import limit_shards, load_shards
+from clipsift.plan import PlanError, limit_shards, load_shards
 from clipsift.plugins import gpus_for
 from clipsift.scorers import REGISTRY
 from clipsift.selection import threshold_warnings, with_filters
@@ -68,7 +68,14 @@ onerror:
     runlock.release(R)
 
 
-SHARDS = limit_shards(load_shards(config, validated=True), config["limit_shards"])
+try:
+    SHARDS = limit_shards(
+        load_shards(config, validated=True, dryrun=workflow.output_settings.dryrun),
+        config["limit_shards"],
+    )
+except PlanError as exc:
+    runlock.release(R)
+    raise WorkflowError(str(exc))
 SOURCES = {s["name"]: s for s in config["sources"]}
 
 

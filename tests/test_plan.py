@@ -146,6 +146,82 @@ def test_load_shards_reads_the_plan_without_listing(tmp_path, monkeypatch):
     assert manifest["fingerprint"] == fingerprint({**cfg, "shard_size": 5})
 
 
+def test_a_source_the_config_no_longer_names_stops_the_plan_until_dropped(tmp_path):
+    """Renaming a source left its planned videos under the old name, and every run stopped
+    with a bare KeyError from the rules (a tryout): the plan now says so, before writing
+    anything, and ``drop`` takes the old name's shards out of the plan."""
+    for name in "abc":
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    cfg = folder_config()
+    assert [s["name"] for s in load_shards(cfg, tmp_path)] == ["f-00000", "f-00001"]
+    pdir = tmp_path / "results/plan"
+    before = snapshot(pdir), (pdir / "shards.json").read_bytes()
+    renamed = {**cfg, "sources": [{**cfg["sources"][0], "name": "g"}]}
+    for dryrun in (True, False):
+        with pytest.raises(
+            plan.PlanError,
+            match=r"3 video\(s\) in 2 shard\(s\) of source\(s\) f, "
+            r"which `sources` no longer names.*clipsift plan --drop f",
+        ):
+            load_shards(renamed, tmp_path, dryrun=dryrun)
+        assert (snapshot(pdir), (pdir / "shards.json").read_bytes()) == before
+    with pytest.raises(plan.PlanError, match="no source named"):
+        update_plan(renamed, tmp_path, drop=("h",))
+    shards = update_plan(renamed, tmp_path, drop=("f",))
+    assert [(s["name"], s["items"]) for s in shards] == [("g-00000", 2), ("g-00001", 1)]
+    assert set(snapshot(pdir)) == {"g-00000.parquet", "g-00001.parquet"}
+    assert load_shards(renamed, tmp_path) == shards
+
+
+def test_a_moved_source_is_said_and_planned_anew_at_its_new_path_when_dropped(tmp_path, caplog):
+    """Items keep the paths they were planned with: a source pointed at its moved folder still
+    reads the old paths, so the re-plan says which planned videos its source lists no more, and
+    ``drop`` plans the source anew at the new paths (the same shard names: nothing else moves)."""
+    for name in "ab":
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    cfg = folder_config()
+    first = update_plan(cfg, tmp_path)
+    (tmp_path / "videos").rename(tmp_path / "moved")
+    moved = folder_config(path="moved")
+    with caplog.at_level("WARNING", logger="clipsift.plan"):
+        assert update_plan(moved, tmp_path) == first
+    said = caplog.text
+    assert "source f no longer lists 2 planned video(s) where they were planned" in said, said
+    assert str(tmp_path / "videos" / "a.mp4") in said and "clipsift plan --drop f" in said, said
+    assert update_plan(moved, tmp_path, drop=("f",)) == first
+    paths = pd.read_parquet(tmp_path / "results/plan/shards/f-00000.parquet")["path"]
+    assert [Path(p).parent.name for p in paths] == ["moved", "moved"]
+
+
+def test_a_dry_run_never_changes_an_existing_plan(tmp_path, caplog):
+    """A dry run with a mistaken config (another folder under the same source name) added that
+    folder's videos to the plan for good, and a real run with the right config then built them
+    (a tryout). A dry run plans only where there is no plan yet (its jobs need the files)."""
+    for name in "ab":
+        touch(tmp_path / "videos" / f"{name}.mp4")
+    touch(tmp_path / "other" / "x.mp4")
+    cfg = folder_config()
+    first = load_shards(cfg, tmp_path, dryrun=True)  # no plan yet: written
+    assert [s["name"] for s in first] == ["f-00000"]
+    pdir = tmp_path / "results/plan"
+    before = (
+        snapshot(pdir),
+        (pdir / "shards.json").read_bytes(),
+        (pdir / "items.parquet").read_bytes(),
+    )
+    mistaken = folder_config(path="other")
+    with caplog.at_level("WARNING", logger="clipsift.plan"):
+        assert load_shards(mistaken, tmp_path, dryrun=True) == first
+    assert "a dry run leaves the plan as it is" in caplog.text and "adds 1 shard(s)" in caplog.text
+    after = (
+        snapshot(pdir),
+        (pdir / "shards.json").read_bytes(),
+        (pdir / "items.parquet").read_bytes(),
+    )
+    assert after == before
+    assert load_shards(cfg, tmp_path) == first  # the right config: nothing to redo
+
+
 def test_several_sources_have_their_own_shards(tmp_path):
     for name in ["a", "b", "c"]:
         touch(tmp_path / "one" / f"{name}.mp4")
@@ -271,3 +347,23 @@ def test_the_first_n_shards_then_the_rest(tmp_path, tiny_videos):
     assert set(meta["shard"]) == {"v-00000", "v-00001", "v-00002"}
     again = (tmp_path / "results" / "shards" / "v-00000" / "selection.parquet").stat().st_mtime_ns
     assert again == first
+
+
+def test_a_renamed_source_stops_the_run_with_the_command_that_drops_it(tmp_path, tiny_videos):
+    """As a user types it: the dry run names the old source and the command, which works."""
+    from helpers import SNAKEFILE, base_config, clipsift_cli, snakemake_cli, write_config
+
+    src = {"name": "v", "type": "folder", "path": str(tiny_videos["a"].parent)}
+    write_config(tmp_path, base_config([src], lean=True))
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "1", "-n")
+    assert r.returncode == 0, r.stderr[-3000:]
+    write_config(tmp_path, base_config([{**src, "name": "w"}], lean=True))
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "1", "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "KeyError" not in out, out[-3000:]
+    assert "of source(s) v, which `sources` no longer names" in out, out[-3000:]
+    assert "clipsift plan --drop v" in out, out[-3000:]
+    r = clipsift_cli(tmp_path, "plan", "--drop", "v")
+    assert r.returncode == 0 and "1 shard(s), 3 item(s)" in r.stdout, r.stdout + r.stderr
+    r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "1", "-n")
+    assert r.returncode == 0 and "w-00000" in r.stdout + r.stderr, r.stderr[-3000:]
