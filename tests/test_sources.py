@@ -226,6 +226,30 @@ def test_metalist_csv_tsv(tmp_path, fmt, sep):
     assert got["B"].extra == {"w": "320"} and got["B"].path == str(tmp_path / "clips/b.mp4")
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_metalist_caption_key_that_no_row_has_is_an_error(tmp_path, fmt):
+    """A misspelt ``caption_key`` dropped every caption without a word (a tryout). A key that
+    every row leaves empty is no mistake; one that no row has is, with the close match."""
+    rows = [{"path": "a.mp4", "caption": "a cat"}, {"path": "b.mp4", "caption": ""}]
+    if fmt == "csv":
+        pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
+    else:
+        (tmp_path / "list.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SourceError, match=r"no row has the key 'captoin' \(caption_key\); "
+                       r"did you mean 'caption'\? the rows' keys: path, caption"):  # fmt: skip
+        list_items(metalist(f"list.{fmt}", caption_key="captoin"), root=tmp_path)
+    items = by_id(list_items(metalist(f"list.{fmt}", caption_key="caption"), root=tmp_path))
+    assert items["a"].caption == "a cat" and items["b"].caption is None
+    for r in rows:
+        r["caption"] = ""
+    if fmt == "csv":
+        pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
+    else:
+        (tmp_path / "list.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = list_items(metalist(f"list.{fmt}", caption_key="caption"), root=tmp_path)
+    assert [it.caption for it in items] == [None, None]  # an empty column: no captions, no error
+
+
 def test_metalist_parquet_with_nested_column(tmp_path):
     df = pd.DataFrame(
         {

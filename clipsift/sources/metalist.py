@@ -15,6 +15,7 @@ into the rest, so ``raw_caption.long caption`` reaches ``row["raw_caption"]["lon
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import math
 import re
@@ -181,10 +182,11 @@ def list_metalist(source: dict, root: Path) -> list[Item]:
             raise SourceError(f"{label}: cannot tell the format from {path.suffix!r}; set `format`")
     base = _base_dir(source, root, path.parent)
     video_key, id_key, caption_key = (source.get(k) for k in ("video_key", "id_key", "caption_key"))
-    items = []
+    items, keys, captioned = [], {}, False
     for n, row in enumerate(read_rows(path, fmt, label), 1):
         if not isinstance(row, dict):
             raise SourceError(f"{label}: row {n} is a {type(row).__name__}, not an object")
+        keys.update(dict.fromkeys(row))
         vkey, video = first_present(row, [video_key] if video_key else VIDEO_KEYS)
         if vkey is None:
             want = f"{video_key!r} (video_key)" if video_key else f"any of {', '.join(VIDEO_KEYS)}"
@@ -214,9 +216,19 @@ def list_metalist(source: dict, root: Path) -> list[Item]:
         else:
             vid, _ = path_id(vpath, base)
         ckey, caption = first_present(row, [caption_key] if caption_key else CAPTION_KEYS)
+        captioned = captioned or (caption_key and lookup(row, caption_key) is not _MISSING)
         extra = scalar_extra(row, {vkey, ckey, video_key, id_key, caption_key})
         items.append(
             Item(vid, uri=str(vpath), path=str(vpath), caption=as_text(caption), extra=extra)
+        )
+    if caption_key and items and not captioned:
+        # a misspelt key dropped every caption without a word (a tryout); rows without one
+        # are fine (empty cells too), a key no row has is a mistake
+        close = difflib.get_close_matches(caption_key, [str(k) for k in keys], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SourceError(
+            f"{label}: no row has the key {caption_key!r} (caption_key); {hint}the "
+            f"rows' keys: {', '.join(map(str, keys))}"
         )
     return items
 
