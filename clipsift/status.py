@@ -379,11 +379,15 @@ def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
 
 
 def _running(results: Path, workdir: Path) -> Counter:
-    """Stage -> outputs Snakemake has marked incomplete (being written, or killed)."""
+    """Stage -> outputs under ``results`` that Snakemake has marked incomplete (being written,
+    or killed). A working folder may serve runs on other results folders too (one config file
+    each): their jobs were counted here, as cut short or running (a tryout)."""
     out: Counter = Counter()
     root = workdir / ".snakemake" / "incomplete"
     if not root.is_dir():
         return out
+    mine = Path(results).resolve()  # read from here, as every table; the markers' paths are
+    # Snakemake's, from its working folder
     by_file = {f: stage for stage, files in STAGES for f in files}
     by_folder = {"scan": "scan", "clips": "split", "scores": "scores", "embeddings": "scores"}
     by_folder["latents"] = "encode"
@@ -396,6 +400,8 @@ def _running(results: Path, workdir: Path) -> Counter:
         try:
             path = base64.urlsafe_b64decode(b64.encode()).decode()
         except (ValueError, UnicodeDecodeError):
+            continue
+        if not (workdir / path).resolve().is_relative_to(mine):
             continue
         m = re.search(r"(?:^|/)shards/([^/]+)/(.+)$", path)
         if m is None:

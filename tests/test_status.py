@@ -179,6 +179,19 @@ def test_a_killed_run_shows_what_it_left(midrun):
     assert "run: active (pid" in status_table(res, workdir=midrun)
 
 
+def test_jobs_of_another_results_folder_are_not_counted(midrun):
+    """One working folder, two configs with their own results folders: the other folder's
+    incomplete jobs were counted as this one's, cut short or running (a tryout)."""
+    res = midrun / "results"
+    runlock.release(res)
+    before = status_table(res, workdir=midrun)
+    for other in ("other/shards/s0/source.parquet", str(midrun / "other/shards/s1/scan/frames.parquet"),
+                  "other/dataset/metadata.parquet", "results2/shards/s2/clips.parquet"):  # fmt: skip
+        _marker(midrun, other)
+    assert status_table(res, workdir=midrun) == before
+    assert "2 job(s) were cut short" in before
+
+
 def test_export_done_and_the_cli(midrun, monkeypatch, capsys):
     res = midrun / "results"
     _parquet(res / "dataset" / "metadata.parquet", pd.DataFrame({"clip_id": ["a0"]}), T0 + 90)
