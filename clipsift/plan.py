@@ -211,7 +211,9 @@ def _warn_unlisted(planned: pd.DataFrame, listed: list, name: str) -> None:
     """Say which planned items the source lists no more (deleted, or the source's path or list
     changed): they stay in the plan at the paths they were planned with."""
     now = {it.id: it.uri for it in listed}
-    gone = planned[[now.get(i) != uri for i, uri in zip(planned["id"], planned["uri"])]]
+    gone = planned[
+        [now.get(i) != uri for i, uri in zip(planned["id"], planned["uri"], strict=True)]
+    ]
     if gone.empty:
         return
     paths = ", ".join(str(p) for p in gone["uri"].head(SHOWN))
