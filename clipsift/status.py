@@ -132,6 +132,7 @@ class RunStatus:
     failed: list[FailedJob] = field(default_factory=list)
     exported: int | None = None  # clips in the dataset (None: no export yet, or unreadable)
     export_failed: int = 0  # kept clips whose file the export could not write
+    export_duplicates: int = 0  # clips the export left out as duplicates of other shards' videos
 
 
 def collect(
@@ -165,7 +166,7 @@ def collect(
 
     export = results / "dataset" / "metadata.parquet"
     export_done = export.stat().st_mtime if export.exists() else None
-    exported, export_failed = _exported(export) if export_done else (None, 0)
+    exported, export_failed, export_duplicates = _exported(export) if export_done else (None, 0, 0)
     video_errors: Counter = Counter()
     rejections: Counter = Counter()
     for shard in names:
@@ -186,27 +187,33 @@ def collect(
         failed=failed_jobs(results),
         exported=exported,
         export_failed=export_failed,
+        export_duplicates=export_duplicates,
     )
 
 
-def _exported(meta: Path) -> tuple[int | None, int]:
-    """Clips in the dataset and kept clips the export failed to write, from its
-    ``metadata.parquet``: selection's kept count overstates the dataset when an export fails."""
+def _exported(meta: Path) -> tuple[int | None, int, int]:
+    """Clips in the dataset, kept clips the export failed to write, and clips it left out as
+    duplicates of other shards' videos, from its ``metadata.parquet``: selection's kept count
+    overstates the dataset by both (a tryout's status said 15 kept; the dataset held 5)."""
     try:
         cols = set(pq.read_schema(meta).names)
-        df = pd.read_parquet(meta, columns=[c for c in ("keep", "rejections") if c in cols])
+        wanted = ("keep", "rejections", "split_reason")
+        df = pd.read_parquet(meta, columns=[c for c in wanted if c in cols])
     except READ_ERRORS:
-        return None, 0
+        return None, 0, 0
     if "keep" not in df:  # a dataset written by hand or by an older export
-        return len(df), 0
-    failed = 0  # by the rejection: a duplicate whose export failed keeps its export.error
+        return len(df), 0, 0
+    failed = dups = 0  # by the rejection: a duplicate whose export failed keeps its export.error
     if "rejections" in df:
-        failed = sum(
-            any(r.get("test") == "export_failed" for r in rs)
-            for rs in df["rejections"]
-            if rs is not None
-        )
-    return int(df["keep"].fillna(False).astype(bool).sum()), failed
+        tests = [
+            {r.get("test") for r in rs} if rs is not None else set() for rs in df["rejections"]
+        ]
+        failed = sum("export_failed" in t for t in tests)
+        # a duplicate within a shard is one the split left (its split_reason), not the export
+        split = df["split_reason"] if "split_reason" in df else pd.Series(None, index=df.index)
+        within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
+        dups = sum("duplicate" in t and not w for t, w in zip(tests, within, strict=True))
+    return int(df["keep"].fillna(False).astype(bool).sum()), failed, dups
 
 
 # ----------------------------------------------------------------------------- failed jobs

@@ -54,6 +54,11 @@ def status_table(
             f"; {st.export_failed:,} kept clips failed to export (reason export_failed in "
             "dataset/metadata.parquet)"
         )
+    if st.export_duplicates:
+        export += (
+            f"; {st.export_duplicates:,} clips left out as duplicates of other shards' videos "
+            "(export.dedupe_across_shards)"
+        )
     lines += ["", f"export: {export}"]
     if st.clips:
         lines.append(f"clips: {st.kept} kept of {st.clips} judged by select")

@@ -207,23 +207,26 @@ def test_the_status_counts_the_dataset_and_the_clips_its_export_failed(midrun, m
     res = midrun / "results"
     failed = reasons.export_failed("decode error: no frame at 4.2 s")
     meta = pd.DataFrame({
-        "clip_id": ["a0", "a1", "a2", "a3", "a4"],
-        "keep": [True, False, True, False, False],
-        "export.error": [None, failed["detail"], None, None, "decode error"],
-        # a4: a duplicate whose export failed too is counted as the duplicate it is
-        "rejections": [[], [failed], [], [], [reasons.duplicate("a0")]],
+        "clip_id": ["a0", "a1", "a2", "a3", "a4", "b0"],
+        "keep": [True, False, True, False, False, False],
+        "export.error": [None, failed["detail"], None, None, "decode error", None],
+        # a4: a duplicate of another shard's video, whose export failed too, is counted as the
+        # duplicate it is; b0: a duplicate within its shard, never judged by select
+        "rejections": [[], [failed], [], [], [reasons.duplicate("x0")], [reasons.duplicate("a")]],
+        "split_reason": [None, None, None, None, None, "duplicate_of=a"],
     })  # fmt: skip
     _parquet(res / "dataset" / "metadata.parquet", meta, T0 + 90)
     st = collect(res, workdir=midrun)
-    assert (st.exported, st.export_failed) == (2, 1)
+    assert (st.exported, st.export_failed, st.export_duplicates) == (2, 1, 1)
     monkeypatch.chdir(midrun)
     assert cli_main(["status", "--results", "results"]) == 0
     out = capsys.readouterr().out
     assert "2 clips in the dataset; 1 kept clips failed to export" in out
+    assert "; 1 clips left out as duplicates of other shards' videos" in out
     # a dataset without the columns (written by hand): its rows, no failures
     _parquet(res / "dataset" / "metadata.parquet", meta[["clip_id"]], T0 + 90)
     hand = collect(res, workdir=midrun)
-    assert (hand.exported, hand.export_failed) == (5, 0)
+    assert (hand.exported, hand.export_failed, hand.export_duplicates) == (6, 0, 0)
 
 
 def test_the_cli_reads_the_config_files_of_the_run_as_snakemake_merges_them(midrun):
