@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import re
+import shlex
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
@@ -134,15 +135,25 @@ def check_workdir(results: str, config: dict, argv: list[str], file_records: boo
         return  # Snakemake's own record is here: its params trigger sees the change
     where = built.get("workdir", "another folder")
     why = "this folder keeps no record of its jobs" if where == here else f"this run is from {here}"
+    again = _command(argv)
     raise BuiltElsewhere(
         f"clipsift: {results} was built from {where} ({built.get('finished', '?')}) with "
         f"another config, and {why}. Snakemake keeps the settings each job ran with in the "
         "working folder's .snakemake/, so from here it cannot tell what the change affects: it "
         "would keep the outputs made with the old config, and provenance would record the new "
         f"one. Either run from {where}, or say here what to redo, e.g.\n"
-        "  snakemake --cores all --forcerun select    # a select threshold\n"
-        "  snakemake --cores all --forcerun split     # a split option\n"
-        "  snakemake --cores all --forcerun scan      # a scan option (all after the scan too)\n"
-        "  snakemake --cores all --forcerun provenance  # a change that redoes nothing\n"
+        f"  {again} --forcerun select  # a select threshold\n"
+        f"  {again} --forcerun split  # a split option\n"
+        f"  {again} --forcerun scan  # a scan option (all after the scan too)\n"
+        f"  {again} --forcerun provenance  # a change that redoes nothing\n"
         "(docs/scaling.md, 'Partial reruns')."
     )
+
+
+def _command(argv: list[str]) -> str:
+    """The user's snakemake command line, for the commands suggested: without its config files
+    a copied suggestion ran the default config on another results folder (a tryout). Through
+    the API (no snakemake command line), the plain one."""
+    if not argv or Path(argv[0]).name != "snakemake":
+        return "snakemake --cores all"
+    return shlex.join(["snakemake", *argv[1:]])

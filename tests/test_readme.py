@@ -125,8 +125,15 @@ def test_a_config_change_from_another_working_folder_is_not_silently_ignored(tmp
     )  # fmt: skip
     assert res.returncode != 0 and f"was built from {first}" in res.stdout + res.stderr
     assert pd.read_parquet(results / "dataset" / "metadata.parquet").equals(meta)
-    # forcing the selection applies the change, and the next run from there has nothing to do
-    sh(second, "snakemake --cores all --forcerun select --configfile my.yaml")
+    # forcing the selection applies the change, and the next run from there has nothing to do;
+    # the command is the one suggested, copied: it keeps the user's config file (it did not)
+    (suggested,) = (
+        line.split("#")[0].strip()
+        for line in (res.stdout + res.stderr).splitlines()
+        if line.endswith("# a select threshold")
+    )
+    assert suggested == "snakemake --cores all --configfile my.yaml --forcerun select"
+    sh(second, suggested)
     now = pd.read_parquet(results / "dataset" / "metadata.parquet")
     assert now["keep"].sum() == len(moving) - 1
     assert not now.loc[now["keep"], "motion.rel_per_s"].lt(bound).any()
