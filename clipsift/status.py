@@ -316,7 +316,21 @@ def _read(stage: str, folder: Path, info: ShardInfo) -> bool:
             else:
                 info.scenes = pq.ParquetFile(path).metadata.num_rows
         elif stage == "split":
-            info.clips = pq.ParquetFile(folder / "clips.parquet").metadata.num_rows
+            # a video with an error, or an exact duplicate the split left, is one row, no clip
+            path = folder / "clips.parquet"
+            have = set(pq.read_schema(path).names)
+            df = pq.read_table(path, columns=[c for c in ("error", "split_reason") if c in have])
+            df = df.to_pandas()
+            unsplit = pd.Series(False, index=df.index)
+            if "error" in df:
+                unsplit |= df["error"].notna()
+            if "split_reason" in df:
+                unsplit |= df["split_reason"].map(
+                    lambda r: isinstance(r, str) and r.startswith("duplicate_of=")
+                )
+            info.clips = (
+                int((~unsplit).sum()) if len(df.columns) else pq.ParquetFile(path).metadata.num_rows
+            )
         elif stage == "scores":
             info.scored = pq.ParquetFile(folder / "scores.parquet").metadata.num_rows
         elif stage == "select":

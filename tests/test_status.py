@@ -87,8 +87,12 @@ def midrun(tmp_path) -> Iterator[Path]:
         pd.DataFrame({"video_id": ["d", "d", "d", "e"], "error": [None, None, None, BACK]}),
         T0 + 41,
     )
-    _parquet(s0 / "clips.parquet", pd.DataFrame({"clip_id": ["a0", "a1", "b0", "c0"]}), T0 + 50)
-    _parquet(s1 / "clips.parquet", pd.DataFrame({"clip_id": ["d0", "e0", "e1"]}), T0 + 51)
+    # a video with an error is one row of the split's table, no clip; so is an exact duplicate
+    clips0 = {"clip_id": ["a0", "a1", "b0", "c0"], "error": [None, None, None, "cannot open"]}
+    _parquet(s0 / "clips.parquet", pd.DataFrame(clips0), T0 + 50)
+    clips1 = {"clip_id": ["d0", "d1", "d2", "e0", "f0"], "error": [None, None, None, BACK, None],
+              "split_reason": [None, None, None, None, "duplicate_of=d"]}  # fmt: skip
+    _parquet(s1 / "clips.parquet", pd.DataFrame(clips1), T0 + 51)
     _json(s0 / "flash.json", {}, T0 + 60)
     _json(s0 / "ocr.json", {}, T0 + 61)
     _parquet(s0 / "scores.parquet", pd.DataFrame({"clip_id": ["a0", "a1", "b0", "c0"]}), T0 + 62)
@@ -143,8 +147,8 @@ def test_stages_counts_reasons_throughput_and_running_jobs(midrun):
     assert stages["scan"].n_out == 2 + 3  # scenes
     assert stages["scan"].errors == 1  # a video ingested whose scan failed
     assert stages["scan"].rate is None  # outputs less than 10 s apart: no rate yet
-    assert (stages["split"].n_in, stages["split"].n_out) == (4, 7)  # videos in, clips out
-    assert stages["flash"].running == 1 and stages["flash"].n_in == 4
+    assert (stages["split"].n_in, stages["split"].n_out) == (4, 6)  # videos in, clips out
+    assert stages["flash"].running == 1 and stages["flash"].n_in == 3  # c0: an error row
     assert (stages["select"].n_in, stages["select"].n_out) == (4, 1)
     assert (st.clips, st.kept, st.export_done) == (4, 1, None)
     assert st.video_errors == {
