@@ -625,7 +625,8 @@ def check_reachable(source: pd.DataFrame, shown: int = 5) -> None:
             f"ingest read them: {listed}. A file missing now is no fault of its video, so the scan "
             "records nothing and stops: mount or restore them and run again. Files deleted on "
             "purpose: `clipsift accept-changes --gone` drops them (with `--unreachable` where "
-            "their folder is missing too)."
+            "their folder is missing too). A source moved elsewhere: point its `path` there and "
+            "run `clipsift plan --drop NAME`, which plans it anew at the new paths."
         )
 
 
