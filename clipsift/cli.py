@@ -33,9 +33,18 @@ CONFIG_HELP = (
 
 
 def cmd_plan(args) -> int:
+    from . import runlock
     from .plan import update_plan
 
-    shards = update_plan(_load_config(args.config), drop=tuple(args.drop))
+    config = _load_config(args.config)
+    try:  # a run reads the plan's files: they change under none (--drop removes some)
+        runlock.acquire(config["results"])
+    except runlock.ResultsLocked as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        shards = update_plan(config, drop=tuple(args.drop))
+    finally:
+        runlock.release(config["results"])
     print(f"{len(shards)} shard(s), {sum(s['items'] for s in shards)} item(s)")
     return 0
 
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, PlanError, SourceError) as exc:  # the user's to fix: the message, no traceback
+    except (ConfigError, PlanError, SourceError) as exc:  # the user's to fix: no traceback
         msg = str(exc)
         print(msg if msg.startswith("clipsift") else f"clipsift {args.cmd}: {msg}", file=sys.stderr)
         return 2

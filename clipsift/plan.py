@@ -63,6 +63,12 @@ def load_shards(
     if manifest.exists():
         data = json.loads(manifest.read_text())
         if data.get("fingerprint") == fingerprint(config, validated=validated):
+            # O(shards): a plan written with a source since removed (before the check below
+            # existed) still stops every run, with the source's name
+            names = {s["name"] for s in config["sources"]}
+            if any(s["source"] not in names for s in data["shards"]):
+                items = pd.read_parquet(manifest.parent / "items.parquet")
+                _check_orphans(items, config, manifest.parent)
             return data["shards"]
         if dryrun:
             new = update_plan(config, root, write=False)
@@ -210,13 +216,12 @@ def _check_orphans(items: pd.DataFrame, config: dict, pdir: Path) -> None:
 def _warn_unlisted(planned: pd.DataFrame, listed: list, name: str) -> None:
     """Say which planned items the source lists no more (deleted, or the source's path or list
     changed): they stay in the plan at the paths they were planned with."""
-    now = {it.id: it.uri for it in listed}
-    gone = planned[
-        [now.get(i) != uri for i, uri in zip(planned["id"], planned["uri"], strict=True)]
-    ]
+    now = {it.id: it.path for it in listed}  # paths: a prompt's uri holds its row number
+    ids, paths = planned["id"], planned["path"]
+    gone = planned[[p is not None and now.get(i) != p for i, p in zip(ids, paths, strict=True)]]
     if gone.empty:
         return
-    paths = ", ".join(str(p) for p in gone["uri"].head(SHOWN))
+    paths = ", ".join(str(p) for p in gone["path"].head(SHOWN))
     log.warning(
         "clipsift: source %s no longer lists %d planned video(s) where they were planned (%s%s). "
         "They stay planned there: deleted files keep their clips (see `clipsift accept-changes "

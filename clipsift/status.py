@@ -212,7 +212,9 @@ def _exported(meta: Path) -> tuple[int | None, int, int]:
         # a duplicate within a shard is one the split left (its split_reason), not the export
         split = df["split_reason"] if "split_reason" in df else pd.Series(None, index=df.index)
         within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
-        dups = sum("duplicate" in t and not w for t, w in zip(tests, within, strict=True))
+        # ... and one select rejected already carries the duplicate rejection too: counted
+        # are the clips whose only rejection it is, those select kept
+        dups = sum(t == {"duplicate"} and not w for t, w in zip(tests, within, strict=True))
     return int(df["keep"].fillna(False).astype(bool).sum()), failed, dups
 
 

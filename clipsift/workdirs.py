@@ -150,10 +150,14 @@ def check_workdir(results: str, config: dict, argv: list[str], file_records: boo
     )
 
 
+DRY_RUN = {"-n", "--dry-run", "--dryrun", "--just-print"}  # a suggestion that runs
+
+
 def _command(argv: list[str]) -> str:
     """The user's snakemake command line, for the commands suggested: without its config files
     a copied suggestion ran the default config on another results folder (a tryout). Through
     the API (no snakemake command line), the plain one."""
-    if not argv or Path(argv[0]).name != "snakemake":
+    exe = Path(argv[0]) if argv else Path()
+    if not (exe.name == "snakemake" or exe.parent.name == "snakemake"):  # or python -m snakemake
         return "snakemake --cores all"
-    return shlex.join(["snakemake", *argv[1:]])
+    return shlex.join(["snakemake", *(a for a in argv[1:] if a not in DRY_RUN)])

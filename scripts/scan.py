@@ -20,7 +20,9 @@ with rule_logging(snakemake) as log:  # noqa: F821
         device = resolve_device(detector_device(scan), lock_dir=results_dir(sm) / ".gpu_locks")
         scan = {**scan, scan["detector"]: {**scan[scan["detector"]], "device": device}}
         log.info("scene detector %s on %s", scan["detector"], device)
-    scenes, frames, samples, texts = scan_shard(usable(source), scan, sm.params.ocr)
+    scenes, frames, samples, texts = scan_shard(
+        usable(source), scan, sm.params.ocr, results=results_dir(sm)
+    )
     write_parquet(sm.output.scenes, scenes)
     write_parquet(sm.output.frames, as_float32(frames))
     write_parquet(sm.output.samples, as_float32(samples))

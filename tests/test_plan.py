@@ -193,6 +193,39 @@ def test_a_moved_source_is_said_and_planned_anew_at_its_new_path_when_dropped(tm
     assert [Path(p).parent.name for p in paths] == ["moved", "moved"]
 
 
+def test_a_plan_written_with_a_removed_source_stops_the_run_too(tmp_path):
+    """The plan's fingerprint matches the config when an older clipsift wrote the plan with
+    the removed source's shards in it: the check runs on the plan's shard list too (review)."""
+    for name in "ab":
+        touch(tmp_path / "videos" / f"{name}.mp4")
+        touch(tmp_path / "more" / f"{name}.mp4")
+    two = {**folder_config(), "sources": [*folder_config()["sources"],
+           {"name": "g", "type": "folder", "path": "more"}]}  # fmt: skip
+    update_plan(two, tmp_path)
+    one = folder_config()
+    manifest = tmp_path / "results/plan/shards.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "fingerprint": fingerprint(one)}))  # as it was
+    with pytest.raises(plan.PlanError, match="of source.s. g, which `sources` no longer names"):
+        load_shards(one, tmp_path)
+
+
+def test_prompts_reordered_are_no_moved_source(tmp_path, caplog):
+    """A prompt's uri holds its row number: one prompt added at the top shifted every later
+    uri, and each re-plan said the source's videos had moved (review). Prompts have no path."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a dog runs on grass\na red car at night\n")
+    cfg = {"results": "results", "shard_size": 4,
+           "sources": [{"name": "g", "type": "generate", "generator": "cogvideox",
+                        "path": str(prompts)}]}  # fmt: skip
+    update_plan(cfg, tmp_path)
+    prompts.write_text("a boat at sea\na dog runs on grass\na red car at night\n")
+    with caplog.at_level("WARNING", logger="clipsift.plan"):
+        shards = update_plan(cfg, tmp_path)
+    assert "no longer lists" not in caplog.text, caplog.text
+    assert sum(s["items"] for s in shards) == 3
+
+
 def test_a_dry_run_never_changes_an_existing_plan(tmp_path, caplog):
     """A dry run with a mistaken config (another folder under the same source name) added that
     folder's videos to the plan for good, and a real run with the right config then built them
@@ -367,3 +400,22 @@ def test_a_renamed_source_stops_the_run_with_the_command_that_drops_it(tmp_path,
     assert r.returncode == 0 and "1 shard(s), 3 item(s)" in r.stdout, r.stdout + r.stderr
     r = snakemake_cli(tmp_path, "--snakefile", SNAKEFILE, "--cores", "1", "-n")
     assert r.returncode == 0 and "w-00000" in r.stdout + r.stderr, r.stderr[-3000:]
+
+
+def test_clipsift_plan_stops_while_a_run_holds_the_results(tmp_path):
+    """``clipsift plan --drop`` removes plan files that a running job may be about to read:
+    it takes the results folder's lock as a run does (review)."""
+    from helpers import clipsift_cli
+
+    from clipsift import runlock
+
+    touch(tmp_path / "videos" / "a.mp4")
+    (tmp_path / "my.yaml").write_text(json.dumps(folder_config(path=str(tmp_path / "videos"))))
+    runlock.acquire(tmp_path / "results")  # a run, as another process sees it
+    try:
+        r = clipsift_cli(tmp_path, "plan", "--config", "my.yaml")
+        assert r.returncode != 0 and "results" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    finally:
+        runlock.release(tmp_path / "results")
+    r = clipsift_cli(tmp_path, "plan", "--config", "my.yaml")
+    assert r.returncode == 0 and "1 shard(s), 1 item(s)" in r.stdout, r.stderr

@@ -247,7 +247,9 @@ def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
     assert not (w / "results" / "shards" / "vid-00000" / "scan").exists()
     text = (w / "results" / "logs" / "scan" / "vid-00000.log").read_text()
     assert "2 of 2 source file(s) of this shard are not there now" in text, text[-2000:]
-    assert str(videos / "a.mp4") in text and "accept-changes --gone" in text, text[-2000:]
+    assert str(videos / "a.mp4") in text, text[-2000:]
+    assert "`clipsift accept-changes --gone --results results`" in text, text[-2000:]
+    assert "`clipsift plan --drop vid`" in text, text[-2000:]
     (w / "away").rename(videos)
     r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
     assert r.returncode == 0, r.stderr[-4000:]

@@ -211,13 +211,15 @@ def test_the_status_counts_the_dataset_and_the_clips_its_export_failed(midrun, m
     res = midrun / "results"
     failed = reasons.export_failed("decode error: no frame at 4.2 s")
     meta = pd.DataFrame({
-        "clip_id": ["a0", "a1", "a2", "a3", "a4", "b0"],
-        "keep": [True, False, True, False, False, False],
-        "export.error": [None, failed["detail"], None, None, "decode error", None],
+        "clip_id": ["a0", "a1", "a2", "a3", "a4", "b0", "c0"],
+        "keep": [True, False, True, False, False, False, False],
+        "export.error": [None, failed["detail"], None, None, "decode error", None, None],
         # a4: a duplicate of another shard's video, whose export failed too, is counted as the
-        # duplicate it is; b0: a duplicate within its shard, never judged by select
-        "rejections": [[], [failed], [], [], [reasons.duplicate("x0")], [reasons.duplicate("a")]],
-        "split_reason": [None, None, None, None, None, "duplicate_of=a"],
+        # duplicate it is; b0: a duplicate within its shard, never judged by select; c0: a
+        # clip of another shard's video that select rejected (review: counted)
+        "rejections": [[], [failed], [], [], [reasons.duplicate("x0")], [reasons.duplicate("a")],
+                       [reasons.split("too_short"), reasons.duplicate("x1")]],
+        "split_reason": [None, None, None, None, None, "duplicate_of=a", None],
     })  # fmt: skip
     _parquet(res / "dataset" / "metadata.parquet", meta, T0 + 90)
     st = collect(res, workdir=midrun)
@@ -230,7 +232,7 @@ def test_the_status_counts_the_dataset_and_the_clips_its_export_failed(midrun, m
     # a dataset without the columns (written by hand): its rows, no failures
     _parquet(res / "dataset" / "metadata.parquet", meta[["clip_id"]], T0 + 90)
     hand = collect(res, workdir=midrun)
-    assert (hand.exported, hand.export_failed, hand.export_duplicates) == (6, 0, 0)
+    assert (hand.exported, hand.export_failed, hand.export_duplicates) == (7, 0, 0)
 
 
 def test_the_cli_reads_the_config_files_of_the_run_as_snakemake_merges_them(midrun):

@@ -11,7 +11,7 @@ from base64 import urlsafe_b64encode
 import pytest
 from snakemake.settings.types import DAGSettings
 
-from clipsift.workdirs import STAGE_OUTPUTS, forced, has_record, whole_run
+from clipsift.workdirs import STAGE_OUTPUTS, _command, forced, has_record, whole_run
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,13 @@ def test_a_folder_is_trusted_only_with_current_records_of_every_shards_stages(
     later = os.stat(outputs[3]).st_mtime + 5
     os.utime(outputs[3], (later, later))  # rebuilt from another folder since
     assert not has_record(tmp_path, "results")
+
+
+def test_the_suggested_commands_repeat_the_users_command_line():
+    """Copied without the user's config files, a suggestion ran the default config (a tryout);
+    ``python -m snakemake`` is the same command, and a dry run's ``-n`` would make the
+    suggestion do nothing (review)."""
+    line = ["--cores", "4", "--configfile", "my file.yaml", "-n"]
+    for exe in ("/venv/bin/snakemake", "/venv/lib/python3.11/site-packages/snakemake/__main__.py"):
+        assert _command([exe, *line]) == "snakemake --cores 4 --configfile 'my file.yaml'"
+    assert _command(["/usr/bin/pytest", "-k", "x"]) == "snakemake --cores all"  # the API

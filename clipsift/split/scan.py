@@ -557,12 +557,14 @@ def merge_flash_cuts(bounds: list[tuple[int, int]], flash: set[int]) -> list[tup
     return merged
 
 
-def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
+def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None, results=None):
     """Scan every usable video of a shard; a video that fails mid-decode becomes an error row.
 
     Returns the scenes, frames (luma), samples and OCR tables; ``ocr_cfg`` (the ``filters.ocr``
-    section) turns on OCR in this pass.
+    section) turns on OCR in this pass. ``results``: the results folder, for the commands a
+    missing file's message gives (:func:`check_reachable`).
     """
+    check_reachable(source, results)
     # one OpenCV thread: the pipeline runs one job per core, and threaded optical flow gave
     # results that differed in the last bits between identical runs
     cv2.setNumThreads(1)
@@ -572,7 +574,6 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
 
         reader = OcrReader.from_config(ocr_cfg)
         ocr = (reader, *(ocr_cfg[k] for k in ("every_seconds", "quiet_every_seconds", "max_side")))
-    check_reachable(source)
     all_scenes, all_frames, all_samples, all_texts = [], [], [], []
     t0 = time.monotonic()
     total_s = 0.0
@@ -610,13 +611,18 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None):
     return scenes, frames, samples, texts
 
 
-def check_reachable(source: pd.DataFrame, shown: int = 5) -> None:
+def check_reachable(source: pd.DataFrame, results=None, shown: int = 5) -> None:
     """Raise :class:`SourceUnavailable` when files that ingest read are not there now (a folder
     not mounted, a source moved): the job fails and the next run scans them. Recorded as the
     videos' errors, they lost their shard's clips for good (a tryout's unmounted folder: every
     later run, the folder back, ended in "no clip kept")."""
-    gone = [p for p in source["path"] if not os.path.exists(p)]
+    missing = source[[not os.path.exists(p) for p in source["path"]]]
+    gone = list(missing["path"])
     if gone:
+        where = f" --results {results}" if results else ""
+        names = (
+            " --drop ".join(sorted(set(missing["source"].dropna()))) if "source" in missing else ""
+        )
         listed = ", ".join(gone[:shown]) + (
             f" and {len(gone) - shown} more" if len(gone) > shown else ""
         )
@@ -624,9 +630,10 @@ def check_reachable(source: pd.DataFrame, shown: int = 5) -> None:
             f"{len(gone)} of {len(source)} source file(s) of this shard are not there now, though "
             f"ingest read them: {listed}. A file missing now is no fault of its video, so the scan "
             "records nothing and stops: mount or restore them and run again. Files deleted on "
-            "purpose: `clipsift accept-changes --gone` drops them (with `--unreachable` where "
-            "their folder is missing too). A source moved elsewhere: point its `path` there and "
-            "run `clipsift plan --drop NAME`, which plans it anew at the new paths."
+            f"purpose: `clipsift accept-changes --gone{where}` drops them (with `--unreachable` "
+            "where their folder is missing too). A source moved elsewhere: point its `path` "
+            f"there and run `clipsift plan --drop {names or 'NAME'}` (with the run's --config "
+            "files), which plans it anew at the new paths."
         )
 
 
