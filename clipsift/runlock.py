@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 LOCK_NAME = ".clipsift.lock"
@@ -83,6 +84,28 @@ def acquire(results: str | os.PathLike) -> Path:
     os.set_inheritable(fd, False)  # jobs started by this run must not keep it alive
     _held[key] = fd
     return path
+
+
+STARTED = Path(".clipsift") / "run_started.json"  # under the results folder
+
+
+def mark_start(results: str | os.PathLike) -> None:
+    """Record when the run now holding the lock started: ``clipsift status`` measures a stage's
+    pace over the latest run only (over all runs, the idle hours between two runs counted as
+    work, and a 5-s shard read as 161 s, a tryout)."""
+    path = Path(results) / STARTED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"started": time.time()}))
+    os.replace(tmp, path)
+
+
+def last_start(results: str | os.PathLike) -> float | None:
+    """When the latest run on ``results`` started (None: unknown, a folder built before)."""
+    try:
+        return float(json.loads((Path(results) / STARTED).read_text())["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def release(results: str | os.PathLike) -> None:

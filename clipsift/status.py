@@ -20,10 +20,13 @@ afresh, so a log that holds the marker is a job whose last attempt failed. The s
 with its error (a stage that stopped, `max_error_share`; a model that did not load), which a
 keep-going run otherwise leaves in Snakemake's scroll-back only.
 
-Throughput of a stage: the video-seconds of the shards it has done, except the first one (its
-start is not known), over the wall time from its first to its last done output; shown once
-those are at least 10 s apart. It reads the per-shard output times, so it is the rate of the
-whole cluster (or machine), not of one job.
+Throughput of a stage: the video-seconds of the shards it has done since the latest run
+started (the Snakefile records the start, :func:`clipsift.runlock.mark_start`), over the wall
+time from that start to its last done output; shown once those are at least 10 s apart. Over
+every run, the idle time between runs counted as work. In a results folder without that record
+(built before it), the shards done except the first one, from its first done output on. It
+reads the per-shard output times, so it is the rate of the whole cluster (or machine), not of
+one job.
 
 The whole table reads a few parquet footers and small columns per shard: about 5 ms of CPU a
 shard, 10 s for 2,000 shards; the failed jobs, the last 16 KB of every log: 0.3 s for 16,000.
@@ -44,6 +47,7 @@ import pyarrow.parquet as pq
 from .config import with_defaults
 from .filters import REGISTRY as FILTERS
 from .reasons import column_of, summary
+from .runlock import last_start
 
 # stage -> its files under results/shards/{shard}/ (done when all of them exist)
 STAGES = [
@@ -151,6 +155,7 @@ def collect(
     names = [s["name"] for s in shards]
     infos = {s["name"]: ShardInfo(planned=int(s.get("items", 0))) for s in shards}
     running = _running(results, Path(workdir) if workdir else Path.cwd())
+    since = last_start(results)
 
     stages = []
     for stage, files in STAGES:
@@ -161,7 +166,7 @@ def collect(
                 st.done[shard] = t
         if stage in OPTIONAL and not (st.done or st.running or _enabled(stage, config)):
             continue
-        _summarize(st, infos)
+        _summarize(st, infos, since)
         stages.append(st)
 
     export = results / "dataset" / "metadata.parquet"
@@ -357,7 +362,7 @@ def _read(stage: str, folder: Path, info: ShardInfo) -> bool:
         return False
 
 
-def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
+def _summarize(st: StageStatus, infos: dict[str, ShardInfo], since: float | None = None) -> None:
     done = [infos[s] for s in st.done]
     videos_ok = sum(i.videos_ok or 0 for i in done)
     clips = sum(i.clips or 0 for i in done)
@@ -393,7 +398,14 @@ def _summarize(st: StageStatus, infos: dict[str, ShardInfo]) -> None:
         st.n_in, st.unit_in = len(done), "shards"
         st.n_out, st.unit_out = round(sum(i.freed_bytes for i in done) / 1e6), "MB freed"
     st.video_seconds = sum(i.video_seconds for i in done)
-    if len(st.done) >= 2 and st.last - st.first >= MIN_SPAN:
+    if since is not None:  # the latest run's pace, from its start: never the idle time before
+        recent = [s for s, t in st.done.items() if t >= since]
+        span = max((st.done[s] for s in recent), default=since) - since
+        if recent and span >= MIN_SPAN:
+            st.rate = sum(infos[s].video_seconds for s in recent) / span
+            st.shard_seconds = span / len(recent)
+            st.eta = (len(infos) - len(st.done)) * st.shard_seconds
+    elif len(st.done) >= 2 and st.last - st.first >= MIN_SPAN:
         first_shard = min(st.done, key=st.done.get)
         after_first = st.video_seconds - infos[first_shard].video_seconds
         st.rate = after_first / (st.last - st.first)

@@ -44,6 +44,7 @@ if workflow.is_main_process and not workflow.output_settings.dryrun:
         runlock.acquire(R)
     except runlock.ResultsLocked as exc:
         raise WorkflowError(str(exc))
+    runlock.mark_start(R)
 FILE_RECORDS = workflow.workflow_settings.persistence_backend == PersistenceBackend.FILE
 if workflow.is_main_process:
     try:

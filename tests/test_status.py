@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,6 +168,23 @@ def test_stages_counts_reasons_throughput_and_running_jobs(midrun):
     assert "| select | 1/3 |  | 4 clips | 1 kept |" in text
     assert "export: not yet" in text
     assert "      2  motion.rel < 0.0005" in text
+
+
+def test_the_pace_is_the_latest_runs(midrun):
+    """Over every run, the idle time between two runs counted as work: after a run, and one
+    5 minutes later for 2 new videos, a 5-s shard read as 161 s a shard (a tryout). A run
+    records its start; the pace is over the shards done since, from that start."""
+    res = midrun / "results"
+    runlock.mark_start(res)
+    assert runlock.last_start(res) == pytest.approx(time.time(), abs=60)
+    started = res / ".clipsift" / "run_started.json"
+    started.write_text(json.dumps({"started": T0 + 21}))  # after s0's ingest, before s1's
+    ingest = {s.name: s for s in collect(res, workdir=midrun).stages}["ingest"]
+    assert ingest.rate == pytest.approx(70.0 / 14.0)  # s1's 70 video-s in 14 s (was 70 / 35)
+    assert ingest.shard_seconds == pytest.approx(14.0)
+    assert ingest.eta == pytest.approx(14.0)  # one shard left
+    started.write_text(json.dumps({"started": T0 + 30}))  # under MIN_SPAN before s1: no pace
+    assert {s.name: s for s in collect(res, workdir=midrun).stages}["ingest"].rate is None
 
 
 def test_a_killed_run_shows_what_it_left(midrun):
