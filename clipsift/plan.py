@@ -66,7 +66,7 @@ def load_shards(
             # O(shards): a plan written with a source since removed (before the check below
             # existed) still stops every run, with the source's name
             names = {s["name"] for s in config["sources"]}
-            if any(s["source"] not in names for s in data["shards"]):
+            if any(s["source"] not in names for s in data["shards"] if "source" in s):
                 items = pd.read_parquet(manifest.parent / "items.parquet")
                 _check_orphans(items, config, manifest.parent)
             return data["shards"]

@@ -256,3 +256,15 @@ def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
     meta = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
     assert meta["error"].isna().all(), meta[["video_id", "error"]]
     assert set(meta["video_id"]) == {"vid-a", "vid-b"} and meta["keep"].any()
+
+
+def test_a_shard_with_no_usable_video_is_scanned_to_empty_tables():
+    """The reachability check on a shard whose every video failed at ingest: no rows to check
+    (a boolean list over no rows selected columns, and every such scan job failed)."""
+    from clipsift.config import validate_config
+    from clipsift.split.scan import scan_shard
+
+    cfg = validate_config({"sources": [{"name": "a", "type": "folder", "path": "."}]})
+    empty = pd.DataFrame(columns=["video_id", "path", "fps", "duration", "source"])
+    scenes, frames, samples, texts = scan_shard(empty, cfg["scan"], None, results="results")
+    assert scenes.empty and frames.empty and samples.empty and texts.empty

@@ -616,7 +616,9 @@ def check_reachable(source: pd.DataFrame, results=None, shown: int = 5) -> None:
     not mounted, a source moved): the job fails and the next run scans them. Recorded as the
     videos' errors, they lost their shard's clips for good (a tryout's unmounted folder: every
     later run, the folder back, ended in "no clip kept")."""
-    missing = source[[not os.path.exists(p) for p in source["path"]]]
+    if source.empty:  # (a list mask on no rows would select columns)
+        return
+    missing = source.loc[np.array([not os.path.exists(p) for p in source["path"]], dtype=bool)]
     gone = list(missing["path"])
     if gone:
         where = f" --results {results}" if results else ""
