@@ -226,9 +226,9 @@ def _mark_duplicates(meta: pd.DataFrame, sources: dict, across_shards: bool) -> 
     meta["duplicate_of"] = None
     if not len(meta):
         return
-    split = meta["split_reason"].astype(object)
-    within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
-    meta.loc[within, "duplicate_of"] = split[within].str.removeprefix("duplicate_of=")
+    of = reasons.split_duplicates(meta["split_reason"])
+    within = of.notna()
+    meta.loc[within, "duplicate_of"] = of[within]
     if across_shards:
         # a video whose exact bytes appeared in an earlier shard is a duplicate of that video
         dups = cross_shard_duplicates(sources).set_index("video_id")["duplicate_of"]

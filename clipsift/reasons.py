@@ -80,15 +80,33 @@ def error(message: str) -> dict:
     return _record("error", detail=str(message), text=f"error: {message}")
 
 
+DUPLICATE = "duplicate_of="  # the split's reason for an exact duplicate, and its text
+
+
 def split(reason: str) -> dict:
     """A clip the split left unanalysed: ``too_short``, or ``duplicate_of=<clip>``."""
-    if reason.startswith("duplicate_of="):
-        return duplicate(reason.removeprefix("duplicate_of="))
+    if reason.startswith(DUPLICATE):
+        return duplicate(reason.removeprefix(DUPLICATE))
     return _record(reason, text=reason)
 
 
+def split_duplicate(of: str) -> str:
+    """The split's reason for a video that repeats ``of`` within its shard (left unsplit)."""
+    return f"{DUPLICATE}{of}"
+
+
+def split_duplicates(split_reasons: pd.Series) -> pd.Series:
+    """Per row, the clip a within-shard duplicate repeats (from its ``split_reason``), else
+    null: the one test of "the split left this row as a duplicate", for status and export."""
+    return split_reasons.astype(object).map(
+        lambda r: (
+            r.removeprefix(DUPLICATE) if isinstance(r, str) and r.startswith(DUPLICATE) else None
+        )
+    )
+
+
 def duplicate(of: str) -> dict:
-    return _record("duplicate", detail=str(of), text=f"duplicate_of={of}")
+    return _record("duplicate", detail=str(of), text=split_duplicate(of))
 
 
 def export_failed(message: str) -> dict:
@@ -126,8 +144,8 @@ def from_text(text: str) -> dict:
     test name of a threshold is ``{column}{op}``, as the selection names it)."""
     if text.startswith("error:"):
         return error(text.removeprefix("error:").strip())
-    if text.startswith("duplicate_of="):
-        return duplicate(text.removeprefix("duplicate_of="))
+    if text.startswith(DUPLICATE):
+        return duplicate(text.removeprefix(DUPLICATE))
     if text.startswith("export failed"):
         return export_failed(text)
     if text.endswith(" missing"):

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from .config import with_defaults
 from .filters import REGISTRY as FILTERS
-from .reasons import column_of, summary
+from .reasons import column_of, split_duplicates, summary
 from .runlock import last_start
 
 # stage -> its files under results/shards/{shard}/ (done when all of them exist)
@@ -216,7 +216,7 @@ def _exported(meta: Path) -> tuple[int | None, int, int]:
         failed = sum("export_failed" in t for t in tests)
         # a duplicate within a shard is one the split left (its split_reason), not the export
         split = df["split_reason"] if "split_reason" in df else pd.Series(None, index=df.index)
-        within = split.map(lambda r: isinstance(r, str) and r.startswith("duplicate_of="))
+        within = split_duplicates(split).notna()
         # ... and one select rejected already carries the duplicate rejection too: counted
         # are the clips whose only rejection it is, those select kept
         dups = sum(t == {"duplicate"} and not w for t, w in zip(tests, within, strict=True))
@@ -332,9 +332,7 @@ def _read(stage: str, folder: Path, info: ShardInfo) -> bool:
             if "error" in df:
                 unsplit |= df["error"].notna()
             if "split_reason" in df:
-                unsplit |= df["split_reason"].map(
-                    lambda r: isinstance(r, str) and r.startswith("duplicate_of=")
-                )
+                unsplit |= split_duplicates(df["split_reason"]).notna()
             info.clips = (
                 int((~unsplit).sum()) if len(df.columns) else pq.ParquetFile(path).metadata.num_rows
             )

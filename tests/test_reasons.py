@@ -117,6 +117,18 @@ def test_tables_without_rejections_are_read_from_their_texts():
     assert [reasons.texts(rs) for rs in got] == [list(r) for r in old["reasons"]]
 
 
+def test_the_splits_duplicate_reason_reads_back_as_the_clip_it_repeats():
+    """One writer and one reader of ``duplicate_of=<clip>`` (split, status and export share
+    them): other reasons, nulls and NaN (a column parquet read as float) name nothing."""
+    written = reasons.split_duplicate("v_0001_000")
+    col = pd.Series([written, "too_short", None, np.nan, "duplicate_of"], index=[5, 6, 7, 8, 9])
+    got = reasons.split_duplicates(col)
+    assert got.index.tolist() == [5, 6, 7, 8, 9]
+    assert got.notna().tolist() == [True, False, False, False, False]
+    assert got[5] == "v_0001_000"
+    assert reasons.split(written) == reasons.duplicate("v_0001_000")
+
+
 def test_paths_in_rejections_are_published_as_the_config_gave_them(tmp_path):
     """An error's message names the video's path: in the dataset tables it is the config's path,
     in the records as in the texts, whatever the working folder or results path."""

@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pandas as pd
 
+from .. import reasons
 from ..config import with_defaults
 from ..io.atomic import atomic_path
 from ..io.decode import (
@@ -107,7 +108,7 @@ def scenes_to_clips(
         }  # fmt: skip
         if isinstance(info["duplicate_of"], str):
             # kept once: the copy is one row, never split or analysed, in every later table
-            reason = f"duplicate_of={info['duplicate_of']}"
+            reason = reasons.split_duplicate(info["duplicate_of"])
             rows.append(base | {"clip_id": first_id, "split_reason": reason})
             continue
         group = by_video.get(video_id)
