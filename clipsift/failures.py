@@ -11,6 +11,13 @@ rerun after the fix redoes only the rest. Ingest does the same for a shard's vid
 were never downloaded, a wrong base folder), counting only a shard where at least
 :data:`MIN_FAILED_VIDEOS` failed: the last shard of a big source may hold a single, corrupt video.
 
+A source file that ingest read and that is missing now (a folder not mounted, a mount that
+dropped mid-run, a source moved) is no fault of its clips: recorded as their errors, those clips
+would stay failures for good, since a finished job is not re-run. So the scan checks its files
+before it starts (:func:`check_reachable`), and every later stage that reads source files
+checks the files of the clips it failed on before it writes (:func:`check_failed_sources`):
+either stops the job with the files named, and the next run, the files back, does the work.
+
 The scripts read ``max_error_share`` from the workflow's config, not from a rule's ``params``:
 raising it to accept a shard must re-run no job that finished (a changed param re-runs every job
 of its rule, scorers and encoders included).
@@ -18,7 +25,13 @@ of its rule, scorers and encoders included).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .sources.base import SourceUnavailable
 
 SHOWN = 3  # first errors quoted in the message
 MIN_FAILED_VIDEOS = 3  # ingest: fewer failed videos in a shard are the videos' fault, not a cause's
@@ -54,4 +67,64 @@ def check_error_share(
         f"({len(failed) / len(errors):.0%}, over max_error_share = {max_share:g}). "
         f"First errors: {first}. Fix the cause ({causes}) and run again; "
         "set max_error_share to accept such a shard as it is (that re-runs no finished job)."
+    )
+
+
+def check_reachable(
+    source: pd.DataFrame,
+    results=None,
+    *,
+    stage: str = "scan",
+    which: str = "of this shard",
+    shown: int = 5,
+) -> None:
+    """Raise :class:`SourceUnavailable` when files of ``source`` (rows of ``source.parquet``)
+    that ingest read are not there now: the job fails, writes nothing, and the next run reads
+    them. Recorded as the videos' errors, they lost their clips for good (a tryout's unmounted
+    folder: every later run, the folder back, ended in "no clip kept")."""
+    if source.empty:  # (a list mask on no rows would select columns)
+        return
+    missing = source.loc[np.array([not os.path.exists(p) for p in source["path"]], dtype=bool)]
+    gone = list(missing["path"])
+    if not gone:
+        return
+    where = f" --results {results}" if results else ""
+    names = " --drop ".join(sorted(set(missing["source"].dropna()))) if "source" in missing else ""
+    listed = ", ".join(gone[:shown]) + (
+        f" and {len(gone) - shown} more" if len(gone) > shown else ""
+    )
+    raise SourceUnavailable(
+        f"{len(gone)} of {len(source)} source file(s) {which} are not there now, though "
+        f"ingest read them: {listed}. A file missing now is no fault of its video, so the {stage} "
+        "records nothing and stops: mount or restore them and run again. Files deleted on "
+        f"purpose: `clipsift accept-changes --gone{where}` drops them (with `--unreachable` "
+        "where their folder is missing too). A source moved elsewhere: point its `path` "
+        f"there and run `clipsift plan --drop {names or 'NAME'}` (with the run's --config "
+        "files), which plans it anew at the new paths."
+    )
+
+
+def check_failed_sources(
+    stage: str, clips: pd.DataFrame, failed: Iterable, source: pd.DataFrame, results=None
+) -> None:
+    """After a stage read source files: :func:`check_reachable` on the source files of the
+    clips in ``failed`` (clip ids) that the stage read from their source: those of ``clips``
+    (the table it was given) without an earlier error or split reason, and not read from a
+    clip file the split wrote (a source deleted after a materializing split is no cause).
+    Called before :func:`check_error_share`, so a dropped mount says so rather than "most clips
+    failed"; what the stage made so far stays in its cache."""
+    failed = set(failed)
+    if not failed or clips.empty:
+        return
+    ok = clips["error"].isna() if "error" in clips else pd.Series(True, index=clips.index)
+    if "split_reason" in clips:
+        ok &= clips["split_reason"].isna()
+    if "source_path" in clips:
+        ok &= clips["path"] == clips["source_path"]
+    videos = set(clips.loc[ok & clips["clip_id"].isin(failed), "video_id"])
+    check_reachable(
+        source[source["video_id"].isin(videos)],
+        results,
+        stage=stage,
+        which=f"of the clips that {stage} failed on",
     )

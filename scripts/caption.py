@@ -12,7 +12,7 @@ import pandas as pd
 
 from clipsift.captioners.secrets import SecretFilter, scrub
 from clipsift.captioners.shard import caption_shard
-from clipsift.failures import check_error_share
+from clipsift.failures import check_error_share, check_failed_sources
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_json
 from clipsift.models.device import resolve_device
@@ -31,9 +31,10 @@ with rule_logging(snakemake) as log:  # noqa: F821
         return resolve_device(pref or "auto", lock_dir=lock_dir)
 
     device = device_for(cfg.get("device", "auto")) if cfg["provider"] == "local" else "cpu"
+    clips = pd.read_parquet(sm.input.clips)
     try:
         out = caption_shard(
-            pd.read_parquet(sm.input.clips),
+            clips,
             source,
             pd.read_parquet(sm.input.selection),
             cfg,
@@ -52,6 +53,8 @@ with rule_logging(snakemake) as log:  # noqa: F821
             print(f"caption stopped: {secrets.redact(str(exc))}", file=sys.__stderr__)
             sys.exit(1)
         raise
+    failed = [cid for cid, c in out["clips"].items() if c.get("error")]
+    check_failed_sources("caption", clips, failed, source, results)
     check_error_share(
         "caption",
         shard,

@@ -3,6 +3,7 @@ reading the configured frames of each clip)."""
 
 import pandas as pd
 
+from clipsift.failures import check_failed_sources
 from clipsift.filters.ocr import ocr_from_scan, ocr_shard
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_json
@@ -23,4 +24,6 @@ with rule_logging(snakemake) as log:  # noqa: F821
     else:
         on_disk()
         records = ocr_shard(clips, sm.params.ocr)
+    failed = [cid for cid, r in records.items() if r.get("error")]
+    check_failed_sources("ocr", clips, failed, source, results_dir(sm))
     write_json(sm.output[0], records)

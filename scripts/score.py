@@ -5,7 +5,7 @@ import os
 import pandas as pd
 
 from clipsift.dedup import write_embeddings
-from clipsift.failures import check_error_share
+from clipsift.failures import check_error_share, check_failed_sources
 from clipsift.ingest import localize
 from clipsift.io.atomic import write_parquet
 from clipsift.scorers import ShardInputs, run_scorer, usable_clips
@@ -25,8 +25,11 @@ with rule_logging(snakemake) as log:  # noqa: F821
     )
     scored = run_scorer(sm.wildcards.scorer, inputs, sm.params.cfg)
     tried = scored[scored["clip_id"].isin(usable_clips(inputs.clips)["clip_id"])]
+    failed = tried.loc[tried["error"].notna(), "clip_id"]
+    stage = f"scorer {sm.wildcards.scorer}"
+    check_failed_sources(stage, inputs.clips, failed, source, results_dir(sm))
     check_error_share(
-        f"scorer {sm.wildcards.scorer}",
+        stage,
         sm.wildcards.shard,
         tried["error"],
         sm.config["max_error_share"],

@@ -224,13 +224,9 @@ def test_a_gone_source_is_listed_and_dropped_on_request(tmp_path, sample_set):
     assert set(back.loc[back["keep"], "clip_id"]) == set(meta.loc[meta["keep"], "clip_id"])
 
 
-def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
-    tmp_path, tiny_videos
-):
-    """A source folder that is not there when its shard is scanned (not mounted, moved away)
-    fails the scan job with the files named; it used to record each video as an error row, so
-    every later run, the folder back, ended in "no clip kept" (a tryout) until a forced scan."""
-    w = tmp_path / "w"
+def run_with_the_folder_away(w: Path, tiny_videos, until: str):
+    """Two videos of source ``vid`` in ``w/videos``, built ``--until`` a rule; then the folder
+    moved to ``w/away`` (an unmounted or lost mount) and a full run: ``(w, videos, result)``."""
     videos = w / "videos"
     videos.mkdir(parents=True)
     for name in ("a", "b"):
@@ -238,10 +234,19 @@ def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
     cfg = base_config([{"name": "vid", "type": "folder", "path": "videos"}], lean=True)
     cfg["split"]["min_seconds"] = 1.0
     write_config(w, cfg)
-    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "--until", "ingest")
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2", "--until", until)
     assert r.returncode == 0, r.stderr[-4000:]
     videos.rename(w / "away")
-    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    return w, videos, snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+
+
+def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
+    tmp_path, tiny_videos
+):
+    """A source folder that is not there when its shard is scanned (not mounted, moved away)
+    fails the scan job with the files named; it used to record each video as an error row, so
+    every later run, the folder back, ended in "no clip kept" (a tryout) until a forced scan."""
+    w, videos, r = run_with_the_folder_away(tmp_path / "w", tiny_videos, "ingest")
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Error in rule scan" in out, out[-3000:]
     assert not (w / "results" / "shards" / "vid-00000" / "scan").exists()
@@ -256,6 +261,50 @@ def test_a_source_folder_missing_at_the_scan_stops_it_and_is_scanned_once_back(
     meta = pd.read_parquet(w / "results" / "dataset" / "metadata.parquet")
     assert meta["error"].isna().all(), meta[["video_id", "error"]]
     assert set(meta["video_id"]) == {"vid-a", "vid-b"} and meta["keep"].any()
+
+
+def test_a_source_folder_lost_after_the_scan_stops_the_export_and_is_read_once_back(
+    tmp_path, tiny_videos
+):
+    """A mount that drops between the scan and a later stage that reads source files (here the
+    export of virtual clips): the stage stops with the files named and writes nothing, where it
+    used to record every clip as an export failure that no later run retried."""
+    w, videos, r = run_with_the_folder_away(tmp_path / "w", tiny_videos, "select")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Error in rule export_clips" in out, out[-3000:]
+    assert not (w / "results" / "dataset" / "clips" / "vid-00000.parquet").exists()
+    text = (w / "results" / "logs" / "export_clips" / "vid-00000.log").read_text()
+    assert "source file(s) of the clips that export failed on are not there now" in text, text
+    assert f"{videos}/" in text and "`clipsift plan --drop vid`" in text, text[-2000:]
+    (w / "away").rename(videos)
+    r = snakemake_cli(w, "--snakefile", SNAKEFILE, "--cores", "2")
+    assert r.returncode == 0, r.stderr[-4000:]
+    index = pd.read_parquet(w / "results" / "dataset" / "clips" / "vid-00000.parquet")
+    assert len(index) and index["error"].isna().all(), index[["clip_id", "error"]]
+
+
+def test_failures_of_clips_read_from_a_split_clip_file_never_blame_a_deleted_source(tmp_path):
+    """Only clips a stage read from their source point at it: a source deleted after a
+    materializing split, or a clip the scan had already failed, is no cause to stop."""
+    from clipsift.failures import check_failed_sources
+    from clipsift.sources import SourceUnavailable
+
+    gone = str(tmp_path / "gone.mp4")
+    source = pd.DataFrame({"video_id": ["v", "u"], "path": [gone, gone], "source": ["s", "s"]})
+    clips = pd.DataFrame(
+        {
+            "clip_id": ["v_0", "v_1", "u_0"],
+            "video_id": ["v", "v", "u"],
+            "source_path": [gone, gone, gone],
+            "path": [str(tmp_path / "v_0.mp4"), gone, gone],
+            "error": [None, "cannot open", None],
+            "split_reason": [None, None, None],
+        }
+    )
+    check_failed_sources("encode", clips, ["v_0", "v_1"], source)
+    check_failed_sources("encode", clips, [], source)
+    with pytest.raises(SourceUnavailable, match=r"1 of 1 source file\(s\) of the clips that"):
+        check_failed_sources("encode", clips, ["v_0", "u_0"], source, "results")
 
 
 def test_a_shard_with_no_usable_video_is_scanned_to_empty_tables():

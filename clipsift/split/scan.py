@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 
 import cv2
@@ -34,12 +33,12 @@ import numpy as np
 import pandas as pd
 from av.video.frame import PictureType
 
+from ..failures import check_reachable
 from ..filters.flash import MAX_BARS, decay_frames, edge_flashes, find_flashes, picture_luma
 from ..filters.ocr import ocr_size
 from ..io.decode import VideoError, iter_frames
 from ..scorers.motion import FlowMeter
 from ..scorers.technical import border_profile, find_borders, frame_technical
-from ..sources.base import SourceUnavailable
 from .detectors import make_detector
 from .transitions import (
     WHOLE,
@@ -609,34 +608,6 @@ def scan_shard(source: pd.DataFrame, cfg: dict, ocr_cfg: dict | None = None, res
             if col in df:
                 df[col] = df[col].astype("Int64")
     return scenes, frames, samples, texts
-
-
-def check_reachable(source: pd.DataFrame, results=None, shown: int = 5) -> None:
-    """Raise :class:`SourceUnavailable` when files that ingest read are not there now (a folder
-    not mounted, a source moved): the job fails and the next run scans them. Recorded as the
-    videos' errors, they lost their shard's clips for good (a tryout's unmounted folder: every
-    later run, the folder back, ended in "no clip kept")."""
-    if source.empty:  # (a list mask on no rows would select columns)
-        return
-    missing = source.loc[np.array([not os.path.exists(p) for p in source["path"]], dtype=bool)]
-    gone = list(missing["path"])
-    if gone:
-        where = f" --results {results}" if results else ""
-        names = (
-            " --drop ".join(sorted(set(missing["source"].dropna()))) if "source" in missing else ""
-        )
-        listed = ", ".join(gone[:shown]) + (
-            f" and {len(gone) - shown} more" if len(gone) > shown else ""
-        )
-        raise SourceUnavailable(
-            f"{len(gone)} of {len(source)} source file(s) of this shard are not there now, though "
-            f"ingest read them: {listed}. A file missing now is no fault of its video, so the scan "
-            "records nothing and stops: mount or restore them and run again. Files deleted on "
-            f"purpose: `clipsift accept-changes --gone{where}` drops them (with `--unreachable` "
-            "where their folder is missing too). A source moved elsewhere: point its `path` "
-            f"there and run `clipsift plan --drop {names or 'NAME'}` (with the run's --config "
-            "files), which plans it anew at the new paths."
-        )
 
 
 def as_float32(df: pd.DataFrame) -> pd.DataFrame:
