@@ -15,8 +15,9 @@ A source file that ingest read and that is missing now (a folder not mounted, a 
 dropped mid-run, a source moved) is no fault of its clips: recorded as their errors, those clips
 would stay failures for good, since a finished job is not re-run. So the scan checks its files
 before it starts (:func:`check_reachable`), and every later stage that reads source files
-checks the files of the clips it failed on before it writes (:func:`check_failed_sources`):
-either stops the job with the files named, and the next run, the files back, does the work.
+checks the files of the clips it failed on before it writes its table
+(:func:`check_failed_sources`). Either stops the job with the files named, and the next run,
+the files back, does the work.
 
 The scripts read ``max_error_share`` from the workflow's config, not from a rule's ``params``:
 raising it to accept a shard must re-run no job that finished (a changed param re-runs every job
@@ -108,19 +109,17 @@ def check_failed_sources(
     stage: str, clips: pd.DataFrame, failed: Iterable, source: pd.DataFrame, results=None
 ) -> None:
     """After a stage read source files: :func:`check_reachable` on the source files of the
-    clips in ``failed`` (clip ids) that the stage read from their source: those of ``clips``
-    (the table it was given) without an earlier error or split reason, and not read from a
-    clip file the split wrote (a source deleted after a materializing split is no cause).
-    Called before :func:`check_error_share`, so a dropped mount says so rather than "most clips
-    failed"; what the stage made so far stays in its cache."""
+    clips in ``failed`` (clip ids) that it could read, those of ``clips`` (the table it was
+    given) without an earlier error or split reason. Materialized clips count too: the stages
+    read frames from the source by index, not from the split's clip files. Called before the
+    job's table is written and before :func:`check_error_share`, so a dropped mount says so
+    rather than "most clips failed"; what the stage made so far stays in its cache."""
     failed = set(failed)
     if not failed or clips.empty:
         return
     ok = clips["error"].isna() if "error" in clips else pd.Series(True, index=clips.index)
     if "split_reason" in clips:
         ok &= clips["split_reason"].isna()
-    if "source_path" in clips:
-        ok &= clips["path"] == clips["source_path"]
     videos = set(clips.loc[ok & clips["clip_id"].isin(failed), "video_id"])
     check_reachable(
         source[source["video_id"].isin(videos)],

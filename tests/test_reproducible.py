@@ -283,9 +283,10 @@ def test_a_source_folder_lost_after_the_scan_stops_the_export_and_is_read_once_b
     assert len(index) and index["error"].isna().all(), index[["clip_id", "error"]]
 
 
-def test_failures_of_clips_read_from_a_split_clip_file_never_blame_a_deleted_source(tmp_path):
-    """Only clips a stage read from their source point at it: a source deleted after a
-    materializing split, or a clip the scan had already failed, is no cause to stop."""
+def test_only_clips_a_stage_could_read_point_at_a_missing_source(tmp_path):
+    """A clip that had failed before the stage (an error, a split reason) is no cause to stop;
+    a materialized clip is, since the stages read frames from its source by index (review: an
+    exemption for split clip files left the drop-out unfixed for copy and reencode)."""
     from clipsift.failures import check_failed_sources
     from clipsift.sources import SourceUnavailable
 
@@ -298,13 +299,13 @@ def test_failures_of_clips_read_from_a_split_clip_file_never_blame_a_deleted_sou
             "source_path": [gone, gone, gone],
             "path": [str(tmp_path / "v_0.mp4"), gone, gone],
             "error": [None, "cannot open", None],
-            "split_reason": [None, None, None],
+            "split_reason": [None, None, "too_short"],
         }
     )
-    check_failed_sources("encode", clips, ["v_0", "v_1"], source)
+    check_failed_sources("encode", clips, ["v_1", "u_0"], source)
     check_failed_sources("encode", clips, [], source)
     with pytest.raises(SourceUnavailable, match=r"1 of 1 source file\(s\) of the clips that"):
-        check_failed_sources("encode", clips, ["v_0", "u_0"], source, "results")
+        check_failed_sources("encode", clips, ["v_0", "v_1", "u_0"], source, "results")
 
 
 def test_a_shard_with_no_usable_video_is_scanned_to_empty_tables():
