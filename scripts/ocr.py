@@ -25,5 +25,7 @@ with rule_logging(snakemake) as log:  # noqa: F821
         on_disk()
         records = ocr_shard(clips, sm.params.ocr)
     failed = [cid for cid, r in records.items() if r.get("error")]
-    check_failed_sources("ocr", clips, failed, source, results_dir(sm))
+    if failed:  # archive members back on disk first: only a file still missing is missing
+        on_disk()
+        check_failed_sources("ocr", clips, failed, source, results_dir(sm))
     write_json(sm.output[0], records)
