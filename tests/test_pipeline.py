@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    SNAKEFILE,
     all_shards_table,
     base_config,
     clipsift_cli,
@@ -28,6 +29,7 @@ from helpers import (
     plan_shards,
     run_snakemake,
     shard_table,
+    snakemake_cli,
     write_config,
 )
 from test_manifests import easyanimate_loader
@@ -480,6 +482,37 @@ def test_a_shard_whose_videos_mostly_fail_stops_at_ingest(tmp_path, tiny_videos)
     ingest(wd, cfg)
     assert shard_table(wd, shard, "source.parquet")["error"].notna().sum() == 6
     assert "failed jobs" not in clipsift_cli(wd, "status").stdout  # the new attempt's log
+
+
+def test_a_job_that_stopped_itself_is_not_redone_by_its_retries(tmp_path, tiny_videos):
+    """The profile's retries (restart-times 2) are for jobs killed for memory or time. A job
+    that stopped because most of its videos failed stopped the same way three times, redoing
+    its work each time (under SLURM: two more jobs at 2x and 3x the memory). Its retries now
+    fail at once with the first attempt's error; the next run tries it again."""
+    from test_decode import LFS_POINTER
+
+    wd = tmp_path / "wd"
+    videos = wd / "videos"
+    videos.mkdir(parents=True)
+    shutil.copy(tiny_videos["a"], videos / "a.mp4")
+    for i in range(3):
+        (videos / f"p{i}.mp4").write_text(LFS_POINTER)
+    write_config(wd, base_config([{"name": "vid", "type": "folder", "path": "videos"}], lean=True))
+    r = snakemake_cli(wd, "--snakefile", SNAKEFILE, "--cores", "1", "--until", "ingest")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and out.count("Error in rule ingest") == 3, out[-3000:]
+    log = (wd / "results/logs/ingest/vid-00000.log").read_text()
+    assert "NotRetried: an earlier attempt of this job in this run stopped with StageFailed: " \
+        "ingest of shard vid-00000: 3 of 4 videos failed" in log, log  # fmt: skip
+    assert " INFO " not in log and "probe" not in log.lower(), log  # nothing redone
+    status = clipsift_cli(wd, "status").stdout
+    assert "NotRetried: an earlier attempt" in status and "3 of 4 videos failed" in status
+    r = snakemake_cli(
+        wd, "--snakefile", SNAKEFILE, "--cores", "1", "--until", "ingest",
+        "--config", "max_error_share=1.0",
+    )  # fmt: skip
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert not list((wd / "results/logs").rglob("*.stopped.json"))
 
 
 def test_ingest_counts_only_the_errors_it_found(tmp_path, tiny_videos):
