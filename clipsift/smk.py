@@ -7,7 +7,9 @@ clips failed (:class:`clipsift.failures.StageFailed`) or its source is wrong
 (:class:`clipsift.sources.SourceError`) stops again, after redoing its work: under SLURM, two
 more GPU jobs with twice and three times the memory. So such a stop leaves a note beside the
 job's log (``.stopped.json``, with the run's start, :func:`clipsift.runlock.last_start`), and a
-later attempt of the same run fails at once with that error. The next run tries again.
+later attempt of the same run fails at once with that error. Snakemake removes a failed job's
+log before its next attempt, so the note keeps the first attempt's log, and the retry writes it
+back before its own line. The next run tries again.
 ``SourceUnavailable`` (cannot fetch now) is retried as before.
 """
 
@@ -17,7 +19,7 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -47,8 +49,12 @@ def _stopped_note(log_path: str) -> Path:
     return Path(log_path).with_suffix(".stopped.json")
 
 
-def _earlier_stop(log_path: str | None) -> str | None:
-    """The error an earlier attempt of this job in this run stopped with, else None."""
+SAVED_LOG = 1 << 20  # the first attempt's log kept in the note: its last MiB
+
+
+def _earlier_stop(log_path: str | None) -> dict | None:
+    """The note of an earlier attempt of this job in this run that stopped (its ``error`` and
+    ``log``), else None."""
     if not log_path:
         return None
     try:
@@ -56,7 +62,7 @@ def _earlier_stop(log_path: str | None) -> str | None:
     except (OSError, ValueError):
         return None
     run = _run_start(log_path)
-    return note.get("error") if run is not None and note.get("run") == run else None
+    return note if run is not None and note.get("run") == run and note.get("error") else None
 
 
 @contextmanager
@@ -66,6 +72,8 @@ def rule_logging(snakemake):
     path = snakemake.log[0] if snakemake.log else None
     earlier = _earlier_stop(path)
     fh = open(path, "w") if path else sys.stderr  # noqa: SIM115
+    if earlier:
+        fh.write(earlier.get("log") or "")
     old_stderr = sys.stderr
     sys.stderr = fh
     logging.basicConfig(
@@ -78,19 +86,31 @@ def rule_logging(snakemake):
     try:
         if earlier:
             raise NotRetried(
-                f"an earlier attempt of this job in this run stopped with {earlier}; a retry "
-                "would stop the same way, so it is not tried again (the next run tries it)"
+                f"an earlier attempt of this job in this run stopped with {earlier['error']} "
+                "(its log is above); a retry would stop the same way, so it is not tried again "
+                "(the next run tries it)"
             )
         yield log
     except Exception as exc:
         log.exception("job failed")
         if path and _final(exc):
-            note = {"run": _run_start(path), "error": f"{type(exc).__name__}: {exc}"}
-            _stopped_note(path).write_text(json.dumps(note))
+            # a note that cannot be written (a full disk) never hides the job's own error
+            with suppress(OSError):
+                fh.flush()
+                with open(path, "rb") as f:
+                    f.seek(max(0, f.seek(0, 2) - SAVED_LOG))
+                    text = f.read().decode("utf-8", "replace")
+                note = {
+                    "run": _run_start(path),
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "log": text,
+                }
+                _stopped_note(path).write_text(json.dumps(note))
         raise
     else:
         if path:
-            _stopped_note(path).unlink(missing_ok=True)
+            with suppress(OSError):
+                _stopped_note(path).unlink(missing_ok=True)
     finally:
         sys.stderr = old_stderr
         if path:

@@ -16,7 +16,8 @@ an output marked there is being written, or its job was killed (the next run red
 
 Failed jobs: a job that raises writes ``job failed`` and its traceback into its log
 (``results/logs/...``, :func:`clipsift.smk.rule_logging`), and each attempt starts its log
-afresh, so a log that holds the marker is a job whose last attempt failed. The status lists each
+afresh (one not retried writes the first attempt's log back, then its own marker), so a log
+whose last marker ends it is a job whose last attempt failed. The status lists each
 with its error (a stage that stopped, `max_error_share`; a model that did not load), which a
 keep-going run otherwise leaves in Snakemake's scroll-back only.
 
